@@ -1,0 +1,77 @@
+"""Shared fixtures: both sandboxes on 127.0.0.1 (random ports), fresh per test unless a module asks otherwise."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the sandbox package lives at the repo root
+    sys.path.insert(0, str(ROOT))
+
+from sandbox._server import SandboxServer  # noqa: E402
+
+COPERNIQ_KEY = "sandbox-coperniq-key"
+MERGE_KEY = "sandbox-merge-key"
+MERGE_ACCOUNT_TOKEN = "sandbox-account-token"
+
+
+@dataclass
+class RunningSandbox:
+    """A sandbox started for a test: its URL, credentials and the live app (state, faults, stats)."""
+
+    server: SandboxServer
+    url: str
+    api_key: str
+    account_token: str | None = None
+
+    @property
+    def app(self) -> Any:
+        return self.server.app
+
+    @property
+    def state(self) -> Any:
+        return self.server.app.state
+
+    @property
+    def faults(self) -> Any:
+        return self.server.app.faults
+
+    @property
+    def stats(self) -> Any:
+        return self.server.app.stats
+
+
+def start_coperniq(**kwargs: Any) -> RunningSandbox:
+    from sandbox.coperniq import CoperniqApp
+
+    server = SandboxServer(CoperniqApp(api_key=COPERNIQ_KEY, **kwargs)).start()
+    return RunningSandbox(server, f"{server.root_url}/v1", COPERNIQ_KEY)
+
+
+def start_merge(**kwargs: Any) -> RunningSandbox:
+    from sandbox.merge import MergeApp
+
+    server = SandboxServer(MergeApp(api_key=MERGE_KEY, account_token=MERGE_ACCOUNT_TOKEN, **kwargs)).start()
+    return RunningSandbox(server, f"{server.root_url}/api/accounting/v1", MERGE_KEY, MERGE_ACCOUNT_TOKEN)
+
+
+@pytest.fixture
+def coperniq_sandbox() -> Iterator[RunningSandbox]:
+    """Empty Coperniq emulator (seed it with `sandbox.seed` helpers or the app's admin functions)."""
+    sb = start_coperniq()
+    yield sb
+    sb.server.stop()
+
+
+@pytest.fixture
+def merge_sandbox() -> Iterator[RunningSandbox]:
+    """Empty Merge emulator with one linked QuickBooks Online account."""
+    sb = start_merge()
+    yield sb
+    sb.server.stop()
