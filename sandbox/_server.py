@@ -5,12 +5,16 @@ Standard library only, so the sandboxes start in milliseconds inside tests and `
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import math
 import random
 import re
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +66,30 @@ class Response:
 
 
 Handler = Callable[[Request], Response]
+
+
+class HttpError(Exception):
+    """Raise from a handler to answer with `app.error(status, message, code, **extra)`.
+
+    Lets deep validation code bail out without threading Response objects back up.
+    """
+
+    def __init__(self, status: int, message: str, code: str = "ERROR", **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.extra = extra
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and 'localhost': the sandboxes never listen anywhere else."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class App:
@@ -116,6 +144,7 @@ class Faults:
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        self._lock = threading.Lock()
 
     def update(self, **values: Any) -> None:
         for key, value in values.items():
@@ -133,45 +162,70 @@ class Faults:
         return not self.only_paths or any(p in path for p in self.only_paths)
 
     def roll_error(self) -> bool:
-        return self.error_rate > 0 and self._rng.random() < self.error_rate
+        with self._lock:
+            return self.error_rate > 0 and self._rng.random() < self.error_rate
+
+    def take_429(self) -> bool:
+        """Consume one request of a 429 burst (thread-safe: concurrent clients must not over-consume)."""
+        with self._lock:
+            if self.burst_429 > 0:
+                self.burst_429 -= 1
+                return True
+            return False
 
 
 class RateLimiter:
-    """Sliding-window limits per key, e.g. [(100, 1.0), (5000, 86400.0)]."""
+    """Sliding-window limits per key, e.g. [(100, 1.0), (5000, 86400.0)].
+
+    One deque of timestamps per (key, window), so a hit is amortised O(1) even with a large daily
+    limit (the bench makes tens of thousands of calls). A limit <= 0 or None means unlimited.
+    Rejected requests do not count against any window.
+    """
 
     def __init__(self, windows: list[tuple[int, float]]) -> None:
-        self.windows = windows
-        self._hits: dict[str, deque[float]] = {}
+        self.windows = list(windows)
+        self._hits: dict[str, list[deque[float]]] = {}
         self._lock = threading.Lock()
 
     def set_windows(self, windows: list[tuple[int, float]]) -> None:
         with self._lock:
-            self.windows = windows
+            self.windows = list(windows)
+            self._hits.clear()
+
+    def _headline(self, hits: list[deque[float]]) -> tuple[int, int]:
+        """(limit, remaining) of the longest limited window: what the real APIs put in headers."""
+        best: tuple[int, int] | None = None
+        longest = -1.0
+        for (limit, window), dq in zip(self.windows, hits):
+            if limit and limit > 0 and window > longest:
+                longest = window
+                best = (limit, max(0, limit - len(dq)))
+        return best or (0, 0)
 
     def hit(self, key: str) -> tuple[bool, int, int, float]:
         """Count one request. Returns (allowed, limit, remaining, retry_after_seconds).
 
-        `limit`/`remaining` describe the longest window (what the real APIs put in headers).
+        `limit`/`remaining` describe the longest window; `remaining` is after this request.
         """
         now = time.monotonic()
         with self._lock:
-            hits = self._hits.setdefault(key, deque())
-            longest = max((w for _, w in self.windows), default=0.0)
-            while hits and now - hits[0] > longest:
-                hits.popleft()
+            hits = self._hits.get(key)
+            if hits is None or len(hits) != len(self.windows):
+                hits = self._hits[key] = [deque() for _ in self.windows]
             retry_after = 0.0
-            for limit, window in self.windows:
-                in_window = [t for t in hits if now - t < window] if window < longest else list(hits)
-                if len(in_window) >= limit:
-                    retry_after = max(retry_after, window - (now - in_window[-limit]))
+            for (limit, window), dq in zip(self.windows, hits):
+                while dq and now - dq[0] >= window:
+                    dq.popleft()
+                if limit and limit > 0 and len(dq) >= limit:
+                    retry_after = max(retry_after, window - (now - dq[len(dq) - limit]))
             if retry_after > 0:
-                lim = self.windows[-1][0] if self.windows else 0
-                return False, lim, max(0, lim - len(hits)), retry_after
-            hits.append(now)
-            if not self.windows:
-                return True, 0, 0, 0.0
-            lim = max(self.windows, key=lambda w: w[1])[0]
-            return True, lim, max(0, lim - len(hits)), 0.0
+                limit, remaining = self._headline(hits)
+                return False, limit, remaining, retry_after
+            for (limit, _), dq in zip(self.windows, hits):
+                if limit and limit > 0:
+                    dq.append(now)
+            limit, remaining = self._headline(hits)
+            return True, limit, remaining, 0.0
 
     def reset(self) -> None:
         with self._lock:
@@ -262,8 +316,7 @@ class SandboxApp(App):
             limited.headers.update(rl_headers)
             return limited
         resp: Response
-        if faults.applies(req.path) and faults.burst_429 > 0:
-            faults.burst_429 -= 1
+        if faults.applies(req.path) and faults.take_429():
             resp = self.too_many(faults.retry_after)
         elif faults.applies(req.path) and faults.roll_error():
             resp = self.error(faults.error_status, "Injected fault", "INTERNAL_SERVER_ERROR")
@@ -274,14 +327,22 @@ class SandboxApp(App):
             try:
                 with self.lock:
                     resp = handler(req)
+            except HttpError as exc:
+                resp = self.error(exc.status, exc.message, exc.code, **exc.extra)
             except ValueError as exc:  # bad JSON / bad parameter parse
                 resp = self.error(400, str(exc), "BAD_REQUEST")
+            except Exception:  # a sandbox bug must look like a server error, not a dropped connection
+                traceback.print_exc(file=sys.stderr)
+                resp = self.error(500, "Internal server error", "INTERNAL_SERVER_ERROR")
         resp.headers.update(rl_headers)
         return resp
 
     def too_many(self, retry_after: float) -> Response:
         resp = self.error(429, "Rate limit exceeded", "RATE_LIMIT_EXCEEDED")
-        resp.headers["Retry-After"] = str(max(1, round(retry_after))) if retry_after >= 1 else f"{retry_after:.2f}"
+        # Whole seconds, rounded up (so clients never retry early); sub-second values stay
+        # fractional so fault-injection tests can keep their back-off short.
+        resp.headers["Retry-After"] = (str(math.ceil(retry_after - 1e-9)) if retry_after >= 1
+                                       else f"{retry_after:.2f}")
         return resp
 
     def _admin(self, req: Request) -> Response:
@@ -301,8 +362,13 @@ class SandboxApp(App):
             return Response(200, self.stats.snapshot())
         if req.path == "/__admin/health":
             return Response(200, {"ok": True, "name": self.name})
-        with self.lock:
-            resp = self.admin(req)
+        try:
+            with self.lock:
+                resp = self.admin(req)
+        except HttpError as exc:
+            return Response(exc.status, {"message": exc.message, "code": exc.code, **exc.extra})
+        except (ValueError, TypeError) as exc:
+            return Response(400, {"message": str(exc), "code": "BAD_REQUEST"})
         return resp or Response(404, {"message": "unknown admin endpoint"})
 
 
@@ -315,7 +381,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
         body = self.rfile.read(length) if length else b""
         req = Request(
             method=self.command,
@@ -348,13 +417,22 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _handle
 
 
+class _LoopbackHTTPServer(ThreadingHTTPServer):
+    """Bigger accept backlog: parallel test clients must not see connection resets."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class SandboxServer:
     """Runs a SandboxApp on 127.0.0.1 in a background thread (tests) or in the foreground (CLI)."""
 
     def __init__(self, app: SandboxApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        if not is_loopback(host):
+            raise ValueError(f"sandboxes only listen on loopback, refusing host {host!r}")
         handler = type("Handler", (_Handler,), {"app": app})
         self.app = app
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd = _LoopbackHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.host, self.port = self.httpd.server_address[:2]
         self._thread: threading.Thread | None = None
