@@ -1,0 +1,118 @@
+"""`make demo`: start both sandboxes, run the forward and reverse legs with Meltano, print what was synced.
+
+Everything runs on 127.0.0.1. The demo uses its own ledger and Meltano state so it can be run again and again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = ROOT / ".venv" / "bin"
+COPERNIQ = "http://127.0.0.1:8765"
+MERGE = "http://127.0.0.1:8766"
+DEMO_DIR = ROOT / ".meltano" / "demo"
+PROJECTS = int(os.environ.get("DEMO_PROJECTS", "40"))
+
+
+def http(method: str, url: str, body: dict | None = None) -> object:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback only
+        raw = resp.read()
+    return json.loads(raw) if raw else None
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"sandbox at {url} exited with code {proc.returncode} (port in use? run `make sandboxes` elsewhere?)")
+        try:
+            http("GET", f"{url}/__admin/health")
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"sandbox at {url} did not start within 30 s")
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text} ===", flush=True)
+
+
+def meltano(*args: str, env: dict[str, str]) -> None:
+    print(f"$ meltano {' '.join(args)}", flush=True)
+    result = subprocess.run([str(BIN / "meltano"), *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-4000:] + result.stderr[-8000:])
+        sys.exit(f"meltano {' '.join(args)} failed with exit code {result.returncode}")
+    summary = [line for line in result.stderr.splitlines() if "summary" in line.lower() or "WARNING" in line]
+    for line in summary[-12:]:
+        print("  " + line.split("] ", 1)[-1][:220])
+
+
+def main() -> None:
+    shutil.rmtree(DEMO_DIR, ignore_errors=True)
+    DEMO_DIR.mkdir(parents=True)
+    ledger = DEMO_DIR / "sync-ledger.duckdb"
+    env = {
+        **os.environ,
+        "MELTANO_PROJECT_ROOT": str(ROOT),
+        "MELTANO_ENVIRONMENT": "dev",
+        "MELTANO_STATE_BACKEND_URI": f"file://{DEMO_DIR / 'state'}",
+        "TARGET_QUICKBOOKS_MERGE_LEDGER_PATH": str(ledger),
+        "TARGET_COPERNIQ_LEDGER_PATH": str(ledger),
+        "COPERNIQ_QBO_LEDGER_PATH": str(ledger),
+    }
+    with ExitStack() as stack:
+        banner(f"Starting the sandboxes (Coperniq {COPERNIQ}, Merge/QuickBooks {MERGE}, {PROJECTS} projects)")
+        procs = []
+        for module, url, extra in (("sandbox.coperniq", COPERNIQ, ["--seed", "42", "--projects", str(PROJECTS)]),
+                                   ("sandbox.merge", MERGE, [])):
+            port = url.rsplit(":", 1)[1]
+            proc = subprocess.Popen([str(BIN / "python"), "-m", module, "--port", port, *extra], cwd=ROOT,
+                                    stdout=subprocess.DEVNULL)
+            stack.callback(proc.wait, 10)
+            stack.callback(proc.terminate)
+            procs.append((url, proc))
+        for url, proc in procs:
+            wait_healthy(url, proc)
+
+        banner("Forward leg, first run: Coperniq -> QuickBooks (projects already past their trigger phase are backfilled)")
+        meltano("run", "coperniq-to-quickbooks", env=env)
+
+        banner("Three projects enter a trigger phase in Coperniq")
+        moved = http("POST", f"{COPERNIQ}/__admin/demo/advance", {"count": 3})
+        for item in moved or []:
+            print(f"  project {item['id']} '{item['title']}' -> {item['phase']}")
+        banner("Forward leg, second run (only what changed)")
+        meltano("run", "coperniq-to-quickbooks", env=env)
+
+        banner("In QuickBooks, the bookkeeper invoices a synced job and records a payment")
+        made = http("POST", f"{MERGE}/__admin/demo/bookkeeper", {})
+        print(f"  {json.dumps(made)}")
+        banner("Reverse leg: QuickBooks -> Coperniq")
+        meltano("run", "quickbooks-to-coperniq", env=env)
+
+        banner("Forward leg again: nothing echoes back")
+        meltano("run", "coperniq-to-quickbooks", env=env)
+
+        banner("Integration log: runs")
+        subprocess.run([str(BIN / "coperniq-qbo"), "runs", "--ledger-path", str(ledger)], cwd=ROOT, env=env,
+                       check=False)
+        banner("What each side holds now")
+        print("  Coperniq:", json.dumps(http("GET", f"{COPERNIQ}/__admin/state/summary")))
+        print("  QuickBooks (Merge):", json.dumps(http("GET", f"{MERGE}/__admin/state/summary")))
+    print("\nDemo finished; sandboxes stopped. Ledger kept at", ledger.relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main()
