@@ -1,1 +1,1 @@
-"""tap_coperniq."""
+"""tap-coperniq: Singer tap for the Coperniq REST API (projects, phases, invoices, payments, ...)."""

@@ -1,0 +1,355 @@
+"""REST client base for Coperniq: auth, page/page_size paging, rate limit, retries, API usage accounting."""
+
+from __future__ import annotations
+
+import decimal
+import json
+import logging
+import sys
+import threading
+import typing as t
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from http import HTTPStatus
+
+import requests
+from singer_sdk import RESTStream
+from singer_sdk.authenticators import APIKeyAuthenticator
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.helpers.jsonpath import extract_jsonpath
+from singer_sdk.pagination import PageNumberPaginator
+from singer_sdk import SchemaDirectory, StreamSchema
+from sync_ledger import RateLimiter
+
+from tap_coperniq import schemas
+
+if sys.version_info >= (3, 12):
+    from typing import override
+else:
+    from typing_extensions import override
+
+if t.TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+    from singer_sdk.streams.rest import HTTPRequest, PageContext
+
+DEFAULT_API_URL = "https://api.coperniq.io/v1"
+MAX_PAGE_SIZE = 100  # Coperniq rejects/clamps anything larger
+#: A Retry-After longer than this means the daily cap (5,000/day) is spent: waiting inside the run is pointless.
+MAX_RETRY_AFTER = 600.0
+SCHEMAS = SchemaDirectory(schemas)
+_BODY_ATTR = "_coperniq_body"
+
+
+def response_body(response: requests.Response) -> t.Any:
+    """Parse a response once (paginator and parser both need it); floats become Decimal, money stays exact."""
+    body = getattr(response, _BODY_ATTR, None)
+    if body is None:
+        body = json.loads(response.content or b"null", parse_float=decimal.Decimal) if response.content else None
+        setattr(response, _BODY_ATTR, body)
+    return body
+
+
+def format_timestamp(value: datetime) -> str:
+    """ISO 8601 in UTC with a Z, as Coperniq documents it (floor to ms: earlier is the safe side)."""
+    value = value.astimezone(timezone.utc)
+    spec = "milliseconds" if value.microsecond else "seconds"
+    return value.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+class ApiUsage:
+    """Calls made by the whole tap (all streams share one key, one daily cap and one rate limiter)."""
+
+    def __init__(self, max_requests_per_second: float | None) -> None:
+        self.limiter = RateLimiter(max_requests_per_second or None)
+        self.by_stream: Counter[str] = Counter()
+        self.by_status: Counter[int] = Counter()
+        self.limit: int | None = None
+        self.remaining: int | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_stream.values())
+
+    def record(self, stream: str, response: requests.Response) -> None:
+        """Count one HTTP exchange (retries included) and remember the latest rate-limit headers."""
+        with self._lock:
+            self.by_stream[stream] += 1
+            self.by_status[response.status_code] += 1
+            for header, attr in (("X-RateLimit-Limit", "limit"), ("X-RateLimit-Remaining", "remaining")):
+                raw = response.headers.get(header)
+                if raw is not None:
+                    try:
+                        setattr(self, attr, int(float(raw)))
+                    except ValueError:
+                        pass
+
+
+class MeteredSession(requests.Session):
+    """A session that waits for the shared rate limiter before every send and counts what it sent."""
+
+    def __init__(self, usage: ApiUsage, stream_name: str) -> None:
+        super().__init__()
+        self.usage = usage
+        self.stream_name = stream_name
+
+    @override
+    def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
+        self.usage.limiter.acquire()
+        response = super().send(request, **kwargs)
+        self.usage.record(self.stream_name, response)
+        return response
+
+
+class CoperniqPaginator(PageNumberPaginator):
+    """`page`/`page_size` paging for both list shapes.
+
+    Bare arrays have no has-more flag, so a short page ends the list. `{items, has_more}` (invoices) is
+    trusted as is. If a page starts with the same id as the previous one, the endpoint ignores `page`
+    (the spec lists no paging params for /workflows and /catalog-items), so stop instead of looping.
+    """
+
+    def __init__(self, start_value: int, page_size: int, records_jsonpath: str) -> None:
+        super().__init__(start_value)
+        self.page_size = page_size
+        self.records_jsonpath = records_jsonpath
+        self._previous_first_id: t.Any = None
+
+    @override
+    def has_more(self, response: requests.Response) -> bool:
+        body = response_body(response)
+        if isinstance(body, dict) and "has_more" in body:
+            return bool(body["has_more"])
+        rows = body if isinstance(body, list) else list(extract_jsonpath(self.records_jsonpath, body))
+        if len(rows) < self.page_size:
+            return False
+        first_id = rows[0].get("id") if isinstance(rows[0], dict) else None
+        if first_id is not None and first_id == self._previous_first_id:
+            return False
+        self._previous_first_id = first_id
+        return True
+
+
+class CoperniqStream(RESTStream[int]):
+    """Base stream: one request per page, deduplicated by id within a run."""
+
+    primary_keys: t.ClassVar[tuple[str, ...]] = ("id",)
+    records_jsonpath = "$[*]"
+    schema: t.ClassVar[StreamSchema] = StreamSchema(SCHEMAS)
+    #: Coperniq query params understood by this endpoint besides paging (e.g. include_archived).
+    extra_params: t.ClassVar[dict[str, t.Any]] = {}
+    #: Whether the list endpoint accepts updated_after (only meaningful with a replication key).
+    supports_updated_after: t.ClassVar[bool] = True
+    paginated: t.ClassVar[bool] = True
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._seen_ids: set[t.Any] = set()
+        self._duplicates = 0
+
+    # --- connection -------------------------------------------------------------------------
+    @property
+    @override
+    def url_base(self) -> str:
+        return str(self.config.get("api_url") or DEFAULT_API_URL).rstrip("/")
+
+    @property
+    @override
+    def authenticator(self) -> APIKeyAuthenticator:
+        return APIKeyAuthenticator(key="x-api-key", value=self.config["api_key"], location="header")
+
+    @property
+    @override
+    def http_headers(self) -> dict[str, str]:
+        return {"Accept": "application/json", "User-Agent": self.user_agent}
+
+    @property
+    @override
+    def timeout(self) -> int:
+        return 60
+
+    @cached_property
+    def api_usage(self) -> ApiUsage:
+        """The tap-wide usage tracker (shared limiter); a stream built outside a tap gets its own."""
+        usage = getattr(self._tap, "api_usage", None)
+        return usage if isinstance(usage, ApiUsage) else ApiUsage(self.config.get("max_requests_per_second"))
+
+    @property
+    @override
+    def requests_session(self) -> requests.Session:
+        if not self._requests_session:
+            self._requests_session = MeteredSession(self.api_usage, self.name)
+        return self._requests_session
+
+    # --- requests ---------------------------------------------------------------------------
+    @property
+    def page_size(self) -> int:
+        return max(1, min(int(self.config.get("page_size") or MAX_PAGE_SIZE), MAX_PAGE_SIZE))
+
+    @override
+    def get_new_paginator(self) -> PageNumberPaginator | None:
+        if not self.paginated:
+            return None
+        return CoperniqPaginator(1, self.page_size, self.records_jsonpath)
+
+    def updated_after(self, context: Context | None) -> datetime | None:
+        """Lower bound for `updated_after`: bookmark minus `lookback_window`, never before `start_date`.
+
+        The filter may be strict and writes may land late or out of order, so a small overlap is re-read;
+        the duplicates it brings are dropped by id within the run (at-least-once across runs).
+        """
+        start = self.get_starting_timestamp(context)
+        if start is None:
+            return None
+        bookmark = self.get_context_state(context).get("replication_key_value")
+        lookback = int(self.config.get("lookback_window", 300) or 0)
+        if bookmark and lookback > 0:
+            start -= timedelta(seconds=lookback)
+            if start_date := self.config.get("start_date"):
+                floor = datetime.fromisoformat(str(start_date).replace("Z", "+00:00"))
+                if floor.tzinfo is None:
+                    floor = floor.replace(tzinfo=timezone.utc)
+                start = max(start, floor)
+        return start
+
+    @override
+    def get_http_request(self, *, page: PageContext) -> HTTPRequest:
+        request = super().get_http_request(page=page)
+        params: dict[str, t.Any] = dict(self.extra_params)
+        if self.paginated:
+            params["page"] = page.next_page_token
+            params["page_size"] = self.page_size
+        if self.replication_key and self.supports_updated_after:
+            if (after := self.updated_after(page.stream_context)) is not None:
+                params["updated_after"] = format_timestamp(after)
+        request.params.update(params)
+        return request
+
+    # --- responses --------------------------------------------------------------------------
+    @override
+    def validate_response(self, response: requests.Response) -> None:
+        status = response.status_code
+        if status in {HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN}:
+            msg = (
+                f"Coperniq answered {status} {response.reason} for {self.name} at {self.url_base}: the API key was "
+                "rejected. Check the `api_key` setting (env TAP_COPERNIQ_API_KEY) and that `api_url` points at "
+                "the Coperniq environment that key belongs to."
+            )
+            raise FatalAPIError(msg)
+        if status == HTTPStatus.TOO_MANY_REQUESTS:
+            wait = self._retry_after(response)
+            if wait is not None and wait > MAX_RETRY_AFTER:
+                msg = (
+                    f"Coperniq rate limit exhausted (429, Retry-After {wait:.0f}s): the daily request cap "
+                    f"(X-RateLimit-Limit={response.headers.get('X-RateLimit-Limit', '?')}) is used up. "
+                    "Run again later; the bookmark of completed streams is kept."
+                )
+                raise FatalAPIError(msg)
+        super().validate_response(response)
+
+    @override
+    def response_error_message(self, response: requests.Response) -> str:
+        """Status, path and Coperniq's `{message, code}`; never the request headers (they hold the key)."""
+        body = response.text[:500] if response.content else ""
+        return f"{response.status_code} {response.reason} for {self.name} ({self.path}): {body}"
+
+    @override
+    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
+        body = response_body(response)
+        if body is None:
+            return iter(())
+        if isinstance(body, list) and self.records_jsonpath == "$[*]":
+            return iter(body)
+        return extract_jsonpath(self.records_jsonpath, body)
+
+    @override
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        """Drop a record already emitted in this run (overlap window, rows shifting between pages)."""
+        key = row.get("id")
+        if key in self._seen_ids:
+            self._duplicates += 1
+            return None
+        self._seen_ids.add(key)
+        return row
+
+    # --- retries ----------------------------------------------------------------------------
+    @staticmethod
+    def _retry_after(response: requests.Response) -> float | None:
+        """Seconds to wait from Retry-After (seconds or HTTP date) or X-RateLimit-Reset (epoch or seconds)."""
+        raw = response.headers.get("Retry-After")
+        if raw:
+            try:
+                return max(0.0, float(raw))
+            except ValueError:
+                from email.utils import parsedate_to_datetime
+
+                try:
+                    when = parsedate_to_datetime(raw)
+                    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+                except (TypeError, ValueError):
+                    return None
+        reset = response.headers.get("X-RateLimit-Reset")
+        if reset:
+            try:
+                value = float(reset)
+            except ValueError:
+                return None
+            now = datetime.now(timezone.utc).timestamp()
+            return max(0.0, value - now) if value > 1e9 else value
+        return None
+
+    @override
+    def backoff_wait_generator(self) -> t.Generator[float, t.Any, None]:
+        """Exponential (0.5 s doubling, capped at 60 s), but a 429 waits what the server asks for."""
+        exception = yield  # type: ignore[misc]
+        attempt = 0
+        while True:
+            wait = min(0.5 * 2**attempt, 60.0)
+            if isinstance(exception, RetriableAPIError) and exception.response is not None:
+                if (asked := self._retry_after(exception.response)) is not None:
+                    wait = asked
+            attempt += 1
+            exception = yield wait
+
+    @override
+    def backoff_max_tries(self) -> int:
+        return 8
+
+    @override
+    def backoff_jitter(self, value: float) -> float:
+        """Up to 10% extra, so parallel runs spread out without doubling a short Retry-After."""
+        import random
+
+        return value + random.uniform(0, value * 0.1)  # noqa: S311 - jitter, not crypto
+
+    # --- reporting --------------------------------------------------------------------------
+    def log_usage(self) -> None:
+        """INFO line after a top-level stream (children included): calls used, daily quota left."""
+        usage = self.api_usage
+        mine = usage.by_stream[self.name]
+        children = {c.name: usage.by_stream[c.name] for c in self.child_streams if usage.by_stream[c.name]}
+        child_txt = "".join(f", {name}: {n}" for name, n in children.items())
+        remaining = "unknown" if usage.remaining is None else str(usage.remaining)
+        limit = "" if usage.limit is None else f"/{usage.limit}"
+        self.logger.info(
+            "Coperniq API usage after stream '%s': %d requests (%s%s); run total %d; "
+            "X-RateLimit-Remaining %s%s; %d duplicate rows dropped",
+            self.name, mine + sum(children.values()), f"{self.name}: {mine}", child_txt,
+            usage.total, remaining, limit, self._duplicates,
+        )
+        if usage.remaining is not None and usage.limit and usage.remaining < usage.limit * 0.1:
+            self.logger.warning(
+                "Only %d of %d daily Coperniq requests left for this API key", usage.remaining, usage.limit,
+            )
+
+    @override
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        yield from super().get_records(context)
+        if self.parent_stream_type is None:
+            # Runs after the last record and its children were processed: the stream is complete.
+            self.log_usage()
+
+    @override
+    def log_sync_costs(self) -> None:
+        """Replaced by log_usage (which counts retries too)."""
