@@ -1,1 +1,20 @@
-"""sync_ledger."""
+"""sync_ledger: the shared piece of coperniq-quickbooks (ledger, HTTP client, helpers). See docs/CONTRACTS.md."""
+
+from __future__ import annotations
+
+from .http import ApiClient, ApiError, RateLimiter
+from .ledger import Ledger, LedgerError, LedgerLockedError, LedgerNotFoundError, Link
+from .util import fingerprint, redact
+
+__all__ = [
+    "ApiClient",
+    "ApiError",
+    "Ledger",
+    "LedgerError",
+    "LedgerLockedError",
+    "LedgerNotFoundError",
+    "Link",
+    "RateLimiter",
+    "fingerprint",
+    "redact",
+]

@@ -1,0 +1,306 @@
+"""ApiClient: one requests.Session per API with a rate limit, retries that honour Retry-After, readable errors
+and redaction, so both targets and taps talk to Coperniq and Merge the same dependable way."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from .util import fingerprint, redact
+
+__all__ = ["ApiClient", "ApiError", "RateLimiter", "fingerprint", "redact"]
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_CAP = 900.0  # never sleep longer than this on one Retry-After, whatever the server says
+_SENSITIVE_HEADERS = frozenset({"authorization", "x-api-key", "x-account-token"})
+_REQUEST_ID_HEADERS = ("X-Request-Id", "X-Merge-Request-Id", "X-Amzn-Requestid", "intuit_tid")
+_CONNECTION_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+class ApiError(Exception):
+    """A non-retriable HTTP error, or retries exhausted. `message` is human readable with secrets redacted;
+    status is 0 when no response was received at all."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        body: Any = None,
+        request_id: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.body = body
+        self.request_id = request_id
+        self.method = method
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class RateLimiter:
+    """Thread-safe token bucket. Each caller reserves a slot under the lock and sleeps outside it, so
+    concurrent sink threads are spaced evenly instead of waking together. per_second=None: unlimited."""
+
+    def __init__(self, per_second: float | None, burst: float = 1.0) -> None:
+        if per_second is not None and per_second <= 0:
+            raise ValueError("per_second must be positive or None")
+        self.per_second = per_second
+        self.burst = max(1.0, burst)
+        self._tokens = self.burst
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if self.per_second is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.per_second)
+            self._stamp = now
+            self._tokens -= 1.0
+            wait = -self._tokens / self.per_second if self._tokens < 0 else 0.0
+        if wait > 0:
+            time.sleep(wait)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent or unparsable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = now if now is not None else time.time()
+    return max(0.0, when.timestamp() - current)
+
+
+def _request_id(response: requests.Response) -> str | None:
+    for name in _REQUEST_ID_HEADERS:
+        value = response.headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def _body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def describe_error_body(body: Any) -> str:
+    """Turn Merge (`errors[]`, DRF `detail`) and Coperniq (`message/code/field`) error bodies into one line."""
+    if isinstance(body, dict):
+        parts: list[str] = []
+        errors = body.get("errors")
+        if isinstance(errors, list):
+            for err in errors:
+                if not isinstance(err, dict):
+                    parts.append(str(err))
+                    continue
+                text = ": ".join(str(err[k]) for k in ("title", "detail") if err.get(k))
+                extra = []
+                if err.get("problem_type"):
+                    extra.append(str(err["problem_type"]))
+                source = err.get("source")
+                if isinstance(source, dict) and source.get("pointer"):
+                    extra.append(f"at {source['pointer']}")
+                parts.append(f"{text or 'error'}" + (f" ({', '.join(extra)})" if extra else ""))
+        if body.get("message"):
+            extra = [f"{k}={body[k]}" for k in ("code", "field") if body.get(k) not in (None, "")]
+            parts.append(str(body["message"]) + (f" ({', '.join(extra)})" if extra else ""))
+        detail = body.get("detail")
+        if detail and not parts:
+            parts.append(str(detail))
+        if not parts and body.get("error"):
+            parts.append(str(body["error"]))
+        if parts:
+            return "; ".join(parts)
+        return str(body)[:500]
+    if isinstance(body, list):
+        return "; ".join(describe_error_body(b) for b in body[:5])
+    text = str(body or "").strip()
+    return text[:500]
+
+
+class ApiClient:
+    """requests.Session wrapper: rate limit, retries on 429/5xx/connection errors honouring Retry-After, and
+    ApiError with a readable, redacted message for everything else that is not 2xx/3xx."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: dict[str, str],
+        max_requests_per_second: float | None = None,
+        max_retries: int = 6,
+        backoff_base: float = 0.5,
+        backoff_max: float = 60.0,
+        timeout: float = 60.0,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update(headers)
+        self.limiter = RateLimiter(max_requests_per_second)
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.timeout = timeout
+        # Auth header values are secrets even if the caller forgot to pass them.
+        auth_values = [v for k, v in headers.items() if k.lower() in _SENSITIVE_HEADERS and v]
+        auth_values += [v.split(None, 1)[1] for v in auth_values if " " in v]
+        self.secrets: tuple[str, ...] = tuple(s for s in (*secrets, *auth_values) if s)
+        self.calls: Counter[str] = Counter()
+        self.retries = 0
+        self._stats_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        max_retries: int | None = None,
+    ) -> requests.Response:
+        """Send a request; retries 429/5xx/connection errors, raises ApiError on other 4xx or when retries
+        run out. `max_retries` overrides the client's for one call (e.g. 0 for a write that must not repeat)."""
+        method = method.upper()
+        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
+        shown = self._loggable_path(url)
+        retries = self.max_retries if max_retries is None else max_retries
+        attempt = 0
+        while True:
+            self.limiter.acquire()
+            with self._stats_lock:
+                self.calls[method] += 1
+            started = time.monotonic()
+            try:
+                response = self.session.request(
+                    method, url, params=params, json=json, headers=headers, timeout=self.timeout
+                )
+            except _CONNECTION_ERRORS as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                if attempt >= retries:
+                    raise ApiError(
+                        0,
+                        self._redact(f"{method} {shown} failed: no response after {attempt + 1} attempt(s) "
+                                     f"({reason})"),
+                        method=method,
+                        path=shown,
+                    ) from None
+                wait = self._backoff(attempt)
+                self._log_retry(method, shown, type(exc).__name__, wait, attempt + 1, retries)
+                attempt += 1
+                time.sleep(wait)
+                continue
+            status = response.status_code
+            log.debug("%s %s -> %s in %.0f ms", method, shown, status, (time.monotonic() - started) * 1000)
+            if status < 400:
+                return response
+            if status == 429 or status >= 500:
+                if attempt < retries:
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    wait = min(retry_after, RETRY_AFTER_CAP) if retry_after is not None else self._backoff(attempt)
+                    self._log_retry(method, shown, str(status), wait, attempt + 1, retries)
+                    response.close()
+                    attempt += 1
+                    time.sleep(wait)
+                    continue
+                raise self._error(response, method, shown, gave_up_after=attempt)
+            raise self._error(response, method, shown)
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self._json(self.request("GET", path, **kw))
+
+    def post(self, path: str, **kw: Any) -> Any:
+        return self._json(self.request("POST", path, **kw))
+
+    def patch(self, path: str, **kw: Any) -> Any:
+        return self._json(self.request("PATCH", path, **kw))
+
+    def put(self, path: str, **kw: Any) -> Any:
+        return self._json(self.request("PUT", path, **kw))
+
+    def delete(self, path: str, **kw: Any) -> Any:
+        return self._json(self.request("DELETE", path, **kw))
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _json(response: requests.Response) -> Any:
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+    def _loggable_path(self, url: str) -> str:
+        """Path only: query strings can carry tokens and customer data."""
+        return self._redact(urlsplit(url).path or "/")
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter in the upper half, so parallel clients spread out."""
+        ceiling = min(self.backoff_max, self.backoff_base * (2**attempt))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _log_retry(self, method: str, path: str, why: str, wait: float, n: int, retries: int) -> None:
+        with self._stats_lock:
+            self.retries += 1
+        log.warning("%s %s -> %s; retry %d/%d in %.1f s", method, path, why, n, retries, wait)
+
+    def _error(self, response: requests.Response, method: str, path: str, gave_up_after: int | None = None) -> ApiError:
+        status = response.status_code
+        body = _body(response)
+        request_id = _request_id(response)
+        detail = describe_error_body(body)
+        reason = response.reason or ""
+        head = f"{method} {path} failed with HTTP {status}" + (f" {reason}" if reason else "")
+        if status in (401, 403):
+            head += ": the API credentials were rejected"
+        if gave_up_after is not None:
+            head += f" (gave up after {gave_up_after} retries)"
+        message = head + (f": {detail}" if detail else "")
+        if request_id:
+            message += f" [request id {request_id}]"
+        return ApiError(status, self._redact(message), body=body, request_id=request_id, method=method, path=path)

@@ -1,0 +1,49 @@
+"""Small pure helpers shared by the ledger, the HTTP client and the plugins."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+MASK = "****"
+
+# Auth headers in any of the shapes they show up in logs: "Authorization: Bearer x", "'x-api-key': 'x'",
+# '"X-Account-Token": "x"', "authorization=x". The name and separator are kept so the log stays readable.
+_AUTH_HEADER = re.compile(
+    r"""(?P<head>["']?(?:authorization|x-api-key|x-account-token)["']?\s*[:=]\s*["']?)"""
+    r"""(?P<scheme>(?:bearer|basic|token)\s+)?"""
+    r"""(?P<value>[^\s"',;}\]]+)""",
+    re.IGNORECASE,
+)
+
+
+def fingerprint(payload: Any) -> str:
+    """sha256 of canonical JSON, so "did this record change since we last wrote it" is one string compare."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Mask secret values and auth headers, so anything we log or raise is safe to paste in a ticket."""
+    if not text:
+        return text
+    # Longest first: a secret that contains another secret must be masked whole.
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return _AUTH_HEADER.sub(lambda m: f"{m['head']}{m['scheme'] or ''}{MASK}", text)
+
+
+def utcnow() -> datetime:
+    """Naive UTC timestamp: DuckDB TIMESTAMP columns hold UTC by convention (no ICU/timezone dependency)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Attach UTC to a naive timestamp read back from DuckDB so callers never guess the zone."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)

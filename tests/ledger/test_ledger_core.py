@@ -1,0 +1,281 @@
+"""Ledger behaviour that targets rely on: links both ways, staging status rules, intents, log and run counts."""
+
+from __future__ import annotations
+
+from datetime import timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from sync_ledger import Ledger, LedgerError, LedgerNotFoundError, Link, fingerprint
+
+
+@pytest.fixture
+def ledger_path(tmp_path: Path) -> Path:
+    return tmp_path / ".meltano" / "sync-ledger.duckdb"  # parent does not exist yet: Ledger creates it
+
+
+@pytest.fixture
+def ledger(ledger_path: Path):
+    with Ledger(ledger_path) as led:
+        yield led
+
+
+def _link(source_id: str = "101", **kw) -> Link:
+    base = dict(source_system="coperniq", source_type="account", source_id=source_id,
+                target_system="quickbooks", target_type="customer", target_id=f"uuid-{source_id}",
+                target_remote_id=f"qbo-{source_id}", fingerprint=fingerprint({"id": source_id}))
+    base.update(kw)
+    return Link(**base)
+
+
+def test_schema_and_meta_created(ledger: Ledger, ledger_path: Path) -> None:
+    assert ledger_path.exists()
+    assert ledger.get_meta("schema_version") == "1"
+    ledger.set_meta("disconnected", "2025-01-01T00:00:00Z")
+    assert ledger.get_meta("disconnected") == "2025-01-01T00:00:00Z"
+    ledger.set_meta("disconnected", None)
+    assert ledger.get_meta("disconnected") is None
+    assert ledger.get_meta("never-set") is None
+
+
+def test_link_round_trip_and_lookups(ledger: Ledger) -> None:
+    ledger.upsert_link(_link("101"))
+    ledger.upsert_link(_link("102", origin="quickbooks", status="voided", target_remote_id=None))
+
+    got = ledger.get_link("coperniq", "account", "101")
+    assert got is not None
+    assert (got.target_id, got.target_remote_id, got.origin, got.status) == ("uuid-101", "qbo-101", "coperniq", "active")
+    assert got.fingerprint == fingerprint({"id": "101"})
+    assert got.updated_at is not None and got.updated_at.tzinfo == timezone.utc
+
+    assert ledger.get_link("coperniq", "account", 101) == got  # int ids are accepted and stringified
+    assert ledger.get_link("coperniq", "project", "101") is None  # type is part of the key
+    assert ledger.get_link_by_target("quickbooks", "customer", "uuid-102").source_id == "102"
+    assert ledger.get_link_by_target("quickbooks", "job", "uuid-102") is None
+    assert ledger.get_link_by_remote("quickbooks", "customer", "qbo-101").source_id == "101"
+    assert ledger.get_link_by_remote("quickbooks", "customer", "qbo-102") is None
+    assert [ln.source_id for ln in ledger.links("coperniq", "account")] == ["101", "102"]
+    assert ledger.links("quickbooks") == []
+
+
+def test_upsert_replaces_and_reindexes(ledger: Ledger) -> None:
+    ledger.upsert_link(_link("101"))
+    ledger.upsert_link(_link("101", target_id="uuid-new", target_remote_id="qbo-new", fingerprint="f2"))
+    assert len(ledger.links()) == 1
+    assert ledger.get_link("coperniq", "account", "101").fingerprint == "f2"
+    assert ledger.get_link_by_target("quickbooks", "customer", "uuid-101") is None  # old target id forgotten
+    assert ledger.get_link_by_remote("quickbooks", "customer", "qbo-101") is None
+    assert ledger.get_link_by_target("quickbooks", "customer", "uuid-new").source_id == "101"
+
+
+def test_returned_links_are_copies(ledger: Ledger) -> None:
+    ledger.upsert_link(_link("101"))
+    got = ledger.get_link("coperniq", "account", "101")
+    got.target_id = "mutated-but-not-saved"
+    assert ledger.get_link("coperniq", "account", "101").target_id == "uuid-101"
+    assert ledger.get_link_by_target("quickbooks", "customer", "mutated-but-not-saved") is None
+
+
+def test_link_requires_key_fields(ledger: Ledger) -> None:
+    with pytest.raises(ValueError, match="source_id"):
+        ledger.upsert_link(_link(""))
+
+
+def test_reopen_persists_everything(ledger_path: Path) -> None:
+    with Ledger(ledger_path) as led:
+        led.upsert_link(_link("7"))
+        led.stage("coperniq", "projects", [("1", {"id": 1, "name": "Roof"})])
+        led.mark_staged("coperniq", "projects", "1", "failed", "HTTP 400")
+        run = led.start_run("forward")
+        led.log(run, direction="forward", stream="projects", source_id="1", action="failed", reason="HTTP 400")
+        led.begin_intent("forward:invoice:9", {"name": "x"})
+    with Ledger(ledger_path) as led:
+        assert led.get_link("coperniq", "account", "7").target_id == "uuid-7"
+        assert led.staged("coperniq", "projects", "1") == {"id": 1, "name": "Roof"}
+        assert led.staged_status("coperniq", "projects", "1") == ("failed", 1, "HTTP 400")
+        assert [r["reason"] for r in led.log_rows(run_id=run)] == ["HTTP 400"]
+        assert led.pending_intents() == [("forward:invoice:9", {"name": "x"})]
+    # and the data is plain SQL for the CLI and dbt
+    con = duckdb.connect(str(ledger_path), read_only=True)
+    try:
+        assert con.execute("SELECT status, attempts FROM staging").fetchall() == [("failed", 1)]
+        assert con.execute("SELECT count(*) FROM sync_log").fetchone() == (1,)
+    finally:
+        con.close()
+
+
+def test_staging_status_semantics(ledger: Ledger) -> None:
+    ledger.stage("coperniq", "invoices", [("1", {"id": 1, "amount": 10}), ("2", {"id": 2, "amount": 20})])
+    assert {r[0]: (r[2], r[3]) for r in ledger.iter_staged("coperniq", "invoices")} == {
+        "1": ("pending", 0), "2": ("pending", 0)}
+
+    ledger.mark_staged("coperniq", "invoices", "1", "done")
+    ledger.mark_staged("coperniq", "invoices", "2", "failed", "no customer")
+    ledger.mark_staged("coperniq", "invoices", "2", "failed", "still no customer")
+    assert ledger.staged_status("coperniq", "invoices", "2") == ("failed", 2, "still no customer")
+
+    # unchanged payloads keep their status (key order does not matter: fingerprint is canonical)
+    ledger.stage("coperniq", "invoices", [("1", {"amount": 10, "id": 1}), ("2", {"id": 2, "amount": 20})])
+    assert ledger.staged_status("coperniq", "invoices", "1") == ("done", 0, None)
+    assert ledger.staged_status("coperniq", "invoices", "2") == ("failed", 2, "still no customer")
+
+    # a changed payload goes back to pending with attempts reset
+    ledger.stage("coperniq", "invoices", [("2", {"id": 2, "amount": 25})])
+    assert ledger.staged_status("coperniq", "invoices", "2") == ("pending", 0, None)
+    assert ledger.staged("coperniq", "invoices", "2") == {"id": 2, "amount": 25}
+
+    assert [r[0] for r in ledger.iter_staged("coperniq", "invoices", status="pending")] == ["2"]
+    assert [r[0] for r in ledger.iter_staged("coperniq", "invoices", status=("done", "pending"))] == ["1", "2"]
+    assert ledger.staged("coperniq", "invoices", "3") is None
+    assert ledger.staged("coperniq", "payments", "1") is None
+    assert ledger.staged("quickbooks", "invoices", "1") is None  # source system is part of the key
+
+
+def test_staging_survives_reopen_with_status(ledger_path: Path) -> None:
+    """Buffered mark_staged must reach the file, and a stage() after it must still reset status."""
+    with Ledger(ledger_path) as led:
+        led.stage("coperniq", "payments", [(str(i), {"id": i}) for i in range(10)])
+        for i in range(10):
+            led.mark_staged("coperniq", "payments", str(i), "done")
+        led.stage("coperniq", "payments", [("3", {"id": 3, "amount": 1})])
+    with Ledger(ledger_path) as led:
+        statuses = {r[0]: r[2] for r in led.iter_staged("coperniq", "payments")}
+    assert statuses["3"] == "pending"
+    assert sorted(k for k, v in statuses.items() if v == "done") == [str(i) for i in range(10) if i != 3]
+
+
+def test_stage_duplicate_ids_in_one_batch_last_wins(ledger: Ledger) -> None:
+    ledger.stage("coperniq", "projects", [("5", {"v": 1}), ("5", {"v": 2})])
+    assert ledger.staged("coperniq", "projects", "5") == {"v": 2}
+
+
+def test_iter_staged_allows_marking_while_iterating(ledger: Ledger) -> None:
+    ledger.stage("coperniq", "projects", [(str(i), {"id": i}) for i in range(1, 12)])
+    seen = []
+    for record_id, payload, status, attempts in ledger.iter_staged("coperniq", "projects", status="pending"):
+        assert payload == {"id": int(record_id)} and status == "pending" and attempts == 0
+        ledger.mark_staged("coperniq", "projects", record_id, "done")
+        seen.append(record_id)
+    assert seen == [str(i) for i in range(1, 12)]  # numeric ids in numeric order
+    assert list(ledger.iter_staged("coperniq", "projects", status="pending")) == []
+
+
+def test_mark_staged_validates(ledger: Ledger) -> None:
+    ledger.stage("coperniq", "projects", [("1", {})])
+    with pytest.raises(ValueError, match="staging status"):
+        ledger.mark_staged("coperniq", "projects", "1", "bogus")
+    with pytest.raises(KeyError, match="never staged"):
+        ledger.mark_staged("coperniq", "projects", "404", "done")
+
+
+def test_intents(ledger: Ledger) -> None:
+    ledger.begin_intent("forward:customer:1", {"name": "Acme"})
+    ledger.begin_intent("forward:invoice:2", {"number": "INV-2"})
+    ledger.begin_intent("reverse:payment:3", {"amount": 5})
+    assert [k for k, _ in ledger.pending_intents()] == ["forward:customer:1", "forward:invoice:2", "reverse:payment:3"]
+    assert ledger.pending_intents("forward:") == [
+        ("forward:customer:1", {"name": "Acme"}), ("forward:invoice:2", {"number": "INV-2"})]
+    ledger.end_intent("forward:customer:1")
+    ledger.end_intent("never-begun")  # idempotent
+    assert [k for k, _ in ledger.pending_intents("forward:")] == ["forward:invoice:2"]
+    assert ledger.pending_intents("%") == []  # prefix is literal, not a LIKE pattern
+
+
+def test_transaction_groups_writes_and_rolls_back(ledger: Ledger) -> None:
+    ledger.begin_intent("k", {"a": 1})
+    with pytest.raises(RuntimeError):
+        with ledger.transaction():
+            ledger.upsert_link(_link("9"))
+            ledger.end_intent("k")
+            raise RuntimeError("crash between API call and commit")
+    assert ledger.get_link("coperniq", "account", "9") is None  # mirror not touched by a rolled-back write
+    assert [k for k, _ in ledger.pending_intents()] == ["k"]
+    with ledger.transaction():
+        ledger.upsert_link(_link("9"))
+        ledger.end_intent("k")
+    assert ledger.get_link("coperniq", "account", "9") is not None
+    assert ledger.pending_intents() == []
+
+
+def test_log_and_finish_run_counts(ledger: Ledger) -> None:
+    run = ledger.start_run("forward", dry_run=True)
+    other = ledger.start_run("reverse")
+    for i, action in enumerate(["created", "created", "skipped", "failed"]):
+        ledger.log(run, direction="forward", stream="accounts", source_id=str(i), action=action)
+    ledger.log(run, direction="forward", stream="invoices", source_id="9", action="planned", target_id="t9")
+    ledger.log(other, direction="reverse", stream="payments", source_id="p", action="created")
+    counts = ledger.finish_run(run, status="partial")
+    assert counts == {"accounts": {"created": 2, "skipped": 1, "failed": 1}, "invoices": {"planned": 1}}
+    runs = {r["run_id"]: r for r in ledger.runs()}
+    assert runs[run]["counts"] == counts and runs[run]["status"] == "partial" and runs[run]["dry_run"] is True
+    assert runs[run]["finished_at"] >= runs[run]["started_at"]
+    assert runs[other]["status"] == "running" and runs[other]["finished_at"] is None
+    assert ledger.finish_run(other) == {"payments": {"created": 1}}
+    with pytest.raises(KeyError):
+        ledger.finish_run("no-such-run")
+    with pytest.raises(ValueError, match="action"):
+        ledger.log(run, direction="forward", stream="accounts", source_id="1", action="exploded")
+
+
+def test_log_rows_filters_newest_first(ledger: Ledger) -> None:
+    r1 = ledger.start_run("forward")
+    r2 = ledger.start_run("forward")
+    for i in range(5):
+        ledger.log(r1, direction="forward", stream="accounts", source_id=str(i), action="created")
+    ledger.log(r1, direction="forward", stream="projects", source_id="p1", action="failed", reason="HTTP 400: bad",
+               request_id="req-1")
+    ledger.log(r2, direction="forward", stream="accounts", source_id="a", action="skipped")
+
+    rows = ledger.log_rows()
+    assert [r["source_id"] for r in rows] == ["a", "p1", "4", "3", "2", "1", "0"]
+    assert [r["source_id"] for r in ledger.log_rows(limit=2)] == ["a", "p1"]
+    assert [r["source_id"] for r in ledger.log_rows(run_id=r1, stream="accounts")] == ["4", "3", "2", "1", "0"]
+    assert [r["source_id"] for r in ledger.log_rows(action="skipped")] == ["a"]
+    failed = ledger.log_rows(failed_only=True)
+    assert len(failed) == 1
+    assert failed[0]["reason"] == "HTTP 400: bad" and failed[0]["request_id"] == "req-1"
+    assert failed[0]["logged_at"].tzinfo == timezone.utc
+    assert ledger.log_rows(run_id=r2, failed_only=True) == []
+
+
+def test_runs_newest_first(ledger: Ledger) -> None:
+    ids = [ledger.start_run("forward") for _ in range(3)]
+    assert [r["run_id"] for r in ledger.runs()] == ids[::-1]
+    assert len(ledger.runs(limit=2)) == 2
+
+
+def test_read_only(ledger_path: Path) -> None:
+    with pytest.raises(LedgerNotFoundError, match="ledger_path"):
+        Ledger(ledger_path, read_only=True)
+    with Ledger(ledger_path) as led:
+        led.upsert_link(_link("1"))
+    with Ledger(ledger_path, read_only=True) as ro:
+        assert ro.get_link("coperniq", "account", "1") is not None
+        with pytest.raises(LedgerError, match="read-only"):
+            ro.set_meta("x", "y")
+        with pytest.raises(LedgerError, match="read-only"):
+            ro.log("r", direction="forward", stream="s", source_id="1", action="created")
+
+
+def test_handles_in_one_process_share_state(ledger_path: Path) -> None:
+    """A CLI or test opening the ledger while a target holds it in-process sees the target's writes."""
+    with Ledger(ledger_path) as a:
+        run = a.start_run("forward")
+        a.log(run, direction="forward", stream="s", source_id="1", action="created")
+        with Ledger(ledger_path, read_only=True) as b:
+            assert b.log_rows(run_id=run)[0]["source_id"] == "1"  # buffered row flushed for the reader
+            a.upsert_link(_link("5"))
+            assert b.get_link("coperniq", "account", "5") is not None
+        a.upsert_link(_link("6"))  # a still usable after b closed
+    with Ledger(ledger_path) as c:
+        assert len(c.links()) == 2
+
+
+def test_closed_handle_refuses_writes(ledger_path: Path) -> None:
+    led = Ledger(ledger_path)
+    led.close()
+    led.close()  # idempotent
+    with pytest.raises(LedgerError, match="closed"):
+        led.set_meta("a", "b")
