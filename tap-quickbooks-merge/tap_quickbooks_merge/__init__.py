@@ -1,1 +1,1 @@
-"""tap_quickbooks_merge."""
+"""tap-quickbooks-merge: QuickBooks Online through the Merge Accounting API, as a Singer tap."""
