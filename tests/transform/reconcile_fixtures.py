@@ -1,0 +1,124 @@
+"""Small hand-made warehouse and ledger for the dbt models: the tables target-duckdb and sync_ledger write.
+
+Why: the models must be testable without the taps, targets and sandboxes, and fast. The shapes follow what
+target-duckdb 0.8.0 writes (lower-cased column names, nested objects as JSON) and docs/CONTRACTS.md's ledger tables.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+
+LEDGER_DDL = """
+create table id_map (source_system varchar, source_type varchar, source_id varchar, target_system varchar,
+    target_type varchar, target_id varchar, target_remote_id varchar, fingerprint varchar, origin varchar,
+    status varchar, updated_at timestamp);
+create table sync_log (run_id varchar, logged_at timestamp, direction varchar, stream varchar, source_id varchar,
+    action varchar, reason varchar, target_id varchar, request_id varchar);
+create table runs (run_id varchar, direction varchar, started_at timestamp, finished_at timestamp, dry_run boolean,
+    counts_json varchar, status varchar);
+create table staging (source_system varchar, stream varchar, record_id varchar, payload_json varchar,
+    received_at timestamp, status varchar, attempts integer, last_error varchar);
+"""
+
+
+def build_warehouse(path: Path) -> None:
+    """Raw schemas as the two target-duckdb loaders leave them."""
+    con = duckdb.connect(str(path))
+    con.execute("""
+    create schema raw_coperniq; create schema raw_quickbooks;
+    create table raw_coperniq.accounts (id hugeint, title varchar, primaryemail varchar, primaryphone varchar,
+        isactive boolean, updatedat timestamp, _sdc_extracted_at timestamp);
+    create table raw_coperniq.invoices (id hugeint, uid bigint, status varchar, amount double, amountpaid double,
+        balance double, account json, record json, isarchived boolean, updatedat timestamp);
+    create table raw_quickbooks.contacts (id varchar, remote_id varchar, name varchar, email_address varchar,
+        phone_numbers json, is_customer boolean, is_supplier boolean, status varchar, remote_was_deleted boolean,
+        modified_at timestamp);
+    create table raw_quickbooks.invoices (id varchar, remote_id varchar, number varchar, contact varchar,
+        type varchar, status varchar, total_amount double, balance double, remote_was_deleted boolean,
+        modified_at timestamp);
+    """)
+    acc = [
+        (1, "Jane Smith", "jane@example.com", "(555) 010-0001"),
+        (2, "Bob Jones", "bob@example.com", "555-010-0002"),
+        (3, "Carla Diaz", "carla@example.com", None),  # email differs in QBO
+        (4, "Dan Wu", None, None),  # linked, but deleted in QBO
+        (5, "Eve Unsynced", None, None),  # never synced
+    ]
+    for i, t, e, p in acc:
+        con.execute("insert into raw_coperniq.accounts values (?, ?, ?, ?, true, '2025-01-01', now())", [i, t, e, p])
+    inv = [
+        (101, 1001, "SENT", 1000.0, 0.0, 1000.0, 1),  # matches (QBO open)
+        (102, 1002, "PARTIALLY_PAID", 500.0, 200.0, 300.0, 2),  # QBO total 550: amount + balance mismatch
+        (103, 1003, "PAID", 700.0, 700.0, 0.0, 1),  # QBO still open: status + balance mismatch
+        (104, 1004, "DRAFT", 90.0, 0.0, 90.0, 3),  # linked, gone from QBO
+        (105, 1005, "DRAFT", 10.0, 0.0, 10.0, 5),  # not synced
+        (106, 1006, "SENT", 250.0, 0.0, 250.0, 1),  # born in QuickBooks, synced back (reverse)
+    ]
+    for i, uid, st, amt, paid, bal, a in inv:
+        con.execute(
+            "insert into raw_coperniq.invoices values (?, ?, ?, ?, ?, ?, ?, ?, false, '2025-01-02')",
+            [i, uid, st, amt, paid, bal, json.dumps({"id": a, "title": "x"}), json.dumps({"id": 900 + a})],
+        )
+    contacts = [
+        ("c-1", "61", "Jane Smith (1207)", "jane@example.com", [{"number": "+1 555 010 0001"}], False),
+        ("c-2", "62", "Bob Jones", "bob@example.com", [], False),
+        ("c-3", "63", "Carla Diaz", "carla@other.example", [], False),
+        ("c-4", "64", "Dan Wu", None, [], True),
+        ("c-9", "69", "Walk-in Customer", None, [], False),  # only in QBO
+    ]
+    for i, rid, n, e, ph, deleted in contacts:
+        con.execute(
+            "insert into raw_quickbooks.contacts values (?, ?, ?, ?, ?, true, false, 'ACTIVE', ?, '2025-01-03')",
+            [i, rid, n, e, json.dumps(ph), deleted],
+        )
+    qinv = [
+        ("q-101", "1001", "c-1", "OPEN", 1000.0, 1000.0, False),
+        ("q-102", "1002", "c-2", "PARTIALLY_PAID", 550.0, 350.0, False),
+        ("q-103", "1003", "c-1", "OPEN", 700.0, 700.0, False),
+        ("q-104", "1004", "c-3", "DRAFT", 90.0, 90.0, True),
+        ("q-106", "2001", "c-1", "OPEN", 250.0, 250.0, False),
+        ("q-200", "2002", "c-9", "OPEN", 75.0, 75.0, False),  # only in QBO
+    ]
+    for i, n, c, st, tot, bal, deleted in qinv:
+        con.execute(
+            "insert into raw_quickbooks.invoices values (?, ?, ?, ?, 'ACCOUNTS_RECEIVABLE', ?, ?, ?, ?, '2025-01-03')",
+            [i, i.removeprefix("q-"), n, c, st, tot, bal, deleted],
+        )
+    con.close()
+
+
+def build_ledger(path: Path) -> None:
+    """id_map links for the pairs above, three forward runs with a row failing in all three, one reverse run."""
+    con = duckdb.connect(str(path))
+    con.execute(LEDGER_DDL)
+    links = [("account", str(i), "customer", f"c-{i}") for i in (1, 2, 3, 4)]
+    links += [("invoice", str(i), "invoice", f"q-{i}") for i in (101, 102, 103, 104)]
+    for st, sid, tt, tid in links:
+        con.execute(
+            "insert into id_map values ('coperniq', ?, ?, 'quickbooks', ?, ?, null, 'fp', 'coperniq', 'active', now())",
+            [st, sid, tt, tid],
+        )
+    con.execute(
+        "insert into id_map values ('quickbooks', 'invoice', 'q-106', 'coperniq', 'invoice', '106', null, 'fp', "
+        "'quickbooks', 'active', now())"
+    )
+    for n in (1, 2, 3, 4):
+        con.execute(
+            "insert into runs values (?, 'forward', timestamp '2025-01-01' + to_hours(?), "
+            "timestamp '2025-01-01' + to_hours(?) + to_minutes(1), false, '{}', 'success')",
+            [f"f{n}", n, n],
+        )
+        at = f"2025-01-01 0{n}:00:30"
+        con.execute(f"insert into sync_log values ('f{n}', '{at}', 'forward', 'projects', '77', 'failed', "
+                    f"'HTTP 400 on customer {n}00: Duplicate Name Exists Error (id {n})', null, 'req{n}')")
+        con.execute(f"insert into sync_log values ('f{n}', '{at}', 'forward', 'accounts', '{n}', 'created', '', 'c-{n}', null)")
+    # row 78 failed twice, then succeeded: not failing any more
+    con.execute("insert into sync_log values ('f1', '2025-01-01 01:00:40', 'forward', 'projects', '78', 'failed', 'timeout', null, null)")
+    con.execute("insert into sync_log values ('f2', '2025-01-01 02:00:40', 'forward', 'projects', '78', 'updated', '', null, null)")
+    con.execute("insert into runs values ('r1', 'reverse', '2025-01-02', '2025-01-02 00:01', false, '{}', 'success')")
+    con.execute("insert into sync_log values ('r1', '2025-01-02 00:00:10', 'reverse', 'invoices', 'q-106', 'created', '', '106', null)")
+    con.execute("insert into staging values ('coperniq', 'projects', '77', '{}', now(), 'failed', 4, 'Duplicate Name')")
+    con.close()
