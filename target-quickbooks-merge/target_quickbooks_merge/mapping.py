@@ -1,0 +1,236 @@
+"""Pure Coperniq -> Merge/QBO payload mapping and name rules (no I/O, so it is cheap to unit test)."""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime, time, timezone
+from decimal import Decimal
+from typing import Any
+
+QBO_NAME_MAX = 500  # QBO DisplayName limit
+_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
+_SPACES = re.compile(r"\s+")
+_FORBIDDEN = re.compile(r"[:\t\r\n]")  # QBO rejects these in DisplayName
+
+
+def normalize_name(name: str | None) -> str:
+    """Matching key for DisplayNames: case-folded, accents kept, punctuation dropped, spaces collapsed."""
+    if not name:
+        return ""
+    text = unicodedata.normalize("NFKC", str(name)).casefold()
+    text = _PUNCT.sub(" ", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def normalize_email(email: str | None) -> str:
+    return (email or "").strip().casefold()
+
+
+def sanitize_display_name(name: str) -> str:
+    """QBO DisplayName: no colon/tab/newline (colon is its hierarchy separator), single spaces, <= 500 chars."""
+    text = _FORBIDDEN.sub(" - ", str(name or ""))
+    text = _SPACES.sub(" ", text).strip(" -")
+    return text[:QBO_NAME_MAX].strip() or "Unnamed"
+
+
+def name_candidates(base: str, key: str | int) -> Iterator[str]:
+    """Deterministic DisplayName suffixes tried on a collision with an unrelated record."""
+    yield base
+    yield sanitize_display_name(f"{base} (#{key})")
+    for n in range(2, 50):
+        yield sanitize_display_name(f"{base} (#{key}-{n})")
+
+
+class _SafeDict(dict):  # str.format_map that leaves unknown/None fields empty
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def render_name(template: str, **fields: Any) -> str:
+    values = _SafeDict({k: ("" if v is None else v) for k, v in fields.items()})
+    rendered = string.Formatter().vformat(template, (), values)
+    rendered = rendered.replace("()", "").replace("( )", "")  # e.g. "{title} ({number})" with no number
+    return sanitize_display_name(rendered)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Undo the SDK's timestamp parsing (and Decimals) so staged payloads are plain JSON."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        text = value.astimezone(timezone.utc).isoformat()
+        return text.replace("+00:00", "Z")
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def parse_address(full: str | None) -> dict[str, Any] | None:
+    """Split Coperniq's one-line address ("123 Main St, Austin, TX 78701[, USA]") into Merge Address fields.
+
+    Anything that does not look like "street, city, ST zip" is kept whole in street_1 rather than guessed.
+    """
+    if not full or not str(full).strip():
+        return None
+    parts = [p.strip() for p in str(full).split(",") if p.strip()]
+    country = "US"
+    if parts and parts[-1].upper() in {"USA", "US", "UNITED STATES", "UNITED STATES OF AMERICA"}:
+        parts = parts[:-1]
+    m = re.fullmatch(r"([A-Za-z]{2})\s+(\d{5}(?:-\d{4})?)", parts[-1]) if len(parts) >= 3 else None
+    if m:
+        return {"street_1": ", ".join(parts[:-2]), "city": parts[-2], "country_subdivision": m.group(1).upper(),
+                "zip_code": m.group(2), "country": country}
+    return {"street_1": str(full).strip(), "country": country}
+
+
+def first_address(value: Any) -> str | None:
+    if isinstance(value, list):
+        return next((str(v) for v in value if v), None)
+    return str(value) if value else None
+
+
+def customer_payload(account: Mapping[str, Any], display_name: str) -> dict[str, Any]:
+    """Merge ContactRequest for a Coperniq account (client). Empty values are left out, never sent as blanks."""
+    payload: dict[str, Any] = {"name": display_name, "is_customer": True, "is_supplier": False}
+    if account.get("primaryEmail"):
+        payload["email_address"] = str(account["primaryEmail"]).strip()
+    if account.get("primaryPhone"):
+        payload["phone_numbers"] = [{"number": str(account["primaryPhone"]).strip(), "type": "Primary"}]
+    address = parse_address(first_address(account.get("address")))
+    if address:
+        payload["addresses"] = [{"type": "BILLING", **address}]
+    return payload
+
+
+def qbo_address(full: str | None) -> dict[str, Any] | None:
+    parsed = parse_address(full)
+    if not parsed:
+        return None
+    out = {"Line1": parsed.get("street_1"), "City": parsed.get("city"),
+           "CountrySubDivisionCode": parsed.get("country_subdivision"), "PostalCode": parsed.get("zip_code"),
+           "Country": parsed.get("country")}
+    return {k: v for k, v in out.items() if v}
+
+
+def job_payload(project: Mapping[str, Any], display_name: str, parent_remote_id: str) -> dict[str, Any]:
+    """QBO Customer (sub-customer) body for a project, sent through Merge passthrough (Contact has no parent)."""
+    body: dict[str, Any] = {
+        "DisplayName": display_name,
+        "Job": True,
+        "ParentRef": {"value": str(parent_remote_id)},
+        "BillWithParent": True,
+    }
+    if project.get("primaryEmail"):
+        body["PrimaryEmailAddr"] = {"Address": str(project["primaryEmail"]).strip()}
+    if project.get("primaryPhone"):
+        body["PrimaryPhone"] = {"FreeFormNumber": str(project["primaryPhone"]).strip()}
+    ship = qbo_address(first_address(project.get("address")))
+    if ship:
+        body["ShipAddr"] = ship
+    return body
+
+
+def job_contact_patch(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The Merge Contact fields of a job, used to update a job once Merge has synced it as a Contact."""
+    patch: dict[str, Any] = {"name": job["DisplayName"]}
+    if job.get("PrimaryEmailAddr"):
+        patch["email_address"] = job["PrimaryEmailAddr"]["Address"]
+    if job.get("PrimaryPhone"):
+        patch["phone_numbers"] = [{"number": job["PrimaryPhone"]["FreeFormNumber"], "type": "Primary"}]
+    return patch
+
+
+def money(value: Any) -> float:
+    return round(float(value or 0), 2)
+
+
+def invoice_payload(invoice: Mapping[str, Any], contact_id: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge InvoiceRequest: AR draft numbered from Coperniq's uid."""
+    payload: dict[str, Any] = {
+        "type": "ACCOUNTS_RECEIVABLE",
+        "status": "DRAFT",
+        "number": str(invoice.get("uid") or invoice["id"]),
+        "contact": contact_id,
+        "line_items": lines,
+        "total_amount": money(invoice.get("amount")),
+    }
+    issue = invoice.get("issueDate") or invoice.get("createdAt")
+    if issue:
+        payload["issue_date"] = issue
+    if invoice.get("dueDate"):
+        payload["due_date"] = invoice["dueDate"]
+    if invoice.get("description"):
+        payload["memo"] = str(invoice["description"])
+    return payload
+
+
+def invoice_line(line: Mapping[str, Any], item_id: str) -> dict[str, Any]:
+    qty = line.get("quantity") or 0
+    price = money(line.get("unitPrice"))
+    catalog = line.get("catalogItem") or {}
+    description = line.get("description") or catalog.get("name") or ""
+    return {"description": str(description), "quantity": qty, "unit_price": price,
+            "total_amount": round(float(qty) * price, 2), "item": item_id}
+
+
+def payment_payload(payment: Mapping[str, Any], *, contact_id: str, account_id: str, invoice_id: str,
+                    ) -> dict[str, Any]:
+    """Merge PaymentRequest applied to the invoice."""
+    when = payment.get("paymentDate") or payment.get("createdAt")
+    amount = money(payment.get("amount"))
+    return {
+        "transaction_date": when,
+        "contact": contact_id,
+        "account": account_id,
+        "total_amount": amount,
+        "type": "ACCOUNTS_RECEIVABLE",
+        "applied_to_lines": [{"applied_amount": f"{amount:.2f}", "applied_date": when,
+                              "related_object_id": invoice_id, "related_object_type": "INVOICE"}],
+    }
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _comparable(field: str, value: Any) -> Any:
+    """Reduce a field to what matters for "does it differ" (Merge returns extra keys and ids on nested objects)."""
+    if field == "name":
+        return normalize_name(value)
+    if field == "email_address":
+        return normalize_email(value)
+    if field == "phone_numbers" and isinstance(value, list):
+        return sorted(re.sub(r"\D", "", str(p.get("number", "")) if isinstance(p, Mapping) else str(p))
+                      for p in value)
+    if field == "addresses" and isinstance(value, list):
+        keys = ("street_1", "city", "zip_code")
+        return sorted(tuple(normalize_name(a.get(k)) for k in keys) for a in value if isinstance(a, Mapping))
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return round(float(value), 2)
+    return value
+
+
+def diff_for_strategy(desired: Mapping[str, Any], existing: Mapping[str, Any], strategy: str) -> dict[str, Any]:
+    """Fields to PATCH onto an existing QuickBooks record.
+
+    enrich: only fields Coperniq has a value for that are empty or different there (never blanks anything out);
+    replace: every Coperniq field that differs; skip: nothing.
+    """
+    if strategy == "skip":
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in desired.items():
+        if _empty(value) and strategy == "enrich":
+            continue
+        if _comparable(key, value) != _comparable(key, existing.get(key)):
+            out[key] = value
+    return out

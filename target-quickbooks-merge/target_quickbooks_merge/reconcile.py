@@ -1,0 +1,850 @@
+"""The forward-leg reconcile pass: staged Coperniq snapshot -> QuickBooks (through Merge), in dependency order.
+
+Why a separate pass instead of writing from the sinks: records arrive in any order and across runs (phase instances
+before projects, an invoice in a run where its project is absent), and the trigger decision needs several streams.
+Sinks only stage; this pass runs once at the end of the input over everything pending, failed or waiting.
+
+Order: projects (trigger -> customer -> job) -> remaining accounts (updates of synced clients) -> invoices -> payments.
+Every create is wrapped in a write-ahead intent and carries a deterministic Idempotency-Key, so a crash between the
+API call and the ledger commit is recovered next run by a natural-key lookup instead of a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sync_ledger import ApiError, Ledger, Link, fingerprint
+
+from .mapping import (
+    customer_payload,
+    diff_for_strategy,
+    invoice_line,
+    invoice_payload,
+    job_contact_patch,
+    job_payload,
+    name_candidates,
+    normalize_email,
+    normalize_name,
+    payment_payload,
+    render_name,
+)
+from .merge_client import MergeClient, WriteError
+from .settings import Settings, parse_dt
+from .triggers import TriggerIndex, TriggerRule
+
+SRC = "coperniq"
+QBO = "quickbooks"
+DIRECTION = "forward"
+IDEMPOTENCY_NS = uuid.UUID("6f1c2a7e-6a57-4f0e-9d0c-2b8f5f4d9a11")
+SKIP_PAYMENT_STATUSES = {"FAILED", "DECLINED", "CANCELLED", "CANCELED", "VOIDED", "REFUNDED", "PENDING"}
+
+
+class Wait(Exception):
+    """The record depends on something not synced/visible yet; retried on the next run (logged as skipped)."""
+
+
+class RowFailure(Exception):
+    """A record that cannot be synced as it stands (bad data, missing mapping, QuickBooks refused it)."""
+
+    def __init__(self, reason: str, request_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.request_id = request_id
+
+
+class Disconnected(Exception):
+    """Merge says the linked account is gone (401/404): stop the run, the operator must reconnect."""
+
+
+@dataclass
+class PlanRow:
+    stream: str
+    source_id: str
+    action: str
+    name: str
+    reason: str
+
+
+@dataclass
+class Result:
+    counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    plan: list[PlanRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(c["failed"] for c in self.counts.values())
+
+
+def idempotency_key(kind: str, source_id: str, fp: str) -> str:
+    """Same record + same payload -> same key, so Merge replays instead of creating twice."""
+    return str(uuid.uuid5(IDEMPOTENCY_NS, f"{kind}:{source_id}:{fp}"))
+
+
+@dataclass
+class _ContactIndex:
+    """Existing QBO customers/jobs (Merge Contacts), indexed for matching and collision checks."""
+
+    by_name: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, contact: dict[str, Any]) -> None:
+        if contact.get("id"):
+            self.by_id[str(contact["id"])] = contact
+        key = normalize_name(contact.get("name"))
+        if key:
+            self.by_name[key].append(contact)
+
+
+class Reconciler:
+    """One reconcile pass. Construct per run; call run()."""
+
+    def __init__(self, ledger: Ledger, client: MergeClient, settings: Settings, run_id: str, *,
+                 logger: logging.Logger, first_run_at: datetime | None = None) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.s = settings
+        self.run_id = run_id
+        self.log = logger
+        self.dry = settings.dry_run
+        self.first_run_at = first_run_at
+        self.result = Result()
+        self.links: dict[tuple[str, str], Link] = {}
+        self.linked_targets: set[str] = set()
+        self.leftover_intents: dict[str, dict[str, Any]] = {}
+        self._contacts: _ContactIndex | None = None
+        self._items: dict[str, str] | None = None
+        self._deposit_account: str | None = None
+        self._resolved_jobs: dict[str, str | None] = {}
+        self._done_accounts: set[str] = set()
+        self._progress_at = time.monotonic()
+        self._started = time.monotonic()
+        self._processed = 0
+        self._dry_seq = 0
+
+    # ================================================================== driver
+    def run(self) -> Result:
+        for link in self.ledger.links(SRC):
+            if link.target_system == QBO:
+                self.links[(link.source_type, link.source_id)] = link
+                if link.target_id:
+                    self.linked_targets.add(link.target_id)
+        self.leftover_intents = dict(self.ledger.pending_intents("forward:"))
+        if self.leftover_intents:
+            self.log.warning("Found %d write intent(s) left by an interrupted run; they will be checked against "
+                             "QuickBooks before anything is created again.", len(self.leftover_intents))
+
+        triggers = self._build_triggers()
+        self._sync_projects(triggers)
+        self._sync_accounts()
+        self._sync_invoices()
+        self._sync_payments()
+        for rule in triggers.rules:
+            if rule.entered == 0 and triggers.rules:
+                self._warn(f"No project of workflow {rule.spec.workflow!r} has entered phase "
+                           f"{rule.phase_label or rule.spec.phase!r} (trigger_phases); nothing of it synced yet.")
+        self.ledger.flush()
+        return self.result
+
+    # ================================================================== helpers
+    def _warn(self, message: str) -> None:
+        self.result.warnings.append(message)
+        self.log.warning("WARNING: %s", message)
+
+    def _progress(self, stream: str) -> None:
+        self._processed += 1
+        now = time.monotonic()
+        if now - self._progress_at >= self.s.progress_interval:
+            self._progress_at = now
+            elapsed = max(now - self._started, 1e-6)
+            calls = sum(self.client.api.calls.values())
+            self.log.info("progress: %s, %d records reconciled (%.0f/s), %d API calls (%.0f/min), %d retries",
+                          stream, self._processed, self._processed / elapsed, calls, calls * 60 / elapsed,
+                          self.client.api.retries)
+
+    def _record(self, stream: str, source_id: str | None, action: str, reason: str = "", *,
+                target_id: str | None = None, request_id: str | None = None, name: str = "") -> None:
+        """Count + integration log (+ plan row in dry run, where writes are logged as `planned`)."""
+        self.result.counts[stream][action] += 1
+        logged_action = action
+        if self.dry and action in {"created", "updated", "linked"}:
+            self.result.plan.append(PlanRow(stream, str(source_id), action, name, reason))
+            logged_action = "planned"
+            reason = f"would be {action}: {reason}" if reason else f"would be {action}"
+        elif self.dry and action in {"skipped", "failed"}:
+            self.result.plan.append(PlanRow(stream, str(source_id), action, name, reason))
+        level = logging.WARNING if action == "failed" else logging.INFO
+        self.log.log(level, "%s %s %s%s", stream, source_id, logged_action, f": {reason}" if reason else "")
+        self.ledger.log(self.run_id, direction=DIRECTION, stream=stream, source_id=source_id,
+                        action=logged_action, reason=reason, target_id=target_id, request_id=request_id)
+
+    def _mark(self, stream: str, source_id: str, status: str, error: str | None = None) -> None:
+        if not self.dry:
+            self.ledger.mark_staged(SRC, stream, source_id, status, error)
+
+    def _save_link(self, link: Link) -> None:
+        self.links[(link.source_type, link.source_id)] = link
+        if link.target_id:
+            self.linked_targets.add(link.target_id)
+        if not self.dry:
+            self.ledger.upsert_link(link)
+
+    def _fake_id(self, kind: str) -> str:
+        self._dry_seq += 1
+        return f"dry-run-{kind}-{self._dry_seq}"
+
+    def _begin(self, key: str, payload: dict[str, Any]) -> None:
+        if not self.dry:
+            self.ledger.begin_intent(key, payload)
+
+    def _end(self, key: str) -> None:
+        self.leftover_intents.pop(key, None)
+        if not self.dry:
+            self.ledger.end_intent(key)
+
+    def _commit_create(self, link: Link, intent_key: str) -> None:
+        """Link + intent clear in one transaction: after this the create can never be repeated."""
+        self.links[(link.source_type, link.source_id)] = link
+        if link.target_id:
+            self.linked_targets.add(link.target_id)
+        if self.dry:
+            return
+        with self.ledger.transaction():
+            self.ledger.upsert_link(link)
+            self.ledger.end_intent(intent_key)
+        self.leftover_intents.pop(intent_key, None)
+
+    def _guard(self, stream: str, source_id: str, fn: Callable[[], None], status: str = "pending") -> None:
+        """Run one record; turn its failure into a failed/skipped row so the run continues."""
+        try:
+            fn()
+        except Wait as exc:
+            if status == "skipped":
+                return  # still waiting for the same thing: no new log line every run
+            self._record(stream, source_id, "skipped", str(exc))
+            self._mark(stream, source_id, "skipped", str(exc))
+        except (RowFailure, WriteError) as exc:
+            reason = exc.reason if isinstance(exc, RowFailure) else f"QuickBooks/Merge refused: {exc.detail}"
+            rid = exc.request_id
+            self._record(stream, source_id, "failed", reason, request_id=rid)
+            self._mark(stream, source_id, "failed", reason)
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                raise Disconnected(exc.message) from exc
+            reason = f"Merge API error: {exc.message}"
+            self._record(stream, source_id, "failed", reason, request_id=exc.request_id)
+            self._mark(stream, source_id, "failed", reason)
+        finally:
+            self._progress(stream)
+
+    # ================================================================== triggers
+    def _build_triggers(self) -> TriggerIndex:
+        workflows = [p for _, p, _, _ in self.ledger.iter_staged(SRC, "workflows")]
+        triggers = TriggerIndex.build(self.s.trigger_phases, workflows)
+        for message in triggers.warnings:
+            self._warn(message)
+        if triggers.rules:
+            for _, instance, _, _ in self.ledger.iter_staged(SRC, "project_phase_instances"):
+                triggers.add_instance(instance)
+        return triggers
+
+    def _threshold(self) -> datetime | None:
+        if self.s.backfill:
+            return None
+        if self.s.trigger_since:
+            return self.s.trigger_since
+        if self.first_run_at is not None:
+            return self.first_run_at
+        first = self.ledger.get_meta("first_run_at")
+        return parse_dt(first) if first else None
+
+    # ================================================================== projects -> customer + job
+    def _sync_projects(self, triggers: TriggerIndex) -> None:
+        threshold = self._threshold()
+        statuses = ("pending", "failed", "skipped")
+        for pid, project, status, _ in self.ledger.iter_staged(SRC, "projects", status=statuses):
+            if "__invalid__" in project:
+                continue
+            self._guard("projects", pid, lambda: self._project(pid, project, status, triggers, threshold),
+                        status)
+
+    def _project(self, pid: str, project: Mapping[str, Any], status: str, triggers: TriggerIndex,
+                 threshold: datetime | None) -> None:
+        link = self.links.get(("project", pid))
+        if link is None:
+            rule = triggers.rule_for(project)
+            reason = self._not_triggered_reason(project, rule, triggers, threshold)
+            if reason:
+                if status != "skipped":  # log a skip once per version of the record, not every run
+                    self._record("projects", pid, "skipped", reason, name=str(project.get("title") or ""))
+                    self._mark("projects", pid, "skipped", reason)
+                return
+        account_id = project.get("accountId")
+        if account_id in (None, ""):
+            raise RowFailure("project has no accountId (client); QuickBooks jobs need a parent customer")
+        customer = self._ensure_customer(str(account_id))
+        self._ensure_job(pid, project, customer)
+        self._mark("projects", pid, "done")
+
+    def _not_triggered_reason(self, project: Mapping[str, Any], rule: TriggerRule | None, triggers: TriggerIndex,
+                              threshold: datetime | None) -> str | None:
+        wf = project.get("workflowName") or project.get("workflowId")
+        if not triggers.rules:
+            return "no trigger_phases configured"
+        if rule is None:
+            return f"workflow {wf!r} has no trigger phase configured"
+        entered = triggers.entered_at(project, rule)
+        label = rule.phase_label or str(rule.spec.phase)
+        if entered is None:
+            return f"has not entered trigger phase {label!r} of workflow {wf!r}"
+        rule.entered += 1
+        if threshold is not None and entered < threshold:
+            return (f"entered {label} at {entered:%Y-%m-%d %H:%M}Z, before the sync was enabled "
+                    f"({threshold:%Y-%m-%d %H:%M}Z) (set backfill: true)")
+        return None
+
+    # ---------------------------------------------------------------- customers
+    def _contact_index(self) -> _ContactIndex:
+        """All Merge Contacts, fetched once per run and only when a match/collision check needs them."""
+        if self._contacts is None:
+            index = _ContactIndex()
+            for contact in self.client.iter_list("/contacts", {"expand": "addresses,phone_numbers"}):
+                if not contact.get("remote_was_deleted"):
+                    index.add(contact)
+            self._contacts = index
+            self.log.info("Prefetched %d QuickBooks contacts for matching", len(index.by_id))
+        return self._contacts
+
+    def _stored_name(self, kind: str, source_id: str, base: str) -> str:
+        """The DisplayName we chose earlier (a suffixed one after a collision), if the base is unchanged."""
+        raw = self.ledger.get_meta(f"qbo_name:{kind}:{source_id}")
+        if raw:
+            data = json.loads(raw)
+            if data.get("base") == base:
+                return str(data["name"])
+        return base
+
+    def _remember_name(self, kind: str, source_id: str, base: str, name: str) -> None:
+        if self.dry:
+            return
+        key = f"qbo_name:{kind}:{source_id}"
+        if name != base:
+            self.ledger.set_meta(key, json.dumps({"base": base, "name": name}))
+        elif self.ledger.get_meta(key):
+            self.ledger.set_meta(key, None)
+
+    def _ensure_customer(self, account_id: str) -> Link:
+        link = self.links.get(("account", account_id))
+        if account_id in self._done_accounts and link is not None:
+            return link
+        account = self.ledger.staged(SRC, "accounts", account_id)
+        if account is None or "__invalid__" in account:
+            if link is not None:
+                return link
+            raise Wait(f"client (account {account_id}) has not been received from Coperniq yet")
+        base = render_name(self.s.customer_name_template, title=account.get("title"),
+                           number=account.get("number"), id=account_id)
+        if link is not None:
+            self._update_customer(account_id, account, link, base)
+        else:
+            link = self._create_or_match_customer(account_id, account, base)
+        self._done_accounts.add(account_id)
+        self._mark("accounts", account_id, "done")
+        return self.links[("account", account_id)]
+
+    def _update_customer(self, account_id: str, account: Mapping[str, Any], link: Link, base: str) -> None:
+        name = self._stored_name("customer", account_id, base)
+        desired = customer_payload(account, name)
+        fp = fingerprint(desired)
+        if link.fingerprint == fp:
+            return  # unchanged: zero API calls
+        if link.origin == QBO and self.s.matching_strategy == "skip":
+            self._save_link(Link(**{**link.__dict__, "fingerprint": fp}))
+            self._record("accounts", account_id, "skipped", "matched QuickBooks customer; matching_strategy skip "
+                         "leaves it unchanged", target_id=link.target_id, name=name)
+            return
+        patch = dict(desired)
+        if link.origin == QBO and self.s.matching_strategy != "replace":
+            patch.pop("name", None)  # a matched record keeps its QuickBooks name
+        patch.pop("is_supplier", None)
+        if not link.target_id:
+            raise Wait("customer has no Merge id yet")
+        rid = None
+        if not self.dry:
+            rid = self.client.update("contacts", link.target_id, patch).request_id
+        self._save_link(Link(**{**link.__dict__, "fingerprint": fp}))
+        self._record("accounts", account_id, "updated", f"client changed in Coperniq ({', '.join(sorted(patch))})",
+                     target_id=link.target_id, request_id=rid, name=name)
+
+    def _customer_match(self, account: Mapping[str, Any], base: str) -> dict[str, Any] | None:
+        email = normalize_email(account.get("primaryEmail"))
+        for candidate in self._contact_index().by_name.get(normalize_name(base), []):
+            if str(candidate.get("id")) in self.linked_targets:
+                continue  # already the twin of another Coperniq record: unrelated
+            other = normalize_email(candidate.get("email_address"))
+            if email and other and email != other:
+                continue  # same name, different person
+            return candidate
+        return None
+
+    def _free_name(self, base: str, key: str, exclude: set[str] | None = None) -> str:
+        taken = self._contact_index().by_name
+        for candidate in name_candidates(base, key):
+            if normalize_name(candidate) not in taken and candidate not in (exclude or set()):
+                return candidate
+        raise RowFailure(f"could not find a free QuickBooks DisplayName for {base!r}")
+
+    def _create_or_match_customer(self, account_id: str, account: Mapping[str, Any], base: str) -> Link:
+        intent_key = f"forward:account:{account_id}"
+        if intent_key in self.leftover_intents:
+            recovered = self._recover_contact(intent_key, "account", account_id, "customer")
+            if recovered:
+                return recovered
+        match = self._customer_match(account, base)
+        if match is not None:
+            return self._link_existing_contact("accounts", "account", account_id, "customer", match,
+                                               customer_payload(account, base), base)
+        key = str(account.get("number") or account_id)
+        name = self._free_name(base, key)
+        tried: set[str] = set()
+        while True:
+            desired = customer_payload(account, name)
+            fp = fingerprint(desired)
+            reason = "client of a triggered project"
+            if name != base:
+                reason += f"; DisplayName {base!r} is used by an unrelated QuickBooks record, used {name!r}"
+            self._begin(intent_key, {"kind": "customer", "name": name, "idempotency_key":
+                                     idempotency_key("account", account_id, fp)})
+            try:
+                if self.dry:
+                    model, rid = {"id": self._fake_id("customer"), "remote_id": None, "name": name}, None
+                else:
+                    res = self.client.create("contacts", desired,
+                                             idempotency_key=idempotency_key("account", account_id, fp))
+                    model, rid = res.model, res.request_id
+            except WriteError as exc:
+                self._end(intent_key)
+                if exc.duplicate_name and len(tried) < 5:
+                    tried.add(name)  # a vendor/employee (not in Contacts) holds the name: next suffix
+                    self._contact_index().by_name[normalize_name(name)].append({"name": name})
+                    name = self._free_name(base, key, tried)
+                    continue
+                raise
+            link = Link(SRC, "account", account_id, QBO, "customer", str(model["id"]),
+                        str(model["remote_id"]) if model.get("remote_id") else None, fp, origin=SRC)
+            self._commit_create(link, intent_key)
+            self._remember_name("customer", account_id, base, name)
+            self._contact_index().add({**desired, **model})
+            self._record("accounts", account_id, "created", reason, target_id=link.target_id, request_id=rid,
+                         name=name)
+            return link
+
+    def _recover_contact(self, intent_key: str, source_type: str, source_id: str, target_type: str,
+                         ) -> Link | None:
+        """A create may have happened before a crash: find it by its DisplayName before creating again."""
+        intent = self.leftover_intents.get(intent_key) or {}
+        name = intent.get("name")
+        found: dict[str, Any] | None = None
+        remote: str | None = None
+        if name:
+            found = next((c for c in self.client.find_contacts(name=name)
+                          if normalize_name(c.get("name")) == normalize_name(name)
+                          and str(c.get("id")) not in self.linked_targets), None)
+            if found is None and target_type == "job":
+                rows = self.client.query_customers_by_name(name) or []
+                if rows:
+                    remote = str(rows[0].get("Id"))
+                    found = self.client.contact_by_remote_id(remote) or {}
+        self._end(intent_key)
+        if found is None:
+            return None
+        merge_id = str(found["id"]) if found.get("id") else None
+        remote = remote or (str(found["remote_id"]) if found.get("remote_id") else None)
+        link = Link(SRC, source_type, source_id, QBO, target_type, merge_id, remote, intent.get("fingerprint"),
+                    origin=SRC)
+        self._save_link(link)
+        stream = "accounts" if source_type == "account" else "projects"
+        self._record(stream, source_id, "linked", f"recovered {target_type} {name!r} created by an interrupted "
+                     "run (no duplicate created)", target_id=merge_id, name=str(name))
+        return link
+
+    def _link_existing_contact(self, stream: str, source_type: str, source_id: str, target_type: str,
+                               match: dict[str, Any], desired: dict[str, Any], base: str) -> Link:
+        strategy = self.s.matching_strategy
+        patch = diff_for_strategy({k: v for k, v in desired.items() if k not in {"is_supplier", "name"}},
+                                  match, strategy)
+        if strategy == "replace" and match.get("name") != desired.get("name"):
+            patch["name"] = desired["name"]
+        rid = None
+        if patch and not self.dry:
+            rid = self.client.update("contacts", str(match["id"]), patch).request_id
+        # fingerprint of what Coperniq wants, so an unchanged record costs nothing next run
+        fp = fingerprint({**desired, "name": match.get("name") if strategy != "replace" else desired["name"]})
+        link = Link(SRC, source_type, source_id, QBO, target_type, str(match["id"]),
+                    str(match["remote_id"]) if match.get("remote_id") else None, fp, origin=QBO)
+        self._save_link(link)
+        if strategy != "replace":
+            self._remember_name(target_type, source_id, base, str(match.get("name") or base))
+        what = f"updated {', '.join(sorted(patch))}" if patch else "left unchanged"
+        self._record(stream, source_id, "linked", f"matched existing QuickBooks {target_type} "
+                     f"{match.get('name')!r} by name ({strategy}: {what})", target_id=link.target_id,
+                     request_id=rid, name=str(match.get("name")))
+        return link
+
+    # ---------------------------------------------------------------- jobs
+    def _ensure_job(self, pid: str, project: Mapping[str, Any], customer: Link) -> Link:
+        parent_remote = customer.target_remote_id
+        if not parent_remote:
+            if self.dry and customer.target_id and customer.target_id.startswith("dry-run"):
+                parent_remote = "dry-run"
+            else:
+                contact = self.client.api.get(f"/contacts/{customer.target_id}") or {}
+                parent_remote = contact.get("remote_id")
+                if not parent_remote:
+                    raise Wait("parent customer has no QuickBooks Id yet")
+                customer = Link(**{**customer.__dict__, "target_remote_id": str(parent_remote)})
+                self._save_link(customer)
+        account = self.ledger.staged(SRC, "accounts", str(project.get("accountId"))) or {}
+        title = project.get("title") or account.get("title") or f"Project {pid}"
+        base = render_name(self.s.job_name_template, title=title, number=project.get("number"), id=pid,
+                           client=account.get("title"))
+        link = self.links.get(("project", pid))
+        if link is not None:
+            self._update_job(pid, project, link, base, str(parent_remote))
+            return link
+        return self._create_or_match_job(pid, project, base, str(parent_remote))
+
+    def _update_job(self, pid: str, project: Mapping[str, Any], link: Link, base: str, parent: str) -> None:
+        name = self._stored_name("job", pid, base)
+        desired = job_payload(project, name, parent)
+        fp = fingerprint(desired)
+        if link.fingerprint == fp:
+            return
+        if link.origin == QBO and self.s.matching_strategy == "skip":
+            self._save_link(Link(**{**link.__dict__, "fingerprint": fp}))
+            return
+        merge_id = link.target_id or self._resolve_job(link)
+        if not merge_id:
+            raise Wait(f"job (QBO Id {link.target_remote_id}) is not visible in Merge yet; update retried next run")
+        patch = job_contact_patch(desired)
+        if link.origin == QBO and self.s.matching_strategy != "replace":
+            patch.pop("name", None)
+        rid = None if self.dry else self.client.update("contacts", merge_id, patch).request_id
+        self._save_link(Link(**{**link.__dict__, "target_id": merge_id, "fingerprint": fp}))
+        self._record("projects", pid, "updated", f"project changed in Coperniq ({', '.join(sorted(patch))})",
+                     target_id=merge_id, request_id=rid, name=name)
+
+    def _resolve_job(self, link: Link) -> str | None:
+        """Merge id of a job created by passthrough: visible once Merge synced it (GET /contacts?remote_id=)."""
+        remote = link.target_remote_id
+        if not remote:
+            return None
+        if remote not in self._resolved_jobs:
+            found = None if self.dry else self.client.contact_by_remote_id(remote)
+            self._resolved_jobs[remote] = str(found["id"]) if found and found.get("id") else None
+            if self._resolved_jobs[remote]:
+                self._save_link(Link(**{**link.__dict__, "target_id": self._resolved_jobs[remote]}))
+        return self._resolved_jobs[remote]
+
+    def _create_or_match_job(self, pid: str, project: Mapping[str, Any], base: str, parent: str) -> Link:
+        intent_key = f"forward:project:{pid}"
+        if intent_key in self.leftover_intents:
+            recovered = self._recover_contact(intent_key, "project", pid, "job")
+            if recovered:
+                return recovered
+        for candidate in self._contact_index().by_name.get(normalize_name(base), []):
+            if str(candidate.get("id")) not in self.linked_targets and candidate.get("id"):
+                return self._link_existing_contact("projects", "project", pid, "job", candidate,
+                                                   job_contact_patch(job_payload(project, base, parent)), base)
+        name = self._free_name(base, str(project.get("number") or pid))
+        tried: set[str] = set()
+        while True:
+            body = job_payload(project, name, parent)
+            fp = fingerprint(body)
+            ikey = idempotency_key("project", pid, fp)
+            self._begin(intent_key, {"kind": "job", "name": name, "idempotency_key": ikey, "fingerprint": fp})
+            try:
+                if self.dry:
+                    qbo, rid = {"Id": None}, None
+                else:
+                    qbo, rid = self.client.create_sub_customer(body, idempotency_key=ikey)
+            except WriteError as exc:
+                self._end(intent_key)
+                if exc.duplicate_name and len(tried) < 5:
+                    tried.add(name)
+                    self._contact_index().by_name[normalize_name(name)].append({"name": name})
+                    name = self._free_name(base, str(project.get("number") or pid), tried)
+                    continue
+                raise
+            remote = str(qbo["Id"]) if qbo.get("Id") else None
+            merge_id: str | None = self._fake_id("job") if self.dry else None
+            if remote and not self.dry:
+                found = self.client.contact_by_remote_id(remote)
+                merge_id = str(found["id"]) if found and found.get("id") else None
+                self._resolved_jobs[remote] = merge_id
+            link = Link(SRC, "project", pid, QBO, "job", merge_id, remote, fp, origin=SRC)
+            self._commit_create(link, intent_key)
+            self._remember_name("job", pid, base, name)
+            self._contact_index().add({"id": merge_id, "name": name})
+            reason = f"entered trigger phase; QBO sub-customer of customer {parent}"
+            if name != base:
+                reason += f"; DisplayName {base!r} is used by an unrelated QuickBooks record, used {name!r}"
+            if not merge_id and not self.dry:
+                reason += " (not visible in Merge yet: its invoices wait for Merge's next sync)"
+            self._record("projects", pid, "created", reason, target_id=merge_id or remote, request_id=rid,
+                         name=name)
+            return link
+
+    # ================================================================== accounts not reached through a project
+    def _sync_accounts(self) -> None:
+        for aid, account, status, _ in self.ledger.iter_staged(SRC, "accounts", status=("pending", "failed")):
+            if "__invalid__" in account or aid in self._done_accounts:
+                continue
+            if ("account", aid) in self.links:
+                self._guard("accounts", aid, lambda: self._ensure_customer(aid))
+            else:
+                self._record("accounts", aid, "skipped", "client has no triggered project yet",
+                             name=str(account.get("title") or ""))
+                self._mark("accounts", aid, "skipped", "client has no triggered project yet")
+
+    # ================================================================== invoices
+    def _invoice_contact(self, invoice: Mapping[str, Any]) -> str:
+        record = invoice.get("record") or {}
+        pid = str(record.get("id")) if record.get("id") is not None else None
+        job = self.links.get(("project", pid)) if pid else None
+        if job is not None:
+            merge_id = job.target_id or self._resolve_job(job)
+            if not merge_id:
+                raise Wait(f"waiting for Merge to sync job (QBO Id {job.target_remote_id}) of project {pid}; "
+                           "retried next run")
+            return merge_id
+        if pid and self.ledger.staged(SRC, "projects", pid) is not None:
+            raise Wait(f"project {pid} is not synced to QuickBooks (not triggered)")
+        account = invoice.get("account") or {}
+        customer = self.links.get(("account", str(account.get("id")))) if account.get("id") is not None else None
+        if customer is not None and customer.target_id and pid is None:
+            return customer.target_id
+        raise Wait(f"project {pid or '?'} of this invoice is not synced to QuickBooks (not triggered or not "
+                   "received yet)")
+
+    def _item_index(self) -> dict[str, str]:
+        if self._items is None:
+            index: dict[str, str] = {}
+            for item in self.client.iter_list("/items"):
+                if item.get("remote_was_deleted"):
+                    continue
+                mid = str(item["id"])
+                index[f"id:{mid}"] = mid
+                if item.get("remote_id"):
+                    index[f"id:{item['remote_id']}"] = mid
+                if item.get("name"):
+                    index.setdefault(f"name:{normalize_name(item['name'])}", mid)
+            self._items = index
+        return self._items
+
+    def _lookup_item(self, ref: str) -> str | None:
+        index = self._item_index()
+        return index.get(f"id:{ref}") or index.get(f"name:{normalize_name(ref)}")
+
+    def _resolve_line_item(self, line: Mapping[str, Any]) -> str:
+        catalog = line.get("catalogItem") or {}
+        cid = line.get("catalogItemId") or catalog.get("id")
+        cname = catalog.get("name")
+        mapping = self.s.item_mapping
+        for key in (str(cid) if cid is not None else None, cname):
+            if key and key in mapping:
+                found = self._lookup_item(mapping[key])
+                if found:
+                    return found
+                raise RowFailure(f"item_mapping maps catalog item {key!r} to {mapping[key]!r}, which is not an "
+                                 "item in QuickBooks")
+        if cname and (found := self._lookup_item(cname)):
+            return found  # same name in QuickBooks
+        if self.s.default_item:
+            found = self._lookup_item(self.s.default_item)
+            if found:
+                return found
+            raise RowFailure(f"default_item {self.s.default_item!r} is not an item in QuickBooks")
+        raise RowFailure(f"no QuickBooks item for catalog item {cname!r} (id {cid}): add it to item_mapping or set "
+                         "default_item")
+
+    def _sync_invoices(self) -> None:
+        statuses = ("pending", "failed", "skipped")
+        if not self.s.invoice_sync:
+            arrived = 0
+            for iid, inv, status, _ in self.ledger.iter_staged(SRC, "invoices", status=("pending", "failed")):
+                arrived += 1
+                self._record("invoices", iid, "skipped", "invoice_sync is off")
+                self._mark("invoices", iid, "skipped", "invoice_sync is off")
+            for pay_id, _, _, _ in self.ledger.iter_staged(SRC, "payments", status=("pending", "failed")):
+                self._record("payments", pay_id, "skipped", "invoice_sync is off")
+                self._mark("payments", pay_id, "skipped", "invoice_sync is off")
+            if arrived:
+                self._warn(f"invoice_sync is off but {arrived} invoice(s) arrived; nothing was written for them "
+                           "(set invoice_sync: true to push invoices and payments)")
+            return
+        for iid, inv, status, _ in self.ledger.iter_staged(SRC, "invoices", status=statuses):
+            if "__invalid__" in inv:
+                continue
+            self._guard("invoices", iid, lambda: self._invoice(iid, inv, status), status)
+
+    def _invoice(self, iid: str, inv: Mapping[str, Any], status: str) -> None:
+        link = self.links.get(("invoice", iid))
+        contact = self._invoice_contact(inv)
+        lines = inv.get("lineItems") or []
+        if not lines:
+            raise RowFailure("invoice has no line items (QuickBooks needs at least one line)")
+        desired = invoice_payload(inv, contact, [invoice_line(line, self._resolve_line_item(line)) for line in lines])
+        fp = fingerprint(desired)
+        number = desired["number"]
+        if link is not None:
+            if link.fingerprint != fp:
+                if link.origin == QBO and self.s.matching_strategy == "skip":
+                    self._save_link(Link(**{**link.__dict__, "fingerprint": fp}))
+                else:
+                    rid = None if self.dry else self.client.update("invoices", str(link.target_id), desired).request_id
+                    self._save_link(Link(**{**link.__dict__, "fingerprint": fp}))
+                    self._record("invoices", iid, "updated", "invoice changed in Coperniq", target_id=link.target_id,
+                                 request_id=rid, name=f"#{number}")
+            self._mark("invoices", iid, "done")
+            return
+        intent_key = f"forward:invoice:{iid}"
+        existing = [i for i in self.client.invoices_by_number(number)
+                    if not i.get("remote_was_deleted") and str(i.get("id")) not in self.linked_targets]
+        if existing:
+            found = existing[0]
+            recovered = intent_key in self.leftover_intents
+            if str(found.get("contact")) != contact and not recovered:
+                raise RowFailure(f"invoice number {number} is already used in QuickBooks by another customer's "
+                                 f"invoice ({found.get('id')}); renumber one of them")
+            strategy = "skip" if recovered else self.s.matching_strategy
+            patch = diff_for_strategy({k: v for k, v in desired.items() if k != "line_items"}, found, strategy)
+            rid = None
+            if patch and not self.dry:
+                rid = self.client.update("invoices", str(found["id"]), {**patch, "line_items": desired["line_items"]}
+                                         if strategy == "replace" else patch).request_id
+            link = Link(SRC, "invoice", iid, QBO, "invoice", str(found["id"]),
+                        str(found["remote_id"]) if found.get("remote_id") else None, fp,
+                        origin=SRC if recovered else QBO)
+            self._save_link(link)
+            self._end(intent_key)
+            why = ("recovered invoice created by an interrupted run (no duplicate created)" if recovered else
+                   f"matched existing QuickBooks invoice number {number} ({strategy}: "
+                   f"{'updated ' + ', '.join(sorted(patch)) if patch else 'left unchanged'})")
+            self._record("invoices", iid, "linked", why, target_id=link.target_id, request_id=rid, name=f"#{number}")
+            self._mark("invoices", iid, "done")
+            return
+        if intent_key in self.leftover_intents:
+            self._end(intent_key)  # nothing with that number exists: the interrupted create never happened
+        ikey = idempotency_key("invoice", iid, fp)
+        self._begin(intent_key, {"kind": "invoice", "number": number, "idempotency_key": ikey})
+        if self.dry:
+            model, rid = {"id": self._fake_id("invoice")}, None
+        else:
+            res = self.client.create("invoices", desired, idempotency_key=ikey)
+            model, rid = res.model, res.request_id
+        link = Link(SRC, "invoice", iid, QBO, "invoice", str(model["id"]),
+                    str(model["remote_id"]) if model.get("remote_id") else None, fp, origin=SRC)
+        self._commit_create(link, intent_key)
+        self._record("invoices", iid, "created", f"draft invoice #{number} for synced project",
+                     target_id=link.target_id, request_id=rid, name=f"#{number}")
+        self._mark("invoices", iid, "done")
+
+    # ================================================================== payments
+    def _deposit_account_id(self) -> str:
+        if self._deposit_account is None:
+            wanted = self.s.payment_account
+            for account in self.client.iter_list("/accounts"):
+                if wanted in (str(account.get("id")), str(account.get("remote_id"))) or \
+                        normalize_name(account.get("name")) == normalize_name(wanted):
+                    self._deposit_account = str(account["id"])
+                    break
+            else:
+                raise RowFailure(f"payment_account {wanted!r} is not an account in QuickBooks")
+        return self._deposit_account
+
+    def _sync_payments(self) -> None:
+        if not self.s.invoice_sync:
+            return
+        for pay_id, pay, status, _ in self.ledger.iter_staged(SRC, "payments", status=("pending", "failed",
+                                                                                        "skipped")):
+            if "__invalid__" in pay:
+                continue
+            self._guard("payments", pay_id, lambda: self._payment(pay_id, pay, status), status)
+
+    def _payment(self, pay_id: str, pay: Mapping[str, Any], status: str) -> None:
+        pay_status = str(pay.get("status") or "").upper()
+        if pay_status in SKIP_PAYMENT_STATUSES:
+            if status != "skipped":
+                self._record("payments", pay_id, "skipped", f"payment status is {pay_status}")
+                self._mark("payments", pay_id, "skipped", f"payment status is {pay_status}")
+            return
+        inv_id = str(pay.get("invoiceId"))
+        inv_link = self.links.get(("invoice", inv_id))
+        if inv_link is None or not inv_link.target_id:
+            raise Wait(f"invoice {inv_id} is not synced to QuickBooks yet")
+        invoice = self.ledger.staged(SRC, "invoices", inv_id) or {}
+        contact = self._invoice_contact(invoice)
+        if not pay.get("paymentDate") and not pay.get("createdAt"):
+            raise RowFailure("payment has no paymentDate (QuickBooks needs a transaction date)")
+        if not pay.get("amount"):
+            raise RowFailure("payment has no amount")
+        desired = payment_payload(pay, contact_id=contact, account_id=self._deposit_account_id(),
+                                  invoice_id=str(inv_link.target_id))
+        fp = fingerprint(desired)
+        link = self.links.get(("payment", pay_id))
+        if link is not None:
+            if link.fingerprint != fp:
+                rid = None if self.dry else self.client.update("payments", str(link.target_id), desired).request_id
+                self._save_link(Link(**{**link.__dict__, "fingerprint": fp}))
+                self._record("payments", pay_id, "updated", "payment changed in Coperniq", target_id=link.target_id,
+                             request_id=rid)
+            self._mark("payments", pay_id, "done")
+            return
+        intent_key = f"forward:payment:{pay_id}"
+        if intent_key in self.leftover_intents:
+            found = self._find_payment(contact, desired)
+            self._end(intent_key)
+            if found is not None:
+                link = Link(SRC, "payment", pay_id, QBO, "payment", str(found["id"]),
+                            str(found["remote_id"]) if found.get("remote_id") else None, fp, origin=SRC)
+                self._save_link(link)
+                self._record("payments", pay_id, "linked", "recovered payment created by an interrupted run "
+                             "(no duplicate created)", target_id=link.target_id)
+                self._mark("payments", pay_id, "done")
+                return
+        ikey = idempotency_key("payment", pay_id, fp)
+        self._begin(intent_key, {"kind": "payment", "idempotency_key": ikey})
+        if self.dry:
+            model, rid = {"id": self._fake_id("payment")}, None
+        else:
+            res = self.client.create("payments", desired, idempotency_key=ikey)
+            model, rid = res.model, res.request_id
+        link = Link(SRC, "payment", pay_id, QBO, "payment", str(model["id"]),
+                    str(model["remote_id"]) if model.get("remote_id") else None, fp, origin=SRC)
+        self._commit_create(link, intent_key)
+        self._record("payments", pay_id, "created", f"applied to invoice {inv_id}", target_id=link.target_id,
+                     request_id=rid)
+        self._mark("payments", pay_id, "done")
+
+    def _find_payment(self, contact: str, desired: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Natural key of a payment: same contact, amount, date and applied invoice, not linked to another one."""
+        invoice_id = desired["applied_to_lines"][0]["related_object_id"]
+        for payment in self.client.payments_for_contact(contact):
+            if str(payment.get("id")) in self.linked_targets:
+                continue
+            if round(float(payment.get("total_amount") or 0), 2) != desired["total_amount"]:
+                continue
+            applied = payment.get("applied_to_lines") or []
+            if any(isinstance(a, dict) and str(a.get("related_object_id")) == invoice_id for a in applied) or \
+                    not applied:
+                return payment
+        return None

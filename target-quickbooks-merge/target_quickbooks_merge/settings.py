@@ -1,0 +1,199 @@
+"""Typed, validated view of the target's config.
+
+The SDK validates types against the JSON schema; this module adds the cross-field rules the schema cannot express
+(one trigger per workflow, both keys present, ...) so a bad meltano.yml fails before any record is read, with a
+message naming the setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
+
+DEFAULT_BASE_URL = "https://api.merge.dev/api/accounting/v1"
+MATCHING_STRATEGIES = ("enrich", "replace", "skip")
+DEFAULT_JOB_NAME_TEMPLATE = "{title} ({number})"
+DEFAULT_CUSTOMER_NAME_TEMPLATE = "{title}"
+
+CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
+    th.Property("merge_api_key", th.StringType, required=True, secret=True,
+                description="Merge access key (Authorization: Bearer)."),
+    th.Property("account_token", th.StringType, required=True, secret=True,
+                description="Merge linked-account token of the QuickBooks Online company (X-Account-Token)."),
+    th.Property("base_url", th.StringType, default=DEFAULT_BASE_URL,
+                description="Merge Accounting API base: US https://api.merge.dev/api/accounting/v1, "
+                "EU https://api-eu.merge.dev/api/accounting/v1, APAC https://api-ap.merge.dev/api/accounting/v1."),
+    th.Property(
+        "trigger_phases",
+        th.ArrayType(th.ObjectType(
+            th.Property("workflow", th.CustomType({"type": ["string", "integer"]})),
+            th.Property("phase", th.CustomType({"type": ["string", "integer"]})),
+            additional_properties=False,
+        )),
+        default=[],
+        description='Phases that start the sync, one per workflow: [{"workflow": <id or name>, "phase": <id or name>}].',
+    ),
+    th.Property("invoice_sync", th.BooleanType, default=False,
+                description="Also push Coperniq invoices (as drafts) and their payments for synced projects."),
+    th.Property("matching_strategy", th.StringType, default="enrich", allowed_values=list(MATCHING_STRATEGIES),
+                description="What to do with an existing QuickBooks record found when no link exists yet."),
+    th.Property("dry_run", th.BooleanType, default=False,
+                description="Print the plan and write nothing to QuickBooks."),
+    th.Property("backfill", th.BooleanType, default=False,
+                description="Also sync projects that entered their trigger phase before the sync was enabled."),
+    th.Property("trigger_since", th.DateTimeType,
+                description="With backfill off: projects count only if they entered the trigger phase at/after this "
+                "time (default: the first run of this target against the ledger)."),
+    th.Property("max_requests_per_minute", th.IntegerType, default=300,
+                description="Client-side request ceiling for this linked account (Merge plans: 100/400/600 per min)."),
+    th.Property("ledger_path", th.StringType, default=".meltano/sync-ledger.duckdb",
+                description="DuckDB file with the id map, staging and the integration log."),
+    th.Property("item_mapping", th.ObjectType(additional_properties=True), default={},
+                description="Coperniq catalog item id or name -> QuickBooks item name or Merge/QBO id."),
+    th.Property("default_item", th.StringType,
+                description="QuickBooks item (name or id) for invoice lines without a mapping; unset -> failed row."),
+    th.Property("payment_account", th.StringType, default="Undeposited Funds",
+                description="Deposit account (name or id) for payments."),
+    th.Property("customer_name_template", th.StringType, default=DEFAULT_CUSTOMER_NAME_TEMPLATE,
+                description="QBO DisplayName of a client; fields: {title} {number} {id}."),
+    th.Property("job_name_template", th.StringType, default=DEFAULT_JOB_NAME_TEMPLATE,
+                description="QBO DisplayName of a project (job); fields: {title} {number} {id} {client}."),
+    th.Property("fail_on_error", th.BooleanType, default=False,
+                description="Exit non-zero at the end (after state and ledger are saved) if any row failed."),
+    th.Property("progress_interval", th.NumberType, default=30,
+                description="Seconds between progress log lines during the reconcile pass."),
+).to_dict()
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """One configured trigger: a workflow (id or name) and its phase (id or name)."""
+
+    workflow: str | int
+    phase: str | int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings used by the reconcile pass."""
+
+    merge_api_key: str
+    account_token: str
+    base_url: str = DEFAULT_BASE_URL
+    trigger_phases: tuple[TriggerSpec, ...] = ()
+    invoice_sync: bool = False
+    matching_strategy: str = "enrich"
+    dry_run: bool = False
+    backfill: bool = False
+    trigger_since: datetime | None = None
+    max_requests_per_minute: int = 300
+    ledger_path: str = ".meltano/sync-ledger.duckdb"
+    item_mapping: Mapping[str, str] = field(default_factory=dict)
+    default_item: str | None = None
+    payment_account: str = "Undeposited Funds"
+    customer_name_template: str = DEFAULT_CUSTOMER_NAME_TEMPLATE
+    job_name_template: str = DEFAULT_JOB_NAME_TEMPLATE
+    fail_on_error: bool = False
+    progress_interval: float = 30.0
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.merge_api_key, self.account_token) if s)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """Build and validate; raises ConfigValidationError listing every bad setting."""
+        errors: list[str] = []
+        strategy = config.get("matching_strategy") or "enrich"
+        if strategy not in MATCHING_STRATEGIES:
+            errors.append(f"matching_strategy: {strategy!r} is not one of {', '.join(MATCHING_STRATEGIES)}")
+
+        triggers: list[TriggerSpec] = []
+        seen: dict[str, int] = {}
+        raw_triggers = config.get("trigger_phases") or []
+        if not isinstance(raw_triggers, list):
+            errors.append("trigger_phases: must be a list of {workflow, phase} objects")
+            raw_triggers = []
+        for i, item in enumerate(raw_triggers):
+            if not isinstance(item, Mapping):
+                errors.append(f"trigger_phases[{i}]: must be an object with keys workflow and phase")
+                continue
+            missing = [k for k in ("workflow", "phase") if item.get(k) in (None, "")]
+            if missing:
+                errors.append(f"trigger_phases[{i}]: missing {' and '.join(missing)}")
+                continue
+            key = str(item["workflow"]).strip().casefold()
+            if key in seen:
+                errors.append(
+                    f"trigger_phases[{i}]: workflow {item['workflow']!r} already has a trigger "
+                    f"(trigger_phases[{seen[key]}]); configure one phase per workflow"
+                )
+                continue
+            seen[key] = i
+            triggers.append(TriggerSpec(item["workflow"], item["phase"]))
+
+        rpm = config.get("max_requests_per_minute", 300)
+        if rpm is not None and (not isinstance(rpm, int) or rpm <= 0):
+            errors.append(f"max_requests_per_minute: must be a positive integer, got {rpm!r}")
+
+        since = config.get("trigger_since")
+        since_dt: datetime | None = None
+        if since:
+            try:
+                since_dt = parse_dt(str(since))
+            except ValueError:
+                errors.append(f"trigger_since: not an ISO 8601 date-time: {since!r}")
+
+        mapping = config.get("item_mapping") or {}
+        if not isinstance(mapping, Mapping):
+            errors.append("item_mapping: must be an object {coperniq item id or name: quickbooks item}")
+            mapping = {}
+
+        for name, fields in (("job_name_template", {"title", "number", "id", "client"}),
+                             ("customer_name_template", {"title", "number", "id"})):
+            template = config.get(name)
+            if template:
+                try:
+                    template.format(**{f: "x" for f in fields})
+                except (KeyError, IndexError, ValueError) as exc:
+                    errors.append(f"{name}: invalid template {template!r} ({exc}); fields: {sorted(fields)}")
+
+        if errors:
+            raise ConfigValidationError("Config validation failed", errors=errors)
+
+        return cls(
+            merge_api_key=str(config.get("merge_api_key") or ""),
+            account_token=str(config.get("account_token") or ""),
+            base_url=str(config.get("base_url") or DEFAULT_BASE_URL).rstrip("/"),
+            trigger_phases=tuple(triggers),
+            invoice_sync=bool(config.get("invoice_sync", False)),
+            matching_strategy=strategy,
+            dry_run=bool(config.get("dry_run", False)),
+            backfill=bool(config.get("backfill", False)),
+            trigger_since=since_dt,
+            max_requests_per_minute=int(rpm or 300),
+            ledger_path=str(config.get("ledger_path") or ".meltano/sync-ledger.duckdb"),
+            item_mapping={str(k): str(v) for k, v in mapping.items()},
+            default_item=config.get("default_item") or None,
+            payment_account=str(config.get("payment_account") or "Undeposited Funds"),
+            customer_name_template=config.get("customer_name_template") or DEFAULT_CUSTOMER_NAME_TEMPLATE,
+            job_name_template=config.get("job_name_template") or DEFAULT_JOB_NAME_TEMPLATE,
+            fail_on_error=bool(config.get("fail_on_error", False)),
+            progress_interval=float(config.get("progress_interval") or 30),
+        )
+
+
+def parse_dt(value: str) -> datetime:
+    """ISO 8601 -> aware UTC datetime (naive values are taken as UTC)."""
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)

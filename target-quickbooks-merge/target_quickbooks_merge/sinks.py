@@ -1,0 +1,80 @@
+"""Sinks only stage records into the ledger; the sync itself happens in one reconcile pass (reconcile.py).
+
+Why: records arrive in any order and across runs, and the trigger decision needs several streams at once.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk.exceptions import InvalidRecord
+from singer_sdk.sinks import BatchSink
+from singer_sdk.sinks.core import BaseJSONSchemaValidator, JSONSchemaValidator
+
+from .mapping import to_jsonable
+
+if t.TYPE_CHECKING:
+    from .target import TargetQuickbooksMerge
+
+INVALID_KEY = "__invalid__"
+
+
+class _RecordingValidator(BaseJSONSchemaValidator):
+    """Validates like the SDK but never raises: a bad row becomes a failed log row, not an aborted run."""
+
+    def __init__(self, schema: dict[str, t.Any], on_invalid: t.Callable[[str], None]) -> None:
+        super().__init__(schema)
+        self._inner = JSONSchemaValidator(schema)
+        self._on_invalid = on_invalid
+
+    def validate(self, record: dict[str, t.Any]) -> None:
+        try:
+            self._inner.validate(record)
+        except InvalidRecord as exc:
+            self._on_invalid(str(exc))
+
+
+class StagingSink(BatchSink):
+    """Buffers a batch of records, then stages it into the ledger in one bulk write."""
+
+    MAX_SIZE_DEFAULT = 5000
+
+    def __init__(self, target: TargetQuickbooksMerge, stream_name: str, schema: dict,
+                 key_properties: t.Sequence[str] | None) -> None:
+        self._qbm_target = target
+        self._invalid_reason: str | None = None
+        self.primary_key = list(key_properties or ["id"])
+        # Key properties are checked by us (a record without an id becomes a failed row instead of an abort).
+        super().__init__(target, stream_name, schema, key_properties=[])
+
+    def setup(self) -> None:
+        self._qbm_target.register_sink(self)
+
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        if not self.validate_schema:
+            return None
+        return _RecordingValidator(self.schema, self._note_invalid)
+
+    def _note_invalid(self, message: str) -> None:
+        self._invalid_reason = message
+
+    def preprocess_record(self, record: dict, context: dict) -> dict:
+        """Undo the SDK's datetime parsing so staged payloads are plain, stable JSON."""
+        return to_jsonable(record)
+
+    def process_record(self, record: dict, context: dict) -> None:
+        invalid, self._invalid_reason = self._invalid_reason, None
+        pk = [record.get(k) for k in self.primary_key]
+        if any(v is None for v in pk):
+            self._qbm_target.record_failure(self.stream_name, None,
+                                            f"record has no {'/'.join(self.primary_key)}: cannot be synced")
+            return
+        record_id = "-".join(str(v) for v in pk)
+        if invalid:
+            record = {**record, INVALID_KEY: invalid}
+        context.setdefault("records", []).append((record_id, record))
+
+    def process_batch(self, context: dict) -> None:
+        records = context.get("records") or []
+        if records:
+            self._qbm_target.stage(self.stream_name, records)

@@ -1,0 +1,191 @@
+"""target-quickbooks-merge: Coperniq clients, projects, invoices and payments -> QuickBooks Online via Merge.
+
+Life cycle of a run:
+1. first SCHEMA: open the ledger, fail fast if the linked account is disconnected, start a ledger run;
+2. RECORDs: sinks stage them into the ledger (bulk, durable);
+3. end of input: drain the sinks, run the reconcile pass, flush the ledger, and only then let the SDK emit STATE.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from datetime import datetime, timezone
+
+from singer_sdk import Target
+from singer_sdk.sinks import Sink
+from sync_ledger import ApiError, Ledger
+
+from .merge_client import MergeClient
+from .reconcile import DIRECTION, SRC, Disconnected, Reconciler, Result
+from .report import plan_table, summary_table
+from .settings import CONFIG_JSONSCHEMA, Settings, parse_dt
+from .sinks import INVALID_KEY, StagingSink
+
+RECONNECT_HINT = "Run `coperniq-qbo connect` to link the QuickBooks company again, then re-run the pipeline."
+
+
+class TargetError(Exception):
+    """A run-level problem the operator must fix (disconnected account, unreachable Merge, failed rows)."""
+
+
+class TargetQuickbooksMerge(Target):
+    """Singer target for QuickBooks Online through the Merge Accounting API."""
+
+    name = "target-quickbooks-merge"
+    config_jsonschema = CONFIG_JSONSCHEMA
+    default_sink_class = StagingSink
+
+    def __init__(self, *args: t.Any, client: MergeClient | None = None, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.settings = Settings.from_config(self.config)
+        self.max_parallelism = 1  # one linked account, one rate budget: no parallel drains
+        self._client = client
+        self._ledger: Ledger | None = None
+        self._run_id: str | None = None
+        self._first_run_at: datetime | None = None
+        self._sinks: list[Sink] = []
+        self.result: Result | None = None
+
+    # ------------------------------------------------------------------ start
+    @property
+    def client(self) -> MergeClient:
+        if self._client is None:
+            s = self.settings
+            self._client = MergeClient(s.base_url, api_key=s.merge_api_key, account_token=s.account_token,
+                                       max_requests_per_minute=s.max_requests_per_minute)
+        return self._client
+
+    @property
+    def ledger(self) -> Ledger:
+        self.start()
+        assert self._ledger is not None
+        return self._ledger
+
+    @property
+    def run_id(self) -> str:
+        self.start()
+        assert self._run_id is not None
+        return self._run_id
+
+    def start(self) -> None:
+        """Idempotent run start: pre-flight checks before any record is read."""
+        if self._ledger is not None:
+            return
+        s = self.settings
+        ledger = Ledger(s.ledger_path)
+        try:
+            self._preflight(ledger)
+        except BaseException:
+            ledger.close()
+            raise
+        self._ledger = ledger
+        now = datetime.now(timezone.utc)
+        first = ledger.get_meta("first_run_at")
+        if first:
+            self._first_run_at = parse_dt(first)
+        else:
+            self._first_run_at = now
+            if not s.dry_run:
+                ledger.set_meta("first_run_at", now.isoformat().replace("+00:00", "Z"))
+        self._run_id = ledger.start_run(DIRECTION, dry_run=s.dry_run)
+        self.logger.info("Run %s started (ledger %s%s)", self._run_id, s.ledger_path,
+                         ", DRY RUN: nothing will be written to QuickBooks" if s.dry_run else "")
+        if not s.trigger_phases:
+            self.logger.warning(
+                "WARNING: no trigger_phases configured: no client or project will be synced to QuickBooks. "
+                'Set trigger_phases, e.g. [{"workflow": "Residential Solar", "phase": "Install"}].')
+        if not s.backfill:
+            since = s.trigger_since or self._first_run_at
+            self.logger.info("backfill is off: projects count only if they entered their trigger phase at/after "
+                             "%s", since.isoformat())
+
+    def _preflight(self, ledger: Ledger) -> None:
+        flag = ledger.get_meta("disconnected")
+        if flag:
+            raise TargetError(f"The QuickBooks account is marked disconnected in the sync ledger ({flag}). "
+                              f"{RECONNECT_HINT}")
+        try:
+            details = self.client.account_details()
+        except ApiError as exc:
+            if exc.status in (401, 403, 404):
+                raise TargetError(f"Merge rejected the linked account (HTTP {exc.status}): it is disconnected or "
+                                  f"the account_token/merge_api_key is wrong. {RECONNECT_HINT}") from None
+            raise TargetError(f"Cannot reach Merge at {self.settings.base_url}: {exc.message}") from None
+        status = str(details.get("status") or "").upper()
+        if status in {"RELINK_NEEDED", "DISCONNECTED"}:
+            raise TargetError(f"Merge reports the QuickBooks link as {status}. {RECONNECT_HINT}")
+        self.logger.info("Linked account OK: %s (%s)", details.get("end_user_organization_name") or "?",
+                         details.get("integration") or "QuickBooks Online")
+
+    # ------------------------------------------------------------------ called by sinks
+    def register_sink(self, sink: Sink) -> None:
+        self.start()
+        self._sinks.append(sink)
+
+    def stage(self, stream: str, records: list[tuple[str, dict]]) -> None:
+        """Bulk-stage a batch; schema-invalid rows are staged as failed with the validation message."""
+        self.ledger.stage(SRC, stream, records)
+        for record_id, record in records:
+            if INVALID_KEY in record:
+                self.record_failure(stream, record_id, f"schema validation failed: {record[INVALID_KEY]}")
+                self.ledger.mark_staged(SRC, stream, record_id, "failed", str(record[INVALID_KEY]))
+
+    def record_failure(self, stream: str, record_id: str | None, reason: str) -> None:
+        self.logger.warning("%s %s failed: %s", stream, record_id, reason)
+        self.ledger.log(self.run_id, direction=DIRECTION, stream=stream, source_id=record_id, action="failed",
+                        reason=reason)
+        if self.result is None:
+            self.result = Result()
+        self.result.counts[stream]["failed"] += 1
+
+    # ------------------------------------------------------------------ end of input
+    def process_endofpipe(self) -> None:
+        """Stage what is buffered, reconcile, make the ledger durable, and only then emit STATE (super)."""
+        self.start()
+        for sink in self._sinks:
+            self.drain_one(sink)
+        ledger = self.ledger
+        pre = self.result or Result()
+        status = "success"
+        try:
+            reconciler = Reconciler(ledger, self.client, self.settings, self.run_id, logger=self.logger,
+                                    first_run_at=self._first_run_at)
+            self.result = reconciler.run()
+        except Disconnected as exc:
+            ledger.finish_run(self.run_id, "failed")
+            ledger.close()
+            raise TargetError(f"Merge rejected the linked account mid-run ({exc}). {RECONNECT_HINT}") from None
+        except BaseException:
+            ledger.finish_run(self.run_id, "failed")
+            ledger.close()
+            raise
+        for stream, counter in pre.counts.items():
+            self.result.counts[stream].update(counter)
+        failed = self.result.failed
+        if failed:
+            status = "partial"
+        ledger.finish_run(self.run_id, status)
+        ledger.flush()
+        self._report()
+        super().process_endofpipe()  # STATE goes out only now, after the ledger is durable
+        ledger.close()
+        self._ledger = None
+        if failed and self.settings.fail_on_error:
+            raise TargetError(f"{failed} row(s) failed (fail_on_error is on); state and ledger were saved, the "
+                              "failed rows are retried next run. See `coperniq-qbo log --failed`.")
+
+    def _report(self) -> None:
+        assert self.result is not None
+        if self.settings.dry_run:
+            self.logger.info("DRY RUN plan (nothing was written to QuickBooks):\n%s", plan_table(self.result.plan))
+        self.logger.info("Run summary %s (forward: Coperniq -> QuickBooks):\n%s", self._run_id,
+                         summary_table(self.result.counts))
+        calls = self.client.api.calls
+        self.logger.info("Merge API calls: %s; retries: %d", dict(calls) or "none", self.client.api.retries)
+        failed = self.result.failed
+        if failed:
+            self.logger.warning("WARNING: %d row(s) failed in run %s and will be retried next run; see "
+                                "`coperniq-qbo log --failed`.", failed, self._run_id)
+        for message in self.result.warnings:
+            self.logger.warning("WARNING: %s", message)
+
