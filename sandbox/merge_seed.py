@@ -1,0 +1,49 @@
+"""Deterministic pre-existing QuickBooks data for the Merge sandbox (demo, bench, tests)."""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sandbox.merge import MergeApp
+
+FIRST = ["Avery", "Blake", "Casey", "Devon", "Emerson", "Finley", "Harper", "Jordan", "Kendall", "Logan",
+         "Morgan", "Parker", "Quinn", "Riley", "Sawyer", "Taylor"]
+LAST = ["Adams", "Brooks", "Carter", "Diaz", "Ellis", "Foster", "Garcia", "Hughes", "Ito", "Jensen", "Kim",
+        "Lopez", "Nguyen", "Owens", "Patel", "Reyes"]
+BUSINESS = ["Roofing", "Builders", "Homes", "Properties", "Electric", "Holdings", "Farms", "Dental"]
+
+
+def seed_merge(app: MergeApp, *, customers: int = 10, seed: int = 1, jobs_every: int = 0,
+               invoices_every: int = 0) -> dict[str, Any]:
+    """Create `customers` QBO customers (names unique, same for the same seed), optionally a job under every
+    `jobs_every`-th customer and an open invoice for every `invoices_every`-th. Returns counts."""
+    rng = random.Random(seed)
+    data = app.state.data
+    made = jobs = invoices = 0
+    with app.lock:
+        for i in range(customers):
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            name = f"{first} {last}" if i % 3 else f"{last} {rng.choice(BUSINESS)}"
+            name = f"{name} {seed}-{i + 1:05d}"
+            email = f"{first.lower()}.{last.lower()}.{i + 1}@example.com"
+            obj = data.qbo.create("Customer", {"DisplayName": name, "PrimaryEmailAddr": {"Address": email},
+                                               "BillAddr": {"Line1": f"{rng.randint(1, 9999)} Main St",
+                                                            "City": "Austin", "CountrySubDivisionCode": "TX",
+                                                            "PostalCode": "78701", "Country": "US"}},
+                                  notify=False)
+            row = data.sync_contact("Customer", obj)
+            made += 1
+            if jobs_every and i % jobs_every == 0:
+                job = data.qbo.create("Customer", {"DisplayName": f"{name} - Project", "Job": True,
+                                                   "ParentRef": {"value": obj["Id"]}, "BillWithParent": True},
+                                      notify=False)
+                data.sync_contact("Customer", job)
+                jobs += 1
+            if invoices_every and i % invoices_every == 0:
+                amount = round(rng.uniform(500, 25000), 2)
+                data.write_invoice({"type": "ACCOUNTS_RECEIVABLE", "contact": row["id"],
+                                    "line_items": [{"description": "Solar installation", "total_amount": amount}]})
+                invoices += 1
+    return {"customers": made, "jobs": jobs, "invoices": invoices}
