@@ -1,0 +1,66 @@
+"""One sink class for every stream: it only stages records in the ledger; the Reconciler writes to Coperniq."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, datetime, time, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk.sinks import BatchSink
+
+from target_coperniq.mapping import iso
+
+if sys.version_info >= (3, 12):
+    from typing import override
+else:
+    from typing_extensions import override
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from target_coperniq.target import TargetCoperniq
+
+#: Streams whose records the reconciler reads; anything else from the tap is ignored (not even staged).
+STAGED_STREAMS = frozenset({"invoices", "payments", "items", "contacts"})
+
+
+def jsonable(value: Any) -> Any:
+    """Undo the SDK's datetime parsing (and Decimals) so staged payloads are plain JSON, stable to fingerprint."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return iso(value)
+    if isinstance(value, time):
+        return value.replace(tzinfo=value.tzinfo or timezone.utc).isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+class StagingSink(BatchSink):
+    """Stages a batch, then reconciles: every drain leaves the ledger consistent before STATE can be emitted."""
+
+    max_size = 500
+
+    def __init__(self, target: TargetCoperniq, stream_name: str, schema: dict,
+                 key_properties: Sequence[str] | None) -> None:
+        super().__init__(target, stream_name, schema, key_properties)
+        self.reconciler = target.reconciler
+        self.reconciler.sinks.append(self)
+
+    @override
+    def preprocess_record(self, record: dict, context: dict) -> dict:
+        return jsonable(record)
+
+    @override
+    def process_batch(self, context: dict) -> None:
+        records = context.get("records", [])
+        if self.stream_name not in STAGED_STREAMS:
+            self.logger.debug("Ignoring %d %s records (not used by the reverse leg)", len(records), self.stream_name)
+            return
+        staged = self.reconciler.stage(self.stream_name, records)
+        self.logger.info("Staged %d %s records", staged, self.stream_name)
+        self.reconciler.reconcile()

@@ -1,0 +1,80 @@
+"""target-coperniq: QuickBooks (through Merge) invoices and payments back into Coperniq, for synced jobs only."""
+
+from __future__ import annotations
+
+import sys
+from functools import cached_property
+from typing import Any
+
+from singer_sdk import Target
+from singer_sdk import typing as th
+
+from target_coperniq.reconcile import DEFAULT_LEDGER_PATH, DEFAULT_LINE_ITEM_NAME, Reconciler
+from target_coperniq.sinks import StagingSink
+
+if sys.version_info >= (3, 12):
+    from typing import override
+else:
+    from typing_extensions import override
+
+
+class TargetCoperniq(Target):
+    """Reverse leg of the Coperniq <-> QuickBooks sync."""
+
+    name = "target-coperniq"
+    default_sink_class = StagingSink
+
+    config_jsonschema = th.PropertiesList(
+        th.Property("api_key", th.StringType, required=True, secret=True, title="Coperniq API key",
+                    description="Sent as the x-api-key header."),
+        th.Property("api_url", th.StringType, default="https://api.coperniq.io/v1",
+                    description="Coperniq API base URL including /v1."),
+        th.Property("ledger_path", th.StringType, default=DEFAULT_LEDGER_PATH,
+                    description="Sync ledger (DuckDB) shared with target-quickbooks-merge."),
+        th.Property("dry_run", th.BooleanType, default=False,
+                    description="Log what would be written (action `planned`) and write nothing to Coperniq."),
+        th.Property("max_requests_per_second", th.NumberType, default=10,
+                    description="Client-side ceiling on Coperniq requests (Coperniq allows 100/s, 5,000/day)."),
+        th.Property("default_catalog_item", th.IntegerType,
+                    description="Coperniq catalog item id for QuickBooks lines without an item. Unset: a catalog "
+                                f"item named `default_catalog_item_name` is found or created."),
+        th.Property("default_catalog_item_name", th.StringType, default=DEFAULT_LINE_ITEM_NAME,
+                    description="Catalog item name used when `default_catalog_item` is not set."),
+        th.Property("create_catalog_items", th.BooleanType, default=True,
+                    description="Create a Coperniq catalog item when no item has the QuickBooks item's name. "
+                                "Off: such invoices fail (and are retried) until the item exists."),
+        th.Property("void_policy", th.StringType, default="mark", allowed_values=["mark", "delete", "ignore"],
+                    description="What a QuickBooks void/delete does to the Coperniq invoice the reverse leg "
+                                "created: mark (status DECLINED + description prefix), delete, or ignore."),
+        th.Property("payment_method", th.StringType, default="CHECK",
+                    allowed_values=["CASH", "ACH", "CREDIT_CARD", "KLARNA", "AFFIRM", "CHECK"],
+                    description="Coperniq paymentMethod for payments from QuickBooks (Merge exposes the method "
+                                "only as a reference)."),
+        th.Property("max_attempts", th.IntegerType, default=5,
+                    description="Runs that retry a failed record before it is left for an operator."),
+    ).to_dict()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_parallelism = 1  # one writer: Coperniq has no idempotency keys; ledger decisions are sequential
+
+    @cached_property
+    def reconciler(self) -> Reconciler:
+        return Reconciler(self.config, self.logger)
+
+    @override
+    def process_endofpipe(self) -> None:
+        """Stage and reconcile everything (then give up on what still waits) before the SDK emits STATE."""
+        try:
+            for sink in list(self.reconciler.sinks):
+                self.drain_one(sink)
+            self.reconciler.reconcile(final=True)
+            super().process_endofpipe()
+        except BaseException:
+            self.reconciler.finish("failed")
+            raise
+        self.reconciler.finish()
+
+
+if __name__ == "__main__":
+    TargetCoperniq.cli()
