@@ -178,7 +178,7 @@ class CoperniqStream(RESTStream[int]):
     @property
     @override
     def requests_session(self) -> requests.Session:
-        if not self._requests_session:
+        if not isinstance(self._requests_session, MeteredSession):  # the SDK pre-sets a plain Session
             self._requests_session = MeteredSession(self.api_usage, self.name)
         return self._requests_session
 
