@@ -145,7 +145,9 @@ def test_connect_in_headless_chromium(ops_project: Any, merge_sandbox: Any, tmp_
     assert "saved to" in out and "(value hidden)" in out and "Connected" in out
     assert "Connected" in status_text
 
-    # The token is the one the sandbox issued, and it works.
+    # The token is the one the sandbox issued for this end user, and it works.
+    account = merge_sandbox.state.accounts[token]
+    assert account.end_user_origin_id == "sunny-roofs" and not account.deleted
     client = ApiClient(merge_sandbox.url, headers={"Authorization": f"Bearer {merge_sandbox.api_key}",
                                                    "X-Account-Token": token}, max_retries=0)
     details = client.get("/account-details")

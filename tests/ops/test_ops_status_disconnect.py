@@ -67,6 +67,7 @@ def test_disconnect_requires_confirmation_without_tty(ops_project: Any, merge_sa
     assert res.code == 2
     assert "--yes" in res.err
     assert _account_details(merge_sandbox, merge_sandbox.account_token)  # still linked
+    assert merge_sandbox.state.accounts[merge_sandbox.account_token].deleted is False
     assert not ops_project.ledger_path.exists()
 
 
@@ -84,6 +85,7 @@ def test_disconnect_deletes_account_flags_ledger_keeps_data(ops_project: Any, me
     assert "Disconnected" in res.out and "kept" in res.out
 
     # Merge: the linked account is gone (account-scoped calls answer 401).
+    assert merge_sandbox.state.accounts[merge_sandbox.account_token].deleted is True
     with pytest.raises(ApiError) as info:
         _account_details(merge_sandbox, merge_sandbox.account_token)
     assert info.value.status == 401
