@@ -92,3 +92,27 @@ def log_rows(ledger_path: Path, **filters: Any) -> list[dict[str, Any]]:
 def reverse_links(ledger_path: Path) -> list[Link]:
     with Ledger(ledger_path) as ledger:
         return ledger.links(source_system="quickbooks")
+
+
+def run_tap(config: dict[str, Any], state: dict | None = None) -> dict[str, Any]:
+    """Run tap-quickbooks-merge in-process; returns records by stream, the last STATE and all messages."""
+    import contextlib
+
+    from tap_quickbooks_merge.tap import TapQuickbooksMerge
+
+    tap = TapQuickbooksMerge(config=config, state=state or {}, parse_env_config=False)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        tap.sync_all()
+    messages = [json.loads(line) for line in buf.getvalue().splitlines() if line.strip()]
+    records: dict[str, list[dict[str, Any]]] = {}
+    for m in messages:
+        if m["type"] == "RECORD":
+            records.setdefault(m["stream"], []).append(m["record"])
+    states = [m["value"] for m in messages if m["type"] == "STATE"]
+    return {"records": records, "state": states[-1] if states else None, "messages": messages}
+
+
+def tap_config(merge_sb: Any, **extra: Any) -> dict[str, Any]:
+    return {"base_url": merge_sb.url, "merge_api_key": merge_sb.api_key, "account_token": merge_sb.account_token,
+            "start_date": "2020-01-01T00:00:00Z", "max_requests_per_minute": 6000, **extra}
