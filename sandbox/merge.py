@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import ipaddress
 import json
 import math
 import secrets
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox._server import RateLimiter, Request, Response, SandboxApp, SandboxServer
+from sandbox._server import RateLimiter, Request, Response, SandboxApp, SandboxServer, is_loopback
 from sandbox.merge_models import (EXPANDS, FIELD_SCHEMAS, REQUIRED, SUPPORTED, MergeData, Row, WriteError,
                                   problem)
 from sandbox.merge_qbo import QboCompany, QboError
@@ -805,11 +804,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=0)
     parser.add_argument("--passthrough-visible-after-sync", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(args.host):
         parser.error(f"refusing to bind to non-loopback host {args.host!r}")
     app = MergeApp(api_key=args.api_key, account_token=args.account_token,
                    rate_limit_per_minute=args.rate_limit_per_minute, company_name=args.company_name,

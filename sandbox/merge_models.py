@@ -517,7 +517,7 @@ class MergeData:
             if due is None:
                 due = (parse_dt(issue) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
             total = round(sum(line["total_amount"] for line in lines), 2)
-            paid = round(total - existing["balance"], 2) if existing else 0.0
+            paid = round(existing["total_amount"] - existing["balance"], 2) if existing else 0.0
             if existing is not None and total + 0.001 < paid:
                 raise WriteError([provider_problem(business_error(
                     f"The invoice total ({total:.2f}) can't be less than the payments applied ({paid:.2f})."),
