@@ -273,7 +273,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings, con: Console) -> in
     """Connected/Disconnected from Merge's account-details + sync-status, plus the ledger's last run."""
     result: dict[str, Any] = {"connected": False}
     flag: str | None = None
-    ledger = open_ledger(settings, read_only=True)
+    try:
+        ledger = open_ledger(settings, read_only=True)
+    except CliError as exc:  # a running sync holds the lock: the Merge side is still worth reporting
+        ledger = None
+        result["ledger_error"] = str(exc)
     if ledger is not None:
         try:
             flag = ledger.get_meta(DISCONNECTED_META)
@@ -356,7 +360,9 @@ def _print_status(result: dict[str, Any], con: Console) -> None:
         if result.get("reason"):
             con.say(f"  Reason: {result['reason']}")
     run = result.get("last_run")
-    if run:
+    if result.get("ledger_error"):
+        con.say(f"  Last sync run:      unknown ({result['ledger_error']})")
+    elif run:
         con.say(f"  Last sync run:      {run.get('run_id')} {run.get('direction', '')} {run.get('status', '')}, "
                 f"finished {_fmt_time(run.get('finished_at'))} ({_counts_summary(run.get('counts'))})")
     elif "last_run" in result:

@@ -111,3 +111,25 @@ def test_no_secrets_in_ledger_file(ops_project: Any) -> None:
     data = ops_project.ledger_path.read_bytes()
     for secret in ops_project.secrets:
         assert secret.encode() not in data
+
+
+def test_target_fails_fast_after_disconnect(ops_project: Any, merge_sandbox: Any, tmp_path: Any) -> None:
+    """The contract with target-quickbooks-merge: after `disconnect`, the next forward run stops at start."""
+    import subprocess
+    import sys
+
+    assert ops_project.call(["disconnect", "--yes"]).code == 0
+    config = tmp_path / "target.json"
+    config.write_text(json.dumps({
+        "merge_api_key": merge_sandbox.api_key, "account_token": merge_sandbox.account_token,
+        "base_url": merge_sandbox.url, "ledger_path": str(ops_project.ledger_path),
+        "trigger_phases": [{"workflow": "Residential Solar", "phase": "Install"}],
+    }))
+    schema = {"type": "SCHEMA", "stream": "accounts", "key_properties": ["id"],
+              "schema": {"type": "object", "properties": {"id": {"type": "integer"}}}}
+    proc = subprocess.run([sys.executable, "-m", "target_quickbooks_merge", "--config", str(config)],
+                          input=json.dumps(schema) + "\n", capture_output=True, text=True, timeout=60,
+                          cwd=ops_project.root, env=ops_project.env, check=False)
+    ops_project.assert_clean(proc.stdout, proc.stderr)
+    assert proc.returncode != 0
+    assert "disconnected" in proc.stderr
