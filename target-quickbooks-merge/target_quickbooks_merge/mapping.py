@@ -10,7 +10,7 @@ from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from typing import Any
 
-QBO_NAME_MAX = 500  # QBO DisplayName limit
+QBO_NAME_MAX = 100  # QBO documents 500; older companies/the sandbox enforce 100, so stay safe
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 _SPACES = re.compile(r"\s+")
 _FORBIDDEN = re.compile(r"[:\t\r\n]")  # QBO rejects these in DisplayName

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -367,7 +367,7 @@ class Reconciler:
         if link.fingerprint == fp:
             return  # unchanged: zero API calls
         if link.origin == QBO and self.s.matching_strategy == "skip":
-            self._save_link(Link(**{**link.__dict__, "fingerprint": fp}))
+            self._save_link(replace(link, fingerprint=fp))
             self._record("accounts", account_id, "skipped", "matched QuickBooks customer; matching_strategy skip "
                          "leaves it unchanged", target_id=link.target_id, name=name)
             return
@@ -380,7 +380,7 @@ class Reconciler:
         rid = None
         if not self.dry:
             rid = self.client.update("contacts", link.target_id, patch).request_id
-        self._save_link(Link(**{**link.__dict__, "fingerprint": fp}))
+        self._save_link(replace(link, fingerprint=fp))
         self._record("accounts", account_id, "updated", f"client changed in Coperniq ({', '.join(sorted(patch))})",
                      target_id=link.target_id, request_id=rid, name=name)
 
@@ -510,7 +510,7 @@ class Reconciler:
                 parent_remote = contact.get("remote_id")
                 if not parent_remote:
                     raise Wait("parent customer has no QuickBooks Id yet")
-                customer = Link(**{**customer.__dict__, "target_remote_id": str(parent_remote)})
+                customer = replace(customer, target_remote_id=str(parent_remote))
                 self._save_link(customer)
         account = self.ledger.staged(SRC, "accounts", str(project.get("accountId"))) or {}
         title = project.get("title") or account.get("title") or f"Project {pid}"
@@ -529,7 +529,7 @@ class Reconciler:
         if link.fingerprint == fp:
             return
         if link.origin == QBO and self.s.matching_strategy == "skip":
-            self._save_link(Link(**{**link.__dict__, "fingerprint": fp}))
+            self._save_link(replace(link, fingerprint=fp))
             return
         merge_id = link.target_id or self._resolve_job(link)
         if not merge_id:
@@ -538,7 +538,7 @@ class Reconciler:
         if link.origin == QBO and self.s.matching_strategy != "replace":
             patch.pop("name", None)
         rid = None if self.dry else self.client.update("contacts", merge_id, patch).request_id
-        self._save_link(Link(**{**link.__dict__, "target_id": merge_id, "fingerprint": fp}))
+        self._save_link(replace(link, target_id=merge_id, fingerprint=fp))
         self._record("projects", pid, "updated", f"project changed in Coperniq ({', '.join(sorted(patch))})",
                      target_id=merge_id, request_id=rid, name=name)
 
@@ -551,7 +551,7 @@ class Reconciler:
             found = None if self.dry else self.client.contact_by_remote_id(remote)
             self._resolved_jobs[remote] = str(found["id"]) if found and found.get("id") else None
             if self._resolved_jobs[remote]:
-                self._save_link(Link(**{**link.__dict__, "target_id": self._resolved_jobs[remote]}))
+                self._save_link(replace(link, target_id=self._resolved_jobs[remote]))
         return self._resolved_jobs[remote]
 
     def _create_or_match_job(self, pid: str, project: Mapping[str, Any], base: str, parent: str) -> Link:
@@ -708,10 +708,10 @@ class Reconciler:
         if link is not None:
             if link.fingerprint != fp:
                 if link.origin == QBO and self.s.matching_strategy == "skip":
-                    self._save_link(Link(**{**link.__dict__, "fingerprint": fp}))
+                    self._save_link(replace(link, fingerprint=fp))
                 else:
                     rid = None if self.dry else self.client.update("invoices", str(link.target_id), desired).request_id
-                    self._save_link(Link(**{**link.__dict__, "fingerprint": fp}))
+                    self._save_link(replace(link, fingerprint=fp))
                     self._record("invoices", iid, "updated", "invoice changed in Coperniq", target_id=link.target_id,
                                  request_id=rid, name=f"#{number}")
             self._mark("invoices", iid, "done")
@@ -804,7 +804,7 @@ class Reconciler:
         if link is not None:
             if link.fingerprint != fp:
                 rid = None if self.dry else self.client.update("payments", str(link.target_id), desired).request_id
-                self._save_link(Link(**{**link.__dict__, "fingerprint": fp}))
+                self._save_link(replace(link, fingerprint=fp))
                 self._record("payments", pay_id, "updated", "payment changed in Coperniq", target_id=link.target_id,
                              request_id=rid)
             self._mark("payments", pay_id, "done")
