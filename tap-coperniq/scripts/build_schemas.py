@@ -60,6 +60,14 @@ class Normalizer:
                 if "description" in schema:
                     inner["description"] = schema["description"]
                 return nullable(inner)
+            normed = [self.norm(o) for o in options]
+            kinds = {tuple(sorted(set([o["type"]] if isinstance(o.get("type"), str) else o.get("type", [])) - {"null"}))
+                     for o in normed}
+            if len(kinds) == 1 and (kind := next(iter(kinds))) and "object" not in kind:
+                merged: Schema = {"type": list(kind)}  # e.g. ProductCategory | ServiceCategory: both strings
+                if schema.get("description"):
+                    merged["description"] = schema["description"].strip().split("\n")[0]
+                return nullable(merged)
             return {"description": schema.get("description", "")} if schema.get("description") else {}
         out: Schema = {}
         if "type" in schema:
@@ -118,7 +126,6 @@ def build(spec_path: Path) -> dict[str, Schema]:
     contact.update({
         "id": {"type": "integer", "description": "Contact identifier"},
         "companyId": {"type": ["integer", "null"], "description": "Company identifier"},
-        "createdBy": user,
         "createdAt": dt | {"description": "Creation timestamp"},
         "updatedAt": dt | {"description": "Last update timestamp"},
     })

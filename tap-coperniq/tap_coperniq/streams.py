@@ -7,7 +7,7 @@ import typing as t
 from decimal import Decimal
 from http import HTTPStatus
 
-from tap_coperniq.client import CoperniqStream
+from tap_coperniq.client import CoperniqStream, response_body
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -43,6 +43,7 @@ class AccountsStream(ArchivedAwareStream):
 
     name = "accounts"
     path = "/accounts"
+    extra_params: t.ClassVar[dict[str, t.Any]] = {"include_contacts": "true"}  # contact ids/emails, same call
 
 
 class ContactsStream(IncrementalStream):
@@ -88,8 +89,9 @@ class ProjectPhaseInstancesStream(CoperniqStream):
     def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
         if response.status_code == HTTPStatus.NOT_FOUND:
             return iter(())
-        project = super().parse_response(response)
-        return project
+        project = response_body(response) or {}
+        extra = {"workflowId": project.get("workflowId"), "projectUpdatedAt": project.get("updatedAt")}
+        return ({**row, **extra} for row in project.get("phaseInstances") or [])
 
     @override
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
