@@ -726,7 +726,8 @@ class Reconciler:
                 raise RowFailure(f"invoice number {number} is already used in QuickBooks by another customer's "
                                  f"invoice ({found.get('id')}); renumber one of them")
             strategy = "skip" if recovered else self.s.matching_strategy
-            patch = diff_for_strategy({k: v for k, v in desired.items() if k != "line_items"}, found, strategy)
+            patch = diff_for_strategy({k: v for k, v in desired.items() if k not in {"line_items", "status"}}, found,
+                                      strategy)
             rid = None
             if patch and not self.dry:
                 rid = self.client.update("invoices", str(found["id"]), {**patch, "line_items": desired["line_items"]}

@@ -1,0 +1,86 @@
+"""Invoices and payments: drafts numbered from Coperniq, lines mapped to items, payments applied; toggle off."""
+
+from __future__ import annotations
+
+from tests.target_quickbooks_merge.qbm_helpers import Pipeline, log_rows, merge_rows, staged_records
+
+
+def _synced_project_ids(pipe: Pipeline) -> set[str]:
+    with pipe.ledger() as ledger:
+        return {link.source_id for link in ledger.links("coperniq", "project")}
+
+
+def test_invoices_and_payments_sync_as_drafts_applied_to_invoices(pipeline: Pipeline) -> None:
+    first = pipeline.run(invoice_sync=True, default_item="Services",
+                         item_mapping={"PV Install Labor": "Solar Panel Installation"})
+    synced = _synced_project_ids(pipeline)
+    invoices = staged_records(pipeline, "invoices")
+    expected = {iid: inv for iid, inv in invoices.items() if str(inv["record"]["id"]) in synced}
+    assert expected, "seed should have invoices on triggered projects"
+
+    merge_invoices = merge_rows(pipeline.merge, "invoices")
+    assert sorted(i["number"] for i in merge_invoices) == sorted(str(i["uid"]) for i in expected.values())
+    # sent as DRAFT; QBO has no invoice status, so the sandbox derives it from the balance like QBO does
+    assert all(i["type"] == "ACCOUNTS_RECEIVABLE" and i["status"] in {"DRAFT", "OPEN", "PARTIALLY_PAID", "PAID"}
+               for i in merge_invoices)
+    with pipeline.ledger() as ledger:
+        for iid, inv in expected.items():
+            link = ledger.get_link("coperniq", "invoice", iid)
+            job = ledger.get_link("coperniq", "project", str(inv["record"]["id"]))
+            row = next(r for r in merge_invoices if r["id"] == link.target_id)
+            assert row["contact"] == job.target_id  # billed to the job (sub-customer)
+            assert abs(float(row["total_amount"]) - inv["amount"]) < 0.01
+    items = {r["id"]: r["name"] for r in merge_rows(pipeline.merge, "items")}
+    labor_lines = [line for inv in merge_invoices for line in inv["line_items"]
+                   if "Install Labor" in (line.get("description") or "")]
+    for line in labor_lines:  # item_mapping by catalog name wins over default_item
+        assert items[line["item"]] == ("Solar Panel Installation" if "PV" in line["description"] else "Services")
+
+    payments = staged_records(pipeline, "payments")
+    expected_pay = {pid: p for pid, p in payments.items() if str(p["invoiceId"]) in expected}
+    merge_payments = merge_rows(pipeline.merge, "payments")
+    assert expected_pay, "seed should have payments on synced invoices"
+    assert len(merge_payments) == len(expected_pay) == first.counts["payments"]["created"]
+    with pipeline.ledger() as ledger:
+        for pid, pay in expected_pay.items():
+            link = ledger.get_link("coperniq", "payment", pid)
+            inv_link = ledger.get_link("coperniq", "invoice", str(pay["invoiceId"]))
+            row = next(r for r in merge_payments if r["id"] == link.target_id)
+            assert [a["related_object_id"] for a in row["applied_to_lines"]] == [inv_link.target_id]
+            assert abs(float(row["total_amount"]) - pay["amount"]) < 0.01
+
+    # invoices on projects that never triggered are skipped, with the reason
+    skipped = {r["source_id"]: r["reason"] for r in log_rows(pipeline, stream="invoices", action="skipped")}
+    assert set(skipped) == set(invoices) - set(expected)
+    assert all("not synced" in reason for reason in skipped.values())
+
+    again = pipeline.run(invoice_sync=True, default_item="Services",
+                         item_mapping={"PV Install Labor": "Solar Panel Installation"})
+    assert again.writes == 0
+    assert len(merge_rows(pipeline.merge, "invoices")) == len(expected)
+
+
+def test_invoice_sync_off_writes_no_invoices_and_warns(pipeline: Pipeline) -> None:
+    run = pipeline.run(invoice_sync=False)
+    assert merge_rows(pipeline.merge, "invoices") == []
+    assert merge_rows(pipeline.merge, "payments") == []
+    invoices = staged_records(pipeline, "invoices")
+    assert run.counts["invoices"]["skipped"] == len(invoices) > 0
+    assert {r["reason"] for r in log_rows(pipeline, stream="invoices")} == {"invoice_sync is off"}
+    assert any("invoice_sync is off" in w for w in run.target.result.warnings)
+    assert len(merge_rows(pipeline.merge, "contacts")) > 0  # customers/jobs still sync
+
+
+def test_missing_item_mapping_is_a_failed_row_retried_next_run(pipeline: Pipeline) -> None:
+    first = pipeline.run(invoice_sync=True)
+    failed = log_rows(pipeline, stream="invoices", action="failed")
+    assert failed and first.counts["invoices"]["failed"] == len(failed)
+    assert all("item_mapping" in r["reason"] and "default_item" in r["reason"] for r in failed)
+    assert merge_rows(pipeline.merge, "invoices") == []
+    assert first.states, "the run continued past bad rows and saved state"
+
+    # Next run: the tap sends nothing new (state), but failed staged rows are retried with the fixed config.
+    second = pipeline.run(invoice_sync=True, default_item="Services")
+    assert second.counts["invoices"]["created"] == len(failed)
+    assert len(merge_rows(pipeline.merge, "invoices")) == len(failed)
+    assert second.counts["payments"]["created"] == len(merge_rows(pipeline.merge, "payments"))
