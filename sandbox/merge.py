@@ -564,8 +564,10 @@ class MergeApp(SandboxApp):
         token = secrets.token_urlsafe(24)
         self.state.link_tokens[token] = {"details": body, "expires": time.time() + expiry * 60, "used": False}
         root = f"http://{req.headers.get('host', '127.0.0.1')}"
-        return Response(200, {"link_token": token, "integration_name": INTEGRATION["name"],
-                              "magic_link_url": f"{root}/link/app?link_token={token}" if magic else None})
+        out = {"link_token": token, "integration_name": INTEGRATION["name"]}
+        if magic:  # the spec types magic_link_url as a string: only present when asked for
+            out["magic_link_url"] = f"{root}/link/app?link_token={token}"
+        return Response(200, out)
 
     def _account_token(self, req: Request) -> Response:
         token = self.state.public_tokens.get(req.path_params["public_token"])
