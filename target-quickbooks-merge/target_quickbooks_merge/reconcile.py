@@ -307,8 +307,8 @@ class Reconciler:
             return f"has not entered trigger phase {label!r} of workflow {wf!r}"
         rule.entered += 1
         if threshold is not None and entered < threshold:
-            return (f"entered {label} at {entered:%Y-%m-%d %H:%M}Z, before the sync was enabled "
-                    f"({threshold:%Y-%m-%d %H:%M}Z) (set backfill: true)")
+            return (f"entered {label} before the sync was enabled (set backfill: true); entered "
+                    f"{entered:%Y-%m-%d %H:%M}Z, enabled {threshold:%Y-%m-%d %H:%M}Z")
         return None
 
     # ---------------------------------------------------------------- customers
@@ -387,8 +387,8 @@ class Reconciler:
     def _customer_match(self, account: Mapping[str, Any], base: str) -> dict[str, Any] | None:
         email = normalize_email(account.get("primaryEmail"))
         for candidate in self._contact_index().by_name.get(normalize_name(base), []):
-            if str(candidate.get("id")) in self.linked_targets:
-                continue  # already the twin of another Coperniq record: unrelated
+            if str(candidate.get("id")) in self.linked_targets or not candidate.get("is_customer"):
+                continue  # twin of another Coperniq record, or a vendor holding the name: unrelated
             other = normalize_email(candidate.get("email_address"))
             if email and other and email != other:
                 continue  # same name, different person
@@ -561,7 +561,8 @@ class Reconciler:
             if recovered:
                 return recovered
         for candidate in self._contact_index().by_name.get(normalize_name(base), []):
-            if str(candidate.get("id")) not in self.linked_targets and candidate.get("id"):
+            if str(candidate.get("id")) not in self.linked_targets and candidate.get("id") and \
+                    candidate.get("is_customer"):
                 return self._link_existing_contact("projects", "project", pid, "job", candidate,
                                                    job_contact_patch(job_payload(project, base, parent)), base)
         name = self._free_name(base, str(project.get("number") or pid))

@@ -1,0 +1,142 @@
+"""Matching when no link exists yet (enrich / replace / skip), DisplayName collisions, triggers and backfill."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.target_quickbooks_merge.qbm_helpers import (
+    Pipeline,
+    assert_no_duplicate_names,
+    log_rows,
+    merge_rows,
+    qbo_jobs,
+    qbo_top_customers,
+    staged_records,
+)
+
+
+def _first_triggered_account(pipe: Pipeline) -> dict[str, Any]:
+    """Run once in dry mode to learn which client gets synced, without writing anything."""
+    pipe.run(dry_run=True)
+    with pipe.ledger() as ledger:
+        rows = ledger.log_rows(stream="accounts", action="planned", limit=1000)
+    assert rows, "dry run should plan at least one customer"
+    return staged_records(pipe, "accounts")[rows[-1]["source_id"]]
+
+
+@pytest.mark.parametrize("strategy", ["enrich", "replace", "skip"])
+def test_existing_customer_is_matched_by_name(pipeline: Pipeline, strategy: str) -> None:
+    account = _first_triggered_account(pipeline)
+    existing = pipeline.merge.app.add_contact(account["title"].upper())
+
+    run = pipeline.run(matching_strategy=strategy)
+    with pipeline.ledger() as ledger:
+        link = ledger.get_link("coperniq", "account", str(account["id"]))
+    assert link.target_id == existing["id"] and link.origin == "quickbooks"
+    row = next(r for r in merge_rows(pipeline.merge, "contacts") if r["id"] == existing["id"])
+    if strategy == "skip":
+        assert row["email_address"] in (None, "")  # left unchanged
+        assert row["name"] == account["title"].upper()
+    elif strategy == "enrich":
+        assert row["email_address"] == account["primaryEmail"]  # empty field filled in
+        assert row["name"] == account["title"].upper()  # same name (normalized): not rewritten
+    else:
+        assert row["email_address"] == account["primaryEmail"]
+        assert row["name"] == account["title"]  # overwritten with Coperniq's value
+    linked = [r for r in log_rows(pipeline, stream="accounts", action="linked") if r["source_id"] == str(account["id"])]
+    assert linked and strategy in linked[0]["reason"]
+    same_name = [c for c in qbo_top_customers(pipeline.merge) if c["DisplayName"].casefold() == account["title"].casefold()]
+    assert len(same_name) == 1, "matched, not duplicated"
+    assert run.counts["accounts"]["created"] == len(qbo_top_customers(pipeline.merge)) - 1
+    assert pipeline.run(matching_strategy=strategy).writes == 0
+
+
+def test_enrich_never_blanks_out_existing_values(pipeline: Pipeline) -> None:
+    account = _first_triggered_account(pipeline)
+    existing = pipeline.merge.app.add_contact(account["title"], email=account["primaryEmail"],
+                                              PrimaryPhone={"FreeFormNumber": "+1 555 000 1111"})
+    pipeline.run(matching_strategy="enrich")
+    row = next(r for r in merge_rows(pipeline.merge, "contacts") if r["id"] == existing["id"])
+    assert row["email_address"] == account["primaryEmail"]
+    assert [p["number"] for p in row["phone_numbers"]] == [account["primaryPhone"]]  # differed -> updated
+
+
+def test_display_name_collision_with_unrelated_record_gets_deterministic_suffix(pipeline: Pipeline) -> None:
+    account = _first_triggered_account(pipeline)
+    other = pipeline.merge.app.add_contact(account["title"], email="someone-else@unrelated.example")
+    pipeline.run()
+    with pipeline.ledger() as ledger:
+        link = ledger.get_link("coperniq", "account", str(account["id"]))
+    assert link.target_id != other["id"] and link.origin == "coperniq"
+    ours = next(r for r in merge_rows(pipeline.merge, "contacts") if r["id"] == link.target_id)
+    assert ours["name"] == f"{account['title']} (#{account['number']})"
+    created = [r for r in log_rows(pipeline, stream="accounts", action="created") if r["source_id"] == str(account["id"])]
+    assert "unrelated" in created[0]["reason"]
+    untouched = next(r for r in merge_rows(pipeline.merge, "contacts") if r["id"] == other["id"])
+    assert untouched["email_address"] == "someone-else@unrelated.example"
+    assert_no_duplicate_names(pipeline.merge)
+    assert pipeline.run().writes == 0  # the suffixed name is remembered, no rename loop
+
+
+def test_vendor_holding_the_name_is_not_matched_and_gets_a_suffix(pipeline: Pipeline) -> None:
+    """A vendor is not a customer candidate, but QBO names are unique across customers and vendors."""
+    account = _first_triggered_account(pipeline)
+    pipeline.merge.app.add_contact(account["title"], is_customer=False, is_supplier=True)
+    run = pipeline.run()
+    assert run.counts["accounts"]["failed"] == 0
+    with pipeline.ledger() as ledger:
+        link = ledger.get_link("coperniq", "account", str(account["id"]))
+    ours = next(r for r in merge_rows(pipeline.merge, "contacts") if r["id"] == link.target_id)
+    assert ours["name"] != account["title"] and ours["name"].startswith(account["title"])
+
+
+def test_no_trigger_configured_syncs_nothing_and_warns(pipeline: Pipeline, caplog: pytest.LogCaptureFixture) -> None:
+    run = pipeline.run(trigger_phases=[])
+    assert merge_rows(pipeline.merge, "contacts") == []
+    assert run.writes == 0
+    projects = staged_records(pipeline, "projects")
+    assert run.counts["projects"]["skipped"] == len(projects)
+    assert {r["reason"] for r in log_rows(pipeline, stream="projects")} == {"no trigger_phases configured"}
+    assert "no trigger_phases configured" in caplog.text
+
+
+def test_unknown_workflow_or_phase_names_warn(pipeline: Pipeline) -> None:
+    run = pipeline.run(trigger_phases=[{"workflow": "Residential Solr", "phase": "Install"},
+                                       {"workflow": "HVAC Replacement", "phase": "Instalation"}])
+    warnings = " | ".join(run.target.result.warnings)
+    assert "'Residential Solr' matches no workflow" in warnings
+    assert "'Instalation' matches no phase" in warnings
+    assert "has entered phase" in warnings
+    assert merge_rows(pipeline.merge, "contacts") == []
+
+
+def test_single_workflow_trigger_by_ids(pipeline: Pipeline) -> None:
+    pipeline.run(dry_run=True)  # stages workflows
+    wf = next(w for w in staged_records(pipeline, "workflows").values() if w["name"] == "HVAC Replacement")
+    phase = next(p for p in wf["phases"] if p["name"] == "Installation")
+    pipeline.run(trigger_phases=[{"workflow": wf["id"], "phase": phase["id"]}])
+    projects = staged_records(pipeline, "projects")
+    with pipeline.ledger() as ledger:
+        synced = [projects[link.source_id] for link in ledger.links("coperniq", "project")]
+    assert synced and {p["workflowName"] for p in synced} == {"HVAC Replacement"}
+    assert len(qbo_jobs(pipeline.merge)) == len(synced)
+
+
+def test_backfill_off_syncs_only_projects_entering_the_phase_after_enabling(pipeline: Pipeline) -> None:
+    first = pipeline.run(backfill=False)
+    assert merge_rows(pipeline.merge, "contacts") == [] and first.writes == 0
+    reasons = [r["reason"] for r in log_rows(pipeline, stream="projects", action="skipped")]
+    assert any("before the sync was enabled (set backfill: true)" in r for r in reasons)
+
+    projects = staged_records(pipeline, "projects")
+    target = next(p for p in projects.values()
+                  if p["workflowName"] == "Residential Solar" and p["phase"]["name"] in {"Sale", "Site Survey", "Design",
+                                                                                         "Permitting"})
+    pipeline.coperniq.app.move_project_to_phase(target["id"], "Install")
+    second = pipeline.run(backfill=False)
+    assert second.counts["projects"]["created"] == 1
+    jobs = qbo_jobs(pipeline.merge)
+    assert len(jobs) == 1 and jobs[0]["DisplayName"].startswith(target["title"])
+    assert len(qbo_top_customers(pipeline.merge)) == 1
