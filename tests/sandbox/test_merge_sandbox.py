@@ -469,3 +469,37 @@ def test_link_token_public_token_account_token(merge_sandbox: Any) -> None:
     linked = requests.get(f"{url}/linked-accounts", headers=org, params={"end_user_origin_id": "tenant-1"},
                           timeout=T).json()["results"]
     assert [a["id"] for a in linked] == [body["id"]]
+
+
+# --- scale and entry point ---------------------------------------------------------------------------
+def test_indexes_keep_lists_from_rescanning(merge_sandbox: Any) -> None:
+    seed_merge(merge_sandbox.app, customers=3000, seed=9)
+    table = merge_sandbox.state.contacts
+    mark = table.order[-1]["_mod_us"]
+    merge_sandbox.app.update("contacts", table.order[5]["id"], email_address="changed@example.com")
+    assert len(table._positions(None, mark, None)) == 1  # modified_after narrows via the index, no full scan
+    rows = get(merge_sandbox, "/contacts", modified_after=table.order[-1]["modified_at"]).json()["results"]
+    assert [r["id"] for r in rows] == [table.order[5]["id"]]
+    deep = get(merge_sandbox, "/contacts", page_size=100,
+               cursor=base64.b64encode(b"p=2949").decode()).json()["results"]
+    assert [r["id"] for r in deep] == [r["id"] for r in table.order[2950:]]
+
+
+def test_cli_refuses_public_host_and_prints_url() -> None:
+    import subprocess
+    import sys
+
+    bad = subprocess.run([sys.executable, "-m", "sandbox.merge", "--host", "0.0.0.0", "--port", "0"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "loopback" in bad.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox.merge", "--port", "0", "--seed", "2", "--customers", "3"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = line.split()[3]
+        assert url.endswith("/api/accounting/v1")
+        assert len(requests.get(f"{url}/contacts", headers=H, timeout=T).json()["results"]) == 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
