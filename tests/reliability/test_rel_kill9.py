@@ -1,0 +1,83 @@
+"""kill -9 of target-quickbooks-merge at several points of a run, then a re-run: QuickBooks ends up with every
+customer, job, invoice and payment exactly once.
+
+tap-coperniq | target-quickbooks-merge run as processes (a pipe, as Meltano does). The kill comes from a watcher
+on the Merge sandbox's own store (so it lands right after a create reached QuickBooks, typically before the target
+committed the id to its ledger: the window the write-ahead intents exist for). The re-run gets the last STATE the
+killed target emitted (none: the target only emits STATE after its reconcile), like Meltano would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rel_helpers import (
+    assert_forward_complete,
+    merge_rows,
+    qbo_customers,
+    run_pipe,
+    run_summary,
+    tap_config,
+    target_config,
+)
+from sync_ledger import Ledger
+from tests.conftest import RunningSandbox, start_coperniq, start_merge
+
+
+@pytest.fixture
+def sandboxes() -> Iterator[tuple[RunningSandbox, RunningSandbox]]:
+    cop = start_coperniq(rate_limit_per_day=None)
+    cop.app.seed(projects=40, seed=11)
+    merge = start_merge(rate_limit_per_minute=1_000_000)
+    yield cop, merge
+    cop.server.stop()
+    merge.server.stop()
+
+
+def _customers(m: Any) -> int:
+    return sum(1 for c in qbo_customers(m) if not c.get("Job"))
+
+
+def _jobs(m: Any) -> int:
+    return sum(1 for c in qbo_customers(m) if c.get("Job"))
+
+
+KILL_POINTS: dict[str, tuple[Callable[[Any], int], int]] = {
+    "customers": (_customers, 3),                       # 3rd customer created (jobs interleave with customers)
+    "jobs": (_jobs, 6),                                 # 6th job (passthrough sub-customer)
+    "invoices": (lambda m: len(merge_rows(m, "invoices")), 9),
+    "payments": (lambda m: len(merge_rows(m, "payments")), 7),
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_sigkill_target_then_rerun_has_no_duplicates_and_nothing_missing(
+        point: str, sandboxes: tuple[RunningSandbox, RunningSandbox], tmp_path: Path) -> None:
+    cop, merge = sandboxes
+    counter, at = KILL_POINTS[point]
+    ledger = tmp_path / "ledger.duckdb"
+    tcfg, gcfg = tap_config(cop), target_config(merge, ledger)
+
+    killed = run_pipe("tap-coperniq", tcfg, "target-quickbooks-merge", gcfg, tmp_path,
+                      kill_when=lambda: counter(merge) >= at, tag="killed")
+    assert killed.killed and killed.target_rc == -9, killed.target_stderr[-2000:]
+    assert counter(merge) >= at
+    with Ledger(ledger) as led:  # the ledger survives a SIGKILL (DuckDB WAL)
+        intents = [k for k, _ in led.pending_intents("forward:")]
+    partial = (len(qbo_customers(merge)), len(merge_rows(merge, "invoices")), len(merge_rows(merge, "payments")))
+
+    rerun = run_pipe("tap-coperniq", tcfg, "target-quickbooks-merge", gcfg, tmp_path, state=killed.last_state,
+                     tag="rerun")
+    assert rerun.target_rc == 0, rerun.target_stderr[-3000:]
+    assert rerun.last_state, "the completed re-run emits STATE"
+    exp = assert_forward_complete(cop, merge)
+    # the kill really was mid-run: the re-run had work left
+    assert partial < (len(exp["projects"]) + len(exp["accounts"]), len(exp["invoice_numbers"]),
+                      sum(exp["payments_per_invoice"].values()))
+    summary = run_summary(rerun.target_stderr)
+    assert summary and all(row["failed"] == 0 for row in summary.values()), summary
+    print(f"kill at {point}: partial {partial}, leftover intents {intents}, re-run summary {summary}")
