@@ -233,3 +233,21 @@ def test_client_side_rate_limit_avoids_429(seeded, tap_runner, make_config) -> N
     assert seeded.stats.total >= 9
     assert seeded.stats.by_status.get(429, 0) == 0
     assert sorted(run.ids("projects")) == sorted(seeded.state.projects)
+
+
+def test_overlap_rows_already_emitted_are_skipped(seeded, tap_runner, make_config) -> None:
+    """The state remembers rows inside the lookback window, so the overlap costs no re-emits or detail calls."""
+    app, st = seeded.app, seeded.state
+    config = make_config(seeded, lookback_window=10 * 365 * 86400)  # every seeded row is inside the window
+    first = tap_runner(config)
+    remembered = first.state["bookmarks"]["projects"]["recent_ids"]
+    assert set(remembered) == {str(i) for i in st.projects}
+    changed = sorted(st.projects)[3]
+    bump(app, changed)
+    time.sleep(0.05)
+    seeded.stats.reset()
+    second = tap_runner(config, state=first.state)
+    assert second.ids("projects") == [changed]
+    assert seeded.stats.by_route["GET /v1/projects/{projectId}"] == 1
+    assert second.ids("invoices") == [] and seeded.stats.by_route["GET /v1/invoices/{invoiceId}/payments"] == 0
+    assert second.state["bookmarks"]["projects"]["recent_ids"][str(changed)] == st.projects[changed]["updatedAt"]
