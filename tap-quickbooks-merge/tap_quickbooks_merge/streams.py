@@ -92,7 +92,10 @@ class ItemsStream(MergeStream):
 
 
 class ContactsStream(MergeStream):
-    """Customers (and suppliers). The target resolves an invoice's customer/job link through these."""
+    """Customers (and suppliers). The target resolves an invoice's customer/job link through these.
+
+    Addresses are left out: Merge returns them as ids or inline objects depending on how the contact was
+    written, and nothing downstream needs them."""
 
     name = "contacts"
     path = "/contacts"
@@ -105,7 +108,6 @@ class ContactsStream(MergeStream):
         th.Property("status", th.StringType),
         th.Property("currency", th.StringType),
         th.Property("company", th.StringType),
-        th.Property("addresses", _STR_ARRAY),
         th.Property(
             "phone_numbers",
             th.ArrayType(th.ObjectType(th.Property("number", th.StringType), th.Property("type", th.StringType))),
@@ -115,7 +117,6 @@ class ContactsStream(MergeStream):
     @override
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         row["company"] = relation_id(row.get("company"))
-        row["addresses"] = [relation_id(a) for a in row.get("addresses") or []]
         row["phone_numbers"] = [
             {"number": p.get("number"), "type": p.get("type")}
             for p in row.get("phone_numbers") or []

@@ -1,0 +1,82 @@
+"""Full round trip with the real forward leg: Coperniq -> QuickBooks, then QuickBooks -> Coperniq, then forward
+again, asserting on both sandboxes."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reverse_helpers import log_rows, run_tap, tap_config
+from singer_sdk.testing import target_sync_test
+from sync_ledger import Ledger
+from target_coperniq.target import TargetCoperniq
+
+from tests.target_quickbooks_merge.qbm_helpers import BOTH_TRIGGERS, Pipeline
+
+
+def reverse_run(merge_sb: Any, coperniq_sb: Any, ledger_path: Path, tap_state: dict | None) -> dict | None:
+    """tap-quickbooks-merge | target-coperniq in-process; returns the tap's final state."""
+    out = run_tap(tap_config(merge_sb), state=tap_state)
+    lines = "\n".join(json.dumps(m) for m in out["messages"]) + "\n"
+    target = TargetCoperniq(config={"api_url": coperniq_sb.url, "api_key": coperniq_sb.api_key,
+                                    "ledger_path": str(ledger_path), "max_requests_per_second": 0})
+    target_sync_test(target, io.StringIO(lines), finalize=True)
+    return out["state"]
+
+
+def round_trip(coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> dict[str, Any]:
+    """Forward run, an invoice + payment entered in QuickBooks for a synced job, reverse run."""
+    from sandbox.seed import seed_coperniq
+
+    seed_coperniq(coperniq_sandbox.app, projects=8, seed=7)
+    ledger_path = tmp_path / "sync-ledger.duckdb"
+    forward = Pipeline(coperniq_sandbox, merge_sandbox, ledger_path,
+                       config={"trigger_phases": BOTH_TRIGGERS, "backfill": True, "invoice_sync": True})
+    forward.run()
+    with Ledger(ledger_path) as ledger:
+        job_link = next(link for link in ledger.links("coperniq", "project") if link.target_id)
+        forward_invoice_ids = {link.target_id for link in ledger.links("coperniq", "invoice") if link.target_id}
+    coperniq_invoices_before = set(coperniq_sandbox.state.invoices)
+
+    merge = merge_sandbox.app  # entered directly in QuickBooks for the synced job
+    qbo_invoice = merge.create_invoice(job_link.target_id, [
+        {"description": "Extra panels", "quantity": 2, "unit_price": 450.0, "total_amount": 900.0}])
+    qbo_payment = merge.create_payment(job_link.target_id, 900.0, applied_to=[(qbo_invoice["id"], 900.0)])
+    merge_counts = {t: len(merge.state.table(t)) for t in ("invoices", "payments", "contacts")}
+    state = reverse_run(merge_sandbox, coperniq_sandbox, ledger_path, None)
+    return {"forward": forward, "ledger": ledger_path, "project_id": int(job_link.source_id),
+            "forward_invoice_ids": forward_invoice_ids, "before": coperniq_invoices_before,
+            "qbo_payment": qbo_payment, "merge_counts": merge_counts, "tap_state": state}
+
+
+def test_round_trip(coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> None:
+    rt = round_trip(coperniq_sandbox, merge_sandbox, tmp_path)
+
+    new_ids = set(coperniq_sandbox.state.invoices) - rt["before"]
+    assert len(new_ids) == 1
+    created = coperniq_sandbox.state.invoices[new_ids.pop()]
+    assert created["_record"] == ("project", rt["project_id"]) and created["amount"] == 900.0
+    [payment] = coperniq_sandbox.state.payments[created["id"]]
+    assert payment["amount"] == 900.0 and payment["paymentReference"] == rt["qbo_payment"]["id"]
+    skipped = {r["source_id"]: r["reason"] for r in log_rows(rt["ledger"], action="skipped")}
+    for merge_invoice_id in rt["forward_invoice_ids"]:  # what the forward leg wrote never comes back
+        assert skipped[merge_invoice_id].startswith("written by the forward leg")
+
+    # a second reverse run is a no-op
+    writes = coperniq_sandbox.stats.count("POST") + coperniq_sandbox.stats.count("PATCH")
+    reverse_run(merge_sandbox, coperniq_sandbox, rt["ledger"], rt["tap_state"])
+    assert coperniq_sandbox.stats.count("POST") + coperniq_sandbox.stats.count("PATCH") == writes
+    assert len(set(coperniq_sandbox.state.invoices) - rt["before"]) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="target-quickbooks-merge does not yet skip Coperniq invoices/payments that "
+                                       "are targets of origin-quickbooks links (see tap/target READMEs)")
+def test_second_forward_run_writes_nothing_new(coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> None:
+    rt = round_trip(coperniq_sandbox, merge_sandbox, tmp_path)
+    rt["forward"].run()
+    merge = merge_sandbox.app
+    assert {t: len(merge.state.table(t)) for t in ("invoices", "payments", "contacts")} == rt["merge_counts"]
