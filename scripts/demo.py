@@ -14,6 +14,7 @@ import time
 import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
@@ -23,9 +24,14 @@ DEMO_DIR = ROOT / ".meltano" / "demo"
 PROJECTS = int(os.environ.get("DEMO_PROJECTS", "40"))
 
 
-def http(method: str, url: str, body: dict | None = None) -> object:
+COPERNIQ_AUTH = {"x-api-key": "sandbox-coperniq-key"}
+MERGE_AUTH = {"Authorization": "Bearer sandbox-merge-key", "X-Account-Token": "sandbox-account-token"}
+
+
+def http(method: str, url: str, body: dict | None = None, headers: dict[str, str] | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback only
         raw = resp.read()
     return json.loads(raw) if raw else None
@@ -54,9 +60,41 @@ def meltano(*args: str, env: dict[str, str]) -> None:
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-4000:] + result.stderr[-8000:])
         sys.exit(f"meltano {' '.join(args)} failed with exit code {result.returncode}")
-    summary = [line for line in result.stderr.splitlines() if "summary" in line.lower() or "WARNING" in line]
-    for line in summary[-12:]:
-        print("  " + line.split("] ", 1)[-1][:220])
+    lines = [line.split("] ", 1)[-1] for line in (result.stdout + result.stderr).splitlines()]
+    start = next((i for i, line in enumerate(lines) if "Run summary" in line), None)
+    if start is None:
+        return
+    for line in lines[start:start + 14]:
+        if line.startswith(("tap-", "target-")) or line.strip() == "":
+            text = line.split(" ", 1)[-1] if line.startswith(("tap-", "target-")) else line
+            print("  " + text[:200])
+
+
+def advance_projects(count: int) -> list[dict[str, Any]]:
+    """Move a few Residential Solar projects that are before Install into Install (what a PM does in Coperniq)."""
+    projects = http("GET", f"{COPERNIQ}/v1/projects?page_size=100", headers=COPERNIQ_AUTH)
+    early = {"Sale", "Site Survey", "Design", "Permitting"}
+    chosen = [p for p in projects
+              if p.get("workflowName") == "Residential Solar" and (p.get("phase") or {}).get("name") in early][:count]
+    for project in chosen:
+        http("POST", f"{COPERNIQ}/__admin/projects/{project['id']}/phase", {"phase": "Install"})
+    return chosen
+
+
+def bookkeeper_invoices_a_job() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Create an invoice and a payment directly in QuickBooks for a job the forward leg synced."""
+    contacts = http("GET", f"{MERGE}/api/accounting/v1/contacts?page_size=100&include_remote_data=true",
+                    headers=MERGE_AUTH)["results"]
+
+    def is_job(contact: dict[str, Any]) -> bool:
+        return any((rd.get("data") or {}).get("Job") for rd in contact.get("remote_data") or [])
+
+    job = next(c for c in contacts if is_job(c))
+    invoice = http("POST", f"{MERGE}/__admin/invoices",
+                   {"contact": job["id"], "amount": 1250.0, "number": "QB-9001", "memo": "Change order: extra panel"})
+    payment = http("POST", f"{MERGE}/__admin/payments",
+                   {"contact": job["id"], "total_amount": 500.0, "applied_to": [[invoice["id"], 500.0]]})
+    return job, invoice, payment
 
 
 def main() -> None:
@@ -90,15 +128,15 @@ def main() -> None:
         meltano("run", "coperniq-to-quickbooks", env=env)
 
         banner("Three projects enter a trigger phase in Coperniq")
-        moved = http("POST", f"{COPERNIQ}/__admin/demo/advance", {"count": 3})
-        for item in moved or []:
-            print(f"  project {item['id']} '{item['title']}' -> {item['phase']}")
+        for project in advance_projects(3):
+            print(f"  project {project['id']} '{project['title']}' ({project['workflowName']}) -> Install")
         banner("Forward leg, second run (only what changed)")
         meltano("run", "coperniq-to-quickbooks", env=env)
 
         banner("In QuickBooks, the bookkeeper invoices a synced job and records a payment")
-        made = http("POST", f"{MERGE}/__admin/demo/bookkeeper", {})
-        print(f"  {json.dumps(made)}")
+        job, invoice, payment = bookkeeper_invoices_a_job()
+        print(f"  invoice {invoice['number']} for {invoice['total_amount']} on job '{job['name']}',"
+              f" payment {payment['total_amount']} applied")
         banner("Reverse leg: QuickBooks -> Coperniq")
         meltano("run", "quickbooks-to-coperniq", env=env)
 

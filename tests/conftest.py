@@ -75,3 +75,10 @@ def merge_sandbox() -> Iterator[RunningSandbox]:
     sb = start_merge()
     yield sb
     sb.server.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Meltano subprocess tests share .meltano/run/<plugin>/ in this project: run them on one xdist worker."""
+    for item in items:
+        if item.get_closest_marker("meltano"):
+            item.add_marker(pytest.mark.xdist_group("meltano"))
