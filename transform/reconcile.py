@@ -1,0 +1,312 @@
+"""`make reconcile`: sync against seeded sandboxes, land both sides into DuckDB, run dbt, print the mismatches.
+
+Steps (each one a Meltano command a user can run by hand):
+  1. start both sandboxes (Coperniq seeded, Merge empty) on 127.0.0.1, unless --no-sandboxes (then the URLs of the
+     active Meltano environment are used as they are, e.g. already running sandboxes or, with --environment prod,
+     the real services);
+  2. `meltano run coperniq-to-quickbooks` and `meltano run quickbooks-to-coperniq` (skipped with --skip-sync; a
+     failing leg is reported and the reconciliation still runs, so mismatches it left are visible);
+  3. `meltano run reconcile`: both taps into the DuckDB warehouse (schemas raw_coperniq, raw_quickbooks), then
+     `dbt run` and `dbt test` over the warehouse and the sync ledger (attached read-only);
+  4. print the mismatch summary from the warehouse (reconciliation_* and sync_* tables).
+
+With sandboxes started here, everything (ledger, warehouse, Meltano state) lives in --workdir (output/reconcile),
+wiped first, so each run is reproducible and never touches the dev ledger or state. With --no-sandboxes the
+project's own ledger and state are used (the ledger must not be locked by a running target).
+
+Exit code: 0, or 1 when --fail-on-mismatch and a problem is reported, or 2 when the pipeline itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBLEM_STATUSES = ("mismatched", "missing_in_quickbooks", "missing_in_coperniq")
+# Only the streams the models read (faster extracts; tap-coperniq's catalog_items has an untyped property that
+# target-duckdb 0.8.0 cannot load). `meltano run reconcile` on its own lands every selected stream.
+RECONCILE_SELECT = {
+    "TAP_COPERNIQ__SELECT": json.dumps(["accounts.*", "contacts.*", "invoices.*"]),
+    "TAP_QUICKBOOKS_MERGE__SELECT": json.dumps(["contacts.*", "invoices.*"]),
+}
+
+
+def meltano_bin() -> str:
+    """The meltano next to this interpreter (the dev venv), else the one on PATH."""
+    local = Path(sys.executable).parent / "meltano"
+    return str(local) if local.exists() else (shutil.which("meltano") or "meltano")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def sandboxes(coperniq_port: int, merge_port: int, seed: int, projects: int, log_dir: Path) -> Iterator[None]:
+    """Both sandboxes as child processes; stopped (by their own pids) on exit."""
+    procs: list[subprocess.Popen[bytes]] = []
+    cmds = [
+        ("coperniq", coperniq_port, [sys.executable, "-m", "sandbox.coperniq", "--port", str(coperniq_port),
+                                     "--seed", str(seed), "--projects", str(projects)]),
+        ("merge", merge_port, [sys.executable, "-m", "sandbox.merge", "--port", str(merge_port)]),
+    ]
+    try:
+        for name, port, cmd in cmds:
+            if port_open(port):
+                raise SystemExit(f"port {port} is in use: stop what runs there, or pass --no-sandboxes to use it")
+            log = open(log_dir / f"sandbox-{name}.log", "wb")  # noqa: SIM115 - closed with the process
+            procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 60
+        for (name, port, _), proc in zip(cmds, procs):
+            while not port_open(port):
+                if proc.poll() is not None:
+                    raise SystemExit(f"the {name} sandbox exited (see {log_dir}/sandbox-{name}.log)")
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the {name} sandbox did not listen on {port} within 60 s")
+                time.sleep(0.1)
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def pipeline_env(workdir: Path | None, coperniq_url: str | None, merge_url: str | None,
+                 warehouse: Path, ledger: Path | None) -> dict[str, str]:
+    """Environment for the Meltano commands: URLs of the sandboxes and the isolated ledger, warehouse and state."""
+    env = dict(os.environ)
+    env["MELTANO_PROJECT_ROOT"] = str(ROOT)
+    env.setdefault("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
+    if coperniq_url:
+        env["TAP_COPERNIQ_API_URL"] = env["TARGET_COPERNIQ_API_URL"] = coperniq_url
+    if merge_url:
+        env["TAP_QUICKBOOKS_MERGE_BASE_URL"] = env["TARGET_QUICKBOOKS_MERGE_BASE_URL"] = merge_url
+    for name in ("TARGET_DUCKDB_PATH", "TARGET_DUCKDB_RAW_COPERNIQ_PATH", "TARGET_DUCKDB_RAW_QUICKBOOKS_PATH",
+                 "DBT_DUCKDB_PATH"):
+        env[name] = str(warehouse)
+    if ledger is not None:
+        for name in ("TARGET_QUICKBOOKS_MERGE_LEDGER_PATH", "TARGET_COPERNIQ_LEDGER_PATH", "COPERNIQ_QBO_LEDGER_PATH",
+                     "DBT_DUCKDB_LEDGER_PATH", "SYNC_LEDGER_PATH"):
+            env[name] = str(ledger)
+    env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    if workdir is not None:
+        # dbt's target/ (compiled SQL, partial-parse cache) and logs per run: concurrent dbt runs share nothing
+        env["DBT_TARGET_PATH"] = str(workdir / "dbt-target")
+        env["DBT_LOG_PATH"] = str(workdir / "logs" / "dbt")
+        # Meltano state (bookmarks) and run files of this reconciliation only: fresh sandboxes need full extracts,
+        # and concurrent Meltano runs in one project share .meltano/run/<plugin>/ (catalog, config files).
+        env["MELTANO_SYS_DIR_ROOT"] = str(isolated_sys_dir(workdir))
+        env["MELTANO_DATABASE_URI"] = f"sqlite:///{workdir / 'meltano.db'}"
+    return env
+
+
+def isolated_sys_dir(workdir: Path) -> Path:
+    """A Meltano system dir of its own that reuses the project's installed plugin venvs (symlinks)."""
+    sys_dir = workdir / ".meltano"
+    sys_dir.mkdir(parents=True, exist_ok=True)
+    shared = ROOT / ".meltano"
+    for kind in ("extractors", "loaders", "utilities", "mappers", "transformers", "orchestrators", "files"):
+        link = sys_dir / kind
+        (shared / kind).mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(shared / kind, target_is_directory=True)
+    return sys_dir
+
+
+def meltano(args: list[str], env: dict[str, str], log: Path, *, quiet: bool = False) -> int:
+    """Run one Meltano command from the project root; its output goes to `log` (tail printed on failure)."""
+    cmd = [meltano_bin(), *args]
+    started = time.monotonic()
+    with open(log, "wb") as out:
+        rc = subprocess.call(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    took = time.monotonic() - started
+    if not quiet:
+        print(f"  {'ok  ' if rc == 0 else 'FAIL'} meltano {' '.join(args)}  ({took:.1f} s, log {log})", flush=True)
+    if rc != 0 and not quiet:
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        print("\n".join("       | " + line for line in tail), flush=True)
+    return rc
+
+
+def read_results(warehouse: Path, limit: int = 20) -> dict[str, Any]:
+    """The reconciliation results as plain Python (read-only; used by the printer and the tests)."""
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        def rows(sql: str) -> list[dict[str, Any]]:
+            cur = con.execute(sql)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r)) for r in cur.fetchall()]
+
+        problems = ", ".join(f"'{s}'" for s in PROBLEM_STATUSES)
+        return {
+            "summary": rows("select * from reconciliation.reconciliation_summary order by entity, is_problem desc, "
+                            "reconciliation_status"),
+            "invoices": rows(f"select * from reconciliation.reconciliation_invoices where reconciliation_status in "
+                             f"({problems}) order by reconciliation_status, reconciliation_key limit {limit}"),
+            "customers": rows(f"select * from reconciliation.reconciliation_customers where reconciliation_status in "
+                              f"({problems}) order by reconciliation_status, reconciliation_key limit {limit}"),
+            "runs": rows("select * from reconciliation.sync_health order by started_at desc nulls last limit 10"),
+            "reasons": rows("select * from reconciliation.sync_failure_reasons order by reason_rank limit 10"),
+            "failing_rows": rows("select * from reconciliation.sync_failing_rows where is_persistent "
+                                 f"order by failing_runs desc, direction, stream, source_id limit {limit}"),
+        }
+    finally:
+        con.close()
+
+
+def problem_count(results: dict[str, Any]) -> int:
+    return sum(r["records"] for r in results["summary"] if r["is_problem"])
+
+
+def _money(v: Any) -> str:
+    return "-" if v is None else f"{float(v):,.2f}"
+
+
+def format_results(results: dict[str, Any]) -> str:
+    """The human summary `make reconcile` prints."""
+    out: list[str] = ["", "== Reconciliation: Coperniq <-> QuickBooks =="]
+    for entity in ("customer", "invoice"):
+        parts = [f"{r['reconciliation_status']}={r['records']}" for r in results["summary"] if r["entity"] == entity]
+        out.append(f"{entity + 's':<10} " + ("  ".join(parts) if parts else "(none)"))
+    out.append(f"problems   {problem_count(results)} (mismatched / missing on one side)")
+    if results["invoices"]:
+        out += ["", "-- invoices with problems (Coperniq id <-> Merge id: amount, balance, status per side)"]
+        for r in results["invoices"]:
+            out.append(
+                f"  {r['reconciliation_status']:<22} {r['coperniq_invoice_id'] or '-':>8} <-> "
+                f"{r['quickbooks_invoice_id'] or '-':<38} amount {_money(r['coperniq_amount'])} / "
+                f"{_money(r['quickbooks_amount'])}  balance {_money(r['coperniq_balance'])} / "
+                f"{_money(r['quickbooks_balance'])}  status {r['coperniq_status'] or '-'} / "
+                f"{r['quickbooks_status'] or '-'}  [{r['mismatch_reasons'] or ''}]")
+    if results["customers"]:
+        out += ["", "-- customers with problems (Coperniq <-> Merge contact: name, email)"]
+        for r in results["customers"]:
+            out.append(
+                f"  {r['reconciliation_status']:<22} {r['coperniq_type'] or ''}:{r['coperniq_id'] or '-':>6} <-> "
+                f"{r['quickbooks_contact_id'] or '-':<38} {r['coperniq_name']!r} / {r['quickbooks_name']!r}  "
+                f"{r['coperniq_email'] or '-'} / {r['quickbooks_email'] or '-'}  [{r['mismatch_reasons'] or ''}]")
+    out += ["", "-- sync runs (newest first)"]
+    if not results["runs"]:
+        out.append("  (no runs in the ledger)")
+    for r in results["runs"]:
+        out.append(
+            f"  {r['run_id']:<30} {r['direction']:<8} {r['health']:<8} created={r['created']} updated={r['updated']} "
+            f"linked={r['linked']} skipped={r['skipped']} failed={r['failed']}"
+            + (f"  top reason: {r['top_failure_reason']}" if r["top_failure_reason"] else ""))
+    if results["reasons"]:
+        out += ["", "-- failure reasons (ranked)"]
+        for r in results["reasons"]:
+            out.append(f"  #{r['reason_rank']} {r['failures']}x {r['direction']}/{r['stream']} "
+                       f"rows={r['distinct_rows']} runs={r['runs']}: {r['latest_example']}")
+    if results["failing_rows"]:
+        out += ["", "-- rows failing for more than the threshold of runs"]
+        for r in results["failing_rows"]:
+            out.append(f"  {r['direction']}/{r['stream']}/{r['source_id']}: {r['failing_runs']} runs, "
+                       f"last: {r['last_reason']}")
+    out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python transform/reconcile.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--no-sandboxes", action="store_true", help="do not start sandboxes; use the environment's URLs")
+    p.add_argument("--skip-sync", action="store_true", help="do not run the forward and reverse sync jobs")
+    p.add_argument("--environment", default=None, help="Meltano environment (default: the project's, dev)")
+    p.add_argument("--coperniq-port", type=int, default=8765)
+    p.add_argument("--merge-port", type=int, default=8766)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--projects", type=int, default=50)
+    p.add_argument("--workdir", type=Path, default=ROOT / "output" / "reconcile",
+                   help="ledger, warehouse, Meltano state and logs of this run (with sandboxes)")
+    p.add_argument("--warehouse", type=Path, default=None,
+                   help="warehouse file (default <workdir>/warehouse.duckdb, or .meltano/warehouse.duckdb "
+                        "with --no-sandboxes)")
+    p.add_argument("--fail-on-mismatch", action="store_true", help="exit 1 when a problem is reported")
+    p.add_argument("--limit", type=int, default=20, help="rows listed per section")
+    a = p.parse_args(argv)
+
+    own_sandboxes = not a.no_sandboxes
+    workdir: Path = a.workdir.resolve()
+    if own_sandboxes and workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    logs = workdir / "logs"
+    logs.mkdir(exist_ok=True)
+    if own_sandboxes:
+        warehouse = (a.warehouse or workdir / "warehouse.duckdb").resolve()
+        ledger: Path | None = workdir / "sync-ledger.duckdb"
+        urls = (f"http://127.0.0.1:{a.coperniq_port}/v1", f"http://127.0.0.1:{a.merge_port}/api/accounting/v1")
+    else:
+        warehouse = (a.warehouse or ROOT / ".meltano" / "warehouse.duckdb").resolve()
+        ledger, urls = None, (None, None)
+    env = pipeline_env(workdir if own_sandboxes else None, *urls, warehouse, ledger)
+    if own_sandboxes:
+        # fresh sandboxes: every seeded project is already past its trigger phase, so sync them (backfill)
+        env.setdefault("TARGET_QUICKBOOKS_MERGE_BACKFILL", "true")
+    if a.environment:
+        env["MELTANO_ENVIRONMENT"] = a.environment
+    # the loaders (duckdb 1.2) must create the warehouse file, not dbt (see meltano.yml target-duckdb)
+    if own_sandboxes and warehouse.exists():
+        warehouse.unlink()
+
+    @contextmanager
+    def maybe_sandboxes() -> Iterator[None]:
+        if own_sandboxes:
+            print(f"starting sandboxes: Coperniq :{a.coperniq_port} (seed {a.seed}, {a.projects} projects), "
+                  f"Merge :{a.merge_port}", flush=True)
+            with sandboxes(a.coperniq_port, a.merge_port, a.seed, a.projects, logs):
+                yield
+        else:
+            yield
+
+    pipeline_failed = False
+    with maybe_sandboxes():
+        if not a.skip_sync:
+            print("syncing (forward, then reverse):", flush=True)
+            for job in ("coperniq-to-quickbooks", "quickbooks-to-coperniq"):
+                if meltano(["run", job], env, logs / f"{job}.log") != 0:
+                    print(f"  note: {job} failed; reconciling what there is", flush=True)
+        print("landing both sides into DuckDB and running dbt:", flush=True)
+        rc = meltano(["run", "reconcile"], {**env, **RECONCILE_SELECT}, logs / "reconcile.log")
+        if rc != 0:
+            pipeline_failed = True
+            print("  the reconcile job failed (a dbt test, or a tap/loader): the summary may be partial", flush=True)
+    try:
+        results = read_results(warehouse, a.limit)
+    except Exception as exc:  # noqa: BLE001 - the warehouse may lack the models if dbt never ran
+        print(f"no reconciliation results in {warehouse}: {exc}", file=sys.stderr)
+        return 2
+    print(format_results(results))
+    print(f"warehouse: {warehouse}  (tables reconciliation.*; logs in {logs})")
+    if pipeline_failed:
+        return 2
+    return 1 if a.fail_on_mismatch and problem_count(results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
