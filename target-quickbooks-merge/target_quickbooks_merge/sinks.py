@@ -5,9 +5,13 @@ Why: records arrive in any order and across runs, and the trigger decision needs
 
 from __future__ import annotations
 
+import math
 import typing as t
+from datetime import datetime
 
+import jsonschema
 from singer_sdk.exceptions import InvalidRecord
+from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator, JSONSchemaValidator
 
@@ -18,13 +22,22 @@ if t.TYPE_CHECKING:
 
 INVALID_KEY = "__invalid__"
 
+# date-time strings are checked here (jsonschema only checks them when rfc3339-validator is installed), so a bad date
+# becomes a failed row instead of aborting the whole run in the SDK's timestamp parsing.
+_FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@_FORMATS.checks("date-time", raises=ValueError)
+def _is_datetime(value: object) -> bool:
+    return not isinstance(value, str) or bool(datetime.fromisoformat(value))
+
 
 class _RecordingValidator(BaseJSONSchemaValidator):
     """Validates like the SDK but never raises: a bad row becomes a failed log row, not an aborted run."""
 
     def __init__(self, schema: dict[str, t.Any], on_invalid: t.Callable[[str], None]) -> None:
         super().__init__(schema)
-        self._inner = JSONSchemaValidator(schema)
+        self._inner = JSONSchemaValidator(schema, validate_formats=True, format_checker=_FORMATS)
         self._on_invalid = on_invalid
 
     def validate(self, record: dict[str, t.Any]) -> None:
@@ -32,6 +45,25 @@ class _RecordingValidator(BaseJSONSchemaValidator):
             self._inner.validate(record)
         except InvalidRecord as exc:
             self._on_invalid(str(exc))
+            return
+        bad = _non_finite(record)
+        if bad:  # NaN/Infinity pass "type: number" but are not JSON: QuickBooks could never take them
+            self._on_invalid(f"{bad[0]}: {bad[1]} is not a finite number")
+
+
+def _non_finite(value: t.Any, path: str = "") -> tuple[str, float] | None:
+    """First NaN/Infinity in a record, with its path (e.g. lineItems[0].quantity)."""
+    if isinstance(value, float):
+        return (path or "value", value) if not math.isfinite(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if (found := _non_finite(item, f"{path}.{key}" if path else str(key))) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := _non_finite(item, f"{path}[{i}]")) is not None:
+                return found
+    return None
 
 
 class StagingSink(BatchSink):
@@ -46,6 +78,11 @@ class StagingSink(BatchSink):
         self.primary_key = list(key_properties or ["id"])
         # Key properties are checked by us (a record without an id becomes a failed row instead of an abort).
         super().__init__(target, stream_name, schema, key_properties=[])
+
+    @property
+    def datetime_error_treatment(self) -> DatetimeErrorTreatmentEnum:
+        """Never abort on an unparsable date: the validator already marked that record failed."""
+        return DatetimeErrorTreatmentEnum.NULL
 
     def setup(self) -> None:
         self._qbm_target.register_sink(self)

@@ -157,3 +157,21 @@ def test_bad_config_fails_fast_naming_the_setting(override: dict[str, Any], need
     with pytest.raises(ConfigValidationError) as info:
         TargetQuickbooksMerge(config=config)
     assert any(needle in e for e in info.value.errors) or needle in str(info.value)
+
+
+def test_fail_on_error_raises_only_after_state_and_ledger_are_saved(pipeline: Pipeline) -> None:
+    import contextlib
+    import io
+
+    from tests.target_quickbooks_merge.qbm_helpers import tap_lines
+
+    lines, _ = tap_lines(pipeline.coperniq)
+    target = TargetQuickbooksMerge(config=pipeline.target_config(invoice_sync=True, fail_on_error=True))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(TargetError, match="fail_on_error"):
+        target.process_lines(io.StringIO(lines))
+        target.process_endofpipe()
+    assert '"bookmarks"' in out.getvalue()  # STATE went out before the non-zero exit
+    with pipeline.ledger() as ledger:
+        assert ledger.runs(1)[0]["status"] == "partial"
+        assert ledger.log_rows(action="failed", stream="invoices")
