@@ -44,6 +44,7 @@ class IncrementalStream(CoperniqStream):
         self._emitted: dict[str, str] = {}
         self._prior_recent: dict[str, str] | None = None
         self._skipped_unchanged = 0
+        self._overflow = False
 
     @override
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
@@ -54,9 +55,21 @@ class IncrementalStream(CoperniqStream):
             self._skipped_unchanged += 1
             return None
         out = super().post_process(row, context)
-        if out is not None and updated is not None:
+        if out is not None and updated is not None and not self._overflow:
             self._emitted[key] = str(updated)
+            if len(self._emitted) >= 2 * MAX_RECENT:
+                self._prune_emitted()
         return out
+
+    def _prune_emitted(self) -> None:
+        """Bound memory on big runs: only rows near the newest updatedAt can end up in the state."""
+        lookback = int(self.config.get("lookback_window", 300) or 0)
+        parsed = {k: _parse_ts(v) for k, v in self._emitted.items()}
+        floor = max(parsed.values()) - timedelta(seconds=lookback)
+        self._emitted = {k: self._emitted[k] for k, v in parsed.items() if v >= floor}
+        if len(self._emitted) > MAX_RECENT:  # a bulk update: too many to remember, fall back to at-least-once
+            self._overflow = True
+            self._emitted.clear()
 
     @override
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
@@ -67,7 +80,7 @@ class IncrementalStream(CoperniqStream):
         """Keep the rows within `lookback_window` of the newest updatedAt (emitted now or remembered)."""
         lookback = int(self.config.get("lookback_window", 300) or 0)
         recent = {**(self._prior_recent or self.stream_state.get(RECENT_KEY) or {}), **self._emitted}
-        if lookback <= 0 or not recent:
+        if lookback <= 0 or not recent or self._overflow:
             self.stream_state.pop(RECENT_KEY, None)
             return
         parsed = {k: _parse_ts(v) for k, v in recent.items()}
