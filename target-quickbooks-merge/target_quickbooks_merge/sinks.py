@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import typing as t
 from datetime import datetime
+from decimal import Decimal
 
 import jsonschema
 from singer_sdk.exceptions import InvalidRecord
@@ -35,8 +36,9 @@ def _is_datetime(value: object) -> bool:
 class _RecordingValidator(BaseJSONSchemaValidator):
     """Validates like the SDK but never raises: a bad row becomes a failed log row, not an aborted run."""
 
-    def __init__(self, schema: dict[str, t.Any], on_invalid: t.Callable[[str], None]) -> None:
+    def __init__(self, schema: dict[str, t.Any], on_invalid: t.Callable[[str], None], stream_name: str = "") -> None:
         super().__init__(schema)
+        self.stream_name = stream_name
         self._inner = JSONSchemaValidator(schema, validate_formats=True, format_checker=_FORMATS)
         self._on_invalid = on_invalid
 
@@ -49,12 +51,24 @@ class _RecordingValidator(BaseJSONSchemaValidator):
         bad = _non_finite(record)
         if bad:  # NaN/Infinity pass "type: number" but are not JSON: QuickBooks could never take them
             self._on_invalid(f"{bad[0]}: {bad[1]} is not a finite number")
+            return
+        if self.stream_name == "invoices":  # QuickBooks refuses negative invoices (that is a credit memo)
+            if isinstance(record.get("amount"), (int, float, Decimal)) and record["amount"] < 0:
+                self._on_invalid(f"amount: {record['amount']} is negative; QuickBooks invoices cannot be negative")
+                return
+            for i, line in enumerate(record.get("lineItems") or []):
+                qty = line.get("quantity") if isinstance(line, dict) else None
+                if isinstance(qty, (int, float, Decimal)) and qty <= 0:
+                    self._on_invalid(f"lineItems[{i}].quantity: {qty} is not a positive quantity")
+                    return
 
 
 def _non_finite(value: t.Any, path: str = "") -> tuple[str, float] | None:
     """First NaN/Infinity in a record, with its path (e.g. lineItems[0].quantity)."""
+    if isinstance(value, Decimal):  # the SDK reads JSON numbers as Decimal
+        return None if value.is_finite() else (path or "value", float(value))
     if isinstance(value, float):
-        return (path or "value", value) if not math.isfinite(value) else None
+        return None if math.isfinite(value) else (path or "value", value)
     if isinstance(value, dict):
         for key, item in value.items():
             if (found := _non_finite(item, f"{path}.{key}" if path else str(key))) is not None:
@@ -90,7 +104,7 @@ class StagingSink(BatchSink):
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         if not self.validate_schema:
             return None
-        return _RecordingValidator(self.schema, self._note_invalid)
+        return _RecordingValidator(self.schema, self._note_invalid, self.stream_name)
 
     def _note_invalid(self, message: str) -> None:
         self._invalid_reason = message
