@@ -148,7 +148,7 @@ class Reconciler:
         self._sync_invoices()
         self._sync_payments()
         for rule in triggers.rules:
-            if rule.entered == 0 and triggers.rules:
+            if rule.entered == 0 and not self._rule_has_synced_project(rule):
                 self._warn(f"No project of workflow {rule.spec.workflow!r} has entered phase "
                            f"{rule.phase_label or rule.spec.phase!r} (trigger_phases); nothing of it synced yet.")
         self.ledger.flush()
@@ -232,6 +232,8 @@ class Reconciler:
             self._record(stream, source_id, "skipped", str(exc))
             self._mark(stream, source_id, "skipped", str(exc))
         except (RowFailure, WriteError) as exc:
+            if isinstance(exc, WriteError) and exc.status in (401, 403):
+                raise Disconnected(exc.detail) from exc
             reason = exc.reason if isinstance(exc, RowFailure) else f"QuickBooks/Merge refused: {exc.detail}"
             rid = exc.request_id
             self._record(stream, source_id, "failed", reason, request_id=rid)
@@ -255,6 +257,15 @@ class Reconciler:
             for _, instance, _, _ in self.ledger.iter_staged(SRC, "project_phase_instances"):
                 triggers.add_instance(instance)
         return triggers
+
+    def _rule_has_synced_project(self, rule: TriggerRule) -> bool:
+        """Projects synced in earlier runs also count as "entered" (they are no longer re-evaluated)."""
+        for (source_type, source_id) in self.links:
+            if source_type == "project":
+                project = self.ledger.staged(SRC, "projects", source_id)
+                if project is not None and rule.matches_project(project):
+                    return True
+        return False
 
     def _threshold(self) -> datetime | None:
         if self.s.backfill:
@@ -631,7 +642,7 @@ class Reconciler:
             raise Wait(f"project {pid} is not synced to QuickBooks (not triggered)")
         account = invoice.get("account") or {}
         customer = self.links.get(("account", str(account.get("id")))) if account.get("id") is not None else None
-        if customer is not None and customer.target_id and pid is None:
+        if customer is not None and customer.target_id:
             return customer.target_id
         raise Wait(f"project {pid or '?'} of this invoice is not synced to QuickBooks (not triggered or not "
                    "received yet)")

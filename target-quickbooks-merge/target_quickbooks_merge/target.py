@@ -8,6 +8,7 @@ Life cycle of a run:
 
 from __future__ import annotations
 
+import time
 import typing as t
 from datetime import datetime, timezone
 
@@ -45,6 +46,8 @@ class TargetQuickbooksMerge(Target):
         self._first_run_at: datetime | None = None
         self._sinks: list[Sink] = []
         self.result: Result | None = None
+        self._staged_count = 0
+        self._started_at = self._progress_at = time.monotonic()
 
     # ------------------------------------------------------------------ start
     @property
@@ -125,6 +128,13 @@ class TargetQuickbooksMerge(Target):
     def stage(self, stream: str, records: list[tuple[str, dict]]) -> None:
         """Bulk-stage a batch; schema-invalid rows are staged as failed with the validation message."""
         self.ledger.stage(SRC, stream, records)
+        self._staged_count += len(records)
+        now = time.monotonic()
+        if now - self._progress_at >= self.settings.progress_interval:
+            self._progress_at = now
+            elapsed = max(now - self._started_at, 1e-6)
+            self.logger.info("progress: %d records staged so far (%.0f/s), latest batch: %s",
+                             self._staged_count, self._staged_count / elapsed, stream)
         for record_id, record in records:
             if INVALID_KEY in record:
                 self.record_failure(stream, record_id, f"schema validation failed: {record[INVALID_KEY]}")
