@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS meta (
     value VARCHAR
 );
 CREATE TABLE IF NOT EXISTS id_map (
+    link_key VARCHAR PRIMARY KEY,  -- source_system, source_type, source_id, target_system joined by \x1f
     source_system VARCHAR NOT NULL,
     source_type VARCHAR NOT NULL,
     source_id VARCHAR NOT NULL,
@@ -67,8 +68,7 @@ CREATE TABLE IF NOT EXISTS id_map (
     fingerprint VARCHAR,
     origin VARCHAR NOT NULL,
     status VARCHAR NOT NULL,
-    updated_at TIMESTAMP NOT NULL,
-    PRIMARY KEY (source_system, source_type, source_id, target_system)
+    updated_at TIMESTAMP NOT NULL
 );
 CREATE SEQUENCE IF NOT EXISTS sync_log_seq;
 CREATE TABLE IF NOT EXISTS sync_log (
@@ -98,6 +98,7 @@ CREATE TABLE IF NOT EXISTS intents (
     created_at TIMESTAMP NOT NULL
 );
 CREATE TABLE IF NOT EXISTS staging (
+    staging_key VARCHAR PRIMARY KEY,  -- source_system, stream, record_id joined by \x1f
     source_system VARCHAR NOT NULL,
     stream VARCHAR NOT NULL,
     record_id VARCHAR NOT NULL,
@@ -107,8 +108,7 @@ CREATE TABLE IF NOT EXISTS staging (
     status VARCHAR NOT NULL,
     attempts INTEGER NOT NULL,
     last_error VARCHAR,
-    processed_at TIMESTAMP,
-    PRIMARY KEY (source_system, stream, record_id)
+    processed_at TIMESTAMP
 );
 """
 
@@ -116,6 +116,7 @@ _LINK_COLUMNS = (
     "source_system, source_type, source_id, target_system, target_type, target_id, target_remote_id, "
     "fingerprint, origin, status, updated_at"
 )
+_SEP = "\x1f"  # ASCII unit separator: cannot occur in ids, so joined keys are unique
 _LOG_COLUMNS = ("run_id", "logged_at", "direction", "stream", "source_id", "action", "reason", "target_id",
                 "request_id")
 
@@ -158,6 +159,12 @@ class _Staged:
     status: str
     attempts: int
     last_error: str | None
+
+
+def _key(*parts: str) -> str:
+    """Single-column key for a composite one: DuckDB point updates by a one-column primary key use the index
+    (~0.7 ms), while composite-key lookups and ON CONFLICT scan (4-18 ms per row at 100k rows)."""
+    return _SEP.join(parts)
 
 
 def _sid(value: Any) -> str:
@@ -259,8 +266,7 @@ class Ledger:
             with core.lock:
                 core.refs -= 1
                 if not core.read_only:
-                    with self._tx():
-                        pass  # a transaction flushes the buffers
+                    self._flush_now()
                 if core.refs <= 0:
                     core.conn.close()
                     _REGISTRY.pop(self._key, None)
@@ -269,8 +275,8 @@ class Ledger:
         """Write buffered log rows and staging statuses now (e.g. before a target emits STATE)."""
         if self.read_only:
             return
-        with self._c.lock, self._tx():
-            pass
+        with self._c.lock:
+            self._flush_now()
 
     @contextmanager
     def transaction(self) -> Iterator[Ledger]:
@@ -298,6 +304,7 @@ class Ledger:
         """Close a run with its per-stream/action counts, computed from sync_log so they match the log exactly."""
         self._writable()
         with self._c.lock, self._tx():
+            self._flush_buffers()
             rows = self._c.conn.execute(
                 "SELECT stream, action, count(*) FROM sync_log WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
                 [run_id],
@@ -414,27 +421,73 @@ class Ledger:
 
     def upsert_link(self, link: Link) -> None:
         """Insert or replace a link, keyed by (source_system, source_type, source_id, target_system)."""
+        self.upsert_links([link])
+
+    def upsert_links(self, links: Iterable[Link]) -> None:
+        """Bulk upsert_link in one transaction (initial matching, reconcile, imports). Addition to the contract."""
         self._writable()
-        for name in ("source_system", "source_type", "source_id", "target_system", "target_type"):
-            if getattr(link, name) in (None, ""):
-                raise ValueError(f"Link.{name} is required")
-        new = replace(
-            link,
-            source_id=_sid(link.source_id),
-            target_id=_opt_sid(link.target_id),
-            target_remote_id=_opt_sid(link.target_remote_id),
-            updated_at=as_utc(utcnow()),
-        )
+        now = utcnow()
+        prepared: dict[str, Link] = {}
+        for link in links:
+            for name in ("source_system", "source_type", "source_id", "target_system", "target_type"):
+                if getattr(link, name) in (None, ""):
+                    raise ValueError(f"Link.{name} is required")
+            new = replace(
+                link,
+                source_id=_sid(link.source_id),
+                target_id=_opt_sid(link.target_id),
+                target_remote_id=_opt_sid(link.target_remote_id),
+                updated_at=as_utc(now),
+            )
+            prepared[_key(new.source_system, new.source_type, new.source_id, new.target_system)] = new
+        if not prepared:
+            return
         c = self._c
         with c.lock, self._tx():
             self._load_links()
-            c.conn.execute(
-                f"INSERT OR REPLACE INTO id_map ({_LINK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [new.source_system, new.source_type, new.source_id, new.target_system, new.target_type,
-                 new.target_id, new.target_remote_id, new.fingerprint, new.origin, new.status,
-                 new.updated_at.replace(tzinfo=None) if new.updated_at else None],
-            )
-            c.on_commit.append(lambda: self._index_link(new))
+            existing, fresh = [], []
+            for key, new in prepared.items():
+                known = c.by_source.get((new.source_system, new.source_type, new.source_id), {})
+                (existing if new.target_system in known else fresh).append((key, new))
+            if fresh:
+                rows = [(k, n.source_system, n.source_type, n.source_id, n.target_system, n.target_type,
+                         n.target_id, n.target_remote_id, n.fingerprint, n.origin, n.status) for k, n in fresh]
+                if len(rows) == 1:
+                    c.conn.execute(
+                        f"INSERT INTO id_map (link_key, {_LINK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [*rows[0], now],
+                    )
+                else:
+                    for i in range(0, len(rows), _CHUNK):
+                        cols = [list(col) for col in zip(*rows[i : i + _CHUNK])]
+                        c.conn.execute(
+                            f"INSERT INTO id_map (link_key, {_LINK_COLUMNS}) SELECT "
+                            + ", ".join(["unnest(?::VARCHAR[])"] * 11) + ", ?",
+                            [*cols, now],
+                        )
+            if existing:
+                rows = [(n.target_type, n.target_id, n.target_remote_id, n.fingerprint, n.origin, n.status, k)
+                        for k, n in existing]
+                if len(rows) == 1:  # the per-record case: an index point update
+                    c.conn.execute(
+                        "UPDATE id_map SET target_type = ?, target_id = ?, target_remote_id = ?, fingerprint = ?, "
+                        "origin = ?, status = ?, updated_at = ? WHERE link_key = ?",
+                        [*rows[0][:6], now, rows[0][6]],
+                    )
+                else:
+                    for i in range(0, len(rows), _CHUNK):
+                        cols = [list(col) for col in zip(*rows[i : i + _CHUNK])]
+                        c.conn.execute(
+                            "UPDATE id_map SET target_type = u.tt, target_id = u.tid, target_remote_id = u.rid, "
+                            "fingerprint = u.fp, origin = u.origin, status = u.status, updated_at = ? FROM (SELECT "
+                            "unnest(?::VARCHAR[]) AS tt, unnest(?::VARCHAR[]) AS tid, unnest(?::VARCHAR[]) AS rid, "
+                            "unnest(?::VARCHAR[]) AS fp, unnest(?::VARCHAR[]) AS origin, "
+                            "unnest(?::VARCHAR[]) AS status, unnest(?::VARCHAR[]) AS k) AS u "
+                            "WHERE id_map.link_key = u.k",
+                            [now, *cols],
+                        )
+            committed = list(prepared.values())
+            c.on_commit.append(lambda: [self._index_link(n) for n in committed])
 
     def links(self, source_system: str | None = None, source_type: str | None = None) -> list[Link]:
         """All links, optionally for one source system/type, in a stable order."""
@@ -455,11 +508,13 @@ class Ledger:
         """Record "about to write X" before an API create, so a crash between the API call and upsert_link
         is detectable next run (look the record up remotely before creating it again)."""
         self._writable()
+        params = [json.dumps(payload, default=str), utcnow(), key]
         with self._c.lock, self._tx():
-            self._c.conn.execute(
-                "INSERT OR REPLACE INTO intents (key, payload_json, created_at) VALUES (?, ?, ?)",
-                [key, json.dumps(payload, default=str), utcnow()],
-            )
+            updated = self._c.conn.execute(
+                "UPDATE intents SET payload_json = ?, created_at = ? WHERE key = ? RETURNING key", params
+            ).fetchall()
+            if not updated:
+                self._c.conn.execute("INSERT INTO intents (payload_json, created_at, key) VALUES (?, ?, ?)", params)
 
     def end_intent(self, key: str) -> None:
         """Clear an intent once its outcome is in id_map (unknown keys are fine: ending is idempotent)."""
@@ -497,22 +552,40 @@ class Ledger:
                 changed[rid] = _Staged(payload_json, fp, "pending", 0, None)
             if not changed:
                 return
+            new_ids = [rid for rid in changed if rid not in mirror]
+            old_ids = [rid for rid in changed if rid in mirror]
             with self._tx():
-                ids = list(changed)
-                for i in range(0, len(ids), _CHUNK):
-                    part = ids[i : i + _CHUNK]
+                if any((source_system, stream, rid) in c.mark_buf for rid in old_ids):
+                    self._flush_buffers()  # a buffered status must not land after (and over) the reset below
+                for i in range(0, len(new_ids), _CHUNK):
+                    part = new_ids[i : i + _CHUNK]
                     c.conn.execute(
-                        "INSERT INTO staging (source_system, stream, record_id, payload_json, fingerprint, "
-                        "received_at, status, attempts, last_error, processed_at) "
-                        "SELECT ?, ?, unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), ?, "
-                        "'pending', 0, NULL, NULL "
-                        "ON CONFLICT (source_system, stream, record_id) DO UPDATE SET "
-                        "payload_json = excluded.payload_json, fingerprint = excluded.fingerprint, "
-                        "received_at = excluded.received_at, status = 'pending', attempts = 0, "
-                        "last_error = NULL, processed_at = NULL",
-                        [source_system, stream, part, [changed[r].payload_json for r in part],
-                         [changed[r].fingerprint for r in part], now],
+                        "INSERT INTO staging (staging_key, source_system, stream, record_id, payload_json, "
+                        "fingerprint, received_at, status, attempts, last_error, processed_at) "
+                        "SELECT ? || unnest(?::VARCHAR[]), ?, ?, unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
+                        "unnest(?::VARCHAR[]), ?, 'pending', 0, NULL, NULL",
+                        [_key(source_system, stream, ""), part, source_system, stream, part,
+                         [changed[r].payload_json for r in part], [changed[r].fingerprint for r in part], now],
                     )
+                if len(old_ids) == 1:  # the common per-record case: an index point update
+                    rid = old_ids[0]
+                    c.conn.execute(
+                        "UPDATE staging SET payload_json = ?, fingerprint = ?, received_at = ?, status = 'pending', "
+                        "attempts = 0, last_error = NULL, processed_at = NULL WHERE staging_key = ?",
+                        [changed[rid].payload_json, changed[rid].fingerprint, now, _key(source_system, stream, rid)],
+                    )
+                else:
+                    for i in range(0, len(old_ids), _CHUNK):
+                        part = old_ids[i : i + _CHUNK]
+                        c.conn.execute(
+                            "UPDATE staging SET payload_json = u.payload_json, fingerprint = u.fingerprint, "
+                            "received_at = ?, status = 'pending', attempts = 0, last_error = NULL, "
+                            "processed_at = NULL FROM (SELECT ? || unnest(?::VARCHAR[]) AS k, "
+                            "unnest(?::VARCHAR[]) AS payload_json, unnest(?::VARCHAR[]) AS fingerprint) AS u "
+                            "WHERE staging.staging_key = u.k",
+                            [now, _key(source_system, stream, ""), part, [changed[r].payload_json for r in part],
+                             [changed[r].fingerprint for r in part]],
+                        )
                 c.on_commit.append(lambda: mirror.update(changed))
 
     def staged(self, source_system: str, stream: str, record_id: str) -> dict[str, Any] | None:
@@ -596,8 +669,8 @@ class Ledger:
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        """One DuckDB transaction per logical write; nested calls join the outer one. Buffers are flushed at
-        the start of the outermost transaction so buffered rows commit with the next real write."""
+        """One DuckDB transaction per logical write; nested calls join the outer one. On rollback, mirror
+        updates registered with on_commit are dropped and flushed buffers are restored."""
         c = self._c
         if c.tx_depth:
             c.tx_depth += 1
@@ -609,7 +682,6 @@ class Ledger:
         c.conn.begin()
         c.tx_depth = 1
         try:
-            self._flush_buffers()
             yield
             c.conn.commit()
         except BaseException:
@@ -633,13 +705,18 @@ class Ledger:
         if c.buf_since is None:
             c.buf_since = now
         if len(c.log_buf) + len(c.mark_buf) >= self.flush_rows or now - c.buf_since >= self.flush_interval:
-            with self._tx():
-                pass
+            self._flush_now()
 
     def _flush_if_writable(self) -> None:
-        if not self._c.read_only and (self._c.log_buf or self._c.mark_buf):
+        if not self._c.read_only:
+            self._flush_now()
+
+    def _flush_now(self) -> None:
+        """Flush the buffers in their own transaction (or the caller's, if one is open)."""
+        c = self._c
+        if c.log_buf or c.mark_buf:
             with self._tx():
-                pass
+                self._flush_buffers()
 
     def _flush_buffers(self) -> None:
         """Write buffered rows inside the current transaction; on rollback they go back into the buffers."""
@@ -666,18 +743,24 @@ class Ledger:
                 cols,
             )
         items = list(marks.items())
+        if len(items) <= 32:  # a join scans all of staging; a few index point updates are cheaper
+            for k, v in items:
+                c.conn.execute(
+                    "UPDATE staging SET status = ?, attempts = ?, last_error = ?, processed_at = ? "
+                    "WHERE staging_key = ?",
+                    [*v, _key(*k)],
+                )
+            return
         for i in range(0, len(items), _CHUNK):
             part = items[i : i + _CHUNK]
             c.conn.execute(
                 "UPDATE staging SET status = u.status, attempts = u.attempts, last_error = u.last_error, "
-                "processed_at = u.processed_at FROM (SELECT unnest(?::VARCHAR[]) AS ss, "
-                "unnest(?::VARCHAR[]) AS stream, unnest(?::VARCHAR[]) AS rid, unnest(?::VARCHAR[]) AS status, "
-                "unnest(?::INTEGER[]) AS attempts, unnest(?::VARCHAR[]) AS last_error, "
-                "unnest(?::TIMESTAMP[]) AS processed_at) AS u "
-                "WHERE staging.source_system = u.ss AND staging.stream = u.stream AND staging.record_id = u.rid",
-                [[k[0] for k, _ in part], [k[1] for k, _ in part], [k[2] for k, _ in part],
-                 [v[0] for _, v in part], [v[1] for _, v in part], [v[2] for _, v in part],
-                 [v[3] for _, v in part]],
+                "processed_at = u.processed_at FROM (SELECT unnest(?::VARCHAR[]) AS k, "
+                "unnest(?::VARCHAR[]) AS status, unnest(?::INTEGER[]) AS attempts, "
+                "unnest(?::VARCHAR[]) AS last_error, unnest(?::TIMESTAMP[]) AS processed_at) AS u "
+                "WHERE staging.staging_key = u.k",
+                [[_key(*k) for k, _ in part], [v[0] for _, v in part], [v[1] for _, v in part],
+                 [v[2] for _, v in part], [v[3] for _, v in part]],
             )
 
     def _load_links(self) -> None:

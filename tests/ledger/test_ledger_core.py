@@ -279,3 +279,16 @@ def test_closed_handle_refuses_writes(ledger_path: Path) -> None:
     led.close()  # idempotent
     with pytest.raises(LedgerError, match="closed"):
         led.set_meta("a", "b")
+
+
+def test_upsert_links_bulk(ledger_path: Path) -> None:
+    with Ledger(ledger_path) as led:
+        led.upsert_link(_link("1"))
+        led.upsert_links([_link("1", target_id="uuid-1b"), _link("2"), _link("3"), _link("3", fingerprint="last")])
+        led.upsert_links([])
+        assert [ln.target_id for ln in led.links()] == ["uuid-1b", "uuid-2", "uuid-3"]
+        assert led.get_link("coperniq", "account", "3").fingerprint == "last"
+        assert led.get_link_by_target("quickbooks", "customer", "uuid-1") is None
+    with Ledger(ledger_path) as led:  # the file agrees with the mirror
+        assert [(ln.source_id, ln.target_id, ln.fingerprint) for ln in led.links()] == [
+            ("1", "uuid-1b", fingerprint({"id": "1"})), ("2", "uuid-2", fingerprint({"id": "2"})), ("3", "uuid-3", "last")]
