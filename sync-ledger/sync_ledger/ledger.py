@@ -862,6 +862,10 @@ def _ensure_schema(conn: duckdb.DuckDBPyConnection, path: Path, read_only: bool)
         row = None
     if row is None:
         raise LedgerError(f"{path} is not a sync ledger (no schema_version in table meta)")
+    columns = {r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'id_map'").fetchall()}
+    if "link_key" not in columns:
+        raise LedgerError(f"{path} was created by a pre-release sync-ledger (no id_map.link_key); delete it")
     if int(row[0]) > SCHEMA_VERSION:
         raise LedgerError(
             f"The sync ledger {path} has schema version {row[0]}, newer than this sync-ledger "

@@ -1,5 +1,7 @@
-"""Ledger throughput at target scale (50k by default, 100k with LEDGER_BENCH_N). Prints figures; the only bounds are very generous, so a
-loaded CI box does not flake while an accidental per-record SQL round trip (minutes at 100k) still fails."""
+"""Ledger throughput at target scale (50k records by default, LEDGER_BENCH_N=100000 for the full scale).
+
+Prints figures; the only bounds are very generous, so a loaded CI box does not flake while an accidental
+per-record SQL round trip (minutes at this scale) still fails."""
 
 from __future__ import annotations
 

@@ -292,3 +292,29 @@ def test_upsert_links_bulk(ledger_path: Path) -> None:
     with Ledger(ledger_path) as led:  # the file agrees with the mirror
         assert [(ln.source_id, ln.target_id, ln.fingerprint) for ln in led.links()] == [
             ("1", "uuid-1b", fingerprint({"id": "1"})), ("2", "uuid-2", fingerprint({"id": "2"})), ("3", "uuid-3", "last")]
+
+
+def test_log_buffer_flushes_by_size_and_age(ledger_path: Path) -> None:
+    def on_disk() -> int:
+        con = duckdb.connect(str(ledger_path))  # same process: DuckDB hands out the shared instance
+        try:
+            return con.execute("SELECT count(*) FROM sync_log").fetchone()[0]
+        finally:
+            con.close()
+
+    with Ledger(ledger_path, flush_rows=3, flush_interval=0.3) as led:
+        run = led.start_run("forward")
+        led.log(run, direction="forward", stream="s", source_id="1", action="skipped")
+        led.log(run, direction="forward", stream="s", source_id="2", action="skipped")
+        assert on_disk() == 0  # buffered
+        led.log(run, direction="forward", stream="s", source_id="3", action="skipped")
+        assert on_disk() == 3  # size reached
+        led.log(run, direction="forward", stream="s", source_id="4", action="skipped")
+        import time
+
+        time.sleep(0.35)
+        led.log(run, direction="forward", stream="s", source_id="5", action="skipped")
+        assert on_disk() == 5  # age reached
+        led.log(run, direction="forward", stream="s", source_id="6", action="skipped")
+        led.flush()
+        assert on_disk() == 6

@@ -115,3 +115,24 @@ def test_killed_writer_leaves_consistent_ledger(tmp_path: Path) -> None:
         # the file is still writable after the crash
         led.upsert_link(Link("coperniq", "account", "after", "quickbooks", "customer", "x"))
         assert led.get_link("coperniq", "account", "after") is not None
+
+
+def test_unclosed_ledger_is_flushed_at_exit(tmp_path: Path) -> None:
+    """A target that forgets close() still leaves its buffered log rows and statuses on disk."""
+    path = tmp_path / "ledger.duckdb"
+    script = textwrap.dedent(
+        """
+        import sys
+        from sync_ledger import Ledger
+        led = Ledger(sys.argv[1])
+        run = led.start_run("reverse")
+        led.stage("quickbooks", "payments", [("p1", {"id": "p1"})])
+        led.mark_staged("quickbooks", "payments", "p1", "done")
+        for i in range(5):
+            led.log(run, direction="reverse", stream="payments", source_id=str(i), action="created")
+        """
+    )
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
+    with Ledger(path, read_only=True) as led:
+        assert len(led.log_rows()) == 5
+        assert led.staged_status("quickbooks", "payments", "p1") == ("done", 0, None)
