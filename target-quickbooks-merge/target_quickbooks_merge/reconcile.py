@@ -642,7 +642,7 @@ class Reconciler:
             raise Wait(f"project {pid} is not synced to QuickBooks (not triggered)")
         account = invoice.get("account") or {}
         customer = self.links.get(("account", str(account.get("id")))) if account.get("id") is not None else None
-        if customer is not None and customer.target_id:
+        if customer is not None and customer.target_id and pid is None:  # account-level invoice
             return customer.target_id
         raise Wait(f"project {pid or '?'} of this invoice is not synced to QuickBooks (not triggered or not "
                    "received yet)")
