@@ -708,7 +708,20 @@ class Reconciler:
                 continue
             self._guard("invoices", iid, lambda: self._invoice(iid, inv, status), status)
 
+    def _echo(self, stream: str, kind: str, source_id: str, status: str) -> bool:
+        """A Coperniq record the reverse leg wrote from QuickBooks must not be pushed back (duplicate in QBO)."""
+        if ((kind, source_id) in self.links or
+                self.ledger.get_link_by_target(SRC, kind, source_id) is None):
+            return False
+        if status != "skipped":
+            reason = f"{kind} was created from QuickBooks by the reverse leg: not echoed back"
+            self._record(stream, source_id, "skipped", reason)
+            self._mark(stream, source_id, "skipped", reason)
+        return True
+
     def _invoice(self, iid: str, inv: Mapping[str, Any], status: str) -> None:
+        if self._echo("invoices", "invoice", iid, status):
+            return
         link = self.links.get(("invoice", iid))
         contact = self._invoice_contact(inv)
         lines = inv.get("lineItems") or []
@@ -794,6 +807,8 @@ class Reconciler:
             self._guard("payments", pay_id, lambda: self._payment(pay_id, pay, status), status)
 
     def _payment(self, pay_id: str, pay: Mapping[str, Any], status: str) -> None:
+        if self._echo("payments", "payment", pay_id, status):
+            return
         pay_status = str(pay.get("status") or "").upper()
         if pay_status in SKIP_PAYMENT_STATUSES:
             if status != "skipped":
