@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from .http import ApiClient, ApiError, RateLimiter
 from .ledger import Ledger, LedgerError, LedgerLockedError, LedgerNotFoundError, Link
-from .util import fingerprint, redact
+from .util import ISO_8601_PATTERN, fingerprint, redact
 
 __all__ = [
+    "ISO_8601_PATTERN",
     "ApiClient",
     "ApiError",
     "Ledger",

@@ -47,3 +47,9 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=timezone.utc)
+
+
+# JSON Schema pattern for ISO 8601 dates/date-times. The SDK validates config without a format checker, so a
+# "date-time" format alone lets "next tuesday" through and the run crashes mid-sync; taps add this pattern so a bad
+# start_date fails at start, naming the setting.
+ISO_8601_PATTERN = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"

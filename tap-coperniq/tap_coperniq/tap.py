@@ -8,6 +8,7 @@ from functools import cached_property
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from sync_ledger import ISO_8601_PATTERN
 
 from tap_coperniq.client import DEFAULT_API_URL, MAX_PAGE_SIZE, ApiUsage
 from tap_coperniq.streams import STREAM_TYPES
@@ -57,6 +58,7 @@ class TapCoperniq(Tap):
             description="Ask for archived accounts and projects too (include_archived=true).",
         ),
     ).to_dict()
+    config_jsonschema["properties"]["start_date"]["pattern"] = ISO_8601_PATTERN
 
     @cached_property
     def api_usage(self) -> ApiUsage:

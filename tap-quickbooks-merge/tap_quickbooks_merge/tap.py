@@ -7,7 +7,7 @@ from functools import cached_property
 
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
-from sync_ledger import RateLimiter
+from sync_ledger import ISO_8601_PATTERN, RateLimiter
 
 from tap_quickbooks_merge.client import DEFAULT_BASE_URL, MAX_PAGE_SIZE
 from tap_quickbooks_merge.streams import STREAM_TYPES
@@ -79,6 +79,7 @@ class TapQuickbooksMerge(Tap):
             description="Merge invoice `type` filter; empty string extracts bills (ACCOUNTS_PAYABLE) too.",
         ),
     ).to_dict()
+    config_jsonschema["properties"]["start_date"]["pattern"] = ISO_8601_PATTERN  # fail at start, not mid-sync
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
