@@ -131,6 +131,9 @@ class Faults:
     latency_ms: added to every API request.
     drop_after: after this many API requests, close connections without answering (None = never).
     only_paths: if set, faults apply only to request paths containing one of these substrings.
+    lost_response_rate: fraction of successful POSTs answered with `error_status` AFTER the handler ran (the
+        write happened, the client sees a 5xx): what a timeout or proxy error looks like to a client without an
+        idempotency key.
     """
 
     error_rate: float = 0.0
@@ -140,6 +143,7 @@ class Faults:
     latency_ms: int = 0
     drop_after: int | None = None
     only_paths: list[str] = field(default_factory=list)
+    lost_response_rate: float = 0.0
     seed: int = 1234
 
     def __post_init__(self) -> None:
@@ -156,7 +160,7 @@ class Faults:
 
     def reset(self) -> None:
         self.update(error_rate=0.0, error_status=500, burst_429=0, retry_after=1, latency_ms=0,
-                    drop_after=None, only_paths=[])
+                    drop_after=None, only_paths=[], lost_response_rate=0.0)
 
     def applies(self, path: str) -> bool:
         return not self.only_paths or any(p in path for p in self.only_paths)
@@ -164,6 +168,10 @@ class Faults:
     def roll_error(self) -> bool:
         with self._lock:
             return self.error_rate > 0 and self._rng.random() < self.error_rate
+
+    def roll_lost_response(self) -> bool:
+        with self._lock:
+            return self.lost_response_rate > 0 and self._rng.random() < self.lost_response_rate
 
     def take_429(self) -> bool:
         """Consume one request of a 429 burst (thread-safe: concurrent clients must not over-consume)."""
@@ -334,6 +342,9 @@ class SandboxApp(App):
             except Exception:  # a sandbox bug must look like a server error, not a dropped connection
                 traceback.print_exc(file=sys.stderr)
                 resp = self.error(500, "Internal server error", "INTERNAL_SERVER_ERROR")
+            if (req.method == "POST" and resp.status < 300 and faults.applies(req.path)
+                    and faults.roll_lost_response()):
+                resp = self.error(faults.error_status, "Injected fault after the write", "INTERNAL_SERVER_ERROR")
         resp.headers.update(rl_headers)
         return resp
 

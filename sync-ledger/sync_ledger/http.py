@@ -192,9 +192,14 @@ class ApiClient:
         json: Any = None,
         headers: dict[str, str] | None = None,
         max_retries: int | None = None,
+        retry_ambiguous: bool = True,
     ) -> requests.Response:
         """Send a request; retries 429/5xx/connection errors, raises ApiError on other 4xx or when retries
-        run out. `max_retries` overrides the client's for one call (e.g. 0 for a write that must not repeat)."""
+        run out. `max_retries` overrides the client's for one call (e.g. 0 for a write that must not repeat).
+
+        `retry_ambiguous=False` is for a create without an idempotency key: after a 5xx or a lost connection the
+        write may have happened, so the error is raised at once for the caller to look the record up before
+        sending again; a 429 (not processed) is still retried."""
         method = method.upper()
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
         shown = self._loggable_path(url)
@@ -211,7 +216,7 @@ class ApiClient:
                 )
             except _CONNECTION_ERRORS as exc:
                 reason = f"{type(exc).__name__}: {exc}"
-                if attempt >= retries:
+                if attempt >= retries or not retry_ambiguous:
                     raise ApiError(
                         0,
                         self._redact(f"{method} {shown} failed: no response after {attempt + 1} attempt(s) "
@@ -229,7 +234,7 @@ class ApiClient:
             if status < 400:
                 return response
             if status == 429 or status >= 500:
-                if attempt < retries:
+                if attempt < retries and (status == 429 or retry_ambiguous):
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
                     wait = min(retry_after, RETRY_AFTER_CAP) if retry_after is not None else self._backoff(attempt)
                     self._log_retry(method, shown, str(status), wait, attempt + 1, retries)
@@ -278,6 +283,10 @@ class ApiClient:
     def _loggable_path(self, url: str) -> str:
         """Path only: query strings can carry tokens and customer data."""
         return self._redact(urlsplit(url).path or "/")
+
+    def backoff(self, attempt: int) -> float:
+        """The wait before retry number `attempt + 1` (for callers that retry by themselves)."""
+        return self._backoff(attempt)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter in the upper half, so parallel clients spread out."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from sync_ledger import ApiClient
+from sync_ledger import ApiClient, ApiError
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +50,44 @@ class CoperniqApi:
         if not self.create_catalog_items:
             raise LookupError(f"no Coperniq catalog item named {name!r} and create_catalog_items is off")
         kind = CATALOG_TYPES.get((merge_type or "").upper(), "SERVICE")
-        created = self.client.post("/catalog-items", json={
+        created = self._create_once("/catalog-items", {
             "name": name[:200], "type": kind, "category": "OTHER", "cost": float(cost or 0), "price": float(price or 0),
             "description": "Created by target-coperniq for a QuickBooks item",
-        })
+        }, find=lambda: self._refind_catalog_item(name))
         item_id = int(created["id"])
         self._load_catalog()[_fold(name)] = item_id
         log.info("Created Coperniq catalog item %s for QuickBooks item %r", item_id, name)
         return item_id
 
+    def _refind_catalog_item(self, name: str) -> dict[str, Any] | None:
+        self._catalog = None
+        found = self.find_catalog_item(name)
+        return {"id": found} if found is not None else None
+
+    # --- creates without an idempotency key -------------------------------------------------------
+    def _create_once(self, path: str, body: dict[str, Any], *,
+                     find: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
+        """POST that never creates twice: Coperniq has no idempotency key, and after a 5xx or a lost connection
+        the record may exist anyway, so it is looked up by its natural key before the POST is sent again."""
+        attempt = 0
+        while True:
+            try:
+                return self.client.post(path, json=body, retry_ambiguous=False)
+            except ApiError as exc:
+                if (exc.status and exc.status < 500) or attempt >= self.client.max_retries:
+                    raise
+                if (found := find()) is not None:
+                    log.warning("POST %s answered %s but the record was created; using it", path, exc.status or
+                                "no response")
+                    return found
+                time.sleep(self.client.backoff(attempt))
+                attempt += 1
+
     # --- invoices -------------------------------------------------------------------------------
-    def create_invoice(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self.client.post("/invoices", json=body)
+    def create_invoice(self, body: dict[str, Any], *, record_id: int, record_kind: str,
+                       marker: str) -> dict[str, Any]:
+        return self._create_once("/invoices", body,
+                                 find=lambda: self.find_invoice(record_id, record_kind, marker))
 
     def update_invoice(self, invoice_id: int | str, body: dict[str, Any]) -> dict[str, Any]:
         return self.client.patch(f"/invoices/{invoice_id}", json=body)
@@ -81,7 +108,9 @@ class CoperniqApi:
 
     # --- payments -------------------------------------------------------------------------------
     def create_payment(self, invoice_id: int | str, body: dict[str, Any]) -> dict[str, Any]:
-        return self.client.post(f"/invoices/{invoice_id}/payments", json=body)
+        """`body["paymentReference"]` is the natural key used to find a payment whose response was lost."""
+        return self._create_once(f"/invoices/{invoice_id}/payments", body,
+                                 find=lambda: self.find_payment(invoice_id, body["paymentReference"]))
 
     def find_payment(self, invoice_id: int | str, reference: str) -> dict[str, Any] | None:
         """Crash recovery: the payment on this invoice whose paymentReference is our ledger key."""

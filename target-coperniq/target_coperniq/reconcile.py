@@ -301,7 +301,8 @@ class Reconciler:
             self._commit(key, new_link)
             return [Outcome("done", rid, "linked", "found in Coperniq after an interrupted run", new_link.target_id)]
         self._begin(key, {"record_id": record_id, "kind": kind, "marker": marker(rid)})
-        created = self.api.create_invoice(create_body(payload))
+        created = self.api.create_invoice(create_body(payload), record_id=record_id, record_kind=kind,
+                                          marker=marker(rid))
         new_link.target_id = str(created["id"])
         self._commit(key, new_link)
         return [Outcome("done", rid, "created", f"on Coperniq {kind} {record_id}", new_link.target_id)]

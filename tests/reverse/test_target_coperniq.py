@@ -201,3 +201,21 @@ def test_bad_api_key_is_fatal_and_not_printed(world: dict[str, Any], caplog: pyt
     with pytest.raises(FatalTargetError, match="api_key"):
         run_target({**world["config"], "api_key": secret}, [("invoices", [invoice])])
     assert secret not in caplog.text
+
+
+def test_lost_responses_on_creates_never_duplicate(world: dict[str, Any]) -> None:
+    """Coperniq has no idempotency key: when every create answers 500 after the write happened, the target finds
+    the record by its marker / paymentReference instead of sending the POST again."""
+    app, contact = world["app"], world["contact"]
+    world["sb"].faults.update(lost_response_rate=1.0, only_paths=["/invoices"])
+    invoice = merge_invoice(contact["id"], [{"description": "Install", "quantity": 1, "unit_price": 900.0}],
+                            total=900.0, number="LOST-1")
+    payment = merge_payment(contact["id"], [(invoice["id"], 400.0)])
+    run_target(world["config"], [("contacts", [contact]), ("invoices", [invoice]), ("payments", [payment])])
+
+    created = [inv for inv in invoices_of(app) if "LOST-1" in (inv.get("description") or "")]
+    assert len(created) == 1, created
+    assert [p["amount"] for p in payments_of(app, created[0]["id"])] == [400.0]
+    posts = world["sb"].stats.count("POST", "/invoices")
+    assert posts == 2, f"one invoice POST and one payment POST expected, saw {posts}"
+    assert {r["action"] for r in log_rows(world["ledger"], stream="invoices")} >= {"created"}
