@@ -54,20 +54,26 @@ def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
-def meltano(*args: str, env: dict[str, str]) -> None:
+def meltano(*args: str, env: dict[str, str], ledger: Path) -> None:
+    """Run a Meltano command; on success print that run's counts from the integration log."""
     print(f"$ meltano {' '.join(args)}", flush=True)
     result = subprocess.run([str(BIN / "meltano"), *args], cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-4000:] + result.stderr[-8000:])
         sys.exit(f"meltano {' '.join(args)} failed with exit code {result.returncode}")
-    lines = [line.split("] ", 1)[-1] for line in (result.stdout + result.stderr).splitlines()]
-    start = next((i for i, line in enumerate(lines) if "Run summary" in line), None)
-    if start is None:
-        return
-    for line in lines[start:start + 14]:
-        if line.startswith(("tap-", "target-")) or line.strip() == "":
-            text = line.split(" ", 1)[-1] if line.startswith(("tap-", "target-")) else line
-            print("  " + text[:200])
+    from sync_ledger import Ledger  # the dev venv has it; imported late so a broken setup fails above first
+
+    with Ledger(ledger, read_only=True) as log:
+        run = log.runs(limit=1)[0]
+        print(f"  run {run['run_id']}:")
+        for stream, counts in sorted(run["counts"].items()):
+            print(f"    {stream:<26}" + "  ".join(f"{action} {n}" for action, n in sorted(counts.items())))
+        notable = [row for row in log.log_rows(run_id=run["run_id"], limit=500)
+                   if row["action"] in ("created", "failed") or "echo" in row["reason"]]
+        for row in notable[::-1][:6]:  # oldest first: customer, job, invoice, payment
+            print(f"      {row['action']:<8} {row['stream']:<10} {row['source_id']:<38} {row['reason'][:80]}")
+        if len(notable) > 6:
+            print(f"      ... {len(notable) - 6} more (coperniq-qbo log --run {run['run_id']})")
 
 
 def advance_projects(count: int) -> list[dict[str, Any]]:
@@ -125,30 +131,30 @@ def main() -> None:
             wait_healthy(url, proc)
 
         banner("Forward leg, first run: Coperniq -> QuickBooks (projects already past their trigger phase are backfilled)")
-        meltano("run", "coperniq-to-quickbooks", env=env)
+        meltano("run", "coperniq-to-quickbooks", env=env, ledger=ledger)
 
         banner("Three projects enter a trigger phase in Coperniq")
         for project in advance_projects(3):
             print(f"  project {project['id']} '{project['title']}' ({project['workflowName']}) -> Install")
         banner("Forward leg, second run (only what changed)")
-        meltano("run", "coperniq-to-quickbooks", env=env)
+        meltano("run", "coperniq-to-quickbooks", env=env, ledger=ledger)
 
         banner("In QuickBooks, the bookkeeper invoices a synced job and records a payment")
         job, invoice, payment = bookkeeper_invoices_a_job()
         print(f"  invoice {invoice['number']} for {invoice['total_amount']} on job '{job['name']}',"
               f" payment {payment['total_amount']} applied")
         banner("Reverse leg: QuickBooks -> Coperniq")
-        meltano("run", "quickbooks-to-coperniq", env=env)
+        meltano("run", "quickbooks-to-coperniq", env=env, ledger=ledger)
 
         banner("Forward leg again: nothing echoes back")
-        meltano("run", "coperniq-to-quickbooks", env=env)
+        meltano("run", "coperniq-to-quickbooks", env=env, ledger=ledger)
 
         banner("Integration log: runs")
         subprocess.run([str(BIN / "coperniq-qbo"), "runs", "--ledger-path", str(ledger)], cwd=ROOT, env=env,
                        check=False)
         banner("What each side holds now")
         print("  Coperniq:", json.dumps(http("GET", f"{COPERNIQ}/__admin/state/summary")))
-        print("  QuickBooks (Merge):", json.dumps(http("GET", f"{MERGE}/__admin/state/summary")))
+        print("  QuickBooks (Merge):", json.dumps(http("GET", f"{MERGE}/__admin/summary")))
     print("\nDemo finished; sandboxes stopped. Ledger kept at", ledger.relative_to(ROOT))
 
 
