@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from reverse_helpers import log_rows, run_tap, tap_config
 from singer_sdk.testing import target_sync_test
