@@ -989,11 +989,9 @@ class CoperniqApp(SandboxApp):
         def list_contacts(req: Request) -> Response:
             params = ListParams.parse(req)
             q = _fold(req.arg("q"))
-            pred = None
-            if q:
-                def pred(c: dict[str, Any]) -> bool:
-                    return q in c["name"].casefold() or any(q in x.casefold() for x in c["emails"] + c["phones"])
-            ids = self._list_ids("contacts", st().contacts, params, extra=(q,), pred=pred)
+            def pred(c: dict[str, Any]) -> bool:
+                return q in c["name"].casefold() or any(q in x.casefold() for x in c["emails"] + c["phones"])
+            ids = self._list_ids("contacts", st().contacts, params, extra=(q,), pred=pred if q else None)
             return Response(200, [self.contact_out(st().contacts[i]) for i in params.window(ids)])
 
         @r("POST", "/v1/contacts")

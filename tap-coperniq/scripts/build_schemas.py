@@ -108,7 +108,6 @@ def build(spec_path: Path) -> dict[str, Schema]:
     spec = yaml.safe_load(spec_path.read_text())
     n = Normalizer(spec["components"]["schemas"])
     dt = {"type": ["string", "null"], "format": "date-time"}
-    user = n.ref("UserSummary")
     person = n.ref("OpportunityOwner")
 
     # projects: Project + the fields observed on list/get (documented on Opportunity; see README assumptions)

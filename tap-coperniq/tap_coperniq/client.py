@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import decimal
 import json
-import logging
 import sys
 import threading
 import typing as t

@@ -37,7 +37,7 @@ class TargetCoperniq(Target):
                     description="Client-side ceiling on Coperniq requests (Coperniq allows 100/s, 5,000/day)."),
         th.Property("default_catalog_item", th.IntegerType,
                     description="Coperniq catalog item id for QuickBooks lines without an item. Unset: a catalog "
-                                f"item named `default_catalog_item_name` is found or created."),
+                                "item named `default_catalog_item_name` is found or created."),
         th.Property("default_catalog_item_name", th.StringType, default=DEFAULT_LINE_ITEM_NAME,
                     description="Catalog item name used when `default_catalog_item` is not set."),
         th.Property("create_catalog_items", th.BooleanType, default=True,
