@@ -277,6 +277,9 @@ def bench_size(n: int, work: Path) -> dict[str, Any]:
         print(f"   forward done in {fwd.seconds:.1f}s; no-op re-run", flush=True)
         noop = run_pipe(f"forward no-op {n}", "tap-coperniq", tap_c, "target-quickbooks-merge", tgt_c, boxes, work,
                         state=fwd.state)
+        print("   forward full re-read (no state: every record again, all unchanged)", flush=True)
+        reread = run_pipe(f"forward full re-read {n}", "tap-coperniq", tap_c, "target-quickbooks-merge", tgt_c,
+                          boxes, work)
         made = qbo_activity(merge, ledger)
         rtap, rtgt = reverse_cfgs(cop, merge, ledger)
         print(f"   reverse ({made})", flush=True)
@@ -287,7 +290,8 @@ def bench_size(n: int, work: Path) -> dict[str, Any]:
     finally:
         cop.stop()
         merge.stop()
-    return {"n": n, "seed_s": seeded, "coperniq": summary, "forward": fwd, "noop": noop, "reverse": rev,
+    return {"n": n, "seed_s": seeded, "coperniq": summary, "forward": fwd, "noop": noop, "reread": reread,
+            "reverse": rev,
             "rnoop": rnoop, "qbo_activity": made}
 
 
@@ -343,6 +347,12 @@ def forward_rows(r: dict[str, Any]) -> list[str]:
         f"{noop.calls('merge', ('POST', 'PATCH')):,} | {noop.tap_rss_mb:.0f} / {noop.target_rss_mb:.0f} | "
         f"{sum(v.get('created', 0) + v.get('updated', 0) for v in noop.summary.values())} written | "
         f"{noop.tap_rc}/{noop.target_rc} |",
+        f"| {n:,} | forward full re-read, all unchanged | {r['reread'].seconds:.1f} | {r['reread'].records:,} | "
+        f"{r['reread'].records / r['reread'].seconds:,.0f} | {r['reread'].calls('coperniq'):,} | "
+        f"{r['reread'].calls('merge', ('GET',)):,} / {r['reread'].calls('merge', ('POST', 'PATCH')):,} | "
+        f"{r['reread'].tap_rss_mb:.0f} / {r['reread'].target_rss_mb:.0f} | "
+        f"{sum(v.get('created', 0) + v.get('updated', 0) for v in r['reread'].summary.values())} written | "
+        f"{r['reread'].tap_rc}/{r['reread'].target_rc} |",
     ]
 
 
@@ -390,7 +400,9 @@ def write_results(results: list[dict[str, Any]], rl: dict[str, Any] | None, tap_
         "Forward: tap-coperniq | target-quickbooks-merge, backfill on, triggers Residential Solar/Install and HVAC "
         "Replacement/Installation, invoice_sync on. Records = Singer RECORDs the tap emitted (all streams). "
         "'synced' = customers + jobs + invoices + payments created/linked/updated in QuickBooks. "
-        "The no-op re-run uses the first run's state (nothing changed in Coperniq).", "",
+        "The no-op re-run uses the first run's state (nothing changed in Coperniq); the full re-read runs the tap "
+        "without state, so the target receives every record again, all unchanged: its Merge calls must stay at the "
+        "one pre-flight `GET /account-details` (an unchanged record costs a ledger lookup, not an API call).", "",
         "| projects | run | wall s | records | records/s | Coperniq reads | Merge reads / writes | peak RSS MB "
         "tap / target | result | exit tap/target |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -467,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"tap_bench.py exited {proc.returncode}: {proc.stderr[-300:]}")
     path = write_results(results, rl, tap_table, notes)
     print(path.read_text())
-    bad = [r["n"] for r in results for k in ("forward", "noop", "reverse", "rnoop") if r[k].target_rc or r[k].tap_rc]
+    bad = [r["n"] for r in results for k in ("forward", "noop", "reread", "reverse", "rnoop") if r[k].target_rc or r[k].tap_rc]
     return 1 if bad else 0
 
 
