@@ -20,6 +20,7 @@ from singer_sdk.helpers.jsonpath import extract_jsonpath
 from singer_sdk.pagination import PageNumberPaginator
 from singer_sdk import SchemaDirectory, StreamSchema
 from sync_ledger import RateLimiter
+from sync_ledger.http import parse_retry_after
 
 from tap_coperniq import schemas
 
@@ -276,18 +277,9 @@ class CoperniqStream(RESTStream[int]):
     @staticmethod
     def _retry_after(response: requests.Response) -> float | None:
         """Seconds to wait from Retry-After (seconds or HTTP date) or X-RateLimit-Reset (epoch or seconds)."""
-        raw = response.headers.get("Retry-After")
-        if raw:
-            try:
-                return max(0.0, float(raw))
-            except ValueError:
-                from email.utils import parsedate_to_datetime
-
-                try:
-                    when = parsedate_to_datetime(raw)
-                    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-                except (TypeError, ValueError):
-                    return None
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is not None:
+            return retry_after
         reset = response.headers.get("X-RateLimit-Reset")
         if reset:
             try:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import decimal
-import email.utils
 import sys
-import time
 import typing as t
 from datetime import datetime, timezone
 from functools import cached_property
@@ -17,6 +15,7 @@ from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator
 from sync_ledger import RateLimiter, redact
+from sync_ledger.http import parse_retry_after
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -40,18 +39,7 @@ def merge_timestamp(value: datetime) -> str:
 
 def retry_after_seconds(response: requests.Response | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP-date); None when absent or unparsable."""
-    raw = response.headers.get("Retry-After") if response is not None else None
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
 
 
 class RateLimitedSession(requests.Session):
