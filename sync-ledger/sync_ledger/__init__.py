@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .http import ApiClient, ApiError, RateLimiter
 from .ledger import Ledger, LedgerError, LedgerLockedError, LedgerNotFoundError, Link
-from .util import ISO_8601_PATTERN, fingerprint, redact
+from .util import ISO_8601_PATTERN, fingerprint, redact, to_jsonable
 
 __all__ = [
     "ISO_8601_PATTERN",
@@ -18,4 +18,5 @@ __all__ = [
     "RateLimiter",
     "fingerprint",
     "redact",
+    "to_jsonable",
 ]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, time, timezone
+from decimal import Decimal
 from typing import Any
 
 MASK = "****"
@@ -53,3 +54,23 @@ def as_utc(value: datetime | None) -> datetime | None:
 # "date-time" format alone lets "next tuesday" through and the run crashes mid-sync; taps add this pattern so a bad
 # start_date fails at start, naming the setting.
 ISO_8601_PATTERN = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
+
+
+def to_jsonable(value: Any) -> Any:
+    """Undo the SDK's timestamp parsing (and its Decimals) so staged payloads are plain JSON, stable to fingerprint.
+
+    Both targets stage records exactly as a tap would have sent them: datetimes as ISO 8601 UTC with `Z`.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value

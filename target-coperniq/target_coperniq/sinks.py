@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import sys
-from datetime import date, datetime, time, timezone
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from singer_sdk.sinks import BatchSink
 
-from target_coperniq.mapping import iso
+from sync_ledger import to_jsonable
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -25,21 +23,6 @@ if TYPE_CHECKING:
 STAGED_STREAMS = frozenset({"invoices", "payments", "items", "contacts"})
 
 
-def jsonable(value: Any) -> Any:
-    """Undo the SDK's datetime parsing (and Decimals) so staged payloads are plain JSON, stable to fingerprint."""
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (datetime, date)):
-        return iso(value)
-    if isinstance(value, time):
-        return value.replace(tzinfo=value.tzinfo or timezone.utc).isoformat()
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
-
-
 class StagingSink(BatchSink):
     """Stages a batch, then reconciles: every drain leaves the ledger consistent before STATE can be emitted."""
 
@@ -53,7 +36,7 @@ class StagingSink(BatchSink):
 
     @override
     def preprocess_record(self, record: dict, context: dict) -> dict:
-        return jsonable(record)
+        return to_jsonable(record)
 
     @override
     def process_batch(self, context: dict) -> None:

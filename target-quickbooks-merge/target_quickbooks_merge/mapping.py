@@ -6,8 +6,6 @@ import re
 import string
 import unicodedata
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime, time, timezone
-from decimal import Decimal
 from typing import Any
 
 QBO_NAME_MAX = 100  # QBO documents 500; older companies/the sandbox enforce 100, so stay safe
@@ -54,24 +52,6 @@ def render_name(template: str, **fields: Any) -> str:
     rendered = string.Formatter().vformat(template, (), values)
     rendered = rendered.replace("()", "").replace("( )", "")  # e.g. "{title} ({number})" with no number
     return sanitize_display_name(rendered)
-
-
-def to_jsonable(value: Any) -> Any:
-    """Undo the SDK's timestamp parsing (and Decimals) so staged payloads are plain JSON."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        text = value.astimezone(timezone.utc).isoformat()
-        return text.replace("+00:00", "Z")
-    if isinstance(value, (date, time)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    return value
 
 
 def parse_address(full: str | None) -> dict[str, Any] | None:

@@ -15,8 +15,8 @@ from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator, JSONSchemaValidator
+from sync_ledger import to_jsonable
 
-from .mapping import to_jsonable
 
 if t.TYPE_CHECKING:
     from .target import TargetQuickbooksMerge
