@@ -461,7 +461,13 @@ class SandboxServer:
         return self
 
     def serve_forever(self) -> None:
-        self.httpd.serve_forever()
+        """Foreground (the CLIs): serve until Ctrl-C, then close the socket."""
+        try:
+            self.httpd.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.httpd.server_close()
 
     def stop(self) -> None:
         self.httpd.shutdown()

@@ -1587,12 +1587,7 @@ def main(argv: list[str] | None = None) -> int:
         app.seed(projects=args.projects if args.projects is not None else 50,
                  seed=args.seed if args.seed is not None else 42)
     print(f"Coperniq sandbox listening on {server.root_url}{API_PREFIX} ({json.dumps(app.summary())})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.httpd.server_close()
+    server.serve_forever()
     return 0
 
 

@@ -816,12 +816,7 @@ def main(argv: list[str] | None = None) -> None:
         seed_merge(app, customers=args.customers or 10, seed=args.seed if args.seed is not None else 1)
     server = SandboxServer(app, args.host, args.port)
     print(f"Merge sandbox on {server.root_url}{API} (Link: {server.root_url}/link/initialize.js)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.httpd.server_close()
+    server.serve_forever()
 
 
 if __name__ == "__main__":
