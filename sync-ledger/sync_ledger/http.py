@@ -18,7 +18,7 @@ import requests
 
 from .util import fingerprint, redact
 
-__all__ = ["ApiClient", "ApiError", "RateLimiter", "fingerprint", "redact"]
+__all__ = ["ApiClient", "ApiError", "RateLimitedSession", "RateLimiter", "fingerprint", "redact"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,19 @@ class RateLimiter:
             wait = -self._tokens / self.per_second if self._tokens < 0 else 0.0
         if wait > 0:
             time.sleep(wait)
+
+
+class RateLimitedSession(requests.Session):
+    """A requests.Session that waits for a (shared) RateLimiter before every send, retries included: the taps'
+    singer-sdk streams send through their session, so this is where one API budget is enforced for all of them."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        super().__init__()
+        self.limiter = limiter
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.limiter.acquire()
+        return super().send(request, **kwargs)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

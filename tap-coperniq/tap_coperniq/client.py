@@ -20,7 +20,7 @@ from singer_sdk.helpers.jsonpath import extract_jsonpath
 from singer_sdk.pagination import PageNumberPaginator
 from singer_sdk import SchemaDirectory, StreamSchema
 from sync_ledger import RateLimiter
-from sync_ledger.http import parse_retry_after
+from sync_ledger.http import RateLimitedSession, parse_retry_after
 
 from tap_coperniq import schemas
 
@@ -86,17 +86,16 @@ class ApiUsage:
                         pass
 
 
-class MeteredSession(requests.Session):
+class MeteredSession(RateLimitedSession):
     """A session that waits for the shared rate limiter before every send and counts what it sent."""
 
     def __init__(self, usage: ApiUsage, stream_name: str) -> None:
-        super().__init__()
+        super().__init__(usage.limiter)
         self.usage = usage
         self.stream_name = stream_name
 
     @override
     def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
-        self.usage.limiter.acquire()
         response = super().send(request, **kwargs)
         self.usage.record(self.stream_name, response)
         return response

@@ -15,7 +15,7 @@ from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator
 from sync_ledger import RateLimiter, redact
-from sync_ledger.http import parse_retry_after
+from sync_ledger.http import RateLimitedSession, parse_retry_after
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -40,19 +40,6 @@ def merge_timestamp(value: datetime) -> str:
 def retry_after_seconds(response: requests.Response | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP-date); None when absent or unparsable."""
     return parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
-
-
-class RateLimitedSession(requests.Session):
-    """Waits for the tap-wide token bucket before every send, retries included (Merge limits per account)."""
-
-    def __init__(self, limiter: RateLimiter) -> None:
-        super().__init__()
-        self.limiter = limiter
-
-    @override
-    def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
-        self.limiter.acquire()
-        return super().send(request, **kwargs)
 
 
 class MergeCursorPaginator(BaseAPIPaginator[t.Optional[str]]):
