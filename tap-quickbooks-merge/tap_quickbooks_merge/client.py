@@ -105,7 +105,7 @@ class MergeStream(RESTStream[t.Optional[str]]):
     @property
     @override
     def requests_session(self) -> requests.Session:
-        if not self._requests_session:
+        if not isinstance(self._requests_session, RateLimitedSession):  # the SDK pre-sets a plain Session
             self._requests_session = RateLimitedSession(self.rate_limiter)
         return self._requests_session
 

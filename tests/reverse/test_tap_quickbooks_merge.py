@@ -13,6 +13,8 @@ from sandbox._server import SandboxServer
 from sandbox.merge import MergeApp
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
+from sync_ledger import RateLimiter
+from sync_ledger.http import RateLimitedSession
 from tap_quickbooks_merge.tap import TapQuickbooksMerge
 
 
@@ -34,7 +36,8 @@ _SUITE_APP = MergeApp()
 _SUITE_SERVER = SandboxServer(_SUITE_APP)
 seed(_SUITE_APP)
 _SUITE_CONFIG = {"base_url": f"{_SUITE_SERVER.root_url}/api/accounting/v1", "merge_api_key": "sandbox-merge-key",
-                 "account_token": "sandbox-account-token", "start_date": "2020-01-01T00:00:00Z"}
+                 "account_token": "sandbox-account-token", "start_date": "2020-01-01T00:00:00Z",
+                 "max_requests_per_minute": 60000}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -100,6 +103,19 @@ def test_429_is_retried_after_retry_after(merge_sandbox: Any) -> None:
     out = run_tap(tap_config(merge_sandbox))
     assert len(out["records"]["invoices"]) == 1
     assert merge_sandbox.stats.by_status[429] == 1
+
+
+def test_every_request_waits_for_the_tap_wide_rate_limiter(merge_sandbox: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    tap = TapQuickbooksMerge(config=tap_config(merge_sandbox), parse_env_config=False)
+    for stream in tap.streams.values():
+        assert isinstance(stream.requests_session, RateLimitedSession)  # not the SDK's plain Session
+        assert stream.requests_session.limiter is tap.rate_limiter
+    seed(merge_sandbox.app)
+    acquired: list[float] = []
+    monkeypatch.setattr(RateLimiter, "acquire", lambda self: acquired.append(self.per_second))
+    run_tap(tap_config(merge_sandbox, max_requests_per_minute=6000))
+    assert acquired and acquired == [100.0] * merge_sandbox.stats.count()
 
 
 def test_bad_credentials_fail_with_setting_names_not_values(merge_sandbox: Any, caplog: pytest.LogCaptureFixture,
