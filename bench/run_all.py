@@ -36,6 +36,7 @@ from typing import Any
 
 import psutil
 import requests
+from target_quickbooks_merge.report import read_run_summary as run_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -187,24 +188,6 @@ def run_pipe(name: str, tap: str, tap_cfg: dict[str, Any], target: str, target_c
     tap_err.close()
     tgt_err.close()
     return res
-
-
-def run_summary(stderr: str) -> dict[str, dict[str, int]]:
-    """Parse the targets' summary table (stream created updated linked skipped failed ...) from their log."""
-    out: dict[str, dict[str, int]] = {}
-    for marker in ("Run summary",):
-        if marker not in stderr:
-            continue
-        lines = stderr.split(marker, 1)[1].splitlines()[1:]
-        if not lines:
-            continue
-        header = lines[0].split()
-        for line in lines[2:]:
-            cells = line.split()
-            if len(cells) != len(header) or not all(c.isdigit() for c in cells[1:]):
-                break
-            out[cells[0]] = {h: int(c) for h, c in zip(header[1:], cells[1:])}
-    return out
 
 
 def log_span(stderr: str, start_marker: str, end_marker: str) -> float | None:

@@ -28,6 +28,24 @@ def summary_table(counts: Mapping[str, Counter[str] | Mapping[str, int]]) -> str
     return _table(["stream", *ACTIONS], rows)
 
 
+def read_run_summary(log: str) -> dict[str, dict[str, int]]:
+    """The inverse of the "Run summary" log line's summary_table, for the bench and tests that read a target's
+    stderr: {stream: {created, updated, linked, skipped, failed}}; {} when the log has no summary."""
+    if "Run summary" not in log:
+        return {}
+    lines = log.split("Run summary", 1)[1].splitlines()[1:]
+    if not lines:
+        return {}
+    header = lines[0].split()
+    out: dict[str, dict[str, int]] = {}
+    for line in lines[2:]:
+        cells = line.split()
+        if len(cells) != len(header) or not all(c.isdigit() for c in cells[1:]):
+            break
+        out[cells[0]] = {h: int(c) for h, c in zip(header[1:], cells[1:])}
+    return out
+
+
 def plan_table(plan: Sequence[PlanRow]) -> str:
     verbs = {"created": "CREATE", "updated": "UPDATE", "linked": "LINK", "skipped": "SKIP", "failed": "FAIL"}
     rows = [[verbs.get(p.action, p.action.upper()), p.stream, p.source_id, p.name, p.reason] for p in plan]

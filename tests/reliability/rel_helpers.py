@@ -177,18 +177,3 @@ def assert_forward_complete(coperniq: Any, merge: Any, ignore_remote_ids: set[st
                 per_invoice[by_id[line["related_object_id"]]] += 1
     assert dict(per_invoice) == exp["payments_per_invoice"], "payments per invoice differ (missing or duplicated)"
     return exp
-
-
-def run_summary(stderr: str) -> dict[str, dict[str, int]]:
-    """The target's 'Run summary' table from its log: {stream: {created, updated, linked, skipped, failed}}."""
-    if "Run summary" not in stderr:
-        return {}
-    lines = stderr.split("Run summary", 1)[1].splitlines()[1:]
-    header = lines[0].split()
-    out: dict[str, dict[str, int]] = {}
-    for line in lines[2:]:
-        cells = line.split()
-        if len(cells) != len(header) or not all(c.isdigit() for c in cells[1:]):
-            break
-        out[cells[0]] = {h: int(c) for h, c in zip(header[1:], cells[1:])}
-    return out

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rel_helpers import assert_forward_complete, run_pipe, run_summary, tap_config, target_config, writes
+from rel_helpers import assert_forward_complete, run_pipe, tap_config, target_config, writes
+from target_quickbooks_merge.report import read_run_summary as run_summary
 from tests.conftest import start_coperniq, start_merge
 
 

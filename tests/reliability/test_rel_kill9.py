@@ -20,11 +20,11 @@ from rel_helpers import (
     merge_rows,
     qbo_customers,
     run_pipe,
-    run_summary,
     tap_config,
     target_config,
 )
 from sync_ledger import Ledger
+from target_quickbooks_merge.report import read_run_summary as run_summary
 from tests.conftest import RunningSandbox, start_coperniq, start_merge
 
 
