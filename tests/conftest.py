@@ -77,6 +77,32 @@ def merge_sandbox() -> Iterator[RunningSandbox]:
     sb.server.stop()
 
 
+def standard_target_tests(target_class: type, config: dict[str, Any], tests: list[type], server: SandboxServer,
+                          system: str) -> type:
+    """The given singer-sdk standard target tests against a module-level sandbox `server` (get_target_test_class
+    needs the config when the class is defined); afterwards the sandbox must hold nothing the SDK's generic
+    streams could have created, and it is stopped."""
+    from singer_sdk.testing import get_target_test_class
+    from singer_sdk.testing.suites import SingerTestSuite
+
+    suite = SingerTestSuite(kind="target", tests=tests)
+    base = get_target_test_class(target_class=target_class, config=config, custom_suites=[suite],
+                                 include_target_tests=False)
+
+    class StandardTargetTests(base):  # type: ignore[misc, valid-type]
+        """The standard suite; afterwards the sandbox must hold nothing the generic streams could have created."""
+
+        @pytest.fixture(scope="class")
+        @classmethod
+        def resource(cls) -> Iterator[SandboxServer]:
+            yield server
+            writes = [e for e in server.app.stats.log if e["method"] in ("POST", "PATCH")]
+            server.stop()
+            assert writes == [], f"generic Singer streams must not write to {system}: {writes[:3]}"
+
+    return StandardTargetTests
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Meltano subprocess tests share .meltano/run/<plugin>/ in this project: run them on one xdist worker."""
     for item in items:

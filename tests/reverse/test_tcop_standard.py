@@ -11,13 +11,9 @@ hence a module-level sandbox.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from singer_sdk.testing import get_target_test_class
-from singer_sdk.testing.suites import SingerTestSuite
 from singer_sdk.testing.target_tests import (
     TargetCamelcaseTest,
     TargetCliPrintsTest,
@@ -32,6 +28,7 @@ from singer_sdk.testing.target_tests import (
 from sandbox._server import SandboxServer
 from sandbox.coperniq import CoperniqApp
 from target_coperniq.target import TargetCoperniq
+from tests.conftest import standard_target_tests
 
 _server = SandboxServer(CoperniqApp(api_key="std-coperniq-key")).start()
 _ledger_dir = tempfile.mkdtemp(prefix="tcop-standard-")
@@ -42,7 +39,7 @@ CONFIG: dict[str, Any] = {
     "ledger_path": str(Path(_ledger_dir) / "ledger.duckdb"),
 }
 
-SUITE = SingerTestSuite(kind="target", tests=[
+TestTargetCoperniqStandard = standard_target_tests(TargetCoperniq, CONFIG, [
     TargetCliPrintsTest,
     TargetCamelcaseTest,
     TargetDuplicateRecords,
@@ -51,19 +48,4 @@ SUITE = SingerTestSuite(kind="target", tests=[
     TargetRecordMissingKeyProperty,
     TargetSchemaNoProperties,
     TargetSpecialCharsInAttributes,
-])
-
-_Base = get_target_test_class(target_class=TargetCoperniq, config=CONFIG, custom_suites=[SUITE],
-                              include_target_tests=False)
-
-
-class TestTargetCoperniqStandard(_Base):  # type: ignore[misc, valid-type]
-    """The standard suite; afterwards the sandbox must hold nothing the generic streams could have created."""
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def resource(cls) -> Iterator[SandboxServer]:
-        yield _server
-        writes = [e for e in _server.app.stats.log if e["method"] in ("POST", "PATCH")]
-        _server.stop()
-        assert writes == [], f"generic Singer streams must not write to Coperniq: {writes[:3]}"
+], _server, "Coperniq")

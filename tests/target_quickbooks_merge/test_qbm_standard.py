@@ -12,13 +12,9 @@ hence a module-level sandbox.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from singer_sdk.testing import get_target_test_class
-from singer_sdk.testing.suites import SingerTestSuite
 from singer_sdk.testing.target_tests import (
     TargetCamelcaseTest,
     TargetCliPrintsTest,
@@ -32,6 +28,7 @@ from singer_sdk.testing.target_tests import (
 from sandbox._server import SandboxServer
 from sandbox.merge import MergeApp
 from target_quickbooks_merge.target import TargetQuickbooksMerge
+from tests.conftest import standard_target_tests
 
 _server = SandboxServer(MergeApp(api_key="std-merge-key", account_token="std-account-token")).start()
 _ledger_dir = tempfile.mkdtemp(prefix="qbm-standard-")
@@ -44,7 +41,7 @@ CONFIG: dict[str, Any] = {
     "trigger_phases": [{"workflow": "Residential Solar", "phase": "Install"}],
 }
 
-SUITE = SingerTestSuite(kind="target", tests=[
+TestTargetQuickbooksMergeStandard = standard_target_tests(TargetQuickbooksMerge, CONFIG, [
     TargetCliPrintsTest,
     TargetCamelcaseTest,
     TargetDuplicateRecords,
@@ -52,19 +49,4 @@ SUITE = SingerTestSuite(kind="target", tests=[
     TargetRecordBeforeSchemaTest,
     TargetSchemaNoProperties,
     TargetSpecialCharsInAttributes,
-])
-
-_Base = get_target_test_class(target_class=TargetQuickbooksMerge, config=CONFIG, custom_suites=[SUITE],
-                              include_target_tests=False)
-
-
-class TestTargetQuickbooksMergeStandard(_Base):  # type: ignore[misc, valid-type]
-    """The standard suite; afterwards the sandbox must hold nothing the generic streams could have created."""
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def resource(cls) -> Iterator[SandboxServer]:
-        yield _server
-        writes = [e for e in _server.app.stats.log if e["method"] in ("POST", "PATCH")]
-        _server.stop()
-        assert writes == [], f"generic Singer streams must not write to QuickBooks: {writes[:3]}"
+], _server, "QuickBooks")
