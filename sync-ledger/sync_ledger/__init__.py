@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from .http import ApiClient, ApiError, RateLimiter
 from .ledger import Ledger, LedgerError, LedgerLockedError, LedgerNotFoundError, Link
-from .util import ISO_8601_PATTERN, fingerprint, redact, to_jsonable
+from .util import DEFAULT_LEDGER_PATH, ISO_8601_PATTERN, fingerprint, redact, to_jsonable
 
 __all__ = [
+    "DEFAULT_LEDGER_PATH",
     "ISO_8601_PATTERN",
     "ApiClient",
     "ApiError",

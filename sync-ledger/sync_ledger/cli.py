@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from sync_ledger.util import DEFAULT_LEDGER_PATH
+
 DEFAULT_BASE_URL = "https://api.merge.dev/api/accounting/v1"
 ENV_PREFIX = "COPERNIQ_QBO_"
 # Every plugin that needs the account token, so one `connect` re-links the tap, the target and this CLI.
@@ -49,7 +51,7 @@ class Settings:
     merge_api_key: str | None = None
     account_token: str | None = None
     base_url: str = DEFAULT_BASE_URL
-    ledger_path: Path = Path(".meltano/sync-ledger.duckdb")
+    ledger_path: Path = Path(DEFAULT_LEDGER_PATH)
     link_js_url: str = "https://cdn.merge.dev/initialize.js"
     env_file: Path = Path(".env")
     end_user_email_address: str | None = None
@@ -94,7 +96,7 @@ def resolve_settings(args: argparse.Namespace, environ: dict[str, str] | None = 
                     return source[key]
         return None
 
-    ledger = pick("ledger_path") or str(root / ".meltano" / "sync-ledger.duckdb")
+    ledger = pick("ledger_path") or str(root / DEFAULT_LEDGER_PATH)
     return Settings(
         merge_api_key=pick("merge_api_key", fallbacks=True),
         account_token=pick("account_token", fallbacks=True),

@@ -12,6 +12,10 @@ from typing import Any
 
 MASK = "****"
 
+#: Where both targets and the CLI keep the ledger unless `ledger_path` says otherwise (relative to the
+#: Meltano project root, which is the plugins' working directory under Meltano).
+DEFAULT_LEDGER_PATH = ".meltano/sync-ledger.duckdb"
+
 # Auth headers in any of the shapes they show up in logs: "Authorization: Bearer x", "'x-api-key': 'x'",
 # '"X-Account-Token": "x"', "authorization=x". The name and separator are kept so the log stays readable.
 _AUTH_HEADER = re.compile(

@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sync_ledger import ApiClient, ApiError, Ledger, Link, fingerprint
+from sync_ledger import DEFAULT_LEDGER_PATH, ApiClient, ApiError, Ledger, Link, fingerprint
 
 from target_coperniq.coperniq import CoperniqApi
 from target_coperniq.mapping import (
@@ -46,7 +46,6 @@ WAIT = "waiting: "
 INTENT_PREFIX = "target-coperniq:"
 FORWARD_ECHO = "written by the forward leg"
 NOT_SYNCED = "customer not synced from Coperniq"
-DEFAULT_LEDGER_PATH = ".meltano/sync-ledger.duckdb"
 DEFAULT_LINE_ITEM_NAME = "QuickBooks line item"
 ADJUSTMENT_ITEM_NAME = "QuickBooks adjustment"
 PROGRESS_EVERY = 100

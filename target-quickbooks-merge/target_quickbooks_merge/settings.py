@@ -14,6 +14,7 @@ from typing import Any
 
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
+from sync_ledger import DEFAULT_LEDGER_PATH
 
 DEFAULT_BASE_URL = "https://api.merge.dev/api/accounting/v1"
 MATCHING_STRATEGIES = ("enrich", "replace", "skip")
@@ -51,7 +52,7 @@ CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
                 "time (default: the first run of this target against the ledger)."),
     th.Property("max_requests_per_minute", th.IntegerType, default=300,
                 description="Client-side request ceiling for this linked account (Merge plans: 100/400/600 per min)."),
-    th.Property("ledger_path", th.StringType, default=".meltano/sync-ledger.duckdb",
+    th.Property("ledger_path", th.StringType, default=DEFAULT_LEDGER_PATH,
                 description="DuckDB file with the id map, staging and the integration log."),
     th.Property("item_mapping", th.ObjectType(additional_properties=True), default={},
                 description="Coperniq catalog item id or name -> QuickBooks item name or Merge/QBO id."),
@@ -92,7 +93,7 @@ class Settings:
     backfill: bool = False
     trigger_since: datetime | None = None
     max_requests_per_minute: int = 300
-    ledger_path: str = ".meltano/sync-ledger.duckdb"
+    ledger_path: str = DEFAULT_LEDGER_PATH
     item_mapping: Mapping[str, str] = field(default_factory=dict)
     default_item: str | None = None
     payment_account: str = "Undeposited Funds"
@@ -177,7 +178,7 @@ class Settings:
             backfill=bool(config.get("backfill", False)),
             trigger_since=since_dt,
             max_requests_per_minute=int(rpm or 300),
-            ledger_path=str(config.get("ledger_path") or ".meltano/sync-ledger.duckdb"),
+            ledger_path=str(config.get("ledger_path") or DEFAULT_LEDGER_PATH),
             item_mapping={str(k): str(v) for k, v in mapping.items()},
             default_item=config.get("default_item") or None,
             payment_account=str(config.get("payment_account") or "Undeposited Funds"),
