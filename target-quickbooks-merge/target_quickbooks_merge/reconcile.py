@@ -136,6 +136,7 @@ class Reconciler:
         self._dry_seq = 0
         self._unsaved: dict[tuple[str, str], Link] = {}
         self._unsaved_intents: list[str] = []
+        self._unsaved_marks: list[tuple[str, str, str, str | None]] = []
         self._saved_at = time.monotonic()
 
     # ================================================================== driver
@@ -198,7 +199,13 @@ class Reconciler:
                         action=logged_action, reason=reason, target_id=target_id, request_id=request_id)
 
     def _mark(self, stream: str, source_id: str, status: str, error: str | None = None) -> None:
-        if not self.dry:
+        """A status is written only after the links queued before it: a row must never be `done` in the ledger
+        while its link is not (after a crash, the re-run would skip it and never recover the link)."""
+        if self.dry:
+            return
+        if self._unsaved or self._unsaved_intents:
+            self._unsaved_marks.append((stream, source_id, status, error))
+        else:
             self.ledger.mark_staged(SRC, stream, source_id, status, error)
 
     def _save_link(self, link: Link) -> None:
@@ -228,6 +235,9 @@ class Reconciler:
                     self.ledger.end_intent(key)
         self._unsaved.clear()
         self._unsaved_intents.clear()
+        for stream, source_id, status, error in self._unsaved_marks:
+            self.ledger.mark_staged(SRC, stream, source_id, status, error)
+        self._unsaved_marks.clear()
         self._saved_at = time.monotonic()
 
     def _fake_id(self, kind: str) -> str:

@@ -54,11 +54,16 @@ KILL_POINTS: dict[str, tuple[Callable[[Any], int], int]] = {
 }
 
 
-@pytest.mark.parametrize("point", list(KILL_POINTS))
+#: Extra kill points: early in a pass, when the batch of not-yet-saved links holds records of earlier passes too
+#: (a row must never be `done` in the ledger while its link is not).
+EXTRA_KILLS = [("invoices", 2), ("payments", 2), ("payments", 14)]
+
+
+@pytest.mark.parametrize(("point", "at"), [(p, n) for p, (_, n) in KILL_POINTS.items()] + EXTRA_KILLS)
 def test_sigkill_target_then_rerun_has_no_duplicates_and_nothing_missing(
-        point: str, sandboxes: tuple[RunningSandbox, RunningSandbox], tmp_path: Path) -> None:
+        point: str, at: int, sandboxes: tuple[RunningSandbox, RunningSandbox], tmp_path: Path) -> None:
     cop, merge = sandboxes
-    counter, at = KILL_POINTS[point]
+    counter = KILL_POINTS[point][0]
     ledger = tmp_path / "ledger.duckdb"
     tcfg, gcfg = tap_config(cop), target_config(merge, ledger)
 
