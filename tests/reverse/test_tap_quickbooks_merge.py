@@ -57,6 +57,7 @@ TestTapQuickbooksMergeStandard = get_tap_test_class(
 # --- behaviour ----------------------------------------------------------------------------------------------
 def test_streams_carry_what_the_reverse_target_needs(merge_sandbox: Any) -> None:
     data = seed(merge_sandbox.app)
+    time.sleep(0.01)  # start after the seed's last millisecond: the SDK caps bookmarks at the (ms-truncated) start
     out = run_tap(tap_config(merge_sandbox))
     [invoice] = out["records"]["invoices"]
     assert invoice["id"] == data["invoice"]["id"] and invoice["contact"] == data["job"]["id"]
