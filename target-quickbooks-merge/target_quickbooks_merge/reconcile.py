@@ -264,6 +264,22 @@ class Reconciler:
         self.leftover_intents.pop(intent_key, None)
         self._queue_link(link, intent_key)
 
+    def _create_model(self, kind: str, source_id: str, desired: dict[str, Any], fp: str, intent_key: str,
+                      intent: Mapping[str, Any] | None = None) -> tuple[Link, str | None]:
+        """Create one Merge invoice/payment under a durable intent and a deterministic Idempotency-Key, so neither a
+        retry nor a crash can create it twice; the link is queued for the ledger."""
+        ikey = idempotency_key(kind, source_id, fp)
+        self._begin(intent_key, {"kind": kind, **(intent or {}), "idempotency_key": ikey})
+        if self.dry:
+            model, rid = {"id": self._fake_id(kind)}, None
+        else:
+            res = self.client.create(f"{kind}s", desired, idempotency_key=ikey)
+            model, rid = res.model, res.request_id
+        link = Link(SRC, kind, source_id, QBO, kind, str(model["id"]),
+                    str(model["remote_id"]) if model.get("remote_id") else None, fp, origin=SRC)
+        self._commit_create(link, intent_key)
+        return link, rid
+
     def _guard(self, stream: str, source_id: str, fn: Callable[[], None], status: str = "pending") -> None:
         """Run one record; turn its failure into a failed/skipped row so the run continues."""
         try:
@@ -812,16 +828,7 @@ class Reconciler:
             return
         if intent_key in self.leftover_intents:
             self._end(intent_key)  # nothing with that number exists: the interrupted create never happened
-        ikey = idempotency_key("invoice", iid, fp)
-        self._begin(intent_key, {"kind": "invoice", "number": number, "idempotency_key": ikey})
-        if self.dry:
-            model, rid = {"id": self._fake_id("invoice")}, None
-        else:
-            res = self.client.create("invoices", desired, idempotency_key=ikey)
-            model, rid = res.model, res.request_id
-        link = Link(SRC, "invoice", iid, QBO, "invoice", str(model["id"]),
-                    str(model["remote_id"]) if model.get("remote_id") else None, fp, origin=SRC)
-        self._commit_create(link, intent_key)
+        link, rid = self._create_model("invoice", iid, desired, fp, intent_key, {"number": number})
         self._record("invoices", iid, "created", f"draft invoice #{number} for synced project",
                      target_id=link.target_id, request_id=rid, name=f"#{number}")
         self._mark("invoices", iid, "done")
@@ -891,16 +898,7 @@ class Reconciler:
                              "(no duplicate created)", target_id=link.target_id)
                 self._mark("payments", pay_id, "done")
                 return
-        ikey = idempotency_key("payment", pay_id, fp)
-        self._begin(intent_key, {"kind": "payment", "idempotency_key": ikey})
-        if self.dry:
-            model, rid = {"id": self._fake_id("payment")}, None
-        else:
-            res = self.client.create("payments", desired, idempotency_key=ikey)
-            model, rid = res.model, res.request_id
-        link = Link(SRC, "payment", pay_id, QBO, "payment", str(model["id"]),
-                    str(model["remote_id"]) if model.get("remote_id") else None, fp, origin=SRC)
-        self._commit_create(link, intent_key)
+        link, rid = self._create_model("payment", pay_id, desired, fp, intent_key)
         self._record("payments", pay_id, "created", f"applied to invoice {inv_id}", target_id=link.target_id,
                      request_id=rid)
         self._mark("payments", pay_id, "done")
