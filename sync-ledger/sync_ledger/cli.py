@@ -527,9 +527,7 @@ def cmd_log(args: argparse.Namespace, settings: Settings, con: Console) -> int:
         action = args.action
         failed_only = args.failed or action == "failed"
         rows = ledger.log_rows(run_id=run_id, action=None if failed_only else action, stream=args.stream,
-                               failed_only=failed_only, limit=args.limit)
-        if args.direction:
-            rows = [r for r in rows if r.get("direction") == args.direction]
+                               failed_only=failed_only, limit=args.limit, direction=args.direction or None)
     finally:
         ledger.close()
     con.say(render(rows, LOG_COLUMNS, args.format, empty="no matching log rows"))

@@ -350,10 +350,11 @@ class Ledger:
         stream: str | None = None,
         failed_only: bool = False,
         limit: int = 100,
+        direction: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Integration-log lines, newest first, optionally filtered."""
+        """Integration-log lines, newest first, optionally filtered (in SQL, so `limit` counts matching rows)."""
         where, params = [], []
-        for column, value in (("run_id", run_id), ("action", action), ("stream", stream)):
+        for column, value in (("run_id", run_id), ("action", action), ("stream", stream), ("direction", direction)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)

@@ -240,6 +240,17 @@ def test_log_rows_filters_newest_first(ledger: Ledger) -> None:
     assert ledger.log_rows(run_id=r2, failed_only=True) == []
 
 
+def test_log_rows_direction_filter_is_applied_before_the_limit(ledger: Ledger) -> None:
+    """`coperniq-qbo log --direction reverse --limit 2` must find an older reverse row behind newer forward ones."""
+    rev = ledger.start_run("reverse")
+    ledger.log(rev, direction="reverse", stream="invoices", source_id="qbo-1", action="created")
+    fwd = ledger.start_run("forward")
+    for i in range(5):
+        ledger.log(fwd, direction="forward", stream="projects", source_id=str(i), action="skipped")
+    assert [r["source_id"] for r in ledger.log_rows(direction="reverse", limit=2)] == ["qbo-1"]
+    assert len(ledger.log_rows(direction="forward", limit=2)) == 2
+
+
 def test_runs_newest_first(ledger: Ledger) -> None:
     ids = [ledger.start_run("forward") for _ in range(3)]
     assert [r["run_id"] for r in ledger.runs()] == ids[::-1]
