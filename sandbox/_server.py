@@ -253,6 +253,17 @@ class Stats:
             self.by_status: Counter[int] = Counter()
             self.total = 0
             self.log: deque[dict[str, Any]] = deque(maxlen=5000)
+            self.in_flight = 0
+            self.max_in_flight = 0  # most API requests being handled at once (shows a client's parallelism)
+
+    def enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def add(self, req: Request, status: int) -> None:
         with self._lock:
@@ -265,7 +276,8 @@ class Stats:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {"total": self.total, "by_route": dict(self.by_route),
-                    "by_status": {str(k): v for k, v in self.by_status.items()}}
+                    "by_status": {str(k): v for k, v in self.by_status.items()},
+                    "max_in_flight": self.max_in_flight}
 
     def count(self, method: str | None = None, contains: str = "") -> int:
         """Requests whose method matches and whose path contains `contains`."""
@@ -308,6 +320,13 @@ class SandboxApp(App):
         """Handle one request. Returns None to drop the connection (fault injection)."""
         if req.path.startswith("/__admin/"):
             return self._admin(req)
+        self.stats.enter()
+        try:
+            return self._dispatch_api(req)
+        finally:
+            self.stats.leave()
+
+    def _dispatch_api(self, req: Request) -> Response | None:
         faults = self.faults
         if faults.latency_ms and faults.applies(req.path):
             time.sleep(faults.latency_ms / 1000)

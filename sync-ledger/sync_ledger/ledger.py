@@ -517,11 +517,41 @@ class Ledger:
             if not updated:
                 self._c.conn.execute("INSERT INTO intents (payload_json, created_at, key) VALUES (?, ?, ?)", params)
 
+    def begin_intents(self, intents: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """begin_intent for a whole batch of planned creates in one commit (a DuckDB commit costs ~3-5 ms; one per
+        create dominated big runs). Every intent is durable before any of the batch's API calls is sent."""
+        self._writable()
+        now = utcnow()
+        rows = [(key, json.dumps(payload, default=str), now) for key, payload in intents]
+        if not rows:
+            return
+        with self._c.lock, self._tx():
+            # UPDATE the keys that exist, INSERT the rest (DuckDB may refuse a DELETE + re-INSERT of one primary key
+            # in one transaction); list parameters, because executemany runs one statement per row.
+            existing = {r[0] for r in self._c.conn.execute(
+                "SELECT key FROM intents WHERE list_contains(?, key)", [[key for key, _, _ in rows]]).fetchall()}
+            if existing:
+                self._c.conn.executemany("UPDATE intents SET payload_json = ?, created_at = ? WHERE key = ?",
+                                         [[p, at, key] for key, p, at in rows if key in existing])
+            fresh = {key: (key, p) for key, p, _ in rows if key not in existing}
+            if fresh:
+                self._c.conn.execute(
+                    "INSERT INTO intents (key, payload_json, created_at) "
+                    "SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), ?",
+                    [[k for k, _ in fresh.values()], [p for _, p in fresh.values()], now])
+
     def end_intent(self, key: str) -> None:
         """Clear an intent once its outcome is in id_map (unknown keys are fine: ending is idempotent)."""
+        self.end_intents([key])
+
+    def end_intents(self, keys: Iterable[str]) -> None:
+        """end_intent for many keys in one statement."""
         self._writable()
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return
         with self._c.lock, self._tx():
-            self._c.conn.execute("DELETE FROM intents WHERE key = ?", [key])
+            self._c.conn.execute("DELETE FROM intents WHERE list_contains(?, key)", [wanted])
 
     def pending_intents(self, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
         """Intents left over by a crashed run, oldest first."""
@@ -617,6 +647,13 @@ class Ledger:
         snapshot.sort(key=lambda r: (len(r[0]), r[0]))  # numeric-looking ids in numeric order
         for rid, payload_json, st, attempts in snapshot:
             yield rid, json.loads(payload_json), st, attempts
+
+    def staged_ids(self, source_system: str, stream: str, *, status: str | Sequence[str] | None = None) -> list[str]:
+        """Ids of staged records (without decoding their payloads), e.g. to size a run before it starts."""
+        wanted = _statuses(status)
+        with self._c.lock:
+            mirror = self._load_staging(source_system, stream)
+            return [rid for rid, row in mirror.items() if wanted is None or row.status in wanted]
 
     def mark_staged(
         self, source_system: str, stream: str, record_id: str, status: str, error: str | None = None

@@ -84,16 +84,20 @@ class MergeClient:
         return self.api.get("/account-details") or {}
 
     # -- reads ----------------------------------------------------------------------------------------------
-    def iter_list(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Follow Merge's opaque `next` cursor, 100 per page."""
+    def iter_pages(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Pages of a Merge list ({next, previous, results}), following the opaque `next` cursor, 100 per page."""
         query: dict[str, Any] = {"page_size": 100, **(params or {})}
         while True:
             page = self.api.get(path, params=query) or {}
-            yield from page.get("results") or []
+            yield page
             cursor = page.get("next")
             if not cursor:
                 return
             query = {**query, "cursor": cursor}
+
+    def iter_list(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        for page in self.iter_pages(path, params):
+            yield from page.get("results") or []
 
     def find_contacts(self, **filters: Any) -> list[dict[str, Any]]:
         return list(self.iter_list("/contacts", {k: v for k, v in filters.items() if v is not None}))

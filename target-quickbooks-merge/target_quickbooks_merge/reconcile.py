@@ -15,6 +15,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -107,6 +108,22 @@ class _ContactIndex:
 #: Links are written to the ledger in batches of this size (or after this many seconds), see _save_links.
 LINK_BATCH = 200
 LINK_BATCH_SECONDS = 2.0
+#: Invoice/payment creates are planned in batches of this size: one commit makes all their intents durable, then
+#: they are sent max_parallel_writes at a time (see _flush_creates).
+WRITE_BATCH = 50
+
+
+@dataclass
+class _PlannedCreate:
+    """A create decided on the main thread; only `send` (the HTTP call) runs on a worker thread."""
+
+    stream: str
+    source_id: str
+    intent_key: str
+    intent: dict[str, Any]
+    send: Callable[[], Any]
+    finish: Callable[[Any], None]
+    on_error: Callable[[Exception], None] | None = None  # default: the record fails with the error
 
 
 class Reconciler:
@@ -138,6 +155,12 @@ class Reconciler:
         self._unsaved_intents: list[str] = []
         self._unsaved_marks: list[tuple[str, str, str, str | None]] = []
         self._saved_at = time.monotonic()
+        self._planned: list[_PlannedCreate] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._invoices_by_number: dict[str, list[dict[str, Any]]] | None = None
+        self._pending_customers: set[str] = set()
+        self._customer_failures: dict[str, Exception] = {}
+        self._new_invoices = 0
 
     # ================================================================== driver
     def run(self) -> Result:
@@ -159,6 +182,8 @@ class Reconciler:
             self._sync_payments()
         finally:
             self._save_links()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
         for rule in triggers.rules:
             if rule.entered == 0 and not self._rule_has_synced_project(rule):
                 self._warn(f"No project of workflow {rule.spec.workflow!r} has entered phase "
@@ -231,8 +256,7 @@ class Reconciler:
             with self.ledger.transaction():
                 if self._unsaved:
                     self.ledger.upsert_links(list(self._unsaved.values()))
-                for key in self._unsaved_intents:
-                    self.ledger.end_intent(key)
+                self.ledger.end_intents(self._unsaved_intents)
         self._unsaved.clear()
         self._unsaved_intents.clear()
         for stream, source_id, status, error in self._unsaved_marks:
@@ -243,10 +267,6 @@ class Reconciler:
     def _fake_id(self, kind: str) -> str:
         self._dry_seq += 1
         return f"dry-run-{kind}-{self._dry_seq}"
-
-    def _begin(self, key: str, payload: dict[str, Any]) -> None:
-        if not self.dry:
-            self.ledger.begin_intent(key, payload)
 
     def _end(self, key: str) -> None:
         """Clear an intent together with the next batch of links (never before the link it protects)."""
@@ -264,23 +284,77 @@ class Reconciler:
         self.leftover_intents.pop(intent_key, None)
         self._queue_link(link, intent_key)
 
-    def _create_model(self, kind: str, source_id: str, desired: dict[str, Any], fp: str, intent_key: str,
-                      intent: Mapping[str, Any] | None = None) -> tuple[Link, str | None]:
-        """Create one Merge invoice/payment under a durable intent and a deterministic Idempotency-Key, so neither a
-        retry nor a crash can create it twice; the link is queued for the ledger."""
+    def _create_model(self, stream: str, kind: str, source_id: str, desired: dict[str, Any], fp: str,
+                      intent_key: str, intent: Mapping[str, Any] | None,
+                      done: Callable[[Link, str | None], None]) -> None:
+        """Plan one Merge invoice/payment create under a durable intent and a deterministic Idempotency-Key, so
+        neither a retry nor a crash can create it twice. It is sent with its batch (_flush_creates); `done` then
+        logs it, after its link is queued for the ledger."""
         ikey = idempotency_key(kind, source_id, fp)
-        self._begin(intent_key, {"kind": kind, **(intent or {}), "idempotency_key": ikey})
-        if self.dry:
-            model, rid = {"id": self._fake_id(kind)}, None
-        else:
-            res = self.client.create(f"{kind}s", desired, idempotency_key=ikey)
-            model, rid = res.model, res.request_id
-        link = Link(SRC, kind, source_id, QBO, kind, str(model["id"]),
-                    str(model["remote_id"]) if model.get("remote_id") else None, fp, origin=SRC)
-        self._commit_create(link, intent_key)
-        return link, rid
 
-    def _guard(self, stream: str, source_id: str, fn: Callable[[], None], status: str = "pending") -> None:
+        def send() -> tuple[dict[str, Any], str | None]:
+            if self.dry:  # dry runs send nothing and run on this thread
+                return {"id": self._fake_id(kind)}, None
+            res = self.client.create(f"{kind}s", desired, idempotency_key=ikey)
+            return res.model, res.request_id
+
+        def finish(sent: tuple[dict[str, Any], str | None]) -> None:
+            model, rid = sent
+            link = Link(SRC, kind, source_id, QBO, kind, str(model["id"]),
+                        str(model["remote_id"]) if model.get("remote_id") else None, fp, origin=SRC)
+            self._commit_create(link, intent_key)
+            done(link, rid)
+
+        self._plan(_PlannedCreate(stream, source_id, intent_key,
+                                  {"kind": kind, **(intent or {}), "idempotency_key": ikey}, send, finish))
+
+    def _plan(self, create: _PlannedCreate) -> None:
+        """Queue a create for the next batch (sent when WRITE_BATCH are planned, or at the end of a stage)."""
+        if create.intent_key in self._unsaved_intents:  # planned again (next DisplayName): keep the new intent
+            self._unsaved_intents.remove(create.intent_key)
+        self._planned.append(create)
+        if len(self._planned) >= WRITE_BATCH:
+            self._flush_creates()
+
+    def _flush_all(self) -> None:
+        """Send everything planned, including creates planned again while applying a batch (name collisions)."""
+        while self._planned:
+            self._flush_creates()
+
+    def _flush_creates(self) -> None:
+        """Send the planned creates: all their intents in one commit first (each durable before its API call), then
+        the calls, max_parallel_writes at a time; results are applied on this thread in plan order."""
+        batch, self._planned = self._planned, []
+        if not batch:
+            return
+        if not self.dry:
+            self.ledger.begin_intents((p.intent_key, p.intent) for p in batch)
+
+        def attempt(p: _PlannedCreate) -> tuple[Any, BaseException | None]:
+            try:
+                return p.send(), None
+            except Exception as exc:  # re-raised on the main thread, inside _guard
+                return None, exc
+
+        workers = 1 if self.dry else self.s.max_parallel_writes
+        if workers > 1 and len(batch) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="merge-write")
+            outcomes = list(self._pool.map(attempt, batch))
+        else:
+            outcomes = [attempt(p) for p in batch]
+        for p, (sent, exc) in zip(batch, outcomes):
+            def apply(p: _PlannedCreate = p, sent: Any = sent, exc: BaseException | None = exc) -> None:
+                if exc is None:
+                    p.finish(sent)
+                elif p.on_error is not None and isinstance(exc, Exception):
+                    p.on_error(exc)
+                else:
+                    raise exc
+            self._guard(p.stream, p.source_id, apply, count=False)
+
+    def _guard(self, stream: str, source_id: str, fn: Callable[[], None], status: str = "pending", *,
+               count: bool = True) -> None:
         """Run one record; turn its failure into a failed/skipped row so the run continues."""
         try:
             fn()
@@ -303,7 +377,8 @@ class Reconciler:
             self._record(stream, source_id, "failed", reason, request_id=exc.request_id)
             self._mark(stream, source_id, "failed", reason)
         finally:
-            self._progress(stream)
+            if count:
+                self._progress(stream)
 
     # ================================================================== triggers
     def _build_triggers(self) -> TriggerIndex:
@@ -337,16 +412,23 @@ class Reconciler:
 
     # ================================================================== projects -> customer + job
     def _sync_projects(self, triggers: TriggerIndex) -> None:
+        """Projects go in chunks: first the customers the chunk needs (creates sent together), then its jobs."""
         threshold = self._threshold()
         statuses = ("pending", "failed", "skipped")
+        chunk: list[tuple[str, Mapping[str, Any], str]] = []
         for pid, project, status, _ in self.ledger.iter_staged(SRC, "projects", status=statuses):
             if "__invalid__" in project:
                 continue
-            self._guard("projects", pid, lambda: self._project(pid, project, status, triggers, threshold),
-                        status)
+            self._guard("projects", pid,
+                        lambda: self._project_customer(pid, project, status, triggers, threshold, chunk), status)
+            if len(chunk) >= WRITE_BATCH:
+                self._project_jobs(chunk)
+                chunk = []
+        self._project_jobs(chunk)
 
-    def _project(self, pid: str, project: Mapping[str, Any], status: str, triggers: TriggerIndex,
-                 threshold: datetime | None) -> None:
+    def _project_customer(self, pid: str, project: Mapping[str, Any], status: str, triggers: TriggerIndex,
+                          threshold: datetime | None, chunk: list[tuple[str, Mapping[str, Any], str]]) -> None:
+        """Stage 1 of a project: is it triggered, and its customer (a create is only planned here)."""
         link = self.links.get(("project", pid))
         if link is None:
             rule = triggers.rule_for(project)
@@ -359,9 +441,26 @@ class Reconciler:
         account_id = project.get("accountId")
         if account_id in (None, ""):
             raise RowFailure("project has no accountId (client); QuickBooks jobs need a parent customer")
-        customer = self._ensure_customer(str(account_id))
-        self._ensure_job(pid, project, customer)
-        self._mark("projects", pid, "done")
+        self._ensure_customer(str(account_id))
+        chunk.append((pid, project, status))
+
+    def _project_jobs(self, chunk: list[tuple[str, Mapping[str, Any], str]]) -> None:
+        """Stage 2: send the chunk's planned customers, then plan and send its jobs."""
+        self._flush_all()
+        for pid, project, status in chunk:
+            self._guard("projects", pid, lambda: self._project_job(pid, project), status, count=False)
+        self._flush_all()
+
+    def _project_job(self, pid: str, project: Mapping[str, Any]) -> None:
+        account_id = str(project.get("accountId"))
+        failure = self._customer_failures.get(account_id)
+        if failure is not None:
+            raise failure  # its customer could not be created: the project fails with that reason
+        customer = self.links.get(("account", account_id))
+        if customer is None:
+            raise Wait(f"client (account {account_id}) is not synced to QuickBooks yet")
+        if self._ensure_job(pid, project, customer) is not None:
+            self._mark("projects", pid, "done")  # else a create is planned; it marks the project when done
 
     def _not_triggered_reason(self, project: Mapping[str, Any], rule: TriggerRule | None, triggers: TriggerIndex,
                               threshold: datetime | None) -> str | None:
@@ -410,10 +509,15 @@ class Reconciler:
         elif self.ledger.get_meta(key):
             self.ledger.set_meta(key, None)
 
-    def _ensure_customer(self, account_id: str) -> Link:
+    def _ensure_customer(self, account_id: str) -> Link | None:
+        """The account's customer link; None when its create is planned (sent with the batch)."""
         link = self.links.get(("account", account_id))
         if account_id in self._done_accounts and link is not None:
             return link
+        if account_id in self._pending_customers:
+            return None
+        if account_id in self._customer_failures:
+            raise self._customer_failures[account_id]  # failed earlier in this run: not sent again
         account = self.ledger.staged(SRC, "accounts", account_id)
         if account is None or "__invalid__" in account:
             if link is not None:
@@ -423,8 +527,8 @@ class Reconciler:
                            number=account.get("number"), id=account_id)
         if link is not None:
             self._update_customer(account_id, account, link, base)
-        else:
-            link = self._create_or_match_customer(account_id, account, base)
+        elif self._create_or_match_customer(account_id, account, base) is None:
+            return None
         self._done_accounts.add(account_id)
         self._mark("accounts", account_id, "done")
         return self.links[("account", account_id)]
@@ -471,7 +575,7 @@ class Reconciler:
                 return candidate
         raise RowFailure(f"could not find a free QuickBooks DisplayName for {base!r}")
 
-    def _create_or_match_customer(self, account_id: str, account: Mapping[str, Any], base: str) -> Link:
+    def _create_or_match_customer(self, account_id: str, account: Mapping[str, Any], base: str) -> Link | None:
         intent_key = f"forward:account:{account_id}"
         if intent_key in self.leftover_intents:
             recovered = self._recover_contact(intent_key, "account", account_id, "customer")
@@ -482,39 +586,54 @@ class Reconciler:
             return self._link_existing_contact("accounts", "account", account_id, "customer", match,
                                                customer_payload(account, base), base)
         key = str(account.get("number") or account_id)
-        name = self._free_name(base, key)
-        tried: set[str] = set()
-        while True:
-            desired = customer_payload(account, name)
-            fp = fingerprint(desired)
-            reason = "client of a triggered project"
-            if name != base:
-                reason += f"; DisplayName {base!r} is used by an unrelated QuickBooks record, used {name!r}"
-            self._begin(intent_key, {"kind": "customer", "name": name, "idempotency_key":
-                                     idempotency_key("account", account_id, fp)})
-            try:
-                if self.dry:
-                    model, rid = {"id": self._fake_id("customer"), "remote_id": None, "name": name}, None
-                else:
-                    res = self.client.create("contacts", desired,
-                                             idempotency_key=idempotency_key("account", account_id, fp))
-                    model, rid = res.model, res.request_id
-            except WriteError as exc:
-                self._end(intent_key)
-                if exc.duplicate_name and len(tried) < 5:
-                    tried.add(name)  # a vendor/employee (not in Contacts) holds the name: next suffix
-                    self._contact_index().by_name[normalize_name(name)].append({"name": name})
-                    name = self._free_name(base, key, tried)
-                    continue
-                raise
+        self._plan_customer(account_id, account, base, key, self._free_name(base, key), set())
+        return None
+
+    def _reserve_name(self, name: str) -> None:
+        """Hold a DisplayName for a planned create, so the next record of the batch picks another."""
+        self._contact_index().by_name[normalize_name(name)].append({"name": name})
+
+    def _plan_customer(self, account_id: str, account: Mapping[str, Any], base: str, key: str, name: str,
+                       tried: set[str]) -> None:
+        intent_key = f"forward:account:{account_id}"
+        desired = customer_payload(account, name)
+        fp = fingerprint(desired)
+        ikey = idempotency_key("account", account_id, fp)
+        self._reserve_name(name)
+        self._pending_customers.add(account_id)
+
+        def send() -> tuple[dict[str, Any], str | None]:
+            if self.dry:
+                return {"id": self._fake_id("customer"), "remote_id": None, "name": name}, None
+            res = self.client.create("contacts", desired, idempotency_key=ikey)
+            return res.model, res.request_id
+
+        def finish(sent: tuple[dict[str, Any], str | None]) -> None:
+            model, rid = sent
+            self._pending_customers.discard(account_id)
             link = Link(SRC, "account", account_id, QBO, "customer", str(model["id"]),
                         str(model["remote_id"]) if model.get("remote_id") else None, fp, origin=SRC)
             self._commit_create(link, intent_key)
             self._remember_name("customer", account_id, base, name)
             self._contact_index().add({**desired, **model})
+            self._done_accounts.add(account_id)
+            reason = "client of a triggered project"
+            if name != base:
+                reason += f"; DisplayName {base!r} is used by an unrelated QuickBooks record, used {name!r}"
             self._record("accounts", account_id, "created", reason, target_id=link.target_id, request_id=rid,
                          name=name)
-            return link
+            self._mark("accounts", account_id, "done")
+
+        def failed(exc: Exception) -> None:
+            self._pending_customers.discard(account_id)
+            if isinstance(exc, WriteError) and exc.duplicate_name and len(tried) < 5:
+                tried.add(name)  # a vendor/employee (not in Contacts) holds the name: next suffix
+                self._plan_customer(account_id, account, base, key, self._free_name(base, key, tried), tried)
+                return
+            self._customer_failures[account_id] = exc  # its projects fail with this reason (_project_job)
+
+        self._plan(_PlannedCreate("accounts", account_id, intent_key,
+                                  {"kind": "customer", "name": name, "idempotency_key": ikey}, send, finish, failed))
 
     def _recover_contact(self, intent_key: str, source_type: str, source_id: str, target_type: str,
                          ) -> Link | None:
@@ -569,7 +688,8 @@ class Reconciler:
         return link
 
     # ---------------------------------------------------------------- jobs
-    def _ensure_job(self, pid: str, project: Mapping[str, Any], customer: Link) -> Link:
+    def _ensure_job(self, pid: str, project: Mapping[str, Any], customer: Link) -> Link | None:
+        """The project's job link; None when its create is planned (sent with the batch)."""
         parent_remote = customer.target_remote_id
         if not parent_remote:
             if self.dry and customer.target_id and customer.target_id.startswith("dry-run"):
@@ -623,7 +743,7 @@ class Reconciler:
                 self._save_link(replace(link, target_id=self._resolved_jobs[remote]))
         return self._resolved_jobs[remote]
 
-    def _create_or_match_job(self, pid: str, project: Mapping[str, Any], base: str, parent: str) -> Link:
+    def _create_or_match_job(self, pid: str, project: Mapping[str, Any], base: str, parent: str) -> Link | None:
         intent_key = f"forward:project:{pid}"
         if intent_key in self.leftover_intents:
             recovered = self._recover_contact(intent_key, "project", pid, "job")
@@ -634,30 +754,35 @@ class Reconciler:
                     candidate.get("is_customer"):
                 return self._link_existing_contact("projects", "project", pid, "job", candidate,
                                                    job_contact_patch(job_payload(project, base, parent)), base)
-        name = self._free_name(base, str(project.get("number") or pid))
-        tried: set[str] = set()
-        while True:
-            body = job_payload(project, name, parent)
-            fp = fingerprint(body)
-            ikey = idempotency_key("project", pid, fp)
-            self._begin(intent_key, {"kind": "job", "name": name, "idempotency_key": ikey, "fingerprint": fp})
-            try:
-                if self.dry:
-                    qbo, rid = {"Id": None}, None
-                else:
-                    qbo, rid = self.client.create_sub_customer(body, idempotency_key=ikey)
-            except WriteError as exc:
-                self._end(intent_key)
-                if exc.duplicate_name and len(tried) < 5:
-                    tried.add(name)
-                    self._contact_index().by_name[normalize_name(name)].append({"name": name})
-                    name = self._free_name(base, str(project.get("number") or pid), tried)
-                    continue
-                raise
+        key = str(project.get("number") or pid)
+        self._plan_job(pid, project, base, parent, key, self._free_name(base, key), set())
+        return None
+
+    def _plan_job(self, pid: str, project: Mapping[str, Any], base: str, parent: str, key: str, name: str,
+                  tried: set[str]) -> None:
+        intent_key = f"forward:project:{pid}"
+        body = job_payload(project, name, parent)
+        fp = fingerprint(body)
+        ikey = idempotency_key("project", pid, fp)
+        self._reserve_name(name)
+
+        def send() -> tuple[dict[str, Any], str | None, dict[str, Any] | None]:
+            if self.dry:
+                return {"Id": None}, None, None
+            qbo, rid = self.client.create_sub_customer(body, idempotency_key=ikey)
+            found = None
+            if qbo.get("Id"):
+                try:  # its Merge id, if Merge has synced it already (else resolved when an invoice needs it)
+                    found = self.client.contact_by_remote_id(str(qbo["Id"]))
+                except ApiError:
+                    found = None
+            return qbo, rid, found
+
+        def finish(sent: tuple[dict[str, Any], str | None, dict[str, Any] | None]) -> None:
+            qbo, rid, found = sent
             remote = str(qbo["Id"]) if qbo.get("Id") else None
             merge_id: str | None = self._fake_id("job") if self.dry else None
             if remote and not self.dry:
-                found = self.client.contact_by_remote_id(remote)
                 merge_id = str(found["id"]) if found and found.get("id") else None
                 self._resolved_jobs[remote] = merge_id
             link = Link(SRC, "project", pid, QBO, "job", merge_id, remote, fp, origin=SRC)
@@ -671,7 +796,17 @@ class Reconciler:
                 reason += " (not visible in Merge yet: its invoices wait for Merge's next sync)"
             self._record("projects", pid, "created", reason, target_id=merge_id or remote, request_id=rid,
                          name=name)
-            return link
+            self._mark("projects", pid, "done")
+
+        def failed(exc: Exception) -> None:
+            if isinstance(exc, WriteError) and exc.duplicate_name and len(tried) < 5:
+                tried.add(name)
+                self._plan_job(pid, project, base, parent, key, self._free_name(base, key, tried), tried)
+                return
+            raise exc
+
+        self._plan(_PlannedCreate("projects", pid, intent_key, {"kind": "job", "name": name, "idempotency_key": ikey,
+                                                                "fingerprint": fp}, send, finish, failed))
 
     # ================================================================== accounts not reached through a project
     def _sync_accounts(self) -> None:
@@ -761,10 +896,38 @@ class Reconciler:
                 self._warn(f"invoice_sync is off but {arrived} invoice(s) arrived; nothing was written for them "
                            "(set invoice_sync: true to push invoices and payments)")
             return
+        self._new_invoices = sum(1 for iid in self.ledger.staged_ids(SRC, "invoices", status=statuses)
+                                 if ("invoice", iid) not in self.links)
         for iid, inv, status, _ in self.ledger.iter_staged(SRC, "invoices", status=statuses):
             if "__invalid__" in inv:
                 continue
             self._guard("invoices", iid, lambda: self._invoice(iid, inv, status), status)
+        self._flush_creates()
+
+    def _prefetch_invoices(self, max_pages: int) -> dict[str, list[dict[str, Any]]] | None:
+        """All QuickBooks AR invoices by number, when listing them costs fewer calls than one
+        `GET /invoices?number=` per new invoice: reading stops after `max_pages` pages (then None: look up one by
+        one), so a company with far more invoices than this run creates never pays more than twice the minimum."""
+        index: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        pages = 0
+        for page in self.client.iter_pages("/invoices", {"type": "ACCOUNTS_RECEIVABLE"}):
+            pages += 1
+            for inv in page.get("results") or []:
+                if inv.get("number") not in (None, ""):
+                    index[str(inv["number"])].append(inv)
+            if page.get("next") and pages >= max_pages:
+                return None
+        self.log.info("Prefetched %d QuickBooks invoices for matching by number", sum(map(len, index.values())))
+        return index
+
+    def _existing_invoices(self, number: str) -> list[dict[str, Any]]:
+        """QuickBooks invoices with this number: from the prefetched index, or one lookup."""
+        if self._new_invoices:  # the first invoice that needs a lookup decides, once per run
+            self._invoices_by_number = self._prefetch_invoices(max_pages=self._new_invoices)
+            self._new_invoices = 0
+        if self._invoices_by_number is not None:
+            return list(self._invoices_by_number.get(str(number), []))
+        return self.client.invoices_by_number(number)
 
     def _echo(self, stream: str, kind: str, source_id: str, status: str) -> bool:
         """A Coperniq record the reverse leg wrote from QuickBooks must not be pushed back (duplicate in QBO)."""
@@ -800,7 +963,7 @@ class Reconciler:
             self._mark("invoices", iid, "done")
             return
         intent_key = f"forward:invoice:{iid}"
-        existing = [i for i in self.client.invoices_by_number(number)
+        existing = [i for i in self._existing_invoices(number)
                     if not i.get("remote_was_deleted") and str(i.get("id")) not in self.linked_targets]
         if existing:
             found = existing[0]
@@ -828,10 +991,12 @@ class Reconciler:
             return
         if intent_key in self.leftover_intents:
             self._end(intent_key)  # nothing with that number exists: the interrupted create never happened
-        link, rid = self._create_model("invoice", iid, desired, fp, intent_key, {"number": number})
-        self._record("invoices", iid, "created", f"draft invoice #{number} for synced project",
-                     target_id=link.target_id, request_id=rid, name=f"#{number}")
-        self._mark("invoices", iid, "done")
+        def created(link: Link, rid: str | None) -> None:
+            self._record("invoices", iid, "created", f"draft invoice #{number} for synced project",
+                         target_id=link.target_id, request_id=rid, name=f"#{number}")
+            self._mark("invoices", iid, "done")
+
+        self._create_model("invoices", "invoice", iid, desired, fp, intent_key, {"number": number}, created)
 
     # ================================================================== payments
     def _deposit_account_id(self) -> str:
@@ -854,6 +1019,7 @@ class Reconciler:
             if "__invalid__" in pay:
                 continue
             self._guard("payments", pay_id, lambda: self._payment(pay_id, pay, status), status)
+        self._flush_creates()
 
     def _payment(self, pay_id: str, pay: Mapping[str, Any], status: str) -> None:
         if self._echo("payments", "payment", pay_id, status):
@@ -898,10 +1064,12 @@ class Reconciler:
                              "(no duplicate created)", target_id=link.target_id)
                 self._mark("payments", pay_id, "done")
                 return
-        link, rid = self._create_model("payment", pay_id, desired, fp, intent_key)
-        self._record("payments", pay_id, "created", f"applied to invoice {inv_id}", target_id=link.target_id,
-                     request_id=rid)
-        self._mark("payments", pay_id, "done")
+        def created(link: Link, rid: str | None) -> None:
+            self._record("payments", pay_id, "created", f"applied to invoice {inv_id}", target_id=link.target_id,
+                         request_id=rid)
+            self._mark("payments", pay_id, "done")
+
+        self._create_model("payments", "payment", pay_id, desired, fp, intent_key, None, created)
 
     def _find_payment(self, contact: str, desired: Mapping[str, Any]) -> dict[str, Any] | None:
         """Natural key of a payment: same contact, amount, date and applied invoice, not linked to another one."""

@@ -18,6 +18,7 @@ from sync_ledger import DEFAULT_LEDGER_PATH
 
 DEFAULT_BASE_URL = "https://api.merge.dev/api/accounting/v1"
 MATCHING_STRATEGIES = ("enrich", "replace", "skip")
+MAX_PARALLEL_WRITES = 16
 DEFAULT_JOB_NAME_TEMPLATE = "{title} ({number})"
 DEFAULT_CUSTOMER_NAME_TEMPLATE = "{title}"
 
@@ -52,6 +53,10 @@ CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
                 "time (default: the first run of this target against the ledger)."),
     th.Property("max_requests_per_minute", th.IntegerType, default=300,
                 description="Client-side request ceiling for this linked account (Merge plans: 100/400/600 per min)."),
+    th.Property("max_parallel_writes", th.IntegerType, default=4,
+                description="QuickBooks creates sent at once (1-16). Writes are latency bound (a real Merge write "
+                "takes 0.3-1 s), so a few in flight are needed to use the request budget; "
+                "max_requests_per_minute still caps the rate."),
     th.Property("ledger_path", th.StringType, default=DEFAULT_LEDGER_PATH,
                 description="DuckDB file with the id map, staging and the integration log."),
     th.Property("item_mapping", th.ObjectType(additional_properties=True), default={},
@@ -93,6 +98,7 @@ class Settings:
     backfill: bool = False
     trigger_since: datetime | None = None
     max_requests_per_minute: int = 300
+    max_parallel_writes: int = 4
     ledger_path: str = DEFAULT_LEDGER_PATH
     item_mapping: Mapping[str, str] = field(default_factory=dict)
     default_item: str | None = None
@@ -142,6 +148,11 @@ class Settings:
         if rpm is not None and (not isinstance(rpm, int) or rpm <= 0):
             errors.append(f"max_requests_per_minute: must be a positive integer, got {rpm!r}")
 
+        parallel = config.get("max_parallel_writes", 4)
+        if parallel is not None and (not isinstance(parallel, int) or isinstance(parallel, bool)
+                                     or not 1 <= parallel <= MAX_PARALLEL_WRITES):
+            errors.append(f"max_parallel_writes: must be an integer from 1 to {MAX_PARALLEL_WRITES}, got {parallel!r}")
+
         since = config.get("trigger_since")
         since_dt: datetime | None = None
         if since:
@@ -178,6 +189,7 @@ class Settings:
             backfill=bool(config.get("backfill", False)),
             trigger_since=since_dt,
             max_requests_per_minute=int(rpm or 300),
+            max_parallel_writes=int(parallel or 4),
             ledger_path=str(config.get("ledger_path") or DEFAULT_LEDGER_PATH),
             item_mapping={str(k): str(v) for k, v in mapping.items()},
             default_item=config.get("default_item") or None,

@@ -10,6 +10,7 @@ import typing as t
 from datetime import datetime
 from decimal import Decimal
 
+import fastjsonschema
 import jsonschema
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
@@ -33,21 +34,47 @@ def _is_datetime(value: object) -> bool:
     return not isinstance(value, str) or bool(datetime.fromisoformat(value))
 
 
+def _compile(schema: dict[str, t.Any]) -> t.Callable[[t.Any], t.Any] | None:
+    """fastjsonschema's compiled check (~20x faster than jsonschema's), date-time checked as above; None if it
+    cannot compile this schema (then jsonschema alone is used)."""
+    try:
+        return fastjsonschema.compile(schema, formats={"date-time": _is_datetime_or_false}, use_default=False)
+    except (fastjsonschema.JsonSchemaDefinitionException, ValueError, TypeError):
+        return None
+
+
+def _is_datetime_or_false(value: str) -> bool:
+    try:
+        return _is_datetime(value)
+    except ValueError:
+        return False
+
+
 class _RecordingValidator(BaseJSONSchemaValidator):
-    """Validates like the SDK but never raises: a bad row becomes a failed log row, not an aborted run."""
+    """Validates like the SDK but never raises: a bad row becomes a failed log row, not an aborted run.
+
+    jsonschema's validation cost ~1 ms per record, the largest part of staging; records are checked by a compiled
+    validator first and only the ones it rejects go through jsonschema, whose verdict and message count (so
+    fastjsonschema's stricter built-in formats cannot reject a record jsonschema accepts)."""
 
     def __init__(self, schema: dict[str, t.Any], on_invalid: t.Callable[[str], None], stream_name: str = "") -> None:
         super().__init__(schema)
         self.stream_name = stream_name
         self._inner = JSONSchemaValidator(schema, validate_formats=True, format_checker=_FORMATS)
+        self._fast = _compile(schema)
         self._on_invalid = on_invalid
 
     def validate(self, record: dict[str, t.Any]) -> None:
         try:
-            self._inner.validate(record)
-        except InvalidRecord as exc:
-            self._on_invalid(str(exc))
-            return
+            if self._fast is None:
+                raise fastjsonschema.JsonSchemaException("no compiled validator")
+            self._fast(record)
+        except fastjsonschema.JsonSchemaException:
+            try:
+                self._inner.validate(record)
+            except InvalidRecord as exc:
+                self._on_invalid(str(exc))
+                return
         bad = _non_finite(record)
         if bad:  # NaN/Infinity pass "type: number" but are not JSON: QuickBooks could never take them
             self._on_invalid(f"{bad[0]}: {bad[1]} is not a finite number")

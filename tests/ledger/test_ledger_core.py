@@ -183,6 +183,23 @@ def test_intents(ledger: Ledger) -> None:
     assert ledger.pending_intents("%") == []  # prefix is literal, not a LIKE pattern
 
 
+def test_batched_intents_begin_in_one_commit_and_replace_payloads(ledger: Ledger) -> None:
+    ledger.begin_intent("forward:customer:1", {"name": "Old"})
+    ledger.begin_intents([("forward:customer:1", {"name": "Acme (#2)"}), ("forward:invoice:2", {"number": "2"}),
+                          ("forward:invoice:3", {"number": "3"})])
+    ledger.begin_intents([])
+    assert dict(ledger.pending_intents()) == {"forward:customer:1": {"name": "Acme (#2)"},
+                                              "forward:invoice:2": {"number": "2"},
+                                              "forward:invoice:3": {"number": "3"}}
+    with pytest.raises(RuntimeError):  # all or nothing: a batch is never half durable
+        with ledger.transaction():
+            ledger.begin_intents([("forward:payment:4", {}), ("forward:payment:5", {})])
+            raise RuntimeError("crash")
+    assert not any(k.startswith("forward:payment") for k, _ in ledger.pending_intents())
+    ledger.end_intents(["forward:invoice:2", "forward:customer:1", "never-begun", "forward:invoice:2"])
+    assert [k for k, _ in ledger.pending_intents()] == ["forward:invoice:3"]
+
+
 def test_transaction_groups_writes_and_rolls_back(ledger: Ledger) -> None:
     ledger.begin_intent("k", {"a": 1})
     with pytest.raises(RuntimeError):

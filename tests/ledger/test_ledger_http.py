@@ -300,3 +300,16 @@ def test_rate_limiter_spaces_calls_across_threads() -> None:
     RateLimiter(None).acquire()  # unlimited never blocks
     with pytest.raises(ValueError):
         RateLimiter(0)
+
+
+def test_proxy_and_ca_settings_are_read_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session does not look the environment up per request, so what it would have found is applied at start."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/corp.pem")
+    client = ApiClient("https://api.merge.dev/api/accounting/v1", headers={})
+    assert client.session.trust_env is False
+    assert client.session.proxies.get("https") == "http://proxy.example:3128"
+    assert client.session.verify == "/etc/ssl/certs/corp.pem"
+    bypassed = ApiClient("https://internal.example/v1", headers={})
+    assert not bypassed.session.proxies and bypassed.session.verify == "/etc/ssl/certs/corp.pem"

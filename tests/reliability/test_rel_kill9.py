@@ -47,7 +47,7 @@ def _jobs(m: Any) -> int:
 
 
 KILL_POINTS: dict[str, tuple[Callable[[Any], int], int]] = {
-    "customers": (_customers, 3),                       # 3rd customer created (jobs interleave with customers)
+    "customers": (_customers, 3),                       # 3rd customer created (in the first batch of creates)
     "jobs": (_jobs, 6),                                 # 6th job (passthrough sub-customer)
     "invoices": (lambda m: len(merge_rows(m, "invoices")), 9),
     "payments": (lambda m: len(merge_rows(m, "payments")), 7),

@@ -125,3 +125,12 @@ def log_rows(pipe: Pipeline, **filters: Any) -> list[dict[str, Any]]:
 
 
 FactoryT = Callable[..., Pipeline]
+
+
+def first_triggered_account(pipe: Pipeline) -> dict[str, Any]:
+    """Run once in dry mode to learn which client gets synced, without writing anything."""
+    pipe.run(dry_run=True)
+    with pipe.ledger() as ledger:
+        rows = ledger.log_rows(stream="accounts", action="planned", limit=1000)
+    assert rows, "dry run should plan at least one customer"
+    return staged_records(pipe, "accounts")[rows[-1]["source_id"]]

@@ -9,6 +9,7 @@ import pytest
 from tests.target_quickbooks_merge.qbm_helpers import (
     Pipeline,
     assert_no_duplicate_names,
+    first_triggered_account,
     log_rows,
     merge_rows,
     qbo_jobs,
@@ -17,18 +18,9 @@ from tests.target_quickbooks_merge.qbm_helpers import (
 )
 
 
-def _first_triggered_account(pipe: Pipeline) -> dict[str, Any]:
-    """Run once in dry mode to learn which client gets synced, without writing anything."""
-    pipe.run(dry_run=True)
-    with pipe.ledger() as ledger:
-        rows = ledger.log_rows(stream="accounts", action="planned", limit=1000)
-    assert rows, "dry run should plan at least one customer"
-    return staged_records(pipe, "accounts")[rows[-1]["source_id"]]
-
-
 @pytest.mark.parametrize("strategy", ["enrich", "replace", "skip"])
 def test_existing_customer_is_matched_by_name(pipeline: Pipeline, strategy: str) -> None:
-    account = _first_triggered_account(pipeline)
+    account = first_triggered_account(pipeline)
     existing = pipeline.merge.app.add_contact(account["title"].upper())
 
     run = pipeline.run(matching_strategy=strategy)
@@ -54,7 +46,7 @@ def test_existing_customer_is_matched_by_name(pipeline: Pipeline, strategy: str)
 
 
 def test_enrich_never_blanks_out_existing_values(pipeline: Pipeline) -> None:
-    account = _first_triggered_account(pipeline)
+    account = first_triggered_account(pipeline)
     existing = pipeline.merge.app.add_contact(account["title"], email=account["primaryEmail"],
                                               PrimaryPhone={"FreeFormNumber": "+1 555 000 1111"})
     pipeline.run(matching_strategy="enrich")
@@ -64,7 +56,7 @@ def test_enrich_never_blanks_out_existing_values(pipeline: Pipeline) -> None:
 
 
 def test_display_name_collision_with_unrelated_record_gets_deterministic_suffix(pipeline: Pipeline) -> None:
-    account = _first_triggered_account(pipeline)
+    account = first_triggered_account(pipeline)
     other = pipeline.merge.app.add_contact(account["title"], email="someone-else@unrelated.example")
     pipeline.run()
     with pipeline.ledger() as ledger:
@@ -82,7 +74,7 @@ def test_display_name_collision_with_unrelated_record_gets_deterministic_suffix(
 
 def test_vendor_holding_the_name_is_not_matched_and_gets_a_suffix(pipeline: Pipeline) -> None:
     """A vendor is not a customer candidate, but QBO names are unique across customers and vendors."""
-    account = _first_triggered_account(pipeline)
+    account = first_triggered_account(pipeline)
     pipeline.merge.app.add_contact(account["title"], is_customer=False, is_supplier=True)
     run = pipeline.run()
     assert run.counts["accounts"]["failed"] == 0

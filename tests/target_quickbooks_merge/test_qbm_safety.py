@@ -49,7 +49,8 @@ def test_crash_after_write_before_ledger_commit_does_not_duplicate(pipeline: Pip
         pipeline.run(**INVOICES)
     assert crashed
     with pipeline.ledger() as ledger:
-        assert any(key.endswith(f":{crashed[0]}") for key, _ in ledger.pending_intents("forward:"))
+        left = {key.rsplit(":", 1)[1] for key, _ in ledger.pending_intents("forward:")}
+        assert crashed[0] in left
         assert ledger.runs(1)[0]["status"] == "failed"
     monkeypatch.setattr(Reconciler, "_commit_create", original)
 
@@ -62,8 +63,9 @@ def test_crash_after_write_before_ledger_commit_does_not_duplicate(pipeline: Pip
     assert after["customers"] == links["customer"] + links["job"]
     assert after["invoices"] == links["invoice"] and after["payments"] == links["payment"]
     assert_no_duplicate_names(pipeline.merge)
-    recovered = [r for r in log_rows(pipeline, action="linked") if "interrupted run" in r["reason"]]
-    assert [r["source_id"] for r in recovered] == crashed
+    recovered = {r["source_id"] for r in log_rows(pipeline, action="linked") if "interrupted run" in r["reason"]}
+    # the crashed record, plus (invoices, payments) the rest of its batch that was sent before the crash
+    assert crashed[0] in recovered and recovered <= left
 
     assert pipeline.run(**INVOICES).writes == 0
 

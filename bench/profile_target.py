@@ -1,0 +1,71 @@
+"""Profile target-quickbooks-merge's forward run in-process (cProfile) against the sandboxes.
+
+    .venv/bin/python bench/profile_target.py [--projects 1000] [--top 25] [--parallel 4]
+
+The tap runs first (as a process, its output kept in a file), so the profile holds only the target: staging the
+records, then the reconcile pass. Prints the phases' wall times and the functions with the most cumulative time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run_all import BIN, forward_cfgs, start_sandboxes  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--projects", type=int, default=1000)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--parallel", type=int, default=4, help="the target's max_parallel_writes")
+    args = parser.parse_args(argv)
+
+    from target_quickbooks_merge.target import TargetQuickbooksMerge
+
+    cop, merge = start_sandboxes(args.projects)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            tap_cfg, target_cfg = forward_cfgs(cop, merge, work / "ledger.duckdb",
+                                               max_parallel_writes=args.parallel, progress_interval=3600)
+            (work / "tap.json").write_text(json.dumps(tap_cfg))
+            started = time.perf_counter()
+            with (work / "records.jsonl").open("w") as out:
+                subprocess.run([str(BIN / "tap-coperniq"), "--config", str(work / "tap.json")], stdout=out,
+                               stderr=subprocess.DEVNULL, check=True)
+            tap_s = time.perf_counter() - started
+            target = TargetQuickbooksMerge(config=target_cfg)
+            profile = cProfile.Profile()
+            started = time.perf_counter()
+            with (work / "records.jsonl").open() as records:
+                profile.enable()
+                try:
+                    target.listen(records)
+                except SystemExit:
+                    pass
+                profile.disable()
+            target_s = time.perf_counter() - started
+    finally:
+        cop.stop()
+        merge.stop()
+    stream = io.StringIO()
+    pstats.Stats(profile, stream=stream).sort_stats("cumulative").print_stats(args.top)
+    print(f"tap {tap_s:.1f} s (process), target {target_s:.1f} s in-process under cProfile "
+          f"({args.projects:,} projects, max_parallel_writes={args.parallel})")
+    print(stream.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
