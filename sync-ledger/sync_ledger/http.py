@@ -178,6 +178,7 @@ class ApiClient:
         backoff_max: float = 60.0,
         timeout: float = 60.0,
         secrets: Iterable[str] = (),
+        connections: int = 10,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
@@ -185,6 +186,9 @@ class ApiClient:
         # Proxy and CA-bundle settings come from the environment once here instead of on every request (requests
         # looks them up per request, ~1.4 ms each; all requests of a client go to one host).
         self.session.trust_env = False
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(10, connections))  # one per concurrent caller
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
         self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
         ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         if ca_bundle:

@@ -648,13 +648,6 @@ class Ledger:
         for rid, payload_json, st, attempts in snapshot:
             yield rid, json.loads(payload_json), st, attempts
 
-    def staged_ids(self, source_system: str, stream: str, *, status: str | Sequence[str] | None = None) -> list[str]:
-        """Ids of staged records (without decoding their payloads), e.g. to size a run before it starts."""
-        wanted = _statuses(status)
-        with self._c.lock:
-            mirror = self._load_staging(source_system, stream)
-            return [rid for rid, row in mirror.items() if wanted is None or row.status in wanted]
-
     def mark_staged(
         self, source_system: str, stream: str, record_id: str, status: str, error: str | None = None
     ) -> None:

@@ -69,7 +69,8 @@ class MergeClient:
     """Typed calls against one linked account."""
 
     def __init__(self, base_url: str, *, api_key: str, account_token: str,
-                 max_requests_per_minute: int | None = None, api: ApiClient | None = None) -> None:
+                 max_requests_per_minute: int | None = None, api: ApiClient | None = None,
+                 connections: int = 10) -> None:
         rate = (max_requests_per_minute / 60.0) if max_requests_per_minute else None
         self.api = api or ApiClient(
             base_url,
@@ -77,6 +78,7 @@ class MergeClient:
                      "Accept": "application/json"},
             max_requests_per_second=rate,
             secrets=[api_key, account_token],
+            connections=connections,
         )
 
     # -- linked account -------------------------------------------------------------------------------------

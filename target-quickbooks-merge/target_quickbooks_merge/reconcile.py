@@ -17,7 +17,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -83,6 +83,13 @@ class Result:
     @property
     def failed(self) -> int:
         return sum(c["failed"] for c in self.counts.values())
+
+
+def _definitely_not_created(exc: BaseException) -> bool:
+    """A 4xx refusal means the create did not happen; a 5xx, a timeout or a 409/429 may hide one that did."""
+    status = getattr(exc, "status", None)
+    return isinstance(exc, (WriteError, ApiError)) and isinstance(status, int) and 400 <= status < 500 \
+        and status not in (408, 409, 429)
 
 
 def idempotency_key(kind: str, source_id: str, fp: str) -> str:
@@ -157,10 +164,11 @@ class Reconciler:
         self._saved_at = time.monotonic()
         self._planned: list[_PlannedCreate] = []
         self._pool: ThreadPoolExecutor | None = None
-        self._invoices_by_number: dict[str, list[dict[str, Any]]] | None = None
+        self._invoice_pages: Iterator[dict[str, Any]] | None = None
+        self._invoices_by_number: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._invoice_list_complete = False
         self._pending_customers: set[str] = set()
         self._customer_failures: dict[str, Exception] = {}
-        self._new_invoices = 0
 
     # ================================================================== driver
     def run(self) -> Result:
@@ -308,10 +316,14 @@ class Reconciler:
         self._plan(_PlannedCreate(stream, source_id, intent_key,
                                   {"kind": kind, **(intent or {}), "idempotency_key": ikey}, send, finish))
 
-    def _plan(self, create: _PlannedCreate) -> None:
-        """Queue a create for the next batch (sent when WRITE_BATCH are planned, or at the end of a stage)."""
+    def _plan(self, create: _PlannedCreate, *, durable_now: bool = False) -> None:
+        """Queue a create for the next batch (sent when WRITE_BATCH are planned, or at the end of a stage).
+        `durable_now`: a create planned again under a new DisplayName rewrites its intent at once, so a crash before
+        the next batch can never leave the old name (held by an unrelated record) to be "recovered"."""
         if create.intent_key in self._unsaved_intents:  # planned again (next DisplayName): keep the new intent
             self._unsaved_intents.remove(create.intent_key)
+        if durable_now and not self.dry:
+            self.ledger.begin_intent(create.intent_key, create.intent)
         self._planned.append(create)
         if len(self._planned) >= WRITE_BATCH:
             self._flush_creates()
@@ -343,15 +355,27 @@ class Reconciler:
             outcomes = list(self._pool.map(attempt, batch))
         else:
             outcomes = [attempt(p) for p in batch]
+        disconnected: Disconnected | None = None
         for p, (sent, exc) in zip(batch, outcomes):
+            if disconnected is not None and exc is not None:
+                continue  # after a 401/403 only the creates that went through are applied (their links saved)
+
             def apply(p: _PlannedCreate = p, sent: Any = sent, exc: BaseException | None = exc) -> None:
                 if exc is None:
                     p.finish(sent)
-                elif p.on_error is not None and isinstance(exc, Exception):
+                    return
+                if _definitely_not_created(exc):
+                    self._end(p.intent_key)  # refused: nothing to recover next run (kept after a 5xx/timeout)
+                if p.on_error is not None and isinstance(exc, Exception):
                     p.on_error(exc)
                 else:
                     raise exc
-            self._guard(p.stream, p.source_id, apply, count=False)
+            try:
+                self._guard(p.stream, p.source_id, apply, count=False)
+            except Disconnected as exc:
+                disconnected = disconnected or exc
+        if disconnected is not None:
+            raise disconnected
 
     def _guard(self, stream: str, source_id: str, fn: Callable[[], None], status: str = "pending", *,
                count: bool = True) -> None:
@@ -628,12 +652,16 @@ class Reconciler:
             self._pending_customers.discard(account_id)
             if isinstance(exc, WriteError) and exc.duplicate_name and len(tried) < 5:
                 tried.add(name)  # a vendor/employee (not in Contacts) holds the name: next suffix
-                self._plan_customer(account_id, account, base, key, self._free_name(base, key, tried), tried)
-                return
+                try:
+                    self._plan_customer(account_id, account, base, key, self._free_name(base, key, tried), tried)
+                    return
+                except RowFailure as no_name:
+                    exc = no_name
             self._customer_failures[account_id] = exc  # its projects fail with this reason (_project_job)
 
         self._plan(_PlannedCreate("accounts", account_id, intent_key,
-                                  {"kind": "customer", "name": name, "idempotency_key": ikey}, send, finish, failed))
+                                  {"kind": "customer", "name": name, "idempotency_key": ikey}, send, finish, failed),
+                   durable_now=bool(tried))
 
     def _recover_contact(self, intent_key: str, source_type: str, source_id: str, target_type: str,
                          ) -> Link | None:
@@ -644,7 +672,7 @@ class Reconciler:
         remote: str | None = None
         if name:
             found = next((c for c in self.client.find_contacts(name=name)
-                          if normalize_name(c.get("name")) == normalize_name(name)
+                          if normalize_name(c.get("name")) == normalize_name(name) and c.get("is_customer")
                           and str(c.get("id")) not in self.linked_targets), None)
             if found is None and target_type == "job":
                 rows = self.client.query_customers_by_name(name) or []
@@ -806,7 +834,8 @@ class Reconciler:
             raise exc
 
         self._plan(_PlannedCreate("projects", pid, intent_key, {"kind": "job", "name": name, "idempotency_key": ikey,
-                                                                "fingerprint": fp}, send, finish, failed))
+                                                                "fingerprint": fp}, send, finish, failed),
+                   durable_now=bool(tried))
 
     # ================================================================== accounts not reached through a project
     def _sync_accounts(self) -> None:
@@ -896,36 +925,28 @@ class Reconciler:
                 self._warn(f"invoice_sync is off but {arrived} invoice(s) arrived; nothing was written for them "
                            "(set invoice_sync: true to push invoices and payments)")
             return
-        self._new_invoices = sum(1 for iid in self.ledger.staged_ids(SRC, "invoices", status=statuses)
-                                 if ("invoice", iid) not in self.links)
         for iid, inv, status, _ in self.ledger.iter_staged(SRC, "invoices", status=statuses):
             if "__invalid__" in inv:
                 continue
             self._guard("invoices", iid, lambda: self._invoice(iid, inv, status), status)
-        self._flush_creates()
-
-    def _prefetch_invoices(self, max_pages: int) -> dict[str, list[dict[str, Any]]] | None:
-        """All QuickBooks AR invoices by number, when listing them costs fewer calls than one
-        `GET /invoices?number=` per new invoice: reading stops after `max_pages` pages (then None: look up one by
-        one), so a company with far more invoices than this run creates never pays more than twice the minimum."""
-        index: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        pages = 0
-        for page in self.client.iter_pages("/invoices", {"type": "ACCOUNTS_RECEIVABLE"}):
-            pages += 1
-            for inv in page.get("results") or []:
-                if inv.get("number") not in (None, ""):
-                    index[str(inv["number"])].append(inv)
-            if page.get("next") and pages >= max_pages:
-                return None
-        self.log.info("Prefetched %d QuickBooks invoices for matching by number", sum(map(len, index.values())))
-        return index
+        self._flush_all()
 
     def _existing_invoices(self, number: str) -> list[dict[str, Any]]:
-        """QuickBooks invoices with this number: from the prefetched index, or one lookup."""
-        if self._new_invoices:  # the first invoice that needs a lookup decides, once per run
-            self._invoices_by_number = self._prefetch_invoices(max_pages=self._new_invoices)
-            self._new_invoices = 0
-        if self._invoices_by_number is not None:
+        """QuickBooks AR invoices with this number. Each lookup also reads the next page of the invoice list; once
+        the list is complete, lookups are free. So a run pays at most twice the cheaper of "one GET per new invoice"
+        and "read the whole list", without knowing in advance how many invoices QuickBooks holds."""
+        if self._invoice_pages is None:
+            self._invoice_pages = self.client.iter_pages("/invoices", {"type": "ACCOUNTS_RECEIVABLE"})
+        if not self._invoice_list_complete:
+            page = next(self._invoice_pages, None)
+            for inv in (page or {}).get("results") or []:
+                if inv.get("number") not in (None, ""):
+                    self._invoices_by_number[str(inv["number"])].append(inv)
+            if page is None or not page.get("next"):
+                self._invoice_list_complete = True
+                self.log.info("Read all %d QuickBooks invoices for matching by number",
+                              sum(map(len, self._invoices_by_number.values())))
+        if self._invoice_list_complete:
             return list(self._invoices_by_number.get(str(number), []))
         return self.client.invoices_by_number(number)
 
@@ -966,9 +987,11 @@ class Reconciler:
         existing = [i for i in self._existing_invoices(number)
                     if not i.get("remote_was_deleted") and str(i.get("id")) not in self.linked_targets]
         if existing:
-            found = existing[0]
+            found = next((i for i in existing if str(i.get("contact")) == contact), existing[0])
             recovered = intent_key in self.leftover_intents
-            if str(found.get("contact")) != contact and not recovered:
+            if str(found.get("contact")) != contact:
+                if recovered:
+                    self._end(intent_key)  # no invoice of ours with that number: the interrupted create never happened
                 raise RowFailure(f"invoice number {number} is already used in QuickBooks by another customer's "
                                  f"invoice ({found.get('id')}); renumber one of them")
             strategy = "skip" if recovered else self.s.matching_strategy
@@ -1019,7 +1042,7 @@ class Reconciler:
             if "__invalid__" in pay:
                 continue
             self._guard("payments", pay_id, lambda: self._payment(pay_id, pay, status), status)
-        self._flush_creates()
+        self._flush_all()
 
     def _payment(self, pay_id: str, pay: Mapping[str, Any], status: str) -> None:
         if self._echo("payments", "payment", pay_id, status):
@@ -1078,6 +1101,9 @@ class Reconciler:
             if str(payment.get("id")) in self.linked_targets:
                 continue
             if round(float(payment.get("total_amount") or 0), 2) != desired["total_amount"]:
+                continue
+            when, wanted = str(payment.get("transaction_date") or ""), str(desired.get("transaction_date") or "")
+            if when and wanted and when[:10] != wanted[:10]:
                 continue
             applied = payment.get("applied_to_lines") or []
             if any(isinstance(a, dict) and str(a.get("related_object_id")) == invoice_id for a in applied) or \

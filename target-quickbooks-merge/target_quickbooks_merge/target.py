@@ -55,7 +55,8 @@ class TargetQuickbooksMerge(Target):
         if self._client is None:
             s = self.settings
             self._client = MergeClient(s.base_url, api_key=s.merge_api_key, account_token=s.account_token,
-                                       max_requests_per_minute=s.max_requests_per_minute)
+                                       max_requests_per_minute=s.max_requests_per_minute,
+                                       connections=s.max_parallel_writes)
         return self._client
 
     @property

@@ -12,6 +12,7 @@ from tests.target_quickbooks_merge.qbm_helpers import (
     Pipeline,
     assert_no_duplicate_names,
     first_triggered_account,
+    log_rows,
     merge_rows,
     staged_records,
 )
@@ -66,8 +67,9 @@ def test_invoice_numbers_are_prefetched_in_one_pass_when_that_is_cheaper(pipelin
     assert routes[INVOICE_LIST] == 1  # one page holds every QuickBooks invoice: no lookup per new invoice
 
 
-def test_invoice_prefetch_stops_when_quickbooks_holds_far_more_invoices(pipeline: Pipeline) -> None:
-    """Reading the whole list would cost more pages than there are new invoices: stop, look each one up."""
+def test_invoice_list_read_is_bounded_when_quickbooks_holds_far_more_invoices(pipeline: Pipeline) -> None:
+    """Reading the whole list would cost more pages than there are new invoices: each lookup reads one page more
+    and looks its number up, so the run pays 2 calls per new invoice, not the whole list."""
     new = len(staged_records_after_dry_run(pipeline, "invoices"))
     app = pipeline.merge.app
     holder = app.add_contact("Bookkeeping Only Customer")
@@ -78,9 +80,55 @@ def test_invoice_prefetch_stops_when_quickbooks_holds_far_more_invoices(pipeline
     lookups = pipeline.merge.stats.count("GET", "/invoices")
     created = run.counts["invoices"]["created"]
     assert created > 0
-    assert lookups == new + created, (lookups, new, created)  # `new` pages read, then one lookup per create
+    assert lookups == 2 * created, (lookups, new, created)
 
 
 def staged_records_after_dry_run(pipe: Pipeline, stream: str) -> dict[str, dict]:
     pipe.run(dry_run=True, **INVOICES)
     return staged_records(pipe, stream)
+
+
+def test_customer_refused_after_every_suffix_fails_its_projects_and_leaves_no_intent(pipeline: Pipeline) -> None:
+    """A definite refusal (QuickBooks 6240 on every name tried) is not an interrupted write: no intent survives, so
+    the next run cannot "recover" the unrelated record holding the last name; every project of the client fails."""
+    from target_quickbooks_merge.mapping import name_candidates
+
+    account = first_triggered_account(pipeline)
+    app = pipeline.merge.app
+    names = name_candidates(account["title"], str(account.get("number") or account["id"]))
+    with app.lock:
+        for _ in range(6):  # the base name and the five suffixes the target tries
+            app.state.qbo.create("Vendor", {"DisplayName": next(names)}, notify=False)
+    pipeline.run()
+    with pipeline.ledger() as ledger:
+        assert ledger.pending_intents("forward:") == []
+        assert ledger.get_link("coperniq", "account", str(account["id"])) is None
+    projects = [p for p in staged_records(pipeline, "projects").values() if p.get("accountId") == account["id"]]
+    failed = {r["source_id"]: r["reason"] for r in log_rows(pipeline, stream="projects", action="failed")}
+    triggered = [str(p["id"]) for p in projects if str(p["id"]) in failed]
+    assert triggered and all("Duplicate Name" in failed[pid] for pid in triggered), failed
+    assert pipeline.run().target.result.failed == len(triggered)  # retried next run, same reason, no recovery
+
+
+def test_leftover_invoice_intent_never_links_another_customers_invoice(pipeline: Pipeline) -> None:
+    """A crash can leave the intent of an invoice that was never sent; if QuickBooks holds that number for another
+    customer, the re-run must report the clash, not "recover" (and pay into) the other customer's invoice."""
+    pipeline.run(dry_run=True, **INVOICES)
+    with pipeline.ledger() as ledger:
+        planned = ledger.log_rows(stream="invoices", action="planned", limit=1)
+    iid = planned[0]["source_id"]
+    invoice = staged_records(pipeline, "invoices")[iid]
+    number = str(invoice.get("uid") or invoice["id"])
+    app = pipeline.merge.app
+    other = app.add_contact("Someone Else Entirely")
+    theirs = app.create_invoice(other["id"], amount=99.0, number=number)
+    with pipeline.ledger() as ledger:
+        ledger.begin_intent(f"forward:invoice:{iid}", {"kind": "invoice", "number": number})
+    pipeline.run(**INVOICES)
+    with pipeline.ledger() as ledger:
+        assert ledger.get_link("coperniq", "invoice", iid) is None
+        assert ledger.pending_intents("forward:") == []
+    failed = {r["source_id"]: r["reason"] for r in log_rows(pipeline, stream="invoices", action="failed")}
+    assert "already used in QuickBooks by another customer" in failed[iid]
+    assert not [p for p in merge_rows(pipeline.merge, "payments")
+                if any(a.get("related_object_id") == theirs["id"] for a in p.get("applied_to_lines") or [])]
