@@ -379,7 +379,8 @@ def route_table(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_results(results: list[dict[str, Any]], rl: dict[str, Any] | None, tap_table: str, notes: list[str]) -> Path:
+def write_results(results: list[dict[str, Any]], rl: dict[str, Any] | None, tap_table: str, notes: list[str],
+                  path: Path = ROOT / "bench" / "RESULTS.md") -> Path:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmarks", "",
@@ -437,7 +438,6 @@ def write_results(results: list[dict[str, Any]], rl: dict[str, Any] | None, tap_
                   "```"]
     if notes:
         lines += ["", "## Notes", ""] + [f"* {n}" for n in notes]
-    path = ROOT / "bench" / "RESULTS.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -451,18 +451,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-limit-projects", type=int, default=1000)
     parser.add_argument("--rate-limit-per-minute", type=int, default=6000)
     parser.add_argument("--tap-bench-projects", type=int, default=None)
+    parser.add_argument("--output", type=Path, default=None,
+                        help="where the figures go (default bench/RESULTS.md; bench/out/RESULTS.quick.md with --quick)")
     parser.add_argument("--full-reread-max", type=int, default=10_000,
                         help="run the forward full re-read only for sizes up to this (it re-reads everything)")
     args = parser.parse_args(argv)
     sizes = [1000] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
     OUT.mkdir(parents=True, exist_ok=True)
+    output = args.output or (OUT / "RESULTS.quick.md" if args.quick else ROOT / "bench" / "RESULTS.md")
     notes: list[str] = []
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         for n in sizes:
             results.append(bench_size(n, work, full_reread=n <= args.full_reread_max))
-            write_results(results, None, "", notes)  # keep partial figures if a later size is interrupted
+            write_results(results, None, "", notes, output)  # keep partial figures if a later size is interrupted
         rl = None if args.skip_rate_limit else bench_rate_limit(
             300 if args.quick else args.rate_limit_projects, work, args.rate_limit_per_minute)
     tap_table = ""
@@ -474,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         tap_table = proc.stdout[-6000:]
         if proc.returncode:
             notes.append(f"tap_bench.py exited {proc.returncode}: {proc.stderr[-300:]}")
-    path = write_results(results, rl, tap_table, notes)
+    path = write_results(results, rl, tap_table, notes, output)
     print(path.read_text())
     bad = [r["n"] for r in results for k in ("forward", "noop", "reread", "reverse", "rnoop")
            if r[k] is not None and (r[k].target_rc or r[k].tap_rc)]
