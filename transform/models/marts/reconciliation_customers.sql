@@ -103,19 +103,5 @@ select
     is_name_mismatch,
     is_email_mismatch,
     is_phone_mismatch,
-    case
-        when link_status is null and not in_quickbooks then 'only_in_coperniq'
-        when link_status is null and not in_coperniq then 'only_in_quickbooks'
-        when link_status in ('deleted', 'voided') then 'unlinked_link'
-        when not in_quickbooks then 'missing_in_quickbooks'
-        when not in_coperniq then 'missing_in_coperniq'
-        when is_name_mismatch or is_email_mismatch or is_phone_mismatch then 'mismatched'
-        else 'matched'
-    end as reconciliation_status,
-    nullif(concat_ws(', ',
-        case when link_status is not null and link_status not in ('deleted', 'voided') and not in_quickbooks then 'missing_in_quickbooks' end,
-        case when link_status is not null and link_status not in ('deleted', 'voided') and not in_coperniq then 'missing_in_coperniq' end,
-        case when is_name_mismatch then 'name' end,
-        case when is_email_mismatch then 'email' end,
-        case when is_phone_mismatch then 'phone' end), '') as mismatch_reasons
+    {{ reconciliation_columns([('name', 'is_name_mismatch'), ('email', 'is_email_mismatch'), ('phone', 'is_phone_mismatch')]) }}
 from compared

@@ -99,21 +99,7 @@ select
     is_amount_mismatch,
     is_balance_mismatch,
     is_status_mismatch,
-    case
-        when link_status is null and not in_quickbooks then 'only_in_coperniq'
-        when link_status is null and not in_coperniq then 'only_in_quickbooks'
-        when link_status in ('deleted', 'voided') then 'unlinked_link'
-        when not in_quickbooks then 'missing_in_quickbooks'
-        when not in_coperniq then 'missing_in_coperniq'
-        when is_amount_mismatch or is_balance_mismatch or is_status_mismatch then 'mismatched'
-        else 'matched'
-    end as reconciliation_status,
-    nullif(concat_ws(', ',
-        case when link_status is not null and link_status not in ('deleted', 'voided') and not in_quickbooks then 'missing_in_quickbooks' end,
-        case when link_status is not null and link_status not in ('deleted', 'voided') and not in_coperniq then 'missing_in_coperniq' end,
-        case when is_amount_mismatch then 'amount' end,
-        case when is_balance_mismatch then 'balance' end,
-        case when is_status_mismatch then 'status' end), '') as mismatch_reasons,
+    {{ reconciliation_columns([('amount', 'is_amount_mismatch'), ('balance', 'is_balance_mismatch'), ('status', 'is_status_mismatch')]) }},
     coperniq_updated_at,
     quickbooks_modified_at
 from compared
