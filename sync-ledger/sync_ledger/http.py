@@ -50,6 +50,9 @@ class ApiError(Exception):
         self.request_id = request_id
         self.method = method
         self.path = path
+        #: an earlier attempt of this request got a 5xx or no response: a write may have happened even though
+        #: this (last) answer is a 4xx
+        self.ambiguous = False
 
     def __str__(self) -> str:
         return self.message
@@ -230,6 +233,7 @@ class ApiClient:
         shown = self._loggable_path(url)
         retries = self.max_retries if max_retries is None else max_retries
         attempt = 0
+        ambiguous = False  # an attempt got a 5xx or no response (a write may have happened)
         while True:
             self.limiter.acquire()
             with self._stats_lock:
@@ -242,13 +246,16 @@ class ApiClient:
             except _CONNECTION_ERRORS as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 if attempt >= retries or not retry_ambiguous:
-                    raise ApiError(
+                    err = ApiError(
                         0,
                         self._redact(f"{method} {shown} failed: no response after {attempt + 1} attempt(s) "
                                      f"({reason})"),
                         method=method,
                         path=shown,
-                    ) from None
+                    )
+                    err.ambiguous = True
+                    raise err from None
+                ambiguous = True
                 wait = self._backoff(attempt)
                 self._log_retry(method, shown, type(exc).__name__, wait, attempt + 1, retries)
                 attempt += 1
@@ -257,9 +264,11 @@ class ApiClient:
             status = response.status_code
             log.debug("%s %s -> %s in %.0f ms", method, shown, status, (time.monotonic() - started) * 1000)
             if status < 400:
+                response.ambiguous_retry = ambiguous  # type: ignore[attr-defined]  # read by Merge passthrough
                 return response
             if status == 429 or status >= 500:
                 if attempt < retries and (status == 429 or retry_ambiguous):
+                    ambiguous = ambiguous or status >= 500
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
                     wait = min(retry_after, RETRY_AFTER_CAP) if retry_after is not None else self._backoff(attempt)
                     self._log_retry(method, shown, str(status), wait, attempt + 1, retries)
@@ -267,8 +276,12 @@ class ApiClient:
                     attempt += 1
                     time.sleep(wait)
                     continue
-                raise self._error(response, method, shown, gave_up_after=attempt)
-            raise self._error(response, method, shown)
+                err = self._error(response, method, shown, gave_up_after=attempt)
+                err.ambiguous = ambiguous or status >= 500
+                raise err
+            err = self._error(response, method, shown)
+            err.ambiguous = ambiguous
+            raise err
 
     def get(self, path: str, **kw: Any) -> Any:
         return self._json(self.request("GET", path, **kw))

@@ -22,12 +22,13 @@ class WriteError(Exception):
     """A write Merge (or QuickBooks behind it) refused; `detail` is the provider's message for the log."""
 
     def __init__(self, detail: str, *, status: int | None = None, request_id: str | None = None,
-                 duplicate_name: bool = False) -> None:
+                 duplicate_name: bool = False, ambiguous: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
         self.status = status
         self.request_id = request_id
         self.duplicate_name = duplicate_name
+        self.ambiguous = ambiguous  # an earlier attempt may have written (see ApiError.ambiguous)
 
 
 @dataclass
@@ -122,7 +123,7 @@ class MergeClient:
         except ApiError as exc:
             text = _problems_text(exc.body) if exc.body not in (None, "") else exc.message
             raise WriteError(text or exc.message, status=exc.status, request_id=exc.request_id,
-                             duplicate_name=_is_duplicate_name(text or "")) from exc
+                             duplicate_name=_is_duplicate_name(text or ""), ambiguous=exc.ambiguous) from exc
         body = resp.json() if resp.content else {}
         request_id = resp.headers.get("X-Request-Id") or resp.headers.get("x-merge-request-id")
         if body.get("errors"):  # Merge may answer 201 with errors: treat as a failed write
@@ -143,8 +144,9 @@ class MergeClient:
 
     # -- passthrough (QBO sub-customers) --------------------------------------------------------------------
     def passthrough(self, method: str, qbo_path: str, data: dict[str, Any] | None = None, *,
-                    idempotency_key: str | None = None) -> tuple[int, Any, str | None]:
-        """Returns (QBO status, QBO body, request id). Merge wraps the provider answer in a 200 RemoteResponse."""
+                    idempotency_key: str | None = None) -> tuple[int, Any, str | None, bool]:
+        """Returns (QBO status, QBO body, request id, ambiguous). Merge wraps the provider answer in a 200
+        RemoteResponse; `ambiguous`: an earlier attempt got a 5xx or no answer, so a write may have happened."""
         body: dict[str, Any] = {
             "method": method,
             "path": f"{QBO_COMPANY}{qbo_path}",
@@ -159,9 +161,10 @@ class MergeClient:
         except ApiError as exc:
             text = _problems_text(exc.body) if exc.body not in (None, "") else exc.message
             raise WriteError(text or exc.message, status=exc.status, request_id=exc.request_id,
-                             duplicate_name=_is_duplicate_name(text or "")) from exc
+                             duplicate_name=_is_duplicate_name(text or ""), ambiguous=exc.ambiguous) from exc
         out = resp.json() if resp.content else {}
         request_id = resp.headers.get("X-Request-Id") or resp.headers.get("x-merge-request-id")
+        ambiguous = bool(getattr(resp, "ambiguous_retry", False))
         status = int(out.get("status") or resp.status_code)
         inner = out.get("response")
         if isinstance(inner, str):
@@ -169,16 +172,17 @@ class MergeClient:
                 inner = json.loads(inner)
             except ValueError:
                 pass
-        return status, inner, request_id
+        return status, inner, request_id, ambiguous
 
     def create_sub_customer(self, body: dict[str, Any], *, idempotency_key: str | None = None,
                             ) -> tuple[dict[str, Any], str | None]:
-        status, inner, rid = self.passthrough("POST", f"/customer?{QBO_MINOR}", body,
+        status, inner, rid, ambiguous = self.passthrough("POST", f"/customer?{QBO_MINOR}", body,
                                               idempotency_key=idempotency_key)
         if status >= 400 or not isinstance(inner, dict) or "Customer" not in inner:
             text = _problems_text(inner)
             raise WriteError(f"QuickBooks rejected the job (HTTP {status}): {text}", status=status,
-                             request_id=rid, duplicate_name=_is_duplicate_name(text))
+                             request_id=rid, duplicate_name=_is_duplicate_name(text),
+                             ambiguous=ambiguous)
         return inner["Customer"], rid
 
     def query_customers_by_name(self, display_name: str) -> list[dict[str, Any]] | None:
@@ -186,7 +190,7 @@ class MergeClient:
         escaped = display_name.replace("\\", "\\\\").replace("'", "\\'")
         query = f"select * from Customer where DisplayName = '{escaped}'"
         try:
-            status, inner, _ = self.passthrough("GET", f"/query?query={quote(query)}&{QBO_MINOR}")
+            status, inner, _, _ = self.passthrough("GET", f"/query?query={quote(query)}&{QBO_MINOR}")
         except WriteError:
             return None
         if status >= 400 or not isinstance(inner, dict):

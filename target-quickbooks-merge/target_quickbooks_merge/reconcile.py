@@ -86,10 +86,11 @@ class Result:
 
 
 def _definitely_not_created(exc: BaseException) -> bool:
-    """A 4xx refusal means the create did not happen; a 5xx, a timeout or a 409/429 may hide one that did."""
+    """A 4xx refusal means the create did not happen; a 5xx, a timeout or a 409/429 may hide one that did, and so
+    may a 4xx answering a retry of an attempt that got a 5xx or no answer (`ambiguous`)."""
     status = getattr(exc, "status", None)
     return isinstance(exc, (WriteError, ApiError)) and isinstance(status, int) and 400 <= status < 500 \
-        and status not in (408, 409, 429)
+        and status not in (408, 409, 429) and not getattr(exc, "ambiguous", True)
 
 
 def idempotency_key(kind: str, source_id: str, fp: str) -> str:
@@ -167,6 +168,7 @@ class Reconciler:
         self._invoice_pages: Iterator[dict[str, Any]] | None = None
         self._invoices_by_number: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._invoice_list_complete = False
+        self._invoice_list_broken = False
         self._pending_customers: set[str] = set()
         self._customer_failures: dict[str, Exception] = {}
 
@@ -355,10 +357,10 @@ class Reconciler:
             outcomes = list(self._pool.map(attempt, batch))
         else:
             outcomes = [attempt(p) for p in batch]
-        disconnected: Disconnected | None = None
+        stopped: Exception | None = None
         for p, (sent, exc) in zip(batch, outcomes):
-            if disconnected is not None and exc is not None:
-                continue  # after a 401/403 only the creates that went through are applied (their links saved)
+            if stopped is not None and exc is not None:
+                continue  # the run stops: only the creates that went through are still applied (links saved)
 
             def apply(p: _PlannedCreate = p, sent: Any = sent, exc: BaseException | None = exc) -> None:
                 if exc is None:
@@ -372,10 +374,13 @@ class Reconciler:
                     raise exc
             try:
                 self._guard(p.stream, p.source_id, apply, count=False)
-            except Disconnected as exc:
-                disconnected = disconnected or exc
-        if disconnected is not None:
-            raise disconnected
+            except Exception as exc:  # Disconnected or a bug: stop after applying what was created
+                if stopped is None:
+                    stopped = exc
+                else:
+                    self.log.error("Also while applying a batch: %s", exc)
+        if stopped is not None:
+            raise stopped
 
     def _guard(self, stream: str, source_id: str, fn: Callable[[], None], status: str = "pending", *,
                count: bool = True) -> None:
@@ -844,6 +849,8 @@ class Reconciler:
                 continue
             if ("account", aid) in self.links:
                 self._guard("accounts", aid, lambda: self._ensure_customer(aid))
+            elif aid in self._customer_failures:  # its create was refused: the account fails with that reason
+                self._guard("accounts", aid, lambda: self._ensure_customer(aid))
             else:
                 self._record("accounts", aid, "skipped", "client has no triggered project yet",
                              name=str(account.get("title") or ""))
@@ -937,8 +944,14 @@ class Reconciler:
         and "read the whole list", without knowing in advance how many invoices QuickBooks holds."""
         if self._invoice_pages is None:
             self._invoice_pages = self.client.iter_pages("/invoices", {"type": "ACCOUNTS_RECEIVABLE"})
-        if not self._invoice_list_complete:
-            page = next(self._invoice_pages, None)
+        if not self._invoice_list_complete and not self._invoice_list_broken:
+            try:
+                page = next(self._invoice_pages, None)
+            except ApiError as exc:  # the list read failed (a cursor can expire in a long run): look up one by one
+                self._invoice_list_broken = True
+                self.log.warning("Reading the QuickBooks invoice list failed (%s); invoices are looked up by number "
+                                 "one by one for the rest of the run", exc)
+                return self.client.invoices_by_number(number)
             for inv in (page or {}).get("results") or []:
                 if inv.get("number") not in (None, ""):
                     self._invoices_by_number[str(inv["number"])].append(inv)

@@ -313,3 +313,22 @@ def test_proxy_and_ca_settings_are_read_from_the_environment_once(monkeypatch: p
     assert client.session.verify == "/etc/ssl/certs/corp.pem"
     bypassed = ApiClient("https://internal.example/v1", headers={})
     assert not bypassed.session.proxies and bypassed.session.verify == "/etc/ssl/certs/corp.pem"
+
+
+def test_a_4xx_after_a_retried_5xx_is_marked_ambiguous(server: tuple[str, Script]) -> None:
+    """The first attempt may have written (its answer was a 5xx): a 4xx on the retry must not read as "not created"."""
+    url, script = server
+    script.responses = [(400, {}, {"errors": [{"title": "bad"}]})]
+    with pytest.raises(ApiError) as plain:
+        _client(url).post("/payments", json={})
+    assert plain.value.status == 400 and plain.value.ambiguous is False
+    script.responses = [(503, {}, "busy"), (400, {}, {"errors": [{"title": "amount exceeds balance"}]})]
+    with pytest.raises(ApiError) as after_5xx:
+        _client(url).post("/payments", json={})
+    assert after_5xx.value.status == 400 and after_5xx.value.ambiguous is True
+    script.responses = [(429, {"Retry-After": "0"}, {}), (400, {}, {"errors": [{"title": "bad"}]})]
+    with pytest.raises(ApiError) as after_429:
+        _client(url).post("/payments", json={})
+    assert after_429.value.ambiguous is False  # a 429 was not processed
+    script.responses = [(503, {}, "busy"), (200, {}, {"model": {"id": "p1"}})]
+    assert _client(url).request("POST", "/payments", json={}).ambiguous_retry is True

@@ -107,7 +107,12 @@ def test_customer_refused_after_every_suffix_fails_its_projects_and_leaves_no_in
     failed = {r["source_id"]: r["reason"] for r in log_rows(pipeline, stream="projects", action="failed")}
     triggered = [str(p["id"]) for p in projects if str(p["id"]) in failed]
     assert triggered and all("Duplicate Name" in failed[pid] for pid in triggered), failed
-    assert pipeline.run().target.result.failed == len(triggered)  # retried next run, same reason, no recovery
+    account_rows = [r for r in log_rows(pipeline, stream="accounts")
+                    if r["source_id"] == str(account["id"]) and r["action"] != "planned"]  # not the dry run's
+    assert [r["action"] for r in account_rows] == ["failed"] and "Duplicate Name" in account_rows[0]["reason"]
+    again = pipeline.run().target.result.counts  # retried next run: the same failures, nothing "recovered"
+    assert again["projects"]["failed"] == len(triggered) and again["accounts"]["failed"] == 1
+    assert not again["accounts"]["linked"] and not again["projects"]["linked"]
 
 
 def test_leftover_invoice_intent_never_links_another_customers_invoice(pipeline: Pipeline) -> None:
@@ -132,3 +137,26 @@ def test_leftover_invoice_intent_never_links_another_customers_invoice(pipeline:
     assert "already used in QuickBooks by another customer" in failed[iid]
     assert not [p for p in merge_rows(pipeline.merge, "payments")
                 if any(a.get("related_object_id") == theirs["id"] for a in p.get("applied_to_lines") or [])]
+
+
+def test_failed_invoice_list_read_falls_back_to_one_lookup_per_invoice(pipeline: Pipeline,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page of the invoice list that cannot be read (e.g. a cursor expired in a long run) must not leave a partial
+    index that hides existing invoices: the run goes on with one lookup per invoice."""
+    from sync_ledger import ApiError
+    from target_quickbooks_merge.merge_client import MergeClient
+
+    original = MergeClient.iter_pages
+
+    def list_fails(self: MergeClient, path: str, params: dict | None = None):  # type: ignore[no-untyped-def]
+        if path == "/invoices" and "number" not in (params or {}):
+            raise ApiError(503, "GET /invoices failed with HTTP 503 (gave up after 6 retries)")
+        yield from original(self, path, params)
+
+    monkeypatch.setattr(MergeClient, "iter_pages", list_fails)
+    run = pipeline.run(**INVOICES)
+    created = run.counts["invoices"]["created"]
+    assert created > 0 and run.target.result.failed == 0
+    assert pipeline.merge.stats.count("GET", "/invoices") == created  # every one looked up by number
+    with pipeline.ledger() as ledger:
+        assert ledger.pending_intents("forward:") == []
