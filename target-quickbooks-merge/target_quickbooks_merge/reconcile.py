@@ -116,8 +116,8 @@ class _ContactIndex:
 #: Links are written to the ledger in batches of this size (or after this many seconds), see _save_links.
 LINK_BATCH = 200
 LINK_BATCH_SECONDS = 2.0
-#: Invoice/payment creates are planned in batches of this size: one commit makes all their intents durable, then
-#: they are sent max_parallel_writes at a time (see _flush_creates).
+#: Creates (customers, jobs, invoices, payments) are planned in batches of this size: one commit makes all their
+#: intents durable, then they are sent max_parallel_writes at a time (see _flush_creates).
 WRITE_BATCH = 50
 
 
@@ -294,9 +294,8 @@ class Reconciler:
         self.leftover_intents.pop(intent_key, None)
         self._queue_link(link, intent_key)
 
-    def _create_model(self, stream: str, kind: str, source_id: str, desired: dict[str, Any], fp: str,
-                      intent_key: str, intent: Mapping[str, Any] | None,
-                      done: Callable[[Link, str | None], None]) -> None:
+    def _create_model(self, kind: str, source_id: str, desired: dict[str, Any], fp: str, intent_key: str,
+                      intent: Mapping[str, Any] | None, done: Callable[[Link, str | None], None]) -> None:
         """Plan one Merge invoice/payment create under a durable intent and a deterministic Idempotency-Key, so
         neither a retry nor a crash can create it twice. It is sent with its batch (_flush_creates); `done` then
         logs it, after its link is queued for the ledger."""
@@ -315,7 +314,7 @@ class Reconciler:
             self._commit_create(link, intent_key)
             done(link, rid)
 
-        self._plan(_PlannedCreate(stream, source_id, intent_key,
+        self._plan(_PlannedCreate(f"{kind}s", source_id, intent_key,  # stream = Merge model path: invoices, payments
                                   {"kind": kind, **(intent or {}), "idempotency_key": ikey}, send, finish))
 
     def _plan(self, create: _PlannedCreate, *, durable_now: bool = False) -> None:
@@ -344,7 +343,7 @@ class Reconciler:
         if not self.dry:
             self.ledger.begin_intents((p.intent_key, p.intent) for p in batch)
 
-        def attempt(p: _PlannedCreate) -> tuple[Any, BaseException | None]:
+        def attempt(p: _PlannedCreate) -> tuple[Any, Exception | None]:
             try:
                 return p.send(), None
             except Exception as exc:  # re-raised on the main thread, inside _guard
@@ -362,13 +361,13 @@ class Reconciler:
             if stopped is not None and exc is not None:
                 continue  # the run stops: only the creates that went through are still applied (links saved)
 
-            def apply(p: _PlannedCreate = p, sent: Any = sent, exc: BaseException | None = exc) -> None:
+            def apply(p: _PlannedCreate = p, sent: Any = sent, exc: Exception | None = exc) -> None:
                 if exc is None:
                     p.finish(sent)
                     return
                 if _definitely_not_created(exc):
                     self._end(p.intent_key)  # refused: nothing to recover next run (kept after a 5xx/timeout)
-                if p.on_error is not None and isinstance(exc, Exception):
+                if p.on_error is not None:
                     p.on_error(exc)
                 else:
                     raise exc
@@ -618,6 +617,14 @@ class Reconciler:
         self._plan_customer(account_id, account, base, key, self._free_name(base, key), set())
         return None
 
+    def _next_name(self, exc: Exception, name: str, base: str, key: str, tried: set[str]) -> str | None:
+        """After QuickBooks refused `name` as a duplicate (6240: a vendor/employee Merge does not list holds it), the
+        next suffix to try; None if `exc` is no such refusal or 5 names were tried. RowFailure: no free name left."""
+        if not (isinstance(exc, WriteError) and exc.duplicate_name and len(tried) < 5):
+            return None
+        tried.add(name)
+        return self._free_name(base, key, tried)
+
     def _reserve_name(self, name: str) -> None:
         """Hold a DisplayName for a planned create, so the next record of the batch picks another."""
         self._contact_index().by_name[normalize_name(name)].append({"name": name})
@@ -655,13 +662,13 @@ class Reconciler:
 
         def failed(exc: Exception) -> None:
             self._pending_customers.discard(account_id)
-            if isinstance(exc, WriteError) and exc.duplicate_name and len(tried) < 5:
-                tried.add(name)  # a vendor/employee (not in Contacts) holds the name: next suffix
-                try:
-                    self._plan_customer(account_id, account, base, key, self._free_name(base, key, tried), tried)
-                    return
-                except RowFailure as no_name:
-                    exc = no_name
+            try:
+                following = self._next_name(exc, name, base, key, tried)
+            except RowFailure as no_name:
+                following, exc = None, no_name
+            if following is not None:
+                self._plan_customer(account_id, account, base, key, following, tried)
+                return
             self._customer_failures[account_id] = exc  # its projects fail with this reason (_project_job)
 
         self._plan(_PlannedCreate("accounts", account_id, intent_key,
@@ -832,11 +839,10 @@ class Reconciler:
             self._mark("projects", pid, "done")
 
         def failed(exc: Exception) -> None:
-            if isinstance(exc, WriteError) and exc.duplicate_name and len(tried) < 5:
-                tried.add(name)
-                self._plan_job(pid, project, base, parent, key, self._free_name(base, key, tried), tried)
-                return
-            raise exc
+            following = self._next_name(exc, name, base, key, tried)
+            if following is None:
+                raise exc
+            self._plan_job(pid, project, base, parent, key, following, tried)
 
         self._plan(_PlannedCreate("projects", pid, intent_key, {"kind": "job", "name": name, "idempotency_key": ikey,
                                                                 "fingerprint": fp}, send, finish, failed),
@@ -847,9 +853,7 @@ class Reconciler:
         for aid, account, status, _ in self.ledger.iter_staged(SRC, "accounts", status=("pending", "failed")):
             if "__invalid__" in account or aid in self._done_accounts:
                 continue
-            if ("account", aid) in self.links:
-                self._guard("accounts", aid, lambda: self._ensure_customer(aid))
-            elif aid in self._customer_failures:  # its create was refused: the account fails with that reason
+            if ("account", aid) in self.links or aid in self._customer_failures:  # refused: fails with the reason
                 self._guard("accounts", aid, lambda: self._ensure_customer(aid))
             else:
                 self._record("accounts", aid, "skipped", "client has no triggered project yet",
@@ -1032,7 +1036,7 @@ class Reconciler:
                          target_id=link.target_id, request_id=rid, name=f"#{number}")
             self._mark("invoices", iid, "done")
 
-        self._create_model("invoices", "invoice", iid, desired, fp, intent_key, {"number": number}, created)
+        self._create_model("invoice", iid, desired, fp, intent_key, {"number": number}, created)
 
     # ================================================================== payments
     def _deposit_account_id(self) -> str:
@@ -1105,7 +1109,7 @@ class Reconciler:
                          request_id=rid)
             self._mark("payments", pay_id, "done")
 
-        self._create_model("payments", "payment", pay_id, desired, fp, intent_key, None, created)
+        self._create_model("payment", pay_id, desired, fp, intent_key, None, created)
 
     def _find_payment(self, contact: str, desired: Mapping[str, Any]) -> dict[str, Any] | None:
         """Natural key of a payment: same contact, amount, date and applied invoice, not linked to another one."""
