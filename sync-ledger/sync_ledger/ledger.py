@@ -508,14 +508,7 @@ class Ledger:
     def begin_intent(self, key: str, payload: dict[str, Any]) -> None:
         """Record "about to write X" before an API create, so a crash between the API call and upsert_link
         is detectable next run (look the record up remotely before creating it again)."""
-        self._writable()
-        params = [json.dumps(payload, default=str), utcnow(), key]
-        with self._c.lock, self._tx():
-            updated = self._c.conn.execute(
-                "UPDATE intents SET payload_json = ?, created_at = ? WHERE key = ? RETURNING key", params
-            ).fetchall()
-            if not updated:
-                self._c.conn.execute("INSERT INTO intents (payload_json, created_at, key) VALUES (?, ?, ?)", params)
+        self.begin_intents([(key, payload)])
 
     def begin_intents(self, intents: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """begin_intent for a whole batch of planned creates in one commit (a DuckDB commit costs ~3-5 ms; one per
@@ -533,12 +526,12 @@ class Ledger:
             if existing:
                 self._c.conn.executemany("UPDATE intents SET payload_json = ?, created_at = ? WHERE key = ?",
                                          [[p, at, key] for key, p, at in rows if key in existing])
-            fresh = {key: (key, p) for key, p, _ in rows if key not in existing}
+            fresh = {key: p for key, p, _ in rows if key not in existing}
             if fresh:
                 self._c.conn.execute(
                     "INSERT INTO intents (key, payload_json, created_at) "
                     "SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), ?",
-                    [[k for k, _ in fresh.values()], [p for _, p in fresh.values()], now])
+                    [list(fresh), list(fresh.values()), now])
 
     def end_intent(self, key: str) -> None:
         """Clear an intent once its outcome is in id_map (unknown keys are fine: ending is idempotent)."""
