@@ -8,7 +8,7 @@ import sys
 import threading
 import typing as t
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import cached_property
 from http import HTTPStatus
 
@@ -138,8 +138,6 @@ class CoperniqStream(RESTStream[int]):
     schema: t.ClassVar[StreamSchema] = StreamSchema(SCHEMAS)
     #: Coperniq query params understood by this endpoint besides paging (e.g. include_archived).
     extra_params: t.ClassVar[dict[str, t.Any]] = {}
-    #: Whether the list endpoint accepts updated_after (only meaningful with a replication key).
-    supports_updated_after: t.ClassVar[bool] = True
     paginated: t.ClassVar[bool] = True
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
@@ -192,26 +190,6 @@ class CoperniqStream(RESTStream[int]):
             return None
         return CoperniqPaginator(1, self.page_size, self.records_jsonpath)
 
-    def updated_after(self, context: Context | None) -> datetime | None:
-        """Lower bound for `updated_after`: bookmark minus `lookback_window`, never before `start_date`.
-
-        The filter may be strict and writes may land late or out of order, so a small overlap is re-read;
-        the duplicates it brings are dropped by id within the run (at-least-once across runs).
-        """
-        start = self.get_starting_timestamp(context)
-        if start is None:
-            return None
-        bookmark = self.get_context_state(context).get("replication_key_value")
-        lookback = int(self.config.get("lookback_window", 300) or 0)
-        if bookmark and lookback > 0:
-            start -= timedelta(seconds=lookback)
-            if start_date := self.config.get("start_date"):
-                floor = datetime.fromisoformat(str(start_date).replace("Z", "+00:00"))
-                if floor.tzinfo is None:
-                    floor = floor.replace(tzinfo=timezone.utc)
-                start = max(start, floor)
-        return start
-
     @override
     def get_http_request(self, *, page: PageContext) -> HTTPRequest:
         request = super().get_http_request(page=page)
@@ -219,9 +197,6 @@ class CoperniqStream(RESTStream[int]):
         if self.paginated:
             params["page"] = page.next_page_token
             params["page_size"] = self.page_size
-        if self.replication_key and self.supports_updated_after:
-            if (after := self.updated_after(page.stream_context)) is not None:
-                params["updated_after"] = format_timestamp(after)
         request.params.update(params)
         return request
 

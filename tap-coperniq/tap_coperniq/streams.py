@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 import typing as t
-from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from http import HTTPStatus
 
-from tap_coperniq.client import CoperniqStream, response_body
+from sync_ledger.incremental import LookbackStreamMixin
+
+from tap_coperniq.client import CoperniqStream, format_timestamp, response_body
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -21,84 +22,32 @@ if t.TYPE_CHECKING:
     from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 
-#: State key holding {id: updatedAt} of rows emitted inside the lookback window of the bookmark.
-RECENT_KEY = "recent_ids"
-#: Above this many rows in one lookback window, stop remembering them (state stays small; at-least-once).
-MAX_RECENT = 5000
-
-
-class IncrementalStream(CoperniqStream):
+class IncrementalStream(LookbackStreamMixin, CoperniqStream):
     """List endpoint with `updated_after`: bookmark max(updatedAt); the API order is unknown, so unsorted.
 
     The lookback overlap would re-emit every row updated just before the bookmark on every run, and for
-    projects/invoices each costs a detail call against the daily cap. So the state also remembers
-    {id: updatedAt} of the rows emitted inside that window; an overlap row with the same updatedAt is
-    skipped. A row that changed again has a new updatedAt and is emitted.
+    projects/invoices each costs a detail call against the daily cap: the overlap filter (sync_ledger)
+    drops the rows already emitted with the same updatedAt.
     """
 
     replication_key = "updatedAt"
     is_sorted = False
 
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._emitted: dict[str, str] = {}
-        self._prior_recent: dict[str, str] | None = None
-        self._skipped_unchanged = 0
-        self._overflow = False
+    @override
+    def get_http_request(self, *, page: PageContext) -> HTTPRequest:
+        request = super().get_http_request(page=page)
+        if (after := self.read_from(page.stream_context)) is not None:
+            request.params["updated_after"] = format_timestamp(after)
+        return request
 
     @override
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        if self._prior_recent is None:
-            self._prior_recent = dict(self.stream_state.get(RECENT_KEY) or {})
-        key, updated = str(row.get("id")), row.get("updatedAt")
-        if updated is not None and self._prior_recent.get(key) == updated:
-            self._skipped_unchanged += 1
-            return None
-        out = super().post_process(row, context)
-        if out is not None and updated is not None and not self._overflow:
-            self._emitted[key] = str(updated)
-            if len(self._emitted) >= 2 * MAX_RECENT:
-                self._prune_emitted()
-        return out
-
-    def _prune_emitted(self) -> None:
-        """Bound memory on big runs: only rows near the newest updatedAt can end up in the state."""
-        lookback = int(self.config.get("lookback_window", 300) or 0)
-        parsed = {k: _parse_ts(v) for k, v in self._emitted.items()}
-        floor = max(parsed.values()) - timedelta(seconds=lookback)
-        self._emitted = {k: self._emitted[k] for k, v in parsed.items() if v >= floor}
-        if len(self._emitted) > MAX_RECENT:  # a bulk update: too many to remember, fall back to at-least-once
-            self._overflow = True
-            self._emitted.clear()
+        return super().post_process(row, context) if self.keep_row(row) else None
 
     @override
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         yield from super().get_records(context)
-        self._remember_recent()
-
-    def _remember_recent(self) -> None:
-        """Keep the rows within `lookback_window` of the newest updatedAt (emitted now or remembered)."""
-        lookback = int(self.config.get("lookback_window", 300) or 0)
-        recent = {**(self._prior_recent or self.stream_state.get(RECENT_KEY) or {}), **self._emitted}
-        if lookback <= 0 or not recent or self._overflow:
-            self.stream_state.pop(RECENT_KEY, None)
-            return
-        parsed = {k: _parse_ts(v) for k, v in recent.items()}
-        newest = max(parsed.values())
-        floor = newest - timedelta(seconds=lookback)
-        keep = {k: recent[k] for k, v in parsed.items() if v >= floor}
-        if len(keep) > MAX_RECENT:
-            self.stream_state.pop(RECENT_KEY, None)
-        else:
-            self.stream_state[RECENT_KEY] = keep
-        if self._skipped_unchanged:
-            self.logger.info("%s: %d unchanged rows in the lookback window skipped", self.name,
-                             self._skipped_unchanged)
-
-
-def _parse_ts(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        self.remember_overlap()
 
 
 class ArchivedAwareStream(IncrementalStream):

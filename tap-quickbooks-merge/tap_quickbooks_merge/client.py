@@ -16,6 +16,7 @@ from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator
 from sync_ledger import RateLimiter, redact
 from sync_ledger.http import RateLimitedSession, parse_retry_after
+from sync_ledger.incremental import LookbackStreamMixin
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -54,8 +55,13 @@ class MergeCursorPaginator(BaseAPIPaginator[t.Optional[str]]):
         return body.get("next") or None if isinstance(body, dict) else None
 
 
-class MergeStream(RESTStream[t.Optional[str]]):
-    """One Merge common model. Incremental on `modified_at` through `modified_after`."""
+class MergeStream(LookbackStreamMixin, RESTStream[t.Optional[str]]):
+    """One Merge common model. Incremental on `modified_at` through `modified_after`, with a lookback overlap.
+
+    `modified_at` is when Merge's sync job wrote the row, not when it became visible, and the tap's clock is
+    not Merge's: each run re-reads `lookback_window` seconds before the bookmark and drops the rows it
+    already emitted with the same `modified_at` (sync_ledger.incremental).
+    """
 
     primary_keys: t.ClassVar[tuple[str, ...]] = ("id",)
     replication_key = "modified_at"
@@ -68,6 +74,16 @@ class MergeStream(RESTStream[t.Optional[str]]):
     extra_params: t.ClassVar[dict[str, str]] = {}
     #: Fields Merge may send as decimal strings; emitted as numbers so the schema stays `number`.
     decimal_fields: t.ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Taken before any request, at the microsecond precision Merge stamps `modified_at` with (the SDK's
+        #: default signpost is truncated to the millisecond, so rows written just before a run came again).
+        self._signpost = datetime.now(timezone.utc)
+
+    @override
+    def get_replication_key_signpost(self, context: Context | None = None) -> datetime:
+        return self._signpost
 
     @property
     @override
@@ -125,7 +141,7 @@ class MergeStream(RESTStream[t.Optional[str]]):
         request.params["include_deleted_data"] = "true"  # deletions arrive as remote_was_deleted=true
         if self.expand:
             request.params["expand"] = ",".join(self.expand)
-        if start := self.get_starting_timestamp(page.stream_context):
+        if start := self.read_from(page.stream_context):
             request.params["modified_after"] = merge_timestamp(start)
         request.params["cursor"] = page.next_page_token  # None on page 1 is dropped when encoded
         return request
@@ -167,7 +183,15 @@ class MergeStream(RESTStream[t.Optional[str]]):
 
     # --- records --------------------------------------------------------------------------------
     @override
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        yield from super().get_records(context)
+        self.remember_overlap()
+
+    @override
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        """Streams call this last (after their own rewrites, which keep `id` and `modified_at`)."""
+        if not self.keep_row(row):
+            return None
         for name in self.decimal_fields:
             row[name] = to_decimal(row.get(name))
         return row

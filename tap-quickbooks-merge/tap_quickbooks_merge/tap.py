@@ -73,6 +73,17 @@ class TapQuickbooksMerge(Tap):
             description="Attempts per request on 429/5xx/connection errors (Retry-After is honoured).",
         ),
         th.Property(
+            "lookback_window",
+            th.IntegerType,
+            default=300,
+            title="Lookback window (seconds)",
+            description=(
+                "Seconds re-read before the bookmark each run: Merge stamps `modified_at` when its sync job writes "
+                "a row, which can become visible later, and this machine's clock is not Merge's. Rows already "
+                "emitted with the same `modified_at` are not emitted again."
+            ),
+        ),
+        th.Property(
             "invoice_type",
             th.StringType,
             default="ACCOUNTS_RECEIVABLE",
