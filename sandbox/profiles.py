@@ -1,0 +1,81 @@
+"""Sandbox profiles: one switch per API behaviour the public docs leave open, and two named sets of them.
+
+`optimistic` (the default) is each sandbox's original reading of the docs; `pessimistic` turns on the worst
+plausible case of every switch. The product must be correct under both. Each switch is documented next to its
+ASSUMPTION in sandbox/README.md, with the source that leaves it open.
+
+    CoperniqApp(profile="pessimistic")                       # or a CoperniqAssumptions(...)
+    MergeApp(profile="pessimistic", idempotency_keys=True)   # a profile, then single switches on top
+    python -m sandbox.merge --profile pessimistic
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any, TypeVar
+
+PROFILES = ("optimistic", "pessimistic")
+
+
+@dataclass(frozen=True)
+class MergeAssumptions:
+    """What the Merge sandbox assumes of Merge and of the QuickBooks company behind it."""
+
+    #: Merge honours `Idempotency-Key` on common-model POSTs (a beta Merge enables per organisation).
+    #: Passthrough never honours it, in either profile.
+    idempotency_keys: bool = True
+    #: A customer/job written through passthrough shows up in `GET /contacts` only after Merge's next sync.
+    passthrough_visible_after_sync: bool = False
+    #: QuickBooks numbers customers, vendors and employees separately: a vendor and a customer can share Id 58
+    #: (False: one counter for every entity, as the sandbox always did).
+    separate_id_spaces: bool = False
+    #: The company has employees; their names are DisplayNames too (6240 on a customer create), and Merge's
+    #: accounting `/contacts` never lists them.
+    employees_hold_names: bool = False
+    #: The linked account's status (`GET /account-details`, `/linked-accounts`): COMPLETE, INCOMPLETE,
+    #: RELINK_NEEDED or IDLE.
+    linked_account_status: str = "COMPLETE"
+
+
+@dataclass(frozen=True)
+class CoperniqAssumptions:
+    """What the Coperniq sandbox assumes of Coperniq's API."""
+
+    #: A phase change bumps the project's `updatedAt` (no source confirms it).
+    phase_change_bumps_updated_at: bool = True
+    #: A 429 carries `Retry-After` (and responses carry `X-RateLimit-*`).
+    rate_limit_headers: bool = True
+    #: `GET /projects/{id}` returns archived projects without `include_archived=true`.
+    archived_visible_by_id: bool = True
+    #: Fraction of seeded projects on Workflows 1.0 (`stage` instead of `phase`).
+    workflows_v1_share: float = 0.0
+    #: `PATCH /invoices/{id}` with line items that carry no `id` replaces the lines (False: appends them).
+    invoice_patch_replaces_lines: bool = True
+
+
+_PESSIMISTIC: dict[type, dict[str, Any]] = {
+    MergeAssumptions: {"idempotency_keys": False, "passthrough_visible_after_sync": True,
+                       "separate_id_spaces": True, "employees_hold_names": True},
+    CoperniqAssumptions: {"phase_change_bumps_updated_at": False, "rate_limit_headers": False,
+                          "archived_visible_by_id": False, "workflows_v1_share": 0.2,
+                          "invoice_patch_replaces_lines": False},
+}
+
+A = TypeVar("A", MergeAssumptions, CoperniqAssumptions)
+
+
+def resolve(kind: type[A], profile: str | A | None = None, **overrides: Any) -> A:
+    """The switches of a named profile (or the given set), with single switches overridden."""
+    if isinstance(profile, kind):
+        base = profile
+    elif profile in (None, "optimistic"):
+        base = kind()
+    elif profile == "pessimistic":
+        base = kind(**_PESSIMISTIC[kind])
+    else:
+        raise ValueError(f"unknown sandbox profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    known = {f.name for f in fields(kind)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown {kind.__name__} switch(es): {', '.join(unknown)}")
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
