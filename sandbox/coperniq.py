@@ -5,7 +5,7 @@ with the real wire formats (auth header, bare-array vs. envelope pagination, err
 headers) and that tests can steer (move a project to a phase, inject faults, advance the clock).
 Every behaviour the public docs leave open is listed as an ASSUMPTION in sandbox/README.md.
 
-Run: `python -m sandbox.coperniq --port 8765 [--seed 42 --projects 50]`.
+Run: `python -m sandbox.coperniq --port 8765 [--seed 42 --projects 50] [--profile pessimistic]`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import sys
 import threading
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
 from sandbox._server import App, HttpError, RateLimiter, Request, Response, SandboxApp, SandboxServer
+from sandbox.profiles import PROFILES, CoperniqAssumptions, resolve
 
 API_PREFIX = "/v1"
 PAGE_SIZE_DEFAULT = 20
@@ -68,6 +69,12 @@ RETROFIT SITE_SURVEY TESTING TRAINING OTHER""".split())
 START_IDS = {"account": 9001, "account_number": 401, "contact": 30001, "project": 48001, "project_number": 1001,
              "workflow": 301, "phase_template": 5001, "phase_instance": 900001, "invoice": 66001,
              "invoice_uid": 1001, "line_item": 880001, "payment": 51001, "catalog_item": 4201}
+
+#: A Workflows 1.0 `stage.id` is this plus the phase template id the sandbox tracks it with: a 1.0 stage is not
+#: a phase template (GET /workflows lists phases, not stages), so a client must not find it among `phases[].id`.
+STAGE_ID_OFFSET = 2000
+#: `stage.scope` of a project's stage (the spec types scope as a free string; 1.0 stages were per record kind).
+STAGE_SCOPE = "PROJECT"
 
 
 # --- time --------------------------------------------------------------------------------------
@@ -367,10 +374,14 @@ class CoperniqApp(SandboxApp):
 
     def __init__(self, api_key: str = "sandbox-coperniq-key", rate_limit_per_second: int | None = 100,
                  rate_limit_per_day: int | None = 5000, *, allow_overpayment: bool = False,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, profile: str | CoperniqAssumptions | None = None,
+                 **switch_overrides: Any) -> None:
+        """`profile` ("optimistic" = default, "pessimistic" or a CoperniqAssumptions), then single switches
+        (`phase_change_bumps_updated_at=False`, ...) on top: see sandbox/profiles.py."""
         super().__init__()
         self.api_key = api_key
         self.allow_overpayment = allow_overpayment
+        self.assumptions = resolve(CoperniqAssumptions, profile, **switch_overrides)
         self.state = CoperniqState(clock)
         self.limiter = RateLimiter([])
         self.set_rate_limits(rate_limit_per_second, rate_limit_per_day)
@@ -388,9 +399,18 @@ class CoperniqApp(SandboxApp):
     def rate_limit(self, key: str, req: Request) -> tuple[Response | None, dict[str, str]]:
         allowed, limit, remaining, retry_after = self.limiter.hit(key)
         headers = {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining)} if limit else {}
+        if not self.assumptions.rate_limit_headers:
+            headers = {}
         if not allowed:
             return self.too_many(max(1, math.ceil(retry_after))), headers
         return None, headers
+
+    def too_many(self, retry_after: float) -> Response:
+        """Without `rate_limit_headers` a 429 (limit or injected burst) says nothing about when to retry."""
+        resp = super().too_many(retry_after)
+        if not self.assumptions.rate_limit_headers:
+            resp.headers.pop("Retry-After", None)
+        return resp
 
     def reset_state(self) -> None:
         self.state = CoperniqState(self.state.clock)
@@ -436,6 +456,18 @@ class CoperniqApp(SandboxApp):
         obj["slaStatus"] = "VIOLATED" if tpl["redSla"] is not None and days > tpl["redSla"] else "NON_VIOLATED"
         return obj
 
+    def _stage_object(self, pid: int) -> dict[str, Any] | None:
+        """Workflows 1.0 `stage` (ProjectStage in the spec): no instance id, status or template id."""
+        phase = self._phase_object(pid)
+        if phase is None:
+            return None
+        stage: dict[str, Any] = {"id": phase["templateId"] + STAGE_ID_OFFSET, "name": phase["name"],
+                                 "type": phase["type"], "scope": STAGE_SCOPE}
+        for key in ("redSla", "yellowSla", "timeInStageDays", "slaStatus"):
+            if key in phase:
+                stage[key] = phase[key]
+        return stage
+
     def _phase_instances_out(self, pid: int) -> list[dict[str, Any]]:
         out = []
         for inst in self.state.phase_instances.get(pid) or []:
@@ -449,7 +481,16 @@ class CoperniqApp(SandboxApp):
         return out
 
     def project_out(self, p: dict[str, Any], detail: bool = False) -> dict[str, Any]:
+        """List item (`phase`) or GET by id (+ `phaseInstances`). A Workflows 1.0 project has `stage` instead
+        of `phase` and no phase instances: the reference documents no stage history at all."""
         out = public(p)
+        if p.get("_v1"):
+            stage = self._stage_object(p["id"])
+            if stage is not None:
+                out["stage"] = stage
+            if detail:
+                out["phaseInstances"] = []
+            return out
         phase = self._phase_object(p["id"])
         if phase is not None:
             out["phase"] = phase
@@ -632,9 +673,11 @@ class CoperniqApp(SandboxApp):
 
     def _insert_project(self, fields: dict[str, Any], account_id: int, workflow_id: int | None,
                         at_us: int | None = None, phase_index: int = 0, phase_starts: list[int] | None = None,
-                        updated_us: int | None = None) -> dict[str, Any]:
+                        updated_us: int | None = None, workflows_v1: bool = False) -> dict[str, Any]:
         """Create a project; with a workflow, phases 0..phase_index-1 are completed and phase_index is in
-        progress (`phase_starts[i]` = start of phase i; phase i completes when i+1 starts)."""
+        progress (`phase_starts[i]` = start of phase i; phase i completes when i+1 starts).
+
+        `workflows_v1`: the project shows `stage` instead of `phase` (its progress is tracked the same way)."""
         st = self.state
         at = at_us if at_us is not None else st.clock.tick()
         pid = st.next_id("project")
@@ -651,6 +694,8 @@ class CoperniqApp(SandboxApp):
              "createdBy": self._user_ref(), "updatedBy": None,
              "owner": _OWNER,
              "salesRep": None, "projectManager": None, "lastActivity": iso(upd), "_u": upd}
+        if workflows_v1:
+            p["_v1"] = True
         st.projects[pid] = p
         if wf is not None:
             starts = phase_starts or [at]
@@ -668,20 +713,39 @@ class CoperniqApp(SandboxApp):
         st.touch("projects")
         return p
 
+    def _line(self, spec: dict[str, Any], section: str | None, lid: int) -> dict[str, Any]:
+        """One invoice line as the API returns it (shared by replace and append PATCH semantics)."""
+        item = self.state.catalog_items[spec["catalogItemId"]]
+        return {"id": lid, "catalogItemId": item["id"], "quantity": spec["quantity"],
+                "unitCost": float(spec["unitCost"]), "unitPrice": float(spec["unitPrice"]),
+                "description": spec.get("description"), "sectionName": section,
+                "catalogItem": {"id": item["id"], "name": item["name"], "manufacturer": item["manufacturer"],
+                                "sku": item["sku"], "type": item["type"]}}
+
     def _build_lines(self, lines: list[tuple[dict[str, Any], str | None]],
                      existing: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The new set of lines; a line whose `id` is one of `existing` keeps it, every other gets a new id."""
         st = self.state
         keep = {li["id"] for li in existing or []}
         out = []
         for spec, section in lines:
-            item = st.catalog_items[spec["catalogItemId"]]
             lid = spec.get("id")
-            out.append({"id": lid if lid in keep else st.next_id("line_item"), "catalogItemId": item["id"],
-                        "quantity": spec["quantity"], "unitCost": float(spec["unitCost"]),
-                        "unitPrice": float(spec["unitPrice"]), "description": spec.get("description"),
-                        "sectionName": section,
-                        "catalogItem": {"id": item["id"], "name": item["name"], "manufacturer": item["manufacturer"],
-                                        "sku": item["sku"], "type": item["type"]}})
+            out.append(self._line(spec, section, lid if lid in keep else st.next_id("line_item")))
+        return out
+
+    def _merge_lines(self, lines: list[tuple[dict[str, Any], str | None]],
+                     existing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`invoice_patch_replaces_lines=False`: a line with an existing `id` updates that line in place, every
+        other line is appended; lines not sent stay (so re-sending the full set without ids doubles it)."""
+        st = self.state
+        out = list(existing)
+        index = {li["id"]: i for i, li in enumerate(out)}
+        for spec, section in lines:
+            lid = spec.get("id")
+            if lid in index:
+                out[index[lid]] = self._line(spec, section, lid)
+            else:
+                out.append(self._line(spec, section, st.next_id("line_item")))
         return out
 
     def _insert_invoice(self, record: tuple[str, int], calculation_method: str,
@@ -956,7 +1020,8 @@ class CoperniqApp(SandboxApp):
 
         @r("GET", "/v1/projects/{projectId}")
         def get_project(req: Request) -> Response:
-            return Response(200, self.project_out(self._get(st().projects, req, "projectId", "Project"), detail=True))
+            p = self._get_visible(st().projects, req, "projectId", "Project")
+            return Response(200, self.project_out(p, detail=True))
 
         @r("PATCH", "/v1/projects/{projectId}")
         def update_project(req: Request) -> Response:
@@ -1121,7 +1186,7 @@ class CoperniqApp(SandboxApp):
 
         @r("GET", base + "/{accountId}")
         def get_account(req: Request) -> Response:
-            a = self._get(st().accounts, req, "accountId", "Account")
+            a = self._get_visible(st().accounts, req, "accountId", "Account")
             return Response(200, self.account_out(a, bool_arg(req, "include_contacts")))
 
         @r("PATCH", base + "/{accountId}")
@@ -1141,6 +1206,15 @@ class CoperniqApp(SandboxApp):
         rec = records.get(rid)
         if rec is None:
             raise not_found(what, rid)
+        return rec
+
+    def _get_visible(self, records: dict[int, dict[str, Any]], req: Request, param: str, what: str) -> dict[str, Any]:
+        """GET by id: without `archived_visible_by_id` an archived record is 404 unless `include_archived=true`
+        (the spec gives GET /projects/{id} and /accounts/{id} that parameter, default false)."""
+        rec = self._get(records, req, param, what)
+        if (not self.assumptions.archived_visible_by_id and rec.get("isActive") is False
+                and not bool_arg(req, "include_archived")):
+            raise not_found(what, rec["id"])
         return rec
 
     def _invoice_page(self, req: Request, base: list[int] | None, scope: tuple[Any, ...]) -> Response:
@@ -1299,7 +1373,8 @@ class CoperniqApp(SandboxApp):
         return self._insert_invoice(record, method, lines, status, issue, due, description, percentage)
 
     def _update_invoice(self, inv: dict[str, Any], body: dict[str, Any]) -> None:
-        """PATCH /invoices/{id}: status, lineItems/sections (replace the whole set), dueDate, description."""
+        """PATCH /invoices/{id}: status, lineItems/sections (replace the whole set, or add to it without
+        `invoice_patch_replaces_lines`), dueDate, description."""
         if "calculationMethod" in body:
             raise invalid("calculationMethod", "calculationMethod cannot be changed after creation")
         is_lines = inv["calculationMethod"] == "LINE_ITEMS"
@@ -1325,7 +1400,9 @@ class CoperniqApp(SandboxApp):
         # all validated: apply atomically
         now = self.state.clock.tick()
         if lines is not None:
-            inv["lineItems"] = self._build_lines(lines, inv["lineItems"])
+            inv["lineItems"] = (self._build_lines(lines, inv["lineItems"])
+                                if self.assumptions.invoice_patch_replaces_lines
+                                else self._merge_lines(lines, inv["lineItems"]))
             inv["amount"] = round(sum(li["quantity"] * li["unitPrice"] for li in inv["lineItems"]), 2)
         if percentage is not None:
             inv["percentage"] = percentage
@@ -1377,9 +1454,10 @@ class CoperniqApp(SandboxApp):
     def move_project_to_phase(self, project_id: int, phase: int | str) -> dict[str, Any]:
         """Simulate a user moving a project in the UI (the public API cannot).
 
-        `phase` is a phase template id, or a phase name/type of the project's workflow. Forward: the
-        current phase completes, skipped phases are recorded as completed, the target starts. Backward:
-        the target restarts and later phases go back to NOT_STARTED. Bumps `updatedAt`.
+        `phase` is a phase template id, or a phase name/type of the project's workflow (for a Workflows 1.0
+        project also its `stage.id`). Forward: the current phase completes, skipped phases are recorded as
+        completed, the target starts. Backward: the target restarts and later phases go back to NOT_STARTED.
+        Bumps `updatedAt` (and `lastActivity`, `updatedBy`) unless `phase_change_bumps_updated_at` is off.
         """
         with self.lock:
             st = self.state
@@ -1388,11 +1466,14 @@ class CoperniqApp(SandboxApp):
                 raise not_found("Project", project_id)
             instances = st.phase_instances.get(p["id"]) or []
             target = None
+            ids = ({int(phase)} if isinstance(phase, str) and phase.isdigit() else
+                   {phase} if isinstance(phase, int) and not isinstance(phase, bool) else set())
+            if p.get("_v1"):
+                ids |= {i - STAGE_ID_OFFSET for i in ids}
             for idx, inst in enumerate(instances):
                 tpl = st.phase_templates[inst[1]]
-                if (isinstance(phase, int) and not isinstance(phase, bool) and tpl["id"] == phase) or (
-                        isinstance(phase, str) and _fold(phase) in (_fold(tpl["name"]), _fold(tpl["type"]))) or (
-                        isinstance(phase, str) and phase.isdigit() and tpl["id"] == int(phase)):
+                if tpl["id"] in ids or (isinstance(phase, str) and _fold(phase) in (_fold(tpl["name"]),
+                                                                                   _fold(tpl["type"]))):
                     target = idx
                     break
             if target is None:
@@ -1411,9 +1492,11 @@ class CoperniqApp(SandboxApp):
                     inst[2], inst[3], inst[4] = "IN_PROGRESS", now, None
                 else:
                     inst[2], inst[3], inst[4] = "NOT_STARTED", None, None
-            p["updatedAt"], p["_u"] = iso(now), now
-            p["lastActivity"] = p["updatedAt"]
-            p["updatedBy"] = self._user_ref()
+            if self.assumptions.phase_change_bumps_updated_at:
+                p["updatedAt"], p["_u"] = iso(now), now
+                p["lastActivity"] = p["updatedAt"]
+                p["updatedBy"] = self._user_ref()
+            # cached list id orders depend on `_u` only; `phase` is rendered live, so lists show the move anyway
             st.touch("projects")
             return self.project_out(p, detail=True)
 
@@ -1437,8 +1520,10 @@ class CoperniqApp(SandboxApp):
     def add_project(self, title: str = "Test Project", *, account_id: int | None = None,
                     workflow_id: int | None = None, workflow: str | None = None, phase: int | str | None = None,
                     address: str | list[str] = "1 Test St, Austin, TX 78701", at: datetime | str | None = None,
-                    **fields: Any) -> dict[str, Any]:
-        """Create a project (and an account, and a default workflow, if none given); optional start phase."""
+                    workflows_v1: bool = False, **fields: Any) -> dict[str, Any]:
+        """Create a project (and an account, and a default workflow, if none given); optional start phase.
+
+        `workflows_v1=True`: a Workflows 1.0 project (`stage` instead of `phase`), whatever the profile."""
         with self.lock:
             st = self.state
             if workflow is not None:
@@ -1452,7 +1537,7 @@ class CoperniqApp(SandboxApp):
                 account_id = self._insert_account({"title": title, "address": [address] if isinstance(address, str)
                                                    else address}, self._when(at))["id"]
             fields.update(title=title, address=[address] if isinstance(address, str) else address)
-            p = self._insert_project(fields, account_id, workflow_id, self._when(at))
+            p = self._insert_project(fields, account_id, workflow_id, self._when(at), workflows_v1=workflows_v1)
         if phase is not None:
             return self.move_project_to_phase(p["id"], phase)
         return self.project_out(p, detail=True)
@@ -1544,6 +1629,12 @@ class CoperniqApp(SandboxApp):
                 self.state.clock.advance(float(body["advance"]))
             return Response(200, {"now": iso(self.state.clock.now_us())})
 
+        @r("POST", "/__admin/profile")
+        def admin_profile(req: Request) -> Response:
+            body = json_body(req)
+            self.assumptions = resolve(CoperniqAssumptions, body.pop("profile", None), **body)
+            return Response(200, asdict(self.assumptions))
+
         @r("POST", "/__admin/rate-limit")
         def admin_rate_limit(req: Request) -> Response:
             body = json_body(req)
@@ -1575,9 +1666,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--projects", type=int, default=None, help="number of demo projects (default 50 with --seed)")
     parser.add_argument("--rate-limit-per-second", type=int, default=100)
     parser.add_argument("--rate-limit-per-day", type=int, default=5000)
+    parser.add_argument("--profile", choices=PROFILES, default="optimistic",
+                        help="API behaviours the docs leave open (sandbox/profiles.py); seeding follows it too")
     args = parser.parse_args(argv)
     app = CoperniqApp(api_key=args.api_key, rate_limit_per_second=args.rate_limit_per_second,
-                      rate_limit_per_day=args.rate_limit_per_day)
+                      rate_limit_per_day=args.rate_limit_per_day, profile=args.profile)
     try:
         server = SandboxServer(app, args.host, args.port)
     except ValueError as exc:
@@ -1586,7 +1679,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed is not None or args.projects is not None:
         app.seed(projects=args.projects if args.projects is not None else 50,
                  seed=args.seed if args.seed is not None else 42)
-    print(f"Coperniq sandbox listening on {server.root_url}{API_PREFIX} ({json.dumps(app.summary())})", flush=True)
+    print(f"Coperniq sandbox listening on {server.root_url}{API_PREFIX} (profile {args.profile}, "
+          f"{json.dumps(app.summary())})", flush=True)
     server.serve_forever()
     return 0
 

@@ -99,14 +99,23 @@ def _parse_end(end: str | datetime) -> int:
 
 def seed_coperniq(app: CoperniqApp, projects: int = 50, seed: int = 42, *, accounts: int | None = None,
                   end: str | datetime = DEFAULT_END, span_days: int = 730, invoices: bool = True,
-                  archived_rate: float = 0.01) -> dict[str, int]:
+                  archived_rate: float = 0.01, workflows_v1_share: float | None = None) -> dict[str, int]:
     """Fill `app` with workflows, catalog items, accounts, contacts, projects (with phase history),
     invoices and payments. Same arguments -> same data. Returns the state summary.
 
     Projects are spread over every phase of their workflow, so some are past "Install"/"Installation"
     and some before it; invoices exist only for projects past Sale (a deposit) and past install (final).
+
+    `workflows_v1_share` (default: the app's profile switch) of the projects, exactly rounded, are Workflows
+    1.0 projects (`stage` instead of `phase`). They are picked by a second generator seeded from `seed`, so the
+    main stream, and with it every other record, is the same whatever the share.
     """
+    share = app.assumptions.workflows_v1_share if workflows_v1_share is None else workflows_v1_share
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"workflows_v1_share must be between 0 and 1, not {share!r}")
     rng = random.Random(seed)
+    v1_projects = (set(random.Random(f"workflows_v1:{seed}").sample(range(projects), round(projects * share)))
+                   if share > 0 and projects > 0 else set())
     end_us = _parse_end(end) // 1000 * 1000
     start_us = end_us - span_days * DAY_US
     ms = 1000
@@ -192,7 +201,7 @@ def seed_coperniq(app: CoperniqApp, projects: int = 50, seed: int = 42, *, accou
                  "primaryEmail": acc["primaryEmail"], "primaryPhone": acc["primaryPhone"], "trades": [trade],
                  "value": value, "size": round(value / 3500, 1) if trade == "Solar" else None,
                  "custom": {"utility": rng.choice(UTILITIES), "sales_closer_name": rng.choice(CLOSERS)},
-                 "description": None}, acc["id"], wf["id"], created, k, starts)
+                 "description": None}, acc["id"], wf["id"], created, k, starts, workflows_v1=n in v1_projects)
             if not invoices or k < 1:
                 continue
             items = catalog_by_trade[trade]
