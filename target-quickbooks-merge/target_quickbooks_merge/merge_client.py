@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 from urllib.parse import quote
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sync_ledger import ApiClient, ApiError
 
@@ -35,6 +36,13 @@ class WriteError(Exception):
 class WriteResult:
     model: dict[str, Any]
     request_id: str | None = None
+    #: the write's answer was lost and the record was found by its natural key instead
+    recovered: bool = False
+    #: Merge's `warnings` (e.g. a field QuickBooks ignored), as text for the integration log
+    warnings: list[str] = field(default_factory=list)
+
+
+T = TypeVar("T")
 
 
 def _problems_text(body: Any) -> str:
@@ -58,6 +66,19 @@ def _problems_text(body: Any) -> str:
         if body.get("detail"):
             return str(body["detail"])
     return (json.dumps(body, default=str) if not isinstance(body, str) else body)[:1000]
+
+
+def _warning_texts(warnings: Any) -> list[str]:
+    """Merge's write `warnings` ([{title, detail, source: {pointer}}]) as short texts."""
+    out = []
+    for w in warnings if isinstance(warnings, list) else []:
+        if isinstance(w, dict):
+            pointer = (w.get("source") or {}).get("pointer") if isinstance(w.get("source"), dict) else None
+            bits = [str(b) for b in (pointer, w.get("title"), w.get("detail")) if b]
+            out.append(": ".join(bits) or json.dumps(w, default=str)[:200])
+        elif w:
+            out.append(str(w)[:200])
+    return out
 
 
 def _is_duplicate_name(text: str) -> bool:
@@ -106,7 +127,9 @@ class MergeClient:
         return list(self.iter_list("/contacts", {k: v for k, v in filters.items() if v is not None}))
 
     def contact_by_remote_id(self, remote_id: str) -> dict[str, Any] | None:
-        found = self.find_contacts(remote_id=remote_id)
+        """The Merge contact of a QuickBooks customer/job Id. Customers only: QuickBooks numbers vendors (and
+        employees) separately, so a vendor can carry the same Id."""
+        found = [c for c in self.find_contacts(remote_id=remote_id, is_customer="true") if c.get("is_customer")]
         return found[0] if found else None
 
     def invoices_by_number(self, number: str) -> list[dict[str, Any]]:
@@ -116,10 +139,12 @@ class MergeClient:
         return list(self.iter_list("/payments", {"contact_id": contact_id, "expand": "applied_to_lines"}))
 
     # -- writes ---------------------------------------------------------------------------------------------
-    def _write(self, method: str, path: str, model: dict[str, Any], idempotency_key: str | None) -> WriteResult:
+    def _write(self, method: str, path: str, model: dict[str, Any], idempotency_key: str | None, *,
+               retry_ambiguous: bool = True) -> WriteResult:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         try:
-            resp = self.api.request(method, path, json={"model": model}, headers=headers)
+            resp = self.api.request(method, path, json={"model": model}, headers=headers,
+                                    retry_ambiguous=retry_ambiguous)
         except ApiError as exc:
             text = _problems_text(exc.body) if exc.body not in (None, "") else exc.message
             raise WriteError(text or exc.message, status=exc.status, request_id=exc.request_id,
@@ -134,17 +159,53 @@ class MergeClient:
         if not model_out.get("id"):
             raise WriteError(f"Merge returned no model id (HTTP {resp.status_code})", status=resp.status_code,
                              request_id=request_id)
-        return WriteResult(model_out, request_id)
+        return WriteResult(model_out, request_id, warnings=_warning_texts(body.get("warnings")))
 
-    def create(self, model_path: str, model: dict[str, Any], *, idempotency_key: str | None = None) -> WriteResult:
-        return self._write("POST", f"/{model_path}", model, idempotency_key)
+    def create(self, model_path: str, model: dict[str, Any], *, idempotency_key: str | None = None,
+               find_existing: Callable[[], dict[str, Any] | None] | None = None) -> WriteResult:
+        """POST a common model. With `find_existing` (the record's natural-key lookup) the create is safe without
+        Merge's Idempotency-Key (a beta enabled per organisation): see `send_checked`."""
+        if find_existing is None:
+            return self._write("POST", f"/{model_path}", model, idempotency_key)
+
+        def found() -> WriteResult | None:
+            hit = find_existing()
+            return WriteResult(hit, recovered=True) if hit is not None else None
+
+        return self.send_checked(lambda: self._write("POST", f"/{model_path}", model, idempotency_key,
+                                                     retry_ambiguous=False), found)
+
+    def send_checked(self, send: Callable[[], T], find: Callable[[], T | None]) -> T:
+        """Send a create; when its answer may have been lost (5xx, no response), look the record up by its
+        natural key before sending again, so a retry never makes a second one whether or not Merge honours the
+        Idempotency-Key. A refusal of a later send (QuickBooks' duplicate-name or duplicate-number rule answering
+        for our own first write) is checked the same way; if the lookup finds nothing, the error is raised marked
+        ambiguous (the caller keeps its intent and checks again next run)."""
+        maybe_written = False
+        tries = self.api.max_retries + 1  # as patient as the client is with any other request
+        for attempt in range(tries):
+            try:
+                return send()
+            except WriteError as exc:
+                lost = exc.ambiguous  # this send got a 5xx or no answer
+                maybe_written = maybe_written or lost
+                if not maybe_written:
+                    raise  # a clean refusal of the first send: nothing was written
+                if (hit := find()) is not None:
+                    return hit
+                if not lost or attempt == tries - 1:
+                    exc.ambiguous = True
+                    raise
+                time.sleep(self.api.backoff(attempt))
+        raise AssertionError("unreachable")
 
     def update(self, model_path: str, merge_id: str, model: dict[str, Any]) -> WriteResult:
         return self._write("PATCH", f"/{model_path}/{merge_id}", model, None)
 
     # -- passthrough (QBO sub-customers) --------------------------------------------------------------------
     def passthrough(self, method: str, qbo_path: str, data: dict[str, Any] | None = None, *,
-                    idempotency_key: str | None = None) -> tuple[int, Any, str | None, bool]:
+                    idempotency_key: str | None = None, retry_ambiguous: bool = True,
+                    ) -> tuple[int, Any, str | None, bool]:
         """Returns (QBO status, QBO body, request id, ambiguous). Merge wraps the provider answer in a 200
         RemoteResponse; `ambiguous`: an earlier attempt got a 5xx or no answer, so a write may have happened."""
         body: dict[str, Any] = {
@@ -157,7 +218,8 @@ class MergeClient:
             body["data"] = json.dumps(data)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         try:
-            resp = self.api.request("POST", "/passthrough", json=body, headers=headers)
+            resp = self.api.request("POST", "/passthrough", json=body, headers=headers,
+                                    retry_ambiguous=retry_ambiguous)
         except ApiError as exc:
             text = _problems_text(exc.body) if exc.body not in (None, "") else exc.message
             raise WriteError(text or exc.message, status=exc.status, request_id=exc.request_id,
@@ -175,15 +237,31 @@ class MergeClient:
         return status, inner, request_id, ambiguous
 
     def create_sub_customer(self, body: dict[str, Any], *, idempotency_key: str | None = None,
-                            ) -> tuple[dict[str, Any], str | None]:
+                            find_existing: Callable[[], dict[str, Any] | None] | None = None) -> WriteResult:
+        """A QBO job through passthrough (Merge's contact model has no parent); `model` is the QBO Customer.
+        Passthrough ignores the Idempotency-Key, so with `find_existing` (the job's DisplayName + ParentRef lookup)
+        a lost answer is checked before sending again (`send_checked`)."""
+        if find_existing is None:
+            return self._create_sub_customer(body, idempotency_key, retry_ambiguous=True)
+
+        def found() -> WriteResult | None:
+            hit = find_existing()
+            return WriteResult(hit, recovered=True) if hit is not None else None
+
+        return self.send_checked(lambda: self._create_sub_customer(body, idempotency_key, retry_ambiguous=False),
+                                 found)
+
+    def _create_sub_customer(self, body: dict[str, Any], idempotency_key: str | None, *, retry_ambiguous: bool,
+                             ) -> WriteResult:
         status, inner, rid, ambiguous = self.passthrough("POST", f"/customer?{QBO_MINOR}", body,
-                                              idempotency_key=idempotency_key)
+                                                         idempotency_key=idempotency_key,
+                                                         retry_ambiguous=retry_ambiguous)
         if status >= 400 or not isinstance(inner, dict) or "Customer" not in inner:
             text = _problems_text(inner)
             raise WriteError(f"QuickBooks rejected the job (HTTP {status}): {text}", status=status,
                              request_id=rid, duplicate_name=_is_duplicate_name(text),
                              ambiguous=ambiguous)
-        return inner["Customer"], rid
+        return WriteResult(inner["Customer"], rid)
 
     def query_customers_by_name(self, display_name: str) -> list[dict[str, Any]] | None:
         """QBO query by DisplayName through passthrough; None if passthrough cannot answer (then rely on Merge)."""

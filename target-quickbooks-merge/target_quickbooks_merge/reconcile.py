@@ -37,7 +37,7 @@ from .mapping import (
     payment_payload,
     render_name,
 )
-from .merge_client import MergeClient, WriteError
+from .merge_client import MergeClient, WriteError, WriteResult
 from .settings import Settings, parse_dt
 from .triggers import TriggerIndex, TriggerRule
 
@@ -91,6 +91,19 @@ def _definitely_not_created(exc: BaseException) -> bool:
     status = getattr(exc, "status", None)
     return isinstance(exc, (WriteError, ApiError)) and isinstance(status, int) and 400 <= status < 500 \
         and status not in (408, 409, 429) and not getattr(exc, "ambiguous", True)
+
+
+def written_note(write: WriteResult) -> str:
+    """What the log adds to a create's reason: how it was confirmed, and what Merge warned about."""
+    note = "; the answer was lost, found by its natural key (no duplicate)" if write.recovered else ""
+    if write.warnings:
+        note += "; Merge warned: " + "; ".join(write.warnings)
+    return note
+
+
+def remote_id_of(model: Mapping[str, Any]) -> str | None:
+    """The QuickBooks Id of a Merge model (None until Merge knows it)."""
+    return str(model["remote_id"]) if model.get("remote_id") else None
 
 
 def idempotency_key(kind: str, source_id: str, fp: str) -> str:
@@ -218,8 +231,13 @@ class Reconciler:
                           self.client.api.retries)
 
     def _record(self, stream: str, source_id: str | None, action: str, reason: str = "", *,
-                target_id: str | None = None, request_id: str | None = None, name: str = "") -> None:
-        """Count + integration log (+ plan row in dry run, where writes are logged as `planned`)."""
+                target_id: str | None = None, request_id: str | None = None, name: str = "",
+                write: WriteResult | None = None) -> None:
+        """Count + integration log (+ plan row in dry run, where writes are logged as `planned`). `write`: the
+        create's answer, whose notes join the reason (a lost answer recovered, Merge's warnings)."""
+        if write is not None:
+            reason += written_note(write)
+            request_id = request_id or write.request_id
         self.result.counts[stream][action] += 1
         logged_action = action
         if self.dry and action in {"created", "updated", "linked"}:
@@ -295,24 +313,24 @@ class Reconciler:
         self._queue_link(link, intent_key)
 
     def _create_model(self, kind: str, source_id: str, desired: dict[str, Any], fp: str, intent_key: str,
-                      intent: Mapping[str, Any] | None, done: Callable[[Link, str | None], None]) -> None:
+                      intent: Mapping[str, Any] | None, done: Callable[[Link, WriteResult], None],
+                      find: Callable[[], dict[str, Any] | None]) -> None:
         """Plan one Merge invoice/payment create under a durable intent and a deterministic Idempotency-Key, so
-        neither a retry nor a crash can create it twice. It is sent with its batch (_flush_creates); `done` then
-        logs it, after its link is queued for the ledger."""
+        neither a retry nor a crash can create it twice; `find` (its natural-key lookup) covers a lost answer when
+        Merge does not honour the key. It is sent with its batch (_flush_creates); `done` then logs it, after its
+        link is queued for the ledger."""
         ikey = idempotency_key(kind, source_id, fp)
 
-        def send() -> tuple[dict[str, Any], str | None]:
+        def send() -> WriteResult:
             if self.dry:  # dry runs send nothing and run on this thread
-                return {"id": self._fake_id(kind)}, None
-            res = self.client.create(f"{kind}s", desired, idempotency_key=ikey)
-            return res.model, res.request_id
+                return WriteResult({"id": self._fake_id(kind)})
+            return self.client.create(f"{kind}s", desired, idempotency_key=ikey, find_existing=find)
 
-        def finish(sent: tuple[dict[str, Any], str | None]) -> None:
-            model, rid = sent
-            link = Link(SRC, kind, source_id, QBO, kind, str(model["id"]),
-                        str(model["remote_id"]) if model.get("remote_id") else None, fp, origin=SRC)
+        def finish(res: WriteResult) -> None:
+            link = Link(SRC, kind, source_id, QBO, kind, str(res.model["id"]), remote_id_of(res.model), fp,
+                        origin=SRC)
             self._commit_create(link, intent_key)
-            done(link, rid)
+            done(link, res)
 
         self._plan(_PlannedCreate(f"{kind}s", source_id, intent_key,  # stream = Merge model path: invoices, payments
                                   {"kind": kind, **(intent or {}), "idempotency_key": ikey}, send, finish))
@@ -606,7 +624,8 @@ class Reconciler:
     def _create_or_match_customer(self, account_id: str, account: Mapping[str, Any], base: str) -> Link | None:
         intent_key = f"forward:account:{account_id}"
         if intent_key in self.leftover_intents:
-            recovered = self._recover_contact(intent_key, "account", account_id, "customer")
+            recovered = self._recover_contact(intent_key, "account", account_id, "customer",
+                                              customer_payload(account, base))
             if recovered:
                 return recovered
         match = self._customer_match(account, base)
@@ -638,17 +657,17 @@ class Reconciler:
         self._reserve_name(name)
         self._pending_customers.add(account_id)
 
-        def send() -> tuple[dict[str, Any], str | None]:
+        def send() -> WriteResult:
             if self.dry:
-                return {"id": self._fake_id("customer"), "remote_id": None, "name": name}, None
-            res = self.client.create("contacts", desired, idempotency_key=ikey)
-            return res.model, res.request_id
+                return WriteResult({"id": self._fake_id("customer"), "remote_id": None, "name": name})
+            return self.client.create("contacts", desired, idempotency_key=ikey,
+                                      find_existing=lambda: self._find_own_customer(name, desired))
 
-        def finish(sent: tuple[dict[str, Any], str | None]) -> None:
-            model, rid = sent
+        def finish(res: WriteResult) -> None:
+            model = res.model
             self._pending_customers.discard(account_id)
-            link = Link(SRC, "account", account_id, QBO, "customer", str(model["id"]),
-                        str(model["remote_id"]) if model.get("remote_id") else None, fp, origin=SRC)
+            link = Link(SRC, "account", account_id, QBO, "customer", str(model["id"]), remote_id_of(model), fp,
+                        origin=SRC)
             self._commit_create(link, intent_key)
             self._remember_name("customer", account_id, base, name)
             self._contact_index().add({**desired, **model})
@@ -656,8 +675,7 @@ class Reconciler:
             reason = "client of a triggered project"
             if name != base:
                 reason += f"; DisplayName {base!r} is used by an unrelated QuickBooks record, used {name!r}"
-            self._record("accounts", account_id, "created", reason, target_id=link.target_id, request_id=rid,
-                         name=name)
+            self._record("accounts", account_id, "created", reason, target_id=link.target_id, name=name, write=res)
             self._mark("accounts", account_id, "done")
 
         def failed(exc: Exception) -> None:
@@ -676,33 +694,58 @@ class Reconciler:
                    durable_now=bool(tried))
 
     def _recover_contact(self, intent_key: str, source_type: str, source_id: str, target_type: str,
-                         ) -> Link | None:
+                         desired: Mapping[str, Any], parent: str | None = None) -> Link | None:
         """A create may have happened before a crash: find it by its DisplayName before creating again."""
         intent = self.leftover_intents.get(intent_key) or {}
         name = intent.get("name")
-        found: dict[str, Any] | None = None
+        merge_id: str | None = None
         remote: str | None = None
-        if name:
-            found = next((c for c in self.client.find_contacts(name=name)
-                          if normalize_name(c.get("name")) == normalize_name(name) and c.get("is_customer")
-                          and str(c.get("id")) not in self.linked_targets), None)
-            if found is None and target_type == "job":
-                rows = self.client.query_customers_by_name(name) or []
-                if rows:
-                    remote = str(rows[0].get("Id"))
-                    found = self.client.contact_by_remote_id(remote) or {}
+        if name and target_type == "job" and parent:
+            row = self._find_own_job(str(name), parent)
+            if row is not None:
+                remote = str(row["Id"])
+                found = self.client.contact_by_remote_id(remote)
+                merge_id = str(found["id"]) if found and found.get("id") else None
+        elif name and target_type == "customer":
+            contact = self._find_own_customer(str(name), desired)
+            if contact is not None:
+                merge_id, remote = str(contact["id"]), remote_id_of(contact)
         self._end(intent_key)
-        if found is None:
+        if merge_id is None and remote is None:
             return None
-        merge_id = str(found["id"]) if found.get("id") else None
-        remote = remote or (str(found["remote_id"]) if found.get("remote_id") else None)
         link = Link(SRC, source_type, source_id, QBO, target_type, merge_id, remote, intent.get("fingerprint"),
                     origin=SRC)
         self._save_link(link)
         stream = "accounts" if source_type == "account" else "projects"
         self._record(stream, source_id, "linked", f"recovered {target_type} {name!r} created by an interrupted "
-                     "run (no duplicate created)", target_id=merge_id, name=str(name))
+                     "run (no duplicate created)", target_id=merge_id or remote, name=str(name))
         return link
+
+    def _find_own_customer(self, name: str, desired: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The customer a create of ours under `name` made when its answer was lost (or the run crashed): the
+        customer holding that DisplayName (QuickBooks keeps them unique), linked to no other record, with the
+        email we sent if we sent one. A vendor or employee holding the name is somebody else's."""
+        email = normalize_email(desired.get("email_address"))
+        for contact in self.client.find_contacts(name=name, is_customer="true"):
+            if normalize_name(contact.get("name")) != normalize_name(name) or not contact.get("is_customer") or \
+                    str(contact.get("id")) in self.linked_targets:
+                continue
+            other = normalize_email(contact.get("email_address"))
+            if email and other and email != other:
+                continue
+            return contact
+        return None
+
+    def _find_own_job(self, name: str, parent: str) -> dict[str, Any] | None:
+        """The QBO job a create of ours under `name` made: `Job` true, `ParentRef` = our customer, linked to no
+        other project. Asked of QuickBooks through passthrough: Merge may list a passthrough write only after its
+        next sync."""
+        linked = {link.target_remote_id for link in self.links.values() if link.target_type == "job"}
+        for row in self.client.query_customers_by_name(name) or []:
+            if row.get("Job") and str((row.get("ParentRef") or {}).get("value")) == str(parent) and \
+                    str(row.get("Id")) not in linked and normalize_name(row.get("DisplayName")) == normalize_name(name):
+                return row
+        return None
 
     def _link_existing_contact(self, stream: str, source_type: str, source_id: str, target_type: str,
                                match: dict[str, Any], desired: dict[str, Any], base: str) -> Link:
@@ -786,7 +829,7 @@ class Reconciler:
     def _create_or_match_job(self, pid: str, project: Mapping[str, Any], base: str, parent: str) -> Link | None:
         intent_key = f"forward:project:{pid}"
         if intent_key in self.leftover_intents:
-            recovered = self._recover_contact(intent_key, "project", pid, "job")
+            recovered = self._recover_contact(intent_key, "project", pid, "job", {}, parent)
             if recovered:
                 return recovered
         for candidate in self._contact_index().by_name.get(normalize_name(base), []):
@@ -806,21 +849,22 @@ class Reconciler:
         ikey = idempotency_key("project", pid, fp)
         self._reserve_name(name)
 
-        def send() -> tuple[dict[str, Any], str | None, dict[str, Any] | None]:
+        def send() -> tuple[WriteResult, dict[str, Any] | None]:
             if self.dry:
-                return {"Id": None}, None, None
-            qbo, rid = self.client.create_sub_customer(body, idempotency_key=ikey)
+                return WriteResult({"Id": None}), None
+            res = self.client.create_sub_customer(body, idempotency_key=ikey,
+                                                  find_existing=lambda: self._find_own_job(name, parent))
             found = None
-            if qbo.get("Id"):
+            if res.model.get("Id"):
                 try:  # its Merge id, if Merge has synced it already (else resolved when an invoice needs it)
-                    found = self.client.contact_by_remote_id(str(qbo["Id"]))
+                    found = self.client.contact_by_remote_id(str(res.model["Id"]))
                 except ApiError:
                     found = None
-            return qbo, rid, found
+            return res, found
 
-        def finish(sent: tuple[dict[str, Any], str | None, dict[str, Any] | None]) -> None:
-            qbo, rid, found = sent
-            remote = str(qbo["Id"]) if qbo.get("Id") else None
+        def finish(sent: tuple[WriteResult, dict[str, Any] | None]) -> None:
+            res, found = sent
+            remote = str(res.model["Id"]) if res.model.get("Id") else None
             merge_id: str | None = self._fake_id("job") if self.dry else None
             if remote and not self.dry:
                 merge_id = str(found["id"]) if found and found.get("id") else None
@@ -834,8 +878,7 @@ class Reconciler:
                 reason += f"; DisplayName {base!r} is used by an unrelated QuickBooks record, used {name!r}"
             if not merge_id and not self.dry:
                 reason += " (not visible in Merge yet: its invoices wait for Merge's next sync)"
-            self._record("projects", pid, "created", reason, target_id=merge_id or remote, request_id=rid,
-                         name=name)
+            self._record("projects", pid, "created", reason, target_id=merge_id or remote, name=name, write=res)
             self._mark("projects", pid, "done")
 
         def failed(exc: Exception) -> None:
@@ -1031,12 +1074,13 @@ class Reconciler:
             return
         if intent_key in self.leftover_intents:
             self._end(intent_key)  # nothing with that number exists: the interrupted create never happened
-        def created(link: Link, rid: str | None) -> None:
-            self._record("invoices", iid, "created", f"draft invoice #{number} for synced project",
-                         target_id=link.target_id, request_id=rid, name=f"#{number}")
+        def created(link: Link, res: WriteResult) -> None:
+            self._record("invoices", iid, "created", f"invoice #{number} for synced project",
+                         target_id=link.target_id, name=f"#{number}", write=res)
             self._mark("invoices", iid, "done")
 
-        self._create_model("invoice", iid, desired, fp, intent_key, {"number": number}, created)
+        self._create_model("invoice", iid, desired, fp, intent_key, {"number": number}, created,
+                           lambda: self._find_invoice(number, contact))
 
     # ================================================================== payments
     def _deposit_account_id(self) -> str:
@@ -1104,12 +1148,20 @@ class Reconciler:
                              "(no duplicate created)", target_id=link.target_id)
                 self._mark("payments", pay_id, "done")
                 return
-        def created(link: Link, rid: str | None) -> None:
+        def created(link: Link, res: WriteResult) -> None:
             self._record("payments", pay_id, "created", f"applied to invoice {inv_id}", target_id=link.target_id,
-                         request_id=rid)
+                         write=res)
             self._mark("payments", pay_id, "done")
 
-        self._create_model("payment", pay_id, desired, fp, intent_key, None, created)
+        self._create_model("payment", pay_id, desired, fp, intent_key, None, created,
+                           lambda: self._find_payment(contact, desired))
+
+    def _find_invoice(self, number: str, contact: str) -> dict[str, Any] | None:
+        """Natural key of an invoice we created: its number, on the same customer/job, not linked to another one
+        (thread-safe: reads Merge directly, not the run's invoice-list index)."""
+        return next((i for i in self.client.invoices_by_number(number)
+                     if not i.get("remote_was_deleted") and str(i.get("contact")) == contact
+                     and str(i.get("id")) not in self.linked_targets), None)
 
     def _find_payment(self, contact: str, desired: Mapping[str, Any]) -> dict[str, Any] | None:
         """Natural key of a payment: same contact, amount, date and applied invoice, not linked to another one."""
