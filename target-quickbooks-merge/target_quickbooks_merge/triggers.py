@@ -22,6 +22,15 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
+def current_phase(project: Mapping[str, Any]) -> tuple[Mapping[str, Any], Any]:
+    """The project's current phase and its template id. A Workflows 1.0 project has a `stage` instead, whose id
+    is not a phase template id: it matches a trigger by name only."""
+    phase = project.get("phase") or {}
+    if phase:
+        return phase, phase.get("templateId")
+    return project.get("stage") or {}, None
+
+
 @dataclass
 class TriggerRule:
     """A configured trigger resolved against the workflows stream (ids when known, names as fallback)."""
@@ -122,8 +131,8 @@ class TriggerIndex:
                  if rule.matches_phase(tid, name)]
         if times:
             return min(times)
-        phase = project.get("phase") or {}
-        if phase and rule.matches_phase(phase.get("templateId"), phase.get("name")):
+        phase, template_id = current_phase(project)
+        if phase and rule.matches_phase(template_id, phase.get("name")):
             stamp = project.get("updatedAt") or project.get("createdAt")
             try:
                 return parse_dt(str(stamp)) if stamp else None
