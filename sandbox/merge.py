@@ -1,7 +1,8 @@
 """Merge.dev Accounting API sandbox with one QuickBooks Online linked account (plus any linked via Link).
 
-Run: `python -m sandbox.merge --port 8766` -> base URL http://127.0.0.1:8766/api/accounting/v1.
-Wire formats follow /work/shared/reference/merge_api.md; the README "Merge" section lists every assumption.
+Run: `python -m sandbox.merge --port 8766 [--profile pessimistic]` -> base URL http://127.0.0.1:8766/api/accounting/v1.
+Wire formats follow /work/shared/reference/merge_api.md; the README "Merge" section lists every assumption, and
+the ones the docs leave open are switches of `sandbox.profiles.MergeAssumptions` (`profile=` / `--profile`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from sandbox._server import RateLimiter, Request, Response, SandboxApp, SandboxS
 from sandbox.merge_models import (EXPANDS, FIELD_SCHEMAS, REQUIRED, SUPPORTED, MergeData, Row, WriteError,
                                   problem)
 from sandbox.merge_qbo import QboCompany, QboError
+from sandbox.merge_seed import seed_assumed_company, seed_merge
 from sandbox.merge_store import Table, dt_us, iso, now_us
+from sandbox.profiles import PROFILES, MergeAssumptions, resolve
 
 API = "/api/accounting/v1"
 LINK_DIR = Path(__file__).with_name("merge_link")
@@ -38,6 +41,9 @@ SYNC_MODELS = ["Account", "CompanyInfo", "Contact", "Invoice", "Item", "Payment"
 CATEGORIES = {"hris", "ats", "accounting", "ticketing", "crm", "mktg", "filestorage", "knowledgebase"}
 PASSTHROUGH_METHODS = {"GET", "OPTIONS", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
 IDEMPOTENCY_TTL = 24 * 3600.0
+#: AccountDetailsAndActionsStatusEnum in merge-accounting-openapi.yaml (also the `/linked-accounts?status=` options)
+LINKED_ACCOUNT_STATUSES = ("COMPLETE", "INCOMPLETE", "RELINK_NEEDED", "IDLE")
+RELINK_NEEDED = "RELINK_NEEDED"
 
 
 @dataclass
@@ -51,6 +57,7 @@ class LinkedAccount:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     completed_at: str = field(default_factory=lambda: iso(now_us()))
     deleted: bool = False
+    status: str = "COMPLETE"  # one of LINKED_ACCOUNT_STATUSES
     webhook_listener_url: str = field(
         default_factory=lambda: f"https://api.merge.dev/api/integrations/webhook-listener/{secrets.token_hex(16)}")
 
@@ -107,18 +114,28 @@ class MergeApp(SandboxApp):
 
     def __init__(self, api_key: str = "sandbox-merge-key", account_token: str = "sandbox-account-token",
                  rate_limit_per_minute: int = 600, company_name: str = "Sandbox Solar Co", *,
-                 realm_id: str = "9341453050298937", passthrough_visible_after_sync: bool = False,
+                 realm_id: str = "9341453050298937", passthrough_visible_after_sync: bool | None = None,
                  passthrough_sync_delay: float | None = None, unique_invoice_numbers: bool = True,
-                 max_name_length: int = 100) -> None:
-        """passthrough_visible_after_sync=False (default): a customer created/changed via passthrough shows up in
-        /contacts at once. True: only after POST /sync-status/resync (or `app.sync()`), or after
-        `passthrough_sync_delay` seconds when that is set (Merge's periodic sync)."""
+                 max_name_length: int = 100, profile: str | MergeAssumptions | None = None,
+                 **switch_overrides: Any) -> None:
+        """`profile` ("optimistic" = default, "pessimistic" or a `MergeAssumptions`) picks how the sandbox reads
+        what Merge's docs leave open; `switch_overrides` (e.g. `idempotency_keys=True`) change single switches.
+        `passthrough_visible_after_sync` overrides that switch: a customer created/changed via passthrough shows
+        up in /contacts only after POST /sync-status/resync (or `app.sync()`), or after `passthrough_sync_delay`
+        seconds when that is set (Merge's periodic sync; setting it defers too)."""
         super().__init__()
+        self.assumptions = resolve(MergeAssumptions, profile,
+                                   passthrough_visible_after_sync=passthrough_visible_after_sync,
+                                   **switch_overrides)
+        if self.assumptions.linked_account_status not in LINKED_ACCOUNT_STATUSES:
+            raise ValueError(f"linked_account_status must be one of {', '.join(LINKED_ACCOUNT_STATUSES)}")
+        self.profile_name = profile if isinstance(profile, str) else "custom" if profile else "optimistic"
         self.api_key = api_key
         self.default_account_token = account_token
         self.company_name = company_name
         self.realm_id = realm_id
-        self.deferred_passthrough = passthrough_visible_after_sync or passthrough_sync_delay is not None
+        self.deferred_passthrough = self.assumptions.passthrough_visible_after_sync or \
+            passthrough_sync_delay is not None
         self.passthrough_sync_delay = passthrough_sync_delay
         self.unique_invoice_numbers = unique_invoice_numbers
         self.max_name_length = max_name_length
@@ -130,14 +147,31 @@ class MergeApp(SandboxApp):
 
     # --- state ------------------------------------------------------------------------------------
     def reset_state(self) -> None:
-        qbo = QboCompany(self.realm_id, max_name_length=self.max_name_length)
+        """A fresh company as the switches describe it (id spaces, employees) and the default linked account."""
+        qbo = QboCompany(self.realm_id, max_name_length=self.max_name_length,
+                         separate_id_spaces=self.assumptions.separate_id_spaces,
+                         employees=self.assumptions.employees_hold_names)
         data = MergeData(qbo, company_name=self.company_name, unique_invoice_numbers=self.unique_invoice_numbers)
         self.state = MergeState(data)
         qbo.on_change = self._on_qbo_change
         self.state.accounts[self.default_account_token] = LinkedAccount(
             token=self.default_account_token, end_user_origin_id="sandbox-org",
-            end_user_organization_name=self.company_name, end_user_email_address="owner@sandbox.example")
+            end_user_organization_name=self.company_name, end_user_email_address="owner@sandbox.example",
+            status=self.assumptions.linked_account_status)
+        seed_assumed_company(self)
         self.limiter.reset()
+
+    def set_linked_account_status(self, status: str, account_token: str | None = None) -> dict[str, Any]:
+        """Admin: what Merge would report after e.g. a revoked QuickBooks connection (RELINK_NEEDED). Returns the
+        account details; relinking through Link sets COMPLETE again."""
+        if status not in LINKED_ACCOUNT_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(LINKED_ACCOUNT_STATUSES)}, not {status!r}")
+        with self.lock:
+            account = self.state.accounts.get(account_token or self.default_account_token)
+            if account is None or account.deleted:
+                raise KeyError(account_token or self.default_account_token)
+            account.status = status
+            return self._details(account)
 
     def set_rate_limit(self, per_minute: int) -> None:
         self.rate_limit_per_minute = per_minute
@@ -145,7 +179,10 @@ class MergeApp(SandboxApp):
         self.limiter.reset()
 
     def _on_qbo_change(self, entity: str, obj: dict[str, Any], created: bool) -> None:
-        """A passthrough write reached QBO: Merge sees it now, or at its next sync."""
+        """A passthrough write reached QBO: Merge sees it now, or at its next sync (employees never: they are not
+        accounting Contacts)."""
+        if entity not in ("Customer", "Vendor"):
+            return
         if not self.deferred_passthrough:
             self.state.data.sync_contact(entity, obj)
             return
@@ -270,8 +307,7 @@ class MergeApp(SandboxApp):
             return Response(400, {exc.name: [exc.message]})
         remote_id = req.arg("remote_id")
         if remote_id not in (None, ""):
-            row = table.by_remote_id(remote_id)
-            ids = [row["_pos"]] if row else []
+            ids = [row["_pos"] for row in table.all_by_remote_id(remote_id)]  # customer and vendor may share it
             candidates = ids if candidates is None else [p for p in candidates if p in ids]
         if not include_deleted:
             checks.append(lambda r: not r["remote_was_deleted"])
@@ -318,7 +354,8 @@ class MergeApp(SandboxApp):
         except ValueError:
             return write_errors([problem("model", "Invalid JSON", "The request body is not valid JSON.",
                                          "INCORRECT_FIELD_TYPE")])
-        key = req.headers.get("idempotency-key", "").strip() if req.method == "POST" else ""
+        honoured = req.method == "POST" and self.assumptions.idempotency_keys
+        key = req.headers.get("idempotency-key", "").strip() if honoured else ""
         fingerprint = hashlib.sha256(f"{req.method} {req.path}\n".encode() +
                                      json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
         if key:
@@ -329,6 +366,8 @@ class MergeApp(SandboxApp):
                                                  "This Idempotency-Key was already used with a different request. "
                                                  "Use a new key for a new request.", "ERROR")])
                 return Response(stored[1], json.loads(stored[2]), {"Idempotent-Replayed": "true"})
+        if account.status == RELINK_NEEDED:
+            return write_errors([self._relink_problem()])
         if not isinstance(body, dict) or "model" not in body:
             return write_errors([problem("model", "Missing Required Field", "model is a required field.",
                                          "MISSING_REQUIRED_FIELD")])
@@ -347,8 +386,16 @@ class MergeApp(SandboxApp):
             self.state.idempotency[(account.id, key)] = (fingerprint, status, json.dumps(out), time.monotonic())
         return Response(status, out)
 
+    @staticmethod
+    def _relink_problem() -> dict[str, Any]:
+        """ASSUMPTION: a write to an account whose QuickBooks credentials Merge can no longer refresh fails with
+        the CREDENTIAL_REFRESH_FAILED problem type (merge_api.md §5.1 lists it; no page shows the exact body)."""
+        return problem("model", "Credential Refresh Failed",
+                       "The linked account's QuickBooks Online credentials could not be refreshed: the end user "
+                       "must relink the account.", "CREDENTIAL_REFRESH_FAILED", block_merge_link=False)
+
     def _meta(self, req: Request, op: str, model_name: str) -> Response:
-        self._account(req)
+        account = self._account(req)
         if "id" in req.path_params:
             row = self.state.table(model_name).get(req.path_params["id"])
             if row is None or row["remote_was_deleted"]:
@@ -362,7 +409,7 @@ class MergeApp(SandboxApp):
         return Response(200, {
             "request_schema": {"type": "object", "properties": {"model": model_schema}, "required": ["model"]},
             "remote_field_classes": {},
-            "status": {"linked_account_status": "COMPLETE", "can_make_request": True},
+            "status": {"linked_account_status": account.status, "can_make_request": account.status != RELINK_NEEDED},
             "has_conditional_params": False, "has_required_linked_account_params": False})
 
     # --- per-model filters ------------------------------------------------------------------------
@@ -377,8 +424,8 @@ class MergeApp(SandboxApp):
         if name:
             key = " ".join(name.split()).casefold()
             checks.append(lambda r: " ".join(str(r["name"] or "").split()).casefold() == key)
-            holder = self.state.qbo.names.get(key)
-            row = self.state.contacts.by_remote_id(holder[1]) if holder else None
+            holder = self.state.qbo.names.get(key)  # an employee's name holder has no Contact
+            row = self.state.contacts.by_remote_id(holder[1], holder[0]) if holder else None
             candidates = [row["_pos"]] if row else []
         email = req.arg("email_address")
         if email:
@@ -468,7 +515,7 @@ class MergeApp(SandboxApp):
         return {"id": account.id, "integration": INTEGRATION["name"], "integration_slug": INTEGRATION["slug"],
                 "category": "accounting", "end_user_origin_id": account.end_user_origin_id,
                 "end_user_organization_name": account.end_user_organization_name,
-                "end_user_email_address": account.end_user_email_address, "status": "COMPLETE",
+                "end_user_email_address": account.end_user_email_address, "status": account.status,
                 "webhook_listener_url": account.webhook_listener_url, "is_duplicate": None,
                 "account_type": "PRODUCTION", "completed_at": account.completed_at, "instance_id": self.realm_id,
                 "instance_display_value": self.company_name}
@@ -480,20 +527,22 @@ class MergeApp(SandboxApp):
         self._account(req).deleted = True
         return Response(200, None)
 
-    def _sync_rows(self, status: str) -> list[dict[str, Any]]:
+    def _sync_rows(self, status: str, result: str = "DONE") -> list[dict[str, Any]]:
         last = iso(self.state.last_sync_us)
         nxt = iso(self.state.last_sync_us + 3600 * 1_000_000)
         return [{"model_name": m, "model_id": f"accounting.{m}", "last_sync_start": last, "next_sync_start": nxt,
-                 "last_sync_result": "DONE", "last_sync_finished": last, "status": status,
+                 "last_sync_result": result, "last_sync_finished": last, "status": status,
                  "is_initial_sync": False, "selective_sync_configurations_usage": "IN_LAST_SYNC"}
                 for m in SYNC_MODELS]
 
     def _sync_status(self, req: Request) -> Response:
-        self._account(req)
-        return Response(200, {"next": None, "previous": None, "results": self._sync_rows("DONE")})
+        failing = self._account(req).status == RELINK_NEEDED  # ASSUMPTION: syncs fail without credentials
+        rows = self._sync_rows("FAILED", "FAILED") if failing else self._sync_rows("DONE")
+        return Response(200, {"next": None, "previous": None, "results": rows})
 
     def _resync(self, req: Request) -> Response:
-        self._account(req)
+        if self._account(req).status == RELINK_NEEDED:  # Merge cannot reach QuickBooks: nothing new arrives
+            return Response(200, self._sync_rows("FAILED", "FAILED"))
         self.sync()
         return Response(200, self._sync_rows("SYNCING"))
 
@@ -597,6 +646,7 @@ class MergeApp(SandboxApp):
                                     end_user_organization_name=details["end_user_organization_name"],
                                     end_user_email_address=details["end_user_email_address"])
             self.state.accounts[account.token] = account
+        account.status = "COMPLETE"  # a finished (re)link repairs a RELINK_NEEDED account
         public = secrets.token_urlsafe(24)
         self.state.public_tokens[public] = account.token
         return Response(200, {"public_token": public, "integration": {"name": INTEGRATION["name"],
@@ -625,7 +675,7 @@ class MergeApp(SandboxApp):
 
     # --- passthrough ------------------------------------------------------------------------------
     def _passthrough(self, req: Request) -> Response:
-        self._account(req)
+        account = self._account(req)
         body = req.json()
         if not isinstance(body, dict):
             return Response(400, {"non_field_errors": ["Invalid data. Expected a dictionary."]})
@@ -643,7 +693,12 @@ class MergeApp(SandboxApp):
             errors["data"] = ["Not a valid string."]
         if errors:
             return Response(400, errors)
-        status, response = self.state.qbo.passthrough(method, path, data)
+        if account.status == RELINK_NEEDED:  # ASSUMPTION: the call reaches QBO with a dead token
+            status, response = 401, QboError("3200", "AuthenticationFailed",
+                                             "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+                                             fault_type="AUTHENTICATION", status=401).fault()
+        else:
+            status, response = self.state.qbo.passthrough(method, path, data)
         headers = {str(k): v for k, v in (body.get("headers") or {}).items()} if isinstance(
             body.get("headers"), dict) else {}
         headers["Authorization"] = "<redacted>"
@@ -661,8 +716,10 @@ class MergeApp(SandboxApp):
 
     def add_contact(self, name: str, *, email: str | None = None, is_customer: bool = True,
                     is_supplier: bool = False, parent: str | None = None, bill_with_parent: bool = False,
-                    **qbo_fields: Any) -> dict[str, Any]:
-        """A customer (or job, with `parent` = Merge id or QBO Id) created directly in QuickBooks; synced."""
+                    qbo_id: str | None = None, **qbo_fields: Any) -> dict[str, Any]:
+        """A customer (or job, with `parent` = Merge id or QBO Id; a vendor with is_supplier and not is_customer)
+        created directly in QuickBooks; synced. `qbo_id` picks its QBO Id, e.g. a vendor sharing a customer's Id
+        under `separate_id_spaces` (refused when the Id is taken in that id space)."""
         with self.lock:
             body: dict[str, Any] = {"DisplayName": name, **qbo_fields}
             if email:
@@ -673,10 +730,24 @@ class MergeApp(SandboxApp):
                             BillWithParent=bill_with_parent)
             entity = "Vendor" if is_supplier and not is_customer else "Customer"
             try:
-                obj = self.state.qbo.create(entity, body, notify=False)
+                obj = self.state.qbo.create(entity, body, notify=False,
+                                            qbo_id=str(qbo_id) if qbo_id is not None else None)
             except QboError as exc:
                 raise ValueError(str(exc)) from None
             return self.state.data.serialize("contacts", self.state.data.sync_contact(entity, obj))
+
+    def add_employee(self, name: str, *, qbo_id: str | None = None, **qbo_fields: Any) -> dict[str, Any]:
+        """A QuickBooks employee (only with `employees_hold_names`): its DisplayName is taken for customers and
+        vendors too, and it never becomes a Merge Contact. Returns the QBO Employee object."""
+        if not self.assumptions.employees_hold_names:
+            raise ValueError("this company has no employees (switch employees_hold_names is off)")
+        with self.lock:
+            try:
+                obj = self.state.qbo.create("Employee", {"DisplayName": name, **qbo_fields}, notify=False,
+                                            qbo_id=str(qbo_id) if qbo_id is not None else None)
+            except QboError as exc:
+                raise ValueError(str(exc)) from None
+            return dict(obj)
 
     def add_item(self, name: str, **fields: Any) -> dict[str, Any]:
         with self.lock:
@@ -751,12 +822,18 @@ class MergeApp(SandboxApp):
         if req.method == "GET" and sub == "summary":
             return Response(200, {name: len(table) for name, table in self.state.data.tables.items()} |
                             {"pending_sync": len(self.state.pending)})
+        if req.method == "GET" and sub == "assumptions":
+            return Response(200, {"profile": self.profile_name} | asdict(self.assumptions))
         if req.method != "POST":
             return None
         body = req.json() or {}
         try:
             if sub == "contacts":
                 return Response(201, self.add_contact(**body))
+            if sub == "employees":
+                return Response(201, self.add_employee(**body))
+            if sub == "linked-account-status":
+                return Response(200, self.set_linked_account_status(body["status"], body.get("account_token")))
             if sub == "items":
                 return Response(201, self.add_item(**body))
             if sub == "accounts":
@@ -775,7 +852,6 @@ class MergeApp(SandboxApp):
             if sub == "sync":
                 return Response(200, {"synced": self.sync()})
             if sub == "seed":
-                from sandbox.merge_seed import seed_merge
                 return Response(200, seed_merge(self, customers=int(body.get("customers", 10)),
                                                 seed=int(body.get("seed", 1))))
             if sub == "rate-limit":
@@ -804,18 +880,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--company-name", default="Sandbox Solar Co")
     parser.add_argument("--seed", type=int, default=None, help="seed pre-existing QBO customers (with --customers)")
     parser.add_argument("--customers", type=int, default=0)
-    parser.add_argument("--passthrough-visible-after-sync", action="store_true")
+    parser.add_argument("--profile", choices=PROFILES, default="optimistic",
+                        help="how to read what Merge's docs leave open (sandbox/profiles.py)")
+    parser.add_argument("--passthrough-visible-after-sync", action="store_true", default=None,
+                        help="override that switch of the profile (on)")
     args = parser.parse_args(argv)
     if not is_loopback(args.host):
         parser.error(f"refusing to bind to non-loopback host {args.host!r}")
     app = MergeApp(api_key=args.api_key, account_token=args.account_token,
                    rate_limit_per_minute=args.rate_limit_per_minute, company_name=args.company_name,
-                   passthrough_visible_after_sync=args.passthrough_visible_after_sync)
+                   passthrough_visible_after_sync=args.passthrough_visible_after_sync, profile=args.profile)
     if args.customers or args.seed is not None:
-        from sandbox.merge_seed import seed_merge
         seed_merge(app, customers=args.customers or 10, seed=args.seed if args.seed is not None else 1)
     server = SandboxServer(app, args.host, args.port)
-    print(f"Merge sandbox on {server.root_url}{API} (Link: {server.root_url}/link/initialize.js)", flush=True)
+    print(f"Merge sandbox on {server.root_url}{API} (profile {args.profile}; "
+          f"Link: {server.root_url}/link/initialize.js)", flush=True)
     server.serve_forever()
 
 

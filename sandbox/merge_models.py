@@ -91,6 +91,12 @@ EXPANDS = {
 }
 
 
+#: the QBO entity behind each table (its Id counter when QuickBooks numbers entities separately); contacts are
+#: customers unless the row says otherwise (`_entity`)
+QBO_ENTITY = {"contacts": "Customer", "invoices": "Invoice", "payments": "Payment", "items": "Item",
+              "accounts": "Account", "company-info": "CompanyInfo"}
+
+
 def problem(pointer: str, title: str, detail: str, problem_type: str, **extra: Any) -> dict[str, Any]:
     """One Merge ValidationProblem."""
     return {"source": {"pointer": pointer}, "title": title, "detail": detail, "problem_type": problem_type, **extra}
@@ -136,7 +142,7 @@ class MergeData:
     def __init__(self, company: QboCompany, *, company_name: str, unique_invoice_numbers: bool = True) -> None:
         self.qbo = company
         self.unique_invoice_numbers = unique_invoice_numbers
-        self.tables: dict[str, Table] = {n: Table(n) for n in
+        self.tables: dict[str, Table] = {n: Table(n, QBO_ENTITY[n]) for n in
                                          ("contacts", "invoices", "payments", "items", "accounts", "company-info")}
         self.payment_lines: dict[str, Row] = {}
         self.doc_numbers: dict[str, str] = {}  # casefolded DocNumber -> invoice id (non-deleted AR invoices)
@@ -148,8 +154,10 @@ class MergeData:
     def t(self, name: str) -> Table:
         return self.tables[name]
 
-    def _new_row(self, **fields: Any) -> Row:
-        return {"id": str(uuid.uuid4()), "remote_id": fields.pop("remote_id", None) or self.qbo.new_id(),
+    def _new_row(self, table: str, **fields: Any) -> Row:
+        """A new common-model row; without a `remote_id`, QBO's next Id for the table's entity."""
+        return {"id": str(uuid.uuid4()),
+                "remote_id": fields.pop("remote_id", None) or self.qbo.new_id(QBO_ENTITY[table]),
                 "created_at": None, "modified_at": None, **fields, "remote_was_deleted": False,
                 "field_mappings": copy.deepcopy(FIELD_MAPPINGS)}
 
@@ -159,7 +167,7 @@ class MergeData:
 
     def _seed_defaults(self, company_name: str) -> None:
         """What a fresh QBO company has: company info, core accounts, the default items."""
-        self.t("company-info").insert(self._new_row(
+        self.t("company-info").insert(self._new_row("company-info",
             name=company_name, legal_name=f"{company_name} LLC", tax_number=None, fiscal_year_end_month=12,
             fiscal_year_end_day=31, currency="USD", remote_created_at="2020-01-01T00:00:00Z", urls=[],
             addresses=[], phone_numbers=[]))
@@ -192,7 +200,7 @@ class MergeData:
     # --- accounts / items -------------------------------------------------------------------------
     def add_account(self, name: str, *, classification: str = "REVENUE", type: str = "Income",  # noqa: A002
                     account_type: str | None = "OTHER_INCOME", **extra: Any) -> Row:
-        return self.t("accounts").insert(self._new_row(
+        return self.t("accounts").insert(self._new_row("accounts",
             name=name, description=extra.pop("description", None), classification=classification, type=type,
             account_type=account_type, status=extra.pop("status", "ACTIVE"),
             current_balance=extra.pop("current_balance", 0.0), currency="USD",
@@ -208,7 +216,7 @@ class MergeData:
             raise WriteError([provider_problem(QboError("6240", "Duplicate Name Exists Error",
                                                         f"The name supplied already exists. : {clean}", "Name"),
                                                "model/name")])
-        return self.t("items").insert(self._new_row(
+        return self.t("items").insert(self._new_row("items",
             name=clean, status=extra.pop("status", "ACTIVE"), type=type, unit_price=unit_price,
             purchase_price=extra.pop("purchase_price", None), purchase_account=extra.pop("purchase_account", None),
             sales_account=sales_account, company=None, purchase_tax_rate=None, sales_tax_rate=None,
@@ -353,10 +361,9 @@ class MergeData:
         """Materialize/refresh the Merge Contact for a QBO customer/vendor; modified_at moves only on changes."""
         fields = self.contact_fields_from_qbo(entity, obj)
         table = self.t("contacts")
-        row = table.by_remote_id(obj["Id"])
+        row = table.by_remote_id(obj["Id"], entity)
         if row is None:
-            row = table.insert(self._new_row(remote_id=obj["Id"], **fields))
-            row["_entity"] = entity
+            row = table.insert(self._new_row("contacts", remote_id=obj["Id"], _entity=entity, **fields))
             self._stamp_children(row)
             return row
         public = {k: row.get(k) for k in fields}
@@ -533,11 +540,11 @@ class MergeData:
                   "total_discount": existing["total_discount"] if existing else None}
         table = self.t("invoices")
         if existing is None:
-            row = self._new_row(**values, paid_on_date=None, company=None, employee=None, exchange_rate=None,
-                                payment_term=None, status="OPEN", remote_updated_at=None, tracking_categories=[],
-                                accounting_period=None, purchase_orders=[], sales_orders=[], payments=[],
-                                applied_payments=[], applied_credit_notes=[], applied_vendor_credits=[],
-                                inclusive_of_tax=fields.get("inclusive_of_tax"))
+            row = self._new_row("invoices", **values, paid_on_date=None, company=None, employee=None,
+                                exchange_rate=None, payment_term=None, status="OPEN", remote_updated_at=None,
+                                tracking_categories=[], accounting_period=None, purchase_orders=[],
+                                sales_orders=[], payments=[], applied_payments=[], applied_credit_notes=[],
+                                applied_vendor_credits=[], inclusive_of_tax=fields.get("inclusive_of_tax"))
             row["_sync_token"] = 0
             table.insert(row)
         else:
@@ -709,7 +716,7 @@ class MergeData:
                   "currency": fields.get("currency") or (existing["currency"] if existing else "USD"),
                   "total_amount": total}
         if existing is None:
-            row = self._new_row(**values, payment_method=None, exchange_rate=None, company=None,
+            row = self._new_row("payments", **values, payment_method=None, exchange_rate=None, company=None,
                                 type="ACCOUNTS_RECEIVABLE", tracking_categories=[], accounting_period=None,
                                 applied_to_lines=[], remote_updated_at=None)
             self.t("payments").insert(row)
@@ -791,7 +798,8 @@ class MergeData:
                                 "Country": "US", "MetaData": meta}
 
     def _qbo_entities(self, entity: str) -> Iterable[dict[str, Any]] | None:
-        table = {"Invoice": "invoices", "Payment": "payments", "Item": "items", "Account": "accounts"}.get(entity)
+        table = {"Invoice": "invoices", "Payment": "payments", "Item": "items", "Account": "accounts",
+                 "CompanyInfo": "company-info"}.get(entity)
         if table is None:
             return None
         return (self.qbo_view(table, row)[1] for row in self.t(table).order if not row["remote_was_deleted"])

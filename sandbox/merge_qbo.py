@@ -1,7 +1,8 @@
 """The emulated QuickBooks Online company behind the Merge sandbox: name rules, customers/jobs, passthrough.
 
 Merge writes (POST /contacts) and passthrough calls (POST .../customer) both land here, so the QBO rules
-(DisplayName unique across customers, jobs and vendors; no colon; SyncToken; 5 levels) hold for both paths.
+(DisplayName unique across customers, jobs, vendors and employees; no colon; SyncToken; 5 levels) hold for both
+paths. Which Ids QBO hands out and whether it has employees follow the app's `MergeAssumptions`.
 """
 
 from __future__ import annotations
@@ -66,23 +67,48 @@ def business_error(detail: str, element: str = "") -> QboError:
 
 
 class QboCompany:
-    """QBO entities that exist independently of Merge's copy (customers, jobs, vendors), plus the name registry."""
+    """QBO entities that exist independently of Merge's copy (customers, jobs, vendors and, when the company has
+    them, employees), plus the name registry.
 
-    def __init__(self, realm_id: str, *, max_name_length: int = 100) -> None:
+    `separate_id_spaces=False` (the sandbox's original choice): one Id counter for every entity, so a remote_id
+    is unique. True: one counter per entity, as QuickBooks may number them, so vendor 1 and customer 1 coexist.
+    `employees=True`: the Employee entity exists (its DisplayNames share the registry with customers/vendors).
+    """
+
+    def __init__(self, realm_id: str, *, max_name_length: int = 100, separate_id_spaces: bool = False,
+                 employees: bool = False) -> None:
         self.realm_id = realm_id
         self.max_name_length = max_name_length
-        self.next_id = 1
-        self.entities: dict[str, dict[str, dict[str, Any]]] = {"Customer": {}, "Vendor": {}}
+        self.separate_id_spaces = separate_id_spaces
+        self.counters: dict[str, int] = {}  # id space ("*" when shared) -> next Id
+        self.name_entities: tuple[str, ...] = ("Customer", "Vendor") + (("Employee",) if employees else ())
+        self.entities: dict[str, dict[str, dict[str, Any]]] = {e: {} for e in self.name_entities}
         self.names: dict[str, tuple[str, str]] = {}  # norm(DisplayName) -> (entity, Id)
         # hooks set by the Merge app
         self.on_change: Callable[[str, dict[str, Any], bool], None] = lambda entity, obj, created: None
         self.other_entities: Callable[[str], Iterable[dict[str, Any]] | None] = lambda entity: None
 
-    def new_id(self) -> str:
-        """QBO Ids are numeric strings; one counter for every entity keeps remote_ids unique in the sandbox."""
-        value = str(self.next_id)
-        self.next_id += 1
-        return value
+    def _space(self, entity: str) -> str:
+        return entity if self.separate_id_spaces else "*"
+
+    def new_id(self, entity: str = "") -> str:
+        """The next QBO Id (a numeric string) of `entity`: from its own counter, or the one shared counter."""
+        space = self._space(entity)
+        value = self.counters.get(space, 1)
+        self.counters[space] = value + 1
+        return str(value)
+
+    def claim_id(self, entity: str, id_: str) -> str:
+        """Use a chosen Id for a new customer/vendor/employee (admin: force an Id collision across entities).
+        Refused when the Id is taken in its id space (the shared space: any Id already issued to anything);
+        later Ids of that space continue after it."""
+        if not str(id_).isdigit() or int(id_) < 1:
+            raise ValueError(f"a QBO Id is a positive integer, not {id_!r}")
+        space = self._space(entity)
+        if str(id_) in self.entities.get(entity, {}) or (space == "*" and int(id_) < self.counters.get(space, 1)):
+            raise ValueError(f"QBO Id {id_} is already used in the {entity if space != '*' else 'shared'} id space")
+        self.counters[space] = max(self.counters.get(space, 1), int(id_) + 1)
+        return str(id_)
 
     # --- name rules -------------------------------------------------------------------------------
     def check_name(self, name: Any, *, own: tuple[str, str] | None = None) -> str:
@@ -108,10 +134,14 @@ class QboCompany:
     def get(self, entity: str, id_: str) -> dict[str, Any] | None:
         return self.entities.get(entity, {}).get(str(id_))
 
-    def create(self, entity: str, body: dict[str, Any], *, notify: bool = True) -> dict[str, Any]:
-        """Create a Customer (or job, with Job/ParentRef) or Vendor, applying QBO's rules."""
+    def create(self, entity: str, body: dict[str, Any], *, notify: bool = True,
+               qbo_id: str | None = None) -> dict[str, Any]:
+        """Create a Customer (or job, with Job/ParentRef), Vendor or Employee, applying QBO's rules.
+        `qbo_id` (admin only) picks the new Id instead of the entity's counter."""
         if body.get("Id"):
             return self.update(entity, body, notify=notify)
+        if entity not in self.entities:
+            raise QboError("4001", "Unsupported Operation", f"This company has no {entity} entity")
         obj = {k: copy.deepcopy(v) for k, v in body.items() if k not in READ_ONLY}
         name = obj.get("DisplayName")
         if not name:
@@ -122,8 +152,11 @@ class QboCompany:
         if entity == "Customer":
             self._place_in_tree(obj)
         now = qbo_time()
-        obj.update({"Id": self.new_id(), "SyncToken": "0", "domain": "QBO", "sparse": False, "Balance": 0,
+        new_id = self.claim_id(entity, qbo_id) if qbo_id is not None else self.new_id(entity)
+        obj.update({"Id": new_id, "SyncToken": "0", "domain": "QBO", "sparse": False,
                     "MetaData": {"CreateTime": now, "LastUpdatedTime": now}})
+        if entity != "Employee":  # QBO employees carry no balance
+            obj["Balance"] = 0
         if entity == "Customer":
             obj["BalanceWithJobs"] = 0
             obj["IsProject"] = False
@@ -240,8 +273,12 @@ class QboCompany:
                 if text is None and method == "POST":
                     text = data
                 return 200, self.query(text or "")
-            entity_match = re.match(r"^(customer|vendor)(?:/(\w+))?$", resource, re.I)
-            if not entity_match:
+            if method == "GET" and resource.lower() == f"companyinfo/{self.realm_id}":  # QBO: Id = the realm id
+                info = next(iter(self.other_entities("CompanyInfo") or ()), None)
+                if info is not None:
+                    return 200, {"CompanyInfo": {**info, "Id": self.realm_id}, "time": qbo_time()}
+            entity_match = re.match(r"^(\w+?)(?:/(\w+))?$", resource)
+            if not entity_match or entity_match.group(1).capitalize() not in self.name_entities:
                 return 400, QboError("4001", "Unsupported Operation",
                                      f"Operation {method} {resource} is not supported by the sandbox").fault()
             entity = entity_match.group(1).capitalize()
@@ -271,7 +308,7 @@ class QboCompany:
                                                           f"{text}")
         what, entity_raw, where, start, maxres = m.groups()
         entity = entity_raw[0].upper() + entity_raw[1:]
-        if entity.lower() in ("customer", "vendor"):
+        if entity.capitalize() in self.name_entities:
             entity = entity.capitalize()
             source: Iterable[dict[str, Any]] | None = self.entities[entity].values()
         else:

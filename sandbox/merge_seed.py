@@ -13,6 +13,26 @@ FIRST = ["Avery", "Blake", "Casey", "Devon", "Emerson", "Finley", "Harper", "Jor
 LAST = ["Adams", "Brooks", "Carter", "Diaz", "Ellis", "Foster", "Garcia", "Hughes", "Ito", "Jensen", "Kim",
         "Lopez", "Nguyen", "Owens", "Patel", "Reyes"]
 BUSINESS = ["Roofing", "Builders", "Homes", "Properties", "Electric", "Holdings", "Farms", "Dental"]
+#: with `separate_id_spaces`, vendors a solar installer already has: Vendor Ids 1 and 2, so the first customers
+#: created (Customer Ids 1, 2, ...) share their remote_id
+PRESET_VENDORS = ["Sunbelt Panel Supply", "Lone Star Electrical Wholesale"]
+#: with `employees_hold_names`, the company's employees: these DisplayNames can't be used for customers
+PRESET_EMPLOYEES = ["Alex Employee", "Sam Technician"]
+
+
+def seed_assumed_company(app: MergeApp) -> dict[str, int]:
+    """What a QuickBooks company matching the app's switches holds from the start (called on every reset):
+    colliding-Id vendors under `separate_id_spaces`, employees under `employees_hold_names`. Nothing by default."""
+    data = app.state.data
+    vendors = PRESET_VENDORS if app.assumptions.separate_id_spaces else []
+    for name in vendors:
+        data.sync_contact("Vendor", data.qbo.create("Vendor", {"DisplayName": name, "CompanyName": name},
+                                                    notify=False))
+    employees = PRESET_EMPLOYEES if app.assumptions.employees_hold_names else []
+    for name in employees:
+        given, _, family = name.partition(" ")
+        data.qbo.create("Employee", {"DisplayName": name, "GivenName": given, "FamilyName": family}, notify=False)
+    return {"vendors": len(vendors), "employees": len(employees)}
 
 
 def seed_merge(app: MergeApp, *, customers: int = 10, seed: int = 1, jobs_every: int = 0,

@@ -67,14 +67,19 @@ def decode_cursor(cursor: str) -> tuple[str, int]:
 
 
 class Table:
-    """One Merge common model: rows by id, by position, by remote_id, and a modified_at index."""
+    """One Merge common model: rows by id, by position, by remote_id, and a modified_at index.
 
-    def __init__(self, name: str) -> None:
+    The remote-id index is keyed by (QBO entity, Id): QuickBooks may number customers and vendors separately,
+    so one remote_id can belong to two contacts (a row's entity is its `_entity`, else `default_entity`).
+    """
+
+    def __init__(self, name: str, default_entity: str = "") -> None:
         self.name = name
+        self.default_entity = default_entity
         self.by_id: dict[str, Row] = {}
         self.order: list[Row] = []
         self.created: list[int] = []  # _created_us by position (ascending)
-        self.by_remote: dict[str, str] = {}
+        self.by_remote: dict[str, dict[str, str]] = {}  # remote_id -> {entity: row id}, insertion order
         self._mod_index: list[tuple[int, int]] = []  # sorted (modified_us, pos)
 
     def __len__(self) -> int:
@@ -83,8 +88,20 @@ class Table:
     def get(self, id_: str | None) -> Row | None:
         return self.by_id.get(id_) if id_ else None
 
-    def by_remote_id(self, remote_id: str | None) -> Row | None:
-        return self.by_id.get(self.by_remote.get(str(remote_id), "")) if remote_id is not None else None
+    def by_remote_id(self, remote_id: str | None, entity: str | None = None) -> Row | None:
+        """The row of this QBO entity with this Id; without `entity`, the default entity's row, else the first."""
+        held = self.by_remote.get(str(remote_id)) if remote_id is not None else None
+        if not held:
+            return None
+        if entity is not None:
+            return self.by_id.get(held.get(entity, ""))
+        row_id = held.get(self.default_entity) or next(iter(held.values()))
+        return self.by_id.get(row_id)
+
+    def all_by_remote_id(self, remote_id: str | None) -> list[Row]:
+        """Every row with this remote_id (more than one only when QBO entities share an Id)."""
+        held = self.by_remote.get(str(remote_id), {}) if remote_id is not None else {}
+        return [self.by_id[i] for i in held.values()]
 
     def insert(self, row: Row, ts: int | None = None) -> Row:
         ts = ts or now_us()
@@ -95,7 +112,8 @@ class Table:
         self.order.append(row)
         self.created.append(ts)
         if row.get("remote_id") is not None:
-            self.by_remote[str(row["remote_id"])] = row["id"]
+            entity = row.get("_entity") or self.default_entity
+            self.by_remote.setdefault(str(row["remote_id"]), {})[entity] = row["id"]
         self._mod_index.append((ts, row["_pos"]))  # ts is the newest timestamp: stays sorted
         return row
 
