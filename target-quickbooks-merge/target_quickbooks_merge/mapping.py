@@ -134,10 +134,10 @@ def money(value: Any) -> float:
 
 
 def invoice_payload(invoice: Mapping[str, Any], contact_id: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
-    """Merge InvoiceRequest: AR draft numbered from Coperniq's uid."""
+    """Merge InvoiceRequest: an AR invoice numbered from Coperniq's uid (QuickBooks has no drafts: `status` is
+    computed by QuickBooks from the balance and ignored on write)."""
     payload: dict[str, Any] = {
         "type": "ACCOUNTS_RECEIVABLE",
-        "status": "DRAFT",
         "number": str(invoice.get("uid") or invoice["id"]),
         "contact": contact_id,
         "line_items": lines,

@@ -21,6 +21,9 @@ MATCHING_STRATEGIES = ("enrich", "replace", "skip")
 MAX_PARALLEL_WRITES = 16
 DEFAULT_JOB_NAME_TEMPLATE = "{title} ({number})"
 DEFAULT_CUSTOMER_NAME_TEMPLATE = "{title}"
+#: Coperniq invoice statuses. QuickBooks has no draft invoice: whatever is pushed is a real receivable.
+INVOICE_STATUSES = ("DRAFT", "SENT", "DECLINED", "PAID", "PARTIALLY_PAID", "OVERDUE")
+DEFAULT_INVOICE_STATUSES = ("SENT", "PARTIALLY_PAID", "PAID", "OVERDUE")
 
 CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property("merge_api_key", th.StringType, required=True, secret=True,
@@ -41,7 +44,11 @@ CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
         description='Phases that start the sync, one per workflow: [{"workflow": <id or name>, "phase": <id or name>}].',
     ),
     th.Property("invoice_sync", th.BooleanType, default=False,
-                description="Also push Coperniq invoices (as drafts) and their payments for synced projects."),
+                description="Also push Coperniq invoices and their payments for synced projects (QuickBooks has no "
+                "draft invoices: a pushed invoice is a receivable at once)."),
+    th.Property("invoice_statuses", th.ArrayType(th.StringType), default=list(DEFAULT_INVOICE_STATUSES),
+                description="Coperniq invoice statuses that are pushed (of " + ", ".join(INVOICE_STATUSES) + "); "
+                "DRAFT and DECLINED are not pushed by default."),
     th.Property("matching_strategy", th.StringType, default="enrich", allowed_values=list(MATCHING_STRATEGIES),
                 description="What to do with an existing QuickBooks record found when no link exists yet."),
     th.Property("dry_run", th.BooleanType, default=False,
@@ -93,6 +100,7 @@ class Settings:
     base_url: str = DEFAULT_BASE_URL
     trigger_phases: tuple[TriggerSpec, ...] = ()
     invoice_sync: bool = False
+    invoice_statuses: tuple[str, ...] = DEFAULT_INVOICE_STATUSES
     matching_strategy: str = "enrich"
     dry_run: bool = False
     backfill: bool = False
@@ -161,6 +169,16 @@ class Settings:
             except ValueError:
                 errors.append(f"trigger_since: not an ISO 8601 date-time: {since!r}")
 
+        raw_statuses = config.get("invoice_statuses")
+        statuses = DEFAULT_INVOICE_STATUSES if raw_statuses is None else raw_statuses
+        if not isinstance(statuses, (list, tuple)) or not all(isinstance(v, str) for v in statuses):
+            errors.append(f"invoice_statuses: must be a list of Coperniq invoice statuses ({', '.join(INVOICE_STATUSES)})")
+            statuses = DEFAULT_INVOICE_STATUSES
+        statuses = tuple(v.strip().upper() for v in statuses)
+        unknown = [v for v in statuses if v not in INVOICE_STATUSES]
+        if unknown:
+            errors.append(f"invoice_statuses: unknown status(es) {', '.join(unknown)}; valid: {', '.join(INVOICE_STATUSES)}")
+
         mapping = config.get("item_mapping") or {}
         if not isinstance(mapping, Mapping):
             errors.append("item_mapping: must be an object {coperniq item id or name: quickbooks item}")
@@ -184,6 +202,7 @@ class Settings:
             base_url=str(config.get("base_url") or DEFAULT_BASE_URL).rstrip("/"),
             trigger_phases=tuple(triggers),
             invoice_sync=bool(config.get("invoice_sync", False)),
+            invoice_statuses=statuses,
             matching_strategy=strategy,
             dry_run=bool(config.get("dry_run", False)),
             backfill=bool(config.get("backfill", False)),

@@ -18,6 +18,13 @@ from sync_ledger import ApiError, Ledger
 
 from .merge_client import MergeClient
 from .reconcile import DIRECTION, SRC, Disconnected, Reconciler, Result
+
+#: Linked-account statuses the sync cannot write through, and why (Merge's LinkedAccount.status values).
+CANNOT_SYNC_STATUSES = {
+    "RELINK_NEEDED": "QuickBooks refused Merge's credentials",
+    "DISCONNECTED": "the link was removed",
+    "INCOMPLETE": "the Merge Link flow was never finished",
+}
 from .report import plan_table, summary_table
 from .settings import CONFIG_JSONSCHEMA, Settings, parse_dt
 from .sinks import INVALID_KEY, StagingSink
@@ -116,10 +123,14 @@ class TargetQuickbooksMerge(Target):
                                   f"the account_token/merge_api_key is wrong. {RECONNECT_HINT}") from None
             raise TargetError(f"Cannot reach Merge at {self.settings.base_url}: {exc.message}") from None
         status = str(details.get("status") or "").upper()
-        if status in {"RELINK_NEEDED", "DISCONNECTED"}:
-            raise TargetError(f"Merge reports the QuickBooks link as {status}. {RECONNECT_HINT}")
-        self.logger.info("Linked account OK: %s (%s)", details.get("end_user_organization_name") or "?",
-                         details.get("integration") or "QuickBooks Online")
+        if status in CANNOT_SYNC_STATUSES:
+            raise TargetError(f"Merge reports the QuickBooks link as {status}: {CANNOT_SYNC_STATUSES[status]}. "
+                              f"{RECONNECT_HINT}")
+        if status not in ("", "COMPLETE"):
+            self.logger.warning("WARNING: Merge reports the QuickBooks link as %s (not COMPLETE): writes go on, but "
+                                "what Merge lists of QuickBooks may be out of date (matching reads it)", status)
+        self.logger.info("Linked account OK: %s (%s, status %s)", details.get("end_user_organization_name") or "?",
+                         details.get("integration") or "QuickBooks Online", status or "not reported")
 
     # ------------------------------------------------------------------ called by sinks
     def register_sink(self, sink: Sink) -> None:

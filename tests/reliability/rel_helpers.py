@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from target_quickbooks_merge.settings import DEFAULT_INVOICE_STATUSES
+
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
 TRIGGERS = [{"workflow": "Residential Solar", "phase": "Install"},
@@ -140,7 +142,8 @@ def expected_forward(coperniq: Any, triggers: dict[str, str] | None = None) -> d
                 projects[pid] = project
                 break
     accounts = {p["accountId"] for p in projects.values()}
-    invoices = {iid: st.invoices[iid] for pid in projects for iid in st.invoices_by_project.get(pid, [])}
+    invoices = {iid: st.invoices[iid] for pid in projects for iid in st.invoices_by_project.get(pid, [])
+                if st.invoices[iid]["status"] in DEFAULT_INVOICE_STATUSES}  # drafts/declined are not pushed
     payments = {str(st.invoices[iid]["uid"]): len(st.payments.get(iid, [])) for iid in invoices}
     return {"projects": projects, "accounts": accounts, "invoice_numbers": sorted(str(i["uid"]) for i in
                                                                                     invoices.values()),
