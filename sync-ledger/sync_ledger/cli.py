@@ -1,4 +1,4 @@
-"""`coperniq-qbo`: the operator CLI (connect, status, disconnect, log, runs, doctor).
+"""`coperniq-qbo`: the operator CLI (connect, status, disconnect, log, runs, doctor, verify).
 
 Run it through Meltano (`meltano invoke coperniq-qbo status`), which passes the utility's settings as
 COPERNIQ_QBO_* env vars, or directly; flags override env vars, env vars override the project's `.env`.
@@ -584,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="coperniq-qbo",
         description="Operate the Coperniq <-> QuickBooks Online (Merge) sync: connect, status, disconnect, "
-                    "integration log, doctor.")
+                    "integration log, doctor, verify.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("connect", parents=[common], help="link a QuickBooks Online company through Merge Link")
@@ -633,6 +633,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-meltano", action="store_true", help="never shell out to meltano for the target config")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_doctor)
+
+    from sync_ledger.cli_verify import add_arguments as add_verify_arguments, run_verify
+
+    p = sub.add_parser("verify", parents=[common],
+                       help="live pre-flight against the real Merge and Coperniq accounts: run it once before the "
+                            "first sync (read-only unless --write-probe)")
+    add_verify_arguments(p)
+    p.set_defaults(func=run_verify)
     return parser
 
 
