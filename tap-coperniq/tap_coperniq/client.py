@@ -23,6 +23,7 @@ from sync_ledger import RateLimiter
 from sync_ledger.http import RateLimitedSession, parse_retry_after
 
 from tap_coperniq import schemas
+from tap_coperniq.retries import DEFAULT_MAX_RATE_LIMIT_WAIT, DOCUMENTED_DAILY_CAP, RetrySchedule
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -30,6 +31,7 @@ else:
     from typing_extensions import override
 
 if t.TYPE_CHECKING:
+    from backoff.types import Details
     from singer_sdk.helpers.types import Context
     from singer_sdk.streams.rest import HTTPRequest, PageContext
 
@@ -39,6 +41,12 @@ MAX_PAGE_SIZE = 100  # Coperniq rejects/clamps anything larger
 MAX_RETRY_AFTER = 600.0
 SCHEMAS = SchemaDirectory(schemas)
 _BODY_ATTR = "_coperniq_body"
+#: The wait generator ends retries (RetrySchedule); this only keeps the SDK's own counter out of the way.
+_UNBOUNDED_TRIES = 1_000_000
+
+
+class CoperniqStopError(FatalAPIError):
+    """A failure the operator has to act on: the CLI prints its message as one line, without a traceback."""
 
 
 def response_body(response: requests.Response) -> t.Any:
@@ -139,6 +147,8 @@ class CoperniqStream(RESTStream[int]):
     #: Coperniq query params understood by this endpoint besides paging (e.g. include_archived).
     extra_params: t.ClassVar[dict[str, t.Any]] = {}
     paginated: t.ClassVar[bool] = True
+    #: First and largest single wait on a 429 without Retry-After, seconds (tests shrink them).
+    rate_limit_waits: t.ClassVar[tuple[float, float]] = (1.0, 60.0)
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
@@ -210,7 +220,7 @@ class CoperniqStream(RESTStream[int]):
                 "rejected. Check the `api_key` setting (env TAP_COPERNIQ_API_KEY) and that `api_url` points at "
                 "the Coperniq environment that key belongs to."
             )
-            raise FatalAPIError(msg)
+            raise CoperniqStopError(msg)
         if status == HTTPStatus.TOO_MANY_REQUESTS:
             wait = self._retry_after(response)
             if wait is not None and wait > MAX_RETRY_AFTER:
@@ -219,7 +229,7 @@ class CoperniqStream(RESTStream[int]):
                     f"(X-RateLimit-Limit={response.headers.get('X-RateLimit-Limit', '?')}) is used up. "
                     "Run again later; the bookmark of completed streams is kept."
                 )
-                raise FatalAPIError(msg)
+                raise CoperniqStopError(msg)
         super().validate_response(response)
 
     @override
@@ -264,29 +274,60 @@ class CoperniqStream(RESTStream[int]):
             return max(0.0, value - now) if value > 1e9 else value
         return None
 
+    @property
+    def max_rate_limit_wait(self) -> float:
+        """Total seconds one request rides out 429s (setting `max_rate_limit_wait`)."""
+        value = self.config.get("max_rate_limit_wait")
+        return DEFAULT_MAX_RATE_LIMIT_WAIT if value is None else max(0.0, float(value))
+
+    def retry_schedule(self) -> RetrySchedule:
+        """A fresh schedule per request (a burst on one call must not eat another call's budget)."""
+        first, largest = self.rate_limit_waits
+        return RetrySchedule(self.max_rate_limit_wait, rate_limit_first_wait=first, rate_limit_max_wait=largest)
+
     @override
     def backoff_wait_generator(self) -> t.Generator[float, t.Any, None]:
-        """Exponential (0.5 s doubling, capped at 60 s), but a 429 waits what the server asks for."""
+        """Waits from RetrySchedule; a spent 429 budget stops the run with one clear line."""
+        schedule = self.retry_schedule()
         exception = yield  # type: ignore[misc]
-        attempt = 0
         while True:
-            wait = min(0.5 * 2**attempt, 60.0)
-            if isinstance(exception, RetriableAPIError) and exception.response is not None:
-                if (asked := self._retry_after(exception.response)) is not None:
-                    wait = asked
-            attempt += 1
+            response = exception.response if isinstance(exception, RetriableAPIError) else None
+            status = response.status_code if response is not None else None
+            retry_after = self._retry_after(response) if response is not None else None
+            wait = schedule.next_wait(status, retry_after)
+            if wait is None:
+                if schedule.rate_limit_exhausted:
+                    raise CoperniqStopError(self._rate_limit_exhausted_message(schedule))
+                return  # backoff re-raises the last error
             exception = yield wait
+
+    def _rate_limit_exhausted_message(self, schedule: RetrySchedule) -> str:
+        how = ("with no Retry-After" if schedule.last_retry_after is None
+               else "(each time waiting the Retry-After it sent)")
+        return (
+            f"Coperniq kept answering 429 Too Many Requests {how} for {schedule.rate_limited_for:.1f} s "
+            f"({schedule.answers_429} times in a row) on stream '{self.name}' ({self.path}): the daily cap of "
+            f"{DOCUMENTED_DAILY_CAP:,} calls per API key is probably spent ({self.api_usage.total} calls made this "
+            "run). Run again later, or raise `max_rate_limit_wait`; the bookmarks of completed streams are kept."
+        )
+
+    @override
+    def backoff_handler(self, details: Details) -> None:
+        """A WARNING, not the SDK's ERROR: a retry that is expected to succeed is not an error yet."""
+        exc = details.get("exception")
+        response = getattr(exc, "response", None)
+        why = f"{response.status_code} {response.reason}" if response is not None else type(exc).__name__
+        self.logger.warning("Coperniq answered %s for %s; retry %d in %.2f s", why, self.path,
+                            details.get("tries", 0), details.get("wait") or 0.0)
 
     @override
     def backoff_max_tries(self) -> int:
-        return 8
+        return _UNBOUNDED_TRIES
 
     @override
     def backoff_jitter(self, value: float) -> float:
-        """Up to 10% extra, so parallel runs spread out without doubling a short Retry-After."""
-        import random
-
-        return value + random.uniform(0, value * 0.1)  # noqa: S311 - jitter, not crypto
+        """No jitter here: RetrySchedule adds it, so the 429 budget holds exactly."""
+        return value
 
     # --- reporting --------------------------------------------------------------------------
     def log_usage(self) -> None:
@@ -295,14 +336,20 @@ class CoperniqStream(RESTStream[int]):
         mine = usage.by_stream[self.name]
         children = {c.name: usage.by_stream[c.name] for c in self.child_streams if usage.by_stream[c.name]}
         child_txt = "".join(f", {name}: {n}" for name, n in children.items())
-        remaining = "unknown" if usage.remaining is None else str(usage.remaining)
-        limit = "" if usage.limit is None else f"/{usage.limit}"
+        if usage.remaining is None:  # no X-RateLimit-* headers: our own count is all there is
+            quota = f"remaining: not reported by Coperniq; {usage.total} calls made this run"
+        else:
+            limit = "" if usage.limit is None else f"/{usage.limit}"
+            quota = f"run total {usage.total}; X-RateLimit-Remaining {usage.remaining}{limit}"
         self.logger.info(
-            "Coperniq API usage after stream '%s': %d requests (%s%s); run total %d; "
-            "X-RateLimit-Remaining %s%s; %d duplicate rows dropped",
-            self.name, mine + sum(children.values()), f"{self.name}: {mine}", child_txt,
-            usage.total, remaining, limit, self._duplicates,
+            "Coperniq API usage after stream '%s': %d requests (%s%s); %s; %d duplicate rows dropped",
+            self.name, mine + sum(children.values()), f"{self.name}: {mine}", child_txt, quota, self._duplicates,
         )
+        if usage.remaining is None and usage.total >= DOCUMENTED_DAILY_CAP * 0.9:
+            self.logger.warning(
+                "This run alone made %d Coperniq calls of the documented %d a day per API key "
+                "(Coperniq reports no remaining quota)", usage.total, DOCUMENTED_DAILY_CAP,
+            )
         if usage.remaining is not None and usage.limit and usage.remaining < usage.limit * 0.1:
             self.logger.warning(
                 "Only %d of %d daily Coperniq requests left for this API key", usage.remaining, usage.limit,

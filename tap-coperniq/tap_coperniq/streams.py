@@ -103,6 +103,15 @@ class ProjectPhaseInstancesStream(CoperniqStream):
     paginated = False
 
     @override
+    def get_http_request(self, *, page: PageContext) -> HTTPRequest:
+        # GET /projects/{id} may 404 an archived project unless asked (the spec: "By default only active
+        # records are returned"), and the list just emitted it: without this its phase history would be lost.
+        request = super().get_http_request(page=page)
+        if self.config.get("include_archived", True):
+            request.params["include_archived"] = "true"
+        return request
+
+    @override
     def validate_response(self, response: requests.Response) -> None:
         if response.status_code == HTTPStatus.NOT_FOUND:
             return  # deleted (or moved out of the key's scope) between the list call and this one

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from functools import cached_property
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from sync_ledger import ISO_8601_PATTERN
 
-from tap_coperniq.client import DEFAULT_API_URL, MAX_PAGE_SIZE, ApiUsage
+from tap_coperniq.client import DEFAULT_API_URL, MAX_PAGE_SIZE, ApiUsage, CoperniqStopError
+from tap_coperniq.retries import DEFAULT_MAX_RATE_LIMIT_WAIT
 from tap_coperniq.streams import STREAM_TYPES
 
 if sys.version_info >= (3, 12):
@@ -55,7 +56,15 @@ class TapCoperniq(Tap):
         ),
         th.Property(
             "include_archived", th.BooleanType, default=True, title="Include archived",
-            description="Ask for archived accounts and projects too (include_archived=true).",
+            description="Ask for archived accounts and projects too (include_archived=true), also when "
+            "reading one project's phase history.",
+        ),
+        th.Property(
+            "max_rate_limit_wait", th.NumberType, default=DEFAULT_MAX_RATE_LIMIT_WAIT,
+            title="Max rate-limit wait (seconds)",
+            description="Total seconds one request keeps retrying while Coperniq answers 429 (the Retry-After "
+            "it sends, or without one exponential backoff from 1 s to 60 s per wait); then the run stops with "
+            "one message, because the 5,000/day cap is probably spent. 0 = stop at the first 429.",
         ),
     ).to_dict()
     config_jsonschema["properties"]["start_date"]["pattern"] = ISO_8601_PATTERN
@@ -68,6 +77,16 @@ class TapCoperniq(Tap):
     @override
     def discover_streams(self) -> list[CoperniqStream]:
         return [stream_type(tap=self) for stream_type in STREAM_TYPES]
+
+    @classmethod
+    @override
+    def invoke(cls, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """A CoperniqStopError (bad key, spent cap) ends the CLI with its one-line message, not a traceback."""
+        try:
+            super().invoke(*args, **kwargs)
+        except CoperniqStopError as exc:
+            cls.logger.error("%s", exc)  # noqa: TRY400 - the traceback is noise; the message says what to do
+            raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
