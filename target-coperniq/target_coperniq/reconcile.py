@@ -23,6 +23,7 @@ from typing import Any
 from sync_ledger import DEFAULT_LEDGER_PATH, ApiClient, ApiError, Ledger, Link, fingerprint
 
 from target_coperniq.coperniq import CoperniqApi
+from target_coperniq.invoice_update import InvoiceUpdateError, update_invoice_lines
 from target_coperniq.mapping import (
     DELETED_PREFIX,
     VOID_PREFIX,
@@ -146,7 +147,14 @@ class Reconciler:
             if exc.status in (401, 403):
                 raise FatalTargetError(f"Coperniq rejected the API key (HTTP {exc.status}): check the `api_key` "
                                        "setting (and `api_url`).") from None
+            if exc.status == 429:  # after ApiClient's backoff: every further row would wait the same and fail
+                raise FatalTargetError(
+                    f"Coperniq kept answering 429 Too Many Requests after {self.client.max_retries} retries "
+                    "with backoff: the daily cap of 5,000 calls per API key is probably spent. Run again later; "
+                    "staged records are kept and retried.") from None
             outcomes = [Outcome("failed", rid, "failed", exc.message, request_id=exc.request_id)]
+        except InvoiceUpdateError as exc:
+            outcomes = [Outcome("failed", rid, "failed", str(exc))]
         except (LookupError, ValueError, TypeError, ArithmeticError) as exc:
             outcomes = [Outcome("failed", rid, "failed", f"{type(exc).__name__}: {exc}")]
         kinds = {o.kind for o in outcomes}
@@ -287,7 +295,7 @@ class Reconciler:
             if self.dry_run:
                 return [Outcome("done", rid, "planned", f"would update Coperniq invoice {link.target_id}",
                                 link.target_id)]
-            self.api.update_invoice(link.target_id, update_body(payload))  # type: ignore[arg-type]
+            update_invoice_lines(self.api, str(link.target_id), update_body(payload))
             new_link.target_id = link.target_id
             self.ledger.upsert_link(new_link)
             return [Outcome("done", rid, "updated", "changed in QuickBooks", link.target_id)]
@@ -295,8 +303,13 @@ class Reconciler:
             return [Outcome("done", rid, "planned", f"would create an invoice on Coperniq {kind} {record_id}")]
         key = f"{INTENT_PREFIX}invoice:{rid}"
         if key in self._open_intents and (found := self.api.find_invoice(record_id, kind, marker(rid))):
-            self.api.update_invoice(found["id"], update_body(payload))
             new_link.target_id = str(found["id"])
+            try:
+                update_invoice_lines(self.api, new_link.target_id, update_body(payload))
+            except InvoiceUpdateError:
+                new_link.fingerprint = None  # linked, not up to date: the next run updates it again
+                self._commit(key, new_link)
+                raise
             self._commit(key, new_link)
             return [Outcome("done", rid, "linked", "found in Coperniq after an interrupted run", new_link.target_id)]
         self._begin(key, {"record_id": record_id, "kind": kind, "marker": marker(rid)})
