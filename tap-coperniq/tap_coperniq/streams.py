@@ -50,15 +50,19 @@ class IncrementalStream(LookbackStreamMixin, CoperniqStream):
         self.remember_overlap()
 
 
+def with_archived(request: HTTPRequest, config: t.Mapping[str, t.Any]) -> HTTPRequest:
+    """Ask for archived records too (`include_archived=true`) while the tap's `include_archived` setting is on."""
+    if config.get("include_archived", True):
+        request.params["include_archived"] = "true"
+    return request
+
+
 class ArchivedAwareStream(IncrementalStream):
     """Endpoints that hide archived records unless asked; archiving is a change the target must see."""
 
     @override
     def get_http_request(self, *, page: PageContext) -> HTTPRequest:
-        request = super().get_http_request(page=page)
-        if self.config.get("include_archived", True):
-            request.params["include_archived"] = "true"
-        return request
+        return with_archived(super().get_http_request(page=page), self.config)
 
 
 class AccountsStream(ArchivedAwareStream):
@@ -106,10 +110,7 @@ class ProjectPhaseInstancesStream(CoperniqStream):
     def get_http_request(self, *, page: PageContext) -> HTTPRequest:
         # GET /projects/{id} may 404 an archived project unless asked (the spec: "By default only active
         # records are returned"), and the list just emitted it: without this its phase history would be lost.
-        request = super().get_http_request(page=page)
-        if self.config.get("include_archived", True):
-            request.params["include_archived"] = "true"
-        return request
+        return with_archived(super().get_http_request(page=page), self.config)
 
     @override
     def validate_response(self, response: requests.Response) -> None:
