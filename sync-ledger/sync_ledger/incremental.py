@@ -90,18 +90,22 @@ class LookbackStreamMixin:
 
     _overlap: OverlapFilter | None = None
 
+    @property
+    def lookback(self) -> int:
+        """The `lookback_window` setting in seconds (0: no overlap, nothing remembered)."""
+        return int(self.config.get("lookback_window", 300) or 0)  # type: ignore[attr-defined]
+
     def overlap_filter(self) -> OverlapFilter:
         if self._overlap is None:
             prior = self.stream_state.get(RECENT_KEY)  # type: ignore[attr-defined]
-            lookback = int(self.config.get("lookback_window", 300) or 0)  # type: ignore[attr-defined]
-            self._overlap = OverlapFilter(prior, lookback=lookback)
+            self._overlap = OverlapFilter(prior, lookback=self.lookback)
         return self._overlap
 
     def read_from(self, context: object) -> datetime | None:
         """Lower bound of this sync's read: the SDK's starting timestamp minus the lookback when resuming."""
         bookmark = self.get_context_state(context).get("replication_key_value")  # type: ignore[attr-defined]
-        return lookback_start(self.get_starting_timestamp(context),  # type: ignore[attr-defined]
-                              has_bookmark=bool(bookmark), lookback=int(self.config.get("lookback_window", 300) or 0),  # type: ignore[attr-defined]
+        start = self.get_starting_timestamp(context)  # type: ignore[attr-defined]
+        return lookback_start(start, has_bookmark=bool(bookmark), lookback=self.lookback,
                               start_date=self.config.get("start_date"))  # type: ignore[attr-defined]
 
     def keep_row(self, row: Mapping[str, object]) -> bool:
