@@ -169,15 +169,17 @@ class Settings:
             except ValueError:
                 errors.append(f"trigger_since: not an ISO 8601 date-time: {since!r}")
 
-        raw_statuses = config.get("invoice_statuses")
-        statuses = DEFAULT_INVOICE_STATUSES if raw_statuses is None else raw_statuses
-        if not isinstance(statuses, (list, tuple)) or not all(isinstance(v, str) for v in statuses):
-            errors.append(f"invoice_statuses: must be a list of Coperniq invoice statuses ({', '.join(INVOICE_STATUSES)})")
+        statuses = config.get("invoice_statuses")
+        valid = ", ".join(INVOICE_STATUSES)
+        if statuses is None:
+            statuses = DEFAULT_INVOICE_STATUSES
+        elif not isinstance(statuses, (list, tuple)) or not all(isinstance(v, str) for v in statuses):
+            errors.append(f"invoice_statuses: must be a list of Coperniq invoice statuses ({valid})")
             statuses = DEFAULT_INVOICE_STATUSES
         statuses = tuple(v.strip().upper() for v in statuses)
         unknown = [v for v in statuses if v not in INVOICE_STATUSES]
         if unknown:
-            errors.append(f"invoice_statuses: unknown status(es) {', '.join(unknown)}; valid: {', '.join(INVOICE_STATUSES)}")
+            errors.append(f"invoice_statuses: unknown status(es) {', '.join(unknown)}; valid: {valid}")
 
         mapping = config.get("item_mapping") or {}
         if not isinstance(mapping, Mapping):
