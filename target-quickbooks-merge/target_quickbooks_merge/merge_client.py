@@ -31,6 +31,12 @@ class WriteError(Exception):
         self.duplicate_name = duplicate_name
         self.ambiguous = ambiguous  # an earlier attempt may have written (see ApiError.ambiguous)
 
+    @property
+    def disconnected(self) -> bool:
+        """Merge refused the link itself (401/403, or QuickBooks refused its token: RELINK_NEEDED), so every
+        further write would fail the same way."""
+        return self.status in (401, 403) or "CREDENTIAL_REFRESH_FAILED" in self.detail
+
 
 @dataclass
 class WriteResult:

@@ -410,8 +410,8 @@ class Reconciler:
             self._record(stream, source_id, "skipped", str(exc))
             self._mark(stream, source_id, "skipped", str(exc))
         except (RowFailure, WriteError) as exc:
-            if isinstance(exc, WriteError) and (exc.status in (401, 403) or "CREDENTIAL_REFRESH_FAILED" in exc.detail):
-                raise Disconnected(exc.detail) from exc  # every further write would fail the same way
+            if isinstance(exc, WriteError) and exc.disconnected:
+                raise Disconnected(exc.detail) from exc
             reason = exc.reason if isinstance(exc, RowFailure) else f"QuickBooks/Merge refused: {exc.detail}"
             rid = exc.request_id
             self._record(stream, source_id, "failed", reason, request_id=rid)
@@ -624,8 +624,9 @@ class Reconciler:
     def _create_or_match_customer(self, account_id: str, account: Mapping[str, Any], base: str) -> Link | None:
         intent_key = f"forward:account:{account_id}"
         if intent_key in self.leftover_intents:
+            desired = customer_payload(account, base)
             recovered = self._recover_contact(intent_key, "account", account_id, "customer",
-                                              customer_payload(account, base))
+                                              lambda name: self._own_customer_ids(name, desired))
             if recovered:
                 return recovered
         match = self._customer_match(account, base)
@@ -694,25 +695,16 @@ class Reconciler:
                    durable_now=bool(tried))
 
     def _recover_contact(self, intent_key: str, source_type: str, source_id: str, target_type: str,
-                         desired: Mapping[str, Any], parent: str | None = None) -> Link | None:
-        """A create may have happened before a crash: find it by its DisplayName before creating again."""
+                         find: Callable[[str], tuple[str | None, str | None] | None]) -> Link | None:
+        """A create may have happened before a crash: find it (`find(name)` -> (Merge id, QBO Id)) by the
+        DisplayName its intent recorded before creating again."""
         intent = self.leftover_intents.get(intent_key) or {}
         name = intent.get("name")
-        merge_id: str | None = None
-        remote: str | None = None
-        if name and target_type == "job" and parent:
-            row = self._find_own_job(str(name), parent)
-            if row is not None:
-                remote = str(row["Id"])
-                found = self.client.contact_by_remote_id(remote)
-                merge_id = str(found["id"]) if found and found.get("id") else None
-        elif name and target_type == "customer":
-            contact = self._find_own_customer(str(name), desired)
-            if contact is not None:
-                merge_id, remote = str(contact["id"]), remote_id_of(contact)
+        found = find(str(name)) if name else None
         self._end(intent_key)
-        if merge_id is None and remote is None:
+        if found is None:
             return None
+        merge_id, remote = found
         link = Link(SRC, source_type, source_id, QBO, target_type, merge_id, remote, intent.get("fingerprint"),
                     origin=SRC)
         self._save_link(link)
@@ -720,6 +712,17 @@ class Reconciler:
         self._record(stream, source_id, "linked", f"recovered {target_type} {name!r} created by an interrupted "
                      "run (no duplicate created)", target_id=merge_id or remote, name=str(name))
         return link
+
+    def _own_customer_ids(self, name: str, desired: Mapping[str, Any]) -> tuple[str | None, str | None] | None:
+        contact = self._find_own_customer(name, desired)
+        return (str(contact["id"]), remote_id_of(contact)) if contact is not None else None
+
+    def _own_job_ids(self, name: str, parent: str) -> tuple[str | None, str | None] | None:
+        row = self._find_own_job(name, parent)
+        if row is None:
+            return None
+        found = self.client.contact_by_remote_id(str(row["Id"]))  # None until Merge has synced it
+        return (str(found["id"]) if found and found.get("id") else None), str(row["Id"])
 
     def _find_own_customer(self, name: str, desired: Mapping[str, Any]) -> dict[str, Any] | None:
         """The customer a create of ours under `name` made when its answer was lost (or the run crashed): the
@@ -760,7 +763,7 @@ class Reconciler:
         # fingerprint of what Coperniq wants, so an unchanged record costs nothing next run
         fp = fingerprint({**desired, "name": match.get("name") if strategy != "replace" else desired["name"]})
         link = Link(SRC, source_type, source_id, QBO, target_type, str(match["id"]),
-                    str(match["remote_id"]) if match.get("remote_id") else None, fp, origin=QBO)
+                    remote_id_of(match), fp, origin=QBO)
         self._save_link(link)
         if strategy != "replace":
             self._remember_name(target_type, source_id, base, str(match.get("name") or base))
@@ -829,7 +832,8 @@ class Reconciler:
     def _create_or_match_job(self, pid: str, project: Mapping[str, Any], base: str, parent: str) -> Link | None:
         intent_key = f"forward:project:{pid}"
         if intent_key in self.leftover_intents:
-            recovered = self._recover_contact(intent_key, "project", pid, "job", {}, parent)
+            recovered = self._recover_contact(intent_key, "project", pid, "job",
+                                              lambda name: self._own_job_ids(name, parent))
             if recovered:
                 return recovered
         for candidate in self._contact_index().by_name.get(normalize_name(base), []):
@@ -1076,7 +1080,7 @@ class Reconciler:
                 rid = self.client.update("invoices", str(found["id"]), {**patch, "line_items": desired["line_items"]}
                                          if strategy == "replace" else patch).request_id
             link = Link(SRC, "invoice", iid, QBO, "invoice", str(found["id"]),
-                        str(found["remote_id"]) if found.get("remote_id") else None, fp,
+                        remote_id_of(found), fp,
                         origin=SRC if recovered else QBO)
             self._save_link(link)
             self._end(intent_key)
@@ -1156,7 +1160,7 @@ class Reconciler:
             self._end(intent_key)
             if found is not None:
                 link = Link(SRC, "payment", pay_id, QBO, "payment", str(found["id"]),
-                            str(found["remote_id"]) if found.get("remote_id") else None, fp, origin=SRC)
+                            remote_id_of(found), fp, origin=SRC)
                 self._save_link(link)
                 self._record("payments", pay_id, "linked", "recovered payment created by an interrupted run "
                              "(no duplicate created)", target_id=link.target_id)
