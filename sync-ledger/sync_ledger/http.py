@@ -10,16 +10,16 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timezone
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 
 from .util import fingerprint, redact
 
-__all__ = ["ApiClient", "ApiError", "RateLimitedSession", "RateLimiter", "fingerprint", "redact"]
+__all__ = ["ApiClient", "ApiError", "RateLimitedSession", "RateLimiter", "fingerprint", "redact", "send_checked"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,38 @@ class RateLimitedSession(requests.Session):
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         self.limiter.acquire()
         return super().send(request, **kwargs)
+
+
+T = TypeVar("T")
+
+
+def send_checked(send: Callable[[], T], find: Callable[[], T | None], *, tries: int,
+                 backoff: Callable[[int], float], errors: tuple[type[Exception], ...] = ()) -> T:
+    """Send a create that must never happen twice, whatever the server does with idempotency keys.
+
+    `send` must not retry by itself after a 5xx or no answer (`retry_ambiguous=False`) and raises an error with
+    `ambiguous` true when the write may have happened. Then the record is looked up by its natural key (`find`)
+    before it is sent again. A refusal of a later send (a uniqueness rule answering for our own first write) is
+    checked the same way; if the lookup finds nothing, the error is raised marked ambiguous, so the caller keeps
+    its intent and checks again next run. `errors`: the caller's error types besides ApiError."""
+    maybe_written = False
+    for attempt in range(tries):
+        try:
+            return send()
+        except (ApiError, *errors) as exc:
+            lost = bool(getattr(exc, "ambiguous", False))  # this send got a 5xx or no answer
+            maybe_written = maybe_written or lost
+            if not maybe_written:
+                raise  # a clean refusal of the first send: nothing was written
+            if (hit := find()) is not None:
+                log.warning("A create's answer was lost (%s) but the record exists: using it, not creating another",
+                            getattr(exc, "status", None) or "no response")
+                return hit
+            if not lost or attempt == tries - 1:
+                exc.ambiguous = True  # type: ignore[attr-defined]
+                raise
+            time.sleep(backoff(attempt))
+    raise AssertionError("unreachable")
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sync_ledger import ApiClient, ApiError
+from sync_ledger import ApiClient
+from sync_ledger.http import send_checked
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +69,8 @@ class CoperniqApi:
                      find: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
         """POST that never creates twice: Coperniq has no idempotency key, and after a 5xx or a lost connection
         the record may exist anyway, so it is looked up by its natural key before the POST is sent again."""
-        attempt = 0
-        while True:
-            try:
-                return self.client.post(path, json=body, retry_ambiguous=False)
-            except ApiError as exc:
-                if (exc.status and exc.status < 500) or attempt >= self.client.max_retries:
-                    raise
-                if (found := find()) is not None:
-                    log.warning("POST %s answered %s but the record was created; using it", path, exc.status or
-                                "no response")
-                    return found
-                time.sleep(self.client.backoff(attempt))
-                attempt += 1
+        return send_checked(lambda: self.client.post(path, json=body, retry_ambiguous=False), find,
+                            tries=self.client.max_retries + 1, backoff=self.client.backoff)
 
     # --- invoices -------------------------------------------------------------------------------
     def create_invoice(self, body: dict[str, Any], *, record_id: int, record_kind: str,

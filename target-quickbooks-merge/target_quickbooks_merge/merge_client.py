@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from urllib.parse import quote
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sync_ledger import ApiClient, ApiError
+from sync_ledger.http import send_checked
 
 QBO_COMPANY = "/v3/company/{{LINKED_ACCOUNT_ATTR.realmId}}"
 QBO_MINOR = "minorversion=75"
@@ -182,28 +182,10 @@ class MergeClient:
                                                      retry_ambiguous=False), found)
 
     def send_checked(self, send: Callable[[], T], find: Callable[[], T | None]) -> T:
-        """Send a create; when its answer may have been lost (5xx, no response), look the record up by its
-        natural key before sending again, so a retry never makes a second one whether or not Merge honours the
-        Idempotency-Key. A refusal of a later send (QuickBooks' duplicate-name or duplicate-number rule answering
-        for our own first write) is checked the same way; if the lookup finds nothing, the error is raised marked
-        ambiguous (the caller keeps its intent and checks again next run)."""
-        maybe_written = False
-        tries = self.api.max_retries + 1  # as patient as the client is with any other request
-        for attempt in range(tries):
-            try:
-                return send()
-            except WriteError as exc:
-                lost = exc.ambiguous  # this send got a 5xx or no answer
-                maybe_written = maybe_written or lost
-                if not maybe_written:
-                    raise  # a clean refusal of the first send: nothing was written
-                if (hit := find()) is not None:
-                    return hit
-                if not lost or attempt == tries - 1:
-                    exc.ambiguous = True
-                    raise
-                time.sleep(self.api.backoff(attempt))
-        raise AssertionError("unreachable")
+        """`sync_ledger.http.send_checked` with this client's patience: a lost answer is looked up by natural key
+        before the create is sent again, whether or not Merge honours the Idempotency-Key."""
+        return send_checked(send, find, tries=self.api.max_retries + 1, backoff=self.api.backoff,
+                            errors=(WriteError,))
 
     def update(self, model_path: str, merge_id: str, model: dict[str, Any]) -> WriteResult:
         return self._write("PATCH", f"/{model_path}/{merge_id}", model, None)
