@@ -116,3 +116,13 @@ def run_tap(config: dict[str, Any], state: dict | None = None) -> dict[str, Any]
 def tap_config(merge_sb: Any, **extra: Any) -> dict[str, Any]:
     return {"base_url": merge_sb.url, "merge_api_key": merge_sb.api_key, "account_token": merge_sb.account_token,
             "start_date": "2020-01-01T00:00:00Z", "max_requests_per_minute": 6000, **extra}
+
+
+def reverse_run(merge_sb: Any, coperniq_sb: Any, ledger_path: Path, tap_state: dict | None) -> dict | None:
+    """tap-quickbooks-merge | target-coperniq in-process; returns the tap's final state."""
+    out = run_tap(tap_config(merge_sb), state=tap_state)
+    lines = "\n".join(json.dumps(m) for m in out["messages"]) + "\n"
+    target = TargetCoperniq(config={"api_url": coperniq_sb.url, "api_key": coperniq_sb.api_key,
+                                    "ledger_path": str(ledger_path), "max_requests_per_second": 0})
+    target_sync_test(target, io.StringIO(lines), finalize=True)
+    return out["state"]

@@ -3,28 +3,13 @@ again, asserting on both sandboxes."""
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 from typing import Any
 
-
-from reverse_helpers import log_rows, run_tap, tap_config
-from singer_sdk.testing import target_sync_test
+from reverse_helpers import log_rows, reverse_run
 from sync_ledger import Ledger
-from target_coperniq.target import TargetCoperniq
 
 from tests.target_quickbooks_merge.qbm_helpers import BOTH_TRIGGERS, Pipeline
-
-
-def reverse_run(merge_sb: Any, coperniq_sb: Any, ledger_path: Path, tap_state: dict | None) -> dict | None:
-    """tap-quickbooks-merge | target-coperniq in-process; returns the tap's final state."""
-    out = run_tap(tap_config(merge_sb), state=tap_state)
-    lines = "\n".join(json.dumps(m) for m in out["messages"]) + "\n"
-    target = TargetCoperniq(config={"api_url": coperniq_sb.url, "api_key": coperniq_sb.api_key,
-                                    "ledger_path": str(ledger_path), "max_requests_per_second": 0})
-    target_sync_test(target, io.StringIO(lines), finalize=True)
-    return out["state"]
 
 
 def round_trip(coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> dict[str, Any]:
