@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 from functools import cached_property
 
+import requests
+
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from sync_ledger import ISO_8601_PATTERN, RateLimiter
 
-from tap_quickbooks_merge.client import DEFAULT_BASE_URL, MAX_PAGE_SIZE
+from tap_quickbooks_merge.client import DEFAULT_BASE_URL, MAX_PAGE_SIZE, MergeStream
 from tap_quickbooks_merge.streams import STREAM_TYPES
 
 if sys.version_info >= (3, 12):
@@ -101,6 +103,31 @@ class TapQuickbooksMerge(Tap):
     @override
     def discover_streams(self) -> list[Stream]:
         return [stream_type(tap=self) for stream_type in STREAM_TYPES]
+
+    @override
+    def sync_all(self) -> None:
+        self.check_linked_account()
+        super().sync_all()
+
+    def check_linked_account(self) -> str | None:
+        """One `GET /account-details` before the streams: a link that is not COMPLETE (e.g. RELINK_NEEDED) still
+        answers reads, but from a copy Merge no longer refreshes, so the run says so instead of going on quietly.
+        An unreachable Merge or refused credentials are left to the streams, which report them clearly."""
+        stream = next(iter(self.streams.values()))
+        if not isinstance(stream, MergeStream):
+            return None
+        headers = {**stream.http_headers, **stream.authenticator.auth_headers}
+        try:
+            response = stream.requests_session.get(f"{stream.url_base}/account-details", headers=headers,
+                                                   timeout=stream.timeout)
+            status = str(response.json().get("status") or "").upper() if response.status_code == 200 else None
+        except (requests.RequestException, ValueError, AttributeError):
+            return None
+        if status and status != "COMPLETE":
+            self.logger.warning("WARNING: Merge reports the QuickBooks link as %s (not COMPLETE): what it lists may "
+                                "be out of date until the link is repaired (`coperniq-qbo status`, then "
+                                "`coperniq-qbo connect`)", status)
+        return status
 
 
 if __name__ == "__main__":

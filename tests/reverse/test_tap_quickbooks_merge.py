@@ -111,6 +111,19 @@ def test_a_row_stamped_before_the_bookmark_but_visible_late_is_read_once(merge_s
     assert "contacts" not in third["records"]
 
 
+def test_a_link_that_is_not_complete_is_reported_and_the_read_goes_on(merge_sandbox: Any,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    seed(merge_sandbox.app)
+    merge_sandbox.app.set_linked_account_status("RELINK_NEEDED")
+    out = run_tap(tap_config(merge_sandbox))
+    assert "link as RELINK_NEEDED" in caplog.text
+    assert len(out["records"]["invoices"]) == 1  # Merge still answers reads from its copy
+    caplog.clear()
+    merge_sandbox.app.set_linked_account_status("COMPLETE")
+    run_tap(tap_config(merge_sandbox))
+    assert "not COMPLETE" not in caplog.text
+
+
 def test_429_is_retried_after_retry_after(merge_sandbox: Any) -> None:
     seed(merge_sandbox.app)
     merge_sandbox.faults.update(burst_429=1, retry_after=1, only_paths=["/invoices"])
