@@ -22,13 +22,13 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
-def current_phase(project: Mapping[str, Any]) -> tuple[Mapping[str, Any], Any]:
-    """The project's current phase and its template id. A Workflows 1.0 project has a `stage` instead, whose id
-    is not a phase template id: it matches a trigger by name only."""
+def current_phase(project: Mapping[str, Any]) -> tuple[Mapping[str, Any], Any, bool]:
+    """The project's current phase, its template id, and whether it is a Workflows 1.0 `stage` (whose id is not
+    a phase template id: it matches a trigger by name only)."""
     phase = project.get("phase") or {}
     if phase:
-        return phase, phase.get("templateId")
-    return project.get("stage") or {}, None
+        return phase, phase.get("templateId"), False
+    return project.get("stage") or {}, None, True
 
 
 @dataclass
@@ -42,6 +42,10 @@ class TriggerRule:
     phase_name: str = ""          # normalized
     phase_label: str = ""         # for messages
     entered: int = 0              # projects that entered the phase (for the "never entered" warning)
+    #: The workflow's phase order (template id and normalized name -> index), so a project whose current phase is
+    #: later than the trigger phase counts as having reached it even without its phase history.
+    order_by_id: dict[int, int] = field(default_factory=dict)
+    order_by_name: dict[str, int] = field(default_factory=dict)
 
     def matches_project(self, project: Mapping[str, Any]) -> bool:
         if self.workflow_id is not None and _as_int(project.get("workflowId")) == self.workflow_id:
@@ -52,6 +56,19 @@ class TriggerRule:
         if self.phase_id is not None and _as_int(template_id) == self.phase_id:
             return True
         return bool(self.phase_name) and normalize_name(name) == self.phase_name
+
+    def _index(self, template_id: Any, name: Any) -> int | None:
+        tid = _as_int(template_id)
+        if tid is not None and tid in self.order_by_id:
+            return self.order_by_id[tid]
+        return self.order_by_name.get(normalize_name(name))
+
+    def reached(self, template_id: Any, name: Any) -> bool:
+        """The trigger phase itself, or a later phase of the workflow (the project went past it or jumped it)."""
+        if self.matches_phase(template_id, name):
+            return True
+        here, trigger = self._index(template_id, name), self._index(self.phase_id, self.phase_name)
+        return here is not None and trigger is not None and here >= trigger
 
 
 @dataclass
@@ -84,6 +101,10 @@ class TriggerIndex:
                 if phase is None:
                     phase = next((p for p in phases if normalize_name(p.get("name")) == normalize_name(str(spec.phase))),
                                  None)
+                for i, p in enumerate(phases):
+                    if (pid := _as_int(p.get("id"))) is not None:
+                        rule.order_by_id[pid] = i
+                    rule.order_by_name.setdefault(normalize_name(p.get("name")), i)
                 if phase is not None:
                     rule.phase_id = _as_int(phase.get("id"))
                     rule.phase_name = normalize_name(phase.get("name"))
@@ -126,13 +147,18 @@ class TriggerIndex:
         return next((r for r in self.rules if r.matches_project(project)), None)
 
     def entered_at(self, project: Mapping[str, Any], rule: TriggerRule) -> datetime | None:
-        """When the project first entered its trigger phase; falls back to the current phase (time = updatedAt)."""
+        """When the project first entered its trigger phase; without that phase in its history, when it was seen at
+        it (or, for a Workflows 1.0 stage, at a later one): time = updatedAt."""
         times = [when for tid, name, when in self.starts.get(str(project.get("id")), [])
                  if rule.matches_phase(tid, name)]
         if times:
             return min(times)
-        phase, template_id = current_phase(project)
-        if phase and rule.matches_phase(template_id, phase.get("name")):
+        phase, template_id, is_stage = current_phase(project)
+        if not phase:
+            return None
+        # A Workflows 1.0 stage has no history behind it: a later stage is the only sign it went past the trigger.
+        # (Phases use the history; "reached from the list" for them is the API-budget issue's change.)
+        if (rule.reached if is_stage else rule.matches_phase)(template_id, phase.get("name")):
             stamp = project.get("updatedAt") or project.get("createdAt")
             try:
                 return parse_dt(str(stamp)) if stamp else None
