@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from rel_helpers import assert_forward_complete, run_pipe, tap_config, target_config, writes
 from target_quickbooks_merge.report import read_run_summary as run_summary
 from tests.conftest import start_coperniq, start_merge
 
 
-def test_forward_run_completes_under_30pct_5xx_and_429_bursts(tmp_path: Path) -> None:
-    cop = start_coperniq(rate_limit_per_day=None)
-    merge = start_merge(rate_limit_per_minute=1_000_000)
+@pytest.mark.parametrize("profile", ["optimistic", "pessimistic"])
+def test_forward_run_completes_under_30pct_5xx_and_429_bursts(tmp_path: Path, profile: str) -> None:
+    """Pessimistic: no idempotency replay, jobs listed after Merge's next sync, 429s without Retry-After on
+    Coperniq ..., so the run is followed by Merge's sync and a second run (faults still on)."""
+    cop = start_coperniq(rate_limit_per_day=None, profile=profile)
+    merge = start_merge(rate_limit_per_minute=1_000_000, profile=profile)
     try:
         cop.app.seed(projects=8, seed=3)
         for sb, status in ((cop, 503), (merge, 500)):
@@ -22,6 +27,11 @@ def test_forward_run_completes_under_30pct_5xx_and_429_bursts(tmp_path: Path) ->
                        tmp_path, timeout=150)
         assert run.tap_rc == 0, run.tap_stderr[-3000:]
         assert run.target_rc == 0, run.target_stderr[-3000:]
+        if profile == "pessimistic":
+            merge.app.sync()
+            run = run_pipe("tap-coperniq", tap_config(cop), "target-quickbooks-merge", target_config(merge, ledger),
+                           tmp_path, state=run.last_state, tag="after-sync", timeout=150)
+            assert run.tap_rc == 0 and run.target_rc == 0, run.target_stderr[-3000:]
         # the faults really happened, on both sides, and were retried
         for sb in (cop, merge):
             assert sb.stats.by_status[429] >= 3 and sum(n for s, n in sb.stats.by_status.items() if s >= 500) >= 5
