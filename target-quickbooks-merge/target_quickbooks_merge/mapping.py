@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import re
 import string
-import unicodedata
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from sync_ledger.triggers import normalize_name as normalize_name  # re-exported; one key, shared with the tap
+
 QBO_NAME_MAX = 100  # QBO documents 500; older companies/the sandbox enforce 100, so stay safe
-_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 _SPACES = re.compile(r"\s+")
 _FORBIDDEN = re.compile(r"[:\t\r\n]")  # QBO rejects these in DisplayName
-
-
-def normalize_name(name: str | None) -> str:
-    """Matching key for DisplayNames: case-folded, accents kept, punctuation dropped, spaces collapsed."""
-    if not name:
-        return ""
-    text = unicodedata.normalize("NFKC", str(name)).casefold()
-    text = _PUNCT.sub(" ", text)
-    return _SPACES.sub(" ", text).strip()
 
 
 def normalize_email(email: str | None) -> str:

@@ -19,10 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sync_ledger import ApiError, Ledger, Link, fingerprint
+from sync_ledger.triggers import current_phase
 
 from .mapping import (
     customer_payload,
@@ -39,7 +40,7 @@ from .mapping import (
 )
 from .merge_client import MergeClient, WriteError, WriteResult
 from .settings import Settings, parse_dt
-from .triggers import TriggerIndex, TriggerRule
+from .triggers import SNAPSHOT_STREAM, TriggerIndex, TriggerRule, first_reached_seen, observe
 
 SRC = "coperniq"
 QBO = "quickbooks"
@@ -151,7 +152,8 @@ class Reconciler:
     """One reconcile pass. Construct per run; call run()."""
 
     def __init__(self, ledger: Ledger, client: MergeClient, settings: Settings, run_id: str, *,
-                 logger: logging.Logger, first_run_at: datetime | None = None) -> None:
+                 logger: logging.Logger, first_run_at: datetime | None = None,
+                 run_started_at: datetime | None = None) -> None:
         self.ledger = ledger
         self.client = client
         self.s = settings
@@ -159,6 +161,8 @@ class Reconciler:
         self.log = logger
         self.dry = settings.dry_run
         self.first_run_at = first_run_at
+        self.run_started_at = run_started_at
+        self._snapshots: dict[str, dict[str, Any]] = {}
         self.result = Result()
         self.links: dict[tuple[str, str], Link] = {}
         self.linked_targets: set[str] = set()
@@ -208,8 +212,8 @@ class Reconciler:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
         for rule in triggers.rules:
-            if rule.entered == 0 and not self._rule_has_synced_project(rule):
-                self._warn(f"No project of workflow {rule.spec.workflow!r} has entered phase "
+            if not triggers.reached_any(rule) and not self._rule_has_synced_project(rule):
+                self._warn(f"No project of workflow {rule.spec.workflow!r} has reached phase "
                            f"{rule.phase_label or rule.spec.phase!r} (trigger_phases); nothing of it synced yet.")
         self.ledger.flush()
         return self.result
@@ -457,9 +461,31 @@ class Reconciler:
         return parse_dt(first) if first else None
 
     # ================================================================== projects -> customer + job
+    def _observe_phases(self, triggers: TriggerIndex) -> dict[str, dict[str, Any]]:
+        """Snapshot every unlinked project's current phase before anything is written: with backfill off, a project
+        already at/past its trigger phase when first seen by the first run was there before the sync was enabled.
+        Saved first, so a crash later in the run cannot make the next run take those projects for new arrivals."""
+        snapshots = {pid: snap for pid, snap, _, _ in self.ledger.iter_staged(SRC, SNAPSHOT_STREAM)}
+        if not triggers.rules or self.s.backfill:
+            return snapshots
+        seen_at = (self.run_started_at or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z")
+        changed: list[tuple[str, dict[str, Any]]] = []
+        for pid, project, _, _ in self.ledger.iter_staged(SRC, "projects", status=("pending", "failed", "skipped")):
+            if ("project", pid) in self.links or "__invalid__" in project:
+                continue
+            new = observe(snapshots.get(pid), project, seen_at)
+            if new is not None:
+                snapshots[pid] = new
+                changed.append((pid, new))
+        if changed and not self.dry:
+            self.ledger.stage(SRC, SNAPSHOT_STREAM, changed)
+            self.ledger.flush()
+        return snapshots
+
     def _sync_projects(self, triggers: TriggerIndex) -> None:
         """Projects go in chunks: first the customers the chunk needs (creates sent together), then its jobs."""
         threshold = self._threshold()
+        self._snapshots = self._observe_phases(triggers)
         statuses = ("pending", "failed", "skipped")
         chunk: list[tuple[str, Mapping[str, Any], str]] = []
         for pid, project, status, _ in self.ledger.iter_staged(SRC, "projects", status=statuses):
@@ -515,14 +541,29 @@ class Reconciler:
             return "no trigger_phases configured"
         if rule is None:
             return f"workflow {wf!r} has no trigger phase configured"
-        entered = triggers.entered_at(project, rule)
         label = rule.phase_label or str(rule.spec.phase)
-        if entered is None:
-            return f"has not entered trigger phase {label!r} of workflow {wf!r}"
-        rule.entered += 1
-        if threshold is not None and entered < threshold:
-            return (f"entered {label} before the sync was enabled (set backfill: true); entered "
-                    f"{entered:%Y-%m-%d %H:%M}Z, enabled {threshold:%Y-%m-%d %H:%M}Z")
+        if not rule.project_reached(project):
+            phase, _, _ = current_phase(project)
+            return (f"has not reached trigger phase {label!r} of workflow {wf!r} "
+                    f"(current phase: {phase.get('name') or 'none'})")
+        triggers.count_reached(rule)
+        if project.get("isActive") is False:
+            return f"archived in Coperniq (at/past {label}); archived projects are not synced"
+        if threshold is None:
+            return None  # backfill
+        entered = triggers.history_entered_at(project, rule)
+        if entered is not None:
+            if entered < threshold:
+                return (f"entered {label} before the sync was enabled (set backfill: true); entered "
+                        f"{entered:%Y-%m-%d %H:%M}Z, enabled {threshold:%Y-%m-%d %H:%M}Z")
+            return None
+        seen = first_reached_seen(self._snapshots.get(str(project.get("id"))), project, rule)
+        # Seen there by the first run: it may have been there for years (trigger_since earlier than the first run
+        # needs the phase history to tell), so only a later sighting counts.
+        cutoff = max(threshold, self.first_run_at) if self.first_run_at is not None else threshold
+        if seen is None or seen <= cutoff:
+            return (f"already at/past {label} when the sync was enabled ({threshold:%Y-%m-%d %H:%M}Z; "
+                    "set backfill: true to sync it)")
         return None
 
     # ---------------------------------------------------------------- customers

@@ -15,6 +15,7 @@ from typing import Any
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from sync_ledger import DEFAULT_LEDGER_PATH
+from sync_ledger.triggers import TriggerSpec, parse_trigger_phases
 
 DEFAULT_BASE_URL = "https://api.merge.dev/api/accounting/v1"
 MATCHING_STRATEGIES = ("enrich", "replace", "skip")
@@ -84,14 +85,6 @@ CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
 
 
 @dataclass(frozen=True)
-class TriggerSpec:
-    """One configured trigger: a workflow (id or name) and its phase (id or name)."""
-
-    workflow: str | int
-    phase: str | int
-
-
-@dataclass(frozen=True)
 class Settings:
     """Validated settings used by the reconcile pass."""
 
@@ -128,29 +121,8 @@ class Settings:
         if strategy not in MATCHING_STRATEGIES:
             errors.append(f"matching_strategy: {strategy!r} is not one of {', '.join(MATCHING_STRATEGIES)}")
 
-        triggers: list[TriggerSpec] = []
-        seen: dict[str, int] = {}
-        raw_triggers = config.get("trigger_phases") or []
-        if not isinstance(raw_triggers, list):
-            errors.append("trigger_phases: must be a list of {workflow, phase} objects")
-            raw_triggers = []
-        for i, item in enumerate(raw_triggers):
-            if not isinstance(item, Mapping):
-                errors.append(f"trigger_phases[{i}]: must be an object with keys workflow and phase")
-                continue
-            missing = [k for k in ("workflow", "phase") if item.get(k) in (None, "")]
-            if missing:
-                errors.append(f"trigger_phases[{i}]: missing {' and '.join(missing)}")
-                continue
-            key = str(item["workflow"]).strip().casefold()
-            if key in seen:
-                errors.append(
-                    f"trigger_phases[{i}]: workflow {item['workflow']!r} already has a trigger "
-                    f"(trigger_phases[{seen[key]}]); configure one phase per workflow"
-                )
-                continue
-            seen[key] = i
-            triggers.append(TriggerSpec(item["workflow"], item["phase"]))
+        triggers, trigger_errors = parse_trigger_phases(config.get("trigger_phases"))
+        errors.extend(trigger_errors)
 
         rpm = config.get("max_requests_per_minute", 300)
         if rpm is not None and (not isinstance(rpm, int) or rpm <= 0):

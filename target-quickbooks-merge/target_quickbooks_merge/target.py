@@ -51,6 +51,7 @@ class TargetQuickbooksMerge(Target):
         self._ledger: Ledger | None = None
         self._run_id: str | None = None
         self._first_run_at: datetime | None = None
+        self._run_started_at: datetime | None = None
         self._sinks: list[Sink] = []
         self.result: Result | None = None
         self._staged_count = 0
@@ -90,7 +91,7 @@ class TargetQuickbooksMerge(Target):
             ledger.close()
             raise
         self._ledger = ledger
-        now = datetime.now(timezone.utc)
+        now = self._run_started_at = datetime.now(timezone.utc)
         first = ledger.get_meta("first_run_at")
         if first:
             self._first_run_at = parse_dt(first)
@@ -107,7 +108,7 @@ class TargetQuickbooksMerge(Target):
                 'Set trigger_phases, e.g. [{"workflow": "Residential Solar", "phase": "Install"}].')
         if not s.backfill:
             since = s.trigger_since or self._first_run_at
-            self.logger.info("backfill is off: projects count only if they entered their trigger phase at/after "
+            self.logger.info("backfill is off: projects count only if they reached their trigger phase after "
                              "%s", since.isoformat())
 
     def _preflight(self, ledger: Ledger) -> None:
@@ -171,7 +172,7 @@ class TargetQuickbooksMerge(Target):
         status = "success"
         try:
             reconciler = Reconciler(ledger, self.client, self.settings, self.run_id, logger=self.logger,
-                                    first_run_at=self._first_run_at)
+                                    first_run_at=self._first_run_at, run_started_at=self._run_started_at)
             self.result = reconciler.run()
         except Disconnected as exc:
             ledger.finish_run(self.run_id, "failed")

@@ -100,7 +100,7 @@ def test_unknown_workflow_or_phase_names_warn(pipeline: Pipeline) -> None:
     warnings = " | ".join(run.target.result.warnings)
     assert "'Residential Solr' matches no workflow" in warnings
     assert "'Instalation' matches no phase" in warnings
-    assert "has entered phase" in warnings
+    assert "has reached phase" in warnings
     assert merge_rows(pipeline.merge, "contacts") == []
 
 

@@ -33,4 +33,4 @@ def test_a_workflows_1_project_triggers_on_its_stage(coperniq_sandbox: Any, merg
     assert any(j["DisplayName"].startswith("Stage PTO Residence") for j in qbo_jobs(merge_sandbox.app))
     assert not any(j["DisplayName"].startswith("Stage Sale Residence") for j in qbo_jobs(merge_sandbox.app))
     [skipped] = [r for r in log_rows(pipe, stream="projects", action="skipped") if r["source_id"] == str(waiting["id"])]
-    assert "has not entered trigger phase 'Install'" in skipped["reason"]
+    assert "has not reached trigger phase 'Install'" in skipped["reason"]
