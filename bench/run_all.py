@@ -208,8 +208,10 @@ def log_span(stderr: str, start_marker: str, end_marker: str) -> float | None:
 
 # ------------------------------------------------------------------------------------------------ scenarios
 def forward_cfgs(cop: Sandbox, merge: Sandbox, ledger: Path, **extra: Any) -> tuple[dict, dict]:
+    # The tap gets the target's trigger_phases/backfill (as meltano.yml feeds both); the sandbox has no daily cap
+    # here, so the tap's own count is off (daily_call_limit 0): quota figures are bench/quota_bench.py's.
     tap = {"api_url": cop.url, "api_key": COP_KEY, "start_date": "2020-01-01T00:00:00Z",
-           "max_requests_per_second": 100_000}
+           "max_requests_per_second": 100_000, "trigger_phases": TRIGGERS, "backfill": True, "daily_call_limit": 0}
     target = {"merge_api_key": MERGE_KEY, "account_token": TOKEN, "base_url": merge.url, "ledger_path": str(ledger),
               "trigger_phases": TRIGGERS, "backfill": True, "invoice_sync": True, "default_item": "Services",
               "max_requests_per_minute": 100_000_000, "progress_interval": 30, **extra}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sync_ledger.triggers import TriggerRule, parse_trigger_phases, resolve_rules, rule_for
 from sync_ledger.cli import (
     DISCONNECTED_META,
     EXIT_NOT_CONNECTED,
@@ -98,32 +99,21 @@ def _truthy(value: Any) -> bool:
 
 
 def check_triggers(config: Mapping[str, Any], ledger: Any | None) -> list[Check]:
-    """Trigger phases configured, well-formed, present in the workflows Coperniq sent, and ever entered."""
+    """Trigger phases configured, well-formed, present in the workflows Coperniq sent, and ever reached (the same
+    parsing and rule as the plugins: sync_ledger.triggers)."""
     raw = config.get("trigger_phases")
     if isinstance(raw, str):
         raw = _parse_env_value(raw)
     if not raw:
         return [Check("trigger phases", "FAIL", "no trigger phase configured: no project will ever sync to QuickBooks",
-                      'set trigger_phases on target-quickbooks-merge, e.g. [{"workflow": "Residential Solar", '
-                      '"phase": "Install"}]')]
-    if not isinstance(raw, list):
-        return [Check("trigger phases", "FAIL", "trigger_phases must be a list of {workflow, phase} objects")]
-    out: list[Check] = []
-    specs: list[tuple[Any, Any]] = []
-    seen: set[str] = set()
-    for i, item in enumerate(raw):
-        if not isinstance(item, Mapping) or item.get("workflow") in (None, "") or item.get("phase") in (None, ""):
-            out.append(Check("trigger phases", "FAIL", f"trigger_phases[{i}] needs both workflow and phase"))
-            continue
-        if _norm(item["workflow"]) in seen:
-            out.append(Check("trigger phases", "FAIL", f"workflow {item['workflow']!r} has more than one trigger",
-                             "configure one phase per workflow"))
-            continue
-        seen.add(_norm(item["workflow"]))
-        specs.append((item["workflow"], item["phase"]))
+                      'set SYNC_TRIGGER_PHASES (or trigger_phases on target-quickbooks-merge), e.g. '
+                      '[{"workflow": "Residential Solar", "phase": "Install"}]')]
+    specs, errors = parse_trigger_phases(raw)
+    out = [Check("trigger phases", "FAIL", message, "configure one {workflow, phase} object per workflow")
+           for message in errors]
     if specs:
         out.append(Check("trigger phases", "PASS", f"{len(specs)} configured: "
-                         + "; ".join(f"{w} -> {p}" for w, p in specs)))
+                         + "; ".join(f"{s.workflow} -> {s.phase}" for s in specs)))
     if ledger is None or not specs:
         return out
 
@@ -132,53 +122,43 @@ def check_triggers(config: Mapping[str, Any], ledger: Any | None) -> list[Check]
         out.append(Check("trigger phases vs workflows", "INFO",
                          "no Coperniq workflows in the ledger yet: cannot check the phase names"))
         return out
+    rules, _ = resolve_rules(specs, workflows)
     projects = [p for _, p, _, _ in ledger.iter_staged("coperniq", "projects")]
-    instances = [p for _, p, _, _ in ledger.iter_staged("coperniq", "project_phase_instances")]
-    triggered_workflows: set[int] = set()
-    for wf_key, ph_key in specs:
-        wf = next((w for w in workflows if _int(wf_key) is not None and _int(w.get("id")) == _int(wf_key)), None) \
-            or next((w for w in workflows if _norm(w.get("name")) == _norm(wf_key)), None)
+    for rule in rules:
+        wf = _workflow_of(rule, workflows)
         if wf is None:
             names = ", ".join(sorted(str(w.get("name")) for w in workflows))
             out.append(Check("trigger phases vs workflows", "FAIL",
-                             f"workflow {wf_key!r} is not among Coperniq's workflows ({names}): projects never enter it",
-                             "fix the workflow name or id in trigger_phases"))
+                             f"workflow {rule.spec.workflow!r} is not among Coperniq's workflows ({names}): "
+                             "projects never reach it", "fix the workflow name or id in trigger_phases"))
             continue
-        wf_id = _int(wf.get("id"))
-        if wf_id is not None:
-            triggered_workflows.add(wf_id)
-        phases = wf.get("phases") or []
-        phase = next((p for p in phases if _int(ph_key) is not None and _int(p.get("id")) == _int(ph_key)), None) \
-            or next((p for p in phases if _norm(p.get("name")) == _norm(ph_key)), None)
-        if phase is None:
-            names = ", ".join(str(p.get("name")) for p in phases)
+        if not rule.resolved:
+            names = ", ".join(str(p.get("name")) for p in wf.get("phases") or [])
             out.append(Check("trigger phases vs workflows", "FAIL",
-                             f"phase {ph_key!r} is not a phase of workflow {wf.get('name')!r} ({names}): "
-                             f"projects can never enter it", "fix the phase name or id in trigger_phases"))
+                             f"phase {rule.spec.phase!r} is not a phase of workflow {wf.get('name')!r} ({names}): "
+                             "projects can never reach it", "fix the phase name or id in trigger_phases"))
             continue
-        in_wf = {_int(p.get("id")) for p in projects if _int(p.get("workflowId")) == wf_id
-                 or _norm(p.get("workflowName")) == _norm(wf.get("name"))}
-        entered = {_int(i.get("projectId")) for i in instances
-                   if _int(i.get("projectId")) in in_wf and i.get("startedAt")
-                   and (_int(i.get("templateId")) == _int(phase.get("id")) or _norm(i.get("name")) == _norm(phase.get("name")))}
-        entered |= {_int(p.get("id")) for p in projects if _int(p.get("id")) in in_wf
-                    and isinstance(p.get("phase"), Mapping)
-                    and (_int(p["phase"].get("templateId")) == _int(phase.get("id"))
-                         or _norm(p["phase"].get("name")) == _norm(phase.get("name")))}
-        label = f"{wf.get('name')} -> {phase.get('name')}"
-        if in_wf and not entered:
-            out.append(Check("projects entering trigger phases", "WARN",
-                             f"{len(in_wf)} project(s) in workflow {wf.get('name')!r}, none has entered {label!r} yet",
-                             "check that this is the phase where projects should reach QuickBooks"))
+        in_wf = [p for p in projects if rule.matches_project(p)]
+        reached = [p for p in in_wf if rule.project_reached(p)]
+        label = f"{wf.get('name')} -> {rule.phase_label}"
+        if in_wf and not reached:
+            out.append(Check("projects reaching trigger phases", "WARN",
+                             f"{len(in_wf)} project(s) in workflow {rule.spec.workflow!r}, none has reached "
+                             f"{label!r} yet", "check that this is the phase where projects should reach QuickBooks"))
         else:
-            out.append(Check("projects entering trigger phases", "PASS",
-                             f"{label}: {len(entered)} of {len(in_wf)} project(s) entered it"))
+            out.append(Check("projects reaching trigger phases", "PASS",
+                             f"{label}: {len(reached)} of {len(in_wf)} project(s) at or past it"))
     untriggered = {p.get("workflowName") or str(p.get("workflowId")) for p in projects
-                   if _int(p.get("workflowId")) not in triggered_workflows}
-    if untriggered and triggered_workflows:
+                   if rule_for(rules, p) is None}
+    if untriggered:
         out.append(Check("workflows without trigger", "INFO",
                          f"projects in {', '.join(sorted(map(str, untriggered)))} never sync (no trigger phase)"))
     return out
+
+
+def _workflow_of(rule: TriggerRule, workflows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    return next((w for w in workflows
+                 if rule.matches_project({"workflowId": w.get("id"), "workflowName": w.get("name")})), None)
 
 
 def check_invoices(config: Mapping[str, Any], ledger: Any | None) -> list[Check]:

@@ -108,11 +108,12 @@ class LookbackStreamMixin:
         return lookback_start(start, has_bookmark=bool(bookmark), lookback=self.lookback,
                               start_date=self.config.get("start_date"))  # type: ignore[attr-defined]
 
-    def keep_row(self, row: Mapping[str, object]) -> bool:
-        """False for an unchanged overlap row; otherwise the row counts as emitted."""
+    def keep_row(self, row: Mapping[str, object], *, drop_unchanged: bool = True) -> bool:
+        """False for an unchanged overlap row; otherwise the row counts as emitted. `drop_unchanged=False` (a
+        full re-read) keeps every row and only remembers it."""
         key, value = row.get("id"), row.get(self.replication_key)  # type: ignore[attr-defined]
         overlap = self.overlap_filter()
-        if overlap.is_unchanged(key, value):
+        if drop_unchanged and overlap.is_unchanged(key, value):
             return False
         overlap.emitted(key, value)
         return True

@@ -23,6 +23,7 @@ from sync_ledger import RateLimiter
 from sync_ledger.http import RateLimitedSession, parse_retry_after
 
 from tap_coperniq import schemas
+from tap_coperniq.budget import QuotaGovernor, QuotaReached
 from tap_coperniq.retries import DEFAULT_MAX_RATE_LIMIT_WAIT, DOCUMENTED_DAILY_CAP, RetrySchedule
 
 if sys.version_info >= (3, 12):
@@ -97,16 +98,30 @@ class ApiUsage:
 class MeteredSession(RateLimitedSession):
     """A session that waits for the shared rate limiter before every send and counts what it sent."""
 
-    def __init__(self, usage: ApiUsage, stream_name: str) -> None:
+    def __init__(self, usage: ApiUsage, stream_name: str, governor: QuotaGovernor | None = None) -> None:
         super().__init__(usage.limiter)
         self.usage = usage
         self.stream_name = stream_name
+        self.governor = governor
 
     @override
     def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
+        if self.governor is not None:
+            self.governor.before_call()  # raises QuotaReached instead of spending other integrations' calls
         response = super().send(request, **kwargs)
         self.usage.record(self.stream_name, response)
+        if self.governor is not None:
+            self.governor.after_call(_header_int(response, "X-RateLimit-Remaining"),
+                                     _header_int(response, "X-RateLimit-Limit"))
         return response
+
+
+def _header_int(response: requests.Response, name: str) -> int | None:
+    raw = response.headers.get(name)
+    try:
+        return None if raw in (None, "") else int(float(raw))
+    except ValueError:
+        return None
 
 
 class CoperniqPaginator(PageNumberPaginator):
@@ -183,10 +198,16 @@ class CoperniqStream(RESTStream[int]):
         return usage if isinstance(usage, ApiUsage) else ApiUsage(self.config.get("max_requests_per_second"))
 
     @property
+    def governor(self) -> QuotaGovernor | None:
+        """The tap-wide daily-quota governor (None for a stream built outside a tap)."""
+        governor = getattr(self._tap, "quota_governor", None)
+        return governor if isinstance(governor, QuotaGovernor) else None
+
+    @property
     @override
     def requests_session(self) -> requests.Session:
         if not isinstance(self._requests_session, MeteredSession):  # the SDK pre-sets a plain Session
-            self._requests_session = MeteredSession(self.api_usage, self.name)
+            self._requests_session = MeteredSession(self.api_usage, self.name, self.governor)
         return self._requests_session
 
     # --- requests ---------------------------------------------------------------------------
@@ -224,6 +245,11 @@ class CoperniqStream(RESTStream[int]):
         if status == HTTPStatus.TOO_MANY_REQUESTS:
             wait = self._retry_after(response)
             if wait is not None and wait > MAX_RETRY_AFTER:
+                # The daily cap is spent (by us or another integration): the same clean stop as the reserve.
+                if (governor := self.governor) is not None:
+                    governor.exhausted(f"429 with Retry-After {wait:.0f} s, X-RateLimit-Limit "
+                                       f"{response.headers.get('X-RateLimit-Limit', '?')}")
+                    raise QuotaReached
                 msg = (
                     f"Coperniq rate limit exhausted (429, Retry-After {wait:.0f}s): the daily request cap "
                     f"(X-RateLimit-Limit={response.headers.get('X-RateLimit-Limit', '?')}) is used up. "
@@ -357,10 +383,23 @@ class CoperniqStream(RESTStream[int]):
 
     @override
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
-        yield from super().get_records(context)
+        governor = self.governor
+        if governor is not None and governor.stopped:
+            return  # the daily quota stopped an earlier stream: this one waits for the next run
+        try:
+            yield from self.read_records(context)
+        except QuotaReached:
+            self.on_quota_stop(context)
         if self.parent_stream_type is None:
-            # Runs after the last record and its children were processed: the stream is complete.
+            # Runs after the last record and its children were processed (or the quota stop).
             self.log_usage()
+
+    def read_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        """The stream's records (the SDK's paging by default); the quota stop is handled around it."""
+        yield from super().get_records(context)
+
+    def on_quota_stop(self, context: Context | None) -> None:
+        """What to keep when the quota stops this stream mid-read (small full-table streams: nothing)."""
 
     @override
     def log_sync_costs(self) -> None:

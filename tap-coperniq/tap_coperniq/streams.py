@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 import typing as t
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from http import HTTPStatus
 
-from sync_ledger.incremental import LookbackStreamMixin
+from sync_ledger.incremental import LookbackStreamMixin, parse_timestamp
 
-from tap_coperniq.client import CoperniqStream, format_timestamp, response_body
+from tap_coperniq.budget import DEFAULT_PHASE_SWEEP_INTERVAL, PaymentPlanner, QuotaReached
+from tap_coperniq.client import CoperniqPaginator, CoperniqStream, format_timestamp, response_body
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -19,6 +21,7 @@ else:
 if t.TYPE_CHECKING:
     import requests
     from singer_sdk.helpers.types import Context
+    from singer_sdk.pagination import PageNumberPaginator
     from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 
@@ -28,26 +31,101 @@ class IncrementalStream(LookbackStreamMixin, CoperniqStream):
     The lookback overlap would re-emit every row updated just before the bookmark on every run, and for
     projects/invoices each costs a detail call against the daily cap: the overlap filter (sync_ledger)
     drops the rows already emitted with the same updatedAt.
+
+    A quota stop mid-read keeps `resume` in the state: the page to go on from, the `updated_after` of that read
+    and its start time. The next run continues there, and caps its bookmark at the first read's start, so a row
+    that changed on an already-read page while the tap waited is read again by the run after.
     """
 
     replication_key = "updatedAt"
     is_sorted = False
+    RESUME_KEY = "resume"
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._page: int | None = None
+        self._read_from: str | None = None
+        self._started_at = datetime.now(timezone.utc)
+
+    @property
+    def resume(self) -> dict[str, t.Any] | None:
+        value = self.stream_state.get(self.RESUME_KEY)
+        return value if isinstance(value, dict) else None
+
+    def full_read(self) -> bool:
+        """Read the whole list, ignoring updated_after (the projects sweep)."""
+        return False
+
+    @override
+    def get_new_paginator(self) -> PageNumberPaginator | None:
+        paginator = super().get_new_paginator()
+        if paginator is not None and (resume := self.resume) is not None:
+            paginator = CoperniqPaginator(int(resume.get("page") or 1), self.page_size, self.records_jsonpath)
+        return paginator
 
     @override
     def get_http_request(self, *, page: PageContext) -> HTTPRequest:
         request = super().get_http_request(page=page)
-        if (after := self.read_from(page.stream_context)) is not None:
-            request.params["updated_after"] = format_timestamp(after)
+        self._page = page.next_page_token
+        resume = self.resume
+        if resume is not None:
+            after = resume.get("from")
+        elif self.full_read():
+            after = None
+        else:
+            start = self.read_from(page.stream_context)
+            after = None if start is None else format_timestamp(start)
+        self._read_from = after
+        if after is not None:
+            request.params["updated_after"] = after
         return request
 
     @override
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        return super().post_process(row, context) if self.keep_row(row) else None
+    def get_replication_key_signpost(self, context: Context | None) -> t.Any:
+        signpost = super().get_replication_key_signpost(context)
+        resume = self.resume
+        if resume is not None and resume.get("started_at") and signpost is not None:
+            return min(signpost, parse_timestamp(str(resume["started_at"])))
+        return signpost
 
     @override
-    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
-        yield from super().get_records(context)
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        # A sweep emits every row, even one with the updatedAt emitted before: a phase may change silently.
+        keep = self.keep_row(row, drop_unchanged=not self.full_read())
+        return super().post_process(row, context) if keep else None
+
+    @override
+    def read_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        if (resume := self.resume) is not None and resume.get("max_seen"):
+            # The rows read before the stop count towards the bookmark as if read now.
+            markers = self.stream_state.setdefault("progress_markers", {})
+            markers.update({"replication_key": self.replication_key, "replication_key_value": resume["max_seen"]})
+        yield from super().read_records(context)
         self.remember_overlap()
+        self.on_complete_read()
+        self.stream_state.pop(self.RESUME_KEY, None)
+
+    def on_complete_read(self) -> None:
+        """After a read that reached the end of the list."""
+
+    @override
+    def on_quota_stop(self, context: Context | None) -> None:
+        state = self.stream_state
+        previous = self.resume or {}
+        seen = [v for v in (previous.get("max_seen"),
+                            (state.get("progress_markers") or {}).get("replication_key_value")) if v]
+        state[self.RESUME_KEY] = {
+            "page": self._page or 1,
+            "from": self._read_from,
+            "full": previous.get("full", self.full_read()),
+            "started_at": previous.get("started_at") or self._started_at.isoformat(),
+            "max_seen": max(seen) if seen else None,
+        }
+        # Not finished: the bookmark must not move to the newest row read so far (rows on unread pages are older).
+        state.pop("progress_markers", None)
+        state.pop("replication_key_signpost", None)
+        self.remember_overlap()
+        self.logger.info("%s: stopped at page %s; the next run resumes there", self.name, self._page)
 
 
 def with_archived(request: HTTPRequest, config: t.Mapping[str, t.Any]) -> HTTPRequest:
@@ -80,23 +158,93 @@ class ContactsStream(IncrementalStream):
     path = "/contacts"
 
 
+def payment_planner(stream: CoperniqStream) -> PaymentPlanner | None:
+    planner = getattr(stream._tap, "payment_planner", None)  # noqa: SLF001 - the tap-wide planner
+    return planner if isinstance(planner, PaymentPlanner) else None
+
+
 class ProjectsStream(ArchivedAwareStream):
-    """Projects with their current phase; the phase history comes from the child stream."""
+    """Projects with their current phase (enough for the trigger); the optional phase history is a child stream.
+
+    Every `phase_sweep_interval` seconds (and on the first run) the whole list is read, because no source says a
+    phase change bumps `updatedAt`: the target compares each project with what it saw before. A sweep costs list
+    pages only (100 projects per call).
+    """
 
     name = "projects"
     path = "/projects"
+    LAST_SWEEP_KEY = "last_sweep_at"
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reached: dict[t.Any, bool] = {}
+        self._full: bool | None = None
+        self._first_read = False
+
+    @property
+    def sweep_interval(self) -> float:
+        value = self.config.get("phase_sweep_interval")
+        return DEFAULT_PHASE_SWEEP_INTERVAL if value is None else max(0.0, float(value))
 
     @override
-    def get_child_context(self, record: dict, context: Context | None) -> dict:
-        # Only projects emitted in this run (changed since the bookmark) get the extra GET /projects/{id}.
-        return {"projectId": record["id"]}
+    def full_read(self) -> bool:
+        """Decided once per run, from the state as the run found it."""
+        if self._full is None:
+            self._full = self._sweep_due()
+        return self._full
+
+    def _sweep_due(self) -> bool:
+        state = self.stream_state
+        if self.resume is not None:
+            return bool(self.resume.get("full"))
+        if not state.get("replication_key_value"):
+            self._first_read = True
+            return True  # first run: every project, so the target's snapshot of who is where is complete
+        last = state.get(self.LAST_SWEEP_KEY)
+        if not last:
+            return True
+        return datetime.now(timezone.utc) - parse_timestamp(str(last)) >= timedelta(seconds=self.sweep_interval)
+
+    @property
+    def _sweep_started_at(self) -> datetime | None:
+        started = (self.resume or {}).get("started_at")
+        return parse_timestamp(str(started)) if started else None
+
+    @override
+    def get_http_request(self, *, page: PageContext) -> HTTPRequest:
+        if self._page is None and self.full_read():
+            self.logger.info("projects: reading the whole list (phase sweep, every %ss: phase_sweep_interval)",
+                             int(self.sweep_interval))
+        return super().get_http_request(page=page)
+
+    @override
+    def on_complete_read(self) -> None:
+        if self.full_read():  # a sweep reached the end of the list
+            resume_start = self._sweep_started_at or self._started_at
+            self.stream_state[self.LAST_SWEEP_KEY] = resume_start.isoformat()
+
+    @override
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        row = super().post_process(row, context)
+        if row is not None and (planner := payment_planner(self)) is not None:
+            self._reached[row.get("id")] = planner.see_project(row)
+        return row
+
+    @override
+    def generate_child_contexts(self, record: dict, context: Context | None) -> t.Iterable[dict | None]:
+        # The phase history costs one GET /projects/{id}: only with `phase_history` on, only for projects that
+        # reached their trigger phase (where the entry time is the point), and on sweeps only the first run's.
+        reached = self._reached.pop(record.get("id"), True)
+        if self.config.get("phase_history") and reached and (not self.full_read() or self._first_read):
+            yield {"projectId": record["id"]}
 
 
 class ProjectPhaseInstancesStream(CoperniqStream):
     """Every phase a project has entered, from GET /projects/{id} (the list omits phaseInstances).
 
-    One call per changed project is the main cost against the 5,000/day cap; deselect this stream to
-    skip it. Phases not started yet are left out: a record here means "the project reached this phase".
+    Optional (`phase_history`, off by default): the trigger is decided from the list; the history only adds the
+    exact time a project entered its trigger phase. Phases not started yet are left out: a record here means
+    "the project reached this phase".
     """
 
     name = "project_phase_instances"
@@ -145,6 +293,13 @@ class WorkflowsStream(CoperniqStream):
     name = "workflows"
     path = "/workflows"
 
+    @override
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        row = super().post_process(row, context)
+        if row is not None and (planner := payment_planner(self)) is not None:
+            planner.add_workflow(row)  # the trigger's phase order, for payments of projects past it
+        return row
+
 
 class InvoicesStream(IncrementalStream):
     """Invoices with line items; the list is wrapped in {items, page, page_size, has_more}."""
@@ -154,24 +309,25 @@ class InvoicesStream(IncrementalStream):
     records_jsonpath = "$.items[*]"
 
     @override
-    def get_child_context(self, record: dict, context: Context | None) -> dict:
-        return {"invoiceId": record["id"]}
-
-    @override
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         amount, paid = row.get("amount"), row.get("amountPaid")
         if amount is not None and paid is not None:
             row["balance"] = Decimal(str(amount)) - Decimal(str(paid))
-        return super().post_process(row, context)
+        row = super().post_process(row, context)
+        if row is not None and (planner := payment_planner(self)) is not None:
+            planner.see_invoice(row)
+        return row
 
 
 class PaymentsStream(CoperniqStream):
-    """Payments of the invoices emitted in this run (GET /invoices/{id}/payments has no filter or paging)."""
+    """Payments of the invoices the planner chose (GET /invoices/{id}/payments has no filter or paging).
+
+    Not a child of invoices: the list of invoices to read also holds paid invoices of earlier runs whose project
+    has reached its trigger phase since, and what a quota stop left (tap_coperniq.budget.PaymentPlanner).
+    """
 
     name = "payments"
     path = "/invoices/{invoiceId}/payments"
-    parent_stream_type = InvoicesStream
-    state_partitioning_keys: t.ClassVar[tuple[str, ...]] = ()
     paginated = False
 
     @override
@@ -187,9 +343,25 @@ class PaymentsStream(CoperniqStream):
         return super().parse_response(response)
 
     @override
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        row["invoiceId"] = (context or {}).get("invoiceId")
-        return super().post_process(row, context)
+    def read_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        planner = payment_planner(self)
+        if planner is None:
+            return
+        todo = list(planner.queued)
+        for i, invoice_id in enumerate(todo):
+            try:
+                rows = list(self.request_records({"invoiceId": invoice_id}))
+            except QuotaReached:
+                planner.keep_queued(todo[i:])
+                raise
+            for row in rows:
+                row["invoiceId"] = int(invoice_id) if invoice_id.isdigit() else invoice_id
+                yield row
+        planner.keep_queued([])
+        if planner.skipped_unpaid or planner.skipped_not_syncing:
+            self.logger.info("payments: %d invoice(s) read; not read: %d unpaid, %d of projects that do not sync "
+                             "(yet: %d remembered for when they reach their trigger phase)", len(todo),
+                             planner.skipped_unpaid, planner.skipped_not_syncing, len(planner.deferred))
 
 
 class CatalogItemsStream(CoperniqStream):

@@ -8,8 +8,18 @@ from functools import cached_property
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
+from sync_ledger.triggers import parse_trigger_phases
 from sync_ledger import ISO_8601_PATTERN
 
+from tap_coperniq.budget import (
+    DEFAULT_DAILY_CALL_LIMIT,
+    DEFAULT_DAILY_CALL_RESERVE,
+    DEFAULT_PHASE_SWEEP_INTERVAL,
+    QUOTA_STATE_KEY,
+    PaymentPlanner,
+    QuotaGovernor,
+)
 from tap_coperniq.client import DEFAULT_API_URL, MAX_PAGE_SIZE, ApiUsage, CoperniqStopError
 from tap_coperniq.retries import DEFAULT_MAX_RATE_LIMIT_WAIT
 from tap_coperniq.streams import STREAM_TYPES
@@ -20,6 +30,8 @@ else:
     from typing_extensions import override
 
 if TYPE_CHECKING:
+    from singer_sdk import Stream
+
     from tap_coperniq.client import CoperniqStream
 
 
@@ -66,6 +78,40 @@ class TapCoperniq(Tap):
             "it sends, or without one exponential backoff from 1 s to 60 s per wait); then the run stops with "
             "one message, because the 5,000/day cap is probably spent. 0 = stop at the first 429.",
         ),
+        th.Property(
+            "trigger_phases", th.ArrayType(th.ObjectType(
+                th.Property("workflow", th.CustomType({"type": ["string", "integer"]})),
+                th.Property("phase", th.CustomType({"type": ["string", "integer"]})),
+            )), title="Trigger phases",
+            description="The target's trigger_phases (one value in meltano.yml feeds both): payments are read "
+            "only for projects that reached their trigger phase. Unset: payments of every paid invoice are read.",
+        ),
+        th.Property(
+            "backfill", th.BooleanType, default=False, title="Backfill",
+            description="The target's backfill. Off: projects already at/past their trigger phase on the first "
+            "run never sync, so their payments are not read.",
+        ),
+        th.Property(
+            "phase_sweep_interval", th.IntegerType, default=DEFAULT_PHASE_SWEEP_INTERVAL,
+            title="Phase sweep interval (seconds)",
+            description="How often the whole project list is re-read (list pages only), because a phase change "
+            "may not bump updatedAt. 0 = every run.",
+        ),
+        th.Property(
+            "phase_history", th.BooleanType, default=False, title="Phase history",
+            description="Also read the phase history (GET /projects/{id}) of projects that reached their trigger "
+            "phase, for the exact time they entered it. One call per such project.",
+        ),
+        th.Property(
+            "daily_call_reserve", th.IntegerType, default=DEFAULT_DAILY_CALL_RESERVE, title="Daily call reserve",
+            description="Coperniq calls per day left for the company's other integrations: when only this many "
+            "remain, the tap stops cleanly (exit 0) and the next run resumes.",
+        ),
+        th.Property(
+            "daily_call_limit", th.IntegerType, default=DEFAULT_DAILY_CALL_LIMIT, title="Daily call limit",
+            description="The key's daily cap, used only when Coperniq sends no X-RateLimit-Remaining: the tap then "
+            "counts its own calls of the last 24 h (in the state). 0 = do not count.",
+        ),
     ).to_dict()
     config_jsonschema["properties"]["start_date"]["pattern"] = ISO_8601_PATTERN
 
@@ -74,8 +120,43 @@ class TapCoperniq(Tap):
         """One rate limiter and one call counter for the whole run (the cap is per API key)."""
         return ApiUsage(self.config.get("max_requests_per_second", 10))
 
+    @cached_property
+    def quota_governor(self) -> QuotaGovernor:
+        """One per run; its hourly call counts live in the state (under bookmarks, where the SDK keeps them)."""
+        limit = self.config.get("daily_call_limit", DEFAULT_DAILY_CALL_LIMIT)
+        counts = self.state.setdefault("bookmarks", {}).setdefault(QUOTA_STATE_KEY, {}).setdefault("calls", {})
+        return QuotaGovernor(reserve=int(self.config.get("daily_call_reserve", DEFAULT_DAILY_CALL_RESERVE)),
+                             daily_limit=int(limit) if limit else 0, counts=counts, logger=self.logger)
+
+    @cached_property
+    def payment_planner(self) -> PaymentPlanner | None:
+        """Chooses the payment reads; None when the payments stream is not selected (nothing to plan)."""
+        payments = self.streams.get("payments")
+        if payments is None or not payments.selected:
+            return None
+        bookmarks = self.state.setdefault("bookmarks", {})
+        projects_state = bookmarks.get("projects") or {}
+        planner = PaymentPlanner(self.config, bookmarks.setdefault("payments", {}),
+                                 first_run=not projects_state.get("replication_key_value"))
+        workflows = self.streams.get("workflows")
+        if planner.filtering and (workflows is None or not workflows.selected):
+            self.logger.warning("trigger_phases is set but the workflows stream is not selected: without the "
+                                "phase order the tap reads the payments of every paid invoice")
+            planner.specs = []
+        return planner
+
+    @override
+    def load_streams(self) -> list[Stream]:
+        """Discovery order, not the SDK's alphabetical one: workflows before projects (the trigger's phase order),
+        projects before invoices before payments (which payments are worth a call)."""
+        order = {stream_type: i for i, stream_type in enumerate(STREAM_TYPES)}
+        return sorted(super().load_streams(), key=lambda s: order.get(type(s), len(order)))  # type: ignore[arg-type]
+
     @override
     def discover_streams(self) -> list[CoperniqStream]:
+        _, errors = parse_trigger_phases(self.config.get("trigger_phases"))
+        if errors:
+            raise ConfigValidationError("Invalid tap-coperniq settings", errors=errors)
         return [stream_type(tap=self) for stream_type in STREAM_TYPES]
 
     @classmethod

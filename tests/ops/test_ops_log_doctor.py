@@ -116,7 +116,7 @@ def test_doctor_checks_phases_against_workflows(ops_project: Any, tmp_path: Path
     checks = json.loads(res.out)
     by = [(c["level"], c["name"], c["message"]) for c in checks]
     assert ("PASS", "trigger phases") == by[1][:2]
-    assert any(lvl == "WARN" and "none has entered 'Residential Solar -> Install'" in msg for lvl, _, msg in by)
+    assert any(lvl == "WARN" and "none has reached 'Residential Solar -> Install'" in msg for lvl, _, msg in by)
     assert any(lvl == "PASS" and "HVAC Replacement -> Installation: 1 of 1" in msg for lvl, _, msg in by)
     assert any(lvl == "FAIL" and "'Roofing' is not among Coperniq's workflows" in msg for lvl, _, msg in by)
     assert any(c["name"] == "connection" and c["level"] == "INFO" for c in checks)

@@ -75,7 +75,7 @@ def test_bad_record_corpus_fails_each_row_with_a_reason_and_syncs_all_good_rows(
     merge = start_merge(rate_limit_per_minute=1_000_000)
     try:
         cop.app.seed(projects=16, seed=5)
-        tap = TapCoperniq(config=tap_config(cop), parse_env_config=False)
+        tap = TapCoperniq(config=tap_config(cop, phase_history=True), parse_env_config=False)  # bad history rows too
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             tap.sync_all()

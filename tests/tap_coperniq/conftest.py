@@ -48,13 +48,15 @@ def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None,
 
 
 def tap_config(sandbox: Any, **overrides: Any) -> dict[str, Any]:
-    """Config pointing at a sandbox; no client-side throttling unless a test asks for it."""
+    """Config pointing at a sandbox; no client-side throttling unless a test asks for it. The phase history is on
+    here (these tests cover every stream); tests/tap_coperniq/test_tap_coperniq_budget.py runs the defaults."""
     return {
         "api_key": sandbox.api_key,
         "api_url": sandbox.url,
         "start_date": "2000-01-01T00:00:00Z",
         "max_requests_per_second": 1000,
         "lookback_window": 0,
+        "phase_history": True,
         **overrides,
     }
 

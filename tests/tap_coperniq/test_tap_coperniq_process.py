@@ -38,7 +38,8 @@ def parse(stdout: str) -> tuple[Counter[str], list[dict[str, Any]]]:
 def test_cli_process_logs_usage_and_never_the_key(secret_sandbox: SandboxServer, tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"api_key": SECRET, "api_url": f"{secret_sandbox.root_url}/v1",
-                                  "start_date": "2000-01-01T00:00:00Z", "max_requests_per_second": 1000}))
+                                  "start_date": "2000-01-01T00:00:00Z", "max_requests_per_second": 1000,
+                                  "phase_history": True}))
     proc = subprocess.run([str(BIN / "tap-coperniq"), "--config", str(config)], capture_output=True, text=True,
                           timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]

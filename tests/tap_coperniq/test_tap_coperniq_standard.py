@@ -24,6 +24,7 @@ CONFIG = {
     "api_url": f"{_server.root_url}/v1",
     "start_date": "2000-01-01T00:00:00Z",
     "max_requests_per_second": 1000,
+    "phase_history": True,  # the standard suite wants records in every stream
 }
 
 

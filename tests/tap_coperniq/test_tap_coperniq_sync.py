@@ -184,10 +184,22 @@ def test_recovers_from_429_and_5xx(seeded, tap_runner, make_config) -> None:
 
 
 def test_daily_cap_exhausted_fails_with_clear_message(seeded, tap_runner, make_config) -> None:
+    """Built outside a tap (no quota governor), a stream still stops at a day-long Retry-After with one message;
+    inside the tap the same 429 is the clean quota stop (test_tap_coperniq_budget.py)."""
     seeded.app.set_rate_limits(None, 3)
+    tap = TapCoperniq(config=make_config(seeded))
+    tap.__dict__["quota_governor"] = None  # what a stream outside this tap sees
     with pytest.raises(FatalAPIError, match="daily request cap"):
-        tap_runner(make_config(seeded))
+        tap.sync_all()
     assert seeded.stats.by_status[429] == 1  # no pointless retries against a day-long Retry-After
+
+
+def test_a_spent_daily_cap_inside_the_tap_is_a_clean_stop(seeded, tap_runner, make_config) -> None:
+    seeded.app.set_rate_limits(None, 3)
+    run = tap_runner(make_config(seeded, daily_call_reserve=0))
+    assert run.tap.quota_governor.stopped
+    assert seeded.stats.by_status[429] == 1
+    assert [name for name, v in run.state["bookmarks"].items() if isinstance(v, dict) and "resume" in v]
 
 
 def test_bad_credentials_fail_fast_naming_the_setting(seeded, tap_runner, make_config) -> None:

@@ -21,10 +21,11 @@ BOTH_TRIGGERS = [{"workflow": "Residential Solar", "phase": "Install"},
                  {"workflow": "HVAC Replacement", "phase": "Installation"}]
 
 
-def tap_lines(coperniq: Any, state: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """Run tap-coperniq in-process; returns (its Singer output, its final state)."""
+def tap_lines(coperniq: Any, state: dict[str, Any] | None = None,
+              **extra: Any) -> tuple[str, dict[str, Any]]:
+    """Run tap-coperniq in-process (its defaults, plus `extra` settings); returns (its output, its final state)."""
     tap = TapCoperniq(config={"api_url": coperniq.url, "api_key": coperniq.api_key,
-                              "start_date": "2020-01-01T00:00:00Z", "max_requests_per_second": 1000},
+                              "start_date": "2020-01-01T00:00:00Z", "max_requests_per_second": 1000, **extra},
                       state=state)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -68,6 +69,7 @@ class Pipeline:
     ledger_path: Path
     config: dict[str, Any] = field(default_factory=dict)
     tap_state: dict[str, Any] | None = None
+    tap_config: dict[str, Any] = field(default_factory=dict)  # tap-coperniq settings on top of its defaults
 
     def target_config(self, **overrides: Any) -> dict[str, Any]:
         return {"merge_api_key": self.merge.api_key, "account_token": self.merge.account_token,
@@ -77,7 +79,7 @@ class Pipeline:
 
     def run(self, *, lines: str | None = None, keep_state: bool = True, **overrides: Any) -> Run:
         if lines is None:
-            lines, state = tap_lines(self.coperniq, self.tap_state)
+            lines, state = tap_lines(self.coperniq, self.tap_state, **self.tap_config)
         else:
             state = {}
         target = TargetQuickbooksMerge(config=self.target_config(**overrides))

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.reliability.rel_helpers import expected_forward
 from tests.target_quickbooks_merge.qbm_helpers import (
     Pipeline,
     assert_no_duplicate_names,
@@ -18,19 +19,9 @@ from tests.target_quickbooks_merge.qbm_helpers import (
 
 
 def _triggered(pipe: Pipeline) -> dict[str, dict[str, Any]]:
-    """Projects that entered their workflow's trigger phase (from the Coperniq sandbox's phase history)."""
-    wanted = {"Residential Solar": "Install", "HVAC Replacement": "Installation"}
-    instances = staged_records(pipe, "project_phase_instances")
+    """Projects at or past their workflow's trigger phase, from the Coperniq sandbox's own state (staged copies)."""
     projects = staged_records(pipe, "projects")
-    started = {str(i["projectId"]) for i in instances.values()
-               if i.get("startedAt") and wanted.get(projects.get(str(i["projectId"]), {}).get("workflowName")) == i["name"]}
-    order = {w["name"]: [ph["name"] for ph in w.get("phases") or []] for w in staged_records(pipe, "workflows").values()}
-    for pid, p in projects.items():  # Workflows 1.0 (pessimistic profile): a stage, no history; at or past it
-        phases, stage = order.get(p.get("workflowName"), []), (p.get("stage") or {}).get("name")
-        if not p.get("phase") and wanted.get(p.get("workflowName")) in phases and stage in phases and \
-                phases.index(stage) >= phases.index(wanted[p["workflowName"]]):
-            started.add(pid)
-    return {pid: p for pid, p in projects.items() if pid in started}
+    return {str(pid): projects[str(pid)] for pid in expected_forward(pipe.coperniq)["projects"]}
 
 
 @pytest.mark.parametrize("pipeline", ["optimistic", "pessimistic"], indirect=True)

@@ -1,0 +1,198 @@
+"""The Coperniq API budget with the tap's defaults (no phase history): calls counted by the sandbox, never timed.
+
+A key allows 5,000 calls a day, shared with the company's other integrations, so the figures here are the
+product's real limit: a first extract costs list pages (plus one call per paid invoice of a project that syncs,
+with backfill), a quiet run a handful, and a run that would dip into `daily_call_reserve` stops cleanly and the
+next run resumes where it stopped, under both sandbox profiles (with and without rate-limit headers).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from sync_ledger.triggers import parse_trigger_phases, resolve_rules, rule_for
+from tests.conftest import RunningSandbox, start_coperniq
+from tests.tap_coperniq.conftest import run_tap
+
+TRIGGERS = [{"workflow": "Residential Solar", "phase": "Install"},
+            {"workflow": "HVAC Replacement", "phase": "Installation"}]
+PAYMENTS_ROUTE = "GET /v1/invoices/{invoiceId}/payments"
+DETAIL_ROUTES = (PAYMENTS_ROUTE, "GET /v1/projects/{projectId}")
+
+
+def config(sb: RunningSandbox, **overrides: Any) -> dict[str, Any]:
+    """The tap's defaults (phase history off, sweeps every 4 h, reserve 1,000) with the triggers set."""
+    return {"api_key": sb.api_key, "api_url": sb.url, "max_requests_per_second": 1000,
+            "trigger_phases": TRIGGERS, **overrides}
+
+
+def pessimistic(sb: RunningSandbox) -> bool:
+    return not sb.app.assumptions.rate_limit_headers
+
+
+@pytest.fixture(params=["optimistic", "pessimistic"])
+def sandbox(request: pytest.FixtureRequest) -> Iterator[RunningSandbox]:
+    sb = start_coperniq(profile=request.param, rate_limit_per_second=None, rate_limit_per_day=None)
+    sb.app.seed(projects=60, seed=7)
+    sb.stats.reset()
+    yield sb
+    sb.server.stop()
+
+
+@pytest.fixture(scope="module")
+def big() -> Iterator[RunningSandbox]:
+    """2,000 seeded projects (the issue's figure), shared by the read-only first-extract tests."""
+    sb = start_coperniq(rate_limit_per_second=None, rate_limit_per_day=None)
+    sb.app.seed(projects=2000, seed=11)
+    yield sb
+    sb.server.stop()
+
+
+def projects_that_sync(sb: RunningSandbox) -> set[int]:
+    """Projects at/past their trigger phase (the shared rule, resolved against the sandbox's workflows)."""
+    app = sb.app
+    workflows = [app.workflow_out(w) for w in app.state.workflows.values()]
+    rules, _ = resolve_rules(parse_trigger_phases(TRIGGERS)[0], workflows)
+    out = set()
+    for pid in app.state.projects:
+        project = app.project_out(app.state.projects[pid])
+        rule = rule_for(rules, project)
+        if rule is not None and rule.project_reached(project):
+            out.add(pid)
+    return out
+
+
+def project_of(invoice: dict[str, Any]) -> int | None:
+    kind, rid = invoice.get("_record") or (None, None)
+    return rid if kind == "project" else None
+
+
+def paid_invoices_of(sb: RunningSandbox, projects: set[int]) -> set[int]:
+    """Paid invoices of these projects, and paid client-level invoices (their client may well be synced)."""
+    return {iid for iid, inv in sb.app.state.invoices.items()
+            if Decimal(str(inv["amountPaid"])) > 0
+            and (project_of(inv) in projects or (inv.get("_record") or ("",))[0] != "project")}
+
+
+def detail_calls(sb: RunningSandbox) -> int:
+    return sum(sb.stats.by_route[r] for r in DETAIL_ROUTES)
+
+
+def test_first_extract_of_2000_projects_backfill_off_is_list_pages_only(big: RunningSandbox) -> None:
+    big.stats.reset()
+    run = run_tap(config(big))
+    calls = big.stats.total
+    projects = len(big.app.state.projects)
+    assert len(run.ids("projects")) == projects == 2000
+    assert calls / projects <= 0.10, (calls, big.stats.by_route)
+    assert detail_calls(big) == 0  # all projects at their trigger are the first run's: they will never sync
+    assert "payments" not in run.records
+    assert len(run.ids("invoices")) == len(big.app.state.invoices)
+
+
+def test_first_extract_with_backfill_reads_payments_only_of_paid_invoices_of_projects_that_sync(
+        big: RunningSandbox) -> None:
+    big.stats.reset()
+    run = run_tap(config(big, backfill=True))
+    wanted = paid_invoices_of(big, projects_that_sync(big))
+    assert big.stats.by_route[PAYMENTS_ROUTE] == len(wanted) > 0
+    assert big.stats.by_route["GET /v1/projects/{projectId}"] == 0
+    list_pages = big.stats.total - big.stats.by_route[PAYMENTS_ROUTE]
+    assert list_pages <= 0.10 * len(big.app.state.projects), big.stats.by_route
+    assert {p["invoiceId"] for p in run.records["payments"]} == wanted
+    assert len(run.records["payments"]) == sum(len(big.app.state.payments[i]) for i in wanted)
+
+
+def test_a_quiet_run_fifteen_minutes_later_costs_a_handful_of_calls(sandbox: RunningSandbox) -> None:
+    first = run_tap(config(sandbox, backfill=True))
+    sandbox.stats.reset()
+    run_tap(config(sandbox, backfill=True), state=first.state)
+    assert sandbox.stats.total <= 10, sandbox.stats.by_route
+    assert detail_calls(sandbox) == 0
+
+
+def test_payments_of_a_project_that_reaches_its_trigger_later_are_read_then(sandbox: RunningSandbox) -> None:
+    app, st = sandbox.app, sandbox.app.state
+    reached = projects_that_sync(sandbox)
+    waiting = next(pid for pid in sorted(st.projects) if pid not in reached and st.projects[pid].get("isActive", True))
+    invoice_id = app.add_invoice(waiting)["id"]
+    app.add_payment(invoice_id, 10.0)  # a deposit before the install
+    first = run_tap(config(sandbox))
+    assert invoice_id not in {p["invoiceId"] for p in first.records.get("payments", [])}
+    assert first.state["bookmarks"]["payments"]["deferred"].get(str(invoice_id)) == str(waiting)
+
+    workflow = st.workflows[st.projects[waiting]["workflowId"]]
+    trigger = next(t["phase"] for t in TRIGGERS if t["workflow"] == workflow["name"])
+    app.move_project_to_phase(waiting, trigger)
+    sandbox.stats.reset()
+    # Pessimistic: the move does not bump updatedAt, so it is the next sweep that sees it (here: at once).
+    second = run_tap(config(sandbox, phase_sweep_interval=0 if pessimistic(sandbox) else 14400), state=first.state)
+    assert {p["invoiceId"] for p in second.records["payments"]} == {invoice_id}
+    assert sandbox.stats.by_route[PAYMENTS_ROUTE] == 1
+    assert str(invoice_id) not in second.state["bookmarks"]["payments"]["deferred"]
+
+
+def test_a_phase_change_without_an_updated_at_bump_is_read_by_the_next_sweep(sandbox: RunningSandbox) -> None:
+    app, st = sandbox.app, sandbox.app.state
+    app.assumptions = replace(app.assumptions, phase_change_bumps_updated_at=False)
+    first = run_tap(config(sandbox, phase_sweep_interval=3600))
+    pid = next(p for p in sorted(st.projects) if p not in projects_that_sync(sandbox))
+    workflow = st.workflows[st.projects[pid]["workflowId"]]
+    app.move_project_to_phase(pid, workflow["_phases"][-1])  # jumps past the trigger, updatedAt unchanged
+    quiet = run_tap(config(sandbox, phase_sweep_interval=3600), state=first.state)
+    assert pid not in quiet.ids("projects")  # updated_after cannot see it
+    state = copy.deepcopy(quiet.state)
+    state["bookmarks"]["projects"]["last_sweep_at"] = "2000-01-01T00:00:00+00:00"  # the interval has passed
+    sandbox.stats.reset()
+    sweep = run_tap(config(sandbox, phase_sweep_interval=3600), state=state)
+    moved = [p for p in sweep.records["projects"] if p["id"] == pid]
+    assert moved and moved[0]["phase"]["templateId"] == workflow["_phases"][-1]
+    assert len(sweep.ids("projects")) == len(st.projects)  # a sweep re-emits the whole list ...
+    pages = -(-len(st.projects) // 100)
+    assert sandbox.stats.by_route["GET /v1/projects"] == pages  # ... for list pages only
+    assert sweep.state["bookmarks"]["projects"]["last_sweep_at"] > "2000"
+
+
+def test_quota_reached_mid_run_stops_cleanly_and_the_next_run_resumes(sandbox: RunningSandbox) -> None:
+    """A reserve that leaves room for a few calls: the run stops mid-list with STATE, the next resumes there,
+    and together they emit every record exactly once. Without headers the tap counts its own calls (state)."""
+    app = sandbox.app
+    if pessimistic(sandbox):
+        limits: dict[str, Any] = {"daily_call_limit": 12, "daily_call_reserve": 2}
+    else:
+        app.set_rate_limits(None, 12)
+        limits = {"daily_call_reserve": 2, "daily_call_limit": 0}
+    cfg = config(sandbox, page_size=10, backfill=True, lookback_window=0, **limits)
+    runs, state = [], None
+    for _ in range(30):
+        run = run_tap(cfg, state=state)
+        runs.append(run)
+        state = copy.deepcopy(run.state)
+        if not run.tap.quota_governor.stopped:
+            break
+        app.limiter.reset()  # a new day: the sandbox forgets the calls ...
+        state["bookmarks"]["_coperniq_api"]["calls"] = {}  # ... and so does the tap's own 24 h count
+    assert len(runs) >= 3  # it really stopped, more than once
+    emitted: dict[str, list[Any]] = {}
+    for run in runs:
+        for stream, rows in run.records.items():
+            emitted.setdefault(stream, []).extend(r["id"] for r in rows)
+    st = app.state
+    for stream, expected in (("accounts", st.accounts), ("projects", st.projects), ("invoices", st.invoices)):
+        assert sorted(emitted[stream]) == sorted(expected), stream  # all of them, none twice
+    # Every payment of a project that syncs; a run resumed after the projects stream finished does not know the
+    # projects of the invoices it reads, so it also reads some that will not sync (costs, never loses).
+    wanted = paid_invoices_of(sandbox, projects_that_sync(sandbox))
+    assert wanted <= {p["invoiceId"] for p in runs_records(runs, "payments")}
+    ids = [p["id"] for p in runs_records(runs, "payments")]
+    assert len(ids) == len(set(ids))
+
+
+def runs_records(runs: list[Any], stream: str) -> list[dict[str, Any]]:
+    return [r for run in runs for r in run.records.get(stream, [])]
