@@ -442,8 +442,9 @@ class Verifier:
 
     def _phase_check(self, assumption: str, projects: list[dict[str, Any]], remaining: str | None) -> Finding:
         """Newest projects, most recent phase start first: a phase start later than updatedAt proves no bump."""
-        bumps = "finds phase changes in the incremental updated_after window"
-        sweeps = "triggers rely on periodic full sweeps of the project list"
+        bumps = "finds phase changes in the incremental updated_after window (and the sweeps)"
+        sweeps = ("finds phase changes by the project-list sweep every phase_sweep_interval (default 4 h); "
+                  "lower it for faster triggers")
         left = int(remaining) if remaining is not None and str(remaining).isdigit() else None
         if left is not None and left < COPERNIQ_DAILY_RESERVE:
             return Finding("phase_updated_at", assumption, f"not checked: only {left} Coperniq calls left today "

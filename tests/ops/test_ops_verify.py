@@ -109,7 +109,7 @@ def test_verify_answers_follow_the_profile(project: Any, merge_sandbox: RunningS
                                         "idempotency")} == dict.fromkeys(
             ("job_visibility", "rate_limit_headers", "phase_updated_at", "idempotency"), "differs")
         assert by["rate_limit_headers"]["product"] == "counts its own calls"
-        assert by["phase_updated_at"]["product"] == "triggers rely on periodic full sweeps of the project list"
+        assert by["phase_updated_at"]["product"].startswith("finds phase changes by the project-list sweep")
         assert "after its updatedAt" in by["phase_updated_at"]["saw"]
         assert by["job_visibility"]["product"] == ("Merge lists passthrough-created jobs only after its next sync: "
                                                    "invoices of new jobs wait a run")

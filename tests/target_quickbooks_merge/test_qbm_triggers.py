@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.reliability.rel_helpers import assert_forward_complete
 from tests.target_quickbooks_merge.qbm_helpers import Pipeline, log_rows, qbo_jobs, qbo_top_customers
 
 PROFILES = ["optimistic", "pessimistic"]
@@ -132,3 +133,36 @@ def test_a_phase_change_without_an_updated_at_bump_is_caught_by_the_next_sweep(p
     pipeline.tap_state["bookmarks"]["projects"]["last_sweep_at"] = "2000-01-01T00:00:00+00:00"  # an hour on
     swept = pipeline.run()
     assert swept.counts["projects"]["created"] == 1 and len(job_for(pipeline, pid)) == 1
+
+
+@pytest.mark.parametrize("pipeline", PROFILES, indirect=True)
+def test_a_first_sync_spread_over_several_quota_days_ends_complete_without_duplicates(pipeline: Pipeline) -> None:
+    """The tap may spend only a few calls a "day": each run stops cleanly mid-list (exit 0, STATE), the target
+    syncs what arrived, and the next day's run resumes. In the end QuickBooks holds everything exactly once."""
+    app = pipeline.coperniq.app
+    pipeline.config["invoice_sync"] = True
+    pipeline.config["default_item"] = "Services"
+    if app.assumptions.rate_limit_headers:
+        app.set_rate_limits(None, 1000)  # headers report a daily window: the tap stops at the reserve
+        pipeline.tap_config = {"daily_call_reserve": 992, "daily_call_limit": 0, "page_size": 5}
+    else:
+        pipeline.tap_config = {"daily_call_reserve": 2, "daily_call_limit": 10, "page_size": 5}  # own count
+    pipeline.tap_config["trigger_phases"] = pipeline.config["trigger_phases"]
+    pipeline.tap_config["backfill"] = True
+    days = 0
+    while days < 40:
+        days += 1
+        pipeline.run()
+        assert pipeline.tap_state is not None
+        bookmarks = pipeline.tap_state["bookmarks"]
+        stopped = any(isinstance(v, dict) and (v.get("resume") or v.get("queued")) for v in bookmarks.values()) \
+            or not bookmarks.get("invoices", {}).get("replication_key_value")
+        if not stopped:
+            break
+        app.limiter.reset()  # the next day
+        pipeline.tap_state["bookmarks"]["_coperniq_api"]["calls"] = {}
+    assert 3 <= days < 40
+    if pipeline.merge.app.assumptions.passthrough_visible_after_sync:
+        pipeline.merge.app.sync()
+        pipeline.run()
+    assert_forward_complete(pipeline.coperniq, pipeline.merge)
