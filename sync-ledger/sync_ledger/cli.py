@@ -162,7 +162,7 @@ def merge_client(settings: Settings, *, account: bool) -> Any:
     from sync_ledger import ApiClient
 
     if not settings.merge_api_key:
-        raise CliError("no Merge API key: set merge_api_key (meltano config coperniq-qbo set merge_api_key ...) "
+        raise CliError("no Merge API key: set merge_api_key (meltano config set coperniq-qbo merge_api_key ...) "
                        "or COPERNIQ_QBO_MERGE_API_KEY")
     headers = {"Authorization": f"Bearer {settings.merge_api_key}", "Accept": "application/json"}
     if account:

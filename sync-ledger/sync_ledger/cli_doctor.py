@@ -213,7 +213,7 @@ def check_connection(settings: Settings, offline: bool) -> list[Check]:
         missing = " and ".join(n for n, v in (("merge_api_key", settings.merge_api_key),
                                               ("account_token", settings.account_token)) if not v)
         return [Check("credentials", "FAIL", f"{missing} not set", "run `coperniq-qbo connect`; set merge_api_key "
-                      "via `meltano config coperniq-qbo set merge_api_key` or .env")]
+                      "via `meltano config set coperniq-qbo merge_api_key` or .env")]
     out = [Check("credentials", "PASS", "merge_api_key and account_token are set (values hidden)")]
     if offline:
         out.append(Check("connection", "INFO", "skipped (--offline)"))

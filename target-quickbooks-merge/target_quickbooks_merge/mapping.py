@@ -25,12 +25,19 @@ def sanitize_display_name(name: str) -> str:
     return text[:QBO_NAME_MAX].strip() or "Unnamed"
 
 
+def with_suffix(base: str, suffix: str) -> str:
+    """`base` plus a collision suffix within QuickBooks' length limit: the base is cut, never the suffix (a cut
+    suffix would collide again, and would not be recognised as ours later)."""
+    room = QBO_NAME_MAX - len(suffix) - 1
+    return sanitize_display_name(f"{base[:room].rstrip()} {suffix}")
+
+
 def name_candidates(base: str, key: str | int) -> Iterator[str]:
     """Deterministic DisplayName suffixes tried on a collision with an unrelated record."""
     yield base
-    yield sanitize_display_name(f"{base} (#{key})")
+    yield with_suffix(base, f"(#{key})")
     for n in range(2, 50):
-        yield sanitize_display_name(f"{base} (#{key}-{n})")
+        yield with_suffix(base, f"(#{key}-{n})")
 
 
 class _SafeDict(dict):  # str.format_map that leaves unknown/None fields empty

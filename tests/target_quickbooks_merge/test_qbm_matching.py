@@ -132,3 +132,26 @@ def test_backfill_off_syncs_only_projects_entering_the_phase_after_enabling(pipe
     jobs = qbo_jobs(pipeline.merge)
     assert len(jobs) == 1 and jobs[0]["DisplayName"].startswith(target["title"])
     assert len(qbo_top_customers(pipeline.merge)) == 1
+
+
+@pytest.mark.parametrize("pipeline", ["optimistic", "pessimistic"], indirect=True)
+def test_a_long_name_that_collides_keeps_its_suffix(pipeline: Pipeline) -> None:
+    """QuickBooks allows 100 characters: the collision suffix is kept and the base name cut, so a 120-character
+    client whose first 100 characters are an unrelated customer's name still syncs, as a name of its own."""
+    long_title = "Sunrise Community Solar Cooperative of the Greater Austin Metropolitan Area " \
+                 "and Surrounding Counties Incorporated"
+    assert len(long_title) > 100
+    held = long_title[:100].rstrip()
+    with pipeline.merge.app.lock:
+        pipeline.merge.app.state.qbo.create("Customer", {"DisplayName": held,
+                                                          "PrimaryEmailAddr": {"Address": "other@example.com"}})
+    cop = pipeline.coperniq.app
+    account = cop.add_account(long_title, primaryEmail="billing@sunrise.example")
+    cop.add_project("Sunrise Array", account_id=account["id"], workflow="Residential Solar", phase="Install")
+    pipeline.run()
+    names = [c["DisplayName"] for c in qbo_top_customers(pipeline.merge)]
+    ours = [n for n in names if n != held and n.startswith(long_title[:40])]
+    assert len(ours) == 1 and len(ours[0]) <= 100 and ours[0].endswith(")") and "(#" in ours[0], names
+    assert held in names  # the unrelated customer is untouched
+    assert not [r for r in log_rows(pipeline, stream="accounts", action="failed")
+                if r["source_id"] == str(account["id"])]
