@@ -101,12 +101,12 @@ class CoperniqApi:
         return self._create_once(f"/invoices/{invoice_id}/payments", body,
                                  find=lambda: self.find_payment(invoice_id, body["paymentReference"]))
 
+    def payments(self, invoice_id: int | str) -> list[dict[str, Any]]:
+        return list(self.client.get(f"/invoices/{invoice_id}/payments") or [])
+
     def find_payment(self, invoice_id: int | str, reference: str) -> dict[str, Any] | None:
         """Crash recovery: the payment on this invoice whose paymentReference is our ledger key."""
-        for payment in self.client.get(f"/invoices/{invoice_id}/payments") or []:
-            if payment.get("paymentReference") == reference:
-                return payment
-        return None
+        return next((p for p in self.payments(invoice_id) if p.get("paymentReference") == reference), None)
 
     # --- paging ---------------------------------------------------------------------------------
     def _pages(self, path: str) -> Iterator[dict[str, Any]]:

@@ -16,6 +16,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,18 @@ NOT_SYNCED = "customer not synced from Coperniq"
 DEFAULT_LINE_ITEM_NAME = "QuickBooks line item"
 ADJUSTMENT_ITEM_NAME = "QuickBooks adjustment"
 PROGRESS_EVERY = 100
+#: Days a payment recorded in both systems by hand may differ in date and still be one payment.
+PAYMENT_DATE_SLACK = 7
+#: Coperniq payments that hold no money (a twin is never one of these).
+VOID_STATUSES = frozenset({"VOIDED", "FAILED", "DECLINED", "CANCELLED", "REFUNDED"})
+CENT = Decimal("0.01")
+
+
+def _day(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
 
 
 class FatalTargetError(Exception):
@@ -96,6 +109,7 @@ class Reconciler:
         self.api = CoperniqApi(self.client, create_catalog_items=bool(config.get("create_catalog_items", True)))
         self.run_id = self.ledger.start_run(DIRECTION, dry_run=self.dry_run)
         self.sinks: list[Any] = []
+        self._claimed_payments: set[str] | None = None
         self.counts: Counter[str] = Counter()
         self._open_intents = {key for key, _ in self.ledger.pending_intents(INTENT_PREFIX)}
         if self._open_intents:
@@ -184,7 +198,7 @@ class Reconciler:
     def _log(self, stream: str, outcome: Outcome, action: str) -> None:
         self.ledger.log(self.run_id, direction=DIRECTION, stream=stream, source_id=outcome.source_id, action=action,
                         reason=outcome.reason, target_id=outcome.target_id, request_id=outcome.request_id)
-        level = logging.WARNING if action == "failed" else logging.INFO
+        level = logging.WARNING if action == "failed" else logging.DEBUG  # every row is in the integration log
         target = f" -> Coperniq {outcome.target_id}" if outcome.target_id else ""
         self.logger.log(level, "%s %s: %s%s%s", stream, outcome.source_id, action, target,
                         f" ({outcome.reason})" if outcome.reason else "")
@@ -363,6 +377,27 @@ class Reconciler:
         return [self._application(rid, pay, invoice_id, amount, applications)
                 for invoice_id, amount, _ in applications]
 
+    def _twin_payment(self, invoice: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """A Coperniq payment on this invoice that this QuickBooks payment mirrors (the same amount, dated within
+        PAYMENT_DATE_SLACK days) and that no link claims yet: a payment recorded in both systems before the
+        forward leg linked them. Importing it would count the money twice in Coperniq."""
+        if self._claimed_payments is None:  # once per run: Coperniq payments some link already holds
+            self._claimed_payments = {link.source_id for link in self.ledger.links(TARGET, "payment")} | \
+                {str(link.target_id) for link in self.ledger.links(SOURCE, "payment") if link.target_id}
+        claimed = self._claimed_payments
+        wanted = _day(body.get("paymentDate"))
+        best: tuple[int, dict[str, Any]] | None = None
+        for payment in self.api.payments(invoice):
+            if str(payment.get("id")) in claimed or str(payment.get("status") or "").upper() in VOID_STATUSES:
+                continue
+            if Decimal(str(payment.get("amount") or 0)).quantize(CENT) != Decimal(str(body["amount"])).quantize(CENT):
+                continue
+            when = _day(payment.get("paymentDate"))
+            gap = abs((when - wanted).days) if when and wanted else 0
+            if gap <= PAYMENT_DATE_SLACK and (best is None or gap < best[0]):
+                best = (gap, payment)
+        return best[1] if best else None
+
     def _coperniq_invoice(self, merge_invoice_id: str) -> str | Outcome:
         """Coperniq id of the invoice a QuickBooks payment applies to: forward-leg or reverse-leg link."""
         fwd = self.ledger.get_link_by_target(SOURCE, "invoice", merge_invoice_id)
@@ -410,6 +445,13 @@ class Reconciler:
             new_link.target_id = str(found["id"])
             self._commit(key, new_link)
             return Outcome("done", sid, "linked", "found in Coperniq after an interrupted run", new_link.target_id)
+        if (twin := self._twin_payment(invoice, body)) is not None:
+            new_link.target_id, new_link.origin = str(twin["id"]), TARGET
+            self._claimed_payments = (self._claimed_payments or set()) | {new_link.target_id}
+            self._commit(key, new_link)
+            return Outcome("done", sid, "linked", f"Coperniq invoice {invoice} already has this payment ({amount} on "
+                           f"{str(twin.get('paymentDate') or '')[:10]}): linked, not counted twice",
+                           new_link.target_id)
         self._begin(key, {"invoice_id": invoice, "payment_reference": sid})
         created = self.api.create_payment(invoice, body)
         new_link.target_id = str(created["id"])

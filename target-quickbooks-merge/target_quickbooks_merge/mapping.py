@@ -180,6 +180,10 @@ def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
+#: Merge date-times that QuickBooks stores as a date (compared by day).
+DATE_ONLY_FIELDS = frozenset({"issue_date", "due_date", "transaction_date"})
+
+
 def _comparable(field: str, value: Any) -> Any:
     """Reduce a field to what matters for "does it differ" (Merge returns extra keys and ids on nested objects)."""
     if field == "name":
@@ -192,6 +196,8 @@ def _comparable(field: str, value: Any) -> Any:
     if field == "addresses" and isinstance(value, list):
         keys = ("street_1", "city", "zip_code")
         return sorted(tuple(normalize_name(a.get(k)) for k in keys) for a in value if isinstance(a, Mapping))
+    if field in DATE_ONLY_FIELDS and value:
+        return str(value)[:10]  # QuickBooks keeps the day only (TxnDate, DueDate): times never differ there
     if isinstance(value, float | int) and not isinstance(value, bool):
         return round(float(value), 2)
     return value

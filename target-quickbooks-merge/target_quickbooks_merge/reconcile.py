@@ -11,6 +11,7 @@ API call and the ledger commit is recovered next run by a natural-key lookup ins
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -19,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from sync_ledger import ApiError, Ledger, Link, fingerprint
@@ -66,6 +67,14 @@ class Disconnected(Exception):
     """Merge says the linked account is gone (401/404): stop the run, the operator must reconnect."""
 
 
+class ConfigRefused(Exception):
+    """The configuration cannot sync anything (no trigger matches a workflow or phase): stop before writing."""
+
+
+class Unreachable(Exception):
+    """Merge kept failing to answer (connection errors, 5xx after retries) for `unreachable_timeout` seconds."""
+
+
 @dataclass
 class PlanRow:
     stream: str
@@ -100,6 +109,19 @@ def written_note(write: WriteResult) -> str:
     if write.warnings:
         note += "; Merge warned: " + "; ".join(write.warnings)
     return note
+
+
+#: Names tried when matching: the base name and the first suffixed names this sync picks on a collision.
+OWN_NAME_TRIES = 6
+#: Days a bookkeeper's own entry of a payment may differ from Coperniq's payment date and still be its twin.
+PAYMENT_DATE_SLACK = 7
+
+
+def _day(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
 
 
 def remote_id_of(model: Mapping[str, Any]) -> str | None:
@@ -187,6 +209,7 @@ class Reconciler:
         self._invoice_list_complete = False
         self._invoice_list_broken = False
         self._pending_customers: set[str] = set()
+        self._unreachable_since: float | None = None
         self._customer_failures: dict[str, Exception] = {}
 
     # ================================================================== driver
@@ -250,7 +273,8 @@ class Reconciler:
             reason = f"would be {action}: {reason}" if reason else f"would be {action}"
         elif self.dry and action in {"skipped", "failed"}:
             self.result.plan.append(PlanRow(stream, str(source_id), action, name, reason))
-        level = logging.WARNING if action == "failed" else logging.INFO
+        # One line per record only at DEBUG (the integration log has them all); failures are events worth a line.
+        level = logging.WARNING if action == "failed" else logging.DEBUG
         self.log.log(level, "%s %s %s%s", stream, source_id, logged_action, f": {reason}" if reason else "")
         self.ledger.log(self.run_id, direction=DIRECTION, stream=stream, source_id=source_id,
                         action=logged_action, reason=reason, target_id=target_id, request_id=request_id)
@@ -408,6 +432,7 @@ class Reconciler:
         """Run one record; turn its failure into a failed/skipped row so the run continues."""
         try:
             fn()
+            self._unreachable_since = None
         except Wait as exc:
             if status == "skipped":
                 return  # still waiting for the same thing: no new log line every run
@@ -423,6 +448,7 @@ class Reconciler:
         except ApiError as exc:
             if exc.status in (401, 403):
                 raise Disconnected(exc.message) from exc
+            self._check_reachable(exc)
             reason = f"Merge API error: {exc.message}"
             self._record(stream, source_id, "failed", reason, request_id=exc.request_id)
             self._mark(stream, source_id, "failed", reason)
@@ -430,10 +456,27 @@ class Reconciler:
             if count:
                 self._progress(stream)
 
+    def _check_reachable(self, exc: ApiError) -> None:
+        """Rows failing because Merge does not answer (no response, or 5xx after the client's retries) fail the
+        run once that has lasted `unreachable_timeout` seconds: grinding through every record helps nobody."""
+        if exc.status not in (0, 502, 503, 504) and exc.status < 500:
+            self._unreachable_since = None
+            return
+        now = time.monotonic()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        elif now - self._unreachable_since >= self.s.unreachable_timeout:
+            raise Unreachable(f"Merge at {self.s.base_url} has not answered for {now - self._unreachable_since:.0f} s "
+                              f"(unreachable_timeout): last error {exc.message}. The run stopped; its failed rows "
+                              "are retried next run.") from exc
+
     # ================================================================== triggers
     def _build_triggers(self) -> TriggerIndex:
         workflows = [p for _, p, _, _ in self.ledger.iter_staged(SRC, "workflows")]
         triggers = TriggerIndex.build(self.s.trigger_phases, workflows)
+        if workflows and triggers.rules and not any(rule.resolved for rule in triggers.rules):
+            raise ConfigRefused("trigger_phases matches no phase of any Coperniq workflow, so nothing can sync: "
+                                + "; ".join(triggers.warnings) + ". Fix the names or ids (run `coperniq-qbo doctor`).")
         for message in triggers.warnings:
             self._warn(message)
         if triggers.rules:
@@ -644,14 +687,48 @@ class Reconciler:
         self._record("accounts", account_id, "updated", f"client changed in Coperniq ({', '.join(sorted(patch))})",
                      target_id=link.target_id, request_id=rid, name=name)
 
-    def _customer_match(self, account: Mapping[str, Any], base: str) -> dict[str, Any] | None:
+    def _candidates(self, base: str, key: str) -> Iterator[tuple[dict[str, Any], bool]]:
+        """Unlinked, active Merge customers named `base` or one of the suffixed names this sync chooses on a
+        collision (tried first: a name like "Base (#1042)" was made by us), with whether the name is suffixed."""
+        index = self._contact_index().by_name
+        names = list(itertools.islice(name_candidates(base, key), OWN_NAME_TRIES))
+        for name in [*names[1:], names[0]]:
+            for candidate in index.get(normalize_name(name), []):
+                if not candidate.get("id") or str(candidate.get("id")) in self.linked_targets:
+                    continue  # a name reserved in this run, or the twin of another Coperniq record
+                if not candidate.get("is_customer") or str(candidate.get("status") or "ACTIVE") == "ARCHIVED":
+                    continue  # a vendor/employee holding the name, or an inactive customer: never linked
+                yield candidate, name != base
+
+    def _qbo_customer(self, candidate: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The QuickBooks Customer behind a Merge Contact (Job, ParentRef, Active), through passthrough: Merge's
+        Contact has no hierarchy. None when passthrough cannot answer."""
+        if self.dry and not candidate.get("remote_id"):
+            return None
+        rows = self.client.query_customers_by_name(str(candidate.get("name") or ""))
+        if rows is None:
+            return None
+        return next((r for r in rows if str(r.get("Id")) == str(candidate.get("remote_id"))), {})
+
+    def _own_name(self, kind: str, source_id: str, base: str, match: Mapping[str, Any]) -> str:
+        """A match under one of our suffixed names keeps that name (remembered, as if we had just chosen it)."""
+        name = str(match.get("name") or base)
+        if normalize_name(name) != normalize_name(base):
+            self._remember_name(kind, source_id, base, name)
+            return name
+        return base
+
+    def _customer_match(self, account: Mapping[str, Any], base: str, key: str) -> dict[str, Any] | None:
+        """A top-level, active QuickBooks customer with the client's name (or a suffixed name of ours) and no
+        conflicting email. A job of some customer holding the name is another party: never linked as a client."""
         email = normalize_email(account.get("primaryEmail"))
-        for candidate in self._contact_index().by_name.get(normalize_name(base), []):
-            if str(candidate.get("id")) in self.linked_targets or not candidate.get("is_customer"):
-                continue  # twin of another Coperniq record, or a vendor holding the name: unrelated
+        for candidate, _ in self._candidates(base, key):
             other = normalize_email(candidate.get("email_address"))
             if email and other and email != other:
                 continue  # same name, different person
+            row = self._qbo_customer(candidate)
+            if row is not None and (row.get("Job") or row.get("Active") is False):
+                continue  # a sub-customer (job) of another customer, or inactive in QuickBooks
             return candidate
         return None
 
@@ -670,11 +747,12 @@ class Reconciler:
                                               lambda name: self._own_customer_ids(name, desired))
             if recovered:
                 return recovered
-        match = self._customer_match(account, base)
-        if match is not None:
-            return self._link_existing_contact("accounts", "account", account_id, "customer", match,
-                                               customer_payload(account, base), base)
         key = str(account.get("number") or account_id)
+        match = self._customer_match(account, base, key)
+        if match is not None:
+            name = self._own_name("customer", account_id, base, match)
+            return self._link_existing_contact("accounts", "account", account_id, "customer", match,
+                                               customer_payload(account, name), base)
         self._plan_customer(account_id, account, base, key, self._free_name(base, key), set())
         return None
 
@@ -877,12 +955,16 @@ class Reconciler:
                                               lambda name: self._own_job_ids(name, parent))
             if recovered:
                 return recovered
-        for candidate in self._contact_index().by_name.get(normalize_name(base), []):
-            if str(candidate.get("id")) not in self.linked_targets and candidate.get("id") and \
-                    candidate.get("is_customer"):
-                return self._link_existing_contact("projects", "project", pid, "job", candidate,
-                                                   job_contact_patch(job_payload(project, base, parent)), base)
         key = str(project.get("number") or pid)
+        for candidate, _suffixed in self._candidates(base, key):
+            row = self._qbo_customer(candidate)
+            # Only a job (Job true) under this project's customer: a top-level customer, or a job of another
+            # customer, with the same name is somebody else (without passthrough nothing can be verified).
+            if row and row.get("Job") and str((row.get("ParentRef") or {}).get("value")) == str(parent) \
+                    and row.get("Active") is not False:
+                name = self._own_name("job", pid, base, candidate)
+                return self._link_existing_contact("projects", "project", pid, "job", candidate,
+                                                   job_contact_patch(job_payload(project, name, parent)), base)
         self._plan_job(pid, project, base, parent, key, self._free_name(base, key), set())
         return None
 
@@ -1195,6 +1277,8 @@ class Reconciler:
                              request_id=rid)
             self._mark("payments", pay_id, "done")
             return
+        if inv_link.origin == QBO and self._link_twin_payment(pay_id, contact, desired, inv_id):
+            return
         intent_key = f"forward:payment:{pay_id}"
         if intent_key in self.leftover_intents:
             found = self._find_payment(contact, desired)
@@ -1215,6 +1299,29 @@ class Reconciler:
         self._create_model("payment", pay_id, desired, fp, intent_key, None, created,
                            lambda: self._find_payment(contact, desired))
 
+    def _link_twin_payment(self, pay_id: str, contact: str, desired: Mapping[str, Any], inv_id: str) -> bool:
+        """The invoice was matched in QuickBooks (not created by us), so QuickBooks may already show this payment:
+        link its twin (same amount applied to the invoice, within PAYMENT_DATE_SLACK days) instead of paying it
+        twice; a payment larger than the invoice's open balance there is a failed row, never an overpayment."""
+        twin = self._find_payment(contact, desired, date_slack_days=PAYMENT_DATE_SLACK)
+        if twin is not None:
+            link = Link(SRC, "payment", pay_id, QBO, "payment", str(twin["id"]), remote_id_of(twin),
+                        fingerprint(desired), origin=QBO)
+            self._save_link(link)
+            self._record("payments", pay_id, "linked", f"QuickBooks already shows this payment on the matched invoice "
+                         f"({twin.get('total_amount')} on {str(twin.get('transaction_date') or '')[:10]}): linked, "
+                         "not paid twice", target_id=link.target_id)
+            self._mark("payments", pay_id, "done")
+            return True
+        invoice_id = desired["applied_to_lines"][0]["related_object_id"]
+        invoice = None if self.dry else self.client.api.get(f"/invoices/{invoice_id}")
+        balance = (invoice or {}).get("balance")
+        if balance is not None and float(desired["total_amount"]) > round(float(balance), 2) + 0.004:
+            raise RowFailure(f"payment of {desired['total_amount']} is more than the open balance {balance} QuickBooks "
+                             f"shows on matched invoice {invoice.get('number') or invoice_id} (Coperniq invoice "
+                             f"{inv_id}); it was probably recorded there differently: record it in one place")
+        return False
+
     def _find_invoice(self, number: str, contact: str) -> dict[str, Any] | None:
         """Natural key of an invoice we created: its number, on the same customer/job, not linked to another one
         (thread-safe: reads Merge directly, not the run's invoice-list index)."""
@@ -1222,19 +1329,24 @@ class Reconciler:
                      if not i.get("remote_was_deleted") and str(i.get("contact")) == contact
                      and str(i.get("id")) not in self.linked_targets), None)
 
-    def _find_payment(self, contact: str, desired: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Natural key of a payment: same contact, amount, date and applied invoice, not linked to another one."""
+    def _find_payment(self, contact: str, desired: Mapping[str, Any], *,
+                      date_slack_days: int = 0) -> dict[str, Any] | None:
+        """Natural key of a payment: same contact, amount, date (within `date_slack_days`; the closest wins) and
+        applied invoice, not linked to another one."""
         invoice_id = desired["applied_to_lines"][0]["related_object_id"]
+        wanted = _day(desired.get("transaction_date"))
+        best: tuple[int, dict[str, Any]] | None = None
         for payment in self.client.payments_for_contact(contact):
-            if str(payment.get("id")) in self.linked_targets:
+            if str(payment.get("id")) in self.linked_targets or payment.get("remote_was_deleted"):
                 continue
-            if round(float(payment.get("total_amount") or 0), 2) != desired["total_amount"]:
-                continue
-            when, wanted = str(payment.get("transaction_date") or ""), str(desired.get("transaction_date") or "")
-            if when and wanted and when[:10] != wanted[:10]:
+            if round(float(payment.get("total_amount") or 0), 2) != round(float(desired["total_amount"]), 2):
                 continue
             applied = payment.get("applied_to_lines") or []
-            if any(isinstance(a, dict) and str(a.get("related_object_id")) == invoice_id for a in applied) or \
-                    not applied:
-                return payment
-        return None
+            if applied and not any(isinstance(a, dict) and str(a.get("related_object_id")) == invoice_id
+                                   for a in applied):
+                continue
+            when = _day(payment.get("transaction_date"))
+            gap = abs((when - wanted).days) if when and wanted else 0
+            if gap <= date_slack_days and (best is None or gap < best[0]):
+                best = (gap, payment)
+        return best[1] if best else None

@@ -62,3 +62,34 @@ def test_second_forward_run_writes_nothing_new(coperniq_sandbox: Any, merge_sand
     rt["forward"].run()
     merge = merge_sandbox.app
     assert {t: len(merge.state.table(t)) for t in ("invoices", "payments", "contacts")} == rt["merge_counts"]
+
+
+def test_a_payment_recorded_in_both_systems_is_counted_once_on_each_side(
+        coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> None:
+    """The client paid 100; the office recorded it in Coperniq and the bookkeeper in QuickBooks before the sync
+    linked them. The reverse leg runs first: it links the QuickBooks payment to Coperniq's instead of importing
+    it, and the forward leg then does not push Coperniq's: each side shows 100 paid once."""
+    from sandbox.seed import seed_coperniq
+
+    seed_coperniq(coperniq_sandbox.app, projects=8, seed=7)
+    ledger_path = tmp_path / "sync-ledger.duckdb"
+    forward = Pipeline(coperniq_sandbox, merge_sandbox, ledger_path,
+                       config={"trigger_phases": BOTH_TRIGGERS, "backfill": True, "invoice_sync": True,
+                               "default_item": "Services"})
+    forward.run()
+    st = coperniq_sandbox.state
+    with Ledger(ledger_path) as ledger:
+        links = {link.source_id: link for link in ledger.links("coperniq", "invoice") if link.target_id}
+    iid = next(int(i) for i in sorted(links) if st.invoices[int(i)]["amount"] - st.invoices[int(i)]["amountPaid"] > 100)
+    coperniq_sandbox.app.add_payment(iid, 100.0)
+    paid, payments = st.invoices[iid]["amountPaid"], len(st.payments[iid])
+    invoice_row = merge_sandbox.app.state.table("invoices").get(links[str(iid)].target_id)
+    merge_sandbox.app.create_payment(invoice_row["contact"], 100.0, applied_to=[(links[str(iid)].target_id, 100.0)])
+    qbo_payments_before = len(merge_sandbox.app.state.table("payments"))
+
+    reverse_run(merge_sandbox, coperniq_sandbox, ledger_path, None)
+    assert len(st.payments[iid]) == payments and st.invoices[iid]["amountPaid"] == paid  # not imported twice
+    assert any("not counted twice" in r["reason"] for r in log_rows(ledger_path, action="linked"))
+    forward.run()
+    assert len(merge_sandbox.app.state.table("payments")) == qbo_payments_before  # not pushed a second time
+    assert st.invoices[iid]["amountPaid"] == paid
