@@ -284,9 +284,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings, con: Console) -> in
         try:
             flag = ledger.get_meta(DISCONNECTED_META)
             runs = ledger.runs(limit=1)
+            success = ledger.last_run(successful=True)
         finally:
             ledger.close()
         result["last_run"] = _jsonable(runs[0]) if runs else None
+        result["last_successful_run"] = _jsonable(success) if success else None
     hint = None
     if not settings.account_token:
         result["reason"] = "no account token configured"
@@ -365,7 +367,11 @@ def _print_status(result: dict[str, Any], con: Console) -> None:
     if result.get("ledger_error"):
         con.say(f"  Last sync run:      unknown ({result['ledger_error']})")
     elif run:
-        con.say(f"  Last sync run:      {run.get('run_id')} {run.get('direction', '')} {run.get('status', '')}, "
+        ok = result.get("last_successful_run")
+        con.say(f"  Last successful sync: " + (f"{ok.get('run_id')} {ok.get('direction', '')}, finished "
+                                                f"{_fmt_time(ok.get('finished_at'))} "
+                                                f"({_counts_summary(ok.get('counts'))})" if ok else "none yet"))
+        con.say(f"  Last attempt:       {run.get('run_id')} {run.get('direction', '')} {run.get('status', '')}, "
                 f"finished {_fmt_time(run.get('finished_at'))} ({_counts_summary(run.get('counts'))})")
     elif "last_run" in result:
         con.say("  Last sync run:      none recorded in the ledger yet")

@@ -288,17 +288,46 @@ class Ledger:
     # ------------------------------------------------------------------ runs and the integration log
 
     def start_run(self, direction: str, *, dry_run: bool = False) -> str:
-        """Register a run; the id sorts by time so operators can read it."""
+        """Register a run; the id sorts by time so operators can read it. A run of this direction still `running`
+        was killed (the ledger admits one writer, so it cannot be running now): it is marked `interrupted`."""
         self._writable()
         now = utcnow()
         run_id = f"{now:%Y%m%dT%H%M%S}Z-{direction}-{secrets.token_hex(3)}"
         with self._c.lock, self._tx():
+            self._c.conn.execute(
+                "UPDATE runs SET status = 'interrupted' WHERE status = 'running' AND direction = ?", [direction])
             self._c.conn.execute(
                 "INSERT INTO runs (run_id, direction, started_at, finished_at, dry_run, counts_json, status) "
                 "VALUES (?, ?, ?, NULL, ?, NULL, 'running')",
                 [run_id, direction, now, dry_run],
             )
         return run_id
+
+    def refuse_run(self, direction: str, reason: str, *, dry_run: bool = False) -> str:
+        """A run that stopped before reading anything (bad configuration, disconnected account): recorded with
+        status `refused` and its reason as a log row, so `runs` and `status` tell the truth."""
+        run_id = self.start_run(direction, dry_run=dry_run)
+        self.log(run_id, direction=direction, stream="run", source_id=None, action="failed", reason=reason)
+        self.finish_run(run_id, "refused")
+        return run_id
+
+    def last_run(self, *, direction: str | None = None, successful: bool = False) -> dict[str, Any] | None:
+        """The newest run (of a direction), or the newest successful one: finished `success` or `partial`, not a
+        dry run."""
+        sql = "SELECT run_id FROM runs WHERE 1 = 1"
+        params: list[Any] = []
+        if direction:
+            sql += " AND direction = ?"
+            params.append(direction)
+        if successful:
+            sql += " AND status IN ('success', 'partial') AND NOT dry_run"
+        sql += " ORDER BY started_at DESC, run_id DESC LIMIT 1"
+        with self._c.lock:
+            self._flush_if_writable()
+            row = self._c.conn.execute(sql, params).fetchone()
+        if row is None:
+            return None
+        return next((r for r in self.runs(limit=500) if r["run_id"] == row[0]), None)
 
     def finish_run(self, run_id: str, status: str = "success") -> dict[str, dict[str, int]]:
         """Close a run with its per-stream/action counts, computed from sync_log so they match the log exactly."""
@@ -313,8 +342,9 @@ class Ledger:
             for stream, action, n in rows:
                 counts.setdefault(stream, {})[action] = int(n)
             updated = self._c.conn.execute(
-                "UPDATE runs SET finished_at = ?, status = ?, counts_json = ? WHERE run_id = ? RETURNING run_id",
-                [utcnow(), status, json.dumps(counts, sort_keys=True), run_id],
+                "UPDATE runs SET finished_at = ?, status = CASE WHEN dry_run AND ? = 'success' THEN 'dry-run' "
+                "ELSE ? END, counts_json = ? WHERE run_id = ? RETURNING run_id",
+                [utcnow(), status, status, json.dumps(counts, sort_keys=True), run_id],
             ).fetchall()
             if not updated:
                 raise KeyError(f"unknown run_id {run_id!r}")

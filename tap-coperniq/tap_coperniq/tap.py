@@ -8,6 +8,7 @@ from functools import cached_property
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from sync_ledger.util import quiet_sdk_metrics
 from singer_sdk.exceptions import ConfigValidationError
 from sync_ledger.triggers import parse_trigger_phases
 from sync_ledger import ISO_8601_PATTERN
@@ -112,8 +113,16 @@ class TapCoperniq(Tap):
             description="The key's daily cap, used only when Coperniq sends no X-RateLimit-Remaining: the tap then "
             "counts its own calls of the last 24 h (in the state). 0 = do not count.",
         ),
+        th.Property(
+            "log_sdk_metrics", th.BooleanType, default=False, title="Log SDK metrics",
+            description="Also log the Singer SDK's METRIC lines (one per request and batch); off by default.",
+        ),
     ).to_dict()
     config_jsonschema["properties"]["start_date"]["pattern"] = ISO_8601_PATTERN
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        quiet_sdk_metrics(self)
 
     @cached_property
     def api_usage(self) -> ApiUsage:

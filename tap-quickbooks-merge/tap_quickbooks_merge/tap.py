@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 from functools import cached_property
+from typing import Any
 
 import requests
 
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
+from sync_ledger.util import quiet_sdk_metrics
 from sync_ledger import ISO_8601_PATTERN, RateLimiter
 
 from tap_quickbooks_merge.client import DEFAULT_BASE_URL, MAX_PAGE_SIZE, MergeStream
@@ -91,8 +93,16 @@ class TapQuickbooksMerge(Tap):
             default="ACCOUNTS_RECEIVABLE",
             description="Merge invoice `type` filter; empty string extracts bills (ACCOUNTS_PAYABLE) too.",
         ),
+        th.Property(
+            "log_sdk_metrics", th.BooleanType, default=False, title="Log SDK metrics",
+            description="Also log the Singer SDK's METRIC lines (one per request and batch); off by default.",
+        ),
     ).to_dict()
     config_jsonschema["properties"]["start_date"]["pattern"] = ISO_8601_PATTERN  # fail at start, not mid-sync
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        quiet_sdk_metrics(self)
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:

@@ -8,6 +8,7 @@ from typing import Any
 
 from singer_sdk import Target
 from singer_sdk import typing as th
+from sync_ledger.util import quiet_sdk_metrics
 
 from target_coperniq.reconcile import DEFAULT_LEDGER_PATH, DEFAULT_LINE_ITEM_NAME, Reconciler
 from target_coperniq.sinks import StagingSink
@@ -52,10 +53,15 @@ class TargetCoperniq(Target):
                                 "only as a reference)."),
         th.Property("max_attempts", th.IntegerType, default=5,
                     description="Runs that retry a failed record before it is left for an operator."),
+        th.Property(
+            "log_sdk_metrics", th.BooleanType, default=False, title="Log SDK metrics",
+            description="Also log the Singer SDK's METRIC lines (one per request and batch); off by default.",
+        ),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        quiet_sdk_metrics(self)
         self.max_parallelism = 1  # one writer: Coperniq has no idempotency keys; ledger decisions are sequential
 
     @cached_property

@@ -79,6 +79,11 @@ CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
                 description="QBO DisplayName of a project (job); fields: {title} {number} {id} {client}."),
     th.Property("fail_on_error", th.BooleanType, default=False,
                 description="Exit non-zero at the end (after state and ledger are saved) if any row failed."),
+    th.Property("log_sdk_metrics", th.BooleanType, default=False,
+                description="Also log the Singer SDK's METRIC lines (one per batch); off by default."),
+    th.Property("unreachable_timeout", th.NumberType, default=120,
+                description="Seconds rows may keep failing because Merge does not answer (after each request's own "
+                "retries) before the run stops, non-zero, with one line saying where."),
     th.Property("progress_interval", th.NumberType, default=30,
                 description="Seconds between progress log lines during the reconcile pass."),
 ).to_dict()
@@ -108,6 +113,7 @@ class Settings:
     job_name_template: str = DEFAULT_JOB_NAME_TEMPLATE
     fail_on_error: bool = False
     progress_interval: float = 30.0
+    unreachable_timeout: float = 120.0
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -191,6 +197,7 @@ class Settings:
             job_name_template=config.get("job_name_template") or DEFAULT_JOB_NAME_TEMPLATE,
             fail_on_error=bool(config.get("fail_on_error", False)),
             progress_interval=float(config.get("progress_interval") or 30),
+            unreachable_timeout=float(config.get("unreachable_timeout", 120)),
         )
 
 

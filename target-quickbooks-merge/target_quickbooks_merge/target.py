@@ -8,16 +8,19 @@ Life cycle of a run:
 
 from __future__ import annotations
 
+import sys
 import time
 import typing as t
 from datetime import datetime, timezone
+from typing import Any
 
 from singer_sdk import Target
 from singer_sdk.sinks import Sink
 from sync_ledger import ApiError, Ledger
+from sync_ledger.util import quiet_sdk_metrics
 
 from .merge_client import MergeClient
-from .reconcile import DIRECTION, SRC, Disconnected, Reconciler, Result
+from .reconcile import DIRECTION, SRC, ConfigRefused, Disconnected, Reconciler, Result, Unreachable
 
 #: Linked-account statuses the sync cannot write through, and why (Merge's LinkedAccount.status values).
 CANNOT_SYNC_STATUSES = {
@@ -29,6 +32,11 @@ from .report import plan_table, summary_table
 from .settings import CONFIG_JSONSCHEMA, Settings, parse_dt
 from .sinks import INVALID_KEY, StagingSink
 
+if sys.version_info >= (3, 12):
+    from typing import override
+else:
+    from typing_extensions import override
+
 RECONNECT_HINT = "Run `coperniq-qbo connect` to link the QuickBooks company again, then re-run the pipeline."
 
 
@@ -39,12 +47,25 @@ class TargetError(Exception):
 class TargetQuickbooksMerge(Target):
     """Singer target for QuickBooks Online through the Merge Accounting API."""
 
+    @classmethod
+    @override
+    def invoke(cls, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """A TargetError (bad configuration, unreachable or disconnected Merge) ends the CLI with its one-line
+        message and exit code 1; the traceback is only logged at DEBUG."""
+        try:
+            super().invoke(*args, **kwargs)
+        except TargetError as exc:
+            cls.logger.debug("run stopped", exc_info=True)
+            cls.logger.error("%s", exc)  # noqa: TRY400 - one line for the operator
+            raise SystemExit(1) from None
+
     name = "target-quickbooks-merge"
     config_jsonschema = CONFIG_JSONSCHEMA
     default_sink_class = StagingSink
 
     def __init__(self, *args: t.Any, client: MergeClient | None = None, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
+        quiet_sdk_metrics(self)
         self.settings = Settings.from_config(self.config)
         self.max_parallelism = 1  # one linked account, one rate budget: no parallel drains
         self._client = client
@@ -87,6 +108,10 @@ class TargetQuickbooksMerge(Target):
         ledger = Ledger(s.ledger_path)
         try:
             self._preflight(ledger)
+        except TargetError as exc:
+            ledger.refuse_run(DIRECTION, str(exc), dry_run=s.dry_run)  # `runs` and `status` show the refusal
+            ledger.close()
+            raise
         except BaseException:
             ledger.close()
             raise
@@ -102,16 +127,17 @@ class TargetQuickbooksMerge(Target):
         self._run_id = ledger.start_run(DIRECTION, dry_run=s.dry_run)
         self.logger.info("Run %s started (ledger %s%s)", self._run_id, s.ledger_path,
                          ", DRY RUN: nothing will be written to QuickBooks" if s.dry_run else "")
-        if not s.trigger_phases:
-            self.logger.warning(
-                "WARNING: no trigger_phases configured: no client or project will be synced to QuickBooks. "
-                'Set trigger_phases, e.g. [{"workflow": "Residential Solar", "phase": "Install"}].')
         if not s.backfill:
             since = s.trigger_since or self._first_run_at
             self.logger.info("backfill is off: projects count only if they reached their trigger phase after "
                              "%s", since.isoformat())
 
     def _preflight(self, ledger: Ledger) -> None:
+        if not self.settings.trigger_phases:
+            raise TargetError(
+                "trigger_phases is not set, so no client or project could ever sync to QuickBooks. Set it once for "
+                'both plugins, e.g. SYNC_TRIGGER_PHASES=\'[{"workflow": "Residential Solar", "phase": "Install"}]\' '
+                "(`coperniq-qbo doctor` lists the workflows and phases Coperniq sent).")
         flag = ledger.get_meta("disconnected")
         if flag:
             raise TargetError(f"The QuickBooks account is marked disconnected in the sync ledger ({flag}). "
@@ -178,6 +204,12 @@ class TargetQuickbooksMerge(Target):
             ledger.finish_run(self.run_id, "failed")
             ledger.close()
             raise TargetError(f"Merge rejected the linked account mid-run ({exc}). {RECONNECT_HINT}") from None
+        except (ConfigRefused, Unreachable) as exc:
+            ledger.log(self.run_id, direction=DIRECTION, stream="run", source_id=None, action="failed",
+                       reason=str(exc))
+            ledger.finish_run(self.run_id, "refused" if isinstance(exc, ConfigRefused) else "failed")
+            ledger.close()
+            raise TargetError(str(exc)) from None
         except BaseException:
             ledger.finish_run(self.run_id, "failed")
             ledger.close()

@@ -274,6 +274,26 @@ def test_runs_newest_first(ledger: Ledger) -> None:
     assert len(ledger.runs(limit=2)) == 2
 
 
+def test_run_statuses_tell_the_truth(ledger: Ledger) -> None:
+    """A killed run is `interrupted` once the next run of its direction starts; a refused one is recorded with its
+    reason; a dry run is never a successful sync; `last_run(successful=True)` skips all of those."""
+    good = ledger.start_run("forward")
+    ledger.finish_run(good, "success")
+    killed = ledger.start_run("forward")  # never finished: the process was killed
+    reverse = ledger.start_run("reverse")  # another direction's running run is left alone
+    dry = ledger.start_run("forward", dry_run=True)
+    ledger.finish_run(dry, "success")
+    refused = ledger.refuse_run("forward", "trigger_phases is not set")
+    status = {r["run_id"]: r["status"] for r in ledger.runs()}
+    assert status == {good: "success", killed: "interrupted", reverse: "running", dry: "dry-run",
+                      refused: "refused"}
+    assert ledger.last_run()["run_id"] == refused
+    assert ledger.last_run(successful=True)["run_id"] == good
+    assert ledger.last_run(direction="reverse")["run_id"] == reverse
+    [row] = ledger.log_rows(run_id=refused)
+    assert row["stream"] == "run" and row["action"] == "failed" and "trigger_phases" in row["reason"]
+
+
 def test_read_only(ledger_path: Path) -> None:
     with pytest.raises(LedgerNotFoundError, match="ledger_path"):
         Ledger(ledger_path, read_only=True)

@@ -97,7 +97,8 @@ def test_disconnect_deletes_account_flags_ledger_keeps_data(ops_project: Any, me
 
     status = ops_project.run(["status"])
     assert status.code == 1 and status.out.startswith("Disconnected")
-    assert "Last sync run:" in status.out and run_id in status.out
+    assert "Last attempt:" in status.out and run_id in status.out
+    assert "Last successful sync:" in status.out
 
     again = ops_project.call(["disconnect", "--yes"])  # idempotent: already gone
     assert again.code == 0 and "already" in again.out

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from target_quickbooks_merge.target import TargetError
+
 from tests.target_quickbooks_merge.qbm_helpers import (
     Pipeline,
     assert_no_duplicate_names,
@@ -84,24 +86,36 @@ def test_vendor_holding_the_name_is_not_matched_and_gets_a_suffix(pipeline: Pipe
     assert ours["name"] != account["title"] and ours["name"].startswith(account["title"])
 
 
-def test_no_trigger_configured_syncs_nothing_and_warns(pipeline: Pipeline, caplog: pytest.LogCaptureFixture) -> None:
-    run = pipeline.run(trigger_phases=[])
+def test_no_trigger_configured_refuses_the_run_and_records_it(pipeline: Pipeline) -> None:
+    with pytest.raises(TargetError, match="trigger_phases is not set"):
+        pipeline.run(trigger_phases=[])
     assert merge_rows(pipeline.merge, "contacts") == []
-    assert run.writes == 0
-    projects = staged_records(pipeline, "projects")
-    assert run.counts["projects"]["skipped"] == len(projects)
-    assert {r["reason"] for r in log_rows(pipeline, stream="projects")} == {"no trigger_phases configured"}
-    assert "no trigger_phases configured" in caplog.text
+    with pipeline.ledger() as ledger:
+        run = ledger.last_run()
+        assert run is not None and run["status"] == "refused"
+        assert ledger.last_run(successful=True) is None
+    [row] = [r for r in log_rows(pipeline, stream="run") if r["run_id"] == run["run_id"]]
+    assert "trigger_phases is not set" in row["reason"]
 
 
-def test_unknown_workflow_or_phase_names_warn(pipeline: Pipeline) -> None:
-    run = pipeline.run(trigger_phases=[{"workflow": "Residential Solr", "phase": "Install"},
+def test_trigger_names_that_match_nothing_refuse_the_run_naming_the_valid_ones(pipeline: Pipeline) -> None:
+    with pytest.raises(TargetError) as err:
+        pipeline.run(trigger_phases=[{"workflow": "Residential Solr", "phase": "Install"},
+                                     {"workflow": "HVAC Replacement", "phase": "Instalation"}])
+    message = str(err.value)
+    assert "'Residential Solr' matches no workflow" in message and "known: Residential Solar" in message
+    assert "'Instalation' matches no phase" in message and "Installation" in message
+    assert merge_rows(pipeline.merge, "contacts") == []
+    with pipeline.ledger() as ledger:
+        assert ledger.last_run()["status"] == "refused"
+
+
+def test_one_misspelt_trigger_of_two_warns_and_the_other_syncs(pipeline: Pipeline) -> None:
+    run = pipeline.run(trigger_phases=[{"workflow": "Residential Solar", "phase": "Install"},
                                        {"workflow": "HVAC Replacement", "phase": "Instalation"}])
     warnings = " | ".join(run.target.result.warnings)
-    assert "'Residential Solr' matches no workflow" in warnings
     assert "'Instalation' matches no phase" in warnings
-    assert "has reached phase" in warnings
-    assert merge_rows(pipeline.merge, "contacts") == []
+    assert run.counts["projects"]["created"] > 0
 
 
 def test_single_workflow_trigger_by_ids(pipeline: Pipeline) -> None:

@@ -127,10 +127,20 @@ def test_meltano_dry_run_prints_plan_and_writes_nothing(meltano: MeltanoRunner) 
     assert meltano.writes() == 0 and merge_rows(meltano.merge, "contacts") == []
 
 
-def test_meltano_no_trigger_and_invoice_sync_off_warn(meltano: MeltanoRunner) -> None:
+def test_meltano_no_trigger_fails_at_start_in_one_line(meltano: MeltanoRunner) -> None:
     proc = meltano.run(trigger_phases=[], invoice_sync=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "no trigger_phases configured" in proc.stderr
-    assert "invoice_sync is off" in proc.stderr
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if "trigger_phases is not set" in ln]
+    # one line from the target, no traceback of ours (Meltano prints its own BrokenPipe one: the target stopped
+    # before reading the tap's output, which is the point: the tap is stopped before it spends the API quota)
+    assert len(lines) == 1 and "/target_quickbooks_merge/" not in proc.stderr
     assert meltano.writes() == 0
+    with Ledger(meltano.ledger_path) as ledger:
+        assert ledger.last_run()["status"] == "refused"
+
+
+def test_meltano_invoice_sync_off_warns(meltano: MeltanoRunner) -> None:
+    proc = meltano.run(trigger_phases=BOTH_TRIGGERS, invoice_sync=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "invoice_sync is off" in proc.stderr
 

@@ -127,7 +127,9 @@ def test_rate_limited_merge_is_retried_honouring_retry_after(pipeline: Pipeline)
 
 
 def test_merge_400_is_a_failed_row_with_detail(pipeline: Pipeline) -> None:
-    run = pipeline.run(job_name_template="{title} " + "x" * 120)  # longer than QBO allows
+    # Every job create answered 400 (names over QuickBooks' limit no longer provoke one: they are cut to fit)
+    pipeline.merge.faults.update(error_rate=1.0, error_status=400, only_paths=["/passthrough"])
+    run = pipeline.run()
     failed = log_rows(pipeline, stream="projects", action="failed")
     assert failed and run.counts["projects"]["failed"] == len(failed)
     assert all("QuickBooks" in r["reason"] or "refused" in r["reason"] for r in failed)
@@ -177,3 +179,22 @@ def test_fail_on_error_raises_only_after_state_and_ledger_are_saved(pipeline: Pi
     with pipeline.ledger() as ledger:
         assert ledger.runs(1)[0]["status"] == "partial"
         assert ledger.log_rows(action="failed", stream="invoices")
+
+
+def test_merge_unreachable_mid_run_stops_the_run_after_unreachable_timeout(
+        pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Merge answers the pre-flight, then only 503s: rows fail until `unreachable_timeout` has passed, then the
+    run stops with one message naming Merge's URL, non-zero, and the run is recorded `failed` (not a success
+    with failed rows). Request retries are shortened; the breaker itself is what is tested."""
+    from sync_ledger.http import ApiClient
+
+    monkeypatch.setattr(ApiClient, "_backoff", lambda self, attempt: 0.001)
+    pipeline.merge.faults.update(error_rate=1.0, error_status=503, only_paths=["/contacts", "/passthrough"])
+    with pytest.raises(TargetError, match=r"has not answered for \d+ s \(unreachable_timeout\)") as err:
+        pipeline.run(unreachable_timeout=0)
+    assert pipeline.merge.url in str(err.value)
+    with pipeline.ledger() as ledger:
+        run = ledger.last_run()
+        assert run["status"] == "failed"
+        failed = [r for r in ledger.log_rows(run_id=run["run_id"]) if r["action"] == "failed"]
+    assert 1 <= len([r for r in failed if r["stream"] != "run"]) <= 2  # stopped at once, not after every record
