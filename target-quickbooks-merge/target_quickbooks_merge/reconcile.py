@@ -1000,7 +1000,7 @@ class Reconciler:
             self._commit_create(link, intent_key)
             self._remember_name("job", pid, base, name)
             self._contact_index().add({"id": merge_id, "name": name})
-            reason = f"entered trigger phase; QBO sub-customer of customer {parent}"
+            reason = f"reached its trigger phase; QBO sub-customer of customer {parent}"
             if name != base:
                 reason += f"; DisplayName {base!r} is used by an unrelated QuickBooks record, used {name!r}"
             if not merge_id and not self.dry:
