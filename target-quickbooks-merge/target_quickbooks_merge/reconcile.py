@@ -682,10 +682,30 @@ class Reconciler:
             raise Wait("customer has no Merge id yet")
         rid = None
         if not self.dry:
-            rid = self.client.update("contacts", link.target_id, patch).request_id
+            rid, name = self._patch_with_free_name(link, patch, base, str(account.get("number") or account_id))
+            if "name" in patch and name != desired["name"]:
+                self._remember_name("customer", account_id, base, name)
+                fp = fingerprint(customer_payload(account, name))
         self._save_link(replace(link, fingerprint=fp))
         self._record("accounts", account_id, "updated", f"client changed in Coperniq ({', '.join(sorted(patch))})",
                      target_id=link.target_id, request_id=rid, name=name)
+
+    def _patch_with_free_name(self, link: Link, patch: dict[str, Any], base: str, key: str) -> tuple[str | None, str]:
+        """PATCH a synced customer; a rename QuickBooks refuses as a duplicate (6240: the new name is held by
+        another customer, vendor or employee) moves to the next suffixed name, as a create does."""
+        name = str(patch.get("name") or "")
+        tried: set[str] = set()
+        while True:
+            try:
+                return self.client.update("contacts", str(link.target_id), patch).request_id, name
+            except WriteError as exc:
+                if "name" not in patch:
+                    raise
+                following = self._next_name(exc, name, base, key, tried)
+                if following is None:
+                    raise
+                name = following
+                patch = {**patch, "name": name}
 
     def _candidates(self, base: str, key: str) -> Iterator[tuple[dict[str, Any], bool]]:
         """Unlinked, active Merge customers named `base` or one of the suffixed names this sync chooses on a

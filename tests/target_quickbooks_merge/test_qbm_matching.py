@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import requests
 
 from target_quickbooks_merge.target import TargetError
 
@@ -169,3 +170,24 @@ def test_a_long_name_that_collides_keeps_its_suffix(pipeline: Pipeline) -> None:
     assert held in names  # the unrelated customer is untouched
     assert not [r for r in log_rows(pipeline, stream="accounts", action="failed")
                 if r["source_id"] == str(account["id"])]
+
+
+@pytest.mark.parametrize("pipeline", ["optimistic", "pessimistic"], indirect=True)
+def test_renaming_a_synced_client_to_a_name_held_in_quickbooks_gets_a_suffix(pipeline: Pipeline) -> None:
+    """QuickBooks refuses the rename (6240: a vendor Merge has not listed yet holds the name): the
+    customer takes the suffixed name, as a create would, and the next run does not try again."""
+    pipeline.run()
+    account = next(a for a in staged_records(pipeline, "accounts").values()
+                   if any(lk.source_id == str(a["id"]) for lk in pipeline.ledger().links("coperniq", "account")))
+    new_title = "Renamed Holdings LLC"
+    with pipeline.merge.app.lock:
+        pipeline.merge.app.state.qbo.create("Vendor", {"DisplayName": new_title}, notify=False)
+    resp = requests.patch(f"{pipeline.coperniq.url}/accounts/{account['id']}", json={"title": new_title},
+                          headers={"x-api-key": pipeline.coperniq.api_key}, timeout=10)
+    resp.raise_for_status()
+    run = pipeline.run()
+    assert run.counts["accounts"]["updated"] == 1 and not run.counts["accounts"]["failed"]
+    names = [c["DisplayName"] for c in qbo_top_customers(pipeline.merge)]
+    key = str(account.get("number") or account["id"])
+    assert f"{new_title} (#{key})" in names, names
+    assert pipeline.run().writes == 0  # remembered: no rename attempt next run
