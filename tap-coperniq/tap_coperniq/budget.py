@@ -129,6 +129,9 @@ class PaymentPlanner:
         self.first_run = first_run
         self.state = state
         self.deferred: dict[str, str] = state.setdefault("deferred", {})
+        self._deferred_by_project: dict[str, set[str]] = {}  # the same, by project (a sweep sees every project)
+        for invoice_id, pid in self.deferred.items():
+            self._deferred_by_project.setdefault(pid, set()).add(invoice_id)
         self.queued: list[str] = state.setdefault("queued", [])
         self._queued_set = set(self.queued)
         self._workflows: list[Mapping[str, Any]] = []
@@ -169,16 +172,21 @@ class PaymentPlanner:
             self.projects[pid] = self.NEVER
         else:
             self.projects[pid] = self.SYNCS
-            for invoice_id in [i for i, p in self.deferred.items() if p == pid]:
-                del self.deferred[invoice_id]
+            for invoice_id in sorted(self._deferred_by_project.pop(pid, ())):
+                self.deferred.pop(invoice_id, None)
                 self._queue(invoice_id)
         return reached
+
+    def _undefer(self, invoice_id: str) -> None:
+        pid = self.deferred.pop(invoice_id, None)
+        if pid is not None:
+            self._deferred_by_project.get(pid, set()).discard(invoice_id)
 
     def see_invoice(self, invoice: Mapping[str, Any]) -> None:
         """An invoice read this run (it changed): queue, defer or skip its payments read."""
         invoice_id = str(invoice.get("id"))
         if _paid(invoice) is False:
-            self.deferred.pop(invoice_id, None)
+            self._undefer(invoice_id)
             self.skipped_unpaid += 1
             return
         record = invoice.get("record") or {}
@@ -187,10 +195,13 @@ class PaymentPlanner:
         if status == self.NEVER:
             self.skipped_not_syncing += 1
         elif status == self.WAITING and len(self.deferred) < MAX_DEFERRED:
+            self._undefer(invoice_id)  # it may have moved to another project
             self.deferred[invoice_id] = str(pid)
+            self._deferred_by_project.setdefault(str(pid), set()).add(invoice_id)
             self.skipped_not_syncing += 1
         else:
             # Syncs, or its project was not read this run (it may well be synced): read. Costs, never loses.
+            self._undefer(invoice_id)
             self._queue(invoice_id)
 
     def _queue(self, invoice_id: str) -> None:
