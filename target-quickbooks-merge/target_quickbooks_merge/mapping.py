@@ -203,6 +203,30 @@ def _comparable(field: str, value: Any) -> Any:
     return value
 
 
+#: Contact fields `replace` clears in QuickBooks when Coperniq has no value any more (enrich never blanks out).
+CLEARABLE_CONTACT_FIELDS: dict[str, Any] = {"email_address": None, "phone_numbers": [], "addresses": []}
+
+
+def with_clears(desired: Mapping[str, Any], fields: Mapping[str, Any] = CLEARABLE_CONTACT_FIELDS) -> dict[str, Any]:
+    """`desired` plus an explicit empty value for every clearable field it leaves out (for `replace`)."""
+    return {**{k: v for k, v in fields.items() if k not in desired}, **desired}
+
+
+def describe_patch(patch: Mapping[str, Any], existing: Mapping[str, Any]) -> str:
+    """What a PATCH changes, per field, old -> new, for the integration log a bookkeeper reads."""
+    def show(field: str, value: Any) -> str:
+        if _empty(value):
+            return "(empty)"
+        if field == "phone_numbers" and isinstance(value, list):
+            return ", ".join(str(p.get("number")) for p in value if isinstance(p, Mapping))
+        if field == "addresses" and isinstance(value, list):
+            return "; ".join(" ".join(str(a.get(k) or "") for k in ("street_1", "city", "zip_code")).strip()
+                             for a in value if isinstance(a, Mapping))
+        text = str(value)
+        return repr(text if len(text) <= 60 else text[:57] + "...")
+    return ", ".join(f"{k}: {show(k, existing.get(k))} -> {show(k, patch[k])}" for k in sorted(patch))
+
+
 def diff_for_strategy(desired: Mapping[str, Any], existing: Mapping[str, Any], strategy: str) -> dict[str, Any]:
     """Fields to PATCH onto an existing QuickBooks record.
 

@@ -28,6 +28,7 @@ from sync_ledger.triggers import current_phase
 
 from .mapping import (
     customer_payload,
+    describe_patch,
     diff_for_strategy,
     invoice_line,
     invoice_payload,
@@ -38,6 +39,7 @@ from .mapping import (
     normalize_name,
     payment_payload,
     render_name,
+    with_clears,
 )
 from .merge_client import MergeClient, WriteError, WriteResult
 from .settings import Settings, parse_dt
@@ -674,7 +676,8 @@ class Reconciler:
             self._record("accounts", account_id, "skipped", "matched QuickBooks customer; matching_strategy skip "
                          "leaves it unchanged", target_id=link.target_id, name=name)
             return
-        patch = dict(desired)
+        # replace: fields emptied in Coperniq are cleared in QuickBooks too; enrich never blanks anything out
+        patch = with_clears(desired) if self.s.matching_strategy == "replace" else dict(desired)
         if link.origin == QBO and self.s.matching_strategy != "replace":
             patch.pop("name", None)  # a matched record keeps its QuickBooks name
         patch.pop("is_supplier", None)
@@ -892,7 +895,8 @@ class Reconciler:
     def _link_existing_contact(self, stream: str, source_type: str, source_id: str, target_type: str,
                                match: dict[str, Any], desired: dict[str, Any], base: str) -> Link:
         strategy = self.s.matching_strategy
-        patch = diff_for_strategy({k: v for k, v in desired.items() if k not in {"is_supplier", "name"}},
+        wanted = with_clears(desired) if strategy == "replace" and target_type == "customer" else desired
+        patch = diff_for_strategy({k: v for k, v in wanted.items() if k not in {"is_supplier", "name"}},
                                   match, strategy)
         if strategy == "replace" and match.get("name") != desired.get("name"):
             patch["name"] = desired["name"]
@@ -906,7 +910,7 @@ class Reconciler:
         self._save_link(link)
         if strategy != "replace":
             self._remember_name(target_type, source_id, base, str(match.get("name") or base))
-        what = f"updated {', '.join(sorted(patch))}" if patch else "left unchanged"
+        what = f"updated {describe_patch(patch, match)}" if patch else "left unchanged"
         self._record(stream, source_id, "linked", f"matched existing QuickBooks {target_type} "
                      f"{match.get('name')!r} by name ({strategy}: {what})", target_id=link.target_id,
                      request_id=rid, name=str(match.get("name")))

@@ -191,3 +191,31 @@ def test_renaming_a_synced_client_to_a_name_held_in_quickbooks_gets_a_suffix(pip
     key = str(account.get("number") or account["id"])
     assert f"{new_title} (#{key})" in names, names
     assert pipeline.run().writes == 0  # remembered: no rename attempt next run
+
+
+@pytest.mark.parametrize("strategy", ["enrich", "replace"])
+def test_replace_clears_what_coperniq_emptied_and_enrich_never_blanks(pipeline: Pipeline, strategy: str) -> None:
+    """A matched customer with a phone Coperniq does not have: `replace` clears it, `enrich` keeps it; either way
+    the log says per field what changed, old -> new. Later, an email emptied in Coperniq: replace clears it too."""
+    account = first_triggered_account(pipeline)
+    with pipeline.merge.app.lock:
+        pipeline.merge.app.state.qbo.create("Customer", {
+            "DisplayName": account["title"], "PrimaryEmailAddr": {"Address": account["primaryEmail"]},
+            "PrimaryPhone": {"FreeFormNumber": "555-0100"}})
+    cop = pipeline.coperniq.app
+    cop.state.accounts[account["id"]]["primaryPhone"] = None
+    cop.state.accounts[account["id"]]["_u"] = cop.state.clock.tick()
+    pipeline.run(matching_strategy=strategy)
+    qbo = next(c for c in qbo_top_customers(pipeline.merge) if c["DisplayName"] == account["title"])
+    [row] = [r for r in log_rows(pipeline, stream="accounts", action="linked") if r["source_id"] == str(account["id"])]
+    if strategy == "replace":
+        assert not qbo.get("PrimaryPhone") and "phone_numbers: 555-0100 -> (empty)" in row["reason"], row["reason"]
+    else:
+        assert qbo["PrimaryPhone"]["FreeFormNumber"] == "555-0100"
+        assert "phone_numbers" not in row["reason"]
+    resp = requests.patch(f"{pipeline.coperniq.url}/accounts/{account['id']}", json={"primaryEmail": None},
+                          headers={"x-api-key": pipeline.coperniq.api_key}, timeout=10)
+    resp.raise_for_status()
+    pipeline.run(matching_strategy=strategy)
+    qbo = next(c for c in qbo_top_customers(pipeline.merge) if c["DisplayName"] == account["title"])
+    assert bool(qbo.get("PrimaryEmailAddr")) == (strategy == "enrich")
