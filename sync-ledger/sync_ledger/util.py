@@ -92,3 +92,27 @@ def quiet_sdk_metrics(plugin: Any) -> None:
 
     if not plugin.config.get(LOG_SDK_METRICS):
         plugin.metrics_logger.setLevel(logging.WARNING)
+
+
+#: Days a payment recorded by hand in both systems may differ in date and still be one payment (both targets).
+PAYMENT_DATE_SLACK = 7
+
+
+def day_of(value: Any) -> date | None:
+    """The calendar day of an ISO date or date-time (QuickBooks keeps payment and invoice dates as days)."""
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def closest_by_day(candidates: Iterable[Any], day: date | None, when: Any, slack_days: int) -> Any | None:
+    """The candidate whose day (`when(candidate)`) is closest to `day`, within `slack_days`; an undated side
+    counts as a match (gap 0). The twin-payment rule shared by the forward and reverse targets."""
+    best: tuple[int, Any] | None = None
+    for candidate in candidates:
+        theirs = day_of(when(candidate))
+        gap = abs((theirs - day).days) if theirs and day else 0
+        if gap <= slack_days and (best is None or gap < best[0]):
+            best = (gap, candidate)
+    return best[1] if best else None

@@ -16,12 +16,12 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from sync_ledger import DEFAULT_LEDGER_PATH, ApiClient, ApiError, Ledger, Link, fingerprint
+from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
 
 from target_coperniq.coperniq import CoperniqApi
 from target_coperniq.invoice_update import InvoiceUpdateError, update_invoice_lines
@@ -51,18 +51,9 @@ NOT_SYNCED = "customer not synced from Coperniq"
 DEFAULT_LINE_ITEM_NAME = "QuickBooks line item"
 ADJUSTMENT_ITEM_NAME = "QuickBooks adjustment"
 PROGRESS_EVERY = 100
-#: Days a payment recorded in both systems by hand may differ in date and still be one payment.
-PAYMENT_DATE_SLACK = 7
 #: Coperniq payments that hold no money (a twin is never one of these).
 VOID_STATUSES = frozenset({"VOIDED", "FAILED", "DECLINED", "CANCELLED", "REFUNDED"})
 CENT = Decimal("0.01")
-
-
-def _day(value: Any) -> date | None:
-    try:
-        return date.fromisoformat(str(value)[:10]) if value else None
-    except ValueError:
-        return None
 
 
 class FatalTargetError(Exception):
@@ -385,18 +376,11 @@ class Reconciler:
             self._claimed_payments = {link.source_id for link in self.ledger.links(TARGET, "payment")} | \
                 {str(link.target_id) for link in self.ledger.links(SOURCE, "payment") if link.target_id}
         claimed = self._claimed_payments
-        wanted = _day(body.get("paymentDate"))
-        best: tuple[int, dict[str, Any]] | None = None
-        for payment in self.api.payments(invoice):
-            if str(payment.get("id")) in claimed or str(payment.get("status") or "").upper() in VOID_STATUSES:
-                continue
-            if Decimal(str(payment.get("amount") or 0)).quantize(CENT) != Decimal(str(body["amount"])).quantize(CENT):
-                continue
-            when = _day(payment.get("paymentDate"))
-            gap = abs((when - wanted).days) if when and wanted else 0
-            if gap <= PAYMENT_DATE_SLACK and (best is None or gap < best[0]):
-                best = (gap, payment)
-        return best[1] if best else None
+        same = [p for p in self.api.payments(invoice)
+                if str(p.get("id")) not in claimed and str(p.get("status") or "").upper() not in VOID_STATUSES
+                and Decimal(str(p.get("amount") or 0)).quantize(CENT) == Decimal(str(body["amount"])).quantize(CENT)]
+        return closest_by_day(same, day_of(body.get("paymentDate")), lambda p: p.get("paymentDate"),
+                              PAYMENT_DATE_SLACK)
 
     def _coperniq_invoice(self, merge_invoice_id: str) -> str | Outcome:
         """Coperniq id of the invoice a QuickBooks payment applies to: forward-leg or reverse-leg link."""

@@ -20,10 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from sync_ledger import ApiError, Ledger, Link, fingerprint
+from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
 from sync_ledger.triggers import current_phase
 
 from .mapping import (
@@ -115,17 +116,6 @@ def written_note(write: WriteResult) -> str:
 
 #: Names tried when matching: the base name and the first suffixed names this sync picks on a collision.
 OWN_NAME_TRIES = 6
-#: Days a bookkeeper's own entry of a payment may differ from Coperniq's payment date and still be its twin.
-PAYMENT_DATE_SLACK = 7
-
-
-def _day(value: Any) -> date | None:
-    try:
-        return date.fromisoformat(str(value)[:10]) if value else None
-    except ValueError:
-        return None
-
-
 def remote_id_of(model: Mapping[str, Any]) -> str | None:
     """The QuickBooks Id of a Merge model (None until Merge knows it)."""
     return str(model["remote_id"]) if model.get("remote_id") else None
@@ -1358,8 +1348,7 @@ class Reconciler:
         """Natural key of a payment: same contact, amount, date (within `date_slack_days`; the closest wins) and
         applied invoice, not linked to another one."""
         invoice_id = desired["applied_to_lines"][0]["related_object_id"]
-        wanted = _day(desired.get("transaction_date"))
-        best: tuple[int, dict[str, Any]] | None = None
+        same = []
         for payment in self.client.payments_for_contact(contact):
             if str(payment.get("id")) in self.linked_targets or payment.get("remote_was_deleted"):
                 continue
@@ -1369,8 +1358,6 @@ class Reconciler:
             if applied and not any(isinstance(a, dict) and str(a.get("related_object_id")) == invoice_id
                                    for a in applied):
                 continue
-            when = _day(payment.get("transaction_date"))
-            gap = abs((when - wanted).days) if when and wanted else 0
-            if gap <= date_slack_days and (best is None or gap < best[0]):
-                best = (gap, payment)
-        return best[1] if best else None
+            same.append(payment)
+        return closest_by_day(same, day_of(desired.get("transaction_date")), lambda p: p.get("transaction_date"),
+                              date_slack_days)
