@@ -537,7 +537,8 @@ def cmd_log(args: argparse.Namespace, settings: Settings, con: Console) -> int:
     finally:
         ledger.close()
     con.say(render(rows, LOG_COLUMNS, args.format, empty="no matching log rows"))
-    return EXIT_OK
+    # As documented: 1 = nothing to show. So `log --last --failed` exits 0 exactly when the last run had failures.
+    return EXIT_OK if rows else EXIT_NOT_CONNECTED
 
 
 def cmd_runs(args: argparse.Namespace, settings: Settings, con: Console) -> int:

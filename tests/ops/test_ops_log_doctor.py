@@ -52,6 +52,11 @@ def test_log_table_filters_and_redaction(ops_project: Any, filled_ledger: dict[s
     assert [r["stream"] for r in by_run] == ["accounts"]
     assert len(json.loads(ops_project.call(["log", "--limit", "2", "--format", "json"]).out)) == 2
 
+    # exit codes as documented: 0 rows shown, 1 nothing to show (so `log --last --failed` can drive an alert)
+    assert ops_project.call(["log", "--last", "--failed"]).code == 0
+    nothing = ops_project.run(["log", "--action", "deleted"])
+    assert nothing.code == 1 and "no matching log rows" in nothing.out
+
     as_csv = ops_project.run(["log", "--action", "created", "--format", "csv"])
     parsed = list(csv.DictReader(io.StringIO(as_csv.out)))
     assert {r["source_id"] for r in parsed} == {"1", "7"}
