@@ -227,6 +227,19 @@ def describe_patch(patch: Mapping[str, Any], existing: Mapping[str, Any]) -> str
     return ", ".join(f"{k}: {show(k, existing.get(k))} -> {show(k, patch[k])}" for k in sorted(patch))
 
 
+def conflicting_contact(desired: Mapping[str, Any], candidate: Mapping[str, Any]) -> str | None:
+    """Why a same-name QuickBooks contact is somebody else: a different email, or (neither email to tell) a
+    different phone *and* a different address. None when nothing contradicts it (a missing value is no evidence)."""
+    mine, theirs = normalize_email(desired.get("email_address")), normalize_email(candidate.get("email_address"))
+    if mine and theirs:
+        return None if mine == theirs else f"different email ({theirs})"
+    phones = [_comparable("phone_numbers", x.get("phone_numbers")) for x in (desired, candidate)]
+    places = [_comparable("addresses", x.get("addresses")) for x in (desired, candidate)]
+    phone_differs = all(phones) and not set(phones[0]) & set(phones[1])
+    place_differs = all(places) and not set(places[0]) & set(places[1])
+    return "different phone and address" if phone_differs and place_differs else None
+
+
 def diff_for_strategy(desired: Mapping[str, Any], existing: Mapping[str, Any], strategy: str) -> dict[str, Any]:
     """Fields to PATCH onto an existing QuickBooks record.
 

@@ -28,6 +28,7 @@ from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
 from sync_ledger.triggers import current_phase
 
 from .mapping import (
+    conflicting_contact,
     customer_payload,
     describe_patch,
     diff_for_strategy,
@@ -733,12 +734,12 @@ class Reconciler:
 
     def _customer_match(self, account: Mapping[str, Any], base: str, key: str) -> dict[str, Any] | None:
         """A top-level, active QuickBooks customer with the client's name (or a suffixed name of ours) and no
-        conflicting email. A job of some customer holding the name is another party: never linked as a client."""
-        email = normalize_email(account.get("primaryEmail"))
+        conflicting evidence (mapping.conflicting_contact). A job of some customer holding the name is another
+        party: never linked as a client."""
+        desired = customer_payload(account, base)
         for candidate, _ in self._candidates(base, key):
-            other = normalize_email(candidate.get("email_address"))
-            if email and other and email != other:
-                continue  # same name, different person
+            if conflicting_contact(desired, candidate):
+                continue  # same name, different person: the client gets a suffixed customer of its own
             row = self._qbo_customer(candidate)
             if row is not None and (row.get("Job") or row.get("Active") is False):
                 continue  # a sub-customer (job) of another customer, or inactive in QuickBooks

@@ -219,3 +219,27 @@ def test_replace_clears_what_coperniq_emptied_and_enrich_never_blanks(pipeline: 
     pipeline.run(matching_strategy=strategy)
     qbo = next(c for c in qbo_top_customers(pipeline.merge) if c["DisplayName"] == account["title"])
     assert bool(qbo.get("PrimaryEmailAddr")) == (strategy == "enrich")
+
+
+@pytest.mark.parametrize("evidence", ["different phone and address", "same phone"])
+def test_without_emails_to_compare_phone_and_address_decide(pipeline: Pipeline, evidence: str) -> None:
+    """A same-name QuickBooks customer without an email: a different phone *and* a different address mean another
+    party (a suffixed customer is created); a shared phone is enough to link."""
+    account = first_triggered_account(pipeline)
+    assert account.get("primaryPhone") and account.get("address")
+    phone = account["primaryPhone"] if evidence == "same phone" else "212-555-0000"
+    with pipeline.merge.app.lock:
+        other = pipeline.merge.app.state.qbo.create("Customer", {
+            "DisplayName": account["title"], "PrimaryPhone": {"FreeFormNumber": phone},
+            "BillAddr": {"Line1": "9 Elsewhere Rd", "City": "Boston", "CountrySubDivisionCode": "MA",
+                         "PostalCode": "02101"}})
+    pipeline.run()
+    with pipeline.ledger() as ledger:
+        link = ledger.get_link("coperniq", "account", str(account["id"]))
+    assert link is not None
+    if evidence == "same phone":
+        assert link.target_remote_id == other["Id"]
+    else:
+        assert link.target_remote_id != other["Id"]
+        names = [c["DisplayName"] for c in qbo_top_customers(pipeline.merge)]
+        assert any(n.startswith(account["title"] + " (#") for n in names), names
