@@ -7,6 +7,7 @@ import string
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from sync_ledger import fingerprint
 from sync_ledger.triggers import normalize_name as normalize_name  # re-exported; one key, shared with the tap
 
 QBO_NAME_MAX = 100  # QBO documents 500; older companies/the sandbox enforce 100, so stay safe
@@ -131,12 +132,23 @@ def money(value: Any) -> float:
     return round(float(value or 0), 2)
 
 
-def invoice_payload(invoice: Mapping[str, Any], contact_id: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+def invoice_number(invoice: Mapping[str, Any], prefix: str = "") -> str:
+    """QuickBooks DocNumber of a Coperniq invoice: `invoice_number_prefix` + its uid (QuickBooks allows 21)."""
+    return f"{prefix}{invoice.get('uid') or invoice['id']}"[:21]
+
+
+def invoice_fingerprint(desired: Mapping[str, Any]) -> str:
+    """What "this invoice changed" compares: everything but its number, which never changes after creation."""
+    return fingerprint({k: v for k, v in desired.items() if k != "number"})
+
+
+def invoice_payload(invoice: Mapping[str, Any], contact_id: str, lines: list[dict[str, Any]], *,
+                    number_prefix: str = "") -> dict[str, Any]:
     """Merge InvoiceRequest: an AR invoice numbered from Coperniq's uid (QuickBooks has no drafts: `status` is
     computed by QuickBooks from the balance and ignored on write)."""
     payload: dict[str, Any] = {
         "type": "ACCOUNTS_RECEIVABLE",
-        "number": str(invoice.get("uid") or invoice["id"]),
+        "number": invoice_number(invoice, number_prefix),
         "contact": contact_id,
         "line_items": lines,
         "total_amount": money(invoice.get("amount")),

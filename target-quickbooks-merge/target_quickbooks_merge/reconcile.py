@@ -31,6 +31,8 @@ from .mapping import (
     conflicting_contact,
     customer_payload,
     describe_patch,
+    invoice_fingerprint,
+    invoice_number,
     diff_for_strategy,
     invoice_line,
     invoice_payload,
@@ -1183,17 +1185,21 @@ class Reconciler:
         lines = inv.get("lineItems") or []
         if not lines:
             raise RowFailure("invoice has no line items (QuickBooks needs at least one line)")
-        desired = invoice_payload(inv, contact, [invoice_line(line, self._resolve_line_item(line)) for line in lines])
-        fp = fingerprint(desired)
+        desired = invoice_payload(inv, contact, [invoice_line(line, self._resolve_line_item(line)) for line in lines],
+                                  number_prefix=self.s.invoice_number_prefix)
+        fp = invoice_fingerprint(desired)
         number = desired["number"]
         if link is not None:
-            if link.fingerprint == fingerprint({**desired, "status": "DRAFT"}):
-                self._save_link(replace(link, fingerprint=fp))  # synced before `status` left the payload: unchanged
+            # A pushed invoice keeps its number (the prefix, or a bookkeeper's renumbering, never renumbers it).
+            legacy = {**desired, "number": invoice_number(inv)}
+            if link.fingerprint in (fingerprint({**legacy, "status": "DRAFT"}), fingerprint(legacy)):
+                self._save_link(replace(link, fingerprint=fp))  # synced by an older version, unchanged since
             elif link.fingerprint != fp:
                 if link.origin == QBO and self.s.matching_strategy == "skip":
                     self._save_link(replace(link, fingerprint=fp))
                 else:
-                    rid = None if self.dry else self.client.update("invoices", str(link.target_id), desired).request_id
+                    update = {k: v for k, v in desired.items() if k != "number"}
+                    rid = None if self.dry else self.client.update("invoices", str(link.target_id), update).request_id
                     self._save_link(replace(link, fingerprint=fp))
                     self._record("invoices", iid, "updated", "invoice changed in Coperniq", target_id=link.target_id,
                                  request_id=rid, name=f"#{number}")
@@ -1202,6 +1208,13 @@ class Reconciler:
         intent_key = f"forward:invoice:{iid}"
         existing = [i for i in self._existing_invoices(number)
                     if not i.get("remote_was_deleted") and str(i.get("id")) not in self.linked_targets]
+        if not existing and number != invoice_number(inv) and self._invoice_list_complete:
+            # Pushed without the prefix by an older version (and the ledger lost since): the same number on the
+            # same customer/job is ours; on anybody else it is a bookkeeper's own invoice, the prefix's very point.
+            # Checked only once the whole list is read (free then); never worth an extra call per invoice.
+            existing = [i for i in self._invoices_by_number.get(invoice_number(inv), [])
+                        if not i.get("remote_was_deleted") and str(i.get("id")) not in self.linked_targets
+                        and str(i.get("contact")) == contact]
         if existing:
             found = next((i for i in existing if str(i.get("contact")) == contact), existing[0])
             recovered = intent_key in self.leftover_intents
@@ -1211,8 +1224,8 @@ class Reconciler:
                 raise RowFailure(f"invoice number {number} is already used in QuickBooks by another customer's "
                                  f"invoice ({found.get('id')}); renumber one of them")
             strategy = "skip" if recovered else self.s.matching_strategy
-            patch = diff_for_strategy({k: v for k, v in desired.items() if k not in {"line_items", "status"}}, found,
-                                      strategy)
+            patch = diff_for_strategy({k: v for k, v in desired.items() if k not in {"line_items", "status", "number"}},
+                                      found, strategy)
             rid = None
             if patch and not self.dry:
                 rid = self.client.update("invoices", str(found["id"]), {**patch, "line_items": desired["line_items"]}
@@ -1223,7 +1236,7 @@ class Reconciler:
             self._save_link(link)
             self._end(intent_key)
             why = ("recovered invoice created by an interrupted run (no duplicate created)" if recovered else
-                   f"matched existing QuickBooks invoice number {number} ({strategy}: "
+                   f"matched existing QuickBooks invoice number {found.get('number')} ({strategy}: "
                    f"{'updated ' + ', '.join(sorted(patch)) if patch else 'left unchanged'})")
             self._record("invoices", iid, "linked", why, target_id=link.target_id, request_id=rid, name=f"#{number}")
             self._mark("invoices", iid, "done")

@@ -26,6 +26,11 @@ DEFAULT_CUSTOMER_NAME_TEMPLATE = "{title}"
 INVOICE_STATUSES = ("DRAFT", "SENT", "DECLINED", "PAID", "PARTIALLY_PAID", "OVERDUE")
 DEFAULT_INVOICE_STATUSES = ("SENT", "PARTIALLY_PAID", "PAID", "OVERDUE")
 
+#: Before Coperniq's invoice uid in QuickBooks: QuickBooks' own auto-numbering starts at 1001, as Coperniq's does.
+DEFAULT_INVOICE_NUMBER_PREFIX = "CQ-"
+MAX_INVOICE_NUMBER_PREFIX = 10
+
+
 CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property("merge_api_key", th.StringType, required=True, secret=True,
                 description="Merge access key (Authorization: Bearer)."),
@@ -79,6 +84,10 @@ CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
                 description="QBO DisplayName of a project (job); fields: {title} {number} {id} {client}."),
     th.Property("fail_on_error", th.BooleanType, default=False,
                 description="Exit non-zero at the end (after state and ledger are saved) if any row failed."),
+    th.Property("invoice_number_prefix", th.StringType, default=DEFAULT_INVOICE_NUMBER_PREFIX,
+                description="Put before Coperniq's invoice number in QuickBooks (DocNumber). QuickBooks numbers its "
+                "own invoices from 1001, as Coperniq does, so unprefixed numbers collide with the bookkeeper's. Only "
+                "new invoices get it: a pushed invoice keeps its number."),
     th.Property("log_sdk_metrics", th.BooleanType, default=False,
                 description="Also log the Singer SDK's METRIC lines (one per batch); off by default."),
     th.Property("unreachable_timeout", th.NumberType, default=120,
@@ -114,6 +123,7 @@ class Settings:
     fail_on_error: bool = False
     progress_interval: float = 30.0
     unreachable_timeout: float = 120.0
+    invoice_number_prefix: str = DEFAULT_INVOICE_NUMBER_PREFIX
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -129,6 +139,12 @@ class Settings:
 
         triggers, trigger_errors = parse_trigger_phases(config.get("trigger_phases"))
         errors.extend(trigger_errors)
+
+        prefix = config.get("invoice_number_prefix")
+        prefix = DEFAULT_INVOICE_NUMBER_PREFIX if prefix is None else str(prefix)
+        if len(prefix) > MAX_INVOICE_NUMBER_PREFIX or any(c in prefix for c in "\t\r\n"):
+            errors.append(f"invoice_number_prefix: at most {MAX_INVOICE_NUMBER_PREFIX} characters without tabs or "
+                          f"newlines (QuickBooks keeps 21 for the whole number), got {prefix!r}")
 
         rpm = config.get("max_requests_per_minute", 300)
         if rpm is not None and (not isinstance(rpm, int) or rpm <= 0):
@@ -198,6 +214,7 @@ class Settings:
             fail_on_error=bool(config.get("fail_on_error", False)),
             progress_interval=float(config.get("progress_interval") or 30),
             unreachable_timeout=float(config.get("unreachable_timeout", 120)),
+            invoice_number_prefix=prefix,
         )
 
 

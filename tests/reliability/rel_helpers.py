@@ -10,12 +10,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from target_quickbooks_merge.settings import DEFAULT_INVOICE_STATUSES
+from target_quickbooks_merge.settings import DEFAULT_INVOICE_NUMBER_PREFIX, DEFAULT_INVOICE_STATUSES
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,6 +127,11 @@ def writes(merge: Any) -> int:
 
 
 # ------------------------------------------------------------------------------------------- expectations
+def qbo_number(invoice: Mapping[str, Any]) -> str:
+    """The DocNumber a Coperniq invoice gets in QuickBooks (the default `invoice_number_prefix` + its uid)."""
+    return f"{DEFAULT_INVOICE_NUMBER_PREFIX}{invoice['uid']}"
+
+
 def expected_forward(coperniq: Any, triggers: dict[str, str] | None = None) -> dict[str, Any]:
     """What QuickBooks must hold after a complete forward run, computed from the Coperniq sandbox itself (not
     from the target): triggered projects, their clients, their invoices (by number) and payments per invoice."""
@@ -144,8 +149,8 @@ def expected_forward(coperniq: Any, triggers: dict[str, str] | None = None) -> d
     accounts = {p["accountId"] for p in projects.values()}
     invoices = {iid: st.invoices[iid] for pid in projects for iid in st.invoices_by_project.get(pid, [])
                 if st.invoices[iid]["status"] in DEFAULT_INVOICE_STATUSES}  # drafts/declined are not pushed
-    payments = {str(st.invoices[iid]["uid"]): len(st.payments.get(iid, [])) for iid in invoices}
-    return {"projects": projects, "accounts": accounts, "invoice_numbers": sorted(str(i["uid"]) for i in
+    payments = {qbo_number(st.invoices[iid]): len(st.payments.get(iid, [])) for iid in invoices}
+    return {"projects": projects, "accounts": accounts, "invoice_numbers": sorted(qbo_number(i) for i in
                                                                                     invoices.values()),
             "payments_per_invoice": {k: v for k, v in payments.items() if v}}
 

@@ -127,7 +127,7 @@ def test_bad_record_corpus_fails_each_row_with_a_reason_and_syncs_all_good_rows(
         # the project whose phase-history row has a bad date (only that row is rejected: the trigger comes from
         # the project list, which shows it at its trigger phase)
         assert len(corpus_links) == 2 * (len(REPAIRED) + 1), [(lk.source_type, lk.source_id) for lk in corpus_links]
-        corpus_numbers = {str(n) for n in range(9000, 9100)}
+        corpus_numbers = {f"CQ-{n}" for n in range(9000, 9100)}  # the default invoice_number_prefix
         assert not corpus_numbers & {i["number"] for i in merge_rows(merge, "invoices")}
         ignore = {str(lk.target_remote_id) for lk in corpus_links}
         assert_forward_complete(cop, merge, ignore_remote_ids=ignore, ignore_numbers=corpus_numbers)

@@ -123,7 +123,7 @@ def test_leftover_invoice_intent_never_links_another_customers_invoice(pipeline:
         planned = ledger.log_rows(stream="invoices", action="planned", limit=1)
     iid = planned[0]["source_id"]
     invoice = staged_records(pipeline, "invoices")[iid]
-    number = str(invoice.get("uid") or invoice["id"])
+    number = f"CQ-{invoice.get('uid') or invoice['id']}"  # the number it would get (default prefix)
     app = pipeline.merge.app
     other = app.add_contact("Someone Else Entirely")
     theirs = app.create_invoice(other["id"], amount=99.0, number=number)

@@ -23,7 +23,7 @@ def test_drafts_wait_until_sent_and_a_declined_pushed_invoice_is_logged(pipeline
     sent = app.add_invoice(project, status="SENT", issue_date="2025-06-01T00:00:00Z")
     pipeline.run(**CONFIG)
     numbers = {i["number"] for i in merge_rows(pipeline.merge, "invoices")}
-    assert str(sent["uid"]) in numbers and str(draft["uid"]) not in numbers
+    assert f"CQ-{sent['uid']}" in numbers and f"CQ-{draft['uid']}" not in numbers
     [skip] = [r for r in log_rows(pipeline, stream="invoices", action="skipped") if r["source_id"] == str(draft["id"])]
     assert "DRAFT in Coperniq" in skip["reason"] and "invoice_statuses" in skip["reason"]
 
@@ -34,7 +34,7 @@ def test_drafts_wait_until_sent_and_a_declined_pushed_invoice_is_logged(pipeline
         assert resp.status_code < 300, resp.text
     pipeline.run(**CONFIG)
     numbers = {i["number"] for i in merge_rows(pipeline.merge, "invoices")}
-    assert str(draft["uid"]) in numbers  # sent now: pushed
+    assert f"CQ-{draft['uid']}" in numbers  # sent now: pushed
     declined = [r for r in log_rows(pipeline, stream="invoices", action="skipped")
                 if r["source_id"] == str(sent["id"])]
     assert declined and "now DECLINED in Coperniq; left unchanged in QuickBooks" in declined[0]["reason"]

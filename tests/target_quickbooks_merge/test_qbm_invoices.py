@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import requests
+
 from tests.target_quickbooks_merge.qbm_helpers import Pipeline, log_rows, merge_rows, staged_records
 
 
@@ -19,7 +21,7 @@ def test_invoices_and_payments_sync_as_drafts_applied_to_invoices(pipeline: Pipe
     assert expected, "seed should have invoices on triggered projects"
 
     merge_invoices = merge_rows(pipeline.merge, "invoices")
-    assert sorted(i["number"] for i in merge_invoices) == sorted(str(i["uid"]) for i in expected.values())
+    assert sorted(i["number"] for i in merge_invoices) == sorted(f"CQ-{i['uid']}" for i in expected.values())
     # sent as DRAFT; QBO has no invoice status, so the sandbox derives it from the balance like QBO does
     assert all(i["type"] == "ACCOUNTS_RECEIVABLE" and i["status"] in {"DRAFT", "OPEN", "PARTIALLY_PAID", "PAID"}
                for i in merge_invoices)
@@ -84,3 +86,39 @@ def test_missing_item_mapping_is_a_failed_row_retried_next_run(pipeline: Pipelin
     assert second.counts["invoices"]["created"] == len(failed)
     assert len(merge_rows(pipeline.merge, "invoices")) == len(failed)
     assert second.counts["payments"]["created"] == len(merge_rows(pipeline.merge, "payments"))
+
+
+def test_invoice_numbers_carry_a_prefix_so_the_bookkeepers_own_numbers_never_clash(pipeline: Pipeline) -> None:
+    """QuickBooks numbers its own invoices from 1001, as Coperniq does. The bookkeeper's invoice 1001 on another
+    customer stays; Coperniq's becomes CQ-1001 and syncs."""
+    cop_invoices = sorted(pipeline.coperniq.app.state.invoices.values(), key=lambda i: i["uid"])
+    app = pipeline.merge.app
+    stranger = app.add_contact("Walk-in Customer")
+    held = cop_invoices[:30]
+    for inv in held:
+        app.create_invoice(stranger["id"], amount=10.0, number=str(inv["uid"]))
+    run = pipeline.run(invoice_sync=True, default_item="Services")
+    assert run.counts["invoices"]["created"] > 0 and not run.counts["invoices"]["failed"]
+    numbers = [i["number"] for i in merge_rows(pipeline.merge, "invoices")]
+    ours = [n for n in numbers if n.startswith("CQ-")]
+    assert ours and len(numbers) == len(set(numbers))  # no number twice
+    assert sum(1 for n in numbers if not n.startswith("CQ-")) == len(held)  # the bookkeeper's are untouched
+
+
+def test_an_invoice_pushed_without_the_prefix_keeps_its_number(pipeline: Pipeline) -> None:
+    """Invoices pushed with another prefix (here none) are never renumbered: an unchanged one costs nothing, a
+    changed one is updated without touching its number."""
+    pipeline.run(invoice_sync=True, default_item="Services", invoice_number_prefix="")
+    before = {i["id"]: i["number"] for i in merge_rows(pipeline.merge, "invoices")}
+    assert before and not any(n.startswith("CQ-") for n in before.values())
+    assert pipeline.run(invoice_sync=True, default_item="Services").writes == 0
+    synced = _synced_project_ids(pipeline)
+    iid = next(i for i, inv in pipeline.coperniq.app.state.invoices.items()
+               if str((inv.get("_record") or ("", ""))[1]) in synced and str(inv["uid"]) in before.values())
+    resp = requests.patch(f"{pipeline.coperniq.url}/invoices/{iid}", json={"dueDate": "2031-01-31T00:00:00Z"},
+                          headers={"x-api-key": pipeline.coperniq.api_key}, timeout=10)
+    resp.raise_for_status()
+    run = pipeline.run(invoice_sync=True, default_item="Services")
+    assert run.counts["invoices"]["updated"] == 1
+    after = {i["id"]: i["number"] for i in merge_rows(pipeline.merge, "invoices")}
+    assert after == before
