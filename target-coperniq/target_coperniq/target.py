@@ -62,6 +62,7 @@ class TargetCoperniq(Target):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         quiet_sdk_metrics(self)
+        self._state_seen = False
         self.max_parallelism = 1  # one writer: Coperniq has no idempotency keys; ledger decisions are sequential
 
     @cached_property
@@ -79,7 +80,13 @@ class TargetCoperniq(Target):
         except BaseException:
             self.reconciler.finish("failed")
             raise
-        self.reconciler.finish()
+        # No STATE from the tap at all: it failed or was stopped before finishing a stream; not a successful sync.
+        self.reconciler.finish("success" if self._state_seen else "no-input")
+
+    @override
+    def _process_state_message(self, message_dict: dict) -> None:
+        self._state_seen = True
+        super()._process_state_message(message_dict)
 
 
 if __name__ == "__main__":

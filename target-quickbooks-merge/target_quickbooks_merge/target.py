@@ -73,6 +73,7 @@ class TargetQuickbooksMerge(Target):
         self._run_id: str | None = None
         self._first_run_at: datetime | None = None
         self._run_started_at: datetime | None = None
+        self._state_seen = False
         self._sinks: list[Sink] = []
         self.result: Result | None = None
         self._staged_count = 0
@@ -159,6 +160,11 @@ class TargetQuickbooksMerge(Target):
         self.logger.info("Linked account OK: %s (%s, status %s)", details.get("end_user_organization_name") or "?",
                          details.get("integration") or "QuickBooks Online", status or "not reported")
 
+    @override
+    def _process_state_message(self, message_dict: dict) -> None:
+        self._state_seen = True
+        super()._process_state_message(message_dict)
+
     # ------------------------------------------------------------------ called by sinks
     def register_sink(self, sink: Sink) -> None:
         self.start()
@@ -219,6 +225,12 @@ class TargetQuickbooksMerge(Target):
         failed = self.result.failed
         if failed:
             status = "partial"
+        if not self._state_seen:
+            # The tap sent no STATE at all: it failed (or was stopped) before finishing one stream. What arrived was
+            # synced, but this is no successful sync: Meltano fails the run, and `status` must not say otherwise.
+            status = "no-input"
+            self.logger.warning("WARNING: the tap sent no STATE (it failed or was stopped early); run %s is recorded "
+                                "`no-input`, not as a successful sync", self._run_id)
         ledger.finish_run(self.run_id, status)
         ledger.flush()
         self._report()

@@ -144,3 +144,16 @@ def test_meltano_invoice_sync_off_warns(meltano: MeltanoRunner) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "invoice_sync is off" in proc.stderr
 
+
+
+def test_a_failed_tap_is_not_recorded_as_a_successful_sync(meltano: MeltanoRunner,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tap fails at once (Coperniq rejects the key): `meltano run` exits non-zero, and the ledger must not show
+    a successful sync for what never arrived."""
+    monkeypatch.setattr(meltano.coperniq, "api_key", "wrong-key")
+    proc = meltano.run(trigger_phases=BOTH_TRIGGERS, backfill=True)
+    assert proc.returncode != 0
+    assert "the API key was rejected" in proc.stderr
+    if meltano.ledger_path.exists():
+        with Ledger(meltano.ledger_path) as ledger:
+            assert ledger.last_run(successful=True) is None, ledger.runs()
