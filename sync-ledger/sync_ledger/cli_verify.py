@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
+from sync_ledger.passthrough import QBO_MINOR, QBO_REALM, passthrough_answer, passthrough_body
 from sync_ledger.cli import (
     EXIT_NOT_CONNECTED,
     EXIT_OK,
@@ -44,11 +45,6 @@ COPERNIQ_URL_VARS = ("COPERNIQ_QBO_COPERNIQ_API_URL", "TAP_COPERNIQ_API_URL", "T
 DEFAULT_MAX_COPERNIQ_CALLS = 25
 COPERNIQ_DAILY_RESERVE = 100  # below this many calls left today, the phase check leaves them to the sync
 
-# The same passthrough path and minor version target-quickbooks-merge's merge_client uses (sync-ledger cannot
-# import the target: the CLI is installed on its own).
-REALM = "{{LINKED_ACCOUNT_ATTR.realmId}}"
-QBO_COMPANY = "/v3/company/" + REALM
-QBO_MINOR = "minorversion=75"
 
 # A phase start this much later than the project's updatedAt cannot be write-ordering noise of one change.
 UPDATED_AT_SLACK = timedelta(seconds=60)
@@ -193,23 +189,14 @@ class Verifier:
 
     def _passthrough(self, method: str, qbo_path: str) -> tuple[int, Any]:
         """(QuickBooks status, QuickBooks body) of one passthrough call, built as the target builds them."""
-        body = {"method": method, "path": QBO_COMPANY + qbo_path, "request_format": "JSON",
-                "headers": {"Content-Type": "application/json", "Accept": "application/json"}}
-        out = self.merge.post("/passthrough", json=body) or {}
-        inner = out.get("response")
-        if isinstance(inner, str):
-            try:
-                inner = json.loads(inner)
-            except ValueError:
-                pass
-        return int(out.get("status") or 200), inner
+        return passthrough_answer(self.merge.post("/passthrough", json=passthrough_body(method, qbo_path)))
 
     def passthrough(self) -> Finding:
         assumption = "Merge passthrough reaches QuickBooks (realmId path: GET companyinfo)"
         if not self.merge_ok:
             return Finding("passthrough", assumption, "not checked: Merge did not answer", "-", NOT_CHECKED)
         try:
-            status, inner = self._passthrough("GET", f"/companyinfo/{REALM}?{QBO_MINOR}")
+            status, inner = self._passthrough("GET", f"/companyinfo/{QBO_REALM}?{QBO_MINOR}")
         except Exception as exc:
             if not _is_api_error(exc):
                 raise
@@ -394,11 +381,8 @@ class Verifier:
             if not isinstance(customer, Mapping):
                 return False
             update = {"Id": customer["Id"], "SyncToken": customer.get("SyncToken"), "sparse": True, "Active": False}
-            out = self.merge.post("/passthrough", json={
-                "method": "POST", "path": f"{QBO_COMPANY}/customer?{QBO_MINOR}", "request_format": "JSON",
-                "headers": {"Content-Type": "application/json", "Accept": "application/json"},
-                "data": json.dumps(update)}) or {}
-            return int(out.get("status") or 200) < 400
+            out = self.merge.post("/passthrough", json=passthrough_body("POST", f"/customer?{QBO_MINOR}", update))
+            return passthrough_answer(out)[0] < 400
         except Exception as exc:
             if not _is_api_error(exc):
                 raise

@@ -14,9 +14,8 @@ from typing import Any, TypeVar
 
 from sync_ledger import ApiClient, ApiError
 from sync_ledger.http import send_checked
+from sync_ledger.passthrough import QBO_MINOR, passthrough_answer, passthrough_body
 
-QBO_COMPANY = "/v3/company/{{LINKED_ACCOUNT_ATTR.realmId}}"
-QBO_MINOR = "minorversion=75"
 
 
 class WriteError(Exception):
@@ -196,14 +195,7 @@ class MergeClient:
                     ) -> tuple[int, Any, str | None, bool]:
         """Returns (QBO status, QBO body, request id, ambiguous). Merge wraps the provider answer in a 200
         RemoteResponse; `ambiguous`: an earlier attempt got a 5xx or no answer, so a write may have happened."""
-        body: dict[str, Any] = {
-            "method": method,
-            "path": f"{QBO_COMPANY}{qbo_path}",
-            "request_format": "JSON",
-            "headers": {"Content-Type": "application/json", "Accept": "application/json"},
-        }
-        if data is not None:
-            body["data"] = json.dumps(data)
+        body = passthrough_body(method, qbo_path, data)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         try:
             resp = self.api.request("POST", "/passthrough", json=body, headers=headers,
@@ -212,16 +204,9 @@ class MergeClient:
             text = _problems_text(exc.body) if exc.body not in (None, "") else exc.message
             raise WriteError(text or exc.message, status=exc.status, request_id=exc.request_id,
                              duplicate_name=_is_duplicate_name(text or ""), ambiguous=exc.ambiguous) from exc
-        out = resp.json() if resp.content else {}
         request_id = resp.headers.get("X-Request-Id") or resp.headers.get("x-merge-request-id")
         ambiguous = bool(getattr(resp, "ambiguous_retry", False))
-        status = int(out.get("status") or resp.status_code)
-        inner = out.get("response")
-        if isinstance(inner, str):
-            try:
-                inner = json.loads(inner)
-            except ValueError:
-                pass
+        status, inner = passthrough_answer(resp.json() if resp.content else {}, resp.status_code)
         return status, inner, request_id, ambiguous
 
     def create_sub_customer(self, body: dict[str, Any], *, idempotency_key: str | None = None,
