@@ -368,7 +368,7 @@ def _print_status(result: dict[str, Any], con: Console) -> None:
         con.say(f"  Last sync run:      unknown ({result['ledger_error']})")
     elif run:
         ok = result.get("last_successful_run")
-        con.say(f"  Last successful sync: " + (f"{ok.get('run_id')} {ok.get('direction', '')}, finished "
+        con.say("  Last successful sync: " + (f"{ok.get('run_id')} {ok.get('direction', '')}, finished "
                                                 f"{_fmt_time(ok.get('finished_at'))} "
                                                 f"({_counts_summary(ok.get('counts'))})" if ok else "none yet"))
         con.say(f"  Last attempt:       {run.get('run_id')} {run.get('direction', '')} {run.get('status', '')}, "

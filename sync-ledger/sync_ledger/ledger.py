@@ -314,20 +314,8 @@ class Ledger:
     def last_run(self, *, direction: str | None = None, successful: bool = False) -> dict[str, Any] | None:
         """The newest run (of a direction), or the newest successful one: finished `success` or `partial`, not a
         dry run."""
-        sql = "SELECT run_id FROM runs WHERE 1 = 1"
-        params: list[Any] = []
-        if direction:
-            sql += " AND direction = ?"
-            params.append(direction)
-        if successful:
-            sql += " AND status IN ('success', 'partial') AND NOT dry_run"
-        sql += " ORDER BY started_at DESC, run_id DESC LIMIT 1"
-        with self._c.lock:
-            self._flush_if_writable()
-            row = self._c.conn.execute(sql, params).fetchone()
-        if row is None:
-            return None
-        return next((r for r in self.runs(limit=500) if r["run_id"] == row[0]), None)
+        runs = self.runs(limit=1, direction=direction, successful=successful)
+        return runs[0] if runs else None
 
     def finish_run(self, run_id: str, status: str = "success") -> dict[str, dict[str, int]]:
         """Close a run with its per-stream/action counts, computed from sync_log so they match the log exactly."""
@@ -405,14 +393,22 @@ class Ledger:
             out.append(d)
         return out
 
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        """Recent runs, newest first; `counts` is counts_json parsed."""
+    def runs(self, limit: int = 20, *, direction: str | None = None,
+             successful: bool = False) -> list[dict[str, Any]]:
+        """Recent runs, newest first (of one direction; only successful ones, see last_run); `counts` is
+        counts_json parsed."""
+        where, params = ["1 = 1"], []
+        if direction:
+            where.append("direction = ?")
+            params.append(direction)
+        if successful:
+            where.append("status IN ('success', 'partial') AND NOT dry_run")
         with self._c.lock:
             self._flush_if_writable()
             cur = self._c.conn.execute(
                 "SELECT run_id, direction, started_at, finished_at, dry_run, counts_json, status FROM runs "
-                "ORDER BY started_at DESC, run_id DESC LIMIT ?",
-                [int(limit)],
+                f"WHERE {' AND '.join(where)} ORDER BY started_at DESC, run_id DESC LIMIT ?",
+                [*params, int(limit)],
             )
             names = [d[0] for d in cur.description]
             rows = cur.fetchall()

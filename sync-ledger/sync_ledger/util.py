@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -88,8 +89,6 @@ LOG_SDK_METRICS = "log_sdk_metrics"
 def quiet_sdk_metrics(plugin: Any) -> None:
     """Call after the SDK plugin's __init__ (which sets the metrics logger to the plugin's level): METRIC lines
     only at DEBUG unless `log_sdk_metrics` is on."""
-    import logging
-
     if not plugin.config.get(LOG_SDK_METRICS):
         plugin.metrics_logger.setLevel(logging.WARNING)
 

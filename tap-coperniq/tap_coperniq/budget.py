@@ -127,7 +127,6 @@ class PaymentPlanner:
         self.specs, self.errors = parse_trigger_phases(config.get("trigger_phases"))
         self.backfill = bool(config.get("backfill", False))
         self.first_run = first_run
-        self.state = state
         self.deferred: dict[str, str] = state.setdefault("deferred", {})
         self._deferred_by_project: dict[str, set[str]] = {}  # the same, by project (a sweep sees every project)
         for invoice_id, pid in self.deferred.items():

@@ -110,18 +110,9 @@ class MeteredSession(RateLimitedSession):
             self.governor.before_call()  # raises QuotaReached instead of spending other integrations' calls
         response = super().send(request, **kwargs)
         self.usage.record(self.stream_name, response)
-        if self.governor is not None:
-            self.governor.after_call(_header_int(response, "X-RateLimit-Remaining"),
-                                     _header_int(response, "X-RateLimit-Limit"))
+        if self.governor is not None:  # the rate-limit headers as ApiUsage just parsed them
+            self.governor.after_call(self.usage.remaining, self.usage.limit)
         return response
-
-
-def _header_int(response: requests.Response, name: str) -> int | None:
-    raw = response.headers.get(name)
-    try:
-        return None if raw in (None, "") else int(float(raw))
-    except ValueError:
-        return None
 
 
 class CoperniqPaginator(PageNumberPaginator):

@@ -703,9 +703,9 @@ class Reconciler:
                 name = following
                 patch = {**patch, "name": name}
 
-    def _candidates(self, base: str, key: str) -> Iterator[tuple[dict[str, Any], bool]]:
+    def _candidates(self, base: str, key: str) -> Iterator[dict[str, Any]]:
         """Unlinked, active Merge customers named `base` or one of the suffixed names this sync chooses on a
-        collision (tried first: a name like "Base (#1042)" was made by us), with whether the name is suffixed."""
+        collision (tried first: a name like "Base (#1042)" was made by us)."""
         index = self._contact_index().by_name
         names = list(itertools.islice(name_candidates(base, key), OWN_NAME_TRIES))
         for name in [*names[1:], names[0]]:
@@ -714,7 +714,7 @@ class Reconciler:
                     continue  # a name reserved in this run, or the twin of another Coperniq record
                 if not candidate.get("is_customer") or str(candidate.get("status") or "ACTIVE") == "ARCHIVED":
                     continue  # a vendor/employee holding the name, or an inactive customer: never linked
-                yield candidate, name != base
+                yield candidate
 
     def _qbo_customer(self, candidate: Mapping[str, Any]) -> dict[str, Any] | None:
         """The QuickBooks Customer behind a Merge Contact (Job, ParentRef, Active), through passthrough: Merge's
@@ -739,7 +739,7 @@ class Reconciler:
         conflicting evidence (mapping.conflicting_contact). A job of some customer holding the name is another
         party: never linked as a client."""
         desired = customer_payload(account, base)
-        for candidate, _ in self._candidates(base, key):
+        for candidate in self._candidates(base, key):
             if conflicting_contact(desired, candidate):
                 continue  # same name, different person: the client gets a suffixed customer of its own
             row = self._qbo_customer(candidate)
@@ -973,7 +973,7 @@ class Reconciler:
             if recovered:
                 return recovered
         key = str(project.get("number") or pid)
-        for candidate, _suffixed in self._candidates(base, key):
+        for candidate in self._candidates(base, key):
             row = self._qbo_customer(candidate)
             # Only a job (Job true) under this project's customer: a top-level customer, or a job of another
             # customer, with the same name is somebody else (without passthrough nothing can be verified).
