@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,3 +110,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("meltano"):
             item.add_marker(pytest.mark.xdist_group("meltano"))
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """Stop a sandbox started as a process: SIGTERM, then SIGKILL if it has not exited within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)

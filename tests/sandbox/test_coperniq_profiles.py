@@ -17,7 +17,7 @@ import requests
 
 from sandbox.coperniq import STAGE_ID_OFFSET, CoperniqApp
 from sandbox.profiles import CoperniqAssumptions
-from tests.conftest import RunningSandbox, start_coperniq
+from tests.conftest import RunningSandbox, start_coperniq, stop_process
 from tests.sandbox.test_coperniq_sandbox import T, Api, assert_error, catalog_id, validate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,9 +249,4 @@ def test_cli_profile_pessimistic_starts() -> None:
         assert resp.status_code == 200 and "X-RateLimit-Limit" not in resp.headers
         assert sum("stage" in p for p in resp.json()) == 2  # the seed follows the profile
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests.conftest import stop_process
+
 from sandbox._server import HttpError, RateLimiter, Request, Response, SandboxApp, SandboxServer, is_loopback
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,5 +111,4 @@ def test_coperniq_cli_serves_and_refuses_public_hosts() -> None:
         summary = requests.get(url[:-3] + "/__admin/state/summary", timeout=T).json()
         assert summary["projects"] == 10 and summary["workflows"] == 3  # workflows/catalog are reused
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc)

@@ -15,6 +15,8 @@ from typing import Any, cast
 import pytest
 import requests
 
+from tests.conftest import stop_process
+
 from sandbox._server import SandboxServer
 from sandbox.merge import MergeApp
 from sandbox.merge_seed import PRESET_EMPLOYEES, PRESET_VENDORS
@@ -291,9 +293,4 @@ def test_cli_starts_with_pessimistic_profile() -> None:
         names = [c["name"] for c in requests.get(f"{url}/contacts", headers=H, timeout=T).json()["results"]]
         assert names == PRESET_VENDORS
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests.conftest import stop_process
+
 from sandbox._server import SandboxServer
 from sandbox.merge import MergeApp
 from sandbox.merge_seed import seed_merge
@@ -501,5 +503,4 @@ def test_cli_refuses_public_host_and_prints_url() -> None:
         assert url.endswith("/api/accounting/v1")
         assert len(requests.get(f"{url}/contacts", headers=H, timeout=T).json()["results"]) == 3
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc)
