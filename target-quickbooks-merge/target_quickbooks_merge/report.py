@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from .reconcile import PlanRow
+from sync_ledger.rows import PlanRow
 
 ACTIONS = ("created", "updated", "linked", "skipped", "failed")
 STREAM_ORDER = ("accounts", "projects", "invoices", "payments")

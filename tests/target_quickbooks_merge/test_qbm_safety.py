@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
-from target_quickbooks_merge.reconcile import Reconciler
+from target_quickbooks_merge.context import Context
 from target_quickbooks_merge.target import TargetError, TargetQuickbooksMerge
 from tests.target_quickbooks_merge.qbm_helpers import (
     Pipeline,
@@ -35,16 +35,16 @@ def _merge_counts(pipe: Pipeline) -> Counter[str]:
 @pytest.mark.parametrize("kind", ["customer", "job", "invoice", "payment"])
 def test_crash_after_write_before_ledger_commit_does_not_duplicate(pipeline: Pipeline, kind: str,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    original = Reconciler._commit_create
+    original = Context.commit_create
     crashed: list[str] = []
 
-    def crash_once(self: Reconciler, link: Any, intent_key: str) -> None:
+    def crash_once(self: Context, link: Any, intent_key: str) -> None:
         if link.target_type == kind and not crashed:
             crashed.append(link.source_id)
             raise Crash(f"killed after creating {kind} {link.target_id}")
         original(self, link, intent_key)
 
-    monkeypatch.setattr(Reconciler, "_commit_create", crash_once)
+    monkeypatch.setattr(Context, "commit_create", crash_once)
     with pytest.raises(Crash):
         pipeline.run(**INVOICES)
     assert crashed
@@ -52,7 +52,7 @@ def test_crash_after_write_before_ledger_commit_does_not_duplicate(pipeline: Pip
         left = {key.rsplit(":", 1)[1] for key, _ in ledger.pending_intents("forward:")}
         assert crashed[0] in left
         assert ledger.runs(1)[0]["status"] == "failed"
-    monkeypatch.setattr(Reconciler, "_commit_create", original)
+    monkeypatch.setattr(Context, "commit_create", original)
 
     pipeline.tap_state = None  # the crashed run emitted no STATE: the tap re-sends everything
     pipeline.run(**INVOICES)

@@ -1,0 +1,188 @@
+"""The row pipeline both targets share: one outcome protocol, one integration-log writer, one journal.
+
+Every staged source record (a *row*) ends each run in one of these outcomes, logged with a reason:
+
+  created / updated / linked   written (or matched) in the other system: the row is ``done``;
+  skipped                      deliberately not written (an echo, a setting, a status), logged once per version;
+  waiting                      depends on something not synced yet (its project, customer or invoice): kept as
+                               ``skipped`` with the reason and re-evaluated on later runs;
+  failed                       refused or broken: kept as ``failed`` with the reason, retried on later runs.
+
+The **journal** writes links, intent clears and row statuses to the ledger in batches, under two ordering rules
+that make a crash at any point recoverable (docs/CONTRACTS.md, "write journal"):
+
+1. An intent is durable *before* its API call (``begin``), so a re-run looks the record up before creating it again.
+2. A row's status is written only *after* the links queued before it, and an intent is cleared only *together with*
+   the link it protects: a row is never ``done`` while its link is not, and an intent never disappears while its
+   record is unlinked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .ledger import Ledger, Link
+
+#: Links are written in batches of this size, or after this many seconds (a DuckDB commit costs ~5 ms).
+LINK_BATCH = 200
+LINK_BATCH_SECONDS = 2.0
+#: What a dry run logs instead of a write.
+WRITE_ACTIONS = frozenset({"created", "updated", "linked", "deleted"})
+
+
+class Wait(Exception):
+    """The row depends on something not synced or not visible yet; re-evaluated on a later run."""
+
+
+class RowFailure(Exception):
+    """A row that cannot be synced as it stands (bad data, a missing mapping, the other system refused it)."""
+
+    def __init__(self, reason: str, request_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.request_id = request_id
+
+
+@dataclass
+class PlanRow:
+    """One line of a dry run's plan."""
+
+    stream: str
+    source_id: str
+    action: str
+    name: str
+    reason: str
+
+
+@dataclass
+class Outcome:
+    """What happened to one row (or one part of it, such as one invoice application of a payment)."""
+
+    kind: str  # done | skipped | wait | failed
+    source_id: str
+    action: str | None = None  # integration-log action; None: nothing to log (already up to date)
+    reason: str = ""
+    target_id: str | None = None
+    request_id: str | None = None
+
+
+def overall(outcomes: Iterable[Outcome]) -> str:
+    """The row's status from its parts' outcomes: any failure fails it, then any wait, then done, else skipped."""
+    kinds = {o.kind for o in outcomes}
+    return next((k for k in ("failed", "wait", "done") if k in kinds), "skipped")
+
+
+def echo_link(ledger: Ledger, system: str, kind: str, record_id: str, *, other: str,
+              remote_id: str | None = None) -> Link | None:
+    """The link that says this record of `system` was *written* by the leg coming from `other`: syncing it back
+    would duplicate it there. Looked up by id, then by the provider's own id (a record the other leg created
+    before it had an id of the unified API)."""
+    link = ledger.get_link_by_target(system, kind, record_id)
+    if link is None and remote_id:
+        link = ledger.get_link_by_remote(system, kind, str(remote_id))
+    return link if link is not None and link.source_system == other else None
+
+
+@dataclass
+class RowLog:
+    """Counts, integration-log lines and (dry run) the plan. One line per row only at DEBUG: the integration log
+    has them all; a failure is an event worth a WARNING line."""
+
+    ledger: Ledger
+    run_id: str
+    direction: str
+    logger: logging.Logger
+    dry: bool = False
+    counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    plan: list[PlanRow] = field(default_factory=list)
+
+    def record(self, stream: str, source_id: str | None, action: str, reason: str = "", *,
+               target_id: str | None = None, request_id: str | None = None, name: str = "") -> None:
+        self.counts[stream][action] += 1
+        logged = action
+        if self.dry and action in WRITE_ACTIONS:
+            self.plan.append(PlanRow(stream, str(source_id), action, name, reason))
+            logged = "planned"
+            reason = f"would be {action}: {reason}" if reason else f"would be {action}"
+        elif self.dry and action in {"skipped", "failed"}:
+            self.plan.append(PlanRow(stream, str(source_id), action, name, reason))
+        level = logging.WARNING if action == "failed" else logging.DEBUG
+        self.logger.log(level, "%s %s %s%s%s", stream, source_id, logged, f" -> {target_id}" if target_id else "",
+                        f": {reason}" if reason else "")
+        self.ledger.log(self.run_id, direction=self.direction, stream=stream, source_id=source_id, action=logged,
+                        reason=reason, target_id=target_id, request_id=request_id)
+
+    def outcome(self, stream: str, outcome: Outcome, action: str | None = None) -> None:
+        """Log one Outcome (its own action unless `action` overrides it)."""
+        self.record(stream, outcome.source_id, action or str(outcome.action), outcome.reason,
+                    target_id=outcome.target_id, request_id=outcome.request_id)
+
+
+class Journal:
+    """Links, intent clears and row statuses of one source system, batched under the ordering rules above.
+    A dry run writes nothing (intents, links and statuses alike)."""
+
+    def __init__(self, ledger: Ledger, source_system: str, *, dry: bool = False, batch: int = LINK_BATCH,
+                 seconds: float = LINK_BATCH_SECONDS) -> None:
+        self.ledger = ledger
+        self.source_system = source_system
+        self.dry = dry
+        self.batch = batch
+        self.seconds = seconds
+        self._links: dict[tuple[str, str, str], Link] = {}
+        self._ends: list[str] = []
+        self._marks: list[tuple[str, str, str, str | None]] = []
+        self._saved_at = time.monotonic()
+
+    def begin(self, intents: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Make intents durable now (rule 1: before the API calls they announce)."""
+        if not self.dry:
+            self.ledger.begin_intents(intents)
+
+    def link(self, link: Link, intent_key: str | None = None) -> None:
+        """Queue a link, and the clear of the intent that announced its create."""
+        if self.dry:
+            return
+        self._links[(link.source_type, link.source_id, link.target_system)] = link
+        if intent_key:
+            self._ends.append(intent_key)
+        if len(self._links) >= self.batch or time.monotonic() - self._saved_at > self.seconds:
+            self.flush()
+
+    def end(self, intent_key: str) -> None:
+        """Clear an intent with the next batch (nothing was created, or its link is already queued)."""
+        if not self.dry:
+            self._ends.append(intent_key)
+
+    def keep(self, intent_key: str) -> None:
+        """Take back a queued clear: the create is planned again (under a new name) and its intent is rewritten."""
+        while intent_key in self._ends:
+            self._ends.remove(intent_key)
+
+    def mark(self, stream: str, source_id: str, status: str, error: str | None = None) -> None:
+        """A row's status (rule 2: written after the links queued before it)."""
+        if self.dry:
+            return
+        if self._links or self._ends:
+            self._marks.append((stream, source_id, status, error))
+        else:
+            self.ledger.mark_staged(self.source_system, stream, source_id, status, error)
+
+    def flush(self) -> None:
+        """Write queued links and intent clears in one transaction, then the statuses queued behind them."""
+        if self._links or self._ends:
+            with self.ledger.transaction():
+                if self._links:
+                    self.ledger.upsert_links(list(self._links.values()))
+                self.ledger.end_intents(self._ends)
+        self._links.clear()
+        self._ends.clear()
+        for stream, source_id, status, error in self._marks:
+            self.ledger.mark_staged(self.source_system, stream, source_id, status, error)
+        self._marks.clear()
+        self._saved_at = time.monotonic()

@@ -1,0 +1,155 @@
+"""What every rule of the forward reconcile pass shares: the run's ledger side (links, intents, log) and its errors.
+
+The rules themselves live one module per kind (customers, jobs, invoices, payments); reconcile.py conducts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync_ledger import Ledger, Link
+from sync_ledger.rows import Journal, PlanRow, RowLog, echo_link
+from sync_ledger.writer import BatchWriter
+
+from .errors import ConfigRefused, Disconnected, Unreachable
+from .guard import RowGuard
+from .merge_client import MergeClient, WriteResult
+from .settings import Settings
+
+SRC = "coperniq"
+QBO = "quickbooks"
+DIRECTION = "forward"
+IDEMPOTENCY_NS = uuid.UUID("6f1c2a7e-6a57-4f0e-9d0c-2b8f5f4d9a11")
+
+__all__ = ["DIRECTION", "QBO", "SRC", "ConfigRefused", "Context", "Disconnected", "LinkMap", "PlanRow", "Result",
+           "Unreachable", "idempotency_key", "remote_id_of"]
+
+
+@dataclass
+class Result:
+    """A run's counts per stream and action, its dry-run plan and its warnings."""
+
+    counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    plan: list[PlanRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(c["failed"] for c in self.counts.values())
+
+
+def remote_id_of(model: Mapping[str, Any]) -> str | None:
+    """The QuickBooks Id of a Merge model (None until Merge knows it)."""
+    return str(model["remote_id"]) if model.get("remote_id") else None
+
+
+def idempotency_key(kind: str, source_id: str, fp: str) -> str:
+    """Same record + same payload -> same key, so Merge replays instead of creating twice."""
+    return str(uuid.uuid5(IDEMPOTENCY_NS, f"{kind}:{source_id}:{fp}"))
+
+
+def written_note(write: WriteResult) -> str:
+    """What the log adds to a create's reason: how it was confirmed, and what Merge warned about."""
+    note = "; the answer was lost, found by its natural key (no duplicate)" if write.recovered else ""
+    if write.warnings:
+        note += "; Merge warned: " + "; ".join(write.warnings)
+    return note
+
+
+class LinkMap:
+    """This run's view of the Coperniq -> QuickBooks links (loaded once, updated as the run links records)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.by_source: dict[tuple[str, str], Link] = {}
+        self.targets: set[str] = set()  # Merge ids some Coperniq record is linked to: never matched again
+        for link in ledger.links(SRC):
+            if link.target_system == QBO:
+                self.add(link)
+
+    def add(self, link: Link) -> None:
+        self.by_source[(link.source_type, link.source_id)] = link
+        if link.target_id:
+            self.targets.add(link.target_id)
+
+    def get(self, source_type: str, source_id: str) -> Link | None:
+        return self.by_source.get((source_type, source_id))
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self.by_source
+
+
+class Context:
+    """The run's shared state and its ledger-side verbs (every rule module writes through these)."""
+
+    def __init__(self, ledger: Ledger, client: MergeClient, settings: Settings, run_id: str,
+                 logger: logging.Logger) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.s = settings
+        self.log = logger
+        self.dry = settings.dry_run
+        self.rows = RowLog(ledger, run_id, DIRECTION, logger, dry=self.dry)
+        self.journal = Journal(ledger, SRC, dry=self.dry)
+        self.links = LinkMap(ledger)
+        #: write intents left by an interrupted run: checked against QuickBooks before anything is created again
+        self.leftover: dict[str, dict[str, Any]] = dict(ledger.pending_intents(f"{DIRECTION}:"))
+        self.warnings: list[str] = []
+        self.guard = RowGuard(self.rows, self.journal, settings, client, logger)
+        self.writer = BatchWriter(self.journal, lambda stream, sid, fn: self.guard(stream, sid, fn, count=False),
+                                  workers=settings.max_parallel_writes, logger=logger, end=self.end)
+        self._dry_seq = 0
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.log.warning("WARNING: %s", message)
+
+    def record(self, stream: str, source_id: str | None, action: str, reason: str = "", *,
+               target_id: str | None = None, request_id: str | None = None, name: str = "",
+               write: WriteResult | None = None) -> None:
+        """Count + integration log (+ plan row in a dry run). `write`: the create's answer, whose notes join the
+        reason (a lost answer recovered, Merge's warnings)."""
+        if write is not None:
+            reason += written_note(write)
+            request_id = request_id or write.request_id
+        self.rows.record(stream, source_id, action, reason, target_id=target_id, request_id=request_id, name=name)
+
+    def mark(self, stream: str, source_id: str, status: str, error: str | None = None) -> None:
+        self.journal.mark(stream, source_id, status, error)
+
+    def skip(self, stream: str, source_id: str, reason: str, **log: Any) -> None:
+        """Log and mark a row skipped."""
+        self.record(stream, source_id, "skipped", reason, **log)
+        self.mark(stream, source_id, "skipped", reason)
+
+    def echo(self, stream: str, kind: str, source_id: str, status: str) -> bool:
+        """A Coperniq record the reverse leg wrote from QuickBooks must not be pushed back (duplicate in QBO)."""
+        if (kind, source_id) in self.links or echo_link(self.ledger, SRC, kind, source_id, other=QBO) is None:
+            return False
+        if status != "skipped":
+            self.skip(stream, source_id, f"{kind} was created from QuickBooks by the reverse leg: not echoed back")
+        return True
+
+    def save_link(self, link: Link) -> None:
+        self.links.add(link)
+        self.journal.link(link)
+
+    def commit_create(self, link: Link, intent_key: str) -> None:
+        """Link + intent clear (batched by the journal): after that the create can never be repeated."""
+        self.links.add(link)
+        self.leftover.pop(intent_key, None)
+        self.journal.link(link, intent_key)
+
+    def end(self, intent_key: str) -> None:
+        """Clear an intent together with the next batch of links (never before the link it protects)."""
+        self.leftover.pop(intent_key, None)
+        self.journal.end(intent_key)
+
+    def fake_id(self, kind: str) -> str:
+        self._dry_seq += 1
+        return f"dry-run-{kind}-{self._dry_seq}"
+

@@ -1,0 +1,194 @@
+"""Coperniq clients (accounts) -> QuickBooks customers: matched, created (batched) or updated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from sync_ledger import Link, fingerprint
+from sync_ledger.rows import RowFailure, Wait
+from sync_ledger.writer import PlannedWrite
+
+from .contacts import ContactRules, FoundIds
+from .context import QBO, SRC, Context, idempotency_key, remote_id_of
+from .mapping import conflicting_contact, customer_payload, render_name, with_clears
+from .merge_client import WriteError, WriteResult
+from .merge_index import ContactIndex, NameBook
+
+
+class CustomerSync(ContactRules):
+    """One customer per client; a client is synced when a project of it triggers (or it was synced before)."""
+
+    def __init__(self, ctx: Context, contacts: ContactIndex, names: NameBook) -> None:
+        super().__init__(ctx, contacts, names)
+        self.done: set[str] = set()
+        self.pending: set[str] = set()
+        #: clients whose customer QuickBooks refused this run: their projects fail with the same reason
+        self.failures: dict[str, Exception] = {}
+
+    def ensure(self, account_id: str) -> Link | None:
+        """The account's customer link; None when its create is planned (sent with the batch)."""
+        ctx = self.ctx
+        link = ctx.links.get("account", account_id)
+        if account_id in self.done and link is not None:
+            return link
+        if account_id in self.pending:
+            return None
+        if account_id in self.failures:
+            raise self.failures[account_id]  # failed earlier in this run: not sent again
+        account = ctx.ledger.staged(SRC, "accounts", account_id)
+        if account is None or "__invalid__" in account:
+            if link is not None:
+                return link
+            raise Wait(f"client (account {account_id}) has not been received from Coperniq yet")
+        base = render_name(ctx.s.customer_name_template, title=account.get("title"),
+                           number=account.get("number"), id=account_id)
+        if link is not None:
+            self._update(account_id, account, link, base)
+        elif self._create_or_match(account_id, account, base) is None:
+            return None
+        self.done.add(account_id)
+        ctx.mark("accounts", account_id, "done")
+        return ctx.links.get("account", account_id)
+
+    def sync_remaining(self) -> None:
+        """Clients not reached through a triggered project: updates of synced ones, the rest waits."""
+        ctx = self.ctx
+        for aid, account, _, _ in ctx.ledger.iter_staged(SRC, "accounts", status=("pending", "failed")):
+            if "__invalid__" in account or aid in self.done:
+                continue
+            if ("account", aid) in ctx.links or aid in self.failures:  # refused: fails with the reason
+                ctx.guard("accounts", aid, lambda aid=aid: self._ensure_none(aid))
+            else:
+                ctx.skip("accounts", aid, "client has no triggered project yet", name=str(account.get("title") or ""))
+
+    def _ensure_none(self, account_id: str) -> None:
+        self.ensure(account_id)
+
+    def _update(self, account_id: str, account: Mapping[str, Any], link: Link, base: str) -> None:
+        ctx = self.ctx
+        name = self.names.stored("customer", account_id, base)
+        desired = customer_payload(account, name)
+        fp = fingerprint(desired)
+        if link.fingerprint == fp:
+            return  # unchanged: zero API calls
+        if link.origin == QBO and ctx.s.matching_strategy == "skip":
+            ctx.save_link(replace(link, fingerprint=fp))
+            ctx.record("accounts", account_id, "skipped", "matched QuickBooks customer; matching_strategy skip "
+                       "leaves it unchanged", target_id=link.target_id, name=name)
+            return
+        # replace: fields emptied in Coperniq are cleared in QuickBooks too; enrich never blanks anything out
+        patch = with_clears(desired) if ctx.s.matching_strategy == "replace" else dict(desired)
+        if link.origin == QBO and ctx.s.matching_strategy != "replace":
+            patch.pop("name", None)  # a matched record keeps its QuickBooks name
+        patch.pop("is_supplier", None)
+        if not link.target_id:
+            raise Wait("customer has no Merge id yet")
+        rid = None
+        if not ctx.dry:
+            rid, name = self._patch_with_free_name(link, patch, base, str(account.get("number") or account_id))
+            if "name" in patch and name != desired["name"]:
+                self.names.remember("customer", account_id, base, name)
+                fp = fingerprint(customer_payload(account, name))
+        ctx.save_link(replace(link, fingerprint=fp))
+        ctx.record("accounts", account_id, "updated", f"client changed in Coperniq ({', '.join(sorted(patch))})",
+                   target_id=link.target_id, request_id=rid, name=name)
+
+    def _patch_with_free_name(self, link: Link, patch: dict[str, Any], base: str, key: str) -> tuple[str | None, str]:
+        """PATCH a synced customer; a rename QuickBooks refuses as a duplicate (6240: the new name is held by
+        another customer, vendor or employee) moves to the next suffixed name, as a create does."""
+        name = str(patch.get("name") or "")
+        tried: set[str] = set()
+        while True:
+            try:
+                return self.ctx.client.update("contacts", str(link.target_id), patch).request_id, name
+            except WriteError as exc:
+                if "name" not in patch:
+                    raise
+                following = self.names.next_after(exc, name, base, key, tried)
+                if following is None:
+                    raise
+                name = following
+                patch = {**patch, "name": name}
+
+    def _match(self, account: Mapping[str, Any], base: str, key: str) -> dict[str, Any] | None:
+        """A top-level, active QuickBooks customer with the client's name (or a suffixed name of ours) and no
+        conflicting evidence (mapping.conflicting_contact). A job of some customer holding the name is another
+        party: never linked as a client."""
+        desired = customer_payload(account, base)
+        for candidate in self.names.candidates(base, key, self.ctx.links.targets):
+            if conflicting_contact(desired, candidate):
+                continue  # same name, different person: the client gets a suffixed customer of its own
+            row = self.qbo_customer(candidate)
+            if row is not None and (row.get("Job") or row.get("Active") is False):
+                continue  # a sub-customer (job) of another customer, or inactive in QuickBooks
+            return candidate
+        return None
+
+    def _create_or_match(self, account_id: str, account: Mapping[str, Any], base: str) -> Link | None:
+        intent_key = f"forward:account:{account_id}"
+        if intent_key in self.ctx.leftover:
+            desired = customer_payload(account, base)
+            recovered = self.recover(intent_key, "account", account_id, "customer",
+                                     lambda name: self._own_ids(name, desired))
+            if recovered:
+                return recovered
+        key = str(account.get("number") or account_id)
+        match = self._match(account, base, key)
+        if match is not None:
+            name = self.names.own("customer", account_id, base, match)
+            return self.link_existing("accounts", "account", account_id, "customer", match,
+                                      customer_payload(account, name), base)
+        self._plan(account_id, account, base, key, self.names.free(base, key), set())
+        return None
+
+    def _own_ids(self, name: str, desired: Mapping[str, Any]) -> FoundIds | None:
+        contact = self.find_own_customer(name, desired)
+        return (str(contact["id"]), remote_id_of(contact)) if contact is not None else None
+
+    def _plan(self, account_id: str, account: Mapping[str, Any], base: str, key: str, name: str,
+              tried: set[str]) -> None:
+        ctx = self.ctx
+        intent_key = f"forward:account:{account_id}"
+        desired = customer_payload(account, name)
+        fp = fingerprint(desired)
+        ikey = idempotency_key("account", account_id, fp)
+        self.contacts.reserve(name)
+        self.pending.add(account_id)
+
+        def send() -> WriteResult:
+            if ctx.dry:
+                return WriteResult({"id": ctx.fake_id("customer"), "remote_id": None, "name": name})
+            return ctx.client.create("contacts", desired, idempotency_key=ikey,
+                                     find_existing=lambda: self.find_own_customer(name, desired))
+
+        def finish(res: WriteResult) -> None:
+            model = res.model
+            self.pending.discard(account_id)
+            link = Link(SRC, "account", account_id, QBO, "customer", str(model["id"]), remote_id_of(model), fp,
+                        origin=SRC)
+            ctx.commit_create(link, intent_key)
+            self.names.remember("customer", account_id, base, name)
+            self.contacts.add({**desired, **model})
+            self.done.add(account_id)
+            reason = "client of a triggered project"
+            if name != base:
+                reason += f"; DisplayName {base!r} is used by an unrelated QuickBooks record, used {name!r}"
+            ctx.record("accounts", account_id, "created", reason, target_id=link.target_id, name=name, write=res)
+            ctx.mark("accounts", account_id, "done")
+
+        def failed(exc: Exception) -> None:
+            self.pending.discard(account_id)
+            try:
+                following = self.names.next_after(exc, name, base, key, tried)
+            except RowFailure as no_name:
+                following, exc = None, no_name
+            if following is not None:
+                self._plan(account_id, account, base, key, following, tried)
+                return
+            self.failures[account_id] = exc  # its projects fail with this reason (JobSync)
+
+        ctx.writer.plan(PlannedWrite("accounts", account_id, intent_key,
+                                     {"kind": "customer", "name": name, "idempotency_key": ikey}, send, finish,
+                                     failed), durable_now=bool(tried))

@@ -1,0 +1,215 @@
+"""What the forward pass reads from Merge once per run and looks up many times: contacts (for matching and
+DisplayName collisions), items, the AR invoice list, the deposit account."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from sync_ledger import ApiError, Ledger
+from sync_ledger.rows import RowFailure
+
+from .mapping import name_candidates, normalize_name
+from .merge_client import MergeClient, WriteError
+from .settings import Settings
+
+#: Names tried when matching: the base name and the first suffixed names this sync picks on a collision.
+OWN_NAME_TRIES = 6
+#: A rename or create refused as a duplicate name moves on to the next suffix at most this many times.
+NAME_RETRIES = 5
+
+
+class ContactIndex:
+    """Existing QBO customers/jobs (Merge Contacts), fetched once per run and only when a match or a collision
+    check needs them; names reserved by this run's planned creates are held here too."""
+
+    def __init__(self, client: MergeClient, log: Any) -> None:
+        self.client = client
+        self.log = log
+        self._by_name: dict[str, list[dict[str, Any]]] | None = None
+
+    @property
+    def by_name(self) -> dict[str, list[dict[str, Any]]]:
+        if self._by_name is None:
+            self._by_name = defaultdict(list)
+            count = 0
+            for contact in self.client.iter_list("/contacts", {"expand": "addresses,phone_numbers"}):
+                if not contact.get("remote_was_deleted"):
+                    count += bool(contact.get("id"))
+                    self.add(contact)
+            self.log.info("Prefetched %d QuickBooks contacts for matching", count)
+        return self._by_name
+
+    def add(self, contact: dict[str, Any]) -> None:
+        key = normalize_name(contact.get("name"))
+        if key:
+            self.by_name[key].append(contact)
+
+    def reserve(self, name: str) -> None:
+        """Hold a DisplayName for a planned create, so the next record of the batch picks another."""
+        self.add({"name": name})
+
+
+class NameBook:
+    """DisplayNames: the one this sync chose for a record (a suffixed one after a collision) and free ones."""
+
+    def __init__(self, ledger: Ledger, contacts: ContactIndex, *, dry: bool) -> None:
+        self.ledger = ledger
+        self.contacts = contacts
+        self.dry = dry
+
+    def stored(self, kind: str, source_id: str, base: str) -> str:
+        """The DisplayName we chose earlier, if the base is unchanged."""
+        raw = self.ledger.get_meta(f"qbo_name:{kind}:{source_id}")
+        if raw:
+            data = json.loads(raw)
+            if data.get("base") == base:
+                return str(data["name"])
+        return base
+
+    def remember(self, kind: str, source_id: str, base: str, name: str) -> None:
+        if self.dry:
+            return
+        key = f"qbo_name:{kind}:{source_id}"
+        if name != base:
+            self.ledger.set_meta(key, json.dumps({"base": base, "name": name}))
+        elif self.ledger.get_meta(key):
+            self.ledger.set_meta(key, None)
+
+    def own(self, kind: str, source_id: str, base: str, match: Mapping[str, Any]) -> str:
+        """A match under one of our suffixed names keeps that name (remembered, as if we had just chosen it)."""
+        name = str(match.get("name") or base)
+        if normalize_name(name) != normalize_name(base):
+            self.remember(kind, source_id, base, name)
+            return name
+        return base
+
+    def free(self, base: str, key: str, exclude: set[str] | None = None) -> str:
+        taken = self.contacts.by_name
+        for candidate in name_candidates(base, key):
+            if normalize_name(candidate) not in taken and candidate not in (exclude or set()):
+                return candidate
+        raise RowFailure(f"could not find a free QuickBooks DisplayName for {base!r}")
+
+    def next_after(self, exc: Exception, name: str, base: str, key: str, tried: set[str]) -> str | None:
+        """After QuickBooks refused `name` as a duplicate (6240: a vendor/employee Merge does not list holds it), the
+        next suffix to try; None if `exc` is no such refusal or 5 names were tried. RowFailure: no free name left."""
+        if not (isinstance(exc, WriteError) and exc.duplicate_name and len(tried) < NAME_RETRIES):
+            return None
+        tried.add(name)
+        return self.free(base, key, tried)
+
+    def candidates(self, base: str, key: str, linked: set[str]) -> Iterator[dict[str, Any]]:
+        """Unlinked, active Merge customers named `base` or one of the suffixed names this sync chooses on a
+        collision (tried first: a name like "Base (#1042)" was made by us)."""
+        index = self.contacts.by_name
+        names = list(itertools.islice(name_candidates(base, key), OWN_NAME_TRIES))
+        for name in [*names[1:], names[0]]:
+            for candidate in index.get(normalize_name(name), []):
+                if not candidate.get("id") or str(candidate.get("id")) in linked:
+                    continue  # a name reserved in this run, or the twin of another Coperniq record
+                if not candidate.get("is_customer") or str(candidate.get("status") or "ACTIVE") == "ARCHIVED":
+                    continue  # a vendor/employee holding the name, or an inactive customer: never linked
+                yield candidate
+
+
+class ItemIndex:
+    """QuickBooks items by Merge id, QBO Id and name; a Coperniq line's item through item_mapping/default_item."""
+
+    def __init__(self, client: MergeClient, settings: Settings) -> None:
+        self.client = client
+        self.s = settings
+        self._index: dict[str, str] | None = None
+
+    def _items(self) -> dict[str, str]:
+        if self._index is None:
+            index: dict[str, str] = {}
+            for item in self.client.iter_list("/items"):
+                if item.get("remote_was_deleted"):
+                    continue
+                mid = str(item["id"])
+                index[f"id:{mid}"] = mid
+                if item.get("remote_id"):
+                    index[f"id:{item['remote_id']}"] = mid
+                if item.get("name"):
+                    index.setdefault(f"name:{normalize_name(item['name'])}", mid)
+            self._index = index
+        return self._index
+
+    def lookup(self, ref: str) -> str | None:
+        index = self._items()
+        return index.get(f"id:{ref}") or index.get(f"name:{normalize_name(ref)}")
+
+    def for_line(self, line: Mapping[str, Any]) -> str:
+        catalog = line.get("catalogItem") or {}
+        cid = line.get("catalogItemId") or catalog.get("id")
+        cname = catalog.get("name")
+        mapping = self.s.item_mapping
+        for key in (str(cid) if cid is not None else None, cname):
+            if key and key in mapping:
+                found = self.lookup(mapping[key])
+                if found:
+                    return found
+                raise RowFailure(f"item_mapping maps catalog item {key!r} to {mapping[key]!r}, which is not an "
+                                 "item in QuickBooks")
+        if cname and (found := self.lookup(cname)):
+            return found  # same name in QuickBooks
+        if self.s.default_item:
+            found = self.lookup(self.s.default_item)
+            if found:
+                return found
+            raise RowFailure(f"default_item {self.s.default_item!r} is not an item in QuickBooks")
+        raise RowFailure(f"no QuickBooks item for catalog item {cname!r} (id {cid}): add it to item_mapping or set "
+                         "default_item")
+
+
+class InvoiceIndex:
+    """QuickBooks AR invoices by number. Each lookup also reads the next page of the invoice list; once the list is
+    complete, lookups are free. So a run pays at most twice the cheaper of "one GET per new invoice" and "read the
+    whole list", without knowing in advance how many invoices QuickBooks holds."""
+
+    def __init__(self, client: MergeClient, log: Any) -> None:
+        self.client = client
+        self.log = log
+        self._pages: Iterator[dict[str, Any]] | None = None
+        self._by_number: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.complete = False
+        self._broken = False
+
+    def by_number(self, number: str) -> list[dict[str, Any]]:
+        if self._pages is None:
+            self._pages = self.client.iter_pages("/invoices", {"type": "ACCOUNTS_RECEIVABLE"})
+        if not self.complete and not self._broken:
+            try:
+                page = next(self._pages, None)
+            except ApiError as exc:  # the list read failed (a cursor can expire in a long run): look up one by one
+                self._broken = True
+                self.log.warning("Reading the QuickBooks invoice list failed (%s); invoices are looked up by number "
+                                 "one by one for the rest of the run", exc)
+                return self.client.invoices_by_number(number)
+            for inv in (page or {}).get("results") or []:
+                if inv.get("number") not in (None, ""):
+                    self._by_number[str(inv["number"])].append(inv)
+            if page is None or not page.get("next"):
+                self.complete = True
+                self.log.info("Read all %d QuickBooks invoices for matching by number",
+                              sum(map(len, self._by_number.values())))
+        if self.complete:
+            return list(self._by_number.get(str(number), []))
+        return self.client.invoices_by_number(number)
+
+    def listed(self, number: str) -> list[dict[str, Any]]:
+        """Invoices with this number in the list read so far (free; complete only once `complete`)."""
+        return list(self._by_number.get(str(number), []))
+
+
+def deposit_account_id(client: MergeClient, wanted: str) -> str:
+    """The Merge id of payment_account (by id, QBO Id or name)."""
+    for account in client.iter_list("/accounts"):
+        if wanted in (str(account.get("id")), str(account.get("remote_id"))) or \
+                normalize_name(account.get("name")) == normalize_name(wanted):
+            return str(account["id"])
+    raise RowFailure(f"payment_account {wanted!r} is not an account in QuickBooks")

@@ -1,0 +1,149 @@
+"""Coperniq payments of synced invoices -> QuickBooks payments applied to those invoices."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from sync_ledger import Link, fingerprint
+from sync_ledger.rows import RowFailure, Wait
+from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
+
+from .context import QBO, SRC, Context, remote_id_of
+from .invoices import InvoiceSync
+from .mapping import payment_payload
+from .merge_client import WriteResult
+from .merge_index import deposit_account_id
+from .writes import create_model
+
+SKIP_PAYMENT_STATUSES = {"FAILED", "DECLINED", "CANCELLED", "CANCELED", "VOIDED", "REFUNDED", "PENDING"}
+
+
+class PaymentSync:
+    """Payments: created (batched) on the synced invoice, never twice, never more than QuickBooks shows open."""
+
+    def __init__(self, ctx: Context, invoices: InvoiceSync) -> None:
+        self.ctx = ctx
+        self.invoices = invoices
+        self._deposit_account: str | None = None
+
+    def sync(self) -> None:
+        ctx = self.ctx
+        if not ctx.s.invoice_sync:
+            return
+        for pay_id, pay, status, _ in ctx.ledger.iter_staged(SRC, "payments", status=("pending", "failed",
+                                                                                       "skipped")):
+            if "__invalid__" in pay:
+                continue
+            ctx.guard("payments", pay_id, lambda pay_id=pay_id, pay=pay, status=status: self._payment(pay_id, pay,
+                                                                                                    status), status)
+        ctx.writer.flush_all()
+
+    def _deposit_account_id(self) -> str:
+        if self._deposit_account is None:
+            self._deposit_account = deposit_account_id(self.ctx.client, self.ctx.s.payment_account)
+        return self._deposit_account
+
+    def _payment(self, pay_id: str, pay: Mapping[str, Any], status: str) -> None:
+        ctx = self.ctx
+        if ctx.echo("payments", "payment", pay_id, status):
+            return
+        pay_status = str(pay.get("status") or "").upper()
+        if pay_status in SKIP_PAYMENT_STATUSES:
+            if status != "skipped":
+                ctx.skip("payments", pay_id, f"payment status is {pay_status}")
+            return
+        inv_id = str(pay.get("invoiceId"))
+        inv_link = ctx.links.get("invoice", inv_id)
+        if inv_link is None or not inv_link.target_id:
+            raise Wait(f"invoice {inv_id} is not synced to QuickBooks yet")
+        invoice = ctx.ledger.staged(SRC, "invoices", inv_id) or {}
+        contact = self.invoices.contact_of(invoice)
+        if not pay.get("paymentDate") and not pay.get("createdAt"):
+            raise RowFailure("payment has no paymentDate (QuickBooks needs a transaction date)")
+        if not pay.get("amount"):
+            raise RowFailure("payment has no amount")
+        desired = payment_payload(pay, contact_id=contact, account_id=self._deposit_account_id(),
+                                  invoice_id=str(inv_link.target_id))
+        fp = fingerprint(desired)
+        link = ctx.links.get("payment", pay_id)
+        if link is not None:
+            if link.fingerprint != fp:
+                rid = None if ctx.dry else ctx.client.update("payments", str(link.target_id), desired).request_id
+                ctx.save_link(replace(link, fingerprint=fp))
+                ctx.record("payments", pay_id, "updated", "payment changed in Coperniq", target_id=link.target_id,
+                           request_id=rid)
+            ctx.mark("payments", pay_id, "done")
+            return
+        if inv_link.origin == QBO and self._link_twin(pay_id, contact, desired, inv_id):
+            return
+        if self._recover(pay_id, contact, desired, fp):
+            return
+
+        def created(link: Link, res: WriteResult) -> None:
+            ctx.record("payments", pay_id, "created", f"applied to invoice {inv_id}", target_id=link.target_id,
+                       write=res)
+            ctx.mark("payments", pay_id, "done")
+
+        create_model(ctx, "payment", pay_id, desired, fp, None, created, lambda: self._find(contact, desired))
+
+    def _recover(self, pay_id: str, contact: str, desired: Mapping[str, Any], fp: str) -> bool:
+        """A create left by an interrupted run: link the payment it made, if it made one."""
+        ctx = self.ctx
+        intent_key = f"forward:payment:{pay_id}"
+        if intent_key not in ctx.leftover:
+            return False
+        found = self._find(contact, desired)
+        ctx.end(intent_key)
+        if found is None:
+            return False
+        link = Link(SRC, "payment", pay_id, QBO, "payment", str(found["id"]), remote_id_of(found), fp, origin=SRC)
+        ctx.save_link(link)
+        ctx.record("payments", pay_id, "linked", "recovered payment created by an interrupted run "
+                   "(no duplicate created)", target_id=link.target_id)
+        ctx.mark("payments", pay_id, "done")
+        return True
+
+    def _link_twin(self, pay_id: str, contact: str, desired: Mapping[str, Any], inv_id: str) -> bool:
+        """The invoice was matched in QuickBooks (not created by us), so QuickBooks may already show this payment:
+        link its twin (same amount applied to the invoice, within PAYMENT_DATE_SLACK days) instead of paying it
+        twice; a payment larger than the invoice's open balance there is a failed row, never an overpayment."""
+        ctx = self.ctx
+        twin = self._find(contact, desired, date_slack_days=PAYMENT_DATE_SLACK)
+        if twin is not None:
+            link = Link(SRC, "payment", pay_id, QBO, "payment", str(twin["id"]), remote_id_of(twin),
+                        fingerprint(desired), origin=QBO)
+            ctx.save_link(link)
+            ctx.record("payments", pay_id, "linked", f"QuickBooks already shows this payment on the matched invoice "
+                       f"({twin.get('total_amount')} on {str(twin.get('transaction_date') or '')[:10]}): linked, "
+                       "not paid twice", target_id=link.target_id)
+            ctx.mark("payments", pay_id, "done")
+            return True
+        invoice_id = desired["applied_to_lines"][0]["related_object_id"]
+        invoice = None if ctx.dry else ctx.client.api.get(f"/invoices/{invoice_id}")
+        balance = (invoice or {}).get("balance")
+        if balance is not None and float(desired["total_amount"]) > round(float(balance), 2) + 0.004:
+            number = (invoice or {}).get("number") or invoice_id
+            raise RowFailure(f"payment of {desired['total_amount']} is more than the open balance {balance} QuickBooks "
+                             f"shows on matched invoice {number} (Coperniq invoice {inv_id}); it was probably "
+                             "recorded there differently: record it in one place")
+        return False
+
+    def _find(self, contact: str, desired: Mapping[str, Any], *, date_slack_days: int = 0) -> dict[str, Any] | None:
+        """Natural key of a payment: same contact, amount, date (within `date_slack_days`; the closest wins) and
+        applied invoice, not linked to another one."""
+        invoice_id = desired["applied_to_lines"][0]["related_object_id"]
+        same = []
+        for payment in self.ctx.client.payments_for_contact(contact):
+            if str(payment.get("id")) in self.ctx.links.targets or payment.get("remote_was_deleted"):
+                continue
+            if round(float(payment.get("total_amount") or 0), 2) != round(float(desired["total_amount"]), 2):
+                continue
+            applied = payment.get("applied_to_lines") or []
+            if applied and not any(isinstance(a, dict) and str(a.get("related_object_id")) == invoice_id
+                                   for a in applied):
+                continue
+            same.append(payment)
+        return closest_by_day(same, day_of(desired.get("transaction_date")), lambda p: p.get("transaction_date"),
+                              date_slack_days)
