@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "sync_ledger.cli"]
+CLI = [sys.executable, "-m", "coperniq_qbo.cli"]
 
 
 @dataclass
@@ -56,7 +56,7 @@ class OpsProject:
 
     def call(self, args: Sequence[str], *, env: dict[str, str] | None = None) -> CliResult:
         """The CLI in-process (fast, and exercises the same main())."""
-        from sync_ledger.cli import main
+        from coperniq_qbo.cli import main
 
         out, err = io.StringIO(), io.StringIO()
         code = main(list(args), stdout=out, stderr=err, environ=env or self.env)

@@ -83,8 +83,8 @@ def _read_url(stream: Any, found: dict[str, str], lines: list[str]) -> None:
 @pytest.mark.timeout(90)
 def test_connect_in_headless_chromium(ops_project: Any, merge_sandbox: Any, tmp_path: Path) -> None:
     _require_browser()
+    from coperniq_qbo.env import read_env_file
     from sync_ledger import ApiClient, Ledger
-    from sync_ledger.cli_env import read_env_file
 
     ops_project.env_file.write_text("# my project secrets\nTAP_COPERNIQ_API_KEY=keep-me\n"
                                     "TARGET_QUICKBOOKS_MERGE_ACCOUNT_TOKEN=old-token\n")
@@ -92,7 +92,7 @@ def test_connect_in_headless_chromium(ops_project: Any, merge_sandbox: Any, tmp_
         ledger.set_meta("disconnected", "2026-01-01T00:00:00Z")
     env = dict(ops_project.env)
     del env["COPERNIQ_QBO_ACCOUNT_TOKEN"]  # connecting does not need one
-    proc = subprocess.Popen([sys.executable, "-m", "sync_ledger.cli", "connect", "--no-browser", "--timeout", "60"],
+    proc = subprocess.Popen([sys.executable, "-m", "coperniq_qbo.cli", "connect", "--no-browser", "--timeout", "60"],
                             cwd=ops_project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     found: dict[str, str] = {}
     out_lines: list[str] = []
@@ -182,7 +182,7 @@ def test_connect_rejects_bad_api_key(ops_project: Any) -> None:
 def test_local_page_rejects_foreign_posts(ops_project: Any) -> None:
     """Only the page we served (it knows the nonce) can hand us a public token."""
     import requests
-    from sync_ledger.cli_connect import LinkPageServer
+    from coperniq_qbo.link_page import LinkPageServer
 
     server = LinkPageServer("lt-123", "http://127.0.0.1:1/none.js").start()
     try:

@@ -148,7 +148,7 @@ def test_doctor_connection_failure(ops_project: Any, tmp_path: Path) -> None:
 
 
 def test_env_file_update_is_atomic_and_private(tmp_path: Path) -> None:
-    from sync_ledger.cli_env import read_env_file, update_env_file
+    from coperniq_qbo.env import read_env_file, update_env_file
 
     path = tmp_path / ".env"
     path.write_text("A=1\nexport B=2\n# comment\nB=dup\nC='x y'\n")

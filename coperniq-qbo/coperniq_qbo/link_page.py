@@ -1,4 +1,4 @@
-"""`coperniq-qbo connect`: the Merge Link flow from a terminal.
+"""The local page `coperniq-qbo connect` serves: the Merge Link flow from a terminal.
 
 Merge Link is a browser widget, so the CLI serves a one-page app on 127.0.0.1 that embeds it and posts the
 public token back; the CLI (which alone holds the API key) exchanges it for the account token. Binding to
@@ -17,7 +17,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
-DEFAULT_LINK_JS_URL = "https://cdn.merge.dev/initialize.js"
+#: Package data next to this module (pyproject ships it in the wheel).
+PAGE_TEMPLATE = "link_page.html"
 
 
 @dataclass
@@ -45,7 +46,7 @@ def render_page(link_token: str, link_js_url: str, nonce: str, auto_open: bool =
     """Fill the page template; JSON is escaped for an inline <script> (no `</` can close the tag)."""
     config = {"linkToken": link_token, "linkJsUrl": link_js_url, "nonce": nonce, "autoOpen": auto_open}
     blob = json.dumps(config).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    template = resources.files("sync_ledger").joinpath("cli_connect.html").read_text(encoding="utf-8")
+    template = resources.files("coperniq_qbo").joinpath(PAGE_TEMPLATE).read_text(encoding="utf-8")
     return template.replace("__CONFIG_JSON__", blob).encode("utf-8")
 
 
@@ -68,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, payload: dict[str, Any]) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json")
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path in ("/", "/index.html"):
             self._send(200, self.shared.page, "text/html; charset=utf-8")
@@ -77,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, html.escape("not found").encode(), "text/plain")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = urlsplit(self.path).path
         try:
             length = min(int(self.headers.get("Content-Length") or 0), 64 * 1024)

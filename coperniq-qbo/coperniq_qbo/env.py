@@ -6,6 +6,7 @@ environment (env vars beat meltano.yml), so one write reconnects the tap, the ta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -61,10 +62,8 @@ def update_env_file(path: str | os.PathLike[str], values: Mapping[str, str | Non
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     os.chmod(target, 0o600)
     return target
@@ -80,10 +79,10 @@ def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
         m = _KEY_LINE.match(line)
         if not m:
             continue
-        raw = line[m.end():].strip()
+        raw = line[m.end() :].strip()
         if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
             raw = raw[1:-1]
-            if line[m.end():].strip().startswith('"'):
+            if line[m.end() :].strip().startswith('"'):
                 raw = raw.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
         result[m.group(1)] = raw
     return result

@@ -1,4 +1,4 @@
-"""`coperniq-qbo verify`: a live pre-flight against the real Merge and Coperniq accounts, run once before the first sync.
+"""`coperniq-qbo verify`: a live pre-flight against the real Merge and Coperniq accounts, run before the first sync.
 
 The sandboxes run every behaviour the public docs leave open in two readings (sandbox/profiles.py: optimistic and
 pessimistic). The product is built to be correct under both, but which one is true decides how fast things
@@ -19,24 +19,18 @@ import textwrap
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from coperniq_qbo.console import Console, utc_text
+from coperniq_qbo.env import read_env_file
+from coperniq_qbo.errors import EXIT_NOT_CONNECTED, EXIT_OK, api_message, api_status, is_api_error
+from coperniq_qbo.merge_api import fetch_sync_status, merge_client, summarize_sync_status
+from coperniq_qbo.settings import Settings
+from sync_ledger import ApiClient
 from sync_ledger.passthrough import QBO_MINOR, QBO_REALM, passthrough_answer, passthrough_body
-from sync_ledger.cli import (
-    EXIT_NOT_CONNECTED,
-    EXIT_OK,
-    CliError,
-    Console,
-    Settings,
-    _api_message,
-    _api_status,
-    _is_api_error,
-    fetch_sync_status,
-    merge_client,
-    summarize_sync_status,
-)
+from target_quickbooks_merge.settings import parse_dt
 
 DEFAULT_COPERNIQ_URL = "https://api.coperniq.io/v1"
 # The forward leg's tap reads TAP_COPERNIQ_*, the reverse leg's target TARGET_COPERNIQ_*; the same key serves both.
@@ -67,15 +61,14 @@ class Finding:
 # ----------------------------------------------------------------------------------------------------------
 # settings
 # ----------------------------------------------------------------------------------------------------------
-def coperniq_settings(args: argparse.Namespace, settings: Settings,
-                      environ: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+def coperniq_settings(
+    args: argparse.Namespace, settings: Settings, environ: Mapping[str, str] | None = None
+) -> tuple[str | None, str]:
     """(api key, api url) for Coperniq: flag > env > the project's .env (the file `resolve_settings` found).
 
     The Merge side comes from `resolve_settings` like every other command; Coperniq is only needed here, so its
     names are the tap's/target's own vars, which Meltano loads from `.env` for every plugin anyway.
     """
-    from sync_ledger.cli_env import read_env_file
-
     env = os.environ if environ is None else environ
     dotenv = read_env_file(settings.env_file)
 
@@ -93,13 +86,18 @@ def coperniq_settings(args: argparse.Namespace, settings: Settings,
     return key, url.rstrip("/")
 
 
-def coperniq_client(api_key: str, api_url: str) -> Any:
+def coperniq_client(api_key: str, api_url: str) -> ApiClient:
     """One retry at most: every retry is a call off the daily budget, and a human is waiting."""
-    from sync_ledger import ApiClient
-
-    return ApiClient(api_url, headers={"x-api-key": api_key, "Accept": "application/json"},
-                     max_requests_per_second=10, max_retries=1, backoff_base=0.5, backoff_max=5.0, timeout=30.0,
-                     secrets=[api_key])
+    return ApiClient(
+        api_url,
+        headers={"x-api-key": api_key, "Accept": "application/json"},
+        max_requests_per_second=10,
+        max_retries=1,
+        backoff_base=0.5,
+        backoff_max=5.0,
+        timeout=30.0,
+        secrets=[api_key],
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -110,14 +108,14 @@ def _when(value: Any) -> datetime | None:
     if not value:
         return None
     try:
-        dt = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        return parse_dt(str(value))
     except ValueError:
         return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 def _short(dt: datetime | None) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if dt else "-"
+    """A time for a table cell, "-" when unknown."""
+    return utc_text(dt) if dt else "-"
 
 
 def _fault_text(inner: Any) -> str:
@@ -134,8 +132,9 @@ def _fault_text(inner: Any) -> str:
 def _is_plan_error(status: int | None, message: str) -> bool:
     """Merge refuses passthrough itself (not QuickBooks) when the plan does not include it."""
     text = message.lower()
-    return status in (403, 404) or ("passthrough" in text and any(w in text for w in ("plan", "not available",
-                                                                                     "not enabled")))
+    return status in (403, 404) or (
+        "passthrough" in text and any(w in text for w in ("plan", "not available", "not enabled"))
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -144,7 +143,9 @@ def _is_plan_error(status: int | None, message: str) -> bool:
 class Verifier:
     """Runs the checks in order; later checks skip themselves when an earlier answer makes them meaningless."""
 
-    def __init__(self, settings: Settings, merge: Any, coperniq: Any | None, *, max_coperniq_calls: int) -> None:
+    def __init__(
+        self, settings: Settings, merge: ApiClient, coperniq: ApiClient | None, *, max_coperniq_calls: int
+    ) -> None:
         self.settings = settings
         self.merge = merge
         self.coperniq = coperniq
@@ -159,32 +160,51 @@ class Verifier:
         try:
             details = self.merge.get("/account-details") or {}
         except Exception as exc:
-            if not _is_api_error(exc):
+            if not is_api_error(exc):
                 raise
             self.merge_ok = self.can_write = False
-            status = _api_status(exc)
+            status = api_status(exc)
             if status in (401, 403, 404):
-                return Finding("linked_account", assumption, f"Merge rejected the API key or account token "
-                               f"(HTTP {status})", "cannot sync: link QuickBooks again with `coperniq-qbo connect`",
-                               BLOCKS, f"Merge rejects the API key or account token (HTTP {status}): run "
-                               f"`coperniq-qbo connect`")
-            return Finding("linked_account", assumption, f"no answer from Merge: {_api_message(exc)}",
-                           "cannot sync until Merge answers", BLOCKS,
-                           f"cannot reach Merge at {self.settings.base_url}")
-        status = str(details.get("status") or "?").upper()
+                return Finding(
+                    "linked_account",
+                    assumption,
+                    f"Merge rejected the API key or account token (HTTP {status})",
+                    "cannot sync: link QuickBooks again with `coperniq-qbo connect`",
+                    BLOCKS,
+                    f"Merge rejects the API key or account token (HTTP {status}): run `coperniq-qbo connect`",
+                )
+            return Finding(
+                "linked_account",
+                assumption,
+                f"no answer from Merge: {api_message(exc)}",
+                "cannot sync until Merge answers",
+                BLOCKS,
+                f"cannot reach Merge at {self.settings.base_url}",
+            )
+        account_status = str(details.get("status") or "?").upper()
         company = details.get("end_user_organization_name") or "?"
-        saw = f"{status} ({company}, {details.get('integration') or '?'})"
-        if status == "COMPLETE":
+        saw = f"{account_status} ({company}, {details.get('integration') or '?'})"
+        if account_status == "COMPLETE":
             return Finding("linked_account", assumption, saw, "syncs", OK)
-        if status in ("RELINK_NEEDED", "INCOMPLETE"):
+        if account_status in ("RELINK_NEEDED", "INCOMPLETE"):
             self.can_write = False
-            return Finding("linked_account", assumption, saw,
-                           "cannot sync: QuickBooks refuses Merge until the account is re-linked "
-                           "(`coperniq-qbo connect`)", BLOCKS,
-                           f"the Merge linked account is {status}: re-link it with `coperniq-qbo connect`")
-        if status == "IDLE":
-            return Finding("linked_account", assumption, saw, "syncs (reported only: `status` counts IDLE as "
-                           "connected); Merge may refresh its copy of QuickBooks less often", DIFFERS)
+            return Finding(
+                "linked_account",
+                assumption,
+                saw,
+                "cannot sync: QuickBooks refuses Merge until the account is re-linked (`coperniq-qbo connect`)",
+                BLOCKS,
+                f"the Merge linked account is {account_status}: re-link it with `coperniq-qbo connect`",
+            )
+        if account_status == "IDLE":
+            return Finding(
+                "linked_account",
+                assumption,
+                saw,
+                "syncs (reported only: `status` counts IDLE as "
+                "connected); Merge may refresh its copy of QuickBooks less often",
+                DIFFERS,
+            )
         return Finding("linked_account", assumption, saw, "tries to sync (status not known to the product)", DIFFERS)
 
     def _passthrough(self, method: str, qbo_path: str) -> tuple[int, Any]:
@@ -198,35 +218,65 @@ class Verifier:
         try:
             status, inner = self._passthrough("GET", f"/companyinfo/{QBO_REALM}?{QBO_MINOR}")
         except Exception as exc:
-            if not _is_api_error(exc):
+            if not is_api_error(exc):
                 raise
-            code, message = _api_status(exc), _api_message(exc)
+            code, message = api_status(exc), api_message(exc)
             if _is_plan_error(code, message):
-                return Finding("passthrough", assumption, f"Merge refused passthrough (HTTP {code})",
-                               "passthrough not on this Merge plan: jobs (sub-customers) cannot be created", BLOCKS,
-                               "passthrough is not on this Merge plan: jobs (sub-customers) cannot be created")
-            return Finding("passthrough", assumption, f"passthrough failed: {message}",
-                           "jobs (sub-customers) cannot be created until passthrough works", BLOCKS,
-                           f"Merge passthrough failed (HTTP {code})")
+                return Finding(
+                    "passthrough",
+                    assumption,
+                    f"Merge refused passthrough (HTTP {code})",
+                    "passthrough not on this Merge plan: jobs (sub-customers) cannot be created",
+                    BLOCKS,
+                    "passthrough is not on this Merge plan: jobs (sub-customers) cannot be created",
+                )
+            return Finding(
+                "passthrough",
+                assumption,
+                f"passthrough failed: {message}",
+                "jobs (sub-customers) cannot be created until passthrough works",
+                BLOCKS,
+                f"Merge passthrough failed (HTTP {code})",
+            )
         if status < 400 and isinstance(inner, Mapping) and isinstance(inner.get("CompanyInfo"), Mapping):
             self.passthrough_ok = True
             info = inner["CompanyInfo"]
-            return Finding("passthrough", assumption, f"HTTP {status}: CompanyInfo of "
-                           f"{info.get('CompanyName') or info.get('LegalName') or '?'}",
-                           "creates jobs (sub-customers) through passthrough", OK)
+            return Finding(
+                "passthrough",
+                assumption,
+                f"HTTP {status}: CompanyInfo of {info.get('CompanyName') or info.get('LegalName') or '?'}",
+                "creates jobs (sub-customers) through passthrough",
+                OK,
+            )
         saw = f"QuickBooks answered HTTP {status}: {_fault_text(inner)}"
         if status == 401:  # the account-status row already says so when the account needs re-linking
-            return Finding("passthrough", assumption, saw, "cannot create jobs: QuickBooks refuses Merge's "
-                           "credentials (re-link with `coperniq-qbo connect`)", BLOCKS,
-                           None if not self.can_write else
-                           "QuickBooks refuses Merge's credentials: re-link with `coperniq-qbo connect`")
+            return Finding(
+                "passthrough",
+                assumption,
+                saw,
+                "cannot create jobs: QuickBooks refuses Merge's credentials (re-link with `coperniq-qbo connect`)",
+                BLOCKS,
+                None
+                if not self.can_write
+                else "QuickBooks refuses Merge's credentials: re-link with `coperniq-qbo connect`",
+            )
         if status in (403, 404):
-            return Finding("passthrough", assumption, saw, "cannot create jobs: the realmId path the product uses "
-                           "does not answer", BLOCKS, f"the passthrough realmId path answers HTTP {status}: jobs "
-                           f"(sub-customers) cannot be created")
+            return Finding(
+                "passthrough",
+                assumption,
+                saw,
+                "cannot create jobs: the realmId path the product uses does not answer",
+                BLOCKS,
+                f"the passthrough realmId path answers HTTP {status}: jobs (sub-customers) cannot be created",
+            )
         self.passthrough_ok = status < 400  # e.g. a company whose CompanyInfo is odd: passthrough itself works
-        return Finding("passthrough", assumption, saw, "creates jobs through passthrough; check the answer above "
-                       "if job creation fails", DIFFERS)
+        return Finding(
+            "passthrough",
+            assumption,
+            saw,
+            "creates jobs through passthrough; check the answer above if job creation fails",
+            DIFFERS,
+        )
 
     def job_visibility(self) -> Finding:
         assumption = "A job written through passthrough is in Merge's /contacts at once"
@@ -236,94 +286,127 @@ class Verifier:
         try:
             status, inner = self._passthrough("GET", f"/query?query={quote(query)}&{QBO_MINOR}")
         except Exception as exc:
-            if not _is_api_error(exc):
+            if not is_api_error(exc):
                 raise
-            return Finding("job_visibility", assumption, f"not checked: the job query failed: {_api_message(exc)}",
-                           "-", NOT_CHECKED)
+            return Finding(
+                "job_visibility", assumption, f"not checked: the job query failed: {api_message(exc)}", "-", NOT_CHECKED
+            )
         jobs = ((inner or {}).get("QueryResponse") or {}).get("Customer") if isinstance(inner, Mapping) else None
         if status >= 400 or not jobs:
-            saw = "not checked: no job (sub-customer) in QuickBooks yet" if status < 400 else \
-                f"not checked: the job query answered HTTP {status}: {_fault_text(inner)}"
-            return Finding("job_visibility", assumption, saw, "invoices of a new job go once Merge lists it (at "
-                           "once, or after Merge's next sync); run verify again after the first job exists",
-                           NOT_CHECKED)
+            saw = (
+                "not checked: no job (sub-customer) in QuickBooks yet"
+                if status < 400
+                else f"not checked: the job query answered HTTP {status}: {_fault_text(inner)}"
+            )
+            return Finding(
+                "job_visibility",
+                assumption,
+                saw,
+                "invoices of a new job go once Merge lists it (at "
+                "once, or after Merge's next sync); run verify again after the first job exists",
+                NOT_CHECKED,
+            )
         job = jobs[0]
         qbo_id = str(job.get("Id"))
         created = _when((job.get("MetaData") or {}).get("CreateTime"))
         try:
             page = self.merge.get("/contacts", params={"remote_id": qbo_id, "is_customer": "true"}) or {}
             try:
-                last_sync = _when(summarize_sync_status(fetch_sync_status(self.merge, max_pages=2))
-                                  .get("last_sync_finished"))
+                last_sync = _when(
+                    summarize_sync_status(fetch_sync_status(self.merge, max_pages=2)).get("last_sync_finished")
+                )
             except Exception as exc:  # sync-status only qualifies the answer
-                if not _is_api_error(exc):
+                if not is_api_error(exc):
                     raise
                 last_sync = None
         except Exception as exc:
-            if not _is_api_error(exc):
+            if not is_api_error(exc):
                 raise
-            return Finding("job_visibility", assumption, f"not checked: GET /contacts failed: {_api_message(exc)}",
-                           "-", NOT_CHECKED)
+            return Finding(
+                "job_visibility", assumption, f"not checked: GET /contacts failed: {api_message(exc)}", "-", NOT_CHECKED
+            )
         listed = [c for c in page.get("results") or [] if str(c.get("remote_id")) == qbo_id]
         after_sync = created is not None and last_sync is not None and created > last_sync
         when = f"created {_short(created)}, Merge's last sync {_short(last_sync)}"
         if listed:
             if after_sync:
-                return Finding("job_visibility", assumption, f"job {qbo_id} ({when}) is listed in /contacts "
-                               f"before Merge's next sync", "links a new job in the same run: its invoices go at "
-                               "once", OK)
-            return Finding("job_visibility", assumption, f"job {qbo_id} ({when}) is listed in /contacts; it is "
-                           "older than Merge's last sync, so this does not prove new jobs appear at once",
-                           "links a new job as soon as Merge lists it (if only after Merge's next sync, invoices "
-                           "of new jobs wait a run)", OK)
+                return Finding(
+                    "job_visibility",
+                    assumption,
+                    f"job {qbo_id} ({when}) is listed in /contacts before Merge's next sync",
+                    "links a new job in the same run: its invoices go at once",
+                    OK,
+                )
+            return Finding(
+                "job_visibility",
+                assumption,
+                f"job {qbo_id} ({when}) is listed in /contacts; it is "
+                "older than Merge's last sync, so this does not prove new jobs appear at once",
+                "links a new job as soon as Merge lists it (if only after Merge's next sync, invoices "
+                "of new jobs wait a run)",
+                OK,
+            )
         if after_sync or last_sync is None:
-            return Finding("job_visibility", assumption, f"job {qbo_id} ({when}) is not in /contacts yet",
-                           "Merge lists passthrough-created jobs only after its next sync: invoices of new jobs "
-                           "wait a run", DIFFERS)
-        return Finding("job_visibility", assumption, f"job {qbo_id} ({when}) is not in /contacts even after Merge "
-                       "synced", "invoices of jobs Merge does not list wait (logged as skipped); ask Merge whether "
-                       "it syncs QuickBooks sub-customers", DIFFERS)
+            return Finding(
+                "job_visibility",
+                assumption,
+                f"job {qbo_id} ({when}) is not in /contacts yet",
+                "Merge lists passthrough-created jobs only after its next sync: invoices of new jobs wait a run",
+                DIFFERS,
+            )
+        return Finding(
+            "job_visibility",
+            assumption,
+            f"job {qbo_id} ({when}) is not in /contacts even after Merge synced",
+            "invoices of jobs Merge does not list wait (logged as skipped); ask Merge whether "
+            "it syncs QuickBooks sub-customers",
+            DIFFERS,
+        )
 
     def write_probe(self) -> Finding:
         assumption = "Merge honours Idempotency-Key on POST /contacts"
         if not self.can_write:
-            return Finding("idempotency", assumption, "not checked: the linked account cannot write",
-                           "-", NOT_CHECKED)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")  # QuickBooks names may hold no colon
+            return Finding("idempotency", assumption, "not checked: the linked account cannot write", "-", NOT_CHECKED)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")  # QuickBooks names may hold no colon
         name = f"coperniq-qbo verify probe {stamp}"
         key = f"coperniq-qbo-verify-{uuid.uuid4()}"
         body = {"model": {"name": name, "is_customer": True, "is_supplier": False}}
 
         def send() -> Any:
-            return self.merge.request("POST", "/contacts", json=body, headers={"Idempotency-Key": key},
-                                      retry_ambiguous=False)
+            return self.merge.request(
+                "POST", "/contacts", json=body, headers={"Idempotency-Key": key}, retry_ambiguous=False
+            )
 
         created: list[dict[str, Any]] = []
         try:
             first = send()
         except Exception as exc:
-            if not _is_api_error(exc):
+            if not is_api_error(exc):
                 raise
             if getattr(exc, "ambiguous", False):
                 created += self._contacts_named(name)
             cleanup = self._archive(created, name)
-            return Finding("idempotency", assumption, f"not checked: the probe create failed: {_api_message(exc)}"
-                           f"{cleanup}", "looks records up by natural key after a lost answer (no duplicates "
-                           "either way)", NOT_CHECKED)
+            return Finding(
+                "idempotency",
+                assumption,
+                f"not checked: the probe create failed: {api_message(exc)}{cleanup}",
+                "looks records up by natural key after a lost answer (no duplicates either way)",
+                NOT_CHECKED,
+            )
         model = (first.json() or {}).get("model") or {}
         created.append(model)
         try:
             second = send()
         except Exception as exc:
-            if not _is_api_error(exc):
+            if not is_api_error(exc):
                 raise
-            text = _api_message(exc).lower()
+            text = api_message(exc).lower()
             if "idempotency key reuse" in text:
                 saw, outcome = "the re-send was refused as a key reuse (the key is recognised)", OK
             elif "6240" in text or "duplicate name" in text:
                 saw, outcome = "the re-send was treated as a second create (QuickBooks: duplicate name)", DIFFERS
             else:
-                saw, outcome = f"inconclusive: the re-send failed: {_api_message(exc)}", NOT_CHECKED
+                saw, outcome = f"inconclusive: the re-send failed: {api_message(exc)}", NOT_CHECKED
         else:
             again = (second.json() or {}).get("model") or {}
             replayed = str(second.headers.get("Idempotent-Replayed") or "").lower() == "true"
@@ -334,17 +417,19 @@ class Verifier:
                 created.append(again)
                 saw, outcome = "the re-send created a second customer", DIFFERS
         saw += self._archive(created, name)
-        product = ("Idempotency-Key honoured: a create whose answer was lost is replayed, not repeated"
-                   if outcome == OK else
-                   "not honoured: the product looks records up by natural key after a lost answer (no duplicates "
-                   "either way)")
+        product = (
+            "Idempotency-Key honoured: a create whose answer was lost is replayed, not repeated"
+            if outcome == OK
+            else "not honoured: the product looks records up by natural key after a lost answer (no duplicates "
+            "either way)"
+        )
         return Finding("idempotency", assumption, saw, product, outcome)
 
     def _contacts_named(self, name: str) -> list[dict[str, Any]]:
         try:
             return list((self.merge.get("/contacts", params={"name": name}) or {}).get("results") or [])
         except Exception as exc:
-            if not _is_api_error(exc):
+            if not is_api_error(exc):
                 raise
             return []
 
@@ -371,7 +456,7 @@ class Verifier:
             self.merge.patch(f"/contacts/{merge_id}", json={"model": {"status": "ARCHIVED"}})
             return True
         except Exception as exc:
-            if not _is_api_error(exc):
+            if not is_api_error(exc):
                 raise
         if not remote_id:
             return False
@@ -384,7 +469,7 @@ class Verifier:
             out = self.merge.post("/passthrough", json=passthrough_body("POST", f"/customer?{QBO_MINOR}", update))
             return passthrough_answer(out)[0] < 400
         except Exception as exc:
-            if not _is_api_error(exc):
+            if not is_api_error(exc):
                 raise
             return False
 
@@ -396,47 +481,78 @@ class Verifier:
         """Rate-limit headers from the project list call, then phase starts vs updatedAt from a few projects."""
         headers_assumption = "Coperniq responses carry X-RateLimit-Remaining"
         phase_assumption = "A phase change bumps the Coperniq project's updatedAt"
+        coperniq = self.coperniq
+        if coperniq is None:  # run_verify adds this check only when a Coperniq key is configured
+            return []
         try:
-            resp = self.coperniq.request("GET", "/projects", params={"page_size": 100, "order_by": "desc"})
+            resp = coperniq.request("GET", "/projects", params={"page_size": 100, "order_by": "desc"})
             projects = resp.json() or []
         except Exception as exc:
-            if not _is_api_error(exc):
+            if not is_api_error(exc):
                 raise
-            status = _api_status(exc)
+            status = api_status(exc)
             if status in (401, 403):
-                saw, blocker = f"Coperniq rejected the API key (HTTP {status})", \
-                    f"Coperniq rejects the API key (HTTP {status}): check TAP_COPERNIQ_API_KEY"
+                saw, blocker = (
+                    f"Coperniq rejected the API key (HTTP {status})",
+                    f"Coperniq rejects the API key (HTTP {status}): check TAP_COPERNIQ_API_KEY",
+                )
             else:
-                saw, blocker = f"no answer from Coperniq: {_api_message(exc)}", \
-                    "cannot reach Coperniq at " + self.coperniq.base_url
-            return [Finding("rate_limit_headers", headers_assumption, saw, "cannot sync until Coperniq answers",
-                            BLOCKS, blocker),
-                    Finding("phase_updated_at", phase_assumption, "not checked: Coperniq did not answer", "-",
-                            NOT_CHECKED)]
+                saw, blocker = (
+                    f"no answer from Coperniq: {api_message(exc)}",
+                    "cannot reach Coperniq at " + coperniq.base_url,
+                )
+            return [
+                Finding(
+                    "rate_limit_headers", headers_assumption, saw, "cannot sync until Coperniq answers", BLOCKS, blocker
+                ),
+                Finding("phase_updated_at", phase_assumption, "not checked: Coperniq did not answer", "-", NOT_CHECKED),
+            ]
         remaining = resp.headers.get("X-RateLimit-Remaining")
         limit = resp.headers.get("X-RateLimit-Limit")
         if remaining is not None:
-            rate = Finding("rate_limit_headers", headers_assumption,
-                           f"X-RateLimit-Remaining: {remaining}" + (f" (X-RateLimit-Limit: {limit})" if limit else ""),
-                           "logs the calls left from the header and warns when under 10% of the day is left", OK)
+            rate = Finding(
+                "rate_limit_headers",
+                headers_assumption,
+                f"X-RateLimit-Remaining: {remaining}" + (f" (X-RateLimit-Limit: {limit})" if limit else ""),
+                "logs the calls left from the header and warns when under 10% of the day is left",
+                OK,
+            )
         else:
-            rate = Finding("rate_limit_headers", headers_assumption, "no X-RateLimit-Remaining on GET /projects",
-                           "counts its own calls", DIFFERS)
-        return [rate, self._phase_check(phase_assumption, projects if isinstance(projects, list) else [], remaining)]
+            rate = Finding(
+                "rate_limit_headers",
+                headers_assumption,
+                "no X-RateLimit-Remaining on GET /projects",
+                "counts its own calls",
+                DIFFERS,
+            )
+        listed = projects if isinstance(projects, list) else []
+        return [rate, self._phase_check(coperniq, phase_assumption, listed, remaining)]
 
-    def _phase_check(self, assumption: str, projects: list[dict[str, Any]], remaining: str | None) -> Finding:
+    def _phase_check(self, coperniq: ApiClient, assumption: str, projects: list[Any], remaining: str | None) -> Finding:
         """Newest projects, most recent phase start first: a phase start later than updatedAt proves no bump."""
         bumps = "finds phase changes in the incremental updated_after window (and the sweeps)"
-        sweeps = ("finds phase changes by the project-list sweep every phase_sweep_interval (default 4 h); "
-                  "lower it for faster triggers")
+        sweeps = (
+            "finds phase changes by the project-list sweep every phase_sweep_interval (default 4 h); "
+            "lower it for faster triggers"
+        )
         left = int(remaining) if remaining is not None and str(remaining).isdigit() else None
         if left is not None and left < COPERNIQ_DAILY_RESERVE:
-            return Finding("phase_updated_at", assumption, f"not checked: only {left} Coperniq calls left today "
-                           "(kept for the sync)", "-", NOT_CHECKED)
+            return Finding(
+                "phase_updated_at",
+                assumption,
+                f"not checked: only {left} Coperniq calls left today (kept for the sync)",
+                "-",
+                NOT_CHECKED,
+            )
         candidates = [p for p in projects if isinstance(p, Mapping) and isinstance(p.get("phase"), Mapping)]
         if not candidates:
-            return Finding("phase_updated_at", assumption, "not checked: no project on Workflows 2.0 phases among "
-                           "the newest 100", "-", NOT_CHECKED)
+            return Finding(
+                "phase_updated_at",
+                assumption,
+                "not checked: no project on Workflows 2.0 phases among the newest 100",
+                "-",
+                NOT_CHECKED,
+            )
 
         def age(p: Mapping[str, Any]) -> float:
             days = p["phase"].get("timeInStageDays")
@@ -448,11 +564,11 @@ class Verifier:
             if self.coperniq_calls() >= self.max_coperniq_calls:
                 break
             try:
-                detail = self.coperniq.get(f"/projects/{project['id']}") or {}
+                detail = coperniq.get(f"/projects/{project['id']}") or {}
             except Exception as exc:
-                if not _is_api_error(exc):
+                if not is_api_error(exc):
                     raise
-                if _api_status(exc) == 404:  # deleted or archived since the list call
+                if api_status(exc) == 404:  # deleted or archived since the list call
                     continue
                 break
             checked += 1
@@ -463,47 +579,66 @@ class Verifier:
                     continue
                 starts += 1
                 if started > updated + UPDATED_AT_SLACK:
-                    return Finding("phase_updated_at", assumption,
-                                   f"project {project['id']}: phase {inst.get('name')!r} started {_short(started)}, "
-                                   f"after its updatedAt {_short(updated)}", sweeps, DIFFERS)
+                    return Finding(
+                        "phase_updated_at",
+                        assumption,
+                        f"project {project['id']}: phase {inst.get('name')!r} started {_short(started)}, "
+                        f"after its updatedAt {_short(updated)}",
+                        sweeps,
+                        DIFFERS,
+                    )
         if not starts:
-            return Finding("phase_updated_at", assumption, f"not checked: no phase start among {checked} "
-                           "project(s)", "-", NOT_CHECKED)
-        return Finding("phase_updated_at", assumption, f"{starts} phase start(s) in {checked} project(s), none after "
-                       "the project's updatedAt: consistent with bumping (not proven)", bumps, OK)
+            return Finding(
+                "phase_updated_at",
+                assumption,
+                f"not checked: no phase start among {checked} project(s)",
+                "-",
+                NOT_CHECKED,
+            )
+        return Finding(
+            "phase_updated_at",
+            assumption,
+            f"{starts} phase start(s) in {checked} project(s), none after "
+            "the project's updatedAt: consistent with bumping (not proven)",
+            bumps,
+            OK,
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------
 # command
 # ----------------------------------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--write-probe", action="store_true",
-                   help="also create one test customer in QuickBooks (archived again) to see whether Merge "
-                        "honours Idempotency-Key")
-    p.add_argument("--coperniq-api-url", dest="coperniq_api_url",
-                   help=f"Coperniq API base URL (default: COPERNIQ_QBO_COPERNIQ_API_URL, TAP_COPERNIQ_API_URL, "
-                        f"else {DEFAULT_COPERNIQ_URL})")
-    p.add_argument("--coperniq-api-key", dest="coperniq_api_key",
-                   help="Coperniq API key (prefer TAP_COPERNIQ_API_KEY in .env: flags show up in `ps`)")
-    p.add_argument("--max-coperniq-calls", dest="max_coperniq_calls", type=int, default=DEFAULT_MAX_COPERNIQ_CALLS,
-                   help=f"ceiling on Coperniq calls (default {DEFAULT_MAX_COPERNIQ_CALLS}; the key allows 5,000 a day)")
+    """verify's own flags (the connection flags come from the parser every command shares)."""
+    p.add_argument(
+        "--write-probe",
+        action="store_true",
+        help="also create one test customer in QuickBooks (archived again) to see whether Merge "
+        "honours Idempotency-Key",
+    )
+    p.add_argument(
+        "--coperniq-api-url",
+        dest="coperniq_api_url",
+        help=f"Coperniq API base URL (default: COPERNIQ_QBO_COPERNIQ_API_URL, TAP_COPERNIQ_API_URL, "
+        f"else {DEFAULT_COPERNIQ_URL})",
+    )
+    p.add_argument(
+        "--coperniq-api-key",
+        dest="coperniq_api_key",
+        help="Coperniq API key (prefer TAP_COPERNIQ_API_KEY in .env: flags show up in `ps`)",
+    )
+    p.add_argument(
+        "--max-coperniq-calls",
+        dest="max_coperniq_calls",
+        type=int,
+        default=DEFAULT_MAX_COPERNIQ_CALLS,
+        help=f"ceiling on Coperniq calls (default {DEFAULT_MAX_COPERNIQ_CALLS}; the key allows 5,000 a day)",
+    )
     p.add_argument("--format", choices=["text", "json"], default="text")
 
 
 def run_verify(args: argparse.Namespace, settings: Settings, con: Console) -> int:
-    """All checks, the table, then exit 0 (the sync can run) or 1 with one line saying why it cannot.
-
-    Expected failures are printed here rather than left to main(): under `python -m sync_ledger.cli` the
-    CliError this module imports is not the class `__main__` catches.
-    """
-    try:
-        return _verify(args, settings, con)
-    except CliError as exc:
-        con.warn(f"coperniq-qbo verify: {exc}")
-        return exc.code
-
-
-def _verify(args: argparse.Namespace, settings: Settings, con: Console) -> int:
+    """All checks, the table, then exit 0 (the sync can run) or 1 with one line saying why it cannot."""
     merge = merge_client(settings, account=True)
     key, url = coperniq_settings(args, settings, getattr(args, "environ", None))
     con.add_secret(key)
@@ -518,28 +653,58 @@ def _verify(args: argparse.Namespace, settings: Settings, con: Console) -> int:
         findings += got if isinstance(got, list) else [got]
     if coperniq is None:
         missing = "not checked: no Coperniq API key configured"
-        findings += [Finding("rate_limit_headers", "Coperniq responses carry X-RateLimit-Remaining", missing, "-",
-                             BLOCKS, f"no Coperniq API key: set TAP_COPERNIQ_API_KEY (or "
-                                     f"COPERNIQ_QBO_COPERNIQ_API_KEY) in {settings.env_file}"),
-                     Finding("phase_updated_at", "A phase change bumps the Coperniq project's updatedAt", missing,
-                             "-", NOT_CHECKED)]
+        findings += [
+            Finding(
+                "rate_limit_headers",
+                "Coperniq responses carry X-RateLimit-Remaining",
+                missing,
+                "-",
+                BLOCKS,
+                f"no Coperniq API key: set TAP_COPERNIQ_API_KEY (or "
+                f"COPERNIQ_QBO_COPERNIQ_API_KEY) in {settings.env_file}",
+            ),
+            Finding(
+                "phase_updated_at", "A phase change bumps the Coperniq project's updatedAt", missing, "-", NOT_CHECKED
+            ),
+        ]
     if args.write_probe:
         findings.append(v.write_probe())
     else:
-        findings.append(Finding("idempotency", "Merge honours Idempotency-Key on POST /contacts",
-                                "not checked (read-only; run with --write-probe)", "looks records up by natural key "
-                                "after a lost answer either way (no duplicates)", NOT_CHECKED))
-    calls = {"coperniq": v.coperniq_calls(), "coperniq_budget": v.max_coperniq_calls,
-             "merge": sum(merge.calls.values())}
+        findings.append(
+            Finding(
+                "idempotency",
+                "Merge honours Idempotency-Key on POST /contacts",
+                "not checked (read-only; run with --write-probe)",
+                "looks records up by natural key after a lost answer either way (no duplicates)",
+                NOT_CHECKED,
+            )
+        )
+    calls = {
+        "coperniq": v.coperniq_calls(),
+        "coperniq_budget": v.max_coperniq_calls,
+        "merge": sum(merge.calls.values()),
+    }
     blockers = [f.blocker for f in findings if f.blocker]
     if args.format == "json":
-        con.say(json.dumps({"can_run": not blockers, "blockers": blockers, "calls": calls,
-                            "coperniq_api_url": url, "merge_base_url": settings.base_url,
-                            "findings": [asdict(f) for f in findings]}, indent=2))
+        con.say(
+            json.dumps(
+                {
+                    "can_run": not blockers,
+                    "blockers": blockers,
+                    "calls": calls,
+                    "coperniq_api_url": url,
+                    "merge_base_url": settings.base_url,
+                    "findings": [asdict(f) for f in findings],
+                },
+                indent=2,
+            )
+        )
     else:
         con.say(render_table(findings))
-        con.say(f"Calls used: Coperniq {calls['coperniq']} (ceiling {calls['coperniq_budget']}; the key allows "
-                f"5,000 a day), Merge {calls['merge']}.")
+        con.say(
+            f"Calls used: Coperniq {calls['coperniq']} (ceiling {calls['coperniq_budget']}; the key allows "
+            f"5,000 a day), Merge {calls['merge']}."
+        )
     if blockers:
         con.warn("coperniq-qbo verify: the sync cannot run: " + "; ".join(blockers))
         return EXIT_NOT_CONNECTED
@@ -556,10 +721,13 @@ def render_table(findings: list[Finding]) -> str:
     lines = [" | ".join(h.ljust(w) for h, w in COLUMNS).rstrip(), "-+-".join("-" * w for _, w in COLUMNS)]
     for f in findings:
         saw = f.saw if f.outcome in (OK, NOT_CHECKED) else f"[{f.outcome}] {f.saw}"
-        cells = [textwrap.wrap(text, width) or ["-"] for text, (_, width) in
-                 zip((f.assumption, saw, f.product), COLUMNS)]
-        for i in range(max(len(c) for c in cells)):
-            lines.append(" | ".join((c[i] if i < len(c) else "").ljust(w)
-                                    for c, (_, w) in zip(cells, COLUMNS)).rstrip())
+        cells = [
+            textwrap.wrap(text, width) or ["-"]
+            for text, (_, width) in zip((f.assumption, saw, f.product), COLUMNS, strict=True)
+        ]
+        lines.extend(
+            " | ".join((c[i] if i < len(c) else "").ljust(w) for c, (_, w) in zip(cells, COLUMNS, strict=True)).rstrip()
+            for i in range(max(len(c) for c in cells))
+        )
         lines.append("-+-".join("-" * w for _, w in COLUMNS))
     return "\n".join(lines)
