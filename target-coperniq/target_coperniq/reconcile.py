@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from sync_ledger import DEFAULT_LEDGER_PATH, ApiClient, ApiError, Ledger, Link, fingerprint
+from sync_ledger.rows import Journal, Outcome, RowLog, Wait, echo_link, overall
 from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
 
 from target_coperniq.coperniq import CoperniqApi
@@ -60,22 +60,6 @@ class FatalTargetError(Exception):
     """Stop the run: retrying record by record cannot help (bad credentials, wrong URL)."""
 
 
-class _Wait(Exception):
-    """Raised while mapping when a dependency has not arrived yet."""
-
-
-@dataclass
-class Outcome:
-    """What happened to one source record (or one invoice application of a payment)."""
-
-    kind: str  # done | skipped | wait | failed
-    source_id: str
-    action: str | None = None  # sync_log action; None = nothing to log (already up to date)
-    reason: str = ""
-    target_id: str | None = None
-    request_id: str | None = None
-
-
 class Reconciler:
     """Owns the ledger, the Coperniq client and the run; sinks call stage() and reconcile()."""
 
@@ -99,6 +83,8 @@ class Reconciler:
         )
         self.api = CoperniqApi(self.client, create_catalog_items=bool(config.get("create_catalog_items", True)))
         self.run_id = self.ledger.start_run(DIRECTION, dry_run=self.dry_run)
+        self.rows = RowLog(self.ledger, self.run_id, DIRECTION, logger, dry=self.dry_run)
+        self.journal = Journal(self.ledger, SOURCE, dry=self.dry_run)
         self.sinks: list[Any] = []
         self._claimed_payments: set[str] | None = None
         self.counts: Counter[str] = Counter()
@@ -119,20 +105,24 @@ class Reconciler:
         """Process staged invoices, then payments (a payment needs its invoice's Coperniq id)."""
         for stream, handler in (("invoices", self._invoice), ("payments", self._payment)):
             statuses = ("pending", "failed", "skipped") if final else ("pending", "failed")
-            for rid, payload, status, attempts in self.ledger.iter_staged(SOURCE, stream, status=statuses):
-                if status == "failed" and attempts >= self.max_attempts:
-                    continue
-                if status == "skipped":
-                    _, _, last_error = self.ledger.staged_status(SOURCE, stream, rid) or ("", 0, None)
-                    if not (last_error or "").startswith(WAIT):
+            try:
+                for rid, payload, status, attempts in self.ledger.iter_staged(SOURCE, stream, status=statuses):
+                    if status == "failed" and attempts >= self.max_attempts:
                         continue
-                self._process(stream, rid, payload, status, handler, final)
+                    if status == "skipped":
+                        _, _, last_error = self.ledger.staged_status(SOURCE, stream, rid) or ("", 0, None)
+                        if not (last_error or "").startswith(WAIT):
+                            continue
+                    self._process(stream, rid, payload, status, handler, final)
+            finally:
+                self.journal.flush()  # payments look up the invoices' links; a stopped run keeps what it wrote
         self.ledger.flush()
 
     def finish(self, status: str = "success") -> dict[str, dict[str, int]]:
         if self._finished:
             return {}
         self._finished = True
+        self.journal.flush()
         counts = self.ledger.finish_run(self.run_id, status)
         summary = "; ".join(f"{s}: " + ", ".join(f"{a}={n}" for a, n in sorted(c.items()))
                             for s, c in sorted(counts.items())) or "nothing to do"
@@ -162,56 +152,42 @@ class Reconciler:
             outcomes = [Outcome("failed", rid, "failed", str(exc))]
         except (LookupError, ValueError, TypeError, ArithmeticError) as exc:
             outcomes = [Outcome("failed", rid, "failed", f"{type(exc).__name__}: {exc}")]
-        kinds = {o.kind for o in outcomes}
-        overall = next(k for k in ("failed", "wait", "done", "skipped") if k in kinds or k == "skipped")
+        status_of_row = overall(outcomes)
         for outcome in outcomes:
             if outcome.kind == "wait":
                 if final and status != "skipped":  # logged once, when the run gives up waiting
-                    self._log(stream, outcome, "skipped")
+                    self.rows.outcome(stream, outcome, "skipped")
             elif outcome.action:
-                self._log(stream, outcome, outcome.action)
-        if not self.dry_run:
-            if overall == "wait":
-                if final:
-                    reason = next(o.reason for o in outcomes if o.kind == "wait")
-                    self.ledger.mark_staged(SOURCE, stream, rid, "skipped", WAIT + reason)
-            elif overall == "failed":
-                reason = next(o.reason for o in outcomes if o.kind == "failed")
-                self.ledger.mark_staged(SOURCE, stream, rid, "failed", reason)
-            elif overall == "skipped":
-                self.ledger.mark_staged(SOURCE, stream, rid, "skipped", outcomes[0].reason if outcomes else "")
-            else:
-                self.ledger.mark_staged(SOURCE, stream, rid, "done")
-        self.counts[overall] += 1
+                self.rows.outcome(stream, outcome)
+        if status_of_row == "wait":
+            if final:
+                reason = next(o.reason for o in outcomes if o.kind == "wait")
+                self.journal.mark(stream, rid, "skipped", WAIT + reason)
+        elif status_of_row == "failed":
+            self.journal.mark(stream, rid, "failed", next(o.reason for o in outcomes if o.kind == "failed"))
+        elif status_of_row == "skipped":
+            self.journal.mark(stream, rid, "skipped", outcomes[0].reason if outcomes else "")
+        else:
+            self.journal.mark(stream, rid, "done")
+        self.counts[status_of_row] += 1
         if sum(self.counts.values()) % PROGRESS_EVERY == 0:
             self.logger.info("Reverse leg progress: %s", dict(self.counts))
 
-    def _log(self, stream: str, outcome: Outcome, action: str) -> None:
-        self.ledger.log(self.run_id, direction=DIRECTION, stream=stream, source_id=outcome.source_id, action=action,
-                        reason=outcome.reason, target_id=outcome.target_id, request_id=outcome.request_id)
-        level = logging.WARNING if action == "failed" else logging.DEBUG  # every row is in the integration log
-        target = f" -> Coperniq {outcome.target_id}" if outcome.target_id else ""
-        self.logger.log(level, "%s %s: %s%s%s", stream, outcome.source_id, action, target,
-                        f" ({outcome.reason})" if outcome.reason else "")
-
     def _begin(self, key: str, payload: dict[str, Any]) -> None:
-        self.ledger.begin_intent(key, payload)
+        """Rule 1 of the journal: the intent is durable before the API call it announces."""
+        self.journal.begin([(key, payload)])
         self._open_intents.add(key)
 
     def _commit(self, key: str, link: Link) -> None:
-        with self.ledger.transaction():
-            self.ledger.upsert_link(link)
-            self.ledger.end_intent(key)
+        self.journal.link(link, key)
         self._open_intents.discard(key)
 
     # ------------------------------------------------------------------ lookups
 
     def _forward_link(self, target_type: str, merge_id: str, remote_id: Any) -> Link | None:
         """A link whose QuickBooks side is this record and which the forward leg wrote (echo)."""
-        link = self.ledger.get_link_by_target(SOURCE, target_type, merge_id)
-        if link is None and remote_id:
-            link = self.ledger.get_link_by_remote(SOURCE, target_type, str(remote_id))
-        return link if link is not None and link.source_system == TARGET else None
+        return echo_link(self.ledger, SOURCE, target_type, merge_id, other=TARGET,
+                         remote_id=str(remote_id) if remote_id else None)
 
     def _record_for(self, contact_id: str | None) -> tuple[str, int] | None:
         """(kind, id) of the Coperniq project (QBO job) or account (QBO customer) a Merge contact is linked to.
@@ -258,7 +234,7 @@ class Reconciler:
         if item_id:
             item = self.ledger.staged(SOURCE, "items", item_id)
             if item is None and not final:
-                raise _Wait(f"item {item_id} not received yet")
+                raise Wait(f"item {item_id} not received yet")
             if item and item.get("name"):
                 cost = money(item.get("purchase_price")) or Decimal(0)
                 return CatalogRef(self._catalog(item["name"], merge_type=item.get("type"),
@@ -287,7 +263,7 @@ class Reconciler:
         try:
             lines = build_line_items(inv, lambda line: self._line_ref(line, final),
                                      lambda: CatalogRef(self._catalog(ADJUSTMENT_ITEM_NAME)))
-        except _Wait as wait:
+        except Wait as wait:
             return [Outcome("wait", rid, reason=str(wait))]
         payload = invoice_payload(inv, record_id, lines)
         fp = fingerprint(payload)
@@ -302,7 +278,7 @@ class Reconciler:
                                 link.target_id)]
             update_invoice_lines(self.api, str(link.target_id), update_body(payload))
             new_link.target_id = link.target_id
-            self.ledger.upsert_link(new_link)
+            self.journal.link(new_link)
             return [Outcome("done", rid, "updated", "changed in QuickBooks", link.target_id)]
         if self.dry_run:
             return [Outcome("done", rid, "planned", f"would create an invoice on Coperniq {kind} {record_id}")]
@@ -343,13 +319,13 @@ class Reconciler:
                 if exc.status != 404:
                     raise
             link.status = "deleted"
-            self.ledger.upsert_link(link)
+            self.journal.link(link)
             return Outcome("done", rid, "deleted", f"{gone} in QuickBooks; void_policy=delete", target_id)
         prefix = DELETED_PREFIX if gone == "deleted" else VOID_PREFIX
         self.api.update_invoice(target_id, {"status": "DECLINED",
                                             "description": invoice_description(inv, prefix=prefix)})
         link.status = "deleted" if gone == "deleted" else "voided"
-        self.ledger.upsert_link(link)
+        self.journal.link(link)
         return Outcome("done", rid, "updated", f"{gone} in QuickBooks; marked (status DECLINED, description "
                                                f"prefixed {prefix.strip()})", target_id)
 
@@ -372,15 +348,19 @@ class Reconciler:
         """A Coperniq payment on this invoice that this QuickBooks payment mirrors (the same amount, dated within
         PAYMENT_DATE_SLACK days) and that no link claims yet: a payment recorded in both systems before the
         forward leg linked them. Importing it would count the money twice in Coperniq."""
-        if self._claimed_payments is None:  # once per run: Coperniq payments some link already holds
-            self._claimed_payments = {link.source_id for link in self.ledger.links(TARGET, "payment")} | \
-                {str(link.target_id) for link in self.ledger.links(SOURCE, "payment") if link.target_id}
-        claimed = self._claimed_payments
+        claimed = self._claimed()
         same = [p for p in self.api.payments(invoice)
                 if str(p.get("id")) not in claimed and str(p.get("status") or "").upper() not in VOID_STATUSES
                 and Decimal(str(p.get("amount") or 0)).quantize(CENT) == Decimal(str(body["amount"])).quantize(CENT)]
         return closest_by_day(same, day_of(body.get("paymentDate")), lambda p: p.get("paymentDate"),
                               PAYMENT_DATE_SLACK)
+
+    def _claimed(self) -> set[str]:
+        """Coperniq payments some link holds (read once per run, then kept up to date by this run's links)."""
+        if self._claimed_payments is None:
+            self._claimed_payments = {link.source_id for link in self.ledger.links(TARGET, "payment")} | \
+                {str(link.target_id) for link in self.ledger.links(SOURCE, "payment") if link.target_id}
+        return self._claimed_payments
 
     def _coperniq_invoice(self, merge_invoice_id: str) -> str | Outcome:
         """Coperniq id of the invoice a QuickBooks payment applies to: forward-leg or reverse-leg link."""
@@ -405,7 +385,7 @@ class Reconciler:
                 return Outcome("done", sid, target_id=link.target_id)
             if not self.dry_run:
                 link.status = "deleted"
-                self.ledger.upsert_link(link)
+                self.journal.link(link)
             return Outcome("skipped", sid, "skipped", "deleted in QuickBooks; Coperniq has no API to delete "
                                                       f"payments: remove payment {link.target_id} by hand",
                            link.target_id)
@@ -431,7 +411,7 @@ class Reconciler:
             return Outcome("done", sid, "linked", "found in Coperniq after an interrupted run", new_link.target_id)
         if (twin := self._twin_payment(invoice, body)) is not None:
             new_link.target_id, new_link.origin = str(twin["id"]), TARGET
-            self._claimed_payments = (self._claimed_payments or set()) | {new_link.target_id}
+            self._claimed().add(new_link.target_id)
             self._commit(key, new_link)
             return Outcome("done", sid, "linked", f"Coperniq invoice {invoice} already has this payment ({amount} on "
                            f"{str(twin.get('paymentDate') or '')[:10]}): linked, not counted twice",
@@ -439,5 +419,6 @@ class Reconciler:
         self._begin(key, {"invoice_id": invoice, "payment_reference": sid})
         created = self.api.create_payment(invoice, body)
         new_link.target_id = str(created["id"])
+        self._claimed().add(new_link.target_id)  # never the "twin" of a later payment of the same amount
         self._commit(key, new_link)
         return Outcome("done", sid, "created", f"on Coperniq invoice {invoice}", new_link.target_id)

@@ -219,3 +219,20 @@ def test_lost_responses_on_creates_never_duplicate(world: dict[str, Any]) -> Non
     posts = world["sb"].stats.count("POST", "/invoices")
     assert posts == 2, f"one invoice POST and one payment POST expected, saw {posts}"
     assert {r["action"] for r in log_rows(world["ledger"], stream="invoices")} >= {"created"}
+
+
+def test_two_equal_payments_on_one_invoice_are_both_imported(world: dict[str, Any]) -> None:
+    """The twin check (a payment recorded in both systems) must never take this run's own import for a twin: two
+    QuickBooks payments of the same amount, days apart, on one invoice are two Coperniq payments."""
+    app, contact = world["app"], world["contact"]
+    invoice = merge_invoice(contact["id"], [{"quantity": 1, "unit_price": 3000.0}])
+    first = merge_payment(contact["id"], [(invoice["id"], 1000.0)], transaction_date="2026-01-12T00:00:00Z")
+    second = merge_payment(contact["id"], [(invoice["id"], 1000.0)], transaction_date="2026-01-14T00:00:00Z")
+
+    run_target(world["config"], [("contacts", [contact]), ("invoices", [invoice]), ("payments", [first, second])])
+
+    [coperniq_invoice] = invoices_of(app)
+    paid = payments_of(app, coperniq_invoice["id"])
+    assert sorted(p["paymentReference"] for p in paid) == sorted([first["id"], second["id"]])
+    assert coperniq_invoice["amountPaid"] == pytest.approx(2000.0)
+    assert not log_rows(world["ledger"], stream="payments", action="linked")
