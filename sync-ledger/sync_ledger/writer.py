@@ -1,9 +1,10 @@
-"""The batched writer: creates are decided one by one, made durable together, and sent in parallel.
+"""The batched writer: writes are decided one by one, made durable together, and sent in parallel.
 
-Why batches: one ledger commit makes a whole batch's intents durable before any of its API calls is sent (rule 1
-of the journal, sync_ledger.rows), instead of a commit per record; then up to `workers` calls run at once, with the
-HTTP client's token bucket as the only brake. Results are applied on the calling thread in plan order, so the rules
-that decide a row never run concurrently.
+Why batches: one ledger commit makes a whole batch's create intents durable before any of its API calls is sent
+(rule 1 of the journal, sync_ledger.rows), instead of a commit per record; then up to `workers` calls run at once,
+with the HTTP client's token bucket as the only brake. Results are applied on the calling thread in plan order, so
+the rules that decide a row never run concurrently. Updates go the same way without an intent (a PATCH repeated
+after a crash writes the same values again).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class PlannedWrite:
 
     stream: str
     source_id: str
-    intent_key: str
+    intent_key: str | None  # None: an update, nothing to recover after a crash
     intent: dict[str, Any]
     send: Callable[[], Any]
     finish: Callable[[Any], None]
@@ -62,9 +63,10 @@ class BatchWriter:
         """Queue a create for the next batch (sent when `batch` are planned, or at flush_all). `durable_now`: a
         create planned again under a new name rewrites its intent at once, so a crash before the next batch can
         never leave the old name (held by an unrelated record) to be "recovered"."""
-        self.journal.keep(write.intent_key)
-        if durable_now:
-            self.journal.begin([(write.intent_key, write.intent)])
+        if write.intent_key is not None:
+            self.journal.keep(write.intent_key)
+            if durable_now:
+                self.journal.begin([(write.intent_key, write.intent)])
         self._planned.append(write)
         if len(self._planned) >= self.batch:
             self.flush()
@@ -79,7 +81,7 @@ class BatchWriter:
         batch, self._planned = self._planned, []
         if not batch:
             return
-        self.journal.begin((p.intent_key, p.intent) for p in batch)
+        self.journal.begin((p.intent_key, p.intent) for p in batch if p.intent_key is not None)
         results = self._send(batch)
         stopped: Exception | None = None
         for p, (sent, exc) in zip(batch, results, strict=True):
@@ -120,7 +122,7 @@ def _applier(end: Callable[[str], None], p: PlannedWrite, sent: Any, exc: Except
         if exc is None:
             p.finish(sent)
             return
-        if definitely_not_created(exc):
+        if p.intent_key is not None and definitely_not_created(exc):
             end(p.intent_key)  # refused: nothing to recover next run (kept after a 5xx or a timeout)
         if p.on_error is not None:
             p.on_error(exc)

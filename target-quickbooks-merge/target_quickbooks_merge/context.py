@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sync_ledger import Ledger, Link
 from sync_ledger.rows import Journal, PlanRow, RowLog, echo_link
-from sync_ledger.writer import BatchWriter
+from sync_ledger.writer import BatchWriter, PlannedWrite
 
 from .errors import ConfigRefused, Disconnected, Unreachable
 from .guard import RowGuard
@@ -148,6 +148,15 @@ class Context:
         """Clear an intent together with the next batch of links (never before the link it protects)."""
         self.leftover.pop(intent_key, None)
         self.journal.end(intent_key)
+
+    def plan_update(self, stream: str, source_id: str, model: str, merge_id: str, patch: dict[str, Any],
+                    finish: Callable[[str | None], None], on_error: Callable[[Exception], None] | None = None) -> None:
+        """PATCH a Merge model with the next batch (in parallel with the other writes); `finish(request_id)` then
+        records the row, which stays unmarked until then (a crash before the PATCH leaves it to be redone)."""
+        def send() -> str | None:
+            return None if self.dry else self.client.update(model, merge_id, patch).request_id
+
+        self.writer.plan(PlannedWrite(stream, source_id, None, {}, send, finish, on_error))
 
     def fake_id(self, kind: str) -> str:
         self._dry_seq += 1

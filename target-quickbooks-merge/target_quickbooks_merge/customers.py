@@ -13,7 +13,7 @@ from sync_ledger.writer import PlannedWrite
 from .contacts import ContactRules, FoundIds
 from .context import QBO, SRC, Context, idempotency_key, remote_id_of
 from .mapping import conflicting_contact, customer_payload, render_name, with_clears
-from .merge_client import WriteError, WriteResult
+from .merge_client import WriteResult
 from .merge_index import ContactIndex, NameBook
 
 
@@ -45,8 +45,11 @@ class CustomerSync(ContactRules):
         base = render_name(ctx.s.customer_name_template, title=account.get("title"),
                            number=account.get("number"), id=account_id)
         if link is not None:
-            self._update(account_id, account, link, base)
-        elif self._create_or_match(account_id, account, base) is None:
+            self.done.add(account_id)  # its projects go on with the link; an update marks the row when sent
+            if not self._update(account_id, account, link, base):
+                ctx.mark("accounts", account_id, "done")
+            return link
+        if self._create_or_match(account_id, account, base) is None:
             return None
         self.done.add(account_id)
         ctx.mark("accounts", account_id, "done")
@@ -62,22 +65,24 @@ class CustomerSync(ContactRules):
                 ctx.guard("accounts", aid, lambda aid=aid: self._ensure_none(aid))
             else:
                 ctx.skip("accounts", aid, "client has no triggered project yet", name=str(account.get("title") or ""))
+        ctx.writer.flush_all()
 
     def _ensure_none(self, account_id: str) -> None:
         self.ensure(account_id)
 
-    def _update(self, account_id: str, account: Mapping[str, Any], link: Link, base: str) -> None:
+    def _update(self, account_id: str, account: Mapping[str, Any], link: Link, base: str) -> bool:
+        """Bring a synced customer in line with its client; True when a PATCH is planned (it marks the row)."""
         ctx = self.ctx
         name = self.names.stored("customer", account_id, base)
         desired = customer_payload(account, name)
         fp = fingerprint(desired)
         if link.fingerprint == fp:
-            return  # unchanged: zero API calls
+            return False  # unchanged: zero API calls
         if link.origin == QBO and ctx.s.matching_strategy == "skip":
             ctx.save_link(replace(link, fingerprint=fp))
             ctx.record("accounts", account_id, "skipped", "matched QuickBooks customer; matching_strategy skip "
                        "leaves it unchanged", target_id=link.target_id, name=name)
-            return
+            return False
         # replace: fields emptied in Coperniq are cleared in QuickBooks too; enrich never blanks anything out
         patch = with_clears(desired) if ctx.s.matching_strategy == "replace" else dict(desired)
         if link.origin == QBO and ctx.s.matching_strategy != "replace":
@@ -85,32 +90,33 @@ class CustomerSync(ContactRules):
         patch.pop("is_supplier", None)
         if not link.target_id:
             raise Wait("customer has no Merge id yet")
-        rid = None
-        if not ctx.dry:
-            rid, name = self._patch_with_free_name(link, patch, base, str(account.get("number") or account_id))
-            if "name" in patch and name != desired["name"]:
-                self.names.remember("customer", account_id, base, name)
-                fp = fingerprint(customer_payload(account, name))
-        ctx.save_link(replace(link, fingerprint=fp))
-        ctx.record("accounts", account_id, "updated", f"client changed in Coperniq ({', '.join(sorted(patch))})",
-                   target_id=link.target_id, request_id=rid, name=name)
+        self._plan_update(account_id, account, link, base, patch, set())
+        return True
 
-    def _patch_with_free_name(self, link: Link, patch: dict[str, Any], base: str, key: str) -> tuple[str | None, str]:
-        """PATCH a synced customer; a rename QuickBooks refuses as a duplicate (6240: the new name is held by
-        another customer, vendor or employee) moves to the next suffixed name, as a create does."""
-        name = str(patch.get("name") or "")
-        tried: set[str] = set()
-        while True:
-            try:
-                return self.ctx.client.update("contacts", str(link.target_id), patch).request_id, name
-            except WriteError as exc:
-                if "name" not in patch:
-                    raise
-                following = self.names.next_after(exc, name, base, key, tried)
-                if following is None:
-                    raise
-                name = following
-                patch = {**patch, "name": name}
+    def _plan_update(self, account_id: str, account: Mapping[str, Any], link: Link, base: str,
+                     patch: dict[str, Any], tried: set[str]) -> None:
+        """A rename QuickBooks refuses as a duplicate (6240: the new name is held by another customer, vendor or
+        employee) moves to the next suffixed name, as a create does."""
+        ctx = self.ctx
+        name = str(patch.get("name") or self.names.stored("customer", account_id, base))
+        fields = ", ".join(sorted(patch))
+
+        def finish(request_id: str | None) -> None:
+            if "name" in patch:
+                self.names.remember("customer", account_id, base, name)
+            ctx.save_link(replace(link, fingerprint=fingerprint(customer_payload(account, name))))
+            ctx.record("accounts", account_id, "updated", f"client changed in Coperniq ({fields})",
+                       target_id=link.target_id, request_id=request_id, name=name)
+            ctx.mark("accounts", account_id, "done")
+
+        def failed(exc: Exception) -> None:
+            following = self.names.next_after(exc, name, base, str(account.get("number") or account_id), tried) \
+                if "name" in patch else None
+            if following is None:
+                raise exc
+            self._plan_update(account_id, account, link, base, {**patch, "name": following}, tried)
+
+        ctx.plan_update("accounts", account_id, "contacts", str(link.target_id), patch, finish, failed)
 
     def _match(self, account: Mapping[str, Any], base: str, key: str) -> dict[str, Any] | None:
         """A top-level, active QuickBooks customer with the client's name (or a suffixed name of ours) and no

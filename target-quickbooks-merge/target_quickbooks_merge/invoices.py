@@ -108,11 +108,15 @@ class InvoiceSync:
             if link.origin == QBO and ctx.s.matching_strategy == "skip":
                 ctx.save_link(replace(link, fingerprint=fp))
             else:
+                def finish(request_id: str | None) -> None:
+                    ctx.save_link(replace(link, fingerprint=fp))
+                    ctx.record("invoices", iid, "updated", "invoice changed in Coperniq", target_id=link.target_id,
+                               request_id=request_id, name=f"#{desired['number']}")
+                    ctx.mark("invoices", iid, "done")
+
                 update = {k: v for k, v in desired.items() if k != "number"}
-                rid = None if ctx.dry else ctx.client.update("invoices", str(link.target_id), update).request_id
-                ctx.save_link(replace(link, fingerprint=fp))
-                ctx.record("invoices", iid, "updated", "invoice changed in Coperniq", target_id=link.target_id,
-                           request_id=rid, name=f"#{desired['number']}")
+                ctx.plan_update("invoices", iid, "invoices", str(link.target_id), update, finish)
+                return
         ctx.mark("invoices", iid, "done")
 
     def _candidates(self, inv: Mapping[str, Any], number: str, contact: str) -> list[dict[str, Any]]:

@@ -84,10 +84,10 @@ class JobSync(ContactRules):
         if customer is None:
             raise Wait(f"client (account {account_id}) is not synced to QuickBooks yet")
         if self._ensure(pid, project, customer) is not None:
-            self.ctx.mark("projects", pid, "done")  # else a create is planned; it marks the project when done
+            self.ctx.mark("projects", pid, "done")  # else a write is planned; it marks the project when sent
 
     def _ensure(self, pid: str, project: Mapping[str, Any], customer: Link) -> Link | None:
-        """The project's job link; None when its create is planned (sent with the batch)."""
+        """The project's job link; None when its create or update is planned (sent with the batch)."""
         ctx = self.ctx
         parent_remote = customer.target_remote_id
         if not parent_remote:
@@ -106,30 +106,35 @@ class JobSync(ContactRules):
                            client=account.get("title"))
         link = ctx.links.get("project", pid)
         if link is not None:
-            self._update(pid, project, link, base, str(parent_remote))
-            return link
+            return None if self._update(pid, project, link, base, str(parent_remote)) else link
         return self._create_or_match(pid, project, base, str(parent_remote))
 
-    def _update(self, pid: str, project: Mapping[str, Any], link: Link, base: str, parent: str) -> None:
+    def _update(self, pid: str, project: Mapping[str, Any], link: Link, base: str, parent: str) -> bool:
+        """Bring a synced job in line with its project; True when a PATCH is planned (it marks the row)."""
         ctx = self.ctx
         name = self.names.stored("job", pid, base)
         desired = job_payload(project, name, parent)
         fp = fingerprint(desired)
         if link.fingerprint == fp:
-            return
+            return False
         if link.origin == QBO and ctx.s.matching_strategy == "skip":
             ctx.save_link(replace(link, fingerprint=fp))
-            return
+            return False
         merge_id = link.target_id or self.resolve(link)
         if not merge_id:
             raise Wait(f"job (QBO Id {link.target_remote_id}) is not visible in Merge yet; update retried next run")
         patch = job_contact_patch(desired)
         if link.origin == QBO and ctx.s.matching_strategy != "replace":
             patch.pop("name", None)
-        rid = None if ctx.dry else ctx.client.update("contacts", merge_id, patch).request_id
-        ctx.save_link(replace(link, target_id=merge_id, fingerprint=fp))
-        ctx.record("projects", pid, "updated", f"project changed in Coperniq ({', '.join(sorted(patch))})",
-                   target_id=merge_id, request_id=rid, name=name)
+
+        def finish(request_id: str | None) -> None:
+            ctx.save_link(replace(link, target_id=merge_id, fingerprint=fp))
+            ctx.record("projects", pid, "updated", f"project changed in Coperniq ({', '.join(sorted(patch))})",
+                       target_id=merge_id, request_id=request_id, name=name)
+            ctx.mark("projects", pid, "done")
+
+        ctx.plan_update("projects", pid, "contacts", merge_id, patch, finish)
+        return True
 
     def resolve(self, link: Link) -> str | None:
         """Merge id of a job created by passthrough: visible once Merge synced it (GET /contacts?remote_id=)."""

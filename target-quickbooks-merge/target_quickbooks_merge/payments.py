@@ -69,12 +69,17 @@ class PaymentSync:
         fp = fingerprint(desired)
         link = ctx.links.get("payment", pay_id)
         if link is not None:
-            if link.fingerprint != fp:
-                rid = None if ctx.dry else ctx.client.update("payments", str(link.target_id), desired).request_id
+            if link.fingerprint == fp:
+                ctx.mark("payments", pay_id, "done")
+                return
+
+            def finish(request_id: str | None) -> None:
                 ctx.save_link(replace(link, fingerprint=fp))
                 ctx.record("payments", pay_id, "updated", "payment changed in Coperniq", target_id=link.target_id,
-                           request_id=rid)
-            ctx.mark("payments", pay_id, "done")
+                           request_id=request_id)
+                ctx.mark("payments", pay_id, "done")
+
+            ctx.plan_update("payments", pay_id, "payments", str(link.target_id), desired, finish)
             return
         if inv_link.origin == QBO and self._link_twin(pay_id, contact, desired, inv_id):
             return
