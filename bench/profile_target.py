@@ -22,7 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_all import BIN, forward_cfgs, start_sandboxes  # noqa: E402
+import contextlib
+
+from run_all import BIN, forward_cfgs, start_sandboxes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,15 +41,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            tap_cfg, target_cfg = forward_cfgs(cop, merge, work / "ledger.duckdb",
-                                               max_parallel_writes=args.parallel, progress_interval=3600)
+            tap_cfg, target_cfg = forward_cfgs(
+                cop, merge, work / "ledger.duckdb", max_parallel_writes=args.parallel, progress_interval=3600
+            )
             (work / "tap.json").write_text(json.dumps(tap_cfg))
             tap_cmd = [str(BIN / "tap-coperniq"), "--config", str(work / "tap.json")]
             if args.noop:
                 (work / "target.json").write_text(json.dumps(target_cfg))
                 tap = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-                first = subprocess.run([str(BIN / "target-quickbooks-merge"), "--config", str(work / "target.json")],
-                                       stdin=tap.stdout, capture_output=True, check=True)
+                first = subprocess.run(
+                    [str(BIN / "target-quickbooks-merge"), "--config", str(work / "target.json")],
+                    stdin=tap.stdout,
+                    capture_output=True,
+                    check=True,
+                )
                 tap.wait()
                 states = [line for line in first.stdout.decode().splitlines() if line.startswith("{")]
                 (work / "state.json").write_text(states[-1])  # a target prints each state value on its own line
@@ -61,10 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             with (work / "records.jsonl").open() as records:
                 profile.enable()
-                try:
+                with contextlib.suppress(SystemExit):
                     target.listen(records)
-                except SystemExit:
-                    pass
                 profile.disable()
             target_s = time.perf_counter() - started
     finally:
@@ -72,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         merge.stop()
     stream = io.StringIO()
     pstats.Stats(profile, stream=stream).sort_stats("cumulative").print_stats(args.top)
-    print(f"tap {tap_s:.1f} s (process), target {target_s:.1f} s in-process under cProfile "
-          f"({args.projects:,} projects, max_parallel_writes={args.parallel}{', no-op re-run' if args.noop else ''})")
+    print(
+        f"tap {tap_s:.1f} s (process), target {target_s:.1f} s in-process under cProfile "
+        f"({args.projects:,} projects, max_parallel_writes={args.parallel}{', no-op re-run' if args.noop else ''})"
+    )
     print(stream.getvalue())
     return 0
 

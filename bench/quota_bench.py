@@ -41,8 +41,17 @@ RUNS_PER_DAY = 96
 def tap_run(cop: Sandbox, work: Path, config: dict[str, Any], state: dict[str, Any] | None) -> tuple[int, dict]:
     """One tap-coperniq process; returns (Coperniq calls it made, its final state)."""
     cfg = work / "tap.json"
-    cfg.write_text(json.dumps({"api_url": cop.url, "api_key": COP_KEY, "max_requests_per_second": 100_000,
-                               "daily_call_limit": 0, **config}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "api_url": cop.url,
+                "api_key": COP_KEY,
+                "max_requests_per_second": 100_000,
+                "daily_call_limit": 0,
+                **config,
+            }
+        )
+    )
     args = [str(BIN / "tap-coperniq"), "--config", str(cfg)]
     if state:
         (work / "state.json").write_text(json.dumps(state))
@@ -54,7 +63,7 @@ def tap_run(cop: Sandbox, work: Path, config: dict[str, Any], state: dict[str, A
         raise RuntimeError(proc.stderr[-2000:])
     final: dict[str, Any] = {}
     for line in proc.stdout.splitlines():
-        if line.startswith('{"type":"STATE"') or line.startswith('{"type": "STATE"'):
+        if line.startswith(('{"type":"STATE"', '{"type": "STATE"')):
             final = json.loads(line)["value"]
     return cop.stats()["total"] - before, final
 
@@ -79,14 +88,28 @@ def activity(cop: Sandbox, n: int, rng: random.Random) -> None:
 def older_sweep(state: dict[str, Any], minutes: int) -> dict[str, Any]:
     projects = state.get("bookmarks", {}).get("projects", {})
     if projects.get("last_sweep_at"):
-        at = datetime.fromisoformat(projects["last_sweep_at"].replace("Z", "+00:00")) - timedelta(minutes=minutes)
+        at = datetime.fromisoformat(projects["last_sweep_at"]) - timedelta(minutes=minutes)
         projects["last_sweep_at"] = at.isoformat()
     return state
 
 
 def bench_size(n: int, seed: int) -> dict[str, Any]:
-    cop = Sandbox("sandbox.coperniq", ["--api-key", COP_KEY, "--seed", str(seed), "--projects", str(n),
-                                       "--rate-limit-per-second", "0", "--rate-limit-per-day", "0"], "/v1")
+    cop = Sandbox(
+        "sandbox.coperniq",
+        [
+            "--api-key",
+            COP_KEY,
+            "--seed",
+            str(seed),
+            "--projects",
+            str(n),
+            "--rate-limit-per-second",
+            "0",
+            "--rate-limit-per-day",
+            "0",
+        ],
+        "/v1",
+    )
     out: dict[str, Any] = {"n": n}
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -98,8 +121,9 @@ def bench_size(n: int, seed: int) -> dict[str, Any]:
             day = 0
             for _ in range(RUNS_PER_DAY):
                 activity(cop, n, rng)
-                calls, state = tap_run(cop, work, {"trigger_phases": TRIGGERS, "backfill": True},
-                                       older_sweep(state, 15))
+                calls, state = tap_run(
+                    cop, work, {"trigger_phases": TRIGGERS, "backfill": True}, older_sweep(state, 15)
+                )
                 day += calls
             out["day"] = day
     finally:
@@ -108,13 +132,22 @@ def bench_size(n: int, seed: int) -> dict[str, Any]:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    rows = ["| projects | scenario | Coperniq calls | calls / project | days of a 5,000/day key |",
-            "|---:|---|---:|---:|---:|"]
-    names = [("before", "first run, phase history on, no trigger_phases on the tap (near the old defaults, which "
-                        "also read unpaid invoices' payments)"),
-             ("first_off", "first run, backfill off (trigger_phases on the tap)"),
-             ("first_on", "first run, backfill on"),
-             ("day", "a day of 15-minute runs after it (96 runs, 6 sweeps, activity)")]
+    rows = [
+        "| projects | scenario | Coperniq calls | calls / project | days of a 5,000/day key |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    names = [
+        (
+            "before",
+            (
+                "first run, phase history on, no trigger_phases on the tap (near the old defaults, which "
+                "also read unpaid invoices' payments)"
+            ),
+        ),
+        ("first_off", "first run, backfill off (trigger_phases on the tap)"),
+        ("first_on", "first run, backfill on"),
+        ("day", "a day of 15-minute runs after it (96 runs, 6 sweeps, activity)"),
+    ]
     for r in results:
         for key, label in names:
             calls = r[key]

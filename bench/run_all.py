@@ -19,6 +19,7 @@ the sandboxes' own counters (GET /__admin/stats), split by route.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -30,20 +31,23 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 import requests
+
 from target_quickbooks_merge.report import read_run_summary as run_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 OUT = ROOT / "bench" / "out"
 COP_KEY, MERGE_KEY, TOKEN = "bench-coperniq-key", "bench-merge-key", "bench-account-token"
-TRIGGERS = [{"workflow": "Residential Solar", "phase": "Install"},
-            {"workflow": "HVAC Replacement", "phase": "Installation"}]
+TRIGGERS = [
+    {"workflow": "Residential Solar", "phase": "Install"},
+    {"workflow": "HVAC Replacement", "phase": "Installation"},
+]
 
 
 # ------------------------------------------------------------------------------------------------ sandboxes
@@ -51,8 +55,13 @@ class Sandbox:
     """A sandbox as a child process on a free port."""
 
     def __init__(self, module: str, args: list[str], suffix: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", module, "--port", "0", *args], cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, "--port", "0", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
@@ -62,7 +71,8 @@ class Sandbox:
         self.url = self.root + suffix
 
     def stats(self) -> dict[str, Any]:
-        return requests.get(f"{self.root}/__admin/stats", timeout=60).json()
+        stats: dict[str, Any] = requests.get(f"{self.root}/__admin/stats", timeout=60).json()
+        return stats
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         resp = requests.request(method, f"{self.root}/__admin/{path}", json=body, timeout=120)
@@ -78,10 +88,27 @@ class Sandbox:
 
 
 def start_sandboxes(projects: int, merge_rpm: int = 100_000_000) -> tuple[Sandbox, Sandbox]:
-    cop = Sandbox("sandbox.coperniq", ["--api-key", COP_KEY, "--seed", "42", "--projects", str(projects),
-                                       "--rate-limit-per-second", "0", "--rate-limit-per-day", "0"], "/v1")
-    merge = Sandbox("sandbox.merge", ["--api-key", MERGE_KEY, "--account-token", TOKEN,
-                                      "--rate-limit-per-minute", str(merge_rpm)], "/api/accounting/v1")
+    cop = Sandbox(
+        "sandbox.coperniq",
+        [
+            "--api-key",
+            COP_KEY,
+            "--seed",
+            "42",
+            "--projects",
+            str(projects),
+            "--rate-limit-per-second",
+            "0",
+            "--rate-limit-per-day",
+            "0",
+        ],
+        "/v1",
+    )
+    merge = Sandbox(
+        "sandbox.merge",
+        ["--api-key", MERGE_KEY, "--account-token", TOKEN, "--rate-limit-per-minute", str(merge_rpm)],
+        "/api/accounting/v1",
+    )
     return cop, merge
 
 
@@ -102,19 +129,30 @@ class PipeResult:
     tap_rc: int
     target_rc: int
     tap_seconds: float = 0.0  # until the tap exited; the rest of `seconds` is the target after its input ended
-    routes: dict[str, Counter[str]] = field(default_factory=dict)     # sandbox -> route -> calls
+    routes: dict[str, Counter[str]] = field(default_factory=dict)  # sandbox -> route -> calls
     statuses: dict[str, Counter[str]] = field(default_factory=dict)
     summary: dict[str, dict[str, int]] = field(default_factory=dict)  # target run summary
     state: dict[str, Any] | None = None
     stderr: str = ""
 
     def calls(self, sandbox: str, methods: tuple[str, ...] = ("GET",), contains: str = "") -> int:
-        return sum(n for route, n in self.routes.get(sandbox, {}).items()
-                   if route.split(" ", 1)[0] in methods and contains in route)
+        return sum(
+            n
+            for route, n in self.routes.get(sandbox, {}).items()
+            if route.split(" ", 1)[0] in methods and contains in route
+        )
 
 
-def run_pipe(name: str, tap: str, tap_cfg: dict[str, Any], target: str, target_cfg: dict[str, Any],
-             sandboxes: dict[str, Sandbox], work: Path, state: dict[str, Any] | None = None) -> PipeResult:
+def run_pipe(
+    name: str,
+    tap: str,
+    tap_cfg: dict[str, Any],
+    target: str,
+    target_cfg: dict[str, Any],
+    sandboxes: dict[str, Sandbox],
+    work: Path,
+    state: dict[str, Any] | None = None,
+) -> PipeResult:
     work.mkdir(parents=True, exist_ok=True)
     tag = re.sub(r"[^A-Za-z0-9]+", "_", name)
     (work / f"{tag}.tap.json").write_text(json.dumps(tap_cfg))
@@ -127,9 +165,14 @@ def run_pipe(name: str, tap: str, tap_cfg: dict[str, Any], target: str, target_c
     tap_err, tgt_err = (OUT / f"{tag}.tap.log").open("w+"), (OUT / f"{tag}.target.log").open("w+")
     started = time.perf_counter()
     tap_p = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, stderr=tap_err, cwd=work, bufsize=1 << 20)
-    tgt_p = subprocess.Popen([str(BIN / target), "--config", str(work / f"{tag}.target.json")],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=tgt_err, cwd=work,
-                             bufsize=1 << 20)
+    tgt_p = subprocess.Popen(
+        [str(BIN / target), "--config", str(work / f"{tag}.target.json")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=tgt_err,
+        cwd=work,
+        bufsize=1 << 20,
+    )
     peaks = {tap_p.pid: 0, tgt_p.pid: 0}
     done = threading.Event()
 
@@ -137,10 +180,8 @@ def run_pipe(name: str, tap: str, tap_cfg: dict[str, Any], target: str, target_c
         procs = {pid: psutil.Process(pid) for pid in peaks}
         while not done.is_set():
             for pid, p in procs.items():
-                try:
+                with contextlib.suppress(psutil.Error):
                     peaks[pid] = max(peaks[pid], p.memory_info().rss)
-                except psutil.Error:
-                    pass
             done.wait(0.05)
 
     records = 0
@@ -153,7 +194,8 @@ def run_pipe(name: str, tap: str, tap_cfg: dict[str, Any], target: str, target_c
     threads = [threading.Thread(target=sample, daemon=True), threading.Thread(target=drain_target, daemon=True)]
     for t in threads:
         t.start()
-    assert tap_p.stdout is not None and tgt_p.stdin is not None
+    assert tap_p.stdout is not None
+    assert tgt_p.stdin is not None
     try:
         for line in tap_p.stdout:  # copy the pipe, counting RECORD lines (cheap; the plugins do the real work)
             if b'"RECORD"' in line[:30]:
@@ -162,10 +204,8 @@ def run_pipe(name: str, tap: str, tap_cfg: dict[str, Any], target: str, target_c
     except BrokenPipeError:
         pass
     finally:
-        try:
+        with contextlib.suppress(BrokenPipeError):
             tgt_p.stdin.close()
-        except BrokenPipeError:
-            pass
     tap_p.wait()
     tap_seconds = time.perf_counter() - started
     tgt_p.wait()
@@ -174,8 +214,16 @@ def run_pipe(name: str, tap: str, tap_cfg: dict[str, Any], target: str, target_c
     for t in threads:
         t.join()
     after = {k: sb.stats() for k, sb in sandboxes.items()}
-    res = PipeResult(name, seconds, records, peaks[tap_p.pid] / 2**20, peaks[tgt_p.pid] / 2**20,
-                     tap_p.returncode, tgt_p.returncode, tap_seconds=tap_seconds)
+    res = PipeResult(
+        name,
+        seconds,
+        records,
+        peaks[tap_p.pid] / 2**20,
+        peaks[tgt_p.pid] / 2**20,
+        tap_p.returncode,
+        tgt_p.returncode,
+        tap_seconds=tap_seconds,
+    )
     for k in sandboxes:
         res.routes[k], res.statuses[k] = delta(before[k], after[k])
     tgt_err.seek(0)
@@ -185,8 +233,11 @@ def run_pipe(name: str, tap: str, tap_cfg: dict[str, Any], target: str, target_c
     res.state = states[-1] if states else None
     if tap_p.returncode or tgt_p.returncode:
         tap_err.seek(0)
-        print(f"  !! {name}: tap exit {tap_p.returncode}, target exit {tgt_p.returncode}\n"
-              f"{tap_err.read()[-1500:]}\n{res.stderr[-2500:]}", file=sys.stderr)
+        print(
+            f"  !! {name}: tap exit {tap_p.returncode}, target exit {tgt_p.returncode}\n"
+            f"{tap_err.read()[-1500:]}\n{res.stderr[-2500:]}",
+            file=sys.stderr,
+        )
     tap_err.close()
     tgt_err.close()
     return res
@@ -194,14 +245,17 @@ def run_pipe(name: str, tap: str, tap_cfg: dict[str, Any], target: str, target_c
 
 def log_span(stderr: str, start_marker: str, end_marker: str) -> float | None:
     """Seconds between two log lines (their timestamps), e.g. the reconcile pass of a target."""
+
     def stamp(marker: str) -> datetime | None:
         for line in stderr.splitlines():
             if marker in line:
                 try:
-                    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+                    # naive on purpose: the log's local clock, and only the difference of two stamps is used
+                    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")  # noqa: DTZ007
                 except ValueError:
                     return None
         return None
+
     a, b = stamp(start_marker), stamp(end_marker)
     return (b - a).total_seconds() if a and b else None
 
@@ -210,17 +264,39 @@ def log_span(stderr: str, start_marker: str, end_marker: str) -> float | None:
 def forward_cfgs(cop: Sandbox, merge: Sandbox, ledger: Path, **extra: Any) -> tuple[dict, dict]:
     # The tap gets the target's trigger_phases/backfill (as meltano.yml feeds both); the sandbox has no daily cap
     # here, so the tap's own count is off (daily_call_limit 0): quota figures are bench/quota_bench.py's.
-    tap = {"api_url": cop.url, "api_key": COP_KEY, "start_date": "2020-01-01T00:00:00Z",
-           "max_requests_per_second": 100_000, "trigger_phases": TRIGGERS, "backfill": True, "daily_call_limit": 0}
-    target = {"merge_api_key": MERGE_KEY, "account_token": TOKEN, "base_url": merge.url, "ledger_path": str(ledger),
-              "trigger_phases": TRIGGERS, "backfill": True, "invoice_sync": True, "default_item": "Services",
-              "max_requests_per_minute": 100_000_000, "progress_interval": 30, **extra}
+    tap = {
+        "api_url": cop.url,
+        "api_key": COP_KEY,
+        "start_date": "2020-01-01T00:00:00Z",
+        "max_requests_per_second": 100_000,
+        "trigger_phases": TRIGGERS,
+        "backfill": True,
+        "daily_call_limit": 0,
+    }
+    target = {
+        "merge_api_key": MERGE_KEY,
+        "account_token": TOKEN,
+        "base_url": merge.url,
+        "ledger_path": str(ledger),
+        "trigger_phases": TRIGGERS,
+        "backfill": True,
+        "invoice_sync": True,
+        "default_item": "Services",
+        "max_requests_per_minute": 100_000_000,
+        "progress_interval": 30,
+        **extra,
+    }
     return tap, target
 
 
 def reverse_cfgs(cop: Sandbox, merge: Sandbox, ledger: Path) -> tuple[dict, dict]:
-    tap = {"merge_api_key": MERGE_KEY, "account_token": TOKEN, "base_url": merge.url,
-           "start_date": "2020-01-01T00:00:00Z", "max_requests_per_minute": 100_000_000}
+    tap = {
+        "merge_api_key": MERGE_KEY,
+        "account_token": TOKEN,
+        "base_url": merge.url,
+        "start_date": "2020-01-01T00:00:00Z",
+        "max_requests_per_minute": 100_000_000,
+    }
     target = {"api_key": COP_KEY, "api_url": cop.url, "ledger_path": str(ledger), "max_requests_per_second": 100_000}
     return tap, target
 
@@ -232,20 +308,31 @@ def qbo_activity(merge: Sandbox, ledger: Path) -> dict[str, int]:
     with Ledger(ledger, read_only=True) as led:
         invoices = [lk for lk in led.links("coperniq", "invoice") if lk.target_id]
         jobs = [lk for lk in led.links("coperniq", "project") if lk.target_id]
-    made = Counter()
-    for n, lk in enumerate(invoices[::5]):
-        inv = requests.get(f"{merge.url}/invoices/{lk.target_id}", timeout=30,
-                           headers={"Authorization": f"Bearer {MERGE_KEY}", "X-Account-Token": TOKEN}).json()
+    made: Counter[str] = Counter()
+    for lk in invoices[::5]:
+        inv = requests.get(
+            f"{merge.url}/invoices/{lk.target_id}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {MERGE_KEY}", "X-Account-Token": TOKEN},
+        ).json()
         balance = float(inv.get("balance") or 0)
         if balance < 1:
             continue
-        merge.admin("POST", "payments", {"contact": inv["contact"], "total_amount": round(balance / 2, 2),
-                                         "applied_to": [[inv["id"], round(balance / 2, 2)]],
-                                         "transaction_date": "2025-07-01T00:00:00Z"})
+        merge.admin(
+            "POST",
+            "payments",
+            {
+                "contact": inv["contact"],
+                "total_amount": round(balance / 2, 2),
+                "applied_to": [[inv["id"], round(balance / 2, 2)]],
+                "transaction_date": "2025-07-01T00:00:00Z",
+            },
+        )
         made["payments"] += 1
     for lk in jobs[::10]:
-        merge.admin("POST", "invoices", {"contact": lk.target_id, "amount": 1234.5,
-                                         "issue_date": "2025-07-02T00:00:00Z"})
+        merge.admin(
+            "POST", "invoices", {"contact": lk.target_id, "amount": 1234.5, "issue_date": "2025-07-02T00:00:00Z"}
+        )
         made["invoices"] += 1
     return dict(made)
 
@@ -262,26 +349,37 @@ def bench_size(n: int, work: Path, full_reread: bool = True) -> dict[str, Any]:
         print("   forward", flush=True)
         fwd = run_pipe(f"forward {n}", "tap-coperniq", tap_c, "target-quickbooks-merge", tgt_c, boxes, work)
         print(f"   forward done in {fwd.seconds:.1f}s; no-op re-run", flush=True)
-        noop = run_pipe(f"forward no-op {n}", "tap-coperniq", tap_c, "target-quickbooks-merge", tgt_c, boxes, work,
-                        state=fwd.state)
+        noop = run_pipe(
+            f"forward no-op {n}", "tap-coperniq", tap_c, "target-quickbooks-merge", tgt_c, boxes, work, state=fwd.state
+        )
         reread = None
         if full_reread:
             print("   forward full re-read (no state: every record again, all unchanged)", flush=True)
-            reread = run_pipe(f"forward full re-read {n}", "tap-coperniq", tap_c, "target-quickbooks-merge", tgt_c,
-                              boxes, work)
+            reread = run_pipe(
+                f"forward full re-read {n}", "tap-coperniq", tap_c, "target-quickbooks-merge", tgt_c, boxes, work
+            )
         made = qbo_activity(merge, ledger)
         rtap, rtgt = reverse_cfgs(cop, merge, ledger)
         print(f"   reverse ({made})", flush=True)
         rev = run_pipe(f"reverse {n}", "tap-quickbooks-merge", rtap, "target-coperniq", rtgt, boxes, work)
-        rnoop = run_pipe(f"reverse no-op {n}", "tap-quickbooks-merge", rtap, "target-coperniq", rtgt, boxes, work,
-                         state=rev.state)
+        rnoop = run_pipe(
+            f"reverse no-op {n}", "tap-quickbooks-merge", rtap, "target-coperniq", rtgt, boxes, work, state=rev.state
+        )
         summary = requests.get(f"{cop.root}/__admin/state/summary", timeout=60).json()
     finally:
         cop.stop()
         merge.stop()
-    return {"n": n, "seed_s": seeded, "coperniq": summary, "forward": fwd, "noop": noop, "reread": reread,
-            "reverse": rev,
-            "rnoop": rnoop, "qbo_activity": made}
+    return {
+        "n": n,
+        "seed_s": seeded,
+        "coperniq": summary,
+        "forward": fwd,
+        "noop": noop,
+        "reread": reread,
+        "reverse": rev,
+        "rnoop": rnoop,
+        "qbo_activity": made,
+    }
 
 
 def bench_rate_limit(n: int, work: Path, per_minute: int) -> dict[str, Any]:
@@ -289,10 +387,18 @@ def bench_rate_limit(n: int, work: Path, per_minute: int) -> dict[str, Any]:
     print(f"== rate-limited backlog: {n:,} projects, Merge limit {per_minute}/min", flush=True)
     cop, merge = start_sandboxes(n, merge_rpm=per_minute)
     try:
-        tap_c, tgt_c = forward_cfgs(cop, merge, work / f"ledger-rl-{n}.duckdb", max_requests_per_minute=per_minute,
-                                    progress_interval=10)
-        res = run_pipe(f"rate-limited backlog {n}", "tap-coperniq", tap_c, "target-quickbooks-merge", tgt_c,
-                       {"coperniq": cop, "merge": merge}, work)
+        tap_c, tgt_c = forward_cfgs(
+            cop, merge, work / f"ledger-rl-{n}.duckdb", max_requests_per_minute=per_minute, progress_interval=10
+        )
+        res = run_pipe(
+            f"rate-limited backlog {n}",
+            "tap-coperniq",
+            tap_c,
+            "target-quickbooks-merge",
+            tgt_c,
+            {"coperniq": cop, "merge": merge},
+            work,
+        )
     finally:
         cop.stop()
         merge.stop()
@@ -311,8 +417,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores "
-            f"(shared with other work), {mem:.1f} GiB RAM, Python {platform.python_version()}")
+    return (
+        f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores "
+        f"(shared with other work), {mem:.1f} GiB RAM, Python {platform.python_version()}"
+    )
 
 
 SYNCED_TYPES = {"accounts": "customer", "projects": "job", "invoices": "invoice", "payments": "payment"}
@@ -326,28 +434,35 @@ def forward_rows(r: dict[str, Any]) -> list[str]:
     m_reads, m_writes = fwd.calls("merge", ("GET",)), fwd.calls("merge", ("POST", "PATCH"))
     c_reads = fwd.calls("coperniq", ("GET",))
     rows = [
-        f"| {n:,} | forward | {fwd.seconds:.1f} (tap {fwd.tap_seconds:.0f}) | {fwd.records:,} | "
-        f"{fwd.records / fwd.seconds:,.0f} | "
-        f"{c_reads:,} ({c_reads / max(fwd.records, 1):.3f}/rec) | {m_reads:,} / {m_writes:,} "
-        f"({m_reads / max(synced, 1):.2f} / {m_writes / max(synced, 1):.2f} per synced) | "
-        f"{fwd.tap_rss_mb:.0f} / {fwd.target_rss_mb:.0f} | {synced:,} synced, {failed} failed | "
-        f"{fwd.tap_rc}/{fwd.target_rc} |",
-        f"| {n:,} | forward no-op | {noop.seconds:.1f} | {noop.records:,} | {noop.records / noop.seconds:,.0f} | "
-        f"{noop.calls('coperniq'):,} | {noop.calls('merge', ('GET',)):,} / "
-        f"{noop.calls('merge', ('POST', 'PATCH')):,} | {noop.tap_rss_mb:.0f} / {noop.target_rss_mb:.0f} | "
-        f"{sum(v.get('created', 0) + v.get('updated', 0) for v in noop.summary.values())} written | "
-        f"{noop.tap_rc}/{noop.target_rc} |",
+        (
+            f"| {n:,} | forward | {fwd.seconds:.1f} (tap {fwd.tap_seconds:.0f}) | {fwd.records:,} | "
+            f"{fwd.records / fwd.seconds:,.0f} | "
+            f"{c_reads:,} ({c_reads / max(fwd.records, 1):.3f}/rec) | {m_reads:,} / {m_writes:,} "
+            f"({m_reads / max(synced, 1):.2f} / {m_writes / max(synced, 1):.2f} per synced) | "
+            f"{fwd.tap_rss_mb:.0f} / {fwd.target_rss_mb:.0f} | {synced:,} synced, {failed} failed | "
+            f"{fwd.tap_rc}/{fwd.target_rc} |"
+        ),
+        (
+            f"| {n:,} | forward no-op | {noop.seconds:.1f} | {noop.records:,} | {noop.records / noop.seconds:,.0f} | "
+            f"{noop.calls('coperniq'):,} | {noop.calls('merge', ('GET',)):,} / "
+            f"{noop.calls('merge', ('POST', 'PATCH')):,} | {noop.tap_rss_mb:.0f} / {noop.target_rss_mb:.0f} | "
+            f"{sum(v.get('created', 0) + v.get('updated', 0) for v in noop.summary.values())} written | "
+            f"{noop.tap_rc}/{noop.target_rc} |"
+        ),
     ]
     if r["reread"] is None:
         return rows
-    return [*rows,
-        f"| {n:,} | forward full re-read, all unchanged | {r['reread'].seconds:.1f} (tap {r['reread'].tap_seconds:.0f})"
-        f" | {r['reread'].records:,} | "
-        f"{r['reread'].records / r['reread'].seconds:,.0f} | {r['reread'].calls('coperniq'):,} | "
-        f"{r['reread'].calls('merge', ('GET',)):,} / {r['reread'].calls('merge', ('POST', 'PATCH')):,} | "
-        f"{r['reread'].tap_rss_mb:.0f} / {r['reread'].target_rss_mb:.0f} | "
-        f"{sum(v.get('created', 0) + v.get('updated', 0) for v in r['reread'].summary.values())} written | "
-        f"{r['reread'].tap_rc}/{r['reread'].target_rc} |",
+    return [
+        *rows,
+        (
+            f"| {n:,} | forward full re-read, all unchanged | {r['reread'].seconds:.1f} "
+            f"(tap {r['reread'].tap_seconds:.0f}) | {r['reread'].records:,} | "
+            f"{r['reread'].records / r['reread'].seconds:,.0f} | {r['reread'].calls('coperniq'):,} | "
+            f"{r['reread'].calls('merge', ('GET',)):,} / {r['reread'].calls('merge', ('POST', 'PATCH')):,} | "
+            f"{r['reread'].tap_rss_mb:.0f} / {r['reread'].target_rss_mb:.0f} | "
+            f"{sum(v.get('created', 0) + v.get('updated', 0) for v in r['reread'].summary.values())} written | "
+            f"{r['reread'].tap_rc}/{r['reread'].target_rc} |"
+        ),
     ]
 
 
@@ -359,15 +474,20 @@ def reverse_rows(r: dict[str, Any]) -> list[str]:
             f"| {r['n']:,} | {label} | {res.seconds:.1f} | {res.records:,} | {res.records / res.seconds:,.0f} | "
             f"{res.calls('merge'):,} | {res.calls('coperniq'):,} / {written:,} | "
             f"{res.tap_rss_mb:.0f} / {res.target_rss_mb:.0f} | "
-            f"{sum(v.get('failed', 0) for v in res.summary.values())} failed | {res.tap_rc}/{res.target_rc} |")
+            f"{sum(v.get('failed', 0) for v in res.summary.values())} failed | {res.tap_rc}/{res.target_rc} |"
+        )
     return out
 
 
 def route_table(results: list[dict[str, Any]]) -> list[str]:
     lines = ["| size | run | sandbox | route | calls | per synced record of its type |", "|---|---|---|---|---|---|"]
-    per_type = {"POST /api/accounting/v1/contacts": "accounts", "POST /api/accounting/v1/passthrough": "projects",
-                "POST /api/accounting/v1/invoices": "invoices", "GET /api/accounting/v1/invoices": "invoices",
-                "POST /api/accounting/v1/payments": "payments"}
+    per_type = {
+        "POST /api/accounting/v1/contacts": "accounts",
+        "POST /api/accounting/v1/passthrough": "projects",
+        "POST /api/accounting/v1/invoices": "invoices",
+        "GET /api/accounting/v1/invoices": "invoices",
+        "POST /api/accounting/v1/payments": "payments",
+    }
     for r in results:
         fwd = r["forward"]
         for sb in ("coperniq", "merge"):
@@ -381,42 +501,67 @@ def route_table(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_results(results: list[dict[str, Any]], rl: dict[str, Any] | None, tap_table: str, notes: list[str],
-                  path: Path = ROOT / "bench" / "RESULTS.md") -> Path:
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def write_results(
+    results: list[dict[str, Any]],
+    rl: dict[str, Any] | None,
+    tap_table: str,
+    notes: list[str],
+    path: Path = ROOT / "bench" / "RESULTS.md",
+) -> Path:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        "# Benchmarks", "",
-        f"Generated by `make bench` (`bench/run_all.py`) on {now}.", "",
-        f"Machine: {machine()}.", "",
-        "Both sandboxes run as their own processes on 127.0.0.1 with no server-side rate limit (except the "
-        "rate-limit scenario); the plugins run as processes piped like Meltano (tap | target). Wall time covers "
-        "both processes from start to exit (interpreter start-up included); '(tap N)' is when the tap exited, the "
-        "rest is the target's reconcile pass after its input ended (it stages while the tap runs). Peak RSS is "
-        "sampled every 50 ms per process. API calls are the sandboxes' own counters. The target runs with its "
-        "defaults (max_parallel_writes 4).", "",
-        "## End-to-end runs", "",
-        "Forward: tap-coperniq | target-quickbooks-merge, backfill on, triggers Residential Solar/Install and HVAC "
-        "Replacement/Installation, invoice_sync on. Records = Singer RECORDs the tap emitted (all streams). "
-        "'synced' = customers + jobs + invoices + payments created/linked/updated in QuickBooks. "
-        "The no-op re-run uses the first run's state (nothing changed in Coperniq); the full re-read runs the tap "
-        "without state, so the target receives every record again, all unchanged: its Merge calls must stay at the "
-        "one pre-flight `GET /account-details` (an unchanged record costs a ledger lookup, not an API call).", "",
-        "| projects | run | wall s | records | records/s | Coperniq reads | Merge reads / writes | peak RSS MB "
-        "tap / target | result | exit tap/target |",
+        "# Benchmarks",
+        "",
+        f"Generated by `make bench` (`bench/run_all.py`) on {now}.",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        (
+            "Both sandboxes run as their own processes on 127.0.0.1 with no server-side rate limit (except the "
+            "rate-limit scenario); the plugins run as processes piped like Meltano (tap | target). Wall time covers "
+            "both processes from start to exit (interpreter start-up included); '(tap N)' is when the tap exited, the "
+            "rest is the target's reconcile pass after its input ended (it stages while the tap runs). Peak RSS is "
+            "sampled every 50 ms per process. API calls are the sandboxes' own counters. The target runs with its "
+            "defaults (max_parallel_writes 4)."
+        ),
+        "",
+        "## End-to-end runs",
+        "",
+        (
+            "Forward: tap-coperniq | target-quickbooks-merge, backfill on, triggers Residential Solar/Install and HVAC "
+            "Replacement/Installation, invoice_sync on. Records = Singer RECORDs the tap emitted (all streams). "
+            "'synced' = customers + jobs + invoices + payments created/linked/updated in QuickBooks. "
+            "The no-op re-run uses the first run's state (nothing changed in Coperniq); the full re-read runs the tap "
+            "without state, so the target receives every record again, all unchanged: its Merge calls must stay at the "
+            "one pre-flight `GET /account-details` (an unchanged record costs a ledger lookup, not an API call)."
+        ),
+        "",
+        (
+            "| projects | run | wall s | records | records/s | Coperniq reads | Merge reads / writes | peak RSS MB "
+            "tap / target | result | exit tap/target |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines += forward_rows(r)
-    lines += ["", "Reverse: tap-quickbooks-merge | target-coperniq after QuickBooks-side activity (payments on 1 in 5 "
-              "synced invoices, one new QBO invoice on 1 in 10 synced jobs); the forward-created invoices come back "
-              "too and are echo-suppressed.", "",
-              "| projects | run | wall s | records | records/s | Merge reads | Coperniq reads / writes | peak RSS MB "
-              "tap / target | result | exit tap/target |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        (
+            "Reverse: tap-quickbooks-merge | target-coperniq after QuickBooks-side activity (payments on 1 in 5 "
+            "synced invoices, one new QBO invoice on 1 in 10 synced jobs); the forward-created invoices come back "
+            "too and are echo-suppressed."
+        ),
+        "",
+        (
+            "| projects | run | wall s | records | records/s | Merge reads | Coperniq reads / writes | peak RSS MB "
+            "tap / target | result | exit tap/target |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         lines += reverse_rows(r)
         lines.append(f"| | (QBO activity: {r['qbo_activity']}) | | | | | | | | |")
-    lines += ["", "### API calls by route (forward first run)", ""] + route_table(results)
+    lines += ["", "### API calls by route (forward first run)", "", *route_table(results)]
     lines += ["", "### Data per size", "", "| projects | Coperniq sandbox holds | seeding s |", "|---|---|---|"]
     for r in results:
         lines.append(f"| {r['n']:,} | {json.dumps(r['coperniq'])} | {r['seed_s']:.1f} |")
@@ -426,18 +571,29 @@ def write_results(results: list[dict[str, Any]], rl: dict[str, Any] | None, tap_
         span = rl["reconcile_s"] or res.seconds
         used = calls / (span / 60) / rl["limit"] if span else 0
         failed = sum(v.get("failed", 0) for v in res.summary.values())
-        lines += ["", "## Draining a backlog under a rate limit", "",
-                  f"Forward run of {rl['n']:,} projects (first run: everything is backlog) with the Merge sandbox "
-                  f"enforcing {rl['limit']:,} requests/min (Merge's 600/min plan scaled x10 to keep the run short) "
-                  "and the target's `max_requests_per_minute` set to the same value.", "",
-                  "| Merge calls | target active s | achieved req/min | fraction of limit used | 429s seen | "
-                  "retries logged | failed rows | exit |", "|---|---|---|---|---|---|---|---|",
-                  f"| {calls:,} | {span:.1f} | {calls / (span / 60):,.0f} | {used:.0%} | "
-                  f"{res.statuses['merge'].get('429', 0)} | {res.stderr.count('retry ')} | {failed} | "
-                  f"{res.target_rc} |"]
+        lines += [
+            "",
+            "## Draining a backlog under a rate limit",
+            "",
+            (
+                f"Forward run of {rl['n']:,} projects (first run: everything is backlog) with the Merge sandbox "
+                f"enforcing {rl['limit']:,} requests/min (Merge's 600/min plan scaled x10 to keep the run short) "
+                "and the target's `max_requests_per_minute` set to the same value."
+            ),
+            "",
+            (
+                "| Merge calls | target active s | achieved req/min | fraction of limit used | 429s seen | "
+                "retries logged | failed rows | exit |"
+            ),
+            "|---|---|---|---|---|---|---|---|",
+            (
+                f"| {calls:,} | {span:.1f} | {calls / (span / 60):,.0f} | {used:.0%} | "
+                f"{res.statuses['merge'].get('429', 0)} | {res.stderr.count('retry ')} | {failed} | "
+                f"{res.target_rc} |"
+            ),
+        ]
     if tap_table:
-        lines += ["", "## tap-coperniq vs tap-rest-api-msdk (bench/tap_bench.py)", "", "```", tap_table.strip(),
-                  "```"]
+        lines += ["", "## tap-coperniq vs tap-rest-api-msdk (bench/tap_bench.py)", "", "```", tap_table.strip(), "```"]
     if notes:
         lines += ["", "## Notes", ""] + [f"* {n}" for n in notes]
     path.write_text("\n".join(lines) + "\n")
@@ -453,10 +609,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-limit-projects", type=int, default=1000)
     parser.add_argument("--rate-limit-per-minute", type=int, default=6000)
     parser.add_argument("--tap-bench-projects", type=int, default=None)
-    parser.add_argument("--output", type=Path, default=None,
-                        help="where the figures go (default bench/RESULTS.md; bench/out/RESULTS.quick.md with --quick)")
-    parser.add_argument("--full-reread-max", type=int, default=10_000,
-                        help="run the forward full re-read only for sizes up to this (it re-reads everything)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="where the figures go (default bench/RESULTS.md; bench/out/RESULTS.quick.md with --quick)",
+    )
+    parser.add_argument(
+        "--full-reread-max",
+        type=int,
+        default=10_000,
+        help="run the forward full re-read only for sizes up to this (it re-reads everything)",
+    )
     args = parser.parse_args(argv)
     sizes = [1000] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
     OUT.mkdir(parents=True, exist_ok=True)
@@ -468,21 +632,33 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             results.append(bench_size(n, work, full_reread=n <= args.full_reread_max))
             write_results(results, None, "", notes, output)  # keep partial figures if a later size is interrupted
-        rl = None if args.skip_rate_limit else bench_rate_limit(
-            300 if args.quick else args.rate_limit_projects, work, args.rate_limit_per_minute)
+        rl = (
+            None
+            if args.skip_rate_limit
+            else bench_rate_limit(300 if args.quick else args.rate_limit_projects, work, args.rate_limit_per_minute)
+        )
     tap_table = ""
     if not args.skip_tap_bench:
         tap_n = args.tap_bench_projects or (2000 if args.quick else max(sizes))
         print(f"== tap_bench.py --projects {tap_n}", flush=True)
-        proc = subprocess.run([sys.executable, str(ROOT / "bench" / "tap_bench.py"), "--projects", str(tap_n)],
-                              cwd=ROOT, capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "tap_bench.py"), "--projects", str(tap_n)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         tap_table = proc.stdout[-6000:]
         if proc.returncode:
             notes.append(f"tap_bench.py exited {proc.returncode}: {proc.stderr[-300:]}")
     path = write_results(results, rl, tap_table, notes, output)
     print(path.read_text())
-    bad = [r["n"] for r in results for k in ("forward", "noop", "reread", "reverse", "rnoop")
-           if r[k] is not None and (r[k].target_rc or r[k].tap_rc)]
+    bad = [
+        r["n"]
+        for r in results
+        for k in ("forward", "noop", "reread", "reverse", "rnoop")
+        if r[k] is not None and (r[k].target_rc or r[k].tap_rc)
+    ]
     return 1 if bad else 0
 
 

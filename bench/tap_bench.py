@@ -61,11 +61,13 @@ class Result:
 
 
 def api_stats(base: str) -> dict[str, Any]:
-    return requests.get(f"{base}/__admin/stats", timeout=30).json()
+    stats: dict[str, Any] = requests.get(f"{base}/__admin/stats", timeout=30).json()
+    return stats
 
 
-def run_tap(name: str, argv: list[str], base_url: str, *, env: dict[str, str] | None = None,
-            state_out: Path | None = None) -> Result:
+def run_tap(
+    name: str, argv: list[str], base_url: str, *, env: dict[str, str] | None = None, state_out: Path | None = None
+) -> Result:
     """Run a tap, count RECORD lines as they stream, sample the RSS of its process tree."""
     before = api_stats(base_url)
     peak = 0
@@ -74,8 +76,9 @@ def run_tap(name: str, argv: list[str], base_url: str, *, env: dict[str, str] | 
     stderr_path = OUT / f"{re.sub(r'[^A-Za-z0-9.-]+', '_', name).strip('_')}.stderr.log"
     start = time.perf_counter()
     with stderr_path.open("w") as stderr:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, **(env or {})},
-                                cwd=ROOT, bufsize=1 << 20)
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, **(env or {})}, cwd=ROOT, bufsize=1 << 20
+        )
         ps = psutil.Process(proc.pid)
         done = threading.Event()
 
@@ -93,7 +96,7 @@ def run_tap(name: str, argv: list[str], base_url: str, *, env: dict[str, str] | 
         sampler.start()
         assert proc.stdout is not None
         for line in proc.stdout:
-            if line.startswith(b'{"type":"RECORD"') or line.startswith(b'{"type": "RECORD"'):
+            if line.startswith((b'{"type":"RECORD"', b'{"type": "RECORD"')):
                 records += 1
             elif b'"STATE"' in line[:40]:
                 last_state = line.decode()
@@ -105,15 +108,19 @@ def run_tap(name: str, argv: list[str], base_url: str, *, env: dict[str, str] | 
         state_out.write_text(json.dumps(json.loads(last_state)["value"]))
     note = "" if proc.returncode == 0 else f"exit {proc.returncode}, see {stderr_path.relative_to(ROOT)}"
     after = api_stats(base_url)
-    routes = {k: v - before["by_route"].get(k, 0) for k, v in after["by_route"].items()
-              if v != before["by_route"].get(k, 0)}
-    return Result(name, records, seconds, peak / 2**20, after["total"] - before["total"], proc.returncode, note,
-                  routes)
+    routes = {
+        k: v - before["by_route"].get(k, 0) for k, v in after["by_route"].items() if v != before["by_route"].get(k, 0)
+    }
+    return Result(name, records, seconds, peak / 2**20, after["total"] - before["total"], proc.returncode, note, routes)
 
 
 def tap_coperniq_catalog(config: Path, streams: set[str]) -> Path:
-    out = subprocess.run([str(Path(sys.executable).parent / "tap-coperniq"), "--config", str(config), "--discover"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "tap-coperniq"), "--config", str(config), "--discover"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     catalog = json.loads(out)
     for entry in catalog["streams"]:
         for md in entry["metadata"]:
@@ -131,8 +138,13 @@ def ensure_msdk() -> tuple[Path | None, str]:
         return exe, ""
     try:
         subprocess.run([sys.executable, "-m", "venv", str(MSDK_VENV)], check=True, capture_output=True)
-        subprocess.run([str(MSDK_VENV / "bin" / "pip"), "install", "-q", MSDK_SPEC], check=True,
-                       capture_output=True, text=True, timeout=600)
+        subprocess.run(
+            [str(MSDK_VENV / "bin" / "pip"), "install", "-q", MSDK_SPEC],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
         return None, f"could not install {MSDK_SPEC}: {str(detail).strip().splitlines()[-1:]}"
@@ -150,14 +162,16 @@ def msdk_config(api_url: str) -> dict[str, Any]:
         "pagination_response_style": "page",
         "pagination_initial_offset": 1,
         "next_page_token_path": f"$[{PAGE_SIZE - 1}]",
-        "streams": [{
-            "name": "projects",
-            "path": "/projects",
-            "params": {"page_size": PAGE_SIZE, "include_archived": "true"},
-            "primary_keys": ["id"],
-            "records_path": "$[*]",
-            "num_inference_records": 50,
-        }],
+        "streams": [
+            {
+                "name": "projects",
+                "path": "/projects",
+                "params": {"page_size": PAGE_SIZE, "include_archived": "true"},
+                "primary_keys": ["id"],
+                "records_path": "$[*]",
+                "num_inference_records": 50,
+            }
+        ],
     }
 
 
@@ -166,8 +180,10 @@ def print_table(results: list[Result]) -> None:
     print(header)
     print("-" * len(header))
     for r in results:
-        print(f"{r.scenario:<58} {r.records:>9} {r.seconds:>8.1f} {r.records_per_second:>10.0f} "
-              f"{r.peak_rss_mb:>12.1f} {r.api_calls:>10}" + (f"  ({r.note})" if r.note else ""))
+        print(
+            f"{r.scenario:<58} {r.records:>9} {r.seconds:>8.1f} {r.records_per_second:>10.0f} "
+            f"{r.peak_rss_mb:>12.1f} {r.api_calls:>10}" + (f"  ({r.note})" if r.note else "")
+        )
         if r.routes and len(r.routes) > 1:
             print(" " * 4 + ", ".join(f"{route}: {n}" for route, n in sorted(r.routes.items())))
 
@@ -193,16 +209,31 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tmp)
             config = work / "config.json"
             # 0 = no client-side limit: measure the tap, not the throttle (production default is 10/s)
-            config.write_text(json.dumps({"api_key": API_KEY, "api_url": api_url, "page_size": PAGE_SIZE,
-                                          "start_date": "2000-01-01T00:00:00Z", "max_requests_per_second": 0}))
+            config.write_text(
+                json.dumps(
+                    {
+                        "api_key": API_KEY,
+                        "api_url": api_url,
+                        "page_size": PAGE_SIZE,
+                        "start_date": "2000-01-01T00:00:00Z",
+                        "max_requests_per_second": 0,
+                    }
+                )
+            )
             tap = str(Path(sys.executable).parent / "tap-coperniq")
             quiet = {"TAP_COPERNIQ_LOGLEVEL": "WARNING"}
 
             state = work / "state.json"
             cat = tap_coperniq_catalog(config, {"projects"})
-            results.append(run_tap(f"tap-coperniq: projects, full ({args.projects:,})",
-                                   [tap, "--config", str(config), "--catalog", str(cat)], base, env=quiet,
-                                   state_out=state))
+            results.append(
+                run_tap(
+                    f"tap-coperniq: projects, full ({args.projects:,})",
+                    [tap, "--config", str(config), "--catalog", str(cat)],
+                    base,
+                    env=quiet,
+                    state_out=state,
+                )
+            )
             print_table(results[-1:])
 
             if args.skip_msdk:
@@ -214,9 +245,14 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     mcfg = work / "msdk.json"
                     mcfg.write_text(json.dumps(msdk_config(api_url)))
-                    results.append(run_tap(f"tap-rest-api-msdk 1.4.2: projects, full ({args.projects:,})",
-                                           [str(exe), "--config", str(mcfg)], base,
-                                           env={"TAP_REST_API_MSDK_LOGLEVEL": "WARNING"}))
+                    results.append(
+                        run_tap(
+                            f"tap-rest-api-msdk 1.4.2: projects, full ({args.projects:,})",
+                            [str(exe), "--config", str(mcfg)],
+                            base,
+                            env={"TAP_REST_API_MSDK_LOGLEVEL": "WARNING"},
+                        )
+                    )
                     print_table(results[-1:])
 
             # a scheduled incremental run: a few hundred projects changed phase since the last run
@@ -230,18 +266,26 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.05)
             cat2 = tap_coperniq_catalog(config, {"projects", "project_phase_instances"})
             if state.exists():
-                results.append(run_tap(f"tap-coperniq: incremental, {moved} changed + phase history",
-                                       [tap, "--config", str(config), "--catalog", str(cat2), "--state", str(state)],
-                                       base, env=quiet))
+                results.append(
+                    run_tap(
+                        f"tap-coperniq: incremental, {moved} changed + phase history",
+                        [tap, "--config", str(config), "--catalog", str(cat2), "--state", str(state)],
+                        base,
+                        env=quiet,
+                    )
+                )
     finally:
         server.stop()
 
     print()
-    print(f"Coperniq sandbox, {args.projects:,} projects, page_size {PAGE_SIZE}, Python {sys.version.split()[0]}, "
-          f"{psutil.cpu_count()} CPUs")
+    print(
+        f"Coperniq sandbox, {args.projects:,} projects, page_size {PAGE_SIZE}, Python {sys.version.split()[0]}, "
+        f"{psutil.cpu_count()} CPUs"
+    )
     print_table(results)
-    (OUT / "tap_bench.json").write_text(json.dumps(
-        [asdict(r) | {"records_per_second": r.records_per_second} for r in results], indent=2))
+    (OUT / "tap_bench.json").write_text(
+        json.dumps([asdict(r) | {"records_per_second": r.records_per_second} for r in results], indent=2)
+    )
     return 0 if all(r.returncode == 0 for r in results) else 1
 
 

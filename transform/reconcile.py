@@ -65,8 +65,21 @@ def sandboxes(coperniq_port: int, merge_port: int, seed: int, projects: int, log
     """Both sandboxes as child processes; stopped (by their own pids) on exit."""
     procs: list[subprocess.Popen[bytes]] = []
     cmds = [
-        ("coperniq", coperniq_port, [sys.executable, "-m", "sandbox.coperniq", "--port", str(coperniq_port),
-                                     "--seed", str(seed), "--projects", str(projects)]),
+        (
+            "coperniq",
+            coperniq_port,
+            [
+                sys.executable,
+                "-m",
+                "sandbox.coperniq",
+                "--port",
+                str(coperniq_port),
+                "--seed",
+                str(seed),
+                "--projects",
+                str(projects),
+            ],
+        ),
         ("merge", merge_port, [sys.executable, "-m", "sandbox.merge", "--port", str(merge_port)]),
     ]
     try:
@@ -76,7 +89,7 @@ def sandboxes(coperniq_port: int, merge_port: int, seed: int, projects: int, log
             log = open(log_dir / f"sandbox-{name}.log", "wb")  # noqa: SIM115 - closed with the process
             procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
         deadline = time.monotonic() + 60
-        for (name, port, _), proc in zip(cmds, procs):
+        for (name, port, _), proc in zip(cmds, procs, strict=True):
             while not port_open(port):
                 if proc.poll() is not None:
                     raise SystemExit(f"the {name} sandbox exited (see {log_dir}/sandbox-{name}.log)")
@@ -94,8 +107,9 @@ def sandboxes(coperniq_port: int, merge_port: int, seed: int, projects: int, log
                 proc.kill()
 
 
-def pipeline_env(workdir: Path | None, coperniq_url: str | None, merge_url: str | None,
-                 warehouse: Path, ledger: Path | None) -> dict[str, str]:
+def pipeline_env(
+    workdir: Path | None, coperniq_url: str | None, merge_url: str | None, warehouse: Path, ledger: Path | None
+) -> dict[str, str]:
     """Environment for the Meltano commands: URLs of the sandboxes and the isolated ledger, warehouse and state."""
     env = dict(os.environ)
     env["MELTANO_PROJECT_ROOT"] = str(ROOT)
@@ -104,12 +118,21 @@ def pipeline_env(workdir: Path | None, coperniq_url: str | None, merge_url: str 
         env["TAP_COPERNIQ_API_URL"] = env["TARGET_COPERNIQ_API_URL"] = coperniq_url
     if merge_url:
         env["TAP_QUICKBOOKS_MERGE_BASE_URL"] = env["TARGET_QUICKBOOKS_MERGE_BASE_URL"] = merge_url
-    for name in ("TARGET_DUCKDB_PATH", "TARGET_DUCKDB_RAW_COPERNIQ_PATH", "TARGET_DUCKDB_RAW_QUICKBOOKS_PATH",
-                 "DBT_DUCKDB_PATH"):
+    for name in (
+        "TARGET_DUCKDB_PATH",
+        "TARGET_DUCKDB_RAW_COPERNIQ_PATH",
+        "TARGET_DUCKDB_RAW_QUICKBOOKS_PATH",
+        "DBT_DUCKDB_PATH",
+    ):
         env[name] = str(warehouse)
     if ledger is not None:
-        for name in ("TARGET_QUICKBOOKS_MERGE_LEDGER_PATH", "TARGET_COPERNIQ_LEDGER_PATH", "COPERNIQ_QBO_LEDGER_PATH",
-                     "DBT_DUCKDB_LEDGER_PATH", "SYNC_LEDGER_PATH"):
+        for name in (
+            "TARGET_QUICKBOOKS_MERGE_LEDGER_PATH",
+            "TARGET_COPERNIQ_LEDGER_PATH",
+            "COPERNIQ_QBO_LEDGER_PATH",
+            "DBT_DUCKDB_LEDGER_PATH",
+            "SYNC_LEDGER_PATH",
+        ):
             env[name] = str(ledger)
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     if workdir is not None:
@@ -157,23 +180,32 @@ def read_results(warehouse: Path, limit: int = 20) -> dict[str, Any]:
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
+
         def rows(sql: str) -> list[dict[str, Any]]:
             cur = con.execute(sql)
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, r)) for r in cur.fetchall()]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
         problems = ", ".join(f"'{s}'" for s in PROBLEM_STATUSES)
         return {
-            "summary": rows("select * from reconciliation.reconciliation_summary order by entity, is_problem desc, "
-                            "reconciliation_status"),
-            "invoices": rows(f"select * from reconciliation.reconciliation_invoices where reconciliation_status in "
-                             f"({problems}) order by reconciliation_status, reconciliation_key limit {limit}"),
-            "customers": rows(f"select * from reconciliation.reconciliation_customers where reconciliation_status in "
-                              f"({problems}) order by reconciliation_status, reconciliation_key limit {limit}"),
+            "summary": rows(
+                "select * from reconciliation.reconciliation_summary order by entity, is_problem desc, "
+                "reconciliation_status"
+            ),
+            "invoices": rows(
+                f"select * from reconciliation.reconciliation_invoices where reconciliation_status in "
+                f"({problems}) order by reconciliation_status, reconciliation_key limit {limit}"
+            ),
+            "customers": rows(
+                f"select * from reconciliation.reconciliation_customers where reconciliation_status in "
+                f"({problems}) order by reconciliation_status, reconciliation_key limit {limit}"
+            ),
             "runs": rows("select * from reconciliation.sync_health order by started_at desc nulls last limit 10"),
             "reasons": rows("select * from reconciliation.sync_failure_reasons order by reason_rank limit 10"),
-            "failing_rows": rows("select * from reconciliation.sync_failing_rows where is_persistent "
-                                 f"order by failing_runs desc, direction, stream, source_id limit {limit}"),
+            "failing_rows": rows(
+                "select * from reconciliation.sync_failing_rows where is_persistent "
+                f"order by failing_runs desc, direction, stream, source_id limit {limit}"
+            ),
         }
     finally:
         con.close()
@@ -202,14 +234,16 @@ def format_results(results: dict[str, Any]) -> str:
                 f"{r['quickbooks_invoice_id'] or '-':<38} amount {_money(r['coperniq_amount'])} / "
                 f"{_money(r['quickbooks_amount'])}  balance {_money(r['coperniq_balance'])} / "
                 f"{_money(r['quickbooks_balance'])}  status {r['coperniq_status'] or '-'} / "
-                f"{r['quickbooks_status'] or '-'}  [{r['mismatch_reasons'] or ''}]")
+                f"{r['quickbooks_status'] or '-'}  [{r['mismatch_reasons'] or ''}]"
+            )
     if results["customers"]:
         out += ["", "-- customers with problems (Coperniq <-> Merge contact: name, email)"]
         for r in results["customers"]:
             out.append(
                 f"  {r['reconciliation_status']:<22} {r['coperniq_type'] or ''}:{r['coperniq_id'] or '-':>6} <-> "
                 f"{r['quickbooks_contact_id'] or '-':<38} {r['coperniq_name']!r} / {r['quickbooks_name']!r}  "
-                f"{r['coperniq_email'] or '-'} / {r['quickbooks_email'] or '-'}  [{r['mismatch_reasons'] or ''}]")
+                f"{r['coperniq_email'] or '-'} / {r['quickbooks_email'] or '-'}  [{r['mismatch_reasons'] or ''}]"
+            )
     out += ["", "-- sync runs (newest first)"]
     if not results["runs"]:
         out.append("  (no runs in the ledger)")
@@ -217,17 +251,21 @@ def format_results(results: dict[str, Any]) -> str:
         out.append(
             f"  {r['run_id']:<30} {r['direction']:<8} {r['health']:<8} created={r['created']} updated={r['updated']} "
             f"linked={r['linked']} skipped={r['skipped']} failed={r['failed']}"
-            + (f"  top reason: {r['top_failure_reason']}" if r["top_failure_reason"] else ""))
+            + (f"  top reason: {r['top_failure_reason']}" if r["top_failure_reason"] else "")
+        )
     if results["reasons"]:
         out += ["", "-- failure reasons (ranked)"]
         for r in results["reasons"]:
-            out.append(f"  #{r['reason_rank']} {r['failures']}x {r['direction']}/{r['stream']} "
-                       f"rows={r['distinct_rows']} runs={r['runs']}: {r['latest_example']}")
+            out.append(
+                f"  #{r['reason_rank']} {r['failures']}x {r['direction']}/{r['stream']} "
+                f"rows={r['distinct_rows']} runs={r['runs']}: {r['latest_example']}"
+            )
     if results["failing_rows"]:
         out += ["", "-- rows failing for more than the threshold of runs"]
         for r in results["failing_rows"]:
-            out.append(f"  {r['direction']}/{r['stream']}/{r['source_id']}: {r['failing_runs']} runs, "
-                       f"last: {r['last_reason']}")
+            out.append(
+                f"  {r['direction']}/{r['stream']}/{r['source_id']}: {r['failing_runs']} runs, last: {r['last_reason']}"
+            )
     out.append("")
     return "\n".join(out)
 
@@ -241,11 +279,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merge-port", type=int, default=8766)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--projects", type=int, default=50)
-    p.add_argument("--workdir", type=Path, default=ROOT / "output" / "reconcile",
-                   help="ledger, warehouse, Meltano state and logs of this run (with sandboxes)")
-    p.add_argument("--warehouse", type=Path, default=None,
-                   help="warehouse file (default <workdir>/warehouse.duckdb, or .meltano/warehouse.duckdb "
-                        "with --no-sandboxes)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=ROOT / "output" / "reconcile",
+        help="ledger, warehouse, Meltano state and logs of this run (with sandboxes)",
+    )
+    p.add_argument(
+        "--warehouse",
+        type=Path,
+        default=None,
+        help="warehouse file (default <workdir>/warehouse.duckdb, or .meltano/warehouse.duckdb with --no-sandboxes)",
+    )
     p.add_argument("--fail-on-mismatch", action="store_true", help="exit 1 when a problem is reported")
     p.add_argument("--limit", type=int, default=20, help="rows listed per section")
     a = p.parse_args(argv)
@@ -260,7 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     if own_sandboxes:
         warehouse = (a.warehouse or workdir / "warehouse.duckdb").resolve()
         ledger: Path | None = workdir / "sync-ledger.duckdb"
-        urls = (f"http://127.0.0.1:{a.coperniq_port}/v1", f"http://127.0.0.1:{a.merge_port}/api/accounting/v1")
+        urls: tuple[str | None, str | None] = (
+            f"http://127.0.0.1:{a.coperniq_port}/v1",
+            f"http://127.0.0.1:{a.merge_port}/api/accounting/v1",
+        )
     else:
         warehouse = (a.warehouse or ROOT / ".meltano" / "warehouse.duckdb").resolve()
         ledger, urls = None, (None, None)
@@ -277,8 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     @contextmanager
     def maybe_sandboxes() -> Iterator[None]:
         if own_sandboxes:
-            print(f"starting sandboxes: Coperniq :{a.coperniq_port} (seed {a.seed}, {a.projects} projects), "
-                  f"Merge :{a.merge_port}", flush=True)
+            print(
+                f"starting sandboxes: Coperniq :{a.coperniq_port} (seed {a.seed}, {a.projects} projects), "
+                f"Merge :{a.merge_port}",
+                flush=True,
+            )
             with sandboxes(a.coperniq_port, a.merge_port, a.seed, a.projects, logs):
                 yield
         else:

@@ -48,26 +48,29 @@ class Normalizer:
     def ref(self, name: str) -> Schema:
         return self.norm(self.components[name])
 
-    def norm(self, schema: Schema) -> Schema:  # noqa: C901 - one switch over schema keywords
+    def norm(self, schema: Schema) -> Schema:  # one switch over schema keywords
         if "$ref" in schema:
             target = self.components[schema["$ref"].rsplit("/", 1)[-1]]
             merged = {**copy.deepcopy(target), **{k: v for k, v in schema.items() if k != "$ref"}}
             return self.norm(merged)
         if "oneOf" in schema or "anyOf" in schema:
-            options = [o for o in schema.get("oneOf", schema.get("anyOf", [])) if o.get("type") != "null"]
+            variants: list[Schema] = schema["oneOf"] if "oneOf" in schema else schema.get("anyOf", [])
+            options = [o for o in variants if o.get("type") != "null"]
             if len(options) == 1:
                 inner = self.norm(options[0])
                 if "description" in schema:
                     inner["description"] = schema["description"]
                 return nullable(inner)
             normed = [self.norm(o) for o in options]
-            kinds = {tuple(sorted(set([o["type"]] if isinstance(o.get("type"), str) else o.get("type", [])) - {"null"}))
-                     for o in normed}
+            kinds = {
+                tuple(sorted(set([o["type"]] if isinstance(o.get("type"), str) else o.get("type", [])) - {"null"}))
+                for o in normed
+            }
             if len(kinds) == 1 and (kind := next(iter(kinds))) and "object" not in kind:
-                merged: Schema = {"type": list(kind)}  # e.g. ProductCategory | ServiceCategory: both strings
+                common: Schema = {"type": list(kind)}  # e.g. ProductCategory | ServiceCategory: both strings
                 if schema.get("description"):
-                    merged["description"] = schema["description"].strip().split("\n")[0]
-                return nullable(merged)
+                    common["description"] = schema["description"].strip().split("\n")[0]
+                return nullable(common)
             return {"description": schema.get("description", "")} if schema.get("description") else {}
         out: Schema = {}
         if "type" in schema:
@@ -113,8 +116,21 @@ def build(spec_path: Path) -> dict[str, Schema]:
     # projects: Project + the fields observed on list/get (documented on Opportunity; see README assumptions)
     project = n.ref("Project")["properties"]
     opportunity = n.ref("Opportunity")["properties"]
-    for extra in ("phaseId", "city", "state", "street", "zipcode", "geoLocation", "imageUrl", "streetViewUrl",
-                  "jurisdiction", "owner", "salesRep", "projectManager", "lastActivity"):
+    for extra in (
+        "phaseId",
+        "city",
+        "state",
+        "street",
+        "zipcode",
+        "geoLocation",
+        "imageUrl",
+        "streetViewUrl",
+        "jurisdiction",
+        "owner",
+        "salesRep",
+        "projectManager",
+        "lastActivity",
+    ):
         project.setdefault(extra, opportunity[extra])
     project["owner"] = project["salesRep"] = project["projectManager"] = person
 
@@ -122,12 +138,14 @@ def build(spec_path: Path) -> dict[str, Schema]:
 
     # contacts: the Fern export lost id/companyId/timestamps (allOf); the older SDK schema has them
     contact = n.ref("Contact")["properties"]
-    contact.update({
-        "id": {"type": "integer", "description": "Contact identifier"},
-        "companyId": {"type": ["integer", "null"], "description": "Company identifier"},
-        "createdAt": dt | {"description": "Creation timestamp"},
-        "updatedAt": dt | {"description": "Last update timestamp"},
-    })
+    contact.update(
+        {
+            "id": {"type": "integer", "description": "Contact identifier"},
+            "companyId": {"type": ["integer", "null"], "description": "Company identifier"},
+            "createdAt": dt | {"description": "Creation timestamp"},
+            "updatedAt": dt | {"description": "Last update timestamp"},
+        }
+    )
 
     workflow = n.ref("Workflow")["properties"]
 
@@ -138,7 +156,10 @@ def build(spec_path: Path) -> dict[str, Schema]:
     line["sectionName"] = {"type": ["string", "null"], "description": "Invoice section of the line"}
 
     payment = n.ref("Payment")["properties"]
-    payment["invoiceId"] = {"type": ["integer", "null"], "description": "Invoice the payment belongs to (added by the tap)"}
+    payment["invoiceId"] = {
+        "type": ["integer", "null"],
+        "description": "Invoice the payment belongs to (added by the tap)",
+    }
 
     catalog = n.ref("CatalogItem")["properties"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, MutableMapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -36,26 +36,27 @@ MIN_DAILY_LIMIT = 1000
 QUOTA_STATE_KEY = "_coperniq_api"
 
 
-class QuotaReached(Exception):  # noqa: N818 - a stop signal, not an error
+class QuotaReached(Exception):  # a stop signal, not an error
     """The next call would use calls kept for other integrations: stop cleanly, resume next run."""
 
 
 def _hour(at: datetime) -> str:
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H")
 
 
 class QuotaGovernor:
     """Decides before every call whether the daily quota allows it; counts calls by hour into the state."""
 
-    def __init__(self, *, reserve: int, daily_limit: int, counts: MutableMapping[str, Any],
-                 logger: logging.Logger) -> None:
+    def __init__(
+        self, *, reserve: int, daily_limit: int, counts: MutableMapping[str, Any], logger: logging.Logger
+    ) -> None:
         self.reserve = max(0, reserve)
         self.daily_limit = daily_limit
         self.counts = counts  # {"YYYY-MM-DDTHH": calls}: a dict inside the tap state, written with every STATE
         self.logger = logger
         self.remaining_header: int | None = None
         self.stopped = False
-        self._prune(datetime.now(timezone.utc))
+        self._prune(datetime.now(UTC))
 
     def _prune(self, now: datetime) -> None:
         floor = _hour(now - timedelta(hours=24))
@@ -82,21 +83,27 @@ class QuotaGovernor:
         remaining = self.remaining
         if remaining is not None and remaining <= self.reserve:
             self.stopped = True
-            source = ("X-RateLimit-Remaining" if self.remaining_header is not None
-                      else f"this tap's own count against daily_call_limit {self.daily_limit}")
+            source = (
+                "X-RateLimit-Remaining"
+                if self.remaining_header is not None
+                else f"this tap's own count against daily_call_limit {self.daily_limit}"
+            )
             self.logger.warning(
                 "Coperniq daily quota reached: %d calls left (%s), %d kept for other integrations "
-                "(daily_call_reserve); stopping cleanly, resuming next run", remaining, source, self.reserve)
+                "(daily_call_reserve); stopping cleanly, resuming next run",
+                remaining,
+                source,
+                self.reserve,
+            )
             raise QuotaReached
 
     def exhausted(self, why: str) -> None:
         """Coperniq itself says the day's calls are spent: stop like at the reserve."""
         self.stopped = True
-        self.logger.warning("Coperniq daily quota reached: 0 calls left (%s); stopping cleanly, resuming next run",
-                            why)
+        self.logger.warning("Coperniq daily quota reached: 0 calls left (%s); stopping cleanly, resuming next run", why)
 
     def after_call(self, remaining_header: int | None, limit_header: int | None = None) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         key = _hour(now)
         self.counts[key] = int(self.counts.get(key, 0)) + 1
         # ASSUMPTION: the headers describe the daily window when their limit looks daily. A server may report its

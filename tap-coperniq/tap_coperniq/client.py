@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import json
 import sys
 import threading
 import typing as t
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from http import HTTPStatus
 
 import requests
-from singer_sdk import RESTStream
+from singer_sdk import RESTStream, SchemaDirectory, StreamSchema
 from singer_sdk.authenticators import APIKeyAuthenticator
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.jsonpath import extract_jsonpath
 from singer_sdk.pagination import PageNumberPaginator
-from singer_sdk import SchemaDirectory, StreamSchema
+
 from sync_ledger import RateLimiter
 from sync_ledger.http import RateLimitedSession, parse_retry_after
-
 from tap_coperniq import schemas
 from tap_coperniq.budget import QuotaGovernor, QuotaReached
 from tap_coperniq.retries import DEFAULT_MAX_RATE_LIMIT_WAIT, DOCUMENTED_DAILY_CAP, RetrySchedule
@@ -61,7 +61,7 @@ def response_body(response: requests.Response) -> t.Any:
 
 def format_timestamp(value: datetime) -> str:
     """ISO 8601 in UTC with a Z, as Coperniq documents it (floor to ms: earlier is the safe side)."""
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     spec = "milliseconds" if value.microsecond else "seconds"
     return value.isoformat(timespec=spec).replace("+00:00", "Z")
 
@@ -89,10 +89,8 @@ class ApiUsage:
             for header, attr in (("X-RateLimit-Limit", "limit"), ("X-RateLimit-Remaining", "remaining")):
                 raw = response.headers.get(header)
                 if raw is not None:
-                    try:
+                    with contextlib.suppress(ValueError):
                         setattr(self, attr, int(float(raw)))
-                    except ValueError:
-                        pass
 
 
 class MeteredSession(RateLimitedSession):
@@ -238,8 +236,10 @@ class CoperniqStream(RESTStream[int]):
             if wait is not None and wait > MAX_RETRY_AFTER:
                 # The daily cap is spent (by us or another integration): the same clean stop as the reserve.
                 if (governor := self.governor) is not None:
-                    governor.exhausted(f"429 with Retry-After {wait:.0f} s, X-RateLimit-Limit "
-                                       f"{response.headers.get('X-RateLimit-Limit', '?')}")
+                    governor.exhausted(
+                        f"429 with Retry-After {wait:.0f} s, X-RateLimit-Limit "
+                        f"{response.headers.get('X-RateLimit-Limit', '?')}"
+                    )
                     raise QuotaReached
                 msg = (
                     f"Coperniq rate limit exhausted (429, Retry-After {wait:.0f}s): the daily request cap "
@@ -287,7 +287,7 @@ class CoperniqStream(RESTStream[int]):
                 value = float(reset)
             except ValueError:
                 return None
-            now = datetime.now(timezone.utc).timestamp()
+            now = datetime.now(UTC).timestamp()
             return max(0.0, value - now) if value > 1e9 else value
         return None
 
@@ -319,8 +319,11 @@ class CoperniqStream(RESTStream[int]):
             exception = yield wait
 
     def _rate_limit_exhausted_message(self, schedule: RetrySchedule) -> str:
-        how = ("with no Retry-After" if schedule.last_retry_after is None
-               else "(each time waiting the Retry-After it sent)")
+        how = (
+            "with no Retry-After"
+            if schedule.last_retry_after is None
+            else "(each time waiting the Retry-After it sent)"
+        )
         return (
             f"Coperniq kept answering 429 Too Many Requests {how} for {schedule.rate_limited_for:.1f} s "
             f"({schedule.answers_429} times in a row) on stream '{self.name}' ({self.path}): the daily cap of "
@@ -334,8 +337,13 @@ class CoperniqStream(RESTStream[int]):
         exc = details.get("exception")
         response = getattr(exc, "response", None)
         why = f"{response.status_code} {response.reason}" if response is not None else type(exc).__name__
-        self.logger.warning("Coperniq answered %s for %s; retry %d in %.2f s", why, self.path,
-                            details.get("tries", 0), details.get("wait") or 0.0)
+        self.logger.warning(
+            "Coperniq answered %s for %s; retry %d in %.2f s",
+            why,
+            self.path,
+            details.get("tries", 0),
+            details.get("wait") or 0.0,
+        )
 
     @override
     def backoff_max_tries(self) -> int:
@@ -360,16 +368,25 @@ class CoperniqStream(RESTStream[int]):
             quota = f"run total {usage.total}; X-RateLimit-Remaining {usage.remaining}{limit}"
         self.logger.info(
             "Coperniq API usage after stream '%s': %d requests (%s%s); %s; %d duplicate rows dropped",
-            self.name, mine + sum(children.values()), f"{self.name}: {mine}", child_txt, quota, self._duplicates,
+            self.name,
+            mine + sum(children.values()),
+            f"{self.name}: {mine}",
+            child_txt,
+            quota,
+            self._duplicates,
         )
         if usage.remaining is None and usage.total >= DOCUMENTED_DAILY_CAP * 0.9:
             self.logger.warning(
                 "This run alone made %d Coperniq calls of the documented %d a day per API key "
-                "(Coperniq reports no remaining quota)", usage.total, DOCUMENTED_DAILY_CAP,
+                "(Coperniq reports no remaining quota)",
+                usage.total,
+                DOCUMENTED_DAILY_CAP,
             )
         if usage.remaining is not None and usage.limit and usage.remaining < usage.limit * 0.1:
             self.logger.warning(
-                "Only %d of %d daily Coperniq requests left for this API key", usage.remaining, usage.limit,
+                "Only %d of %d daily Coperniq requests left for this API key",
+                usage.remaining,
+                usage.limit,
             )
 
     @override

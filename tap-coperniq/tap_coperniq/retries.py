@@ -74,4 +74,4 @@ class RetrySchedule:
 
     def _spread(self, value: float) -> float:
         """Up to `jitter` extra, so parallel runs spread out without doubling a short Retry-After."""
-        return value + random.uniform(0, value * self.jitter)  # noqa: S311 - jitter, not crypto
+        return value + random.uniform(0, value * self.jitter)  # jitter, not crypto

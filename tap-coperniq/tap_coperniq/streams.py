@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sys
 import typing as t
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http import HTTPStatus
 
 from sync_ledger.incremental import LookbackStreamMixin, parse_timestamp
-
 from tap_coperniq.budget import DEFAULT_PHASE_SWEEP_INTERVAL, PaymentPlanner, QuotaReached
 from tap_coperniq.client import CoperniqPaginator, CoperniqStream, format_timestamp, response_body
 
@@ -45,7 +44,7 @@ class IncrementalStream(LookbackStreamMixin, CoperniqStream):
         super().__init__(*args, **kwargs)
         self._page: int | None = None
         self._read_from: str | None = None
-        self._started_at = datetime.now(timezone.utc)
+        self._started_at = datetime.now(UTC)
 
     @property
     def resume(self) -> dict[str, t.Any] | None:
@@ -81,7 +80,7 @@ class IncrementalStream(LookbackStreamMixin, CoperniqStream):
         return request
 
     @override
-    def get_replication_key_signpost(self, context: Context | None) -> t.Any:
+    def get_replication_key_signpost(self, context: Context | None = None) -> t.Any:
         signpost = super().get_replication_key_signpost(context)
         resume = self.resume
         if resume is not None and resume.get("started_at") and signpost is not None:
@@ -112,8 +111,11 @@ class IncrementalStream(LookbackStreamMixin, CoperniqStream):
     def on_quota_stop(self, context: Context | None) -> None:
         state = self.stream_state
         previous = self.resume or {}
-        seen = [v for v in (previous.get("max_seen"),
-                            (state.get("progress_markers") or {}).get("replication_key_value")) if v]
+        seen = [
+            v
+            for v in (previous.get("max_seen"), (state.get("progress_markers") or {}).get("replication_key_value"))
+            if v
+        ]
         state[self.RESUME_KEY] = {
             "page": self._page or 1,
             "from": self._read_from,
@@ -159,7 +161,7 @@ class ContactsStream(IncrementalStream):
 
 
 def payment_planner(stream: CoperniqStream) -> PaymentPlanner | None:
-    planner = getattr(stream._tap, "payment_planner", None)  # noqa: SLF001 - the tap-wide planner
+    planner = getattr(stream._tap, "payment_planner", None)  # the tap-wide planner
     return planner if isinstance(planner, PaymentPlanner) else None
 
 
@@ -203,7 +205,7 @@ class ProjectsStream(ArchivedAwareStream):
         last = state.get(self.LAST_SWEEP_KEY)
         if not last:
             return True
-        return datetime.now(timezone.utc) - parse_timestamp(str(last)) >= timedelta(seconds=self.sweep_interval)
+        return datetime.now(UTC) - parse_timestamp(str(last)) >= timedelta(seconds=self.sweep_interval)
 
     @property
     def _sweep_started_at(self) -> datetime | None:
@@ -213,8 +215,10 @@ class ProjectsStream(ArchivedAwareStream):
     @override
     def get_http_request(self, *, page: PageContext) -> HTTPRequest:
         if self._page is None and self.full_read():
-            self.logger.info("projects: reading the whole list (phase sweep, every %ss: phase_sweep_interval)",
-                             int(self.sweep_interval))
+            self.logger.info(
+                "projects: reading the whole list (phase sweep, every %ss: phase_sweep_interval)",
+                int(self.sweep_interval),
+            )
         return super().get_http_request(page=page)
 
     @override
@@ -225,10 +229,10 @@ class ProjectsStream(ArchivedAwareStream):
 
     @override
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        row = super().post_process(row, context)
-        if row is not None and (planner := payment_planner(self)) is not None:
-            self._reached[row.get("id")] = planner.see_project(row)
-        return row
+        out = super().post_process(row, context)
+        if out is not None and (planner := payment_planner(self)) is not None:
+            self._reached[out.get("id")] = planner.see_project(out)
+        return out
 
     @override
     def generate_child_contexts(self, record: dict, context: Context | None) -> t.Iterable[dict | None]:
@@ -295,10 +299,10 @@ class WorkflowsStream(CoperniqStream):
 
     @override
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        row = super().post_process(row, context)
-        if row is not None and (planner := payment_planner(self)) is not None:
-            planner.add_workflow(row)  # the trigger's phase order, for payments of projects past it
-        return row
+        out = super().post_process(row, context)
+        if out is not None and (planner := payment_planner(self)) is not None:
+            planner.add_workflow(out)  # the trigger's phase order, for payments of projects past it
+        return out
 
 
 class InvoicesStream(IncrementalStream):
@@ -313,10 +317,10 @@ class InvoicesStream(IncrementalStream):
         amount, paid = row.get("amount"), row.get("amountPaid")
         if amount is not None and paid is not None:
             row["balance"] = Decimal(str(amount)) - Decimal(str(paid))
-        row = super().post_process(row, context)
-        if row is not None and (planner := payment_planner(self)) is not None:
-            planner.see_invoice(row)
-        return row
+        out = super().post_process(row, context)
+        if out is not None and (planner := payment_planner(self)) is not None:
+            planner.see_invoice(out)
+        return out
 
 
 class PaymentsStream(CoperniqStream):
@@ -359,9 +363,14 @@ class PaymentsStream(CoperniqStream):
                 yield row
         planner.keep_queued([])
         if planner.skipped_unpaid or planner.skipped_not_syncing:
-            self.logger.info("payments: %d invoice(s) read; not read: %d unpaid, %d of projects that do not sync "
-                             "(yet: %d remembered for when they reach their trigger phase)", len(todo),
-                             planner.skipped_unpaid, planner.skipped_not_syncing, len(planner.deferred))
+            self.logger.info(
+                "payments: %d invoice(s) read; not read: %d unpaid, %d of projects that do not sync "
+                "(yet: %d remembered for when they reach their trigger phase)",
+                len(todo),
+                planner.skipped_unpaid,
+                planner.skipped_not_syncing,
+                len(planner.deferred),
+            )
 
 
 class CatalogItemsStream(CoperniqStream):

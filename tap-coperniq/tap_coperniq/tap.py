@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from sync_ledger.util import quiet_sdk_metrics
 from singer_sdk.exceptions import ConfigValidationError
-from sync_ledger.triggers import parse_trigger_phases
-from sync_ledger import ISO_8601_PATTERN
 
+from sync_ledger import ISO_8601_PATTERN
+from sync_ledger.triggers import parse_trigger_phases
+from sync_ledger.util import quiet_sdk_metrics
 from tap_coperniq.budget import (
     DEFAULT_DAILY_CALL_LIMIT,
     DEFAULT_DAILY_CALL_RESERVE,
@@ -43,78 +43,122 @@ class TapCoperniq(Tap):
 
     config_jsonschema = th.PropertiesList(
         th.Property(
-            "api_key", th.StringType, required=True, secret=True, title="API key",
+            "api_key",
+            th.StringType,
+            required=True,
+            secret=True,
+            title="API key",
             description="Coperniq API key, sent as the x-api-key header.",
         ),
         th.Property(
-            "api_url", th.StringType, default=DEFAULT_API_URL, title="API URL",
+            "api_url",
+            th.StringType,
+            default=DEFAULT_API_URL,
+            title="API URL",
             description="Coperniq API base URL including /v1 (the dev environment points at the sandbox).",
         ),
         th.Property(
-            "start_date", th.DateTimeType, title="Start date",
+            "start_date",
+            th.DateTimeType,
+            title="Start date",
             description="Earliest updatedAt to extract on the first run (ISO 8601).",
         ),
         th.Property(
-            "page_size", th.IntegerType, default=MAX_PAGE_SIZE, title="Page size",
+            "page_size",
+            th.IntegerType,
+            default=MAX_PAGE_SIZE,
+            title="Page size",
             description="Records per page; Coperniq allows at most 100.",
         ),
         th.Property(
-            "max_requests_per_second", th.NumberType, default=10, title="Max requests per second",
+            "max_requests_per_second",
+            th.NumberType,
+            default=10,
+            title="Max requests per second",
             description="Client-side request rate ceiling shared by all streams (Coperniq allows 100/s, 5,000/day).",
         ),
         th.Property(
-            "lookback_window", th.IntegerType, default=300, title="Lookback window (seconds)",
+            "lookback_window",
+            th.IntegerType,
+            default=300,
+            title="Lookback window (seconds)",
             description="Seconds re-read before the bookmark each run, because updated_after may be strict "
             "and late writes happen; records are never emitted twice within one run.",
         ),
         th.Property(
-            "include_archived", th.BooleanType, default=True, title="Include archived",
+            "include_archived",
+            th.BooleanType,
+            default=True,
+            title="Include archived",
             description="Ask for archived accounts and projects too (include_archived=true), also when "
             "reading one project's phase history.",
         ),
         th.Property(
-            "max_rate_limit_wait", th.NumberType, default=DEFAULT_MAX_RATE_LIMIT_WAIT,
+            "max_rate_limit_wait",
+            th.NumberType,
+            default=DEFAULT_MAX_RATE_LIMIT_WAIT,
             title="Max rate-limit wait (seconds)",
             description="Total seconds one request keeps retrying while Coperniq answers 429 (the Retry-After "
             "it sends, or without one exponential backoff from 1 s to 60 s per wait); then the run stops with "
             "one message, because the 5,000/day cap is probably spent. 0 = stop at the first 429.",
         ),
         th.Property(
-            "trigger_phases", th.ArrayType(th.ObjectType(
-                th.Property("workflow", th.CustomType({"type": ["string", "integer"]})),
-                th.Property("phase", th.CustomType({"type": ["string", "integer"]})),
-            )), title="Trigger phases",
+            "trigger_phases",
+            th.ArrayType(
+                th.ObjectType(
+                    th.Property("workflow", th.CustomType({"type": ["string", "integer"]})),
+                    th.Property("phase", th.CustomType({"type": ["string", "integer"]})),
+                )
+            ),
+            title="Trigger phases",
             description="The target's trigger_phases (one value in meltano.yml feeds both): payments are read "
             "only for projects that reached their trigger phase. Unset: payments of every paid invoice are read.",
         ),
         th.Property(
-            "backfill", th.BooleanType, default=False, title="Backfill",
+            "backfill",
+            th.BooleanType,
+            default=False,
+            title="Backfill",
             description="The target's backfill. Off: projects already at/past their trigger phase on the first "
             "run never sync, so their payments are not read.",
         ),
         th.Property(
-            "phase_sweep_interval", th.IntegerType, default=DEFAULT_PHASE_SWEEP_INTERVAL,
+            "phase_sweep_interval",
+            th.IntegerType,
+            default=DEFAULT_PHASE_SWEEP_INTERVAL,
             title="Phase sweep interval (seconds)",
             description="How often the whole project list is re-read (list pages only), because a phase change "
             "may not bump updatedAt. 0 = every run.",
         ),
         th.Property(
-            "phase_history", th.BooleanType, default=False, title="Phase history",
+            "phase_history",
+            th.BooleanType,
+            default=False,
+            title="Phase history",
             description="Also read the phase history (GET /projects/{id}) of projects that reached their trigger "
             "phase, for the exact time they entered it. One call per such project.",
         ),
         th.Property(
-            "daily_call_reserve", th.IntegerType, default=DEFAULT_DAILY_CALL_RESERVE, title="Daily call reserve",
+            "daily_call_reserve",
+            th.IntegerType,
+            default=DEFAULT_DAILY_CALL_RESERVE,
+            title="Daily call reserve",
             description="Coperniq calls per day left for the company's other integrations: when only this many "
             "remain, the tap stops cleanly (exit 0) and the next run resumes.",
         ),
         th.Property(
-            "daily_call_limit", th.IntegerType, default=DEFAULT_DAILY_CALL_LIMIT, title="Daily call limit",
+            "daily_call_limit",
+            th.IntegerType,
+            default=DEFAULT_DAILY_CALL_LIMIT,
+            title="Daily call limit",
             description="The key's daily cap, used only when Coperniq sends no X-RateLimit-Remaining: the tap then "
             "counts its own calls of the last 24 h (in the state). 0 = do not count.",
         ),
         th.Property(
-            "log_sdk_metrics", th.BooleanType, default=False, title="Log SDK metrics",
+            "log_sdk_metrics",
+            th.BooleanType,
+            default=False,
+            title="Log SDK metrics",
             description="Also log the Singer SDK's METRIC lines (one per request and batch); off by default.",
         ),
     ).to_dict()
@@ -134,8 +178,12 @@ class TapCoperniq(Tap):
         """One per run; its hourly call counts live in the state (under bookmarks, where the SDK keeps them)."""
         limit = self.config.get("daily_call_limit", DEFAULT_DAILY_CALL_LIMIT)
         counts = self.state.setdefault("bookmarks", {}).setdefault(QUOTA_STATE_KEY, {}).setdefault("calls", {})
-        return QuotaGovernor(reserve=int(self.config.get("daily_call_reserve", DEFAULT_DAILY_CALL_RESERVE)),
-                             daily_limit=int(limit) if limit else 0, counts=counts, logger=self.logger)
+        return QuotaGovernor(
+            reserve=int(self.config.get("daily_call_reserve", DEFAULT_DAILY_CALL_RESERVE)),
+            daily_limit=int(limit) if limit else 0,
+            counts=counts,
+            logger=self.logger,
+        )
 
     @cached_property
     def payment_planner(self) -> PaymentPlanner | None:
@@ -145,21 +193,33 @@ class TapCoperniq(Tap):
             return None
         bookmarks = self.state.setdefault("bookmarks", {})
         projects_state = bookmarks.get("projects") or {}
-        planner = PaymentPlanner(self.config, bookmarks.setdefault("payments", {}),
-                                 first_run=not projects_state.get("replication_key_value"))
+        planner = PaymentPlanner(
+            self.config, bookmarks.setdefault("payments", {}), first_run=not projects_state.get("replication_key_value")
+        )
         workflows = self.streams.get("workflows")
         if planner.filtering and (workflows is None or not workflows.selected):
-            self.logger.warning("trigger_phases is set but the workflows stream is not selected: without the "
-                                "phase order the tap reads the payments of every paid invoice")
+            self.logger.warning(
+                "trigger_phases is set but the workflows stream is not selected: without the "
+                "phase order the tap reads the payments of every paid invoice"
+            )
             planner.specs = []
         return planner
 
+    @property
     @override
-    def load_streams(self) -> list[Stream]:
+    def streams(self) -> dict[str, Stream]:
         """Discovery order, not the SDK's alphabetical one: workflows before projects (the trigger's phase order),
-        projects before invoices before payments (which payments are worth a call)."""
-        order = {stream_type: i for i, stream_type in enumerate(STREAM_TYPES)}
-        return sorted(super().load_streams(), key=lambda s: order.get(type(s), len(order)))  # type: ignore[arg-type]
+        projects before invoices before payments (which payments are worth a call).
+
+        The SDK's `load_streams` (which sorts by name) is final, so the mapping it caches is reordered in place, once.
+        """
+        streams = super().streams
+        order: dict[type[Stream], int] = {stream_type: i for i, stream_type in enumerate(STREAM_TYPES)}
+        ordered = sorted(streams.items(), key=lambda item: order.get(type(item[1]), len(order)))
+        if list(streams) != [name for name, _ in ordered]:
+            streams.clear()
+            streams.update(ordered)
+        return streams
 
     @override
     def discover_streams(self) -> list[CoperniqStream]:
@@ -170,12 +230,12 @@ class TapCoperniq(Tap):
 
     @classmethod
     @override
-    def invoke(cls, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def invoke(cls, *args: Any, **kwargs: Any) -> None:
         """A CoperniqStopError (bad key, spent cap) ends the CLI with its one-line message, not a traceback."""
         try:
             super().invoke(*args, **kwargs)
         except CoperniqStopError as exc:
-            cls.logger.error("%s", exc)  # noqa: TRY400 - the traceback is noise; the message says what to do
+            cls.logger.error("%s", exc)  # not .exception(): the traceback is noise, the message says what to do
             raise SystemExit(1) from None
 
 

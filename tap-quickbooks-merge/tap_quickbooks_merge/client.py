@@ -5,7 +5,7 @@ from __future__ import annotations
 import decimal
 import sys
 import typing as t
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from http import HTTPStatus
 
@@ -14,6 +14,7 @@ from singer_sdk import RESTStream
 from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator
+
 from sync_ledger import RateLimiter, redact
 from sync_ledger.http import RateLimitedSession, parse_retry_after
 from sync_ledger.incremental import LookbackStreamMixin
@@ -35,7 +36,7 @@ MAX_RETRY_WAIT = 120.0
 
 def merge_timestamp(value: datetime) -> str:
     """ISO-8601 UTC with a trailing Z, the way Merge documents and echoes timestamps."""
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def retry_after_seconds(response: requests.Response | None) -> float | None:
@@ -43,7 +44,7 @@ def retry_after_seconds(response: requests.Response | None) -> float | None:
     return parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
 
 
-class MergeCursorPaginator(BaseAPIPaginator[t.Optional[str]]):
+class MergeCursorPaginator(BaseAPIPaginator[str | None]):
     """Merge lists answer `{"next", "previous", "results"}`; `next` is an opaque value for `?cursor=`."""
 
     def __init__(self) -> None:
@@ -55,7 +56,7 @@ class MergeCursorPaginator(BaseAPIPaginator[t.Optional[str]]):
         return body.get("next") or None if isinstance(body, dict) else None
 
 
-class MergeStream(LookbackStreamMixin, RESTStream[t.Optional[str]]):
+class MergeStream(LookbackStreamMixin, RESTStream[str | None]):
     """One Merge common model. Incremental on `modified_at` through `modified_after`, with a lookback overlap.
 
     `modified_at` is when Merge's sync job wrote the row, not when it became visible, and the tap's clock is
@@ -79,7 +80,7 @@ class MergeStream(LookbackStreamMixin, RESTStream[t.Optional[str]]):
         super().__init__(*args, **kwargs)
         #: Taken before any request, at the microsecond precision Merge stamps `modified_at` with (the SDK's
         #: default signpost is truncated to the millisecond, so rows written just before a run came again).
-        self._signpost = datetime.now(timezone.utc)
+        self._signpost = datetime.now(UTC)
 
     @override
     def get_replication_key_signpost(self, context: Context | None = None) -> datetime:

@@ -212,12 +212,12 @@ class InvoicesStream(MergeStream):
             if not isinstance(line, dict):  # not expanded: nothing usable beyond the id
                 lines.append({"id": line})
                 continue
-            line = dict(line)
+            item = dict(line)
             for key in _LINE_ITEM_RELATIONS:
-                line[key] = relation_id(line.get(key))
+                item[key] = relation_id(item.get(key))
             for key in ("unit_price", "quantity", "total_amount"):
-                line[key] = to_decimal(line.get(key))
-            lines.append(line)
+                item[key] = to_decimal(item.get(key))
+            lines.append(item)
         row["line_items"] = lines
         row["payments"] = [relation_id(p) for p in row.get("payments") or []]
         row["applied_payments"] = [_payment_line(p) for p in row.get("applied_payments") or []]
