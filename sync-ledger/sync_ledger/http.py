@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import timezone
+from datetime import UTC
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -100,8 +100,14 @@ class RateLimitedSession(requests.Session):
 T = TypeVar("T")
 
 
-def send_checked(send: Callable[[], T], find: Callable[[], T | None], *, tries: int,
-                 backoff: Callable[[int], float], errors: tuple[type[Exception], ...] = ()) -> T:
+def send_checked(
+    send: Callable[[], T],
+    find: Callable[[], T | None],
+    *,
+    tries: int,
+    backoff: Callable[[int], float],
+    errors: tuple[type[Exception], ...] = (),
+) -> T:
     """Send a create that must never happen twice, whatever the server does with idempotency keys.
 
     `send` must not retry by itself after a 5xx or no answer (`retry_ambiguous=False`) and raises an error with
@@ -110,17 +116,20 @@ def send_checked(send: Callable[[], T], find: Callable[[], T | None], *, tries: 
     checked the same way; if the lookup finds nothing, the error is raised marked ambiguous, so the caller keeps
     its intent and checks again next run. `errors`: the caller's error types besides ApiError."""
     maybe_written = False
+    catch: tuple[type[Exception], ...] = (ApiError, *errors)
     for attempt in range(tries):
         try:
             return send()
-        except (ApiError, *errors) as exc:
+        except catch as exc:
             lost = bool(getattr(exc, "ambiguous", False))  # this send got a 5xx or no answer
             maybe_written = maybe_written or lost
             if not maybe_written:
                 raise  # a clean refusal of the first send: nothing was written
             if (hit := find()) is not None:
-                log.warning("A create's answer was lost (%s) but the record exists: using it, not creating another",
-                            getattr(exc, "status", None) or "no response")
+                log.warning(
+                    "A create's answer was lost (%s) but the record exists: using it, not creating another",
+                    getattr(exc, "status", None) or "no response",
+                )
                 return hit
             if not lost or attempt == tries - 1:
                 exc.ambiguous = True  # type: ignore[attr-defined]
@@ -143,7 +152,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     current = now if now is not None else time.time()
     return max(0.0, when.timestamp() - current)
 
@@ -280,8 +289,7 @@ class ApiClient:
                 if attempt >= retries or not retry_ambiguous:
                     err = ApiError(
                         0,
-                        self._redact(f"{method} {shown} failed: no response after {attempt + 1} attempt(s) "
-                                     f"({reason})"),
+                        self._redact(f"{method} {shown} failed: no response after {attempt + 1} attempt(s) ({reason})"),
                         method=method,
                         path=shown,
                     )

@@ -12,7 +12,7 @@ is re-emitted (at-least-once; the targets are idempotent).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 #: State key holding {id: key value} of rows emitted inside the lookback window of the bookmark.
 RECENT_KEY = "recent_ids"
@@ -22,12 +22,13 @@ MAX_RECENT = 5000
 
 def parse_timestamp(value: str) -> datetime:
     """ISO 8601 with `Z` or an offset; naive means UTC."""
-    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def lookback_start(start: datetime | None, *, has_bookmark: bool, lookback: int,
-                   start_date: str | None) -> datetime | None:
+def lookback_start(
+    start: datetime | None, *, has_bookmark: bool, lookback: int, start_date: str | None
+) -> datetime | None:
     """Lower bound of an incremental read: the bookmark minus `lookback` seconds, never before `start_date`."""
     if start is None or not has_bookmark or lookback <= 0:
         return start
@@ -105,8 +106,8 @@ class LookbackStreamMixin:
         """Lower bound of this sync's read: the SDK's starting timestamp minus the lookback when resuming."""
         bookmark = self.get_context_state(context).get("replication_key_value")  # type: ignore[attr-defined]
         start = self.get_starting_timestamp(context)  # type: ignore[attr-defined]
-        return lookback_start(start, has_bookmark=bool(bookmark), lookback=self.lookback,
-                              start_date=self.config.get("start_date"))  # type: ignore[attr-defined]
+        start_date = self.config.get("start_date")  # type: ignore[attr-defined]
+        return lookback_start(start, has_bookmark=bool(bookmark), lookback=self.lookback, start_date=start_date)
 
     def keep_row(self, row: Mapping[str, object], *, drop_unchanged: bool = True) -> bool:
         """False for an unchanged overlap row; otherwise the row counts as emitted. `drop_unchanged=False` (a
@@ -127,5 +128,5 @@ class LookbackStreamMixin:
         else:
             state[RECENT_KEY] = keep
         if overlap.skipped:
-            self.logger.info("%s: %d unchanged rows in the lookback window skipped",  # type: ignore[attr-defined]
-                             self.name, overlap.skipped)  # type: ignore[attr-defined]
+            logger, name = self.logger, self.name  # type: ignore[attr-defined]
+            logger.info("%s: %d unchanged rows in the lookback window skipped", name, overlap.skipped)

@@ -117,8 +117,17 @@ _LINK_COLUMNS = (
     "fingerprint, origin, status, updated_at"
 )
 _SEP = "\x1f"  # ASCII unit separator: cannot occur in ids, so joined keys are unique
-_LOG_COLUMNS = ("run_id", "logged_at", "direction", "stream", "source_id", "action", "reason", "target_id",
-                "request_id")
+_LOG_COLUMNS = (
+    "run_id",
+    "logged_at",
+    "direction",
+    "stream",
+    "source_id",
+    "action",
+    "reason",
+    "target_id",
+    "request_id",
+)
 
 
 class LedgerError(Exception):
@@ -295,7 +304,8 @@ class Ledger:
         run_id = f"{now:%Y%m%dT%H%M%S}Z-{direction}-{secrets.token_hex(3)}"
         with self._c.lock, self._tx():
             self._c.conn.execute(
-                "UPDATE runs SET status = 'interrupted' WHERE status = 'running' AND direction = ?", [direction])
+                "UPDATE runs SET status = 'interrupted' WHERE status = 'running' AND direction = ?", [direction]
+            )
             self._c.conn.execute(
                 "INSERT INTO runs (run_id, direction, started_at, finished_at, dry_run, counts_json, status) "
                 "VALUES (?, ?, ?, NULL, ?, NULL, 'running')",
@@ -354,8 +364,17 @@ class Ledger:
         self._writable()
         if action not in LOG_ACTIONS:
             raise ValueError(f"log action must be one of {sorted(LOG_ACTIONS)}, got {action!r}")
-        row = (run_id, utcnow(), direction, stream, _opt_sid(source_id), action, reason or "",
-               _opt_sid(target_id), request_id)
+        row = (
+            run_id,
+            utcnow(),
+            direction,
+            stream,
+            _opt_sid(source_id),
+            action,
+            reason or "",
+            _opt_sid(target_id),
+            request_id,
+        )
         with self._c.lock:
             self._c.log_buf.append(row)
             self._buffered()
@@ -371,7 +390,8 @@ class Ledger:
         direction: str | None = None,
     ) -> list[dict[str, Any]]:
         """Integration-log lines, newest first, optionally filtered (in SQL, so `limit` counts matching rows)."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for column, value in (("run_id", run_id), ("action", action), ("stream", stream), ("direction", direction)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -388,13 +408,12 @@ class Ledger:
             rows = self._c.conn.execute(sql, params).fetchall()
         out = []
         for row in rows:
-            d = dict(zip(_LOG_COLUMNS, row))
+            d = dict(zip(_LOG_COLUMNS, row, strict=True))
             d["logged_at"] = as_utc(d["logged_at"])
             out.append(d)
         return out
 
-    def runs(self, limit: int = 20, *, direction: str | None = None,
-             successful: bool = False) -> list[dict[str, Any]]:
+    def runs(self, limit: int = 20, *, direction: str | None = None, successful: bool = False) -> list[dict[str, Any]]:
         """Recent runs, newest first (of one direction; only successful ones, see last_run); `counts` is
         counts_json parsed."""
         where, params = ["1 = 1"], []
@@ -414,7 +433,7 @@ class Ledger:
             rows = cur.fetchall()
         out = []
         for row in rows:
-            d = dict(zip(names, row))
+            d = dict(zip(names, row, strict=True))
             d["started_at"] = as_utc(d["started_at"])
             d["finished_at"] = as_utc(d["finished_at"])
             d["counts"] = json.loads(d["counts_json"]) if d["counts_json"] else {}
@@ -472,13 +491,28 @@ class Ledger:
         c = self._c
         with c.lock, self._tx():
             self._load_links()
-            existing, fresh = [], []
+            existing: list[tuple[str, Link]] = []
+            fresh: list[tuple[str, Link]] = []
             for key, new in prepared.items():
                 known = c.by_source.get((new.source_system, new.source_type, new.source_id), {})
                 (existing if new.target_system in known else fresh).append((key, new))
             if fresh:
-                rows = [(k, n.source_system, n.source_type, n.source_id, n.target_system, n.target_type,
-                         n.target_id, n.target_remote_id, n.fingerprint, n.origin, n.status) for k, n in fresh]
+                rows = [
+                    (
+                        k,
+                        n.source_system,
+                        n.source_type,
+                        n.source_id,
+                        n.target_system,
+                        n.target_type,
+                        n.target_id,
+                        n.target_remote_id,
+                        n.fingerprint,
+                        n.origin,
+                        n.status,
+                    )
+                    for k, n in fresh
+                ]
                 if len(rows) == 1:
                     c.conn.execute(
                         f"INSERT INTO id_map (link_key, {_LINK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -486,24 +520,27 @@ class Ledger:
                     )
                 else:
                     for i in range(0, len(rows), _CHUNK):
-                        cols = [list(col) for col in zip(*rows[i : i + _CHUNK])]
+                        cols = [list(col) for col in zip(*rows[i : i + _CHUNK], strict=True)]
                         c.conn.execute(
                             f"INSERT INTO id_map (link_key, {_LINK_COLUMNS}) SELECT "
-                            + ", ".join(["unnest(?::VARCHAR[])"] * 11) + ", ?",
+                            + ", ".join(["unnest(?::VARCHAR[])"] * 11)
+                            + ", ?",
                             [*cols, now],
                         )
             if existing:
-                rows = [(n.target_type, n.target_id, n.target_remote_id, n.fingerprint, n.origin, n.status, k)
-                        for k, n in existing]
-                if len(rows) == 1:  # the per-record case: an index point update
+                updates = [
+                    (n.target_type, n.target_id, n.target_remote_id, n.fingerprint, n.origin, n.status, k)
+                    for k, n in existing
+                ]
+                if len(updates) == 1:  # the per-record case: an index point update
                     c.conn.execute(
                         "UPDATE id_map SET target_type = ?, target_id = ?, target_remote_id = ?, fingerprint = ?, "
                         "origin = ?, status = ?, updated_at = ? WHERE link_key = ?",
-                        [*rows[0][:6], now, rows[0][6]],
+                        [*updates[0][:6], now, updates[0][6]],
                     )
                 else:
-                    for i in range(0, len(rows), _CHUNK):
-                        cols = [list(col) for col in zip(*rows[i : i + _CHUNK])]
+                    for i in range(0, len(updates), _CHUNK):
+                        cols = [list(col) for col in zip(*updates[i : i + _CHUNK], strict=True)]
                         c.conn.execute(
                             "UPDATE id_map SET target_type = u.tt, target_id = u.tid, target_remote_id = u.rid, "
                             "fingerprint = u.fp, origin = u.origin, status = u.status, updated_at = ? FROM (SELECT "
@@ -514,7 +551,7 @@ class Ledger:
                             [now, *cols],
                         )
             committed = list(prepared.values())
-            c.on_commit.append(lambda: [self._index_link(n) for n in committed])
+            c.on_commit.append(lambda: self._index_links(committed))
 
     def links(self, source_system: str | None = None, source_type: str | None = None) -> list[Link]:
         """All links, optionally for one source system/type, in a stable order."""
@@ -547,17 +584,24 @@ class Ledger:
         with self._c.lock, self._tx():
             # UPDATE the keys that exist, INSERT the rest (DuckDB may refuse a DELETE + re-INSERT of one primary key
             # in one transaction); list parameters, because executemany runs one statement per row.
-            existing = {r[0] for r in self._c.conn.execute(
-                "SELECT key FROM intents WHERE list_contains(?, key)", [[key for key, _, _ in rows]]).fetchall()}
+            existing = {
+                r[0]
+                for r in self._c.conn.execute(
+                    "SELECT key FROM intents WHERE list_contains(?, key)", [[key for key, _, _ in rows]]
+                ).fetchall()
+            }
             if existing:
-                self._c.conn.executemany("UPDATE intents SET payload_json = ?, created_at = ? WHERE key = ?",
-                                         [[p, at, key] for key, p, at in rows if key in existing])
+                self._c.conn.executemany(
+                    "UPDATE intents SET payload_json = ?, created_at = ? WHERE key = ?",
+                    [[p, at, key] for key, p, at in rows if key in existing],
+                )
             fresh = {key: p for key, p, _ in rows if key not in existing}
             if fresh:
                 self._c.conn.execute(
                     "INSERT INTO intents (key, payload_json, created_at) "
                     "SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), ?",
-                    [list(fresh), list(fresh.values()), now])
+                    [list(fresh), list(fresh.values()), now],
+                )
 
     def end_intent(self, key: str) -> None:
         """Clear an intent once its outcome is in id_map (unknown keys are fine: ending is idempotent)."""
@@ -614,8 +658,16 @@ class Ledger:
                         "fingerprint, received_at, status, attempts, last_error, processed_at) "
                         "SELECT ? || unnest(?::VARCHAR[]), ?, ?, unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
                         "unnest(?::VARCHAR[]), ?, 'pending', 0, NULL, NULL",
-                        [_key(source_system, stream, ""), part, source_system, stream, part,
-                         [changed[r].payload_json for r in part], [changed[r].fingerprint for r in part], now],
+                        [
+                            _key(source_system, stream, ""),
+                            part,
+                            source_system,
+                            stream,
+                            part,
+                            [changed[r].payload_json for r in part],
+                            [changed[r].fingerprint for r in part],
+                            now,
+                        ],
                     )
                 if len(old_ids) == 1:  # the common per-record case: an index point update
                     rid = old_ids[0]
@@ -633,8 +685,13 @@ class Ledger:
                             "processed_at = NULL FROM (SELECT ? || unnest(?::VARCHAR[]) AS k, "
                             "unnest(?::VARCHAR[]) AS payload_json, unnest(?::VARCHAR[]) AS fingerprint) AS u "
                             "WHERE staging.staging_key = u.k",
-                            [now, _key(source_system, stream, ""), part, [changed[r].payload_json for r in part],
-                             [changed[r].fingerprint for r in part]],
+                            [
+                                now,
+                                _key(source_system, stream, ""),
+                                part,
+                                [changed[r].payload_json for r in part],
+                                [changed[r].fingerprint for r in part],
+                            ],
                         )
                 c.on_commit.append(lambda: mirror.update(changed))
 
@@ -785,7 +842,7 @@ class Ledger:
 
         c.on_rollback.append(restore)
         for i in range(0, len(logs), _CHUNK):
-            cols = [list(col) for col in zip(*logs[i : i + _CHUNK])]
+            cols = [list(col) for col in zip(*logs[i : i + _CHUNK], strict=True)]
             c.conn.execute(
                 f"INSERT INTO sync_log ({', '.join(_LOG_COLUMNS)}) SELECT unnest(?::VARCHAR[]), "
                 "unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
@@ -809,8 +866,13 @@ class Ledger:
                 "unnest(?::VARCHAR[]) AS status, unnest(?::INTEGER[]) AS attempts, "
                 "unnest(?::VARCHAR[]) AS last_error, unnest(?::TIMESTAMP[]) AS processed_at) AS u "
                 "WHERE staging.staging_key = u.k",
-                [[_key(*k) for k, _ in part], [v[0] for _, v in part], [v[1] for _, v in part],
-                 [v[2] for _, v in part], [v[3] for _, v in part]],
+                [
+                    [_key(*k) for k, _ in part],
+                    [v[0] for _, v in part],
+                    [v[1] for _, v in part],
+                    [v[2] for _, v in part],
+                    [v[3] for _, v in part],
+                ],
             )
 
     def _load_links(self) -> None:
@@ -822,6 +884,10 @@ class Ledger:
             link.updated_at = as_utc(link.updated_at)
             self._index_link(link)
         c.links_loaded = True
+
+    def _index_links(self, links: Iterable[Link]) -> None:
+        for link in links:
+            self._index_link(link)
 
     def _index_link(self, link: Link) -> None:
         """Put a committed link into the mirror, dropping index entries of the row it replaces."""
@@ -912,8 +978,12 @@ def _ensure_schema(conn: duckdb.DuckDBPyConnection, path: Path, read_only: bool)
         row = None
     if row is None:
         raise LedgerError(f"{path} is not a sync ledger (no schema_version in table meta)")
-    columns = {r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'id_map'").fetchall()}
+    columns = {
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'id_map'"
+        ).fetchall()
+    }
     if "link_key" not in columns:
         raise LedgerError(f"{path} was created by a pre-release sync-ledger (no id_map.link_key); delete it")
     if int(row[0]) > SCHEMA_VERSION:
@@ -932,9 +1002,9 @@ def _close_all() -> None:
         try:
             if not core.read_only:
                 handle = object.__new__(Ledger)
-                handle._c, handle.read_only, handle._closed = core, False, False  # noqa: SLF001
+                handle._c, handle.read_only, handle._closed = core, False, False
                 with core.lock:
                     handle.flush()
             core.conn.close()
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+        except Exception:
             log.debug("could not flush ledger %s at exit", core.path, exc_info=True)

@@ -6,6 +6,7 @@ body (the body sometimes as a JSON string).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -33,8 +34,6 @@ def passthrough_answer(out: Mapping[str, Any] | None, http_status: int = 200) ->
     out = out or {}
     inner = out.get("response")
     if isinstance(inner, str):
-        try:
+        with contextlib.suppress(ValueError):
             inner = json.loads(inner)
-        except ValueError:
-            pass
     return int(out.get("status") or http_status), inner

@@ -77,8 +77,9 @@ def overall(outcomes: Iterable[Outcome]) -> str:
     return next((k for k in ("failed", "wait", "done") if k in kinds), "skipped")
 
 
-def echo_link(ledger: Ledger, system: str, kind: str, record_id: str, *, other: str,
-              remote_id: str | None = None) -> Link | None:
+def echo_link(
+    ledger: Ledger, system: str, kind: str, record_id: str, *, other: str, remote_id: str | None = None
+) -> Link | None:
     """The link that says this record of `system` was *written* by the leg coming from `other`: syncing it back
     would duplicate it there. Looked up by id, then by the provider's own id (a record the other leg created
     before it had an id of the unified API)."""
@@ -101,8 +102,17 @@ class RowLog:
     counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     plan: list[PlanRow] = field(default_factory=list)
 
-    def record(self, stream: str, source_id: str | None, action: str, reason: str = "", *,
-               target_id: str | None = None, request_id: str | None = None, name: str = "") -> None:
+    def record(
+        self,
+        stream: str,
+        source_id: str | None,
+        action: str,
+        reason: str = "",
+        *,
+        target_id: str | None = None,
+        request_id: str | None = None,
+        name: str = "",
+    ) -> None:
         self.counts[stream][action] += 1
         logged = action
         if self.dry and action in WRITE_ACTIONS:
@@ -112,23 +122,51 @@ class RowLog:
         elif self.dry and action in {"skipped", "failed"}:
             self.plan.append(PlanRow(stream, str(source_id), action, name, reason))
         level = logging.WARNING if action == "failed" else logging.DEBUG
-        self.logger.log(level, "%s %s %s%s%s", stream, source_id, logged, f" -> {target_id}" if target_id else "",
-                        f": {reason}" if reason else "")
-        self.ledger.log(self.run_id, direction=self.direction, stream=stream, source_id=source_id, action=logged,
-                        reason=reason, target_id=target_id, request_id=request_id)
+        self.logger.log(
+            level,
+            "%s %s %s%s%s",
+            stream,
+            source_id,
+            logged,
+            f" -> {target_id}" if target_id else "",
+            f": {reason}" if reason else "",
+        )
+        self.ledger.log(
+            self.run_id,
+            direction=self.direction,
+            stream=stream,
+            source_id=source_id,
+            action=logged,
+            reason=reason,
+            target_id=target_id,
+            request_id=request_id,
+        )
 
     def outcome(self, stream: str, outcome: Outcome, action: str | None = None) -> None:
         """Log one Outcome (its own action unless `action` overrides it)."""
-        self.record(stream, outcome.source_id, action or str(outcome.action), outcome.reason,
-                    target_id=outcome.target_id, request_id=outcome.request_id)
+        self.record(
+            stream,
+            outcome.source_id,
+            action or str(outcome.action),
+            outcome.reason,
+            target_id=outcome.target_id,
+            request_id=outcome.request_id,
+        )
 
 
 class Journal:
     """Links, intent clears and row statuses of one source system, batched under the ordering rules above.
     A dry run writes nothing (intents, links and statuses alike)."""
 
-    def __init__(self, ledger: Ledger, source_system: str, *, dry: bool = False, batch: int = LINK_BATCH,
-                 seconds: float = LINK_BATCH_SECONDS) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        source_system: str,
+        *,
+        dry: bool = False,
+        batch: int = LINK_BATCH,
+        seconds: float = LINK_BATCH_SECONDS,
+    ) -> None:
         self.ledger = ledger
         self.source_system = source_system
         self.dry = dry

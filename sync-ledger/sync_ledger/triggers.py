@@ -61,8 +61,10 @@ def parse_trigger_phases(raw: Any) -> tuple[list[TriggerSpec], list[str]]:
             continue
         key = str(item["workflow"]).strip().casefold()
         if key in seen:
-            errors.append(f"trigger_phases[{i}]: workflow {item['workflow']!r} already has a trigger "
-                          f"(trigger_phases[{seen[key]}]); configure one phase per workflow")
+            errors.append(
+                f"trigger_phases[{i}]: workflow {item['workflow']!r} already has a trigger "
+                f"(trigger_phases[{seen[key]}]); configure one phase per workflow"
+            )
             continue
         seen[key] = i
         specs.append(TriggerSpec(item["workflow"], item["phase"]))
@@ -84,11 +86,11 @@ class TriggerRule:
 
     spec: TriggerSpec
     workflow_id: int | None = None
-    workflow_name: str = ""       # normalized
+    workflow_name: str = ""  # normalized
     phase_id: int | None = None
-    phase_name: str = ""          # normalized
-    phase_label: str = ""         # for messages
-    resolved: bool = False        # workflow and phase both found in the workflows stream
+    phase_name: str = ""  # normalized
+    phase_label: str = ""  # for messages
+    resolved: bool = False  # workflow and phase both found in the workflows stream
     #: The workflow's phase order (template id and normalized name -> index), so a project whose current phase is
     #: later than the trigger phase counts as having reached it.
     order_by_id: dict[int, int] = field(default_factory=dict)
@@ -123,8 +125,9 @@ class TriggerRule:
         return bool(phase) and self.reached(template_id, phase.get("name"))
 
 
-def resolve_rules(specs: Iterable[TriggerSpec],
-                  workflows: Iterable[Mapping[str, Any]]) -> tuple[list[TriggerRule], list[str]]:
+def resolve_rules(
+    specs: Iterable[TriggerSpec], workflows: Iterable[Mapping[str, Any]]
+) -> tuple[list[TriggerRule], list[str]]:
     """Resolve each spec against the workflows (by id, then by name); warnings name what matched nothing."""
     wf_list = list(workflows)
     rules: list[TriggerRule] = []
@@ -144,8 +147,10 @@ def resolve_rules(specs: Iterable[TriggerSpec],
             rule.phase_label = str(spec.phase)
             if wf_list:
                 known = ", ".join(str(w.get("name")) for w in wf_list)
-                warnings.append(f"trigger_phases: workflow {spec.workflow!r} matches no workflow in the "
-                                f"workflows stream (known: {known}); no project of it will sync")
+                warnings.append(
+                    f"trigger_phases: workflow {spec.workflow!r} matches no workflow in the "
+                    f"workflows stream (known: {known}); no project of it will sync"
+                )
             rules.append(rule)
             continue
         rule.workflow_id = as_int(wf.get("id"))
@@ -168,8 +173,10 @@ def resolve_rules(specs: Iterable[TriggerSpec],
         else:
             rule.phase_id, rule.phase_name, rule.phase_label = ph_id, normalize_name(str(spec.phase)), str(spec.phase)
             names = ", ".join(str(p.get("name")) for p in phases) or "none"
-            warnings.append(f"trigger_phases: phase {spec.phase!r} matches no phase of workflow "
-                            f"{wf.get('name')!r} (its phases: {names}); no project of it will sync")
+            warnings.append(
+                f"trigger_phases: phase {spec.phase!r} matches no phase of workflow "
+                f"{wf.get('name')!r} (its phases: {names}); no project of it will sync"
+            )
         rules.append(rule)
     return rules, warnings
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -45,14 +45,14 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 def utcnow() -> datetime:
     """Naive UTC timestamp: DuckDB TIMESTAMP columns hold UTC by convention (no ICU/timezone dependency)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def as_utc(value: datetime | None) -> datetime | None:
     """Attach UTC to a naive timestamp read back from DuckDB so callers never guess the zone."""
     if value is None or value.tzinfo is not None:
         return value
-    return value.replace(tzinfo=timezone.utc)
+    return value.replace(tzinfo=UTC)
 
 
 # JSON Schema pattern for ISO 8601 dates/date-times. The SDK validates config without a format checker, so a
@@ -68,8 +68,8 @@ def to_jsonable(value: Any) -> Any:
     """
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, (date, time)):
         return value.isoformat()
     if isinstance(value, Decimal):

@@ -28,8 +28,12 @@ def definitely_not_created(exc: BaseException) -> bool:
     """A 4xx refusal means the create did not happen; a 5xx, a timeout or a 409/429 may hide one that did, and so
     may a 4xx answering a retry of an attempt that got a 5xx or no answer (the error's `ambiguous`)."""
     status = getattr(exc, "status", None)
-    return isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429) \
+    return (
+        isinstance(status, int)
+        and 400 <= status < 500
+        and status not in (408, 409, 429)
         and not getattr(exc, "ambiguous", True)
+    )
 
 
 @dataclass
@@ -48,8 +52,16 @@ class PlannedWrite:
 class BatchWriter:
     """Plans creates and sends them in batches (see module docstring). Close it at the end of the run."""
 
-    def __init__(self, journal: Journal, guard: Guard, *, workers: int, logger: logging.Logger,
-                 end: Callable[[str], None] | None = None, batch: int = WRITE_BATCH) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        guard: Guard,
+        *,
+        workers: int,
+        logger: logging.Logger,
+        end: Callable[[str], None] | None = None,
+        batch: int = WRITE_BATCH,
+    ) -> None:
         self.journal = journal
         self.guard = guard
         self.end = end or journal.end  # clears the intent of a create that was refused
@@ -89,7 +101,7 @@ class BatchWriter:
                 continue  # the run stops: only the creates that went through are still applied (links saved)
             try:
                 self.guard(p.stream, p.source_id, _applier(self.end, p, sent, exc))
-            except Exception as error:  # a disconnect or a bug: stop after applying what was created
+            except Exception as error:  # noqa: BLE001 - a disconnect or a bug: stop after applying what was created
                 if stopped is None:
                     stopped = error
                 else:
@@ -113,7 +125,7 @@ class BatchWriter:
 def _attempt(p: PlannedWrite) -> tuple[Any, Exception | None]:
     try:
         return p.send(), None
-    except Exception as exc:  # re-raised on the main thread, inside the guard
+    except Exception as exc:  # noqa: BLE001 - re-raised on the main thread, inside the guard
         return None, exc
 
 
@@ -128,4 +140,5 @@ def _applier(end: Callable[[str], None], p: PlannedWrite, sent: Any, exc: Except
             p.on_error(exc)
         else:
             raise exc
+
     return apply

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from sync_ledger import ApiClient
 from sync_ledger.http import send_checked
@@ -50,10 +50,18 @@ class CoperniqApi:
         if not self.create_catalog_items:
             raise LookupError(f"no Coperniq catalog item named {name!r} and create_catalog_items is off")
         kind = CATALOG_TYPES.get((merge_type or "").upper(), "SERVICE")
-        created = self._create_once("/catalog-items", {
-            "name": name[:200], "type": kind, "category": "OTHER", "cost": float(cost or 0), "price": float(price or 0),
-            "description": "Created by target-coperniq for a QuickBooks item",
-        }, find=lambda: self._refind_catalog_item(name))
+        created = self._create_once(
+            "/catalog-items",
+            {
+                "name": name[:200],
+                "type": kind,
+                "category": "OTHER",
+                "cost": float(cost or 0),
+                "price": float(price or 0),
+                "description": "Created by target-coperniq for a QuickBooks item",
+            },
+            find=lambda: self._refind_catalog_item(name),
+        )
         item_id = int(created["id"])
         self._load_catalog()[_fold(name)] = item_id
         log.info("Created Coperniq catalog item %s for QuickBooks item %r", item_id, name)
@@ -65,24 +73,27 @@ class CoperniqApi:
         return {"id": found} if found is not None else None
 
     # --- creates without an idempotency key -------------------------------------------------------
-    def _create_once(self, path: str, body: dict[str, Any], *,
-                     find: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
+    def _create_once(
+        self, path: str, body: dict[str, Any], *, find: Callable[[], dict[str, Any] | None]
+    ) -> dict[str, Any]:
         """POST that never creates twice: Coperniq has no idempotency key, and after a 5xx or a lost connection
         the record may exist anyway, so it is looked up by its natural key before the POST is sent again."""
-        return send_checked(lambda: self.client.post(path, json=body, retry_ambiguous=False), find,
-                            tries=self.client.max_retries + 1, backoff=self.client.backoff)
+        return send_checked(
+            lambda: self.client.post(path, json=body, retry_ambiguous=False),
+            find,
+            tries=self.client.max_retries + 1,
+            backoff=self.client.backoff,
+        )
 
     # --- invoices -------------------------------------------------------------------------------
-    def create_invoice(self, body: dict[str, Any], *, record_id: int, record_kind: str,
-                       marker: str) -> dict[str, Any]:
-        return self._create_once("/invoices", body,
-                                 find=lambda: self.find_invoice(record_id, record_kind, marker))
+    def create_invoice(self, body: dict[str, Any], *, record_id: int, record_kind: str, marker: str) -> dict[str, Any]:
+        return self._create_once("/invoices", body, find=lambda: self.find_invoice(record_id, record_kind, marker))
 
     def update_invoice(self, invoice_id: int | str, body: dict[str, Any]) -> dict[str, Any]:
-        return self.client.patch(f"/invoices/{invoice_id}", json=body)
+        return cast("dict[str, Any]", self.client.patch(f"/invoices/{invoice_id}", json=body))
 
     def get_invoice(self, invoice_id: int | str) -> dict[str, Any]:
-        return self.client.get(f"/invoices/{invoice_id}")
+        return cast("dict[str, Any]", self.client.get(f"/invoices/{invoice_id}"))
 
     def delete_invoice(self, invoice_id: int | str) -> None:
         self.client.delete(f"/invoices/{invoice_id}")
@@ -98,8 +109,11 @@ class CoperniqApi:
     # --- payments -------------------------------------------------------------------------------
     def create_payment(self, invoice_id: int | str, body: dict[str, Any]) -> dict[str, Any]:
         """`body["paymentReference"]` is the natural key used to find a payment whose response was lost."""
-        return self._create_once(f"/invoices/{invoice_id}/payments", body,
-                                 find=lambda: self.find_payment(invoice_id, body["paymentReference"]))
+        return self._create_once(
+            f"/invoices/{invoice_id}/payments",
+            body,
+            find=lambda: self.find_payment(invoice_id, body["paymentReference"]),
+        )
 
     def payments(self, invoice_id: int | str) -> list[dict[str, Any]]:
         return list(self.client.get(f"/invoices/{invoice_id}/payments") or [])

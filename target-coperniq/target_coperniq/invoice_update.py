@@ -49,8 +49,9 @@ def lines_total(lines: Iterable[dict[str, Any]]) -> Decimal:
     return cents(sum((Decimal(k[1]) * k[2] for k in map(line_key, lines)), Decimal(0)))
 
 
-def carry_ids(wanted: list[dict[str, Any]],
-              current: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def carry_ids(
+    wanted: list[dict[str, Any]], current: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(wanted lines, each with the `id` of a current line where one is free; current lines left over)."""
     pool = [line for line in current if line.get("id") is not None]
     used: set[Any] = set()
@@ -65,14 +66,20 @@ def carry_ids(wanted: list[dict[str, Any]],
         if chosen[i] is None and (match := next(free, None)) is not None:
             chosen[i] = match["id"]
             used.add(match["id"])
-    out = [{**line, "id": lid} if lid is not None else dict(line) for line, lid in zip(wanted, chosen)]
+    out = [{**line, "id": lid} if lid is not None else dict(line) for line, lid in zip(wanted, chosen, strict=True)]
     return out, [c for c in pool if c["id"] not in used]
 
 
 def zeroed(line: dict[str, Any]) -> dict[str, Any]:
     """The closest Coperniq allows to removing a line: quantity 1 (0 is rejected) at price and cost 0."""
-    return {"id": line["id"], "catalogItemId": catalog_id(line), "quantity": 1, "unitCost": 0, "unitPrice": 0,
-            "description": REMOVED_DESCRIPTION}
+    return {
+        "id": line["id"],
+        "catalogItemId": catalog_id(line),
+        "quantity": 1,
+        "unitCost": 0,
+        "unitPrice": 0,
+        "description": REMOVED_DESCRIPTION,
+    }
 
 
 def _read_back(api: InvoiceCalls, invoice_id: int | str, response: Any) -> dict[str, Any]:
@@ -82,17 +89,22 @@ def _read_back(api: InvoiceCalls, invoice_id: int | str, response: Any) -> dict[
     return api.get_invoice(invoice_id)
 
 
-def _mismatch(invoice_id: int | str, invoice: dict[str, Any], wanted: list[dict[str, Any]],
-              ignore: set[Any]) -> str | None:
+def _mismatch(
+    invoice_id: int | str, invoice: dict[str, Any], wanted: list[dict[str, Any]], ignore: set[Any]
+) -> str | None:
     expected = lines_total(wanted)
     amount = cents(money(invoice.get("amount")) or Decimal(0))
     if amount != expected:
-        return (f"Coperniq invoice {invoice_id} amount is {amount} after the update, expected {expected} "
-                "(the QuickBooks lines); check its lines in Coperniq")
+        return (
+            f"Coperniq invoice {invoice_id} amount is {amount} after the update, expected {expected} "
+            "(the QuickBooks lines); check its lines in Coperniq"
+        )
     held = Counter(line_key(line) for line in invoice.get("lineItems") or [] if line.get("id") not in ignore)
     if held != Counter(map(line_key, wanted)):
-        return (f"Coperniq invoice {invoice_id} holds other lines than QuickBooks after the update "
-                f"({len(invoice.get('lineItems') or [])} lines, {len(wanted)} expected)")
+        return (
+            f"Coperniq invoice {invoice_id} holds other lines than QuickBooks after the update "
+            f"({len(invoice.get('lineItems') or [])} lines, {len(wanted)} expected)"
+        )
     return None
 
 
@@ -106,7 +118,9 @@ def _zero_leftovers(api: InvoiceCalls, invoice_id: int | str, kept: list[dict[st
     todo = [line for line in kept if not _is_zero(line)]
     response = None
     while todo:
-        batch, rest, seen = [], [], set()
+        batch: list[dict[str, Any]] = []
+        rest: list[dict[str, Any]] = []
+        seen: set[Any] = set()
         for line in todo:
             (rest if catalog_id(line) in seen else batch).append(line)
             seen.add(catalog_id(line))
@@ -134,5 +148,6 @@ def update_invoice_lines(api: InvoiceCalls, invoice_id: int | str, body: dict[st
         raise InvoiceUpdateError(
             f"{len(kept)} line(s) removed in QuickBooks could not be removed from Coperniq invoice {invoice_id}: "
             f"Coperniq keeps invoice lines a PATCH leaves out and has no way to delete one, so line(s) {ids} were "
-            "set to price 0 (the amount matches QuickBooks); delete them in Coperniq by hand")
+            "set to price 0 (the amount matches QuickBooks); delete them in Coperniq by hand"
+        )
     return invoice

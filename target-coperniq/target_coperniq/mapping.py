@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -57,8 +57,8 @@ def iso(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return f"{value.isoformat()}T00:00:00Z"
     return str(value)
@@ -186,8 +186,10 @@ def update_body(payload: dict[str, Any]) -> dict[str, Any]:
 def invoice_applications(payment: dict) -> list[tuple[str, Decimal, str | None]]:
     """(merge invoice id, amount, line id) for each positive application of a payment to an invoice."""
     lines = [
-        line for line in payment.get("applied_to_lines") or []
-        if isinstance(line, dict) and line.get("related_object_id")
+        line
+        for line in payment.get("applied_to_lines") or []
+        if isinstance(line, dict)
+        and line.get("related_object_id")
         and (line.get("related_object_type") or "INVOICE").upper() == "INVOICE"
     ]
     out: list[tuple[str, Decimal, str | None]] = []

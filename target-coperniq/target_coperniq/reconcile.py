@@ -22,7 +22,6 @@ from typing import Any
 from sync_ledger import DEFAULT_LEDGER_PATH, ApiClient, ApiError, Ledger, Link, fingerprint
 from sync_ledger.rows import Journal, Outcome, RowLog, Wait, echo_link, overall
 from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
-
 from target_coperniq.coperniq import CoperniqApi
 from target_coperniq.invoice_update import InvoiceUpdateError, update_invoice_lines
 from target_coperniq.mapping import (
@@ -78,7 +77,8 @@ class Reconciler:
             str(config.get("api_url") or "https://api.coperniq.io/v1"),
             headers={"x-api-key": api_key, "Accept": "application/json"},
             max_requests_per_second=float(config["max_requests_per_second"])
-            if config.get("max_requests_per_second") else None,
+            if config.get("max_requests_per_second")
+            else None,
             secrets=[api_key],
         )
         self.api = CoperniqApi(self.client, create_catalog_items=bool(config.get("create_catalog_items", True)))
@@ -90,8 +90,10 @@ class Reconciler:
         self.counts: Counter[str] = Counter()
         self._open_intents = {key for key, _ in self.ledger.pending_intents(INTENT_PREFIX)}
         if self._open_intents:
-            logger.warning("%d writes were interrupted by a crash; looking them up in Coperniq before re-creating",
-                           len(self._open_intents))
+            logger.warning(
+                "%d writes were interrupted by a crash; looking them up in Coperniq before re-creating",
+                len(self._open_intents),
+            )
         self._finished = False
 
     # ------------------------------------------------------------------ entry points
@@ -124,29 +126,39 @@ class Reconciler:
         self._finished = True
         self.journal.flush()
         counts = self.ledger.finish_run(self.run_id, status)
-        summary = "; ".join(f"{s}: " + ", ".join(f"{a}={n}" for a, n in sorted(c.items()))
-                            for s, c in sorted(counts.items())) or "nothing to do"
-        self.logger.info("Reverse run %s %s%s: %s", self.run_id, status, " (dry run)" if self.dry_run else "",
-                         summary)
+        summary = (
+            "; ".join(f"{s}: " + ", ".join(f"{a}={n}" for a, n in sorted(c.items())) for s, c in sorted(counts.items()))
+            or "nothing to do"
+        )
+        self.logger.info("Reverse run %s %s%s: %s", self.run_id, status, " (dry run)" if self.dry_run else "", summary)
         self.client.close()
         self.ledger.close()
         return counts
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _process(self, stream: str, rid: str, payload: dict[str, Any], status: str,
-                 handler: Callable[[str, dict[str, Any], bool], list[Outcome]], final: bool) -> None:
+    def _process(
+        self,
+        stream: str,
+        rid: str,
+        payload: dict[str, Any],
+        status: str,
+        handler: Callable[[str, dict[str, Any], bool], list[Outcome]],
+        final: bool,
+    ) -> None:
         try:
             outcomes = handler(rid, payload, final)
         except ApiError as exc:
             if exc.status in (401, 403):
-                raise FatalTargetError(f"Coperniq rejected the API key (HTTP {exc.status}): check the `api_key` "
-                                       "setting (and `api_url`).") from None
+                raise FatalTargetError(
+                    f"Coperniq rejected the API key (HTTP {exc.status}): check the `api_key` setting (and `api_url`)."
+                ) from None
             if exc.status == 429:  # after ApiClient's backoff: every further row would wait the same and fail
                 raise FatalTargetError(
                     f"Coperniq kept answering 429 Too Many Requests after {self.client.max_retries} retries "
                     "with backoff: the daily cap of 5,000 calls per API key is probably spent. Run again later; "
-                    "staged records are kept and retried.") from None
+                    "staged records are kept and retried."
+                ) from None
             outcomes = [Outcome("failed", rid, "failed", exc.message, request_id=exc.request_id)]
         except InvoiceUpdateError as exc:
             outcomes = [Outcome("failed", rid, "failed", str(exc))]
@@ -186,8 +198,9 @@ class Reconciler:
 
     def _forward_link(self, target_type: str, merge_id: str, remote_id: Any) -> Link | None:
         """A link whose QuickBooks side is this record and which the forward leg wrote (echo)."""
-        return echo_link(self.ledger, SOURCE, target_type, merge_id, other=TARGET,
-                         remote_id=str(remote_id) if remote_id else None)
+        return echo_link(
+            self.ledger, SOURCE, target_type, merge_id, other=TARGET, remote_id=str(remote_id) if remote_id else None
+        )
 
     def _record_for(self, contact_id: str | None) -> tuple[str, int] | None:
         """(kind, id) of the Coperniq project (QBO job) or account (QBO customer) a Merge contact is linked to.
@@ -237,8 +250,10 @@ class Reconciler:
                 raise Wait(f"item {item_id} not received yet")
             if item and item.get("name"):
                 cost = money(item.get("purchase_price")) or Decimal(0)
-                return CatalogRef(self._catalog(item["name"], merge_type=item.get("type"),
-                                                price=item.get("unit_price"), cost=cost), cost)
+                return CatalogRef(
+                    self._catalog(item["name"], merge_type=item.get("type"), price=item.get("unit_price"), cost=cost),
+                    cost,
+                )
         return self._default_ref()
 
     # ------------------------------------------------------------------ invoices
@@ -261,8 +276,9 @@ class Reconciler:
             return [Outcome("wait", rid, reason=NOT_SYNCED)]
         kind, record_id = record
         try:
-            lines = build_line_items(inv, lambda line: self._line_ref(line, final),
-                                     lambda: CatalogRef(self._catalog(ADJUSTMENT_ITEM_NAME)))
+            lines = build_line_items(
+                inv, lambda line: self._line_ref(line, final), lambda: CatalogRef(self._catalog(ADJUSTMENT_ITEM_NAME))
+            )
         except Wait as wait:
             return [Outcome("wait", rid, reason=str(wait))]
         payload = invoice_payload(inv, record_id, lines)
@@ -274,8 +290,9 @@ class Reconciler:
             if link.fingerprint == fp:
                 return [Outcome("done", rid, target_id=link.target_id)]
             if self.dry_run:
-                return [Outcome("done", rid, "planned", f"would update Coperniq invoice {link.target_id}",
-                                link.target_id)]
+                return [
+                    Outcome("done", rid, "planned", f"would update Coperniq invoice {link.target_id}", link.target_id)
+                ]
             update_invoice_lines(self.api, str(link.target_id), update_body(payload))
             new_link.target_id = link.target_id
             self.journal.link(new_link)
@@ -294,8 +311,9 @@ class Reconciler:
             self._commit(key, new_link)
             return [Outcome("done", rid, "linked", "found in Coperniq after an interrupted run", new_link.target_id)]
         self._begin(key, {"record_id": record_id, "kind": kind, "marker": marker(rid)})
-        created = self.api.create_invoice(create_body(payload), record_id=record_id, record_kind=kind,
-                                          marker=marker(rid))
+        created = self.api.create_invoice(
+            create_body(payload), record_id=record_id, record_kind=kind, marker=marker(rid)
+        )
         new_link.target_id = str(created["id"])
         self._commit(key, new_link)
         return [Outcome("done", rid, "created", f"on Coperniq {kind} {record_id}", new_link.target_id)]
@@ -310,8 +328,13 @@ class Reconciler:
         if self.void_policy == "ignore":
             return Outcome("skipped", rid, "skipped", f"{gone} in QuickBooks; void_policy=ignore", target_id)
         if self.dry_run:
-            return Outcome("done", rid, "planned", f"{gone} in QuickBooks; would {self.void_policy} "
-                                                   f"Coperniq invoice {target_id}", target_id)
+            return Outcome(
+                "done",
+                rid,
+                "planned",
+                f"{gone} in QuickBooks; would {self.void_policy} Coperniq invoice {target_id}",
+                target_id,
+            )
         if self.void_policy == "delete":
             try:
                 self.api.delete_invoice(target_id)
@@ -322,12 +345,18 @@ class Reconciler:
             self.journal.link(link)
             return Outcome("done", rid, "deleted", f"{gone} in QuickBooks; void_policy=delete", target_id)
         prefix = DELETED_PREFIX if gone == "deleted" else VOID_PREFIX
-        self.api.update_invoice(target_id, {"status": "DECLINED",
-                                            "description": invoice_description(inv, prefix=prefix)})
+        self.api.update_invoice(
+            target_id, {"status": "DECLINED", "description": invoice_description(inv, prefix=prefix)}
+        )
         link.status = "deleted" if gone == "deleted" else "voided"
         self.journal.link(link)
-        return Outcome("done", rid, "updated", f"{gone} in QuickBooks; marked (status DECLINED, description "
-                                               f"prefixed {prefix.strip()})", target_id)
+        return Outcome(
+            "done",
+            rid,
+            "updated",
+            f"{gone} in QuickBooks; marked (status DECLINED, description prefixed {prefix.strip()})",
+            target_id,
+        )
 
     # ------------------------------------------------------------------ payments
 
@@ -341,25 +370,28 @@ class Reconciler:
             return [Outcome("skipped", rid, "skipped", "not applied to any invoice")]
         if pay.get("contact") and self._record_for(pay["contact"]) is None:
             return [Outcome("wait", rid, reason=NOT_SYNCED)]
-        return [self._application(rid, pay, invoice_id, amount, applications)
-                for invoice_id, amount, _ in applications]
+        return [self._application(rid, pay, invoice_id, amount, applications) for invoice_id, amount, _ in applications]
 
     def _twin_payment(self, invoice: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """A Coperniq payment on this invoice that this QuickBooks payment mirrors (the same amount, dated within
         PAYMENT_DATE_SLACK days) and that no link claims yet: a payment recorded in both systems before the
         forward leg linked them. Importing it would count the money twice in Coperniq."""
         claimed = self._claimed()
-        same = [p for p in self.api.payments(invoice)
-                if str(p.get("id")) not in claimed and str(p.get("status") or "").upper() not in VOID_STATUSES
-                and Decimal(str(p.get("amount") or 0)).quantize(CENT) == Decimal(str(body["amount"])).quantize(CENT)]
-        return closest_by_day(same, day_of(body.get("paymentDate")), lambda p: p.get("paymentDate"),
-                              PAYMENT_DATE_SLACK)
+        same = [
+            p
+            for p in self.api.payments(invoice)
+            if str(p.get("id")) not in claimed
+            and str(p.get("status") or "").upper() not in VOID_STATUSES
+            and Decimal(str(p.get("amount") or 0)).quantize(CENT) == Decimal(str(body["amount"])).quantize(CENT)
+        ]
+        return closest_by_day(same, day_of(body.get("paymentDate")), lambda p: p.get("paymentDate"), PAYMENT_DATE_SLACK)
 
     def _claimed(self) -> set[str]:
         """Coperniq payments some link holds (read once per run, then kept up to date by this run's links)."""
         if self._claimed_payments is None:
-            self._claimed_payments = {link.source_id for link in self.ledger.links(TARGET, "payment")} | \
-                {str(link.target_id) for link in self.ledger.links(SOURCE, "payment") if link.target_id}
+            self._claimed_payments = {link.source_id for link in self.ledger.links(TARGET, "payment")} | {
+                str(link.target_id) for link in self.ledger.links(SOURCE, "payment") if link.target_id
+            }
         return self._claimed_payments
 
     def _coperniq_invoice(self, merge_invoice_id: str) -> str | Outcome:
@@ -374,8 +406,14 @@ class Reconciler:
             return str(rev.target_id)
         return Outcome("wait", "", reason=f"invoice {merge_invoice_id} not synced to Coperniq")
 
-    def _application(self, rid: str, pay: dict[str, Any], invoice_id: str, amount: Decimal,
-                     applications: list[tuple[str, Decimal, str | None]]) -> Outcome:
+    def _application(
+        self,
+        rid: str,
+        pay: dict[str, Any],
+        invoice_id: str,
+        amount: Decimal,
+        applications: list[tuple[str, Decimal, str | None]],
+    ) -> Outcome:
         sid = payment_source_id(rid, invoice_id, applications)
         link = self._reverse_link("payment", sid)
         if pay.get("remote_was_deleted"):
@@ -386,17 +424,27 @@ class Reconciler:
             if not self.dry_run:
                 link.status = "deleted"
                 self.journal.link(link)
-            return Outcome("skipped", sid, "skipped", "deleted in QuickBooks; Coperniq has no API to delete "
-                                                      f"payments: remove payment {link.target_id} by hand",
-                           link.target_id)
+            return Outcome(
+                "skipped",
+                sid,
+                "skipped",
+                "deleted in QuickBooks; Coperniq has no API to delete "
+                f"payments: remove payment {link.target_id} by hand",
+                link.target_id,
+            )
         body = payment_body(pay, amount, sid, self.payment_method)
         fp = fingerprint(body)
         if link is not None:
             if link.fingerprint == fp:
                 return Outcome("done", sid, target_id=link.target_id)
-            return Outcome("skipped", sid, "skipped", "changed in QuickBooks; Coperniq payments cannot be edited "
-                                                      f"through the API: check payment {link.target_id}",
-                           link.target_id)
+            return Outcome(
+                "skipped",
+                sid,
+                "skipped",
+                "changed in QuickBooks; Coperniq payments cannot be edited "
+                f"through the API: check payment {link.target_id}",
+                link.target_id,
+            )
         invoice = self._coperniq_invoice(invoice_id)
         if isinstance(invoice, Outcome):
             invoice.source_id = sid
@@ -413,9 +461,14 @@ class Reconciler:
             new_link.target_id, new_link.origin = str(twin["id"]), TARGET
             self._claimed().add(new_link.target_id)
             self._commit(key, new_link)
-            return Outcome("done", sid, "linked", f"Coperniq invoice {invoice} already has this payment ({amount} on "
-                           f"{str(twin.get('paymentDate') or '')[:10]}): linked, not counted twice",
-                           new_link.target_id)
+            return Outcome(
+                "done",
+                sid,
+                "linked",
+                f"Coperniq invoice {invoice} already has this payment ({amount} on "
+                f"{str(twin.get('paymentDate') or '')[:10]}): linked, not counted twice",
+                new_link.target_id,
+            )
         self._begin(key, {"invoice_id": invoice, "payment_reference": sid})
         created = self.api.create_payment(invoice, body)
         new_link.target_id = str(created["id"])

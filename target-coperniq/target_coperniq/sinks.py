@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from singer_sdk.sinks import BatchSink
 
@@ -28,15 +28,16 @@ class StagingSink(BatchSink):
 
     max_size = 500
 
-    def __init__(self, target: TargetCoperniq, stream_name: str, schema: dict,
-                 key_properties: Sequence[str] | None) -> None:
+    def __init__(
+        self, target: TargetCoperniq, stream_name: str, schema: dict, key_properties: Sequence[str] | None
+    ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         self.reconciler = target.reconciler
         self.reconciler.sinks.append(self)
 
     @override
     def preprocess_record(self, record: dict, context: dict) -> dict:
-        return to_jsonable(record)
+        return cast("dict", to_jsonable(record))
 
     @override
     def process_batch(self, context: dict) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 from singer_sdk import Target
 from singer_sdk import typing as th
-from sync_ledger.util import quiet_sdk_metrics
 
+from sync_ledger.util import quiet_sdk_metrics
 from target_coperniq.reconcile import DEFAULT_LEDGER_PATH, DEFAULT_LINE_ITEM_NAME, Reconciler
 from target_coperniq.sinks import StagingSink
 
@@ -26,35 +26,84 @@ class TargetCoperniq(Target):
     default_sink_class = StagingSink
 
     config_jsonschema = th.PropertiesList(
-        th.Property("api_key", th.StringType, required=True, secret=True, title="Coperniq API key",
-                    description="Sent as the x-api-key header."),
-        th.Property("api_url", th.StringType, default="https://api.coperniq.io/v1",
-                    description="Coperniq API base URL including /v1."),
-        th.Property("ledger_path", th.StringType, default=DEFAULT_LEDGER_PATH,
-                    description="Sync ledger (DuckDB) shared with target-quickbooks-merge."),
-        th.Property("dry_run", th.BooleanType, default=False,
-                    description="Log what would be written (action `planned`) and write nothing to Coperniq."),
-        th.Property("max_requests_per_second", th.NumberType, default=10,
-                    description="Client-side ceiling on Coperniq requests (Coperniq allows 100/s, 5,000/day)."),
-        th.Property("default_catalog_item", th.IntegerType,
-                    description="Coperniq catalog item id for QuickBooks lines without an item. Unset: a catalog "
-                                "item named `default_catalog_item_name` is found or created."),
-        th.Property("default_catalog_item_name", th.StringType, default=DEFAULT_LINE_ITEM_NAME,
-                    description="Catalog item name used when `default_catalog_item` is not set."),
-        th.Property("create_catalog_items", th.BooleanType, default=True,
-                    description="Create a Coperniq catalog item when no item has the QuickBooks item's name. "
-                                "Off: such invoices fail (and are retried) until the item exists."),
-        th.Property("void_policy", th.StringType, default="mark", allowed_values=["mark", "delete", "ignore"],
-                    description="What a QuickBooks void/delete does to the Coperniq invoice the reverse leg "
-                                "created: mark (status DECLINED + description prefix), delete, or ignore."),
-        th.Property("payment_method", th.StringType, default="CHECK",
-                    allowed_values=["CASH", "ACH", "CREDIT_CARD", "KLARNA", "AFFIRM", "CHECK"],
-                    description="Coperniq paymentMethod for payments from QuickBooks (Merge exposes the method "
-                                "only as a reference)."),
-        th.Property("max_attempts", th.IntegerType, default=5,
-                    description="Runs that retry a failed record before it is left for an operator."),
         th.Property(
-            "log_sdk_metrics", th.BooleanType, default=False, title="Log SDK metrics",
+            "api_key",
+            th.StringType,
+            required=True,
+            secret=True,
+            title="Coperniq API key",
+            description="Sent as the x-api-key header.",
+        ),
+        th.Property(
+            "api_url",
+            th.StringType,
+            default="https://api.coperniq.io/v1",
+            description="Coperniq API base URL including /v1.",
+        ),
+        th.Property(
+            "ledger_path",
+            th.StringType,
+            default=DEFAULT_LEDGER_PATH,
+            description="Sync ledger (DuckDB) shared with target-quickbooks-merge.",
+        ),
+        th.Property(
+            "dry_run",
+            th.BooleanType,
+            default=False,
+            description="Log what would be written (action `planned`) and write nothing to Coperniq.",
+        ),
+        th.Property(
+            "max_requests_per_second",
+            th.NumberType,
+            default=10,
+            description="Client-side ceiling on Coperniq requests (Coperniq allows 100/s, 5,000/day).",
+        ),
+        th.Property(
+            "default_catalog_item",
+            th.IntegerType,
+            description="Coperniq catalog item id for QuickBooks lines without an item. Unset: a catalog "
+            "item named `default_catalog_item_name` is found or created.",
+        ),
+        th.Property(
+            "default_catalog_item_name",
+            th.StringType,
+            default=DEFAULT_LINE_ITEM_NAME,
+            description="Catalog item name used when `default_catalog_item` is not set.",
+        ),
+        th.Property(
+            "create_catalog_items",
+            th.BooleanType,
+            default=True,
+            description="Create a Coperniq catalog item when no item has the QuickBooks item's name. "
+            "Off: such invoices fail (and are retried) until the item exists.",
+        ),
+        th.Property(
+            "void_policy",
+            th.StringType,
+            default="mark",
+            allowed_values=["mark", "delete", "ignore"],
+            description="What a QuickBooks void/delete does to the Coperniq invoice the reverse leg "
+            "created: mark (status DECLINED + description prefix), delete, or ignore.",
+        ),
+        th.Property(
+            "payment_method",
+            th.StringType,
+            default="CHECK",
+            allowed_values=["CASH", "ACH", "CREDIT_CARD", "KLARNA", "AFFIRM", "CHECK"],
+            description="Coperniq paymentMethod for payments from QuickBooks (Merge exposes the method "
+            "only as a reference).",
+        ),
+        th.Property(
+            "max_attempts",
+            th.IntegerType,
+            default=5,
+            description="Runs that retry a failed record before it is left for an operator.",
+        ),
+        th.Property(
+            "log_sdk_metrics",
+            th.BooleanType,
+            default=False,
+            title="Log SDK metrics",
             description="Also log the Singer SDK's METRIC lines (one per request and batch); off by default.",
         ),
     ).to_dict()

@@ -34,8 +34,14 @@ class ContactRules:
             return None
         return next((r for r in rows if str(r.get("Id")) == str(candidate.get("remote_id"))), {})
 
-    def recover(self, intent_key: str, source_type: str, source_id: str, target_type: str,
-                find: Callable[[str], FoundIds | None]) -> Link | None:
+    def recover(
+        self,
+        intent_key: str,
+        source_type: str,
+        source_id: str,
+        target_type: str,
+        find: Callable[[str], FoundIds | None],
+    ) -> Link | None:
         """A create may have happened before a crash: find it (`find(name)`) by the DisplayName its intent recorded
         before creating again."""
         ctx = self.ctx
@@ -46,22 +52,38 @@ class ContactRules:
         if found is None:
             return None
         merge_id, remote = found
-        link = Link(SRC, source_type, source_id, QBO, target_type, merge_id, remote, intent.get("fingerprint"),
-                    origin=SRC)
+        link = Link(
+            SRC, source_type, source_id, QBO, target_type, merge_id, remote, intent.get("fingerprint"), origin=SRC
+        )
         ctx.save_link(link)
         stream = "accounts" if source_type == "account" else "projects"
-        ctx.record(stream, source_id, "linked", f"recovered {target_type} {name!r} created by an interrupted "
-                   "run (no duplicate created)", target_id=merge_id or remote, name=str(name))
+        ctx.record(
+            stream,
+            source_id,
+            "linked",
+            f"recovered {target_type} {name!r} created by an interrupted run (no duplicate created)",
+            target_id=merge_id or remote,
+            name=str(name),
+        )
         return link
 
-    def link_existing(self, stream: str, source_type: str, source_id: str, target_type: str,
-                      match: dict[str, Any], desired: dict[str, Any], base: str) -> Link:
+    def link_existing(
+        self,
+        stream: str,
+        source_type: str,
+        source_id: str,
+        target_type: str,
+        match: dict[str, Any],
+        desired: dict[str, Any],
+        base: str,
+    ) -> Link:
         """Link a matched QuickBooks record and bring it in line under the matching strategy."""
         ctx = self.ctx
         strategy = ctx.s.matching_strategy
         wanted = with_clears(desired) if strategy == "replace" and target_type == "customer" else desired
-        patch = diff_for_strategy({k: v for k, v in wanted.items() if k not in {"is_supplier", "name"}},
-                                  match, strategy)
+        patch = diff_for_strategy(
+            {k: v for k, v in wanted.items() if k not in {"is_supplier", "name"}}, match, strategy
+        )
         if strategy == "replace" and match.get("name") != desired.get("name"):
             patch["name"] = desired["name"]
         rid = None
@@ -69,15 +91,22 @@ class ContactRules:
             rid = ctx.client.update("contacts", str(match["id"]), patch).request_id
         # fingerprint of what Coperniq wants, so an unchanged record costs nothing next run
         fp = fingerprint({**desired, "name": match.get("name") if strategy != "replace" else desired["name"]})
-        link = Link(SRC, source_type, source_id, QBO, target_type, str(match["id"]),
-                    remote_id_of(match), fp, origin=QBO)
+        link = Link(
+            SRC, source_type, source_id, QBO, target_type, str(match["id"]), remote_id_of(match), fp, origin=QBO
+        )
         ctx.save_link(link)
         if strategy != "replace":
             self.names.remember(target_type, source_id, base, str(match.get("name") or base))
         what = f"updated {describe_patch(patch, match)}" if patch else "left unchanged"
-        ctx.record(stream, source_id, "linked", f"matched existing QuickBooks {target_type} "
-                   f"{match.get('name')!r} by name ({strategy}: {what})", target_id=link.target_id,
-                   request_id=rid, name=str(match.get("name")))
+        ctx.record(
+            stream,
+            source_id,
+            "linked",
+            f"matched existing QuickBooks {target_type} {match.get('name')!r} by name ({strategy}: {what})",
+            target_id=link.target_id,
+            request_id=rid,
+            name=str(match.get("name")),
+        )
         return link
 
     def find_own_customer(self, name: str, desired: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -86,8 +115,11 @@ class ContactRules:
         email we sent if we sent one. A vendor or employee holding the name is somebody else's."""
         email = normalize_email(desired.get("email_address"))
         for contact in self.ctx.client.find_contacts(name=name, is_customer="true"):
-            if normalize_name(contact.get("name")) != normalize_name(name) or not contact.get("is_customer") or \
-                    str(contact.get("id")) in self.ctx.links.targets:
+            if (
+                normalize_name(contact.get("name")) != normalize_name(name)
+                or not contact.get("is_customer")
+                or str(contact.get("id")) in self.ctx.links.targets
+            ):
                 continue
             other = normalize_email(contact.get("email_address"))
             if email and other and email != other:
@@ -101,7 +133,11 @@ class ContactRules:
         next sync."""
         linked = {link.target_remote_id for link in self.ctx.links.by_source.values() if link.target_type == "job"}
         for row in self.ctx.client.query_customers_by_name(name) or []:
-            if row.get("Job") and str((row.get("ParentRef") or {}).get("value")) == str(parent) and \
-                    str(row.get("Id")) not in linked and normalize_name(row.get("DisplayName")) == normalize_name(name):
+            if (
+                row.get("Job")
+                and str((row.get("ParentRef") or {}).get("value")) == str(parent)
+                and str(row.get("Id")) not in linked
+                and normalize_name(row.get("DisplayName")) == normalize_name(name)
+            ):
                 return row
         return None

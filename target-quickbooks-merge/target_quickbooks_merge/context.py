@@ -26,8 +26,20 @@ QBO = "quickbooks"
 DIRECTION = "forward"
 IDEMPOTENCY_NS = uuid.UUID("6f1c2a7e-6a57-4f0e-9d0c-2b8f5f4d9a11")
 
-__all__ = ["DIRECTION", "QBO", "SRC", "ConfigRefused", "Context", "Disconnected", "LinkMap", "PlanRow", "Result",
-           "Unreachable", "idempotency_key", "remote_id_of"]
+__all__ = [
+    "DIRECTION",
+    "QBO",
+    "SRC",
+    "ConfigRefused",
+    "Context",
+    "Disconnected",
+    "LinkMap",
+    "PlanRow",
+    "Result",
+    "Unreachable",
+    "idempotency_key",
+    "remote_id_of",
+]
 
 
 @dataclass
@@ -86,8 +98,9 @@ class LinkMap:
 class Context:
     """The run's shared state and its ledger-side verbs (every rule module writes through these)."""
 
-    def __init__(self, ledger: Ledger, client: MergeClient, settings: Settings, run_id: str,
-                 logger: logging.Logger) -> None:
+    def __init__(
+        self, ledger: Ledger, client: MergeClient, settings: Settings, run_id: str, logger: logging.Logger
+    ) -> None:
         self.ledger = ledger
         self.client = client
         self.s = settings
@@ -100,17 +113,31 @@ class Context:
         self.leftover: dict[str, dict[str, Any]] = dict(ledger.pending_intents(f"{DIRECTION}:"))
         self.warnings: list[str] = []
         self.guard = RowGuard(self.rows, self.journal, settings, client, logger)
-        self.writer = BatchWriter(self.journal, lambda stream, sid, fn: self.guard(stream, sid, fn, count=False),
-                                  workers=settings.max_parallel_writes, logger=logger, end=self.end)
+        self.writer = BatchWriter(
+            self.journal,
+            lambda stream, sid, fn: self.guard(stream, sid, fn, count=False),
+            workers=settings.max_parallel_writes,
+            logger=logger,
+            end=self.end,
+        )
         self._dry_seq = 0
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
         self.log.warning("WARNING: %s", message)
 
-    def record(self, stream: str, source_id: str | None, action: str, reason: str = "", *,
-               target_id: str | None = None, request_id: str | None = None, name: str = "",
-               write: WriteResult | None = None) -> None:
+    def record(
+        self,
+        stream: str,
+        source_id: str | None,
+        action: str,
+        reason: str = "",
+        *,
+        target_id: str | None = None,
+        request_id: str | None = None,
+        name: str = "",
+        write: WriteResult | None = None,
+    ) -> None:
         """Count + integration log (+ plan row in a dry run). `write`: the create's answer, whose notes join the
         reason (a lost answer recovered, Merge's warnings)."""
         if write is not None:
@@ -149,10 +176,19 @@ class Context:
         self.leftover.pop(intent_key, None)
         self.journal.end(intent_key)
 
-    def plan_update(self, stream: str, source_id: str, model: str, merge_id: str, patch: dict[str, Any],
-                    finish: Callable[[str | None], None], on_error: Callable[[Exception], None] | None = None) -> None:
+    def plan_update(
+        self,
+        stream: str,
+        source_id: str,
+        model: str,
+        merge_id: str,
+        patch: dict[str, Any],
+        finish: Callable[[str | None], None],
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
         """PATCH a Merge model with the next batch (in parallel with the other writes); `finish(request_id)` then
         records the row, which stays unmarked until then (a crash before the PATCH leaves it to be redone)."""
+
         def send() -> str | None:
             return None if self.dry else self.client.update(model, merge_id, patch).request_id
 
@@ -161,4 +197,3 @@ class Context:
     def fake_id(self, kind: str) -> str:
         self._dry_seq += 1
         return f"dry-run-{kind}-{self._dry_seq}"
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from sync_ledger import Link, fingerprint
@@ -42,8 +43,9 @@ class CustomerSync(ContactRules):
             if link is not None:
                 return link
             raise Wait(f"client (account {account_id}) has not been received from Coperniq yet")
-        base = render_name(ctx.s.customer_name_template, title=account.get("title"),
-                           number=account.get("number"), id=account_id)
+        base = render_name(
+            ctx.s.customer_name_template, title=account.get("title"), number=account.get("number"), id=account_id
+        )
         if link is not None:
             self.done.add(account_id)  # its projects go on with the link; an update marks the row when sent
             if not self._update(account_id, account, link, base):
@@ -62,7 +64,7 @@ class CustomerSync(ContactRules):
             if "__invalid__" in account or aid in self.done:
                 continue
             if ("account", aid) in ctx.links or aid in self.failures:  # refused: fails with the reason
-                ctx.guard("accounts", aid, lambda aid=aid: self._ensure_none(aid))
+                ctx.guard("accounts", aid, partial(self._ensure_none, aid))
             else:
                 ctx.skip("accounts", aid, "client has no triggered project yet", name=str(account.get("title") or ""))
         ctx.writer.flush_all()
@@ -80,8 +82,14 @@ class CustomerSync(ContactRules):
             return False  # unchanged: zero API calls
         if link.origin == QBO and ctx.s.matching_strategy == "skip":
             ctx.save_link(replace(link, fingerprint=fp))
-            ctx.record("accounts", account_id, "skipped", "matched QuickBooks customer; matching_strategy skip "
-                       "leaves it unchanged", target_id=link.target_id, name=name)
+            ctx.record(
+                "accounts",
+                account_id,
+                "skipped",
+                "matched QuickBooks customer; matching_strategy skip leaves it unchanged",
+                target_id=link.target_id,
+                name=name,
+            )
             return False
         # replace: fields emptied in Coperniq are cleared in QuickBooks too; enrich never blanks anything out
         patch = with_clears(desired) if ctx.s.matching_strategy == "replace" else dict(desired)
@@ -93,8 +101,9 @@ class CustomerSync(ContactRules):
         self._plan_update(account_id, account, link, base, patch, set())
         return True
 
-    def _plan_update(self, account_id: str, account: Mapping[str, Any], link: Link, base: str,
-                     patch: dict[str, Any], tried: set[str]) -> None:
+    def _plan_update(
+        self, account_id: str, account: Mapping[str, Any], link: Link, base: str, patch: dict[str, Any], tried: set[str]
+    ) -> None:
         """A rename QuickBooks refuses as a duplicate (6240: the new name is held by another customer, vendor or
         employee) moves to the next suffixed name, as a create does."""
         ctx = self.ctx
@@ -105,13 +114,23 @@ class CustomerSync(ContactRules):
             if "name" in patch:
                 self.names.remember("customer", account_id, base, name)
             ctx.save_link(replace(link, fingerprint=fingerprint(customer_payload(account, name))))
-            ctx.record("accounts", account_id, "updated", f"client changed in Coperniq ({fields})",
-                       target_id=link.target_id, request_id=request_id, name=name)
+            ctx.record(
+                "accounts",
+                account_id,
+                "updated",
+                f"client changed in Coperniq ({fields})",
+                target_id=link.target_id,
+                request_id=request_id,
+                name=name,
+            )
             ctx.mark("accounts", account_id, "done")
 
         def failed(exc: Exception) -> None:
-            following = self.names.next_after(exc, name, base, str(account.get("number") or account_id), tried) \
-                if "name" in patch else None
+            following = (
+                self.names.next_after(exc, name, base, str(account.get("number") or account_id), tried)
+                if "name" in patch
+                else None
+            )
             if following is None:
                 raise exc
             self._plan_update(account_id, account, link, base, {**patch, "name": following}, tried)
@@ -136,16 +155,18 @@ class CustomerSync(ContactRules):
         intent_key = f"forward:account:{account_id}"
         if intent_key in self.ctx.leftover:
             desired = customer_payload(account, base)
-            recovered = self.recover(intent_key, "account", account_id, "customer",
-                                     lambda name: self._own_ids(name, desired))
+            recovered = self.recover(
+                intent_key, "account", account_id, "customer", lambda name: self._own_ids(name, desired)
+            )
             if recovered:
                 return recovered
         key = str(account.get("number") or account_id)
         match = self._match(account, base, key)
         if match is not None:
             name = self.names.own("customer", account_id, base, match)
-            return self.link_existing("accounts", "account", account_id, "customer", match,
-                                      customer_payload(account, name), base)
+            return self.link_existing(
+                "accounts", "account", account_id, "customer", match, customer_payload(account, name), base
+            )
         self._plan(account_id, account, base, key, self.names.free(base, key), set())
         return None
 
@@ -153,8 +174,9 @@ class CustomerSync(ContactRules):
         contact = self.find_own_customer(name, desired)
         return (str(contact["id"]), remote_id_of(contact)) if contact is not None else None
 
-    def _plan(self, account_id: str, account: Mapping[str, Any], base: str, key: str, name: str,
-              tried: set[str]) -> None:
+    def _plan(
+        self, account_id: str, account: Mapping[str, Any], base: str, key: str, name: str, tried: set[str]
+    ) -> None:
         ctx = self.ctx
         intent_key = f"forward:account:{account_id}"
         desired = customer_payload(account, name)
@@ -166,14 +188,16 @@ class CustomerSync(ContactRules):
         def send() -> WriteResult:
             if ctx.dry:
                 return WriteResult({"id": ctx.fake_id("customer"), "remote_id": None, "name": name})
-            return ctx.client.create("contacts", desired, idempotency_key=ikey,
-                                     find_existing=lambda: self.find_own_customer(name, desired))
+            return ctx.client.create(
+                "contacts", desired, idempotency_key=ikey, find_existing=lambda: self.find_own_customer(name, desired)
+            )
 
         def finish(res: WriteResult) -> None:
             model = res.model
             self.pending.discard(account_id)
-            link = Link(SRC, "account", account_id, QBO, "customer", str(model["id"]), remote_id_of(model), fp,
-                        origin=SRC)
+            link = Link(
+                SRC, "account", account_id, QBO, "customer", str(model["id"]), remote_id_of(model), fp, origin=SRC
+            )
             ctx.commit_create(link, intent_key)
             self.names.remember("customer", account_id, base, name)
             self.contacts.add({**desired, **model})
@@ -195,6 +219,15 @@ class CustomerSync(ContactRules):
                 return
             self.failures[account_id] = exc  # its projects fail with this reason (JobSync)
 
-        ctx.writer.plan(PlannedWrite("accounts", account_id, intent_key,
-                                     {"kind": "customer", "name": name, "idempotency_key": ikey}, send, finish,
-                                     failed), durable_now=bool(tried))
+        ctx.writer.plan(
+            PlannedWrite(
+                "accounts",
+                account_id,
+                intent_key,
+                {"kind": "customer", "name": name, "idempotency_key": ikey},
+                send,
+                finish,
+                failed,
+            ),
+            durable_now=bool(tried),
+        )

@@ -17,8 +17,9 @@ from .settings import Settings
 class RowGuard:
     """Call it with (stream, source_id, step[, status]). Also reports progress and notices an unreachable Merge."""
 
-    def __init__(self, rows: RowLog, journal: Journal, settings: Settings, client: MergeClient,
-                 logger: logging.Logger) -> None:
+    def __init__(
+        self, rows: RowLog, journal: Journal, settings: Settings, client: MergeClient, logger: logging.Logger
+    ) -> None:
         self.rows = rows
         self.journal = journal
         self.s = settings
@@ -28,8 +29,9 @@ class RowGuard:
         self._started = self._progress_at = time.monotonic()
         self._processed = 0
 
-    def __call__(self, stream: str, source_id: str, step: Callable[[], None], status: str = "pending", *,
-                 count: bool = True) -> None:
+    def __call__(
+        self, stream: str, source_id: str, step: Callable[[], None], status: str = "pending", *, count: bool = True
+    ) -> None:
         try:
             step()
             self._unreachable_since = None
@@ -62,9 +64,15 @@ class RowGuard:
             self._progress_at = now
             elapsed = max(now - self._started, 1e-6)
             calls = sum(self.client.api.calls.values())
-            self.log.info("progress: %s, %d records reconciled (%.0f/s), %d API calls (%.0f/min), %d retries",
-                          stream, self._processed, self._processed / elapsed, calls, calls * 60 / elapsed,
-                          self.client.api.retries)
+            self.log.info(
+                "progress: %s, %d records reconciled (%.0f/s), %d API calls (%.0f/min), %d retries",
+                stream,
+                self._processed,
+                self._processed / elapsed,
+                calls,
+                calls * 60 / elapsed,
+                self.client.api.retries,
+            )
 
     def _check_reachable(self, exc: ApiError) -> None:
         """Rows failing because Merge does not answer (no response, or 5xx after the client's retries) fail the
@@ -76,6 +84,8 @@ class RowGuard:
         if self._unreachable_since is None:
             self._unreachable_since = now
         elif now - self._unreachable_since >= self.s.unreachable_timeout:
-            raise Unreachable(f"Merge at {self.s.base_url} has not answered for {now - self._unreachable_since:.0f} s "
-                              f"(unreachable_timeout): last error {exc.message}. The run stopped; its failed rows "
-                              "are retried next run.") from exc
+            raise Unreachable(
+                f"Merge at {self.s.base_url} has not answered for {now - self._unreachable_since:.0f} s "
+                f"(unreachable_timeout): last error {exc.message}. The run stopped; its failed rows "
+                "are retried next run."
+            ) from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from sync_ledger import Link, fingerprint
@@ -34,7 +35,7 @@ class InvoiceSync:
         for iid, inv, status, _ in ctx.ledger.iter_staged(SRC, "invoices", status=("pending", "failed", "skipped")):
             if "__invalid__" in inv:
                 continue
-            ctx.guard("invoices", iid, lambda iid=iid, inv=inv, status=status: self._invoice(iid, inv, status), status)
+            ctx.guard("invoices", iid, partial(self._invoice, iid, inv, status), status)
         ctx.writer.flush_all()
 
     def _invoice_sync_off(self) -> None:
@@ -46,8 +47,10 @@ class InvoiceSync:
         for pay_id, _, _, _ in ctx.ledger.iter_staged(SRC, "payments", status=("pending", "failed")):
             ctx.skip("payments", pay_id, "invoice_sync is off")
         if arrived:
-            ctx.warn(f"invoice_sync is off but {arrived} invoice(s) arrived; nothing was written for them "
-                     "(set invoice_sync: true to push invoices and payments)")
+            ctx.warn(
+                f"invoice_sync is off but {arrived} invoice(s) arrived; nothing was written for them "
+                "(set invoice_sync: true to push invoices and payments)"
+            )
 
     def contact_of(self, invoice: Mapping[str, Any]) -> str:
         """The Merge id of the job (or, for an account-level invoice, the customer) an invoice belongs on."""
@@ -58,8 +61,9 @@ class InvoiceSync:
         if job is not None:
             merge_id = job.target_id or self.jobs.resolve(job)
             if not merge_id:
-                raise Wait(f"waiting for Merge to sync job (QBO Id {job.target_remote_id}) of project {pid}; "
-                           "retried next run")
+                raise Wait(
+                    f"waiting for Merge to sync job (QBO Id {job.target_remote_id}) of project {pid}; retried next run"
+                )
             return merge_id
         if pid and ctx.ledger.staged(SRC, "projects", pid) is not None:
             raise Wait(f"project {pid} is not synced to QuickBooks (not triggered)")
@@ -67,8 +71,9 @@ class InvoiceSync:
         customer = ctx.links.get("account", str(account.get("id"))) if account.get("id") is not None else None
         if customer is not None and customer.target_id and pid is None:  # account-level invoice
             return customer.target_id
-        raise Wait(f"project {pid or '?'} of this invoice is not synced to QuickBooks (not triggered or not "
-                   "received yet)")
+        raise Wait(
+            f"project {pid or '?'} of this invoice is not synced to QuickBooks (not triggered or not received yet)"
+        )
 
     def _invoice(self, iid: str, inv: Mapping[str, Any], status: str) -> None:
         ctx = self.ctx
@@ -79,19 +84,26 @@ class InvoiceSync:
         if coperniq_status not in ctx.s.invoice_statuses:
             if status != "skipped":  # once per version of the record
                 pushed = ", ".join(ctx.s.invoice_statuses)
-                reason = (f"invoice is {coperniq_status or 'without status'} in Coperniq; invoice_statuses pushes "
-                          f"{pushed}")
+                reason = (
+                    f"invoice is {coperniq_status or 'without status'} in Coperniq; invoice_statuses pushes {pushed}"
+                )
                 if link is not None:  # TODO(accounting issue): void/credit rules; until then never silent
-                    reason = (f"invoice pushed to QuickBooks earlier is now {coperniq_status} in Coperniq; left "
-                              "unchanged in QuickBooks (voiding is not automated yet): review it there")
+                    reason = (
+                        f"invoice pushed to QuickBooks earlier is now {coperniq_status} in Coperniq; left "
+                        "unchanged in QuickBooks (voiding is not automated yet): review it there"
+                    )
                 ctx.skip("invoices", iid, reason, target_id=link.target_id if link else None)
             return
         contact = self.contact_of(inv)
         lines = inv.get("lineItems") or []
         if not lines:
             raise RowFailure("invoice has no line items (QuickBooks needs at least one line)")
-        desired = invoice_payload(inv, contact, [invoice_line(line, self.items.for_line(line)) for line in lines],
-                                  number_prefix=ctx.s.invoice_number_prefix)
+        desired = invoice_payload(
+            inv,
+            contact,
+            [invoice_line(line, self.items.for_line(line)) for line in lines],
+            number_prefix=ctx.s.invoice_number_prefix,
+        )
         if link is not None:
             self._update(iid, inv, link, desired)
         elif not self._match(iid, inv, desired, contact):
@@ -108,10 +120,18 @@ class InvoiceSync:
             if link.origin == QBO and ctx.s.matching_strategy == "skip":
                 ctx.save_link(replace(link, fingerprint=fp))
             else:
+
                 def finish(request_id: str | None) -> None:
                     ctx.save_link(replace(link, fingerprint=fp))
-                    ctx.record("invoices", iid, "updated", "invoice changed in Coperniq", target_id=link.target_id,
-                               request_id=request_id, name=f"#{desired['number']}")
+                    ctx.record(
+                        "invoices",
+                        iid,
+                        "updated",
+                        "invoice changed in Coperniq",
+                        target_id=link.target_id,
+                        request_id=request_id,
+                        name=f"#{desired['number']}",
+                    )
                     ctx.mark("invoices", iid, "done")
 
                 update = {k: v for k, v in desired.items() if k != "number"}
@@ -121,15 +141,22 @@ class InvoiceSync:
 
     def _candidates(self, inv: Mapping[str, Any], number: str, contact: str) -> list[dict[str, Any]]:
         ctx = self.ctx
-        existing = [i for i in self.existing.by_number(number)
-                    if not i.get("remote_was_deleted") and str(i.get("id")) not in ctx.links.targets]
+        existing = [
+            i
+            for i in self.existing.by_number(number)
+            if not i.get("remote_was_deleted") and str(i.get("id")) not in ctx.links.targets
+        ]
         if not existing and number != invoice_number(inv) and self.existing.complete:
             # Pushed without the prefix by an older version (and the ledger lost since): the same number on the
             # same customer/job is ours; on anybody else it is a bookkeeper's own invoice, the prefix's very point.
             # Checked only once the whole list is read (free then); never worth an extra call per invoice.
-            existing = [i for i in self.existing.listed(invoice_number(inv))
-                        if not i.get("remote_was_deleted") and str(i.get("id")) not in ctx.links.targets
-                        and str(i.get("contact")) == contact]
+            existing = [
+                i
+                for i in self.existing.listed(invoice_number(inv))
+                if not i.get("remote_was_deleted")
+                and str(i.get("id")) not in ctx.links.targets
+                and str(i.get("contact")) == contact
+            ]
         return existing
 
     def _match(self, iid: str, inv: Mapping[str, Any], desired: dict[str, Any], contact: str) -> bool:
@@ -148,22 +175,37 @@ class InvoiceSync:
         if str(found.get("contact")) != contact:
             if recovered:
                 ctx.end(intent_key)  # no invoice of ours with that number: the interrupted create never happened
-            raise RowFailure(f"invoice number {number} is already used in QuickBooks by another customer's "
-                             f"invoice ({found.get('id')}); renumber one of them")
+            raise RowFailure(
+                f"invoice number {number} is already used in QuickBooks by another customer's "
+                f"invoice ({found.get('id')}); renumber one of them"
+            )
         strategy = "skip" if recovered else ctx.s.matching_strategy
-        patch = diff_for_strategy({k: v for k, v in desired.items() if k not in {"line_items", "status", "number"}},
-                                  found, strategy)
+        patch = diff_for_strategy(
+            {k: v for k, v in desired.items() if k not in {"line_items", "status", "number"}}, found, strategy
+        )
         rid = None
         if patch and not ctx.dry:
             body = {**patch, "line_items": desired["line_items"]} if strategy == "replace" else patch
             rid = ctx.client.update("invoices", str(found["id"]), body).request_id
-        link = Link(SRC, "invoice", iid, QBO, "invoice", str(found["id"]), remote_id_of(found),
-                    invoice_fingerprint(desired), origin=SRC if recovered else QBO)
+        link = Link(
+            SRC,
+            "invoice",
+            iid,
+            QBO,
+            "invoice",
+            str(found["id"]),
+            remote_id_of(found),
+            invoice_fingerprint(desired),
+            origin=SRC if recovered else QBO,
+        )
         ctx.save_link(link)
         ctx.end(intent_key)
-        why = ("recovered invoice created by an interrupted run (no duplicate created)" if recovered else
-               f"matched existing QuickBooks invoice number {found.get('number')} ({strategy}: "
-               f"{'updated ' + ', '.join(sorted(patch)) if patch else 'left unchanged'})")
+        why = (
+            "recovered invoice created by an interrupted run (no duplicate created)"
+            if recovered
+            else f"matched existing QuickBooks invoice number {found.get('number')} ({strategy}: "
+            f"{'updated ' + ', '.join(sorted(patch)) if patch else 'left unchanged'})"
+        )
         ctx.record("invoices", iid, "linked", why, target_id=link.target_id, request_id=rid, name=f"#{number}")
         ctx.mark("invoices", iid, "done")
         return True
@@ -173,16 +215,38 @@ class InvoiceSync:
         number = desired["number"]
 
         def created(link: Link, res: WriteResult) -> None:
-            ctx.record("invoices", iid, "created", f"invoice #{number} for synced project",
-                       target_id=link.target_id, name=f"#{number}", write=res)
+            ctx.record(
+                "invoices",
+                iid,
+                "created",
+                f"invoice #{number} for synced project",
+                target_id=link.target_id,
+                name=f"#{number}",
+                write=res,
+            )
             ctx.mark("invoices", iid, "done")
 
-        create_model(ctx, "invoice", iid, desired, invoice_fingerprint(desired), {"number": number}, created,
-                     lambda: self._find(number, contact))
+        create_model(
+            ctx,
+            "invoice",
+            iid,
+            desired,
+            invoice_fingerprint(desired),
+            {"number": number},
+            created,
+            lambda: self._find(number, contact),
+        )
 
     def _find(self, number: str, contact: str) -> dict[str, Any] | None:
         """Natural key of an invoice we created: its number, on the same customer/job, not linked to another one
         (thread-safe: reads Merge directly, not the run's invoice-list index)."""
-        return next((i for i in self.ctx.client.invoices_by_number(number)
-                     if not i.get("remote_was_deleted") and str(i.get("contact")) == contact
-                     and str(i.get("id")) not in self.ctx.links.targets), None)
+        return next(
+            (
+                i
+                for i in self.ctx.client.invoices_by_number(number)
+                if not i.get("remote_was_deleted")
+                and str(i.get("contact")) == contact
+                and str(i.get("id")) not in self.ctx.links.targets
+            ),
+            None,
+        )

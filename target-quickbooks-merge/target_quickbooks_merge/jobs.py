@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from sync_ledger import ApiError, Link, fingerprint
@@ -29,8 +30,9 @@ Pending = tuple[str, Mapping[str, Any], str]
 class JobSync(ContactRules):
     """Projects go in chunks: first the customers the chunk needs (creates sent together), then its jobs."""
 
-    def __init__(self, ctx: Context, contacts: ContactIndex, names: NameBook, customers: CustomerSync,
-                 triggers: ProjectTriggers) -> None:
+    def __init__(
+        self, ctx: Context, contacts: ContactIndex, names: NameBook, customers: CustomerSync, triggers: ProjectTriggers
+    ) -> None:
         super().__init__(ctx, contacts, names)
         self.customers = customers
         self.triggers = triggers
@@ -40,13 +42,15 @@ class JobSync(ContactRules):
         ctx = self.ctx
         self.triggers.observe(ctx.links, dry=ctx.dry)
         chunk: list[Pending] = []
-        for pid, project, status, _ in ctx.ledger.iter_staged(SRC, "projects", status=("pending", "failed",
-                                                                                         "skipped")):
+        for pid, project, status, _ in ctx.ledger.iter_staged(SRC, "projects", status=("pending", "failed", "skipped")):
             if "__invalid__" in project:
                 continue
-            ctx.guard("projects", pid,
-                      lambda pid=pid, project=project, status=status: self._customer_of(pid, project, status, chunk),
-                      status)
+            ctx.guard(
+                "projects",
+                pid,
+                partial(self._customer_of, pid, project, status, chunk),
+                status,
+            )
             if len(chunk) >= WRITE_BATCH:
                 self._jobs(chunk)
                 chunk = []
@@ -71,8 +75,7 @@ class JobSync(ContactRules):
         writer = self.ctx.writer
         writer.flush_all()
         for pid, project, status in chunk:
-            self.ctx.guard("projects", pid, lambda pid=pid, project=project: self._job_of(pid, project), status,
-                           count=False)
+            self.ctx.guard("projects", pid, partial(self._job_of, pid, project), status, count=False)
         writer.flush_all()
 
     def _job_of(self, pid: str, project: Mapping[str, Any]) -> None:
@@ -102,8 +105,9 @@ class JobSync(ContactRules):
                 ctx.save_link(customer)
         account = ctx.ledger.staged(SRC, "accounts", str(project.get("accountId"))) or {}
         title = project.get("title") or account.get("title") or f"Project {pid}"
-        base = render_name(ctx.s.job_name_template, title=title, number=project.get("number"), id=pid,
-                           client=account.get("title"))
+        base = render_name(
+            ctx.s.job_name_template, title=title, number=project.get("number"), id=pid, client=account.get("title")
+        )
         link = ctx.links.get("project", pid)
         if link is not None:
             return None if self._update(pid, project, link, base, str(parent_remote)) else link
@@ -129,8 +133,15 @@ class JobSync(ContactRules):
 
         def finish(request_id: str | None) -> None:
             ctx.save_link(replace(link, target_id=merge_id, fingerprint=fp))
-            ctx.record("projects", pid, "updated", f"project changed in Coperniq ({', '.join(sorted(patch))})",
-                       target_id=merge_id, request_id=request_id, name=name)
+            ctx.record(
+                "projects",
+                pid,
+                "updated",
+                f"project changed in Coperniq ({', '.join(sorted(patch))})",
+                target_id=merge_id,
+                request_id=request_id,
+                name=name,
+            )
             ctx.mark("projects", pid, "done")
 
         ctx.plan_update("projects", pid, "contacts", merge_id, patch, finish)
@@ -159,11 +170,22 @@ class JobSync(ContactRules):
             row = self.qbo_customer(candidate)
             # Only a job (Job true) under this project's customer: a top-level customer, or a job of another
             # customer, with the same name is somebody else (without passthrough nothing can be verified).
-            if row and row.get("Job") and str((row.get("ParentRef") or {}).get("value")) == str(parent) \
-                    and row.get("Active") is not False:
+            if (
+                row
+                and row.get("Job")
+                and str((row.get("ParentRef") or {}).get("value")) == str(parent)
+                and row.get("Active") is not False
+            ):
                 name = self.names.own("job", pid, base, candidate)
-                return self.link_existing("projects", "project", pid, "job", candidate,
-                                          job_contact_patch(job_payload(project, name, parent)), base)
+                return self.link_existing(
+                    "projects",
+                    "project",
+                    pid,
+                    "job",
+                    candidate,
+                    job_contact_patch(job_payload(project, name, parent)),
+                    base,
+                )
         self._plan(pid, project, base, parent, key, self.names.free(base, key), set())
         return None
 
@@ -174,8 +196,9 @@ class JobSync(ContactRules):
         found = self.ctx.client.contact_by_remote_id(str(row["Id"]))  # None until Merge has synced it
         return (str(found["id"]) if found and found.get("id") else None), str(row["Id"])
 
-    def _plan(self, pid: str, project: Mapping[str, Any], base: str, parent: str, key: str, name: str,
-              tried: set[str]) -> None:
+    def _plan(
+        self, pid: str, project: Mapping[str, Any], base: str, parent: str, key: str, name: str, tried: set[str]
+    ) -> None:
         ctx = self.ctx
         intent_key = f"forward:project:{pid}"
         body = job_payload(project, name, parent)
@@ -186,8 +209,9 @@ class JobSync(ContactRules):
         def send() -> tuple[WriteResult, dict[str, Any] | None]:
             if ctx.dry:
                 return WriteResult({"Id": None}), None
-            res = ctx.client.create_sub_customer(body, idempotency_key=ikey,
-                                                 find_existing=lambda: self.find_own_job(name, parent))
+            res = ctx.client.create_sub_customer(
+                body, idempotency_key=ikey, find_existing=lambda: self.find_own_job(name, parent)
+            )
             found = None
             if res.model.get("Id"):
                 try:  # its Merge id, if Merge has synced it already (else resolved when an invoice needs it)
@@ -221,6 +245,15 @@ class JobSync(ContactRules):
                 raise exc
             self._plan(pid, project, base, parent, key, following, tried)
 
-        ctx.writer.plan(PlannedWrite("projects", pid, intent_key, {"kind": "job", "name": name, "idempotency_key": ikey,
-                                                                   "fingerprint": fp}, send, finish, failed),
-                        durable_now=bool(tried))
+        ctx.writer.plan(
+            PlannedWrite(
+                "projects",
+                pid,
+                intent_key,
+                {"kind": "job", "name": name, "idempotency_key": ikey, "fingerprint": fp},
+                send,
+                finish,
+                failed,
+            ),
+            durable_now=bool(tried),
+        )

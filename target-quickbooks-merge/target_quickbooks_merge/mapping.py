@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sync_ledger import fingerprint
-from sync_ledger.triggers import normalize_name as normalize_name  # re-exported; one key, shared with the tap
+from sync_ledger.triggers import normalize_name  # re-exported; one key, shared with the tap
 
 QBO_NAME_MAX = 100  # QBO documents 500; older companies/the sandbox enforce 100, so stay safe
 _SPACES = re.compile(r"\s+")
@@ -66,8 +66,13 @@ def parse_address(full: str | None) -> dict[str, Any] | None:
         parts = parts[:-1]
     m = re.fullmatch(r"([A-Za-z]{2})\s+(\d{5}(?:-\d{4})?)", parts[-1]) if len(parts) >= 3 else None
     if m:
-        return {"street_1": ", ".join(parts[:-2]), "city": parts[-2], "country_subdivision": m.group(1).upper(),
-                "zip_code": m.group(2), "country": country}
+        return {
+            "street_1": ", ".join(parts[:-2]),
+            "city": parts[-2],
+            "country_subdivision": m.group(1).upper(),
+            "zip_code": m.group(2),
+            "country": country,
+        }
     return {"street_1": str(full).strip(), "country": country}
 
 
@@ -94,9 +99,13 @@ def qbo_address(full: str | None) -> dict[str, Any] | None:
     parsed = parse_address(full)
     if not parsed:
         return None
-    out = {"Line1": parsed.get("street_1"), "City": parsed.get("city"),
-           "CountrySubDivisionCode": parsed.get("country_subdivision"), "PostalCode": parsed.get("zip_code"),
-           "Country": parsed.get("country")}
+    out = {
+        "Line1": parsed.get("street_1"),
+        "City": parsed.get("city"),
+        "CountrySubDivisionCode": parsed.get("country_subdivision"),
+        "PostalCode": parsed.get("zip_code"),
+        "Country": parsed.get("country"),
+    }
     return {k: v for k, v in out.items() if v}
 
 
@@ -142,8 +151,9 @@ def invoice_fingerprint(desired: Mapping[str, Any]) -> str:
     return fingerprint({k: v for k, v in desired.items() if k != "number"})
 
 
-def invoice_payload(invoice: Mapping[str, Any], contact_id: str, lines: list[dict[str, Any]], *,
-                    number_prefix: str = "") -> dict[str, Any]:
+def invoice_payload(
+    invoice: Mapping[str, Any], contact_id: str, lines: list[dict[str, Any]], *, number_prefix: str = ""
+) -> dict[str, Any]:
     """Merge InvoiceRequest: an AR invoice numbered from Coperniq's uid (QuickBooks has no drafts: `status` is
     computed by QuickBooks from the balance and ignored on write)."""
     payload: dict[str, Any] = {
@@ -168,12 +178,22 @@ def invoice_line(line: Mapping[str, Any], item_id: str) -> dict[str, Any]:
     price = money(line.get("unitPrice"))
     catalog = line.get("catalogItem") or {}
     description = line.get("description") or catalog.get("name") or ""
-    return {"description": str(description), "quantity": qty, "unit_price": price,
-            "total_amount": round(float(qty) * price, 2), "item": item_id}
+    return {
+        "description": str(description),
+        "quantity": qty,
+        "unit_price": price,
+        "total_amount": round(float(qty) * price, 2),
+        "item": item_id,
+    }
 
 
-def payment_payload(payment: Mapping[str, Any], *, contact_id: str, account_id: str, invoice_id: str,
-                    ) -> dict[str, Any]:
+def payment_payload(
+    payment: Mapping[str, Any],
+    *,
+    contact_id: str,
+    account_id: str,
+    invoice_id: str,
+) -> dict[str, Any]:
     """Merge PaymentRequest applied to the invoice."""
     when = payment.get("paymentDate") or payment.get("createdAt")
     amount = money(payment.get("amount"))
@@ -183,13 +203,19 @@ def payment_payload(payment: Mapping[str, Any], *, contact_id: str, account_id: 
         "account": account_id,
         "total_amount": amount,
         "type": "ACCOUNTS_RECEIVABLE",
-        "applied_to_lines": [{"applied_amount": f"{amount:.2f}", "applied_date": when,
-                              "related_object_id": invoice_id, "related_object_type": "INVOICE"}],
+        "applied_to_lines": [
+            {
+                "applied_amount": f"{amount:.2f}",
+                "applied_date": when,
+                "related_object_id": invoice_id,
+                "related_object_type": "INVOICE",
+            }
+        ],
     }
 
 
 def _empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
+    return value is None or value in ("", [], {})
 
 
 #: Merge date-times that QuickBooks stores as a date (compared by day).
@@ -203,8 +229,7 @@ def _comparable(field: str, value: Any) -> Any:
     if field == "email_address":
         return normalize_email(value)
     if field == "phone_numbers" and isinstance(value, list):
-        return sorted(re.sub(r"\D", "", str(p.get("number", "")) if isinstance(p, Mapping) else str(p))
-                      for p in value)
+        return sorted(re.sub(r"\D", "", str(p.get("number", "")) if isinstance(p, Mapping) else str(p)) for p in value)
     if field == "addresses" and isinstance(value, list):
         keys = ("street_1", "city", "zip_code")
         return sorted(tuple(normalize_name(a.get(k)) for k in keys) for a in value if isinstance(a, Mapping))
@@ -226,16 +251,21 @@ def with_clears(desired: Mapping[str, Any], fields: Mapping[str, Any] = CLEARABL
 
 def describe_patch(patch: Mapping[str, Any], existing: Mapping[str, Any]) -> str:
     """What a PATCH changes, per field, old -> new, for the integration log a bookkeeper reads."""
+
     def show(field: str, value: Any) -> str:
         if _empty(value):
             return "(empty)"
         if field == "phone_numbers" and isinstance(value, list):
             return ", ".join(str(p.get("number")) for p in value if isinstance(p, Mapping))
         if field == "addresses" and isinstance(value, list):
-            return "; ".join(" ".join(str(a.get(k) or "") for k in ("street_1", "city", "zip_code")).strip()
-                             for a in value if isinstance(a, Mapping))
+            return "; ".join(
+                " ".join(str(a.get(k) or "") for k in ("street_1", "city", "zip_code")).strip()
+                for a in value
+                if isinstance(a, Mapping)
+            )
         text = str(value)
         return repr(text if len(text) <= 60 else text[:57] + "...")
+
     return ", ".join(f"{k}: {show(k, existing.get(k))} -> {show(k, patch[k])}" for k in sorted(patch))
 
 

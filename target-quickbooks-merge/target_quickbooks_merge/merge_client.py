@@ -7,22 +7,28 @@ knows paths, envelopes and how Merge reports a failed write.
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from sync_ledger import ApiClient, ApiError
 from sync_ledger.http import send_checked
 from sync_ledger.passthrough import QBO_MINOR, passthrough_answer, passthrough_body
 
 
-
 class WriteError(Exception):
     """A write Merge (or QuickBooks behind it) refused; `detail` is the provider's message for the log."""
 
-    def __init__(self, detail: str, *, status: int | None = None, request_id: str | None = None,
-                 duplicate_name: bool = False, ambiguous: bool = False) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        duplicate_name: bool = False,
+        ambiguous: bool = False,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.status = status
@@ -66,8 +72,14 @@ def _problems_text(body: Any) -> str:
         fault = body.get("Fault")
         if isinstance(fault, dict):
             errs = fault.get("Error") or []
-            return "; ".join(f"{e.get('code', '')} {e.get('Message', '')}: {e.get('Detail', '')}".strip()
-                             for e in errs if isinstance(e, dict)) or json.dumps(fault)[:500]
+            return (
+                "; ".join(
+                    f"{e.get('code', '')} {e.get('Message', '')}: {e.get('Detail', '')}".strip()
+                    for e in errs
+                    if isinstance(e, dict)
+                )
+                or json.dumps(fault)[:500]
+            )
         if body.get("detail"):
             return str(body["detail"])
     return (json.dumps(body, default=str) if not isinstance(body, str) else body)[:1000]
@@ -88,21 +100,35 @@ def _warning_texts(warnings: Any) -> list[str]:
 
 def _is_duplicate_name(text: str) -> bool:
     low = text.lower()
-    return "6240" in low or "duplicate name" in low or "name supplied already exists" in low or (
-        "already" in low and "displayname" in low.replace(" ", ""))
+    return (
+        "6240" in low
+        or "duplicate name" in low
+        or "name supplied already exists" in low
+        or ("already" in low and "displayname" in low.replace(" ", ""))
+    )
 
 
 class MergeClient:
     """Typed calls against one linked account."""
 
-    def __init__(self, base_url: str, *, api_key: str, account_token: str,
-                 max_requests_per_minute: int | None = None, api: ApiClient | None = None,
-                 connections: int = 10) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str,
+        account_token: str,
+        max_requests_per_minute: int | None = None,
+        api: ApiClient | None = None,
+        connections: int = 10,
+    ) -> None:
         rate = (max_requests_per_minute / 60.0) if max_requests_per_minute else None
         self.api = api or ApiClient(
             base_url,
-            headers={"Authorization": f"Bearer {api_key}", "X-Account-Token": account_token,
-                     "Accept": "application/json"},
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "X-Account-Token": account_token,
+                "Accept": "application/json",
+            },
             max_requests_per_second=rate,
             secrets=[api_key, account_token],
             connections=connections,
@@ -144,30 +170,51 @@ class MergeClient:
         return list(self.iter_list("/payments", {"contact_id": contact_id, "expand": "applied_to_lines"}))
 
     # -- writes ---------------------------------------------------------------------------------------------
-    def _write(self, method: str, path: str, model: dict[str, Any], idempotency_key: str | None, *,
-               retry_ambiguous: bool = True) -> WriteResult:
+    def _write(
+        self,
+        method: str,
+        path: str,
+        model: dict[str, Any],
+        idempotency_key: str | None,
+        *,
+        retry_ambiguous: bool = True,
+    ) -> WriteResult:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         try:
-            resp = self.api.request(method, path, json={"model": model}, headers=headers,
-                                    retry_ambiguous=retry_ambiguous)
+            resp = self.api.request(
+                method, path, json={"model": model}, headers=headers, retry_ambiguous=retry_ambiguous
+            )
         except ApiError as exc:
             text = _problems_text(exc.body) if exc.body not in (None, "") else exc.message
-            raise WriteError(text or exc.message, status=exc.status, request_id=exc.request_id,
-                             duplicate_name=_is_duplicate_name(text or ""), ambiguous=exc.ambiguous) from exc
+            raise WriteError(
+                text or exc.message,
+                status=exc.status,
+                request_id=exc.request_id,
+                duplicate_name=_is_duplicate_name(text or ""),
+                ambiguous=exc.ambiguous,
+            ) from exc
         body = resp.json() if resp.content else {}
         request_id = resp.headers.get("X-Request-Id") or resp.headers.get("x-merge-request-id")
         if body.get("errors"):  # Merge may answer 201 with errors: treat as a failed write
             text = _problems_text(body)
-            raise WriteError(text, status=resp.status_code, request_id=request_id,
-                             duplicate_name=_is_duplicate_name(text))
+            raise WriteError(
+                text, status=resp.status_code, request_id=request_id, duplicate_name=_is_duplicate_name(text)
+            )
         model_out = body.get("model") or {}
         if not model_out.get("id"):
-            raise WriteError(f"Merge returned no model id (HTTP {resp.status_code})", status=resp.status_code,
-                             request_id=request_id)
+            raise WriteError(
+                f"Merge returned no model id (HTTP {resp.status_code})", status=resp.status_code, request_id=request_id
+            )
         return WriteResult(model_out, request_id, warnings=_warning_texts(body.get("warnings")))
 
-    def create(self, model_path: str, model: dict[str, Any], *, idempotency_key: str | None = None,
-               find_existing: Callable[[], dict[str, Any] | None] | None = None) -> WriteResult:
+    def create(
+        self,
+        model_path: str,
+        model: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        find_existing: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> WriteResult:
         """POST a common model. With `find_existing` (the record's natural-key lookup) the create is safe without
         Merge's Idempotency-Key (a beta enabled per organisation): see `send_checked`."""
         if find_existing is None:
@@ -177,40 +224,55 @@ class MergeClient:
             hit = find_existing()
             return WriteResult(hit, recovered=True) if hit is not None else None
 
-        return self.send_checked(lambda: self._write("POST", f"/{model_path}", model, idempotency_key,
-                                                     retry_ambiguous=False), found)
+        return self.send_checked(
+            lambda: self._write("POST", f"/{model_path}", model, idempotency_key, retry_ambiguous=False), found
+        )
 
     def send_checked(self, send: Callable[[], T], find: Callable[[], T | None]) -> T:
         """`sync_ledger.http.send_checked` with this client's patience: a lost answer is looked up by natural key
         before the create is sent again, whether or not Merge honours the Idempotency-Key."""
-        return send_checked(send, find, tries=self.api.max_retries + 1, backoff=self.api.backoff,
-                            errors=(WriteError,))
+        return send_checked(send, find, tries=self.api.max_retries + 1, backoff=self.api.backoff, errors=(WriteError,))
 
     def update(self, model_path: str, merge_id: str, model: dict[str, Any]) -> WriteResult:
         return self._write("PATCH", f"/{model_path}/{merge_id}", model, None)
 
     # -- passthrough (QBO sub-customers) --------------------------------------------------------------------
-    def passthrough(self, method: str, qbo_path: str, data: dict[str, Any] | None = None, *,
-                    idempotency_key: str | None = None, retry_ambiguous: bool = True,
-                    ) -> tuple[int, Any, str | None, bool]:
+    def passthrough(
+        self,
+        method: str,
+        qbo_path: str,
+        data: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        retry_ambiguous: bool = True,
+    ) -> tuple[int, Any, str | None, bool]:
         """Returns (QBO status, QBO body, request id, ambiguous). Merge wraps the provider answer in a 200
         RemoteResponse; `ambiguous`: an earlier attempt got a 5xx or no answer, so a write may have happened."""
         body = passthrough_body(method, qbo_path, data)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         try:
-            resp = self.api.request("POST", "/passthrough", json=body, headers=headers,
-                                    retry_ambiguous=retry_ambiguous)
+            resp = self.api.request("POST", "/passthrough", json=body, headers=headers, retry_ambiguous=retry_ambiguous)
         except ApiError as exc:
             text = _problems_text(exc.body) if exc.body not in (None, "") else exc.message
-            raise WriteError(text or exc.message, status=exc.status, request_id=exc.request_id,
-                             duplicate_name=_is_duplicate_name(text or ""), ambiguous=exc.ambiguous) from exc
+            raise WriteError(
+                text or exc.message,
+                status=exc.status,
+                request_id=exc.request_id,
+                duplicate_name=_is_duplicate_name(text or ""),
+                ambiguous=exc.ambiguous,
+            ) from exc
         request_id = resp.headers.get("X-Request-Id") or resp.headers.get("x-merge-request-id")
         ambiguous = bool(getattr(resp, "ambiguous_retry", False))
         status, inner = passthrough_answer(resp.json() if resp.content else {}, resp.status_code)
         return status, inner, request_id, ambiguous
 
-    def create_sub_customer(self, body: dict[str, Any], *, idempotency_key: str | None = None,
-                            find_existing: Callable[[], dict[str, Any] | None] | None = None) -> WriteResult:
+    def create_sub_customer(
+        self,
+        body: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        find_existing: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> WriteResult:
         """A QBO job through passthrough (Merge's contact model has no parent); `model` is the QBO Customer.
         Passthrough ignores the Idempotency-Key, so with `find_existing` (the job's DisplayName + ParentRef lookup)
         a lost answer is checked before sending again (`send_checked`)."""
@@ -221,19 +283,27 @@ class MergeClient:
             hit = find_existing()
             return WriteResult(hit, recovered=True) if hit is not None else None
 
-        return self.send_checked(lambda: self._create_sub_customer(body, idempotency_key, retry_ambiguous=False),
-                                 found)
+        return self.send_checked(lambda: self._create_sub_customer(body, idempotency_key, retry_ambiguous=False), found)
 
-    def _create_sub_customer(self, body: dict[str, Any], idempotency_key: str | None, *, retry_ambiguous: bool,
-                             ) -> WriteResult:
-        status, inner, rid, ambiguous = self.passthrough("POST", f"/customer?{QBO_MINOR}", body,
-                                                         idempotency_key=idempotency_key,
-                                                         retry_ambiguous=retry_ambiguous)
+    def _create_sub_customer(
+        self,
+        body: dict[str, Any],
+        idempotency_key: str | None,
+        *,
+        retry_ambiguous: bool,
+    ) -> WriteResult:
+        status, inner, rid, ambiguous = self.passthrough(
+            "POST", f"/customer?{QBO_MINOR}", body, idempotency_key=idempotency_key, retry_ambiguous=retry_ambiguous
+        )
         if status >= 400 or not isinstance(inner, dict) or "Customer" not in inner:
             text = _problems_text(inner)
-            raise WriteError(f"QuickBooks rejected the job (HTTP {status}): {text}", status=status,
-                             request_id=rid, duplicate_name=_is_duplicate_name(text),
-                             ambiguous=ambiguous)
+            raise WriteError(
+                f"QuickBooks rejected the job (HTTP {status}): {text}",
+                status=status,
+                request_id=rid,
+                duplicate_name=_is_duplicate_name(text),
+                ambiguous=ambiguous,
+            )
         return WriteResult(inner["Customer"], rid)
 
     def query_customers_by_name(self, display_name: str) -> list[dict[str, Any]] | None:

@@ -153,8 +153,9 @@ class ItemIndex:
                 found = self.lookup(mapping[key])
                 if found:
                     return found
-                raise RowFailure(f"item_mapping maps catalog item {key!r} to {mapping[key]!r}, which is not an "
-                                 "item in QuickBooks")
+                raise RowFailure(
+                    f"item_mapping maps catalog item {key!r} to {mapping[key]!r}, which is not an item in QuickBooks"
+                )
         if cname and (found := self.lookup(cname)):
             return found  # same name in QuickBooks
         if self.s.default_item:
@@ -162,8 +163,9 @@ class ItemIndex:
             if found:
                 return found
             raise RowFailure(f"default_item {self.s.default_item!r} is not an item in QuickBooks")
-        raise RowFailure(f"no QuickBooks item for catalog item {cname!r} (id {cid}): add it to item_mapping or set "
-                         "default_item")
+        raise RowFailure(
+            f"no QuickBooks item for catalog item {cname!r} (id {cid}): add it to item_mapping or set default_item"
+        )
 
 
 class InvoiceIndex:
@@ -187,16 +189,20 @@ class InvoiceIndex:
                 page = next(self._pages, None)
             except ApiError as exc:  # the list read failed (a cursor can expire in a long run): look up one by one
                 self._broken = True
-                self.log.warning("Reading the QuickBooks invoice list failed (%s); invoices are looked up by number "
-                                 "one by one for the rest of the run", exc)
+                self.log.warning(
+                    "Reading the QuickBooks invoice list failed (%s); invoices are looked up by number "
+                    "one by one for the rest of the run",
+                    exc,
+                )
                 return self.client.invoices_by_number(number)
             for inv in (page or {}).get("results") or []:
                 if inv.get("number") not in (None, ""):
                     self._by_number[str(inv["number"])].append(inv)
             if page is None or not page.get("next"):
                 self.complete = True
-                self.log.info("Read all %d QuickBooks invoices for matching by number",
-                              sum(map(len, self._by_number.values())))
+                self.log.info(
+                    "Read all %d QuickBooks invoices for matching by number", sum(map(len, self._by_number.values()))
+                )
         if self.complete:
             return list(self._by_number.get(str(number), []))
         return self.client.invoices_by_number(number)
@@ -209,7 +215,8 @@ class InvoiceIndex:
 def deposit_account_id(client: MergeClient, wanted: str) -> str:
     """The Merge id of payment_account (by id, QBO Id or name)."""
     for account in client.iter_list("/accounts"):
-        if wanted in (str(account.get("id")), str(account.get("remote_id"))) or \
-                normalize_name(account.get("name")) == normalize_name(wanted):
+        if wanted in (str(account.get("id")), str(account.get("remote_id"))) or normalize_name(
+            account.get("name")
+        ) == normalize_name(wanted):
             return str(account["id"])
     raise RowFailure(f"payment_account {wanted!r} is not an account in QuickBooks")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from sync_ledger import Link, fingerprint
@@ -32,12 +33,15 @@ class PaymentSync:
         ctx = self.ctx
         if not ctx.s.invoice_sync:
             return
-        for pay_id, pay, status, _ in ctx.ledger.iter_staged(SRC, "payments", status=("pending", "failed",
-                                                                                       "skipped")):
+        for pay_id, pay, status, _ in ctx.ledger.iter_staged(SRC, "payments", status=("pending", "failed", "skipped")):
             if "__invalid__" in pay:
                 continue
-            ctx.guard("payments", pay_id, lambda pay_id=pay_id, pay=pay, status=status: self._payment(pay_id, pay,
-                                                                                                    status), status)
+            ctx.guard(
+                "payments",
+                pay_id,
+                partial(self._payment, pay_id, pay, status),
+                status,
+            )
         ctx.writer.flush_all()
 
     def _deposit_account_id(self) -> str:
@@ -64,8 +68,9 @@ class PaymentSync:
             raise RowFailure("payment has no paymentDate (QuickBooks needs a transaction date)")
         if not pay.get("amount"):
             raise RowFailure("payment has no amount")
-        desired = payment_payload(pay, contact_id=contact, account_id=self._deposit_account_id(),
-                                  invoice_id=str(inv_link.target_id))
+        desired = payment_payload(
+            pay, contact_id=contact, account_id=self._deposit_account_id(), invoice_id=str(inv_link.target_id)
+        )
         fp = fingerprint(desired)
         link = ctx.links.get("payment", pay_id)
         if link is not None:
@@ -75,8 +80,14 @@ class PaymentSync:
 
             def finish(request_id: str | None) -> None:
                 ctx.save_link(replace(link, fingerprint=fp))
-                ctx.record("payments", pay_id, "updated", "payment changed in Coperniq", target_id=link.target_id,
-                           request_id=request_id)
+                ctx.record(
+                    "payments",
+                    pay_id,
+                    "updated",
+                    "payment changed in Coperniq",
+                    target_id=link.target_id,
+                    request_id=request_id,
+                )
                 ctx.mark("payments", pay_id, "done")
 
             ctx.plan_update("payments", pay_id, "payments", str(link.target_id), desired, finish)
@@ -87,8 +98,9 @@ class PaymentSync:
             return
 
         def created(link: Link, res: WriteResult) -> None:
-            ctx.record("payments", pay_id, "created", f"applied to invoice {inv_id}", target_id=link.target_id,
-                       write=res)
+            ctx.record(
+                "payments", pay_id, "created", f"applied to invoice {inv_id}", target_id=link.target_id, write=res
+            )
             ctx.mark("payments", pay_id, "done")
 
         create_model(ctx, "payment", pay_id, desired, fp, None, created, lambda: self._find(contact, desired))
@@ -105,8 +117,13 @@ class PaymentSync:
             return False
         link = Link(SRC, "payment", pay_id, QBO, "payment", str(found["id"]), remote_id_of(found), fp, origin=SRC)
         ctx.save_link(link)
-        ctx.record("payments", pay_id, "linked", "recovered payment created by an interrupted run "
-                   "(no duplicate created)", target_id=link.target_id)
+        ctx.record(
+            "payments",
+            pay_id,
+            "linked",
+            "recovered payment created by an interrupted run (no duplicate created)",
+            target_id=link.target_id,
+        )
         ctx.mark("payments", pay_id, "done")
         return True
 
@@ -117,12 +134,27 @@ class PaymentSync:
         ctx = self.ctx
         twin = self._find(contact, desired, date_slack_days=PAYMENT_DATE_SLACK)
         if twin is not None:
-            link = Link(SRC, "payment", pay_id, QBO, "payment", str(twin["id"]), remote_id_of(twin),
-                        fingerprint(desired), origin=QBO)
+            link = Link(
+                SRC,
+                "payment",
+                pay_id,
+                QBO,
+                "payment",
+                str(twin["id"]),
+                remote_id_of(twin),
+                fingerprint(desired),
+                origin=QBO,
+            )
             ctx.save_link(link)
-            ctx.record("payments", pay_id, "linked", f"QuickBooks already shows this payment on the matched invoice "
-                       f"({twin.get('total_amount')} on {str(twin.get('transaction_date') or '')[:10]}): linked, "
-                       "not paid twice", target_id=link.target_id)
+            ctx.record(
+                "payments",
+                pay_id,
+                "linked",
+                f"QuickBooks already shows this payment on the matched invoice "
+                f"({twin.get('total_amount')} on {str(twin.get('transaction_date') or '')[:10]}): linked, "
+                "not paid twice",
+                target_id=link.target_id,
+            )
             ctx.mark("payments", pay_id, "done")
             return True
         invoice_id = desired["applied_to_lines"][0]["related_object_id"]
@@ -130,9 +162,11 @@ class PaymentSync:
         balance = (invoice or {}).get("balance")
         if balance is not None and float(desired["total_amount"]) > round(float(balance), 2) + 0.004:
             number = (invoice or {}).get("number") or invoice_id
-            raise RowFailure(f"payment of {desired['total_amount']} is more than the open balance {balance} QuickBooks "
-                             f"shows on matched invoice {number} (Coperniq invoice {inv_id}); it was probably "
-                             "recorded there differently: record it in one place")
+            raise RowFailure(
+                f"payment of {desired['total_amount']} is more than the open balance {balance} QuickBooks "
+                f"shows on matched invoice {number} (Coperniq invoice {inv_id}); it was probably "
+                "recorded there differently: record it in one place"
+            )
         return False
 
     def _find(self, contact: str, desired: Mapping[str, Any], *, date_slack_days: int = 0) -> dict[str, Any] | None:
@@ -146,9 +180,11 @@ class PaymentSync:
             if round(float(payment.get("total_amount") or 0), 2) != round(float(desired["total_amount"]), 2):
                 continue
             applied = payment.get("applied_to_lines") or []
-            if applied and not any(isinstance(a, dict) and str(a.get("related_object_id")) == invoice_id
-                                   for a in applied):
+            if applied and not any(
+                isinstance(a, dict) and str(a.get("related_object_id")) == invoice_id for a in applied
+            ):
                 continue
             same.append(payment)
-        return closest_by_day(same, day_of(desired.get("transaction_date")), lambda p: p.get("transaction_date"),
-                              date_slack_days)
+        return closest_by_day(
+            same, day_of(desired.get("transaction_date")), lambda p: p.get("transaction_date"), date_slack_days
+        )

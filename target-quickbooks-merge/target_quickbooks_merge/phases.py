@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sync_ledger import Ledger
@@ -18,8 +18,15 @@ from .triggers import SNAPSHOT_STREAM, TriggerIndex, TriggerRule, first_reached_
 class ProjectTriggers:
     """The trigger rules resolved against the staged workflows, the run's phase snapshots, and the verdicts."""
 
-    def __init__(self, ledger: Ledger, settings: Settings, *, first_run_at: datetime | None,
-                 run_started_at: datetime | None, warn: Any) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        settings: Settings,
+        *,
+        first_run_at: datetime | None,
+        run_started_at: datetime | None,
+        warn: Any,
+    ) -> None:
         self.ledger = ledger
         self.s = settings
         self.first_run_at = first_run_at
@@ -32,8 +39,11 @@ class ProjectTriggers:
         workflows = [p for _, p, _, _ in self.ledger.iter_staged(SRC, "workflows")]
         triggers = TriggerIndex.build(self.s.trigger_phases, workflows)
         if workflows and triggers.rules and not any(rule.resolved for rule in triggers.rules):
-            raise ConfigRefused("trigger_phases matches no phase of any Coperniq workflow, so nothing can sync: "
-                                + "; ".join(triggers.warnings) + ". Fix the names or ids (run `coperniq-qbo doctor`).")
+            raise ConfigRefused(
+                "trigger_phases matches no phase of any Coperniq workflow, so nothing can sync: "
+                + "; ".join(triggers.warnings)
+                + ". Fix the names or ids (run `coperniq-qbo doctor`)."
+            )
         for message in triggers.warnings:
             warn(message)
         if triggers.rules:
@@ -59,7 +69,7 @@ class ProjectTriggers:
         self._snapshots = snapshots
         if not self.index.rules or self.s.backfill:
             return
-        seen_at = (self.run_started_at or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z")
+        seen_at = (self.run_started_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
         changed: list[tuple[str, dict[str, Any]]] = []
         for pid, project, _, _ in self.ledger.iter_staged(SRC, "projects", status=("pending", "failed", "skipped")):
             if ("project", pid) in links or "__invalid__" in project:
@@ -84,8 +94,10 @@ class ProjectTriggers:
         label = rule.phase_label or str(rule.spec.phase)
         if not rule.project_reached(project):
             phase, _, _ = current_phase(project)
-            return (f"has not reached trigger phase {label!r} of workflow {wf!r} "
-                    f"(current phase: {phase.get('name') or 'none'})")
+            return (
+                f"has not reached trigger phase {label!r} of workflow {wf!r} "
+                f"(current phase: {phase.get('name') or 'none'})"
+            )
         triggers.count_reached(rule)
         if project.get("isActive") is False:
             return f"archived in Coperniq (at/past {label}); archived projects are not synced"
@@ -98,30 +110,34 @@ class ProjectTriggers:
         entered = self.index.history_entered_at(project, rule)
         if entered is not None:
             if entered < threshold:
-                return (f"entered {label} before the sync was enabled (set backfill: true); entered "
-                        f"{entered:%Y-%m-%d %H:%M}Z, enabled {threshold:%Y-%m-%d %H:%M}Z")
+                return (
+                    f"entered {label} before the sync was enabled (set backfill: true); entered "
+                    f"{entered:%Y-%m-%d %H:%M}Z, enabled {threshold:%Y-%m-%d %H:%M}Z"
+                )
             return None
         seen = first_reached_seen(self._snapshots.get(str(project.get("id"))), project, rule)
         # Seen there by the first run: it may have been there for years (trigger_since earlier than the first run
         # needs the phase history to tell), so only a later sighting counts.
         cutoff = max(threshold, self.first_run_at) if self.first_run_at is not None else threshold
         if seen is None or seen <= cutoff:
-            return (f"already at/past {label} when the sync was enabled ({threshold:%Y-%m-%d %H:%M}Z; "
-                    "set backfill: true to sync it)")
+            return (
+                f"already at/past {label} when the sync was enabled ({threshold:%Y-%m-%d %H:%M}Z; "
+                "set backfill: true to sync it)"
+            )
         return None
 
     def unreached_warnings(self, links: LinkMap) -> list[str]:
         """A rule no project has reached (in this run or a synced one earlier): worth telling the operator."""
-        out = []
-        for rule in self.index.rules:
-            if not self.index.reached_any(rule) and not self._has_synced_project(rule, links):
-                out.append(f"No project of workflow {rule.spec.workflow!r} has reached phase "
-                           f"{rule.phase_label or rule.spec.phase!r} (trigger_phases); nothing of it synced yet.")
-        return out
+        return [
+            f"No project of workflow {rule.spec.workflow!r} has reached phase "
+            f"{rule.phase_label or rule.spec.phase!r} (trigger_phases); nothing of it synced yet."
+            for rule in self.index.rules
+            if not self.index.reached_any(rule) and not self._has_synced_project(rule, links)
+        ]
 
     def _has_synced_project(self, rule: TriggerRule, links: LinkMap) -> bool:
         """Projects synced in earlier runs also count as "entered" (they are no longer re-evaluated)."""
-        for (source_type, source_id) in links.by_source:
+        for source_type, source_id in links.by_source:
             if source_type == "project":
                 project = self.ledger.staged(SRC, "projects", source_id)
                 if project is not None and rule.matches_project(project):

@@ -30,16 +30,35 @@ from .payments import PaymentSync
 from .phases import ProjectTriggers
 from .settings import Settings
 
-__all__ = ["DIRECTION", "QBO", "SRC", "ConfigRefused", "Disconnected", "PlanRow", "Reconciler", "Result",
-           "RowFailure", "Unreachable", "Wait"]
+__all__ = [
+    "DIRECTION",
+    "QBO",
+    "SRC",
+    "ConfigRefused",
+    "Disconnected",
+    "PlanRow",
+    "Reconciler",
+    "Result",
+    "RowFailure",
+    "Unreachable",
+    "Wait",
+]
 
 
 class Reconciler:
     """One reconcile pass. Construct per run; call run()."""
 
-    def __init__(self, ledger: Ledger, client: MergeClient, settings: Settings, run_id: str, *,
-                 logger: logging.Logger, first_run_at: datetime | None = None,
-                 run_started_at: datetime | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        client: MergeClient,
+        settings: Settings,
+        run_id: str,
+        *,
+        logger: logging.Logger,
+        first_run_at: datetime | None = None,
+        run_started_at: datetime | None = None,
+    ) -> None:
         self.ctx = Context(ledger, client, settings, run_id, logger)
         self.first_run_at = first_run_at
         self.run_started_at = run_started_at
@@ -47,10 +66,14 @@ class Reconciler:
     def run(self) -> Result:
         ctx = self.ctx
         if ctx.leftover:
-            ctx.log.warning("Found %d write intent(s) left by an interrupted run; they will be checked against "
-                            "QuickBooks before anything is created again.", len(ctx.leftover))
-        triggers = ProjectTriggers(ctx.ledger, ctx.s, first_run_at=self.first_run_at,
-                                   run_started_at=self.run_started_at, warn=ctx.warn)
+            ctx.log.warning(
+                "Found %d write intent(s) left by an interrupted run; they will be checked against "
+                "QuickBooks before anything is created again.",
+                len(ctx.leftover),
+            )
+        triggers = ProjectTriggers(
+            ctx.ledger, ctx.s, first_run_at=self.first_run_at, run_started_at=self.run_started_at, warn=ctx.warn
+        )
         contacts = ContactIndex(ctx.client, ctx.log)
         names = NameBook(ctx.ledger, contacts, dry=ctx.dry)
         customers = CustomerSync(ctx, contacts, names)

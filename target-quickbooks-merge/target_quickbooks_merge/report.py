@@ -14,9 +14,9 @@ STREAM_ORDER = ("accounts", "projects", "invoices", "payments")
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], max_width: int = 90) -> str:
     cells = [[str(c) if len(str(c)) <= max_width else str(c)[: max_width - 1] + "…" for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     sep = "  ".join("-" * w for w in widths)
-    body = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    body = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join([line, sep, *body])
 
 
@@ -42,7 +42,7 @@ def read_run_summary(log: str) -> dict[str, dict[str, int]]:
         cells = line.split()
         if len(cells) != len(header) or not all(c.isdigit() for c in cells[1:]):
             break
-        out[cells[0]] = {h: int(c) for h, c in zip(header[1:], cells[1:])}
+        out[cells[0]] = {h: int(c) for h, c in zip(header[1:], cells[1:], strict=True)}
     return out
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
+
 from sync_ledger import DEFAULT_LEDGER_PATH
 from sync_ledger.triggers import TriggerSpec, parse_trigger_phases
 
@@ -32,69 +33,159 @@ MAX_INVOICE_NUMBER_PREFIX = 10
 
 
 CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
-    th.Property("merge_api_key", th.StringType, required=True, secret=True,
-                description="Merge access key (Authorization: Bearer)."),
-    th.Property("account_token", th.StringType, required=True, secret=True,
-                description="Merge linked-account token of the QuickBooks Online company (X-Account-Token)."),
-    th.Property("base_url", th.StringType, default=DEFAULT_BASE_URL,
-                description="Merge Accounting API base: US https://api.merge.dev/api/accounting/v1, "
-                "EU https://api-eu.merge.dev/api/accounting/v1, APAC https://api-ap.merge.dev/api/accounting/v1."),
+    th.Property(
+        "merge_api_key",
+        th.StringType,
+        required=True,
+        secret=True,
+        description="Merge access key (Authorization: Bearer).",
+    ),
+    th.Property(
+        "account_token",
+        th.StringType,
+        required=True,
+        secret=True,
+        description="Merge linked-account token of the QuickBooks Online company (X-Account-Token).",
+    ),
+    th.Property(
+        "base_url",
+        th.StringType,
+        default=DEFAULT_BASE_URL,
+        description="Merge Accounting API base: US https://api.merge.dev/api/accounting/v1, "
+        "EU https://api-eu.merge.dev/api/accounting/v1, APAC https://api-ap.merge.dev/api/accounting/v1.",
+    ),
     th.Property(
         "trigger_phases",
-        th.ArrayType(th.ObjectType(
-            th.Property("workflow", th.CustomType({"type": ["string", "integer"]})),
-            th.Property("phase", th.CustomType({"type": ["string", "integer"]})),
-            additional_properties=False,
-        )),
+        th.ArrayType(
+            th.ObjectType(
+                th.Property("workflow", th.CustomType({"type": ["string", "integer"]})),
+                th.Property("phase", th.CustomType({"type": ["string", "integer"]})),
+                additional_properties=False,
+            )
+        ),
         default=[],
-        description='Phases that start the sync, one per workflow: [{"workflow": <id or name>, "phase": <id or name>}].',
+        description=(
+            'Phases that start the sync, one per workflow: [{"workflow": <id or name>, "phase": <id or name>}].'
+        ),
     ),
-    th.Property("invoice_sync", th.BooleanType, default=False,
-                description="Also push Coperniq invoices and their payments for synced projects (QuickBooks has no "
-                "draft invoices: a pushed invoice is a receivable at once)."),
-    th.Property("invoice_statuses", th.ArrayType(th.StringType), default=list(DEFAULT_INVOICE_STATUSES),
-                description="Coperniq invoice statuses that are pushed (of " + ", ".join(INVOICE_STATUSES) + "); "
-                "DRAFT and DECLINED are not pushed by default."),
-    th.Property("matching_strategy", th.StringType, default="enrich", allowed_values=list(MATCHING_STRATEGIES),
-                description="What to do with an existing QuickBooks record found when no link exists yet."),
-    th.Property("dry_run", th.BooleanType, default=False,
-                description="Print the plan and write nothing to QuickBooks."),
-    th.Property("backfill", th.BooleanType, default=False,
-                description="Also sync projects that entered their trigger phase before the sync was enabled."),
-    th.Property("trigger_since", th.DateTimeType,
-                description="With backfill off: projects count only if they entered the trigger phase at/after this "
-                "time (default: the first run of this target against the ledger)."),
-    th.Property("max_requests_per_minute", th.IntegerType, default=300,
-                description="Client-side request ceiling for this linked account (Merge plans: 100/400/600 per min)."),
-    th.Property("max_parallel_writes", th.IntegerType, default=4,
-                description="QuickBooks creates sent at once (1-16). Writes are latency bound (a real Merge write "
-                "takes 0.3-1 s), so a few in flight are needed to use the request budget; "
-                "max_requests_per_minute still caps the rate."),
-    th.Property("ledger_path", th.StringType, default=DEFAULT_LEDGER_PATH,
-                description="DuckDB file with the id map, staging and the integration log."),
-    th.Property("item_mapping", th.ObjectType(additional_properties=True), default={},
-                description="Coperniq catalog item id or name -> QuickBooks item name or Merge/QBO id."),
-    th.Property("default_item", th.StringType,
-                description="QuickBooks item (name or id) for invoice lines without a mapping; unset -> failed row."),
-    th.Property("payment_account", th.StringType, default="Undeposited Funds",
-                description="Deposit account (name or id) for payments."),
-    th.Property("customer_name_template", th.StringType, default=DEFAULT_CUSTOMER_NAME_TEMPLATE,
-                description="QBO DisplayName of a client; fields: {title} {number} {id}."),
-    th.Property("job_name_template", th.StringType, default=DEFAULT_JOB_NAME_TEMPLATE,
-                description="QBO DisplayName of a project (job); fields: {title} {number} {id} {client}."),
-    th.Property("fail_on_error", th.BooleanType, default=False,
-                description="Exit non-zero at the end (after state and ledger are saved) if any row failed."),
-    th.Property("invoice_number_prefix", th.StringType, default=DEFAULT_INVOICE_NUMBER_PREFIX,
-                description="Put before Coperniq's invoice number in QuickBooks (DocNumber). QuickBooks numbers its "
-                "own invoices from 1001, as Coperniq does, so unprefixed numbers collide with the bookkeeper's. Only "
-                "new invoices get it: a pushed invoice keeps its number."),
-    th.Property("log_sdk_metrics", th.BooleanType, default=False,
-                description="Also log the Singer SDK's METRIC lines (one per batch); off by default."),
-    th.Property("unreachable_timeout", th.NumberType, default=120,
-                description="Seconds rows may keep failing because Merge does not answer (after each request's own "
-                "retries) before the run stops, non-zero, with one line saying where."),
-    th.Property("progress_interval", th.NumberType, default=30,
-                description="Seconds between progress log lines during the reconcile pass."),
+    th.Property(
+        "invoice_sync",
+        th.BooleanType,
+        default=False,
+        description="Also push Coperniq invoices and their payments for synced projects (QuickBooks has no "
+        "draft invoices: a pushed invoice is a receivable at once).",
+    ),
+    th.Property(
+        "invoice_statuses",
+        th.ArrayType(th.StringType),
+        default=list(DEFAULT_INVOICE_STATUSES),
+        description="Coperniq invoice statuses that are pushed (of " + ", ".join(INVOICE_STATUSES) + "); "
+        "DRAFT and DECLINED are not pushed by default.",
+    ),
+    th.Property(
+        "matching_strategy",
+        th.StringType,
+        default="enrich",
+        allowed_values=list(MATCHING_STRATEGIES),
+        description="What to do with an existing QuickBooks record found when no link exists yet.",
+    ),
+    th.Property(
+        "dry_run", th.BooleanType, default=False, description="Print the plan and write nothing to QuickBooks."
+    ),
+    th.Property(
+        "backfill",
+        th.BooleanType,
+        default=False,
+        description="Also sync projects that entered their trigger phase before the sync was enabled.",
+    ),
+    th.Property(
+        "trigger_since",
+        th.DateTimeType,
+        description="With backfill off: projects count only if they entered the trigger phase at/after this "
+        "time (default: the first run of this target against the ledger).",
+    ),
+    th.Property(
+        "max_requests_per_minute",
+        th.IntegerType,
+        default=300,
+        description="Client-side request ceiling for this linked account (Merge plans: 100/400/600 per min).",
+    ),
+    th.Property(
+        "max_parallel_writes",
+        th.IntegerType,
+        default=4,
+        description="QuickBooks creates sent at once (1-16). Writes are latency bound (a real Merge write "
+        "takes 0.3-1 s), so a few in flight are needed to use the request budget; "
+        "max_requests_per_minute still caps the rate.",
+    ),
+    th.Property(
+        "ledger_path",
+        th.StringType,
+        default=DEFAULT_LEDGER_PATH,
+        description="DuckDB file with the id map, staging and the integration log.",
+    ),
+    th.Property(
+        "item_mapping",
+        th.ObjectType(additional_properties=True),
+        default={},
+        description="Coperniq catalog item id or name -> QuickBooks item name or Merge/QBO id.",
+    ),
+    th.Property(
+        "default_item",
+        th.StringType,
+        description="QuickBooks item (name or id) for invoice lines without a mapping; unset -> failed row.",
+    ),
+    th.Property(
+        "payment_account",
+        th.StringType,
+        default="Undeposited Funds",
+        description="Deposit account (name or id) for payments.",
+    ),
+    th.Property(
+        "customer_name_template",
+        th.StringType,
+        default=DEFAULT_CUSTOMER_NAME_TEMPLATE,
+        description="QBO DisplayName of a client; fields: {title} {number} {id}.",
+    ),
+    th.Property(
+        "job_name_template",
+        th.StringType,
+        default=DEFAULT_JOB_NAME_TEMPLATE,
+        description="QBO DisplayName of a project (job); fields: {title} {number} {id} {client}.",
+    ),
+    th.Property(
+        "fail_on_error",
+        th.BooleanType,
+        default=False,
+        description="Exit non-zero at the end (after state and ledger are saved) if any row failed.",
+    ),
+    th.Property(
+        "invoice_number_prefix",
+        th.StringType,
+        default=DEFAULT_INVOICE_NUMBER_PREFIX,
+        description="Put before Coperniq's invoice number in QuickBooks (DocNumber). QuickBooks numbers its "
+        "own invoices from 1001, as Coperniq does, so unprefixed numbers collide with the bookkeeper's. Only "
+        "new invoices get it: a pushed invoice keeps its number.",
+    ),
+    th.Property(
+        "log_sdk_metrics",
+        th.BooleanType,
+        default=False,
+        description="Also log the Singer SDK's METRIC lines (one per batch); off by default.",
+    ),
+    th.Property(
+        "unreachable_timeout",
+        th.NumberType,
+        default=120,
+        description="Seconds rows may keep failing because Merge does not answer (after each request's own "
+        "retries) before the run stops, non-zero, with one line saying where.",
+    ),
+    th.Property(
+        "progress_interval",
+        th.NumberType,
+        default=30,
+        description="Seconds between progress log lines during the reconcile pass.",
+    ),
 ).to_dict()
 
 
@@ -143,16 +234,19 @@ class Settings:
         prefix = config.get("invoice_number_prefix")
         prefix = DEFAULT_INVOICE_NUMBER_PREFIX if prefix is None else str(prefix)
         if len(prefix) > MAX_INVOICE_NUMBER_PREFIX or any(c in prefix for c in "\t\r\n"):
-            errors.append(f"invoice_number_prefix: at most {MAX_INVOICE_NUMBER_PREFIX} characters without tabs or "
-                          f"newlines (QuickBooks keeps 21 for the whole number), got {prefix!r}")
+            errors.append(
+                f"invoice_number_prefix: at most {MAX_INVOICE_NUMBER_PREFIX} characters without tabs or "
+                f"newlines (QuickBooks keeps 21 for the whole number), got {prefix!r}"
+            )
 
         rpm = config.get("max_requests_per_minute", 300)
         if rpm is not None and (not isinstance(rpm, int) or rpm <= 0):
             errors.append(f"max_requests_per_minute: must be a positive integer, got {rpm!r}")
 
         parallel = config.get("max_parallel_writes", 4)
-        if parallel is not None and (not isinstance(parallel, int) or isinstance(parallel, bool)
-                                     or not 1 <= parallel <= MAX_PARALLEL_WRITES):
+        if parallel is not None and (
+            not isinstance(parallel, int) or isinstance(parallel, bool) or not 1 <= parallel <= MAX_PARALLEL_WRITES
+        ):
             errors.append(f"max_parallel_writes: must be an integer from 1 to {MAX_PARALLEL_WRITES}, got {parallel!r}")
 
         since = config.get("trigger_since")
@@ -180,12 +274,14 @@ class Settings:
             errors.append("item_mapping: must be an object {coperniq item id or name: quickbooks item}")
             mapping = {}
 
-        for name, fields in (("job_name_template", {"title", "number", "id", "client"}),
-                             ("customer_name_template", {"title", "number", "id"})):
+        for name, fields in (
+            ("job_name_template", {"title", "number", "id", "client"}),
+            ("customer_name_template", {"title", "number", "id"}),
+        ):
             template = config.get(name)
             if template:
                 try:
-                    template.format(**{f: "x" for f in fields})
+                    template.format(**dict.fromkeys(fields, "x"))
                 except (KeyError, IndexError, ValueError) as exc:
                     errors.append(f"{name}: invalid template {template!r} ({exc}); fields: {sorted(fields)}")
 
@@ -225,5 +321,5 @@ def parse_dt(value: str) -> datetime:
         text = text[:-1] + "+00:00"
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)

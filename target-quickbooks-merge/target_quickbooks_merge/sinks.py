@@ -9,6 +9,7 @@ import math
 import typing as t
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 import fastjsonschema
 import jsonschema
@@ -16,8 +17,8 @@ from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator, JSONSchemaValidator
-from sync_ledger import to_jsonable
 
+from sync_ledger import to_jsonable
 
 if t.TYPE_CHECKING:
     from .target import TargetQuickbooksMerge
@@ -112,8 +113,9 @@ class StagingSink(BatchSink):
 
     MAX_SIZE_DEFAULT = 5000
 
-    def __init__(self, target: TargetQuickbooksMerge, stream_name: str, schema: dict,
-                 key_properties: t.Sequence[str] | None) -> None:
+    def __init__(
+        self, target: TargetQuickbooksMerge, stream_name: str, schema: dict, key_properties: t.Sequence[str] | None
+    ) -> None:
         self._qbm_target = target
         self._invalid_reason: str | None = None
         self.primary_key = list(key_properties or ["id"])
@@ -138,14 +140,15 @@ class StagingSink(BatchSink):
 
     def preprocess_record(self, record: dict, context: dict) -> dict:
         """Undo the SDK's datetime parsing so staged payloads are plain, stable JSON."""
-        return to_jsonable(record)
+        return cast("dict", to_jsonable(record))
 
     def process_record(self, record: dict, context: dict) -> None:
         invalid, self._invalid_reason = self._invalid_reason, None
         pk = [record.get(k) for k in self.primary_key]
         if any(v is None for v in pk):
-            self._qbm_target.record_failure(self.stream_name, None,
-                                            f"record has no {'/'.join(self.primary_key)}: cannot be synced")
+            self._qbm_target.record_failure(
+                self.stream_name, None, f"record has no {'/'.join(self.primary_key)}: cannot be synced"
+            )
             return
         record_id = "-".join(str(v) for v in pk)
         if invalid:

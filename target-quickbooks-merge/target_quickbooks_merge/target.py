@@ -11,16 +11,20 @@ from __future__ import annotations
 import sys
 import time
 import typing as t
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from singer_sdk import Target
 from singer_sdk.sinks import Sink
+
 from sync_ledger import ApiError, Ledger
 from sync_ledger.util import quiet_sdk_metrics
 
 from .merge_client import MergeClient
 from .reconcile import DIRECTION, SRC, ConfigRefused, Disconnected, Reconciler, Result, Unreachable
+from .report import plan_table, summary_table
+from .settings import CONFIG_JSONSCHEMA, Settings, parse_dt
+from .sinks import INVALID_KEY, StagingSink
 
 #: Linked-account statuses the sync cannot write through, and why (Merge's LinkedAccount.status values).
 CANNOT_SYNC_STATUSES = {
@@ -28,9 +32,6 @@ CANNOT_SYNC_STATUSES = {
     "DISCONNECTED": "the link was removed",
     "INCOMPLETE": "the Merge Link flow was never finished",
 }
-from .report import plan_table, summary_table
-from .settings import CONFIG_JSONSCHEMA, Settings, parse_dt
-from .sinks import INVALID_KEY, StagingSink
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -49,14 +50,14 @@ class TargetQuickbooksMerge(Target):
 
     @classmethod
     @override
-    def invoke(cls, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def invoke(cls, *args: Any, **kwargs: Any) -> None:
         """A TargetError (bad configuration, unreachable or disconnected Merge) ends the CLI with its one-line
         message and exit code 1; the traceback is only logged at DEBUG."""
         try:
             super().invoke(*args, **kwargs)
         except TargetError as exc:
             cls.logger.debug("run stopped", exc_info=True)
-            cls.logger.error("%s", exc)  # noqa: TRY400 - one line for the operator
+            cls.logger.error("%s", exc)
             raise SystemExit(1) from None
 
     name = "target-quickbooks-merge"
@@ -84,9 +85,13 @@ class TargetQuickbooksMerge(Target):
     def client(self) -> MergeClient:
         if self._client is None:
             s = self.settings
-            self._client = MergeClient(s.base_url, api_key=s.merge_api_key, account_token=s.account_token,
-                                       max_requests_per_minute=s.max_requests_per_minute,
-                                       connections=s.max_parallel_writes)
+            self._client = MergeClient(
+                s.base_url,
+                api_key=s.merge_api_key,
+                account_token=s.account_token,
+                max_requests_per_minute=s.max_requests_per_minute,
+                connections=s.max_parallel_writes,
+            )
         return self._client
 
     @property
@@ -117,7 +122,7 @@ class TargetQuickbooksMerge(Target):
             ledger.close()
             raise
         self._ledger = ledger
-        now = self._run_started_at = datetime.now(timezone.utc)
+        now = self._run_started_at = datetime.now(UTC)
         first = ledger.get_meta("first_run_at")
         if first:
             self._first_run_at = parse_dt(first)
@@ -126,39 +131,56 @@ class TargetQuickbooksMerge(Target):
             if not s.dry_run:
                 ledger.set_meta("first_run_at", now.isoformat().replace("+00:00", "Z"))
         self._run_id = ledger.start_run(DIRECTION, dry_run=s.dry_run)
-        self.logger.info("Run %s started (ledger %s%s)", self._run_id, s.ledger_path,
-                         ", DRY RUN: nothing will be written to QuickBooks" if s.dry_run else "")
+        self.logger.info(
+            "Run %s started (ledger %s%s)",
+            self._run_id,
+            s.ledger_path,
+            ", DRY RUN: nothing will be written to QuickBooks" if s.dry_run else "",
+        )
         if not s.backfill:
             since = s.trigger_since or self._first_run_at
-            self.logger.info("backfill is off: projects count only if they reached their trigger phase after "
-                             "%s", since.isoformat())
+            self.logger.info(
+                "backfill is off: projects count only if they reached their trigger phase after %s", since.isoformat()
+            )
 
     def _preflight(self, ledger: Ledger) -> None:
         if not self.settings.trigger_phases:
             raise TargetError(
                 "trigger_phases is not set, so no client or project could ever sync to QuickBooks. Set it once for "
                 'both plugins, e.g. SYNC_TRIGGER_PHASES=\'[{"workflow": "Residential Solar", "phase": "Install"}]\' '
-                "(`coperniq-qbo doctor` lists the workflows and phases Coperniq sent).")
+                "(`coperniq-qbo doctor` lists the workflows and phases Coperniq sent)."
+            )
         flag = ledger.get_meta("disconnected")
         if flag:
-            raise TargetError(f"The QuickBooks account is marked disconnected in the sync ledger ({flag}). "
-                              f"{RECONNECT_HINT}")
+            raise TargetError(
+                f"The QuickBooks account is marked disconnected in the sync ledger ({flag}). {RECONNECT_HINT}"
+            )
         try:
             details = self.client.account_details()
         except ApiError as exc:
             if exc.status in (401, 403, 404):
-                raise TargetError(f"Merge rejected the linked account (HTTP {exc.status}): it is disconnected or "
-                                  f"the account_token/merge_api_key is wrong. {RECONNECT_HINT}") from None
+                raise TargetError(
+                    f"Merge rejected the linked account (HTTP {exc.status}): it is disconnected or "
+                    f"the account_token/merge_api_key is wrong. {RECONNECT_HINT}"
+                ) from None
             raise TargetError(f"Cannot reach Merge at {self.settings.base_url}: {exc.message}") from None
         status = str(details.get("status") or "").upper()
         if status in CANNOT_SYNC_STATUSES:
-            raise TargetError(f"Merge reports the QuickBooks link as {status}: {CANNOT_SYNC_STATUSES[status]}. "
-                              f"{RECONNECT_HINT}")
+            raise TargetError(
+                f"Merge reports the QuickBooks link as {status}: {CANNOT_SYNC_STATUSES[status]}. {RECONNECT_HINT}"
+            )
         if status not in ("", "COMPLETE"):
-            self.logger.warning("WARNING: Merge reports the QuickBooks link as %s (not COMPLETE): writes go on, but "
-                                "what Merge lists of QuickBooks may be out of date (matching reads it)", status)
-        self.logger.info("Linked account OK: %s (%s, status %s)", details.get("end_user_organization_name") or "?",
-                         details.get("integration") or "QuickBooks Online", status or "not reported")
+            self.logger.warning(
+                "WARNING: Merge reports the QuickBooks link as %s (not COMPLETE): writes go on, but "
+                "what Merge lists of QuickBooks may be out of date (matching reads it)",
+                status,
+            )
+        self.logger.info(
+            "Linked account OK: %s (%s, status %s)",
+            details.get("end_user_organization_name") or "?",
+            details.get("integration") or "QuickBooks Online",
+            status or "not reported",
+        )
 
     @override
     def _process_state_message(self, message_dict: dict) -> None:
@@ -178,8 +200,12 @@ class TargetQuickbooksMerge(Target):
         if now - self._progress_at >= self.settings.progress_interval:
             self._progress_at = now
             elapsed = max(now - self._started_at, 1e-6)
-            self.logger.info("progress: %d records staged so far (%.0f/s), latest batch: %s",
-                             self._staged_count, self._staged_count / elapsed, stream)
+            self.logger.info(
+                "progress: %d records staged so far (%.0f/s), latest batch: %s",
+                self._staged_count,
+                self._staged_count / elapsed,
+                stream,
+            )
         for record_id, record in records:
             if INVALID_KEY in record:
                 self.record_failure(stream, record_id, f"schema validation failed: {record[INVALID_KEY]}")
@@ -187,8 +213,9 @@ class TargetQuickbooksMerge(Target):
 
     def record_failure(self, stream: str, record_id: str | None, reason: str) -> None:
         self.logger.warning("%s %s failed: %s", stream, record_id, reason)
-        self.ledger.log(self.run_id, direction=DIRECTION, stream=stream, source_id=record_id, action="failed",
-                        reason=reason)
+        self.ledger.log(
+            self.run_id, direction=DIRECTION, stream=stream, source_id=record_id, action="failed", reason=reason
+        )
         if self.result is None:
             self.result = Result()
         self.result.counts[stream]["failed"] += 1
@@ -203,16 +230,22 @@ class TargetQuickbooksMerge(Target):
         pre = self.result or Result()
         status = "success"
         try:
-            reconciler = Reconciler(ledger, self.client, self.settings, self.run_id, logger=self.logger,
-                                    first_run_at=self._first_run_at, run_started_at=self._run_started_at)
+            reconciler = Reconciler(
+                ledger,
+                self.client,
+                self.settings,
+                self.run_id,
+                logger=self.logger,
+                first_run_at=self._first_run_at,
+                run_started_at=self._run_started_at,
+            )
             self.result = reconciler.run()
         except Disconnected as exc:
             ledger.finish_run(self.run_id, "failed")
             ledger.close()
             raise TargetError(f"Merge rejected the linked account mid-run ({exc}). {RECONNECT_HINT}") from None
         except (ConfigRefused, Unreachable) as exc:
-            ledger.log(self.run_id, direction=DIRECTION, stream="run", source_id=None, action="failed",
-                       reason=str(exc))
+            ledger.log(self.run_id, direction=DIRECTION, stream="run", source_id=None, action="failed", reason=str(exc))
             ledger.finish_run(self.run_id, "refused" if isinstance(exc, ConfigRefused) else "failed")
             ledger.close()
             raise TargetError(str(exc)) from None
@@ -229,8 +262,11 @@ class TargetQuickbooksMerge(Target):
             # The tap sent no STATE at all: it failed (or was stopped) before finishing one stream. What arrived was
             # synced, but this is no successful sync: Meltano fails the run, and `status` must not say otherwise.
             status = "no-input"
-            self.logger.warning("WARNING: the tap sent no STATE (it failed or was stopped early); run %s is recorded "
-                                "`no-input`, not as a successful sync", self._run_id)
+            self.logger.warning(
+                "WARNING: the tap sent no STATE (it failed or was stopped early); run %s is recorded "
+                "`no-input`, not as a successful sync",
+                self._run_id,
+            )
         ledger.finish_run(self.run_id, status)
         ledger.flush()
         self._report()
@@ -238,21 +274,26 @@ class TargetQuickbooksMerge(Target):
         ledger.close()
         self._ledger = None
         if failed and self.settings.fail_on_error:
-            raise TargetError(f"{failed} row(s) failed (fail_on_error is on); state and ledger were saved, the "
-                              "failed rows are retried next run. See `coperniq-qbo log --failed`.")
+            raise TargetError(
+                f"{failed} row(s) failed (fail_on_error is on); state and ledger were saved, the "
+                "failed rows are retried next run. See `coperniq-qbo log --failed`."
+            )
 
     def _report(self) -> None:
         assert self.result is not None
         if self.settings.dry_run:
             self.logger.info("DRY RUN plan (nothing was written to QuickBooks):\n%s", plan_table(self.result.plan))
-        self.logger.info("Run summary %s (forward: Coperniq -> QuickBooks):\n%s", self._run_id,
-                         summary_table(self.result.counts))
+        self.logger.info(
+            "Run summary %s (forward: Coperniq -> QuickBooks):\n%s", self._run_id, summary_table(self.result.counts)
+        )
         calls = self.client.api.calls
         self.logger.info("Merge API calls: %s; retries: %d", dict(calls) or "none", self.client.api.retries)
         failed = self.result.failed
         if failed:
-            self.logger.warning("WARNING: %d row(s) failed in run %s and will be retried next run; see "
-                                "`coperniq-qbo log --failed`.", failed, self._run_id)
+            self.logger.warning(
+                "WARNING: %d row(s) failed in run %s and will be retried next run; see `coperniq-qbo log --failed`.",
+                failed,
+                self._run_id,
+            )
         for message in self.result.warnings:
             self.logger.warning("WARNING: %s", message)
-

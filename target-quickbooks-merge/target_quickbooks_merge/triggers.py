@@ -14,8 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sync_ledger.triggers import TriggerRule, TriggerSpec, as_int, current_phase, normalize_name, resolve_rules, \
-    rule_for
+from sync_ledger.triggers import (
+    TriggerRule,
+    TriggerSpec,
+    as_int,
+    current_phase,
+    normalize_name,
+    resolve_rules,
+    rule_for,
+)
 
 from .settings import parse_dt
 
@@ -53,15 +60,17 @@ class TriggerIndex:
             return
         pid = str(instance.get("projectId"))
         self.starts.setdefault(pid, []).append(
-            (as_int(instance.get("templateId")), normalize_name(instance.get("name")), when))
+            (as_int(instance.get("templateId")), normalize_name(instance.get("name")), when)
+        )
 
     def rule_for(self, project: Mapping[str, Any]) -> TriggerRule | None:
         return rule_for(self.rules, project)
 
     def history_entered_at(self, project: Mapping[str, Any], rule: TriggerRule) -> datetime | None:
         """When the phase history says the project first entered its trigger phase (None: no such history)."""
-        times = [when for tid, name, when in self.starts.get(str(project.get("id")), [])
-                 if rule.matches_phase(tid, name)]
+        times = [
+            when for tid, name, when in self.starts.get(str(project.get("id")), []) if rule.matches_phase(tid, name)
+        ]
         return min(times) if times else None
 
     def count_reached(self, rule: TriggerRule) -> None:
@@ -90,10 +99,14 @@ def observe(snapshot: Mapping[str, Any] | None, project: Mapping[str, Any], seen
     return {"seen": [*seen, [*key, seen_at]]}
 
 
-def first_reached_seen(snapshot: Mapping[str, Any] | None, project: Mapping[str, Any],
-                       rule: TriggerRule) -> datetime | None:
+def first_reached_seen(
+    snapshot: Mapping[str, Any] | None, project: Mapping[str, Any], rule: TriggerRule
+) -> datetime | None:
     """The first time this target saw the project, in its current workflow, at or past the rule's trigger phase."""
     workflow = as_int(project.get("workflowId"))
-    times = [parse_dt(str(at)) for wf, tid, name, at in (snapshot or {}).get("seen") or []
-             if (wf == workflow or workflow is None) and rule.reached(tid, name)]
+    times = [
+        parse_dt(str(at))
+        for wf, tid, name, at in (snapshot or {}).get("seen") or []
+        if (wf == workflow or workflow is None) and rule.reached(tid, name)
+    ]
     return min(times) if times else None

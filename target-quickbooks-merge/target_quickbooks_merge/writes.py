@@ -12,9 +12,16 @@ from .context import QBO, SRC, Context, idempotency_key, remote_id_of
 from .merge_client import WriteResult
 
 
-def create_model(ctx: Context, kind: str, source_id: str, desired: dict[str, Any], fp: str,
-                 intent: Mapping[str, Any] | None, done: Callable[[Link, WriteResult], None],
-                 find: Callable[[], dict[str, Any] | None]) -> None:
+def create_model(
+    ctx: Context,
+    kind: str,
+    source_id: str,
+    desired: dict[str, Any],
+    fp: str,
+    intent: Mapping[str, Any] | None,
+    done: Callable[[Link, WriteResult], None],
+    find: Callable[[], dict[str, Any] | None],
+) -> None:
     """Neither a retry nor a crash can create it twice: `find` (its natural-key lookup) covers a lost answer when
     Merge does not honour the key. It is sent with its batch; `done` then logs it, after its link is queued."""
     intent_key = f"forward:{kind}:{source_id}"
@@ -31,5 +38,8 @@ def create_model(ctx: Context, kind: str, source_id: str, desired: dict[str, Any
         done(link, res)
 
     # stream = the Merge model path (invoices, payments), as the integration log names it
-    ctx.writer.plan(PlannedWrite(f"{kind}s", source_id, intent_key, {"kind": kind, **(intent or {}),
-                                                                     "idempotency_key": ikey}, send, finish))
+    ctx.writer.plan(
+        PlannedWrite(
+            f"{kind}s", source_id, intent_key, {"kind": kind, **(intent or {}), "idempotency_key": ikey}, send, finish
+        )
+    )
