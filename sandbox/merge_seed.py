@@ -1,12 +1,17 @@
-"""Deterministic pre-existing QuickBooks data for the Merge sandbox (demo, bench, tests)."""
+"""Deterministic pre-existing QuickBooks data for the Merge sandbox (demo, bench, tests).
+
+The app calls these (on reset, `--seed`, POST /__admin/seed); they never import the app, only the data layer.
+"""
 
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from sandbox.merge import MergeApp
+from sandbox.merge_models import MergeData
+from sandbox.merge_state import MergeState
+from sandbox.profiles import MergeAssumptions
 
 FIRST = ["Avery", "Blake", "Casey", "Devon", "Emerson", "Finley", "Harper", "Jordan", "Kendall", "Logan",
          "Morgan", "Parker", "Quinn", "Riley", "Sawyer", "Taylor"]
@@ -20,22 +25,31 @@ PRESET_VENDORS = ["Sunbelt Panel Supply", "Lone Star Electrical Wholesale"]
 PRESET_EMPLOYEES = ["Alex Employee", "Sam Technician"]
 
 
-def seed_assumed_company(app: MergeApp) -> dict[str, int]:
+class SeedTarget(Protocol):
+    """What `seed_merge` uses of the app (a `MergeApp` is one): its state and its lock."""
+
+    @property
+    def state(self) -> MergeState: ...
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]: ...
+
+
+def seed_assumed_company(data: MergeData, assumptions: MergeAssumptions) -> dict[str, int]:
     """What a QuickBooks company matching the app's switches holds from the start (called on every reset):
     colliding-Id vendors under `separate_id_spaces`, employees under `employees_hold_names`. Nothing by default."""
-    data = app.state.data
-    vendors = PRESET_VENDORS if app.assumptions.separate_id_spaces else []
+    vendors = PRESET_VENDORS if assumptions.separate_id_spaces else []
     for name in vendors:
         data.sync_contact("Vendor", data.qbo.create("Vendor", {"DisplayName": name, "CompanyName": name},
                                                     notify=False))
-    employees = PRESET_EMPLOYEES if app.assumptions.employees_hold_names else []
+    employees = PRESET_EMPLOYEES if assumptions.employees_hold_names else []
     for name in employees:
         given, _, family = name.partition(" ")
         data.qbo.create("Employee", {"DisplayName": name, "GivenName": given, "FamilyName": family}, notify=False)
     return {"vendors": len(vendors), "employees": len(employees)}
 
 
-def seed_merge(app: MergeApp, *, customers: int = 10, seed: int = 1, jobs_every: int = 0,
+def seed_merge(app: SeedTarget, *, customers: int = 10, seed: int = 1, jobs_every: int = 0,
                invoices_every: int = 0) -> dict[str, Any]:
     """Create `customers` QBO customers (names unique, same for the same seed), optionally a job under every
     `jobs_every`-th customer and an open invoice for every `invoices_every`-th. Returns counts."""

@@ -2,6 +2,8 @@
 
 Why deterministic: tests and the bench compare runs, so the same (projects, seed) must always give
 byte-identical data. All timestamps are derived from a fixed `end` instant, never from the wall clock.
+It builds on `coperniq_state` and `coperniq_writes` only: the app calls it (`main()`, `app.seed`), never the
+other way round.
 
     python -m sandbox.seed --projects 500 --seed 42 --coperniq-url http://127.0.0.1:8765
 """
@@ -15,10 +17,18 @@ import sys
 import unicodedata
 import urllib.request
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from sandbox.coperniq import CoperniqApp
+from sandbox.coperniq_state import CoperniqHost, parse_iso
+from sandbox.coperniq_writes import (
+    insert_account,
+    insert_catalog_item,
+    insert_contact,
+    insert_invoice,
+    insert_payment,
+    insert_project,
+    insert_workflow,
+)
 
 DEFAULT_END = "2025-06-30T00:00:00Z"
 DAY_US = 86_400_000_000
@@ -92,12 +102,10 @@ def _slug(text: str) -> str:
 
 
 def _parse_end(end: str | datetime) -> int:
-    from sandbox.coperniq import parse_iso
-
     return parse_iso(end if isinstance(end, str) else end.astimezone(timezone.utc).isoformat())
 
 
-def seed_coperniq(app: CoperniqApp, projects: int = 50, seed: int = 42, *, accounts: int | None = None,
+def seed_coperniq(app: CoperniqHost, projects: int = 50, seed: int = 42, *, accounts: int | None = None,
                   end: str | datetime = DEFAULT_END, span_days: int = 730, invoices: bool = True,
                   archived_rate: float = 0.01, workflows_v1_share: float | None = None) -> dict[str, int]:
     """Fill `app` with workflows, catalog items, accounts, contacts, projects (with phase history),
@@ -128,16 +136,16 @@ def seed_coperniq(app: CoperniqApp, projects: int = 50, seed: int = 42, *, accou
         by_name = {w["name"]: w for w in st.workflows.values()}
         workflows = []
         for name, desc, trade, phases, install in WORKFLOWS:
-            wf = by_name.get(name) or app._insert_workflow(
-                name, [{"name": ph, "redSla": 10 + 2 * i, "yellowSla": 5 + i} for i, ph in enumerate(phases)],
+            wf = by_name.get(name) or insert_workflow(
+                st, name, [{"name": ph, "redSla": 10 + 2 * i, "yellowSla": 5 + i} for i, ph in enumerate(phases)],
                 desc, start_us - 30 * DAY_US)
             workflows.append((wf, trade, phases.index(install)))
         items_by_name = {c["name"]: c for c in st.catalog_items.values()}
         catalog_by_trade: dict[str, list[dict[str, Any]]] = {}
         for name, typ, cat, group, manu, sku, cost, price, trade in CATALOG:
-            item = items_by_name.get(name) or app._insert_catalog_item(
-                {"name": name, "type": typ, "category": cat, "tradeGroup": group, "manufacturer": manu, "sku": sku,
-                 "cost": cost, "price": price, "description": None}, start_us - 30 * DAY_US)
+            item = items_by_name.get(name) or insert_catalog_item(
+                st, {"name": name, "type": typ, "category": cat, "tradeGroup": group, "manufacturer": manu,
+                     "sku": sku, "cost": cost, "price": price, "description": None}, start_us - 30 * DAY_US)
             catalog_by_trade.setdefault(trade, []).append(item)
 
         n_accounts = accounts if accounts is not None else max(1, projects // 2) if projects else 0
@@ -161,13 +169,13 @@ def seed_coperniq(app: CoperniqApp, projects: int = 50, seed: int = 42, *, accou
                 contacts = [(f"{rng.choice(FIRST)} {rng.choice(LAST)}", rng.choice(TITLES),
                              f"contact{j}.{i}@{domain}", f"+1{rng.randint(201, 989)}555{rng.randint(0, 9999):04d}")
                             for j in range(rng.randint(1, 2))]
-            acc = app._insert_account({"title": title, "address": [address], "primaryEmail": email,
-                                       "primaryPhone": phone, "accountType": kind,
-                                       "custom": {"lead_source": rng.choice(["Referral", "Web", "Door knock", "Event"])}},
-                                      created)
+            acc = insert_account(st, {"title": title, "address": [address], "primaryEmail": email,
+                                      "primaryPhone": phone, "accountType": kind,
+                                      "custom": {"lead_source": rng.choice(["Referral", "Web", "Door knock", "Event"])}},
+                                 created)
             for name, job, c_email, c_phone in contacts:
-                app._insert_contact({"name": name, "title": job, "emails": [c_email], "phones": [c_phone],
-                                     "accountIds": [acc["id"]]}, created)
+                insert_contact(st, {"name": name, "title": job, "emails": [c_email], "phones": [c_phone],
+                                    "accountIds": [acc["id"]]}, created)
             account_rows.append((acc, created, title))
 
         for n in range(projects):
@@ -196,12 +204,13 @@ def seed_coperniq(app: CoperniqApp, projects: int = 50, seed: int = 42, *, accou
             value = round(rng.uniform(*{"Solar": (15000, 60000), "HVAC": (8000, 25000)}.get(trade, (10000, 30000))), 2)
             base = acc_title.split(" #")[0]
             title = f"{base.split()[-1] if acc['accountType'] == 'RESIDENTIAL' else base} {wf['name']}"
-            p = app._insert_project(
-                {"title": title, "address": [city_addr], "status": status, "isActive": rng.random() >= archived_rate,
-                 "primaryEmail": acc["primaryEmail"], "primaryPhone": acc["primaryPhone"], "trades": [trade],
-                 "value": value, "size": round(value / 3500, 1) if trade == "Solar" else None,
-                 "custom": {"utility": rng.choice(UTILITIES), "sales_closer_name": rng.choice(CLOSERS)},
-                 "description": None}, acc["id"], wf["id"], created, k, starts, workflows_v1=n in v1_projects)
+            p = insert_project(
+                st, {"title": title, "address": [city_addr], "status": status,
+                     "isActive": rng.random() >= archived_rate,
+                     "primaryEmail": acc["primaryEmail"], "primaryPhone": acc["primaryPhone"], "trades": [trade],
+                     "value": value, "size": round(value / 3500, 1) if trade == "Solar" else None,
+                     "custom": {"utility": rng.choice(UTILITIES), "sales_closer_name": rng.choice(CLOSERS)},
+                     "description": None}, acc["id"], wf["id"], created, k, starts, workflows_v1=n in v1_projects)
             if not invoices or k < 1:
                 continue
             items = catalog_by_trade[trade]
@@ -212,9 +221,9 @@ def seed_coperniq(app: CoperniqApp, projects: int = 50, seed: int = 42, *, accou
                            "unitCost": it["cost"], "unitPrice": it["price"], "description": it["name"]}, None)
                          for it in rng.sample(items, rng.randint(1, min(3, len(items))))]
                 status_inv = "DRAFT" if rng.random() < 0.1 else "SENT"
-                inv = app._insert_invoice(("project", p["id"]), "LINE_ITEMS", lines, status_inv,
-                                          issued if status_inv != "DRAFT" else None, issued + 30 * DAY_US,
-                                          f"{'Deposit' if share < 0.5 else 'Final'} - {title}", None, issued)
+                inv = insert_invoice(st, ("project", p["id"]), "LINE_ITEMS", lines, status_inv,
+                                     issued if status_inv != "DRAFT" else None, issued + 30 * DAY_US,
+                                     f"{'Deposit' if share < 0.5 else 'Final'} - {title}", None, issued)
                 if status_inv == "DRAFT":
                     continue
                 roll = rng.random()
@@ -230,9 +239,9 @@ def seed_coperniq(app: CoperniqApp, projects: int = 50, seed: int = 42, *, accou
                     paid_at = min(end_us, paid_at + rng.randint(1, 20) * DAY_US)
                     if amount <= 0:
                         continue
-                    app._insert_payment(inv, amount, rng.choice(["ACH", "CHECK", "CREDIT_CARD", "CASH"]), paid_at,
-                                        f"CHK-{rng.randint(1000, 99999)}" if rng.random() < 0.3 else None,
-                                        None, paid_at)
+                    insert_payment(st, inv, amount, rng.choice(["ACH", "CHECK", "CREDIT_CARD", "CASH"]), paid_at,
+                                   f"CHK-{rng.randint(1000, 99999)}" if rng.random() < 0.3 else None,
+                                   None, paid_at)
         st.list_cache.clear()
         return st.summary()
 

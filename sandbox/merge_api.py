@@ -1,0 +1,173 @@
+"""The emulated Merge Accounting API as its clients see it: configuration, auth, rate limits, the route table.
+
+Why apart from sandbox/merge.py: that module adds the sandbox-only surface (admin helpers, `/__admin/`, the CLI)
+on top of this class, so each stays small and what a client can reach is all in one place here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sandbox._server import RateLimiter, Request, Response, SandboxApp
+from sandbox.merge_endpoints import ModelEndpoints
+from sandbox.merge_linking import AccountEndpoints, LinkFlow
+from sandbox.merge_models import MergeData
+from sandbox.merge_qbo import QboCompany
+from sandbox.merge_query import Filters, contact_filters, invoice_filters, payment_filters, simple_filters
+from sandbox.merge_seed import seed_assumed_company
+from sandbox.merge_state import API, LINKED_ACCOUNT_STATUSES, LinkedAccount, MergeState, detail
+from sandbox.profiles import MergeAssumptions, resolve
+
+#: Paths (under API) that take the organization key alone, without an X-Account-Token.
+ORG_LEVEL = ("/link-token", "/account-token/", "/linked-accounts")
+
+
+class MergeApi(SandboxApp):
+    """Merge Accounting API as its clients see it: configuration, state reset, auth, rate limits, the routes.
+
+    `MergeApp` (sandbox/merge.py) adds the sandbox-only admin surface on top.
+    """
+
+    name = "merge"
+
+    def __init__(self, api_key: str = "sandbox-merge-key", account_token: str = "sandbox-account-token",
+                 rate_limit_per_minute: int = 600, company_name: str = "Sandbox Solar Co", *,
+                 realm_id: str = "9341453050298937", passthrough_visible_after_sync: bool | None = None,
+                 passthrough_sync_delay: float | None = None, unique_invoice_numbers: bool = True,
+                 max_name_length: int = 100, profile: str | MergeAssumptions | None = None,
+                 **switch_overrides: Any) -> None:
+        """`profile` ("optimistic" = default, "pessimistic" or a `MergeAssumptions`) picks how the sandbox reads
+        what Merge's docs leave open; `switch_overrides` (e.g. `idempotency_keys=True`) change single switches.
+        `passthrough_visible_after_sync` overrides that switch: a customer created/changed via passthrough shows
+        up in /contacts only after POST /sync-status/resync (or `app.sync()`), or after `passthrough_sync_delay`
+        seconds when that is set (Merge's periodic sync; setting it defers too)."""
+        super().__init__()
+        self.assumptions = resolve(MergeAssumptions, profile,
+                                   passthrough_visible_after_sync=passthrough_visible_after_sync,
+                                   **switch_overrides)
+        if self.assumptions.linked_account_status not in LINKED_ACCOUNT_STATUSES:
+            raise ValueError(f"linked_account_status must be one of {', '.join(LINKED_ACCOUNT_STATUSES)}")
+        self.profile_name = profile if isinstance(profile, str) else "custom" if profile else "optimistic"
+        self.api_key = api_key
+        self.default_account_token = account_token
+        self.company_name = company_name
+        self.realm_id = realm_id
+        self.deferred_passthrough = self.assumptions.passthrough_visible_after_sync or \
+            passthrough_sync_delay is not None
+        self.passthrough_sync_delay = passthrough_sync_delay
+        self.unique_invoice_numbers = unique_invoice_numbers
+        self.max_name_length = max_name_length
+        self.rate_limit_per_minute = rate_limit_per_minute
+        self.limiter = RateLimiter([(rate_limit_per_minute, 60.0)])
+        self.state: MergeState
+        self.reset_state()
+        self._register_routes()
+
+    # --- state ------------------------------------------------------------------------------------
+    def reset_state(self) -> None:
+        """A fresh company as the switches describe it (id spaces, employees) and the default linked account."""
+        qbo = QboCompany(self.realm_id, max_name_length=self.max_name_length,
+                         separate_id_spaces=self.assumptions.separate_id_spaces,
+                         employees=self.assumptions.employees_hold_names)
+        data = MergeData(qbo, company_name=self.company_name, unique_invoice_numbers=self.unique_invoice_numbers)
+        self.state = MergeState(data)
+        qbo.on_change = self._on_qbo_change
+        self.state.accounts[self.default_account_token] = LinkedAccount(
+            token=self.default_account_token, end_user_origin_id="sandbox-org",
+            end_user_organization_name=self.company_name, end_user_email_address="owner@sandbox.example",
+            status=self.assumptions.linked_account_status)
+        seed_assumed_company(data, self.assumptions)
+        self.limiter.reset()
+
+    def _on_qbo_change(self, entity: str, obj: dict[str, Any], created: bool) -> None:
+        """A passthrough write reached QBO: Merge sees it now, or at its next sync (employees never: they are not
+        accounting Contacts)."""
+        if entity not in ("Customer", "Vendor"):
+            return
+        if not self.deferred_passthrough:
+            self.state.data.sync_contact(entity, obj)
+            return
+        due = time.monotonic() + self.passthrough_sync_delay if self.passthrough_sync_delay is not None else None
+        self.state.pending.setdefault((entity, obj["Id"]), due)
+
+    def sync(self, *, only_due: bool = False) -> int:
+        """Run a 'Merge sync': copy pending QBO changes into the common models. Returns how many."""
+        return self.state.sync_pending(only_due=only_due)
+
+    # --- hooks ------------------------------------------------------------------------------------
+    def error(self, status: int, message: str, code: str = "ERROR", **extra: Any) -> Response:
+        text = {404: "Not found.", 405: "Method not allowed."}.get(status, message)
+        return detail(status, text)
+
+    def too_many(self, retry_after: float) -> Response:
+        return detail(429, "Request was throttled.", {"Retry-After": str(max(1, math.ceil(retry_after)))})
+
+    def authenticate(self, req: Request) -> tuple[str | None, Response | None]:
+        if req.path.startswith("/link/"):
+            return "link", None
+        auth = req.headers.get("authorization", "")
+        if not auth:
+            return None, detail(401, "Authentication credentials were not provided.")
+        scheme, _, key = auth.partition(" ")
+        if scheme.lower() != "bearer" or key.strip() != self.api_key:
+            return None, detail(401, "Invalid token.")
+        sub = req.path[len(API):] if req.path.startswith(API) else req.path
+        if any(sub.startswith(p) for p in ORG_LEVEL):
+            return f"org:{self.api_key}", None
+        token = req.headers.get("x-account-token", "").strip()
+        if not token:
+            return None, detail(401, "Missing X-Account-Token header: this endpoint is scoped to a linked account.")
+        account = self.state.accounts.get(token)
+        if account is None or account.deleted:
+            return None, detail(401, "Linked account has been deleted or could not be found for this "
+                                     "X-Account-Token.")
+        return f"acct:{account.id}", None
+
+    def rate_limit(self, key: str, req: Request) -> tuple[Response | None, dict[str, str]]:
+        if key == "link":
+            return None, {}
+        allowed, limit, remaining, retry_after = self.limiter.hit(key)
+        headers = {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining)}
+        if not allowed:
+            return self.too_many(retry_after), headers
+        return None, headers
+
+    # --- routes -----------------------------------------------------------------------------------
+    def _register_routes(self) -> None:
+        """Common models (one generic handler per verb, per-model filters and writers), then Merge's own."""
+        models, accounts, link = ModelEndpoints(self), AccountEndpoints(self), LinkFlow(self)
+        filters: dict[str, Callable[[Request], Filters]] = {
+            "contacts": lambda req: contact_filters(self.state, req), "invoices": invoice_filters,
+            "payments": payment_filters,
+            "items": simple_filters("name", "status", "type"),
+            "accounts": simple_filters("name", "classification", "account_type", "status"),
+            "company-info": simple_filters("name")}
+        writers = {"contacts": lambda m, e: self.state.data.write_contact(m, e),
+                   "invoices": lambda m, e: self.state.data.write_invoice(m, e),
+                   "payments": lambda m, e: self.state.data.write_payment(m, e),
+                   "items": lambda m, e: self.state.data.write_item(m, e)}
+        for model, flt in filters.items():
+            self.route("GET", f"{API}/{model}")(lambda req, m=model, f=flt: models.list_rows(req, m, f))
+            if model in writers:
+                self.route("GET", f"{API}/{model}/meta/post")(lambda req, m=model: models.meta(req, "POST", m))
+                self.route("GET", f"{API}/{model}/meta/patch/{{id}}")(
+                    lambda req, m=model: models.meta(req, "PATCH", m))
+                self.route("POST", f"{API}/{model}")(lambda req, m=model: models.write(req, m, writers[m]))
+                self.route("PATCH", f"{API}/{model}/{{id}}")(
+                    lambda req, m=model: models.write(req, m, writers[m], patch=True))
+            self.route("GET", f"{API}/{model}/{{id}}")(lambda req, m=model: models.get_row(req, m))
+        self.route("GET", f"{API}/account-details")(accounts.account_details)
+        self.route("POST", f"{API}/delete-account")(accounts.delete_account)
+        self.route("GET", f"{API}/sync-status")(accounts.sync_status)
+        self.route("POST", f"{API}/sync-status/resync")(accounts.resync)
+        self.route("GET", f"{API}/linked-accounts")(accounts.linked_accounts)
+        self.route("POST", f"{API}/link-token")(link.link_token)
+        self.route("GET", f"{API}/account-token/{{public_token}}")(link.account_token)
+        self.route("POST", f"{API}/passthrough")(models.passthrough)
+        self.route("GET", f"{API}/available-actions")(accounts.available_actions)
+        self.route("GET", "/link/initialize.js")(link.link_js)
+        self.route("GET", "/link/app")(link.link_app)
+        self.route("POST", "/link/api/public-token")(link.mint_public_token)
