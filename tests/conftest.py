@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,8 +78,9 @@ def merge_sandbox() -> Iterator[RunningSandbox]:
     sb.server.stop()
 
 
-def standard_target_tests(target_class: type, config: dict[str, Any], tests: list[type], server: SandboxServer,
-                          system: str) -> type:
+def standard_target_tests(
+    target_class: type, config: dict[str, Any], tests: list[type], server: SandboxServer, system: str
+) -> type:
     """The given singer-sdk standard target tests against a module-level sandbox `server` (get_target_test_class
     needs the config when the class is defined); afterwards the sandbox must hold nothing the SDK's generic
     streams could have created, and it is stopped."""
@@ -88,8 +88,9 @@ def standard_target_tests(target_class: type, config: dict[str, Any], tests: lis
     from singer_sdk.testing.suites import SingerTestSuite
 
     suite = SingerTestSuite(kind="target", tests=tests)
-    base = get_target_test_class(target_class=target_class, config=config, custom_suites=[suite],
-                                 include_target_tests=False)
+    base = get_target_test_class(
+        target_class=target_class, config=config, custom_suites=[suite], include_target_tests=False
+    )
 
     class StandardTargetTests(base):  # type: ignore[misc, valid-type]
         """The standard suite; afterwards the sandbox must hold nothing the generic streams could have created."""

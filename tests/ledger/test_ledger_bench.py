@@ -16,8 +16,15 @@ WRITE_SAMPLE = min(N, 1000)  # write-through calls cost ~1-2 ms each: measure a 
 
 
 def _record(i: int, version: int = 0) -> dict:
-    return {"id": i, "title": f"Project {i}", "status": "ACTIVE", "amount": i * 1.5, "version": version,
-            "address": ["1 Main St", "Springfield"], "custom": {"k": "v" * 40}}
+    return {
+        "id": i,
+        "title": f"Project {i}",
+        "status": "ACTIVE",
+        "amount": i * 1.5,
+        "version": version,
+        "address": ["1 Main St", "Springfield"],
+        "custom": {"k": "v" * 40},
+    }
 
 
 def test_ledger_bench_100k(tmp_path: Path) -> None:
@@ -38,16 +45,21 @@ def test_ledger_bench_100k(tmp_path: Path) -> None:
 
         def first_run_per_record() -> None:  # what a target does per record it creates (write-through link)
             for rid, payload in sample:
-                led.upsert_link(Link("coperniq", "project", rid, "quickbooks", "job", f"u{rid}",
-                                     fingerprint=fingerprint(payload)))
+                led.upsert_link(
+                    Link("coperniq", "project", rid, "quickbooks", "job", f"u{rid}", fingerprint=fingerprint(payload))
+                )
                 led.mark_staged("coperniq", "projects", rid, "done")
                 led.log(run, direction="forward", stream="projects", source_id=rid, action="created")
 
         timed(f"upsert_link+mark+log x{len(sample)} (per record)", first_run_per_record)
         figures_per = {f"upsert_link+mark+log x{len(sample)} (per record)": len(sample)}
-        timed("upsert_links (bulk, rest)", lambda: led.upsert_links(
-            Link("coperniq", "project", rid, "quickbooks", "job", f"u{rid}", fingerprint=fingerprint(payload))
-            for rid, payload in records[WRITE_SAMPLE:]))
+        timed(
+            "upsert_links (bulk, rest)",
+            lambda: led.upsert_links(
+                Link("coperniq", "project", rid, "quickbooks", "job", f"u{rid}", fingerprint=fingerprint(payload))
+                for rid, payload in records[WRITE_SAMPLE:]
+            ),
+        )
         timed("finish_run", lambda: led.finish_run(run))
 
     with Ledger(path) as led:
@@ -63,8 +75,10 @@ def test_ledger_bench_100k(tmp_path: Path) -> None:
                 led.log(run, direction="forward", stream="projects", source_id=rid, action="skipped")
 
         timed("staged+get_link+mark+log (unchanged)", unchanged_run)
-        timed("stage (all changed)", lambda: led.stage("coperniq", "projects",
-                                                      [(rid, _record(int(rid), 1)) for rid, _ in records]))
+        timed(
+            "stage (all changed)",
+            lambda: led.stage("coperniq", "projects", [(rid, _record(int(rid), 1)) for rid, _ in records]),
+        )
         timed("finish_run", lambda: led.finish_run(run))
         assert led.runs(limit=1)[0]["counts"] == {"projects": {"skipped": N}}
         pending = sum(1 for _ in led.iter_staged("coperniq", "projects", status="pending"))

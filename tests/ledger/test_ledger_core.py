@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import duckdb
@@ -23,9 +23,16 @@ def ledger(ledger_path: Path):
 
 
 def _link(source_id: str = "101", **kw) -> Link:
-    base = dict(source_system="coperniq", source_type="account", source_id=source_id,
-                target_system="quickbooks", target_type="customer", target_id=f"uuid-{source_id}",
-                target_remote_id=f"qbo-{source_id}", fingerprint=fingerprint({"id": source_id}))
+    base = {
+        "source_system": "coperniq",
+        "source_type": "account",
+        "source_id": source_id,
+        "target_system": "quickbooks",
+        "target_type": "customer",
+        "target_id": f"uuid-{source_id}",
+        "target_remote_id": f"qbo-{source_id}",
+        "fingerprint": fingerprint({"id": source_id}),
+    }
     base.update(kw)
     return Link(**base)
 
@@ -46,9 +53,14 @@ def test_link_round_trip_and_lookups(ledger: Ledger) -> None:
 
     got = ledger.get_link("coperniq", "account", "101")
     assert got is not None
-    assert (got.target_id, got.target_remote_id, got.origin, got.status) == ("uuid-101", "qbo-101", "coperniq", "active")
+    assert (got.target_id, got.target_remote_id, got.origin, got.status) == (
+        "uuid-101",
+        "qbo-101",
+        "coperniq",
+        "active",
+    )
     assert got.fingerprint == fingerprint({"id": "101"})
-    assert got.updated_at is not None and got.updated_at.tzinfo == timezone.utc
+    assert got.updated_at is not None and got.updated_at.tzinfo == UTC
 
     assert ledger.get_link("coperniq", "account", 101) == got  # int ids are accepted and stringified
     assert ledger.get_link("coperniq", "project", "101") is None  # type is part of the key
@@ -109,7 +121,9 @@ def test_reopen_persists_everything(ledger_path: Path) -> None:
 def test_staging_status_semantics(ledger: Ledger) -> None:
     ledger.stage("coperniq", "invoices", [("1", {"id": 1, "amount": 10}), ("2", {"id": 2, "amount": 20})])
     assert {r[0]: (r[2], r[3]) for r in ledger.iter_staged("coperniq", "invoices")} == {
-        "1": ("pending", 0), "2": ("pending", 0)}
+        "1": ("pending", 0),
+        "2": ("pending", 0),
+    }
 
     ledger.mark_staged("coperniq", "invoices", "1", "done")
     ledger.mark_staged("coperniq", "invoices", "2", "failed", "no customer")
@@ -176,7 +190,9 @@ def test_intents(ledger: Ledger) -> None:
     ledger.begin_intent("reverse:payment:3", {"amount": 5})
     assert [k for k, _ in ledger.pending_intents()] == ["forward:customer:1", "forward:invoice:2", "reverse:payment:3"]
     assert ledger.pending_intents("forward:") == [
-        ("forward:customer:1", {"name": "Acme"}), ("forward:invoice:2", {"number": "INV-2"})]
+        ("forward:customer:1", {"name": "Acme"}),
+        ("forward:invoice:2", {"number": "INV-2"}),
+    ]
     ledger.end_intent("forward:customer:1")
     ledger.end_intent("never-begun")  # idempotent
     assert [k for k, _ in ledger.pending_intents("forward:")] == ["forward:invoice:2"]
@@ -185,16 +201,27 @@ def test_intents(ledger: Ledger) -> None:
 
 def test_batched_intents_begin_in_one_commit_and_replace_payloads(ledger: Ledger) -> None:
     ledger.begin_intent("forward:customer:1", {"name": "Old"})
-    ledger.begin_intents([("forward:customer:1", {"name": "Acme (#2)"}), ("forward:invoice:2", {"number": "2"}),
-                          ("forward:invoice:3", {"number": "3"})])
+    ledger.begin_intents(
+        [
+            ("forward:customer:1", {"name": "Acme (#2)"}),
+            ("forward:invoice:2", {"number": "2"}),
+            ("forward:invoice:3", {"number": "3"}),
+        ]
+    )
     ledger.begin_intents([])
-    assert dict(ledger.pending_intents()) == {"forward:customer:1": {"name": "Acme (#2)"},
-                                              "forward:invoice:2": {"number": "2"},
-                                              "forward:invoice:3": {"number": "3"}}
-    with pytest.raises(RuntimeError):  # all or nothing: a batch is never half durable
+    assert dict(ledger.pending_intents()) == {
+        "forward:customer:1": {"name": "Acme (#2)"},
+        "forward:invoice:2": {"number": "2"},
+        "forward:invoice:3": {"number": "3"},
+    }
+
+    def crash_mid_batch() -> None:
         with ledger.transaction():
             ledger.begin_intents([("forward:payment:4", {}), ("forward:payment:5", {})])
             raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):  # all or nothing: a batch is never half durable
+        crash_mid_batch()
     assert not any(k.startswith("forward:payment") for k, _ in ledger.pending_intents())
     ledger.end_intents(["forward:invoice:2", "forward:customer:1", "never-begun", "forward:invoice:2"])
     assert [k for k, _ in ledger.pending_intents()] == ["forward:invoice:3"]
@@ -202,11 +229,15 @@ def test_batched_intents_begin_in_one_commit_and_replace_payloads(ledger: Ledger
 
 def test_transaction_groups_writes_and_rolls_back(ledger: Ledger) -> None:
     ledger.begin_intent("k", {"a": 1})
-    with pytest.raises(RuntimeError):
+
+    def crash_before_commit() -> None:
         with ledger.transaction():
             ledger.upsert_link(_link("9"))
             ledger.end_intent("k")
             raise RuntimeError("crash between API call and commit")
+
+    with pytest.raises(RuntimeError):
+        crash_before_commit()
     assert ledger.get_link("coperniq", "account", "9") is None  # mirror not touched by a rolled-back write
     assert [k for k, _ in ledger.pending_intents()] == ["k"]
     with ledger.transaction():
@@ -241,8 +272,15 @@ def test_log_rows_filters_newest_first(ledger: Ledger) -> None:
     r2 = ledger.start_run("forward")
     for i in range(5):
         ledger.log(r1, direction="forward", stream="accounts", source_id=str(i), action="created")
-    ledger.log(r1, direction="forward", stream="projects", source_id="p1", action="failed", reason="HTTP 400: bad",
-               request_id="req-1")
+    ledger.log(
+        r1,
+        direction="forward",
+        stream="projects",
+        source_id="p1",
+        action="failed",
+        reason="HTTP 400: bad",
+        request_id="req-1",
+    )
     ledger.log(r2, direction="forward", stream="accounts", source_id="a", action="skipped")
 
     rows = ledger.log_rows()
@@ -253,7 +291,7 @@ def test_log_rows_filters_newest_first(ledger: Ledger) -> None:
     failed = ledger.log_rows(failed_only=True)
     assert len(failed) == 1
     assert failed[0]["reason"] == "HTTP 400: bad" and failed[0]["request_id"] == "req-1"
-    assert failed[0]["logged_at"].tzinfo == timezone.utc
+    assert failed[0]["logged_at"].tzinfo == UTC
     assert ledger.log_rows(run_id=r2, failed_only=True) == []
 
 
@@ -285,8 +323,7 @@ def test_run_statuses_tell_the_truth(ledger: Ledger) -> None:
     ledger.finish_run(dry, "success")
     refused = ledger.refuse_run("forward", "trigger_phases is not set")
     status = {r["run_id"]: r["status"] for r in ledger.runs()}
-    assert status == {good: "success", killed: "interrupted", reverse: "running", dry: "dry-run",
-                      refused: "refused"}
+    assert status == {good: "success", killed: "interrupted", reverse: "running", dry: "dry-run", refused: "refused"}
     assert ledger.last_run()["run_id"] == refused
     assert ledger.last_run(successful=True)["run_id"] == good
     assert ledger.last_run(direction="reverse")["run_id"] == reverse
@@ -339,7 +376,10 @@ def test_upsert_links_bulk(ledger_path: Path) -> None:
         assert led.get_link_by_target("quickbooks", "customer", "uuid-1") is None
     with Ledger(ledger_path) as led:  # the file agrees with the mirror
         assert [(ln.source_id, ln.target_id, ln.fingerprint) for ln in led.links()] == [
-            ("1", "uuid-1b", fingerprint({"id": "1"})), ("2", "uuid-2", fingerprint({"id": "2"})), ("3", "uuid-3", "last")]
+            ("1", "uuid-1b", fingerprint({"id": "1"})),
+            ("2", "uuid-2", fingerprint({"id": "2"})),
+            ("3", "uuid-3", "last"),
+        ]
 
 
 def test_log_buffer_flushes_by_size_and_age(ledger_path: Path) -> None:

@@ -81,10 +81,13 @@ def server() -> Iterator[tuple[str, Script]]:
 
 
 def _client(url: str, **kw: Any) -> ApiClient:
-    opts: dict[str, Any] = dict(
-        headers={"Authorization": f"Bearer {API_KEY}", "X-Account-Token": TOKEN},
-        backoff_base=0.01, backoff_max=0.05, timeout=5, secrets=[API_KEY, TOKEN],
-    )
+    opts: dict[str, Any] = {
+        "headers": {"Authorization": f"Bearer {API_KEY}", "X-Account-Token": TOKEN},
+        "backoff_base": 0.01,
+        "backoff_max": 0.05,
+        "timeout": 5,
+        "secrets": [API_KEY, TOKEN],
+    }
     opts.update(kw)
     return ApiClient(url, **opts)
 
@@ -191,10 +194,18 @@ def test_per_call_max_retries_override(server: tuple[str, Script]) -> None:
 
 def test_merge_400_becomes_readable_message(server: tuple[str, Script]) -> None:
     url, script = server
-    body = {"warnings": [], "errors": [
-        {"source": {"pointer": "model/name"}, "title": "Missing Required Field",
-         "detail": "name is a required field on model.", "problem_type": "MISSING_REQUIRED_FIELD"},
-        {"title": "Provider Error", "detail": "Duplicate Name Exists Error", "problem_type": "PROVIDER_ERROR"}]}
+    body = {
+        "warnings": [],
+        "errors": [
+            {
+                "source": {"pointer": "model/name"},
+                "title": "Missing Required Field",
+                "detail": "name is a required field on model.",
+                "problem_type": "MISSING_REQUIRED_FIELD",
+            },
+            {"title": "Provider Error", "detail": "Duplicate Name Exists Error", "problem_type": "PROVIDER_ERROR"},
+        ],
+    }
     script.responses = [(400, {"X-Merge-Request-Id": "m-42"}, body)]
     client = _client(url)
     with pytest.raises(ApiError) as info:
@@ -223,7 +234,8 @@ def test_drf_detail_and_coperniq_bodies(server: tuple[str, Script]) -> None:
     with pytest.raises(ApiError) as info:
         client.patch("/projects/1", json={})
     assert info.value.message.endswith(
-        "HTTP 422 Unprocessable Entity: Phase not found (code=NOT_FOUND, field=phaseId) [request id c-1]")
+        "HTTP 422 Unprocessable Entity: Phase not found (code=NOT_FOUND, field=phaseId) [request id c-1]"
+    )
     with pytest.raises(ApiError, match="plain text failure"):
         client.get("/x")
 
@@ -248,8 +260,11 @@ def test_secrets_never_logged(server: tuple[str, Script], caplog: pytest.LogCapt
     # secrets only in the auth headers (not passed explicitly) are masked too
     client = ApiClient(url, headers={"x-api-key": API_KEY}, max_retries=2, backoff_base=0.01, backoff_max=0.02)
     # (urllib3 logs raw URLs at DEBUG; ours must be clean at every level)
-    with caplog.at_level(logging.INFO), caplog.at_level(logging.DEBUG, logger="sync_ledger"), \
-            pytest.raises(ApiError) as info:
+    with (
+        caplog.at_level(logging.INFO),
+        caplog.at_level(logging.DEBUG, logger="sync_ledger"),
+        pytest.raises(ApiError) as info,
+    ):
         client.get(f"/projects/{API_KEY}", params={"token": TOKEN})
     assert caplog.records, "expected retry warnings"
     assert API_KEY not in caplog.text and TOKEN not in caplog.text
@@ -257,8 +272,10 @@ def test_secrets_never_logged(server: tuple[str, Script], caplog: pytest.LogCapt
 
 
 def test_redact() -> None:
-    text = (f"Authorization: Bearer {API_KEY}\nx-api-key: abc123\n{{'X-Account-Token': 'tok-1'}} "
-            f'"authorization": "Basic dXNlcjpwYXNz" other={TOKEN}')
+    text = (
+        f"Authorization: Bearer {API_KEY}\nx-api-key: abc123\n{{'X-Account-Token': 'tok-1'}} "
+        f'"authorization": "Basic dXNlcjpwYXNz" other={TOKEN}'
+    )
     out = redact(text, [TOKEN, ""])
     assert API_KEY not in out and "abc123" not in out and "tok-1" not in out and TOKEN not in out
     assert "dXNlcjpwYXNz" not in out
@@ -298,7 +315,7 @@ def test_rate_limiter_spaces_calls_across_threads() -> None:
     assert len(stamps) == 12
     assert 0.5 <= elapsed < 3.0, elapsed  # 12 calls at 20/s: first free, 11 spaced by 50 ms
     RateLimiter(None).acquire()  # unlimited never blocks
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="per_second must be positive"):
         RateLimiter(0)
 
 

@@ -46,11 +46,25 @@ class OpsProject:
             for secret in self.secrets:
                 assert secret not in text, f"secret leaked into output: {text!r}"
 
-    def run(self, args: Sequence[str], *, input: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 60) -> CliResult:
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        input_text: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> CliResult:
         """The CLI as a subprocess (what `meltano invoke coperniq-qbo` runs)."""
-        proc = subprocess.run([*CLI, *args], cwd=self.root, env=env or self.env, input=input, capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            [*CLI, *args],
+            cwd=self.root,
+            env=env or self.env,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         self.assert_clean(proc.stdout, proc.stderr)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
@@ -68,8 +82,11 @@ class OpsProject:
 
 
 def _base_env(root: Path) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items()
-            if not k.startswith(("COPERNIQ_QBO_", "TARGET_QUICKBOOKS_MERGE_", "TAP_QUICKBOOKS_MERGE_", "MELTANO_"))}
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("COPERNIQ_QBO_", "TARGET_QUICKBOOKS_MERGE_", "TAP_QUICKBOOKS_MERGE_", "MELTANO_"))
+    }
     keep["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), keep.get("PYTHONPATH", "")]))
     keep["MELTANO_PROJECT_ROOT"] = str(root)
     return keep
@@ -80,15 +97,17 @@ def ops_project(tmp_path: Path, merge_sandbox: Any) -> OpsProject:
     root = tmp_path / "project"
     root.mkdir()
     env = _base_env(root)
-    env.update({
-        "COPERNIQ_QBO_MERGE_API_KEY": merge_sandbox.api_key,
-        "COPERNIQ_QBO_ACCOUNT_TOKEN": merge_sandbox.account_token,
-        "COPERNIQ_QBO_BASE_URL": merge_sandbox.url,
-        "COPERNIQ_QBO_LEDGER_PATH": str(root / ".meltano" / "sync-ledger.duckdb"),
-        "COPERNIQ_QBO_LINK_JS_URL": merge_sandbox.url.split("/api/")[0] + "/link/initialize.js",
-        "COPERNIQ_QBO_END_USER_EMAIL_ADDRESS": "ops@example.com",
-        "COPERNIQ_QBO_END_USER_ORGANIZATION_NAME": "Sunny Roofs LLC",
-        "COPERNIQ_QBO_END_USER_ORIGIN_ID": "sunny-roofs",
-        "COPERNIQ_QBO_LOCK_TIMEOUT": "5",
-    })
+    env.update(
+        {
+            "COPERNIQ_QBO_MERGE_API_KEY": merge_sandbox.api_key,
+            "COPERNIQ_QBO_ACCOUNT_TOKEN": merge_sandbox.account_token,
+            "COPERNIQ_QBO_BASE_URL": merge_sandbox.url,
+            "COPERNIQ_QBO_LEDGER_PATH": str(root / ".meltano" / "sync-ledger.duckdb"),
+            "COPERNIQ_QBO_LINK_JS_URL": merge_sandbox.url.split("/api/")[0] + "/link/initialize.js",
+            "COPERNIQ_QBO_END_USER_EMAIL_ADDRESS": "ops@example.com",
+            "COPERNIQ_QBO_END_USER_ORGANIZATION_NAME": "Sunny Roofs LLC",
+            "COPERNIQ_QBO_END_USER_ORIGIN_ID": "sunny-roofs",
+            "COPERNIQ_QBO_LOCK_TIMEOUT": "5",
+        }
+    )
     return OpsProject(root, env, [merge_sandbox.api_key, merge_sandbox.account_token])

@@ -29,8 +29,10 @@ def _require_browser() -> None:
     except ImportError:
         missing.append("python package selenium")
     if missing:
-        msg = (f"headless browser test needs {', '.join(missing)}: apt-get install -y chromium chromium-driver; "
-               f"pip install selenium")
+        msg = (
+            f"headless browser test needs {', '.join(missing)}: apt-get install -y chromium chromium-driver; "
+            f"pip install selenium"
+        )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(msg)
         pytest.skip(msg)
@@ -42,9 +44,18 @@ def _driver(tmp_path: Path) -> Any:
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
         opts.add_argument(flag)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
@@ -86,14 +97,21 @@ def test_connect_in_headless_chromium(ops_project: Any, merge_sandbox: Any, tmp_
     from coperniq_qbo.env import read_env_file
     from sync_ledger import ApiClient, Ledger
 
-    ops_project.env_file.write_text("# my project secrets\nTAP_COPERNIQ_API_KEY=keep-me\n"
-                                    "TARGET_QUICKBOOKS_MERGE_ACCOUNT_TOKEN=old-token\n")
+    ops_project.env_file.write_text(
+        "# my project secrets\nTAP_COPERNIQ_API_KEY=keep-me\nTARGET_QUICKBOOKS_MERGE_ACCOUNT_TOKEN=old-token\n"
+    )
     with Ledger(ops_project.ledger_path) as ledger:  # a previous `disconnect` left the flag
         ledger.set_meta("disconnected", "2026-01-01T00:00:00Z")
     env = dict(ops_project.env)
     del env["COPERNIQ_QBO_ACCOUNT_TOKEN"]  # connecting does not need one
-    proc = subprocess.Popen([sys.executable, "-m", "coperniq_qbo.cli", "connect", "--no-browser", "--timeout", "60"],
-                            cwd=ops_project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coperniq_qbo.cli", "connect", "--no-browser", "--timeout", "60"],
+        cwd=ops_project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     found: dict[str, str] = {}
     out_lines: list[str] = []
     reader = threading.Thread(target=_read_url, args=(proc.stdout, found, out_lines), daemon=True)
@@ -103,7 +121,9 @@ def test_connect_in_headless_chromium(ops_project: Any, merge_sandbox: Any, tmp_
         deadline = time.monotonic() + 20
         while "url" not in found and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
-        assert "url" in found, f"connect printed no local URL: {out_lines} {proc.stderr.read() if proc.poll() is not None else ''}"
+        assert "url" in found, (
+            f"connect printed no local URL: {out_lines} {proc.stderr.read() if proc.poll() is not None else ''}"
+        )
         driver = _driver(tmp_path)
         driver.set_page_load_timeout(20)
         driver.get(found["url"])
@@ -147,8 +167,11 @@ def test_connect_in_headless_chromium(ops_project: Any, merge_sandbox: Any, tmp_
     # The token is the one the sandbox issued for this end user, and it works.
     account = merge_sandbox.state.accounts[token]
     assert account.end_user_origin_id == "sunny-roofs" and not account.deleted
-    client = ApiClient(merge_sandbox.url, headers={"Authorization": f"Bearer {merge_sandbox.api_key}",
-                                                   "X-Account-Token": token}, max_retries=0)
+    client = ApiClient(
+        merge_sandbox.url,
+        headers={"Authorization": f"Bearer {merge_sandbox.api_key}", "X-Account-Token": token},
+        max_retries=0,
+    )
     details = client.get("/account-details")
     assert details["end_user_organization_name"] == "Sunny Roofs LLC"
     with Ledger(ops_project.ledger_path, read_only=True) as ledger:
@@ -182,6 +205,7 @@ def test_connect_rejects_bad_api_key(ops_project: Any) -> None:
 def test_local_page_rejects_foreign_posts(ops_project: Any) -> None:
     """Only the page we served (it knows the nonce) can hand us a public token."""
     import requests
+
     from coperniq_qbo.link_page import LinkPageServer
 
     server = LinkPageServer("lt-123", "http://127.0.0.1:1/none.js").start()

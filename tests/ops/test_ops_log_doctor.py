@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sync_ledger import Ledger
 
 
@@ -22,12 +23,31 @@ def filled_ledger(ops_project: Any) -> dict[str, str]:
         ledger.log(first, direction="forward", stream="accounts", source_id="1", action="created", target_id="c-1")
         ledger.finish_run(first)
         second = ledger.start_run("forward")
-        ledger.log(second, direction="forward", stream="projects", source_id="7", action="created", target_id="j-7",
-                   request_id="req-7")
-        ledger.log(second, direction="forward", stream="invoices", source_id="9", action="failed",
-                   reason=f"POST /invoices failed with HTTP 400: line 1 has no item (X-Account-Token: {secret})")
-        ledger.log(second, direction="forward", stream="projects", source_id="8", action="skipped",
-                   reason="not in a trigger phase")
+        ledger.log(
+            second,
+            direction="forward",
+            stream="projects",
+            source_id="7",
+            action="created",
+            target_id="j-7",
+            request_id="req-7",
+        )
+        ledger.log(
+            second,
+            direction="forward",
+            stream="invoices",
+            source_id="9",
+            action="failed",
+            reason=f"POST /invoices failed with HTTP 400: line 1 has no item (X-Account-Token: {secret})",
+        )
+        ledger.log(
+            second,
+            direction="forward",
+            stream="projects",
+            source_id="8",
+            action="skipped",
+            reason="not in a trigger phase",
+        )
         ledger.finish_run(second, status="partial")
     return {"first": first, "second": second}
 
@@ -86,8 +106,9 @@ def _write_config(tmp_path: Path, **config: Any) -> str:
     return str(path)
 
 
-def test_doctor_flags_missing_triggers_and_invoice_sync(ops_project: Any, tmp_path: Path,
-                                                        filled_ledger: dict[str, str]) -> None:
+def test_doctor_flags_missing_triggers_and_invoice_sync(
+    ops_project: Any, tmp_path: Path, filled_ledger: dict[str, str]
+) -> None:
     with Ledger(ops_project.ledger_path) as ledger:
         ledger.stage("coperniq", "invoices", [("9", {"id": 9, "amount": 100})])
     cfg = _write_config(tmp_path, trigger_phases=[], invoice_sync=False)
@@ -101,26 +122,58 @@ def test_doctor_flags_missing_triggers_and_invoice_sync(ops_project: Any, tmp_pa
 
 def test_doctor_checks_phases_against_workflows(ops_project: Any, tmp_path: Path) -> None:
     with Ledger(ops_project.ledger_path) as ledger:
-        ledger.stage("coperniq", "workflows", [
-            ("1", {"id": 1, "name": "Residential Solar", "phases": [{"id": 11, "name": "Design"},
-                                                                   {"id": 12, "name": "Install"}]}),
-            ("2", {"id": 2, "name": "HVAC Replacement", "phases": [{"id": 21, "name": "Installation"}]}),
-        ])
-        ledger.stage("coperniq", "projects", [
-            ("100", {"id": 100, "workflowId": 1, "workflowName": "Residential Solar",
-                     "phase": {"templateId": 11, "name": "Design"}}),
-            ("101", {"id": 101, "workflowId": 2, "workflowName": "HVAC Replacement",
-                     "phase": {"templateId": 21, "name": "Installation"}}),
-        ])
-    cfg = _write_config(tmp_path, invoice_sync=True, trigger_phases=[
-        {"workflow": "Residential Solar", "phase": "Install"},
-        {"workflow": "HVAC Replacement", "phase": "Installation"},
-        {"workflow": "Roofing", "phase": "Tear-off"},
-    ])
+        ledger.stage(
+            "coperniq",
+            "workflows",
+            [
+                (
+                    "1",
+                    {
+                        "id": 1,
+                        "name": "Residential Solar",
+                        "phases": [{"id": 11, "name": "Design"}, {"id": 12, "name": "Install"}],
+                    },
+                ),
+                ("2", {"id": 2, "name": "HVAC Replacement", "phases": [{"id": 21, "name": "Installation"}]}),
+            ],
+        )
+        ledger.stage(
+            "coperniq",
+            "projects",
+            [
+                (
+                    "100",
+                    {
+                        "id": 100,
+                        "workflowId": 1,
+                        "workflowName": "Residential Solar",
+                        "phase": {"templateId": 11, "name": "Design"},
+                    },
+                ),
+                (
+                    "101",
+                    {
+                        "id": 101,
+                        "workflowId": 2,
+                        "workflowName": "HVAC Replacement",
+                        "phase": {"templateId": 21, "name": "Installation"},
+                    },
+                ),
+            ],
+        )
+    cfg = _write_config(
+        tmp_path,
+        invoice_sync=True,
+        trigger_phases=[
+            {"workflow": "Residential Solar", "phase": "Install"},
+            {"workflow": "HVAC Replacement", "phase": "Installation"},
+            {"workflow": "Roofing", "phase": "Tear-off"},
+        ],
+    )
     res = ops_project.call(["doctor", "--config", cfg, "--offline", "--format", "json"])
     checks = json.loads(res.out)
     by = [(c["level"], c["name"], c["message"]) for c in checks]
-    assert ("PASS", "trigger phases") == by[1][:2]
+    assert by[1][:2] == ("PASS", "trigger phases")
     assert any(lvl == "WARN" and "none has reached 'Residential Solar -> Install'" in msg for lvl, _, msg in by)
     assert any(lvl == "PASS" and "HVAC Replacement -> Installation: 1 of 1" in msg for lvl, _, msg in by)
     assert any(lvl == "FAIL" and "'Roofing' is not among Coperniq's workflows" in msg for lvl, _, msg in by)
@@ -129,8 +182,11 @@ def test_doctor_checks_phases_against_workflows(ops_project: Any, tmp_path: Path
 
 
 def test_doctor_reads_target_env_vars_when_no_meltano(ops_project: Any) -> None:
-    env = dict(ops_project.env, TARGET_QUICKBOOKS_MERGE_TRIGGER_PHASES='[{"workflow": "A", "phase": "B"}]',
-               TARGET_QUICKBOOKS_MERGE_INVOICE_SYNC="true")
+    env = dict(
+        ops_project.env,
+        TARGET_QUICKBOOKS_MERGE_TRIGGER_PHASES='[{"workflow": "A", "phase": "B"}]',
+        TARGET_QUICKBOOKS_MERGE_INVOICE_SYNC="true",
+    )
     res = ops_project.call(["doctor", "--no-meltano"], env=env)
     assert "TARGET_QUICKBOOKS_MERGE_* environment variables" in res.out
     assert "[PASS] trigger phases: 1 configured: A -> B" in res.out
@@ -153,7 +209,7 @@ def test_env_file_update_is_atomic_and_private(tmp_path: Path) -> None:
     path = tmp_path / ".env"
     path.write_text("A=1\nexport B=2\n# comment\nB=dup\nC='x y'\n")
     path.chmod(0o644)
-    update_env_file(path, {"B": "new", "D": "with space\"q", "A": None})
+    update_env_file(path, {"B": "new", "D": 'with space"q', "A": None})
     text = path.read_text()
     assert text.splitlines()[0] == "B=new" and "# comment" in text and "dup" not in text
     values = read_env_file(path)

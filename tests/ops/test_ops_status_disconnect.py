@@ -6,12 +6,14 @@ import json
 from typing import Any
 
 import pytest
+
 from sync_ledger import ApiClient, ApiError, Ledger
 
 
 def _account_details(sandbox: Any, token: str) -> Any:
-    client = ApiClient(sandbox.url, headers={"Authorization": f"Bearer {sandbox.api_key}", "X-Account-Token": token},
-                       max_retries=0)
+    client = ApiClient(
+        sandbox.url, headers={"Authorization": f"Bearer {sandbox.api_key}", "X-Account-Token": token}, max_retries=0
+    )
     return client.get("/account-details")
 
 
@@ -63,7 +65,7 @@ def test_status_unreachable_merge_is_api_error(ops_project: Any) -> None:
 
 
 def test_disconnect_requires_confirmation_without_tty(ops_project: Any, merge_sandbox: Any) -> None:
-    res = ops_project.run(["disconnect"], input="")
+    res = ops_project.run(["disconnect"], input_text="")
     assert res.code == 2
     assert "--yes" in res.err
     assert _account_details(merge_sandbox, merge_sandbox.account_token)  # still linked
@@ -121,16 +123,33 @@ def test_target_fails_fast_after_disconnect(ops_project: Any, merge_sandbox: Any
 
     assert ops_project.call(["disconnect", "--yes"]).code == 0
     config = tmp_path / "target.json"
-    config.write_text(json.dumps({
-        "merge_api_key": merge_sandbox.api_key, "account_token": merge_sandbox.account_token,
-        "base_url": merge_sandbox.url, "ledger_path": str(ops_project.ledger_path),
-        "trigger_phases": [{"workflow": "Residential Solar", "phase": "Install"}],
-    }))
-    schema = {"type": "SCHEMA", "stream": "accounts", "key_properties": ["id"],
-              "schema": {"type": "object", "properties": {"id": {"type": "integer"}}}}
-    proc = subprocess.run([sys.executable, "-m", "target_quickbooks_merge", "--config", str(config)],
-                          input=json.dumps(schema) + "\n", capture_output=True, text=True, timeout=60,
-                          cwd=ops_project.root, env=ops_project.env, check=False)
+    config.write_text(
+        json.dumps(
+            {
+                "merge_api_key": merge_sandbox.api_key,
+                "account_token": merge_sandbox.account_token,
+                "base_url": merge_sandbox.url,
+                "ledger_path": str(ops_project.ledger_path),
+                "trigger_phases": [{"workflow": "Residential Solar", "phase": "Install"}],
+            }
+        )
+    )
+    schema = {
+        "type": "SCHEMA",
+        "stream": "accounts",
+        "key_properties": ["id"],
+        "schema": {"type": "object", "properties": {"id": {"type": "integer"}}},
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "target_quickbooks_merge", "--config", str(config)],
+        input=json.dumps(schema) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ops_project.root,
+        env=ops_project.env,
+        check=False,
+    )
     ops_project.assert_clean(proc.stdout, proc.stderr)
     assert proc.returncode != 0
     assert "disconnected" in proc.stderr

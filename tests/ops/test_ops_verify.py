@@ -40,12 +40,25 @@ def merge_sandbox(profile: str, linked_account_status: str | None) -> Iterator[R
     extra = {"linked_account_status": linked_account_status} if linked_account_status else {}
     sb = start_merge(profile=profile, **extra)
     parent = sb.app.add_contact("Verify Parent Co")
-    resp = requests.post(f"{sb.url}/passthrough", timeout=10, headers={
-        "Authorization": f"Bearer {sb.api_key}", "X-Account-Token": sb.account_token}, json={
-        "method": "POST", "path": "/v3/company/{{LINKED_ACCOUNT_ATTR.realmId}}/customer?minorversion=75",
-        "request_format": "JSON", "headers": {"Content-Type": "application/json"},
-        "data": json.dumps({"DisplayName": "Verify Parent Co - Roof", "Job": True,
-                            "ParentRef": {"value": parent["remote_id"]}, "BillWithParent": True})})
+    resp = requests.post(
+        f"{sb.url}/passthrough",
+        timeout=10,
+        headers={"Authorization": f"Bearer {sb.api_key}", "X-Account-Token": sb.account_token},
+        json={
+            "method": "POST",
+            "path": "/v3/company/{{LINKED_ACCOUNT_ATTR.realmId}}/customer?minorversion=75",
+            "request_format": "JSON",
+            "headers": {"Content-Type": "application/json"},
+            "data": json.dumps(
+                {
+                    "DisplayName": "Verify Parent Co - Roof",
+                    "Job": True,
+                    "ParentRef": {"value": parent["remote_id"]},
+                    "BillWithParent": True,
+                }
+            ),
+        },
+    )
     assert resp.status_code == 200
     yield sb
     sb.server.stop()
@@ -84,8 +97,9 @@ def _probes(merge: RunningSandbox) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("profile", ["optimistic", "pessimistic"])
-def test_verify_answers_follow_the_profile(project: Any, merge_sandbox: RunningSandbox, coperniq: RunningSandbox,
-                                           profile: str) -> None:
+def test_verify_answers_follow_the_profile(
+    project: Any, merge_sandbox: RunningSandbox, coperniq: RunningSandbox, profile: str
+) -> None:
     res = project.call(["verify", "--write-probe", "--format", "json"])
     assert res.code == 0, res.err
     report = json.loads(res.out)
@@ -96,23 +110,29 @@ def test_verify_answers_follow_the_profile(project: Any, merge_sandbox: RunningS
     assert outcome["linked_account"] == "as assumed" and by["linked_account"]["saw"].startswith("COMPLETE")
     assert outcome["passthrough"] == "as assumed" and "CompanyInfo of Sandbox Solar Co" in by["passthrough"]["saw"]
     if profile == "optimistic":
-        assert outcome == {"linked_account": "as assumed", "passthrough": "as assumed",
-                           "job_visibility": "as assumed", "rate_limit_headers": "as assumed",
-                           "phase_updated_at": "as assumed", "idempotency": "as assumed"}
+        assert outcome == {
+            "linked_account": "as assumed",
+            "passthrough": "as assumed",
+            "job_visibility": "as assumed",
+            "rate_limit_headers": "as assumed",
+            "phase_updated_at": "as assumed",
+            "idempotency": "as assumed",
+        }
         assert "X-RateLimit-Remaining: " in by["rate_limit_headers"]["saw"]
         assert "consistent with bumping (not proven)" in by["phase_updated_at"]["saw"]
         assert "listed in /contacts before Merge's next sync" in by["job_visibility"]["saw"]
         assert by["idempotency"]["product"].startswith("Idempotency-Key honoured")
         assert "Idempotent-Replayed: true" in by["idempotency"]["saw"]
     else:
-        assert {k: outcome[k] for k in ("job_visibility", "rate_limit_headers", "phase_updated_at",
-                                        "idempotency")} == dict.fromkeys(
-            ("job_visibility", "rate_limit_headers", "phase_updated_at", "idempotency"), "differs")
+        assert {
+            k: outcome[k] for k in ("job_visibility", "rate_limit_headers", "phase_updated_at", "idempotency")
+        } == dict.fromkeys(("job_visibility", "rate_limit_headers", "phase_updated_at", "idempotency"), "differs")
         assert by["rate_limit_headers"]["product"] == "counts its own calls"
         assert by["phase_updated_at"]["product"].startswith("finds phase changes by the project-list sweep")
         assert "after its updatedAt" in by["phase_updated_at"]["saw"]
-        assert by["job_visibility"]["product"] == ("Merge lists passthrough-created jobs only after its next sync: "
-                                                   "invoices of new jobs wait a run")
+        assert by["job_visibility"]["product"] == (
+            "Merge lists passthrough-created jobs only after its next sync: invoices of new jobs wait a run"
+        )
         assert by["idempotency"]["product"].startswith("not honoured: the product looks records up by natural key")
     # one probe customer either way (a refused or replayed re-send), archived again
     probes = _probes(merge_sandbox)
@@ -121,16 +141,20 @@ def test_verify_answers_follow_the_profile(project: Any, merge_sandbox: RunningS
 
     table = project.call(["verify"])  # read-only: no probe, a table for people
     assert table.code == 0, table.err
-    assert table.out.splitlines()[0].split(" | ") == ["ASSUMPTION".ljust(30), "WHAT IT SAW".ljust(48),
-                                                      "WHAT THE PRODUCT WILL DO"]
+    assert table.out.splitlines()[0].split(" | ") == [
+        "ASSUMPTION".ljust(30),
+        "WHAT IT SAW".ljust(48),
+        "WHAT THE PRODUCT WILL DO",
+    ]
     assert "run with --write-probe" in table.out and "verify: the sync can run." in table.out
     assert ("[differs]" in table.out) is (profile == "pessimistic")
     assert len(_probes(merge_sandbox)) == 1  # nothing written without --write-probe
 
 
 @pytest.mark.parametrize("linked_account_status", ["RELINK_NEEDED", "INCOMPLETE"])
-def test_verify_refuses_a_linked_account_that_is_not_complete(project: Any, merge_sandbox: RunningSandbox,
-                                                               linked_account_status: str) -> None:
+def test_verify_refuses_a_linked_account_that_is_not_complete(
+    project: Any, merge_sandbox: RunningSandbox, linked_account_status: str
+) -> None:
     res = project.call(["verify", "--write-probe", "--format", "json"])
     assert res.code == 1
     by = _findings(res.out)
@@ -194,11 +218,22 @@ def test_meltano_invoke_verify(ops_project: Any, coperniq: RunningSandbox) -> No
     if not Path(meltano).exists():
         pytest.skip("meltano is not installed")
     env = {k: v for k, v in ops_project.env.items() if k != "MELTANO_PROJECT_ROOT"}
-    env.update(MELTANO_ENVIRONMENT="dev", MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
-               COPERNIQ_QBO_ENV_FILE=str(ops_project.env_file), COPERNIQ_QBO_COPERNIQ_API_URL=coperniq.url)
+    env.update(
+        MELTANO_ENVIRONMENT="dev",
+        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
+        COPERNIQ_QBO_ENV_FILE=str(ops_project.env_file),
+        COPERNIQ_QBO_COPERNIQ_API_URL=coperniq.url,
+    )
     ops_project.add_secret(COPERNIQ_KEY)
-    proc = subprocess.run([meltano, "invoke", "coperniq-qbo:verify"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=170, check=False)
+    proc = subprocess.run(
+        [meltano, "invoke", "coperniq-qbo:verify"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
     ops_project.assert_clean(proc.stdout, proc.stderr)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "verify: the sync can run." in proc.stdout and coperniq.stats.total > 0

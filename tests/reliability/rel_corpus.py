@@ -21,7 +21,7 @@ class Corpus:
         for m in self.messages:
             if m["type"] == "RECORD":
                 self.records.setdefault(m["stream"], []).append(m["record"])
-        self.extra: list[tuple[str, Any]] = []      # (stream, record or raw text line)
+        self.extra: list[tuple[str, Any]] = []  # (stream, record or raw text line)
         self.kinds: dict[str, tuple[str, str | None]] = {}
         self._next = BAD_BASE
 
@@ -60,16 +60,23 @@ def build_corpus(lines: str, triggered_pid: int, paid_invoice_id: int) -> Corpus
     phase (bad invoices hang under it); `paid_invoice_id`: a good invoice of it (bad payments apply to it)."""
     c = Corpus(lines)
     proj = c.first("projects", lambda r: r["id"] == triggered_pid)
-    inst = c.first("project_phase_instances", lambda r: r["projectId"] == triggered_pid and r.get("startedAt")
-                   and r["name"] in ("Install", "Installation"))
+    inst = c.first(
+        "project_phase_instances",
+        lambda r: r["projectId"] == triggered_pid and r.get("startedAt") and r["name"] in ("Install", "Installation"),
+    )
     acct = c.first("accounts", lambda r: r["id"] == proj["accountId"])
     inv = c.first("invoices", lambda r: r["id"] == paid_invoice_id)
     pay = c.first("payments")
     number = [9000]
 
-    def project(kind: str, *, project_fn: Callable[[Msg], Any] = lambda p: None,
-                account_fn: Callable[[Msg], Any] = lambda a: None, instance_fn: Callable[[Msg], Any] = lambda i: None,
-                stream: str = "projects") -> None:
+    def project(
+        kind: str,
+        *,
+        project_fn: Callable[[Msg], Any] = lambda p: None,
+        account_fn: Callable[[Msg], Any] = lambda a: None,
+        instance_fn: Callable[[Msg], Any] = lambda i: None,
+        stream: str = "projects",
+    ) -> None:
         """A new triggered project with its own new client, then the mutation."""
         a, p, i = copy.deepcopy(acct), copy.deepcopy(proj), copy.deepcopy(inst)
         a["id"], p["id"], i["id"] = c.new_id(), c.new_id(), c.new_id()
@@ -132,11 +139,18 @@ def build_corpus(lines: str, triggered_pid: int, paid_invoice_id: int) -> Corpus
     # --- invoices
     invoice("invoice_missing_id", drop("id"))
     invoice("invoice_amount_wrong_type", setv(amount="12.50 USD"))
-    invoice("invoice_amount_negative", lambda v: (v.update(amount=-500.0), [li.update(unitPrice=-abs(li["unitPrice"]))
-                                                                             for li in v["lineItems"]]))
-    invoice("invoice_amount_nan", lambda v: v.update(amount=0.5), raw=lambda s: s.replace('"amount": 0.5', '"amount": NaN'))
-    invoice("invoice_quantity_infinite", lambda v: v["lineItems"][0].update(quantity=0.25),
-            raw=lambda s: s.replace('"quantity": 0.25', '"quantity": Infinity'))
+    invoice(
+        "invoice_amount_negative",
+        lambda v: (v.update(amount=-500.0), [li.update(unitPrice=-abs(li["unitPrice"])) for li in v["lineItems"]]),
+    )
+    invoice(
+        "invoice_amount_nan", lambda v: v.update(amount=0.5), raw=lambda s: s.replace('"amount": 0.5', '"amount": NaN')
+    )
+    invoice(
+        "invoice_quantity_infinite",
+        lambda v: v["lineItems"][0].update(quantity=0.25),
+        raw=lambda s: s.replace('"quantity": 0.25', '"quantity": Infinity'),
+    )
     invoice("invoice_quantity_negative", lambda v: v["lineItems"][0].update(quantity=-3))
     invoice("invoice_no_lines", setv(lineItems=[]))
     invoice("invoice_unknown_project", lambda v: v.update(record={"id": 987654321, "uid": 1, "title": "Ghost"}))

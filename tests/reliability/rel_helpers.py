@@ -19,8 +19,10 @@ from target_quickbooks_merge.settings import DEFAULT_INVOICE_NUMBER_PREFIX, DEFA
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
-TRIGGERS = [{"workflow": "Residential Solar", "phase": "Install"},
-            {"workflow": "HVAC Replacement", "phase": "Installation"}]
+TRIGGERS = [
+    {"workflow": "Residential Solar", "phase": "Install"},
+    {"workflow": "HVAC Replacement", "phase": "Installation"},
+]
 
 
 def write_json(path: Path, data: Any) -> Path:
@@ -29,21 +31,36 @@ def write_json(path: Path, data: Any) -> Path:
 
 
 def tap_config(coperniq: Any, **extra: Any) -> dict[str, Any]:
-    return {"api_url": coperniq.url, "api_key": coperniq.api_key, "start_date": "2020-01-01T00:00:00Z",
-            "max_requests_per_second": 1000, **extra}
+    return {
+        "api_url": coperniq.url,
+        "api_key": coperniq.api_key,
+        "start_date": "2020-01-01T00:00:00Z",
+        "max_requests_per_second": 1000,
+        **extra,
+    }
 
 
 def target_config(merge: Any, ledger: Path, **extra: Any) -> dict[str, Any]:
-    return {"merge_api_key": merge.api_key, "account_token": merge.account_token, "base_url": merge.url,
-            "ledger_path": str(ledger), "trigger_phases": TRIGGERS, "backfill": True, "invoice_sync": True,
-            "default_item": "Services", "max_requests_per_minute": 600000, "progress_interval": 1, **extra}
+    return {
+        "merge_api_key": merge.api_key,
+        "account_token": merge.account_token,
+        "base_url": merge.url,
+        "ledger_path": str(ledger),
+        "trigger_phases": TRIGGERS,
+        "backfill": True,
+        "invoice_sync": True,
+        "default_item": "Services",
+        "max_requests_per_minute": 600000,
+        "progress_interval": 1,
+        **extra,
+    }
 
 
 @dataclass
 class PipeRun:
     tap_rc: int | None
     target_rc: int | None
-    stdout: str          # the target's stdout (STATE lines)
+    stdout: str  # the target's stdout (STATE lines)
     tap_stderr: str
     target_stderr: str
     killed: bool
@@ -59,9 +76,19 @@ class PipeRun:
         return states[-1] if states else None
 
 
-def run_pipe(tap: str, tap_cfg: dict[str, Any], target: str, target_cfg: dict[str, Any], workdir: Path, *,
-             state: dict[str, Any] | None = None, kill_when: Callable[[], bool] | None = None,
-             timeout: float = 90.0, env: dict[str, str] | None = None, tag: str = "run") -> PipeRun:
+def run_pipe(
+    tap: str,
+    tap_cfg: dict[str, Any],
+    target: str,
+    target_cfg: dict[str, Any],
+    workdir: Path,
+    *,
+    state: dict[str, Any] | None = None,
+    kill_when: Callable[[], bool] | None = None,
+    timeout: float = 90.0,
+    env: dict[str, str] | None = None,
+    tag: str = "run",
+) -> PipeRun:
     """`tap --config c [--state s] | target --config c`, as Meltano runs them; optionally SIGKILL the target
     as soon as `kill_when()` is true (polled every few ms)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -75,8 +102,14 @@ def run_pipe(tap: str, tap_cfg: dict[str, Any], target: str, target_cfg: dict[st
     tgt_out = open(workdir / f"{tag}-target.out", "w+")  # noqa: SIM115
     penv = {**os.environ, **(env or {})}
     tap_p = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, stderr=tap_err, env=penv, cwd=workdir)
-    tgt_p = subprocess.Popen([str(BIN / target), "--config", str(gc)], stdin=tap_p.stdout, stdout=tgt_out,
-                             stderr=tgt_err, env=penv, cwd=workdir)
+    tgt_p = subprocess.Popen(
+        [str(BIN / target), "--config", str(gc)],
+        stdin=tap_p.stdout,
+        stdout=tgt_out,
+        stderr=tgt_err,
+        env=penv,
+        cwd=workdir,
+    )
     assert tap_p.stdout is not None
     tap_p.stdout.close()  # the target holds the read end; the tap gets SIGPIPE if the target dies
     killed = False
@@ -122,8 +155,11 @@ def duplicates(values: list[Any]) -> dict[Any, int]:
 
 def writes(merge: Any) -> int:
     """API writes the Merge sandbox answered (POST/PATCH to models and passthrough)."""
-    return sum(n for route, n in merge.stats.by_route.items()
-               if route.split(" ", 1)[0] in {"POST", "PATCH"} and "/link" not in route)
+    return sum(
+        n
+        for route, n in merge.stats.by_route.items()
+        if route.split(" ", 1)[0] in {"POST", "PATCH"} and "/link" not in route
+    )
 
 
 # ------------------------------------------------------------------------------------------- expectations
@@ -147,16 +183,24 @@ def expected_forward(coperniq: Any, triggers: dict[str, str] | None = None) -> d
                 projects[pid] = project
                 break
     accounts = {p["accountId"] for p in projects.values()}
-    invoices = {iid: st.invoices[iid] for pid in projects for iid in st.invoices_by_project.get(pid, [])
-                if st.invoices[iid]["status"] in DEFAULT_INVOICE_STATUSES}  # drafts/declined are not pushed
+    invoices = {
+        iid: st.invoices[iid]
+        for pid in projects
+        for iid in st.invoices_by_project.get(pid, [])
+        if st.invoices[iid]["status"] in DEFAULT_INVOICE_STATUSES
+    }  # drafts/declined are not pushed
     payments = {qbo_number(st.invoices[iid]): len(st.payments.get(iid, [])) for iid in invoices}
-    return {"projects": projects, "accounts": accounts, "invoice_numbers": sorted(qbo_number(i) for i in
-                                                                                    invoices.values()),
-            "payments_per_invoice": {k: v for k, v in payments.items() if v}}
+    return {
+        "projects": projects,
+        "accounts": accounts,
+        "invoice_numbers": sorted(qbo_number(i) for i in invoices.values()),
+        "payments_per_invoice": {k: v for k, v in payments.items() if v},
+    }
 
 
-def assert_forward_complete(coperniq: Any, merge: Any, ignore_remote_ids: set[str] = frozenset(),
-                            ignore_numbers: set[str] = frozenset()) -> dict[str, Any]:
+def assert_forward_complete(
+    coperniq: Any, merge: Any, ignore_remote_ids: set[str] = frozenset(), ignore_numbers: set[str] = frozenset()
+) -> dict[str, Any]:
     """QuickBooks holds every expected customer/job/invoice/payment exactly once (rows made from records that are
     not in the Coperniq sandbox, e.g. a test corpus, are left out by QBO Id / invoice number)."""
     exp = expected_forward(coperniq)
@@ -173,7 +217,8 @@ def assert_forward_complete(coperniq: Any, merge: Any, ignore_remote_ids: set[st
         assert f"{p['title']} ({p['number']})" in job_names, f"job of project {p['id']} missing"
     account_titles = {coperniq.state.accounts[a]["title"].casefold() for a in exp["accounts"]}
     assert {c["DisplayName"].casefold() for c in customers} <= account_titles | {
-        n for n in (c["DisplayName"].casefold() for c in customers) if any(n.startswith(t) for t in account_titles)}
+        n for n in (c["DisplayName"].casefold() for c in customers) if any(n.startswith(t) for t in account_titles)
+    }
     numbers = [i["number"] for i in merge_rows(merge, "invoices") if i["number"] not in ignore_numbers]
     assert not duplicates(numbers), f"duplicate invoice numbers: {duplicates(numbers)}"
     assert sorted(numbers) == exp["invoice_numbers"]

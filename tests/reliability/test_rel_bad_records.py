@@ -34,6 +34,7 @@ from rel_helpers import (
     write_json,
     writes,
 )
+
 from sync_ledger import Ledger
 from tap_coperniq.tap import TapCoperniq
 from tests.conftest import start_coperniq, start_merge
@@ -63,11 +64,18 @@ REJECTED = {
     "payment_bad_date": ["not-a-date", "date-time"],
     "payment_over_balance": ["quickbooks"],
 }
-WAITING = {"project_unknown_client": "987654321", "invoice_unknown_project": "987654321",
-           "payment_unknown_invoice": "987654321"}
-REPAIRED = {"client_name_colon": "Acme - Solar - HQ", "client_name_unicode": "Zoë Ñúñez 🌞 שלום 李雷 Ǆ\u0301",
-            "client_email_invalid": "Corpus Client client_email_invalid",
-            "project_name_control_chars": "Roof - and - Panels", "client_name_oversized": "Oversized Oversized"}
+WAITING = {
+    "project_unknown_client": "987654321",
+    "invoice_unknown_project": "987654321",
+    "payment_unknown_invoice": "987654321",
+}
+REPAIRED = {
+    "client_name_colon": "Acme - Solar - HQ",
+    "client_name_unicode": "Zoë Ñúñez 🌞 שלום 李雷 Ǆ\u0301",
+    "client_email_invalid": "Corpus Client client_email_invalid",
+    "project_name_control_chars": "Roof - and - Panels",
+    "client_name_oversized": "Oversized Oversized",
+}
 
 
 def test_bad_record_corpus_fails_each_row_with_a_reason_and_syncs_all_good_rows(tmp_path: Path) -> None:
@@ -81,8 +89,12 @@ def test_bad_record_corpus_fails_each_row_with_a_reason_and_syncs_all_good_rows(
             tap.sync_all()
         st = cop.state
         exp = expected_forward(cop)
-        pid, iid = next((p, i) for p in exp["projects"] for i in st.invoices_by_project.get(p, [])
-                        if st.invoices[i]["amount"] - st.invoices[i]["amountPaid"] > 100)
+        pid, iid = next(
+            (p, i)
+            for p in exp["projects"]
+            for i in st.invoices_by_project.get(p, [])
+            if st.invoices[i]["amount"] - st.invoices[i]["amountPaid"] > 100
+        )
         corpus = build_corpus(buf.getvalue(), pid, iid)
         kinds = {k: v for k, v in corpus.kinds.items() if not k.startswith("_")}
         assert set(kinds) == set(REJECTED) | set(WAITING) | set(REPAIRED) and len(REJECTED) >= 20
@@ -93,8 +105,14 @@ def test_bad_record_corpus_fails_each_row_with_a_reason_and_syncs_all_good_rows(
         def run(**extra: object) -> subprocess.CompletedProcess[str]:
             cfg = write_json(tmp_path / "target.json", target_config(merge, ledger, **extra))
             with feed.open() as stdin:
-                return subprocess.run([str(BIN / "target-quickbooks-merge"), "--config", str(cfg)], stdin=stdin,
-                                      capture_output=True, text=True, timeout=120, check=False)
+                return subprocess.run(
+                    [str(BIN / "target-quickbooks-merge"), "--config", str(cfg)],
+                    stdin=stdin,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=False,
+                )
 
         first = run()
         assert first.returncode == 0, first.stderr[-3000:]  # default: failed rows do not fail the run
@@ -103,8 +121,9 @@ def test_bad_record_corpus_fails_each_row_with_a_reason_and_syncs_all_good_rows(
 
         with Ledger(ledger) as led:
             rows = led.log_rows(limit=100_000)
-            corpus_links = [lk for lk in led.links("coperniq") if lk.source_id.isdigit()
-                            and int(lk.source_id) > BAD_BASE]
+            corpus_links = [
+                lk for lk in led.links("coperniq") if lk.source_id.isdigit() and int(lk.source_id) > BAD_BASE
+            ]
         by_record: dict[tuple[str, str | None], list[dict]] = {}
         for r in rows:
             by_record.setdefault((r["stream"], r["source_id"]), []).append(r)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from rel_helpers import BIN, write_json
+
 from sandbox._server import SandboxServer
 from sandbox.coperniq import CoperniqApp
 from sandbox.merge import MergeApp
@@ -51,8 +51,13 @@ def test_invalid_config_fails_fast_naming_the_setting(tmp_path: Path) -> None:
 
 
 def test_bad_start_date_fails_fast_naming_the_setting(tmp_path: Path) -> None:
-    _check([("tap-coperniq", {"start_date": "next tuesday"}, "start_date"),
-            ("tap-quickbooks-merge", {"start_date": "2024-13-45 soon"}, "start_date")], tmp_path)
+    _check(
+        [
+            ("tap-coperniq", {"start_date": "next tuesday"}, "start_date"),
+            ("tap-quickbooks-merge", {"start_date": "2024-13-45 soon"}, "start_date"),
+        ],
+        tmp_path,
+    )
 
 
 def _check(cases: list[tuple[str, dict[str, Any], str]], tmp_path: Path) -> None:
@@ -63,12 +68,24 @@ def _check(cases: list[tuple[str, dict[str, Any], str]], tmp_path: Path) -> None
         cfg["ledger_path"] = str(tmp_path / f"ledger{n}.duckdb") if plugin.startswith("target") else None
         cfg = {k: v for k, v in cfg.items() if v is not None}
         path = write_json(tmp_path / f"c{n}.json", cfg)
-        procs.append((plugin, setting, time.monotonic(), subprocess.Popen(
-            [str(BIN / plugin), "--config", str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, cwd=tmp_path)))
+        procs.append(
+            (
+                plugin,
+                setting,
+                time.monotonic(),
+                subprocess.Popen(
+                    [str(BIN / plugin), "--config", str(path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    cwd=tmp_path,
+                ),
+            )
+        )
     problems = []
-    for plugin, setting, started, proc in procs:
-        out, err = proc.communicate(timeout=120)
+    for plugin, setting, _started, proc in procs:
+        _out, err = proc.communicate(timeout=120)
         if proc.returncode == 0 or setting not in err:
             problems.append(f"{plugin} {setting}: rc={proc.returncode} stderr tail: {err[-600:]!r}")
         if "Connection refused" in err or "ConnectionError" in err:
@@ -104,8 +121,16 @@ def _run(cmd: list[str], cfg: dict[str, Any], tmp: Path, tag: str, stdin: str = 
     log_file = tmp / f"{tag}.log"
     (tmp / f"{tag}-log.yml").write_text(LOG_CONFIG.replace("{path}", str(log_file)))
     env = {**os.environ, "LOGLEVEL": "DEBUG", "SINGER_SDK_LOG_CONFIG": str(tmp / f"{tag}-log.yml")}
-    proc = subprocess.run([str(BIN / cmd[0]), "--config", str(path), *cmd[1:]], input=stdin, capture_output=True,
-                          text=True, timeout=120, env=env, cwd=tmp, check=False)
+    proc = subprocess.run(
+        [str(BIN / cmd[0]), "--config", str(path), *cmd[1:]],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp,
+        check=False,
+    )
     text = proc.stdout + "\n" + proc.stderr + "\n" + (log_file.read_text() if log_file.exists() else "")
     return proc.returncode, text
 
@@ -114,13 +139,30 @@ def test_no_secret_in_any_output_debug_logs_or_ledger(secret_sandboxes: Any, tmp
     cop, merge = secret_sandboxes
     ledger = tmp_path / "ledger.duckdb"
     cop_url, merge_url = f"{cop.root_url}/v1", f"{merge.root_url}/api/accounting/v1"
-    tap_c = {"api_key": COP_KEY, "api_url": cop_url, "start_date": "2020-01-01T00:00:00Z",
-             "max_requests_per_second": 1000}
-    tgt_q = {"merge_api_key": MERGE_KEY, "account_token": TOKEN, "base_url": merge_url, "ledger_path": str(ledger),
-             "trigger_phases": [{"workflow": "Residential Solar", "phase": "Install"}], "backfill": True,
-             "invoice_sync": True, "default_item": "Services", "max_requests_per_minute": 600000}
-    tap_q = {"merge_api_key": MERGE_KEY, "account_token": TOKEN, "base_url": merge_url,
-             "start_date": "2020-01-01T00:00:00Z", "max_requests_per_minute": 600000}
+    tap_c = {
+        "api_key": COP_KEY,
+        "api_url": cop_url,
+        "start_date": "2020-01-01T00:00:00Z",
+        "max_requests_per_second": 1000,
+    }
+    tgt_q = {
+        "merge_api_key": MERGE_KEY,
+        "account_token": TOKEN,
+        "base_url": merge_url,
+        "ledger_path": str(ledger),
+        "trigger_phases": [{"workflow": "Residential Solar", "phase": "Install"}],
+        "backfill": True,
+        "invoice_sync": True,
+        "default_item": "Services",
+        "max_requests_per_minute": 600000,
+    }
+    tap_q = {
+        "merge_api_key": MERGE_KEY,
+        "account_token": TOKEN,
+        "base_url": merge_url,
+        "start_date": "2020-01-01T00:00:00Z",
+        "max_requests_per_minute": 600000,
+    }
     tgt_c = {"api_key": COP_KEY, "api_url": cop_url, "ledger_path": str(ledger), "max_requests_per_second": 1000}
     outputs: dict[str, str] = {}
 
@@ -138,19 +180,27 @@ def test_no_secret_in_any_output_debug_logs_or_ledger(secret_sandboxes: Any, tmp
     # failure paths print URLs, headers and bodies: wrong credentials, and discovery/about with the real ones
     rc, outputs["tap-coperniq 401"] = _run(["tap-coperniq"], {**tap_c, "api_key": COP_KEY[::-1]}, tmp_path, "e1")
     assert rc != 0
-    rc, outputs["target-quickbooks-merge 401"] = _run(["target-quickbooks-merge"],
-                                                      {**tgt_q, "account_token": TOKEN + "x"}, tmp_path, "e2", "")
+    rc, outputs["target-quickbooks-merge 401"] = _run(
+        ["target-quickbooks-merge"], {**tgt_q, "account_token": TOKEN + "x"}, tmp_path, "e2", ""
+    )
     assert rc != 0
-    rc, outputs["tap-quickbooks-merge 401"] = _run(["tap-quickbooks-merge"], {**tap_q, "merge_api_key": MERGE_KEY +
-                                                                              "x"}, tmp_path, "e3")
+    rc, outputs["tap-quickbooks-merge 401"] = _run(
+        ["tap-quickbooks-merge"], {**tap_q, "merge_api_key": MERGE_KEY + "x"}, tmp_path, "e3"
+    )
     assert rc != 0
     for plugin in ("tap-coperniq", "tap-quickbooks-merge"):
-        rc, outputs[f"{plugin} --about"] = _run([plugin, "--about", "--format", "json"], tap_c if plugin ==
-                                                "tap-coperniq" else tap_q, tmp_path, f"about-{plugin}")
+        rc, outputs[f"{plugin} --about"] = _run(
+            [plugin, "--about", "--format", "json"],
+            tap_c if plugin == "tap-coperniq" else tap_q,
+            tmp_path,
+            f"about-{plugin}",
+        )
     assert any("DEBUG" in text for text in outputs.values()), "debug logging was on"
     leaks = [(name, s) for name, text in outputs.items() for s in SECRETS if s in text]
     assert not leaks, f"secrets leaked: {leaks}"
     with Ledger(ledger) as led:
-        dump = json.dumps([led.log_rows(limit=100000), [dataclasses.asdict(lk) for lk in led.links()], led.runs(100)], default=str)
+        dump = json.dumps(
+            [led.log_rows(limit=100000), [dataclasses.asdict(lk) for lk in led.links()], led.runs(100)], default=str
+        )
     assert not [s for s in SECRETS if s in dump]
     assert not [s for s in SECRETS if s in ledger.read_bytes().decode("latin-1")]

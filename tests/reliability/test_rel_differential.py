@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox.seed import seed_coperniq
 
+from sandbox.seed import seed_coperniq
 from tests.conftest import start_coperniq, start_merge
 from tests.reverse.reverse_helpers import reverse_run
 from tests.target_quickbooks_merge.qbm_helpers import BOTH_TRIGGERS, Pipeline, merge_rows, qbo_customers
@@ -28,13 +28,20 @@ def books(merge: Any) -> dict[str, Counter[tuple[Any, ...]]]:
     invoices = merge_rows(merge, "invoices")
     numbers = {i["id"]: i["number"] for i in invoices}
     return {
-        "customers": Counter((c["DisplayName"], bool(c.get("Job")), names.get((c.get("ParentRef") or {}).get("value")))
-                             for c in customers.values()),
-        "invoices": Counter((i["number"], contacts.get(i["contact"]), round(float(i["total_amount"]), 2))
-                            for i in invoices),
-        "payments": Counter((round(float(p["total_amount"]), 2),
-                             tuple(sorted(numbers.get(a["related_object_id"], "?") for a in p["applied_to_lines"])))
-                            for p in merge_rows(merge, "payments")),
+        "customers": Counter(
+            (c["DisplayName"], bool(c.get("Job")), names.get((c.get("ParentRef") or {}).get("value")))
+            for c in customers.values()
+        ),
+        "invoices": Counter(
+            (i["number"], contacts.get(i["contact"]), round(float(i["total_amount"]), 2)) for i in invoices
+        ),
+        "payments": Counter(
+            (
+                round(float(p["total_amount"]), 2),
+                tuple(sorted(numbers.get(a["related_object_id"], "?") for a in p["applied_to_lines"])),
+            )
+            for p in merge_rows(merge, "payments")
+        ),
     }
 
 
@@ -63,8 +70,9 @@ def sync_world(tmp_path: Path, name: str, *, faults: dict[str, Any] | None) -> d
 def test_lost_responses_and_5xx_then_a_clean_rerun_hold_the_same_books_as_a_clean_sync(tmp_path: Path) -> None:
     clean = sync_world(tmp_path, "clean", faults=None)
     assert sum(clean["customers"].values()) > 50 and clean["invoices"] and clean["payments"]
-    faulted = sync_world(tmp_path, "faulted", faults={"lost_response_rate": 0.2, "error_rate": 0.1,
-                                                      "error_status": 503, "seed": 5})
+    faulted = sync_world(
+        tmp_path, "faulted", faults={"lost_response_rate": 0.2, "error_rate": 0.1, "error_status": 503, "seed": 5}
+    )
     for kind in ("customers", "invoices", "payments"):
         extra, missing = faulted[kind] - clean[kind], clean[kind] - faulted[kind]
         assert not extra and not missing, f"{kind}: duplicates/extra {list(extra)[:5]}, missing {list(missing)[:5]}"
@@ -75,12 +83,19 @@ def coperniq_books(coperniq: Any, before: set[int]) -> dict[str, Counter[tuple[A
     st = coperniq.state
     new = {iid: inv for iid, inv in st.invoices.items() if iid not in before}
     return {
-        "invoices": Counter((inv["_record"], round(float(inv["amount"]), 2),
-                             tuple(sorted((li.get("quantity"), float(li.get("unitPrice") or 0))
-                                          for li in inv.get("lineItems") or [])))
-                            for inv in new.values()),
-        "payments": Counter((new[iid]["_record"], round(float(p["amount"]), 2))
-                            for iid in new for p in st.payments.get(iid, [])),
+        "invoices": Counter(
+            (
+                inv["_record"],
+                round(float(inv["amount"]), 2),
+                tuple(
+                    sorted((li.get("quantity"), float(li.get("unitPrice") or 0)) for li in inv.get("lineItems") or [])
+                ),
+            )
+            for inv in new.values()
+        ),
+        "payments": Counter(
+            (new[iid]["_record"], round(float(p["amount"]), 2)) for iid in new for p in st.payments.get(iid, [])
+        ),
     }
 
 
@@ -96,14 +111,24 @@ def reverse_world(tmp_path: Path, name: str, *, faults: dict[str, Any] | None) -
         forward.run()
         before = set(coperniq.app.state.invoices)
         with forward.ledger() as ledger:
-            jobs = sorted((link for link in ledger.links("coperniq", "project") if link.target_id),
-                          key=lambda link: int(link.source_id))[:40]
+            jobs = sorted(
+                (link for link in ledger.links("coperniq", "project") if link.target_id),
+                key=lambda link: int(link.source_id),
+            )[:40]
         assert len(jobs) == 40
         for n, job in enumerate(jobs):  # entered by the bookkeeper in QuickBooks
-            invoice = merge.app.create_invoice(job.target_id, [
-                {"description": "Extra panels", "quantity": 1 + n % 3, "unit_price": 300.0 + n,
-                 "total_amount": (1 + n % 3) * (300.0 + n)},
-                {"description": "Permit", "quantity": 1, "unit_price": 125.0, "total_amount": 125.0}])
+            invoice = merge.app.create_invoice(
+                job.target_id,
+                [
+                    {
+                        "description": "Extra panels",
+                        "quantity": 1 + n % 3,
+                        "unit_price": 300.0 + n,
+                        "total_amount": (1 + n % 3) * (300.0 + n),
+                    },
+                    {"description": "Permit", "quantity": 1, "unit_price": 125.0, "total_amount": 125.0},
+                ],
+            )
             if n % 2 == 0:
                 merge.app.create_payment(job.target_id, 100.0 + n, applied_to=[(invoice["id"], 100.0 + n)])
         if faults:
@@ -123,8 +148,9 @@ def reverse_world(tmp_path: Path, name: str, *, faults: dict[str, Any] | None) -
 def test_reverse_lost_responses_and_5xx_then_a_clean_rerun_hold_the_same_coperniq_records(tmp_path: Path) -> None:
     clean = reverse_world(tmp_path, "clean", faults=None)
     assert sum(clean["invoices"].values()) == 40 and sum(clean["payments"].values()) == 20
-    faulted = reverse_world(tmp_path, "faulted", faults={"lost_response_rate": 0.2, "error_rate": 0.1,
-                                                         "error_status": 503, "seed": 5})
+    faulted = reverse_world(
+        tmp_path, "faulted", faults={"lost_response_rate": 0.2, "error_rate": 0.1, "error_status": 503, "seed": 5}
+    )
     for kind in ("invoices", "payments"):
         extra, missing = faulted[kind] - clean[kind], clean[kind] - faulted[kind]
         assert not extra and not missing, f"{kind}: duplicates/extra {list(extra)[:5]}, missing {list(missing)[:5]}"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from rel_helpers import assert_forward_complete, run_pipe, tap_config, target_config, writes
+
 from target_quickbooks_merge.report import read_run_summary as run_summary
 from tests.conftest import start_coperniq, start_merge
 
@@ -23,14 +23,28 @@ def test_forward_run_completes_under_30pct_5xx_and_429_bursts(tmp_path: Path, pr
         for sb, status in ((cop, 503), (merge, 500)):
             sb.faults.update(error_rate=0.3, error_status=status, burst_429=3, retry_after=1, seed=99)
         ledger = tmp_path / "ledger.duckdb"
-        run = run_pipe("tap-coperniq", tap_config(cop), "target-quickbooks-merge", target_config(merge, ledger),
-                       tmp_path, timeout=150)
+        run = run_pipe(
+            "tap-coperniq",
+            tap_config(cop),
+            "target-quickbooks-merge",
+            target_config(merge, ledger),
+            tmp_path,
+            timeout=150,
+        )
         assert run.tap_rc == 0, run.tap_stderr[-3000:]
         assert run.target_rc == 0, run.target_stderr[-3000:]
         if profile == "pessimistic":
             merge.app.sync()
-            run = run_pipe("tap-coperniq", tap_config(cop), "target-quickbooks-merge", target_config(merge, ledger),
-                           tmp_path, state=run.last_state, tag="after-sync", timeout=150)
+            run = run_pipe(
+                "tap-coperniq",
+                tap_config(cop),
+                "target-quickbooks-merge",
+                target_config(merge, ledger),
+                tmp_path,
+                state=run.last_state,
+                tag="after-sync",
+                timeout=150,
+            )
             assert run.tap_rc == 0 and run.target_rc == 0, run.target_stderr[-3000:]
         # the faults really happened, on both sides, and were retried
         for sb in (cop, merge):
@@ -42,8 +56,16 @@ def test_forward_run_completes_under_30pct_5xx_and_429_bursts(tmp_path: Path, pr
 
         # faults still on, nothing changed: a re-run costs no write
         before = writes(merge)
-        again = run_pipe("tap-coperniq", tap_config(cop), "target-quickbooks-merge", target_config(merge, ledger),
-                         tmp_path, state=run.last_state, tag="again", timeout=150)
+        again = run_pipe(
+            "tap-coperniq",
+            tap_config(cop),
+            "target-quickbooks-merge",
+            target_config(merge, ledger),
+            tmp_path,
+            state=run.last_state,
+            tag="again",
+            timeout=150,
+        )
         assert again.target_rc == 0, again.target_stderr[-3000:]
         assert writes(merge) == before
         assert_forward_complete(cop, merge)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from rel_helpers import (
     assert_forward_complete,
     merge_rows,
@@ -23,6 +22,7 @@ from rel_helpers import (
     tap_config,
     target_config,
 )
+
 from sync_ledger import Ledger
 from target_quickbooks_merge.report import read_run_summary as run_summary
 from tests.conftest import RunningSandbox, start_coperniq, start_merge
@@ -49,8 +49,8 @@ def _jobs(m: Any) -> int:
 
 
 KILL_POINTS: dict[str, tuple[Callable[[Any], int], int]] = {
-    "customers": (_customers, 3),                       # 3rd customer created (in the first batch of creates)
-    "jobs": (_jobs, 6),                                 # 6th job (passthrough sub-customer)
+    "customers": (_customers, 3),  # 3rd customer created (in the first batch of creates)
+    "jobs": (_jobs, 6),  # 6th job (passthrough sub-customer)
     "invoices": (lambda m: len(merge_rows(m, "invoices")), 9),
     "payments": (lambda m: len(merge_rows(m, "payments")), 7),
 }
@@ -61,13 +61,17 @@ KILL_POINTS: dict[str, tuple[Callable[[Any], int], int]] = {
 EXTRA_KILLS = [("invoices", 2), ("payments", 2), ("payments", 14)]
 
 
-CASES = [(p, n, "optimistic") for p, (_, n) in KILL_POINTS.items()] + [(p, n, "optimistic") for p, n in EXTRA_KILLS] \
+CASES = (
+    [(p, n, "optimistic") for p, (_, n) in KILL_POINTS.items()]
+    + [(p, n, "optimistic") for p, n in EXTRA_KILLS]
     + [(p, n, "pessimistic") for p, (_, n) in KILL_POINTS.items()]
+)
 
 
 @pytest.mark.parametrize(("point", "at", "profile"), CASES)
 def test_sigkill_target_then_rerun_has_no_duplicates_and_nothing_missing(
-        point: str, at: int, profile: str, sandboxes: tuple[RunningSandbox, RunningSandbox], tmp_path: Path) -> None:
+    point: str, at: int, profile: str, sandboxes: tuple[RunningSandbox, RunningSandbox], tmp_path: Path
+) -> None:
     cop, merge = sandboxes
     counter = KILL_POINTS[point][0]
     ledger = tmp_path / "ledger.duckdb"
@@ -80,28 +84,41 @@ def test_sigkill_target_then_rerun_has_no_duplicates_and_nothing_missing(
         assert warm.target_rc == 0 and not merge_rows(merge, "invoices"), warm.target_stderr[-2000:]
         merge.app.sync()
         state = warm.last_state
-    killed = run_pipe("tap-coperniq", tcfg, "target-quickbooks-merge", gcfg, tmp_path, state=state,
-                      kill_when=lambda: counter(merge) >= at, tag="killed")
+    killed = run_pipe(
+        "tap-coperniq",
+        tcfg,
+        "target-quickbooks-merge",
+        gcfg,
+        tmp_path,
+        state=state,
+        kill_when=lambda: counter(merge) >= at,
+        tag="killed",
+    )
     assert killed.killed and killed.target_rc == -9, killed.target_stderr[-2000:]
     assert counter(merge) >= at
     with Ledger(ledger) as led:  # the ledger survives a SIGKILL (DuckDB WAL)
         intents = [k for k, _ in led.pending_intents("forward:")]
     partial = (len(qbo_customers(merge)), len(merge_rows(merge, "invoices")), len(merge_rows(merge, "payments")))
 
-    rerun = run_pipe("tap-coperniq", tcfg, "target-quickbooks-merge", gcfg, tmp_path, state=killed.last_state,
-                     tag="rerun")
+    rerun = run_pipe(
+        "tap-coperniq", tcfg, "target-quickbooks-merge", gcfg, tmp_path, state=killed.last_state, tag="rerun"
+    )
     assert rerun.target_rc == 0, rerun.target_stderr[-3000:]
     assert rerun.last_state, "the completed re-run emits STATE"
     if profile == "pessimistic" and point in ("customers", "jobs"):  # invoices go once Merge lists the new jobs
         merge.app.sync()
-        after = run_pipe("tap-coperniq", tcfg, "target-quickbooks-merge", gcfg, tmp_path, state=rerun.last_state,
-                         tag="after-sync")
+        after = run_pipe(
+            "tap-coperniq", tcfg, "target-quickbooks-merge", gcfg, tmp_path, state=rerun.last_state, tag="after-sync"
+        )
         assert after.target_rc == 0, after.target_stderr[-3000:]
         assert all(row["failed"] == 0 for row in run_summary(after.target_stderr).values())
     exp = assert_forward_complete(cop, merge)
     # the kill really was mid-run: the re-run had work left
-    assert partial < (len(exp["projects"]) + len(exp["accounts"]), len(exp["invoice_numbers"]),
-                      sum(exp["payments_per_invoice"].values()))
+    assert partial < (
+        len(exp["projects"]) + len(exp["accounts"]),
+        len(exp["invoice_numbers"]),
+        sum(exp["payments_per_invoice"].values()),
+    )
     summary = run_summary(rerun.target_stderr)
     assert summary and all(row["failed"] == 0 for row in summary.values()), summary
     print(f"kill at {point}: partial {partial}, leftover intents {intents}, re-run summary {summary}")

@@ -19,8 +19,9 @@ def test_a_2000_project_first_run_logs_under_2000_lines(tmp_path: Path) -> None:
         cop.app.seed(projects=2000, seed=3)
         tap_cfg = tap_config(cop, trigger_phases=TRIGGERS, backfill=True, daily_call_limit=0)
         ledger = tmp_path / "ledger.duckdb"
-        run = run_pipe("tap-coperniq", tap_cfg, "target-quickbooks-merge", target_config(merge, ledger),
-                       tmp_path, timeout=300)
+        run = run_pipe(
+            "tap-coperniq", tap_cfg, "target-quickbooks-merge", target_config(merge, ledger), tmp_path, timeout=300
+        )
         assert run.tap_rc == 0 and run.target_rc == 0, run.target_stderr[-3000:]
         lines = run.tap_stderr.splitlines() + run.target_stderr.splitlines()
         assert len(lines) < 2000, len(lines)
@@ -29,8 +30,16 @@ def test_a_2000_project_first_run_logs_under_2000_lines(tmp_path: Path) -> None:
         with Ledger(ledger, read_only=True) as led:  # the rows are all in the integration log instead
             assert len(led.log_rows(limit=100_000)) > 2000
 
-        again = run_pipe("tap-coperniq", {**tap_cfg, "log_sdk_metrics": True}, "target-quickbooks-merge",
-                         target_config(merge, ledger), tmp_path, state=run.last_state, timeout=300, tag="again")
+        again = run_pipe(
+            "tap-coperniq",
+            {**tap_cfg, "log_sdk_metrics": True},
+            "target-quickbooks-merge",
+            target_config(merge, ledger),
+            tmp_path,
+            state=run.last_state,
+            timeout=300,
+            tag="again",
+        )
         assert again.tap_rc == 0 and "METRIC" in again.tap_stderr
     finally:
         cop.server.stop()

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from reverse_helpers import log_rows, reverse_run
-from sync_ledger import Ledger
 
+from sync_ledger import Ledger
 from tests.target_quickbooks_merge.qbm_helpers import BOTH_TRIGGERS, Pipeline
 
 
@@ -18,8 +18,12 @@ def round_trip(coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> dic
 
     seed_coperniq(coperniq_sandbox.app, projects=8, seed=7)
     ledger_path = tmp_path / "sync-ledger.duckdb"
-    forward = Pipeline(coperniq_sandbox, merge_sandbox, ledger_path,
-                       config={"trigger_phases": BOTH_TRIGGERS, "backfill": True, "invoice_sync": True})
+    forward = Pipeline(
+        coperniq_sandbox,
+        merge_sandbox,
+        ledger_path,
+        config={"trigger_phases": BOTH_TRIGGERS, "backfill": True, "invoice_sync": True},
+    )
     forward.run()
     with Ledger(ledger_path) as ledger:
         job_link = next(link for link in ledger.links("coperniq", "project") if link.target_id)
@@ -27,14 +31,22 @@ def round_trip(coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> dic
     coperniq_invoices_before = set(coperniq_sandbox.state.invoices)
 
     merge = merge_sandbox.app  # entered directly in QuickBooks for the synced job
-    qbo_invoice = merge.create_invoice(job_link.target_id, [
-        {"description": "Extra panels", "quantity": 2, "unit_price": 450.0, "total_amount": 900.0}])
+    qbo_invoice = merge.create_invoice(
+        job_link.target_id, [{"description": "Extra panels", "quantity": 2, "unit_price": 450.0, "total_amount": 900.0}]
+    )
     qbo_payment = merge.create_payment(job_link.target_id, 900.0, applied_to=[(qbo_invoice["id"], 900.0)])
     merge_counts = {t: len(merge.state.table(t)) for t in ("invoices", "payments", "contacts")}
     state = reverse_run(merge_sandbox, coperniq_sandbox, ledger_path, None)
-    return {"forward": forward, "ledger": ledger_path, "project_id": int(job_link.source_id),
-            "forward_invoice_ids": forward_invoice_ids, "before": coperniq_invoices_before,
-            "qbo_payment": qbo_payment, "merge_counts": merge_counts, "tap_state": state}
+    return {
+        "forward": forward,
+        "ledger": ledger_path,
+        "project_id": int(job_link.source_id),
+        "forward_invoice_ids": forward_invoice_ids,
+        "before": coperniq_invoices_before,
+        "qbo_payment": qbo_payment,
+        "merge_counts": merge_counts,
+        "tap_state": state,
+    }
 
 
 def test_round_trip(coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> None:
@@ -65,7 +77,8 @@ def test_second_forward_run_writes_nothing_new(coperniq_sandbox: Any, merge_sand
 
 
 def test_a_payment_recorded_in_both_systems_is_counted_once_on_each_side(
-        coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> None:
+    coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path
+) -> None:
     """The client paid 100; the office recorded it in Coperniq and the bookkeeper in QuickBooks before the sync
     linked them. The reverse leg runs first: it links the QuickBooks payment to Coperniq's instead of importing
     it, and the forward leg then does not push Coperniq's: each side shows 100 paid once."""
@@ -73,9 +86,12 @@ def test_a_payment_recorded_in_both_systems_is_counted_once_on_each_side(
 
     seed_coperniq(coperniq_sandbox.app, projects=8, seed=7)
     ledger_path = tmp_path / "sync-ledger.duckdb"
-    forward = Pipeline(coperniq_sandbox, merge_sandbox, ledger_path,
-                       config={"trigger_phases": BOTH_TRIGGERS, "backfill": True, "invoice_sync": True,
-                               "default_item": "Services"})
+    forward = Pipeline(
+        coperniq_sandbox,
+        merge_sandbox,
+        ledger_path,
+        config={"trigger_phases": BOTH_TRIGGERS, "backfill": True, "invoice_sync": True, "default_item": "Services"},
+    )
     forward.run()
     st = coperniq_sandbox.state
     with Ledger(ledger_path) as ledger:

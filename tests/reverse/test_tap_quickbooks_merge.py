@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from reverse_helpers import run_tap, tap_config
+from singer_sdk.exceptions import FatalAPIError
+from singer_sdk.testing import SuiteConfig, get_tap_test_class
+
 from sandbox._server import SandboxServer
 from sandbox.merge import MergeApp
 from sandbox.merge_store import dt_us
-from singer_sdk.exceptions import FatalAPIError
-from singer_sdk.testing import SuiteConfig, get_tap_test_class
 from sync_ledger import RateLimiter
 from sync_ledger.http import RateLimitedSession
 from tap_quickbooks_merge.tap import TapQuickbooksMerge
@@ -23,10 +24,13 @@ def seed(app: MergeApp) -> dict[str, Any]:
     customer = app.add_contact("Smith Residence")
     job = app.add_contact("Smith Residence Solar", parent=customer["id"])
     item = app.add_item("PV Install Labor", unit_price=3750.0)
-    invoice = app.create_invoice(job["id"], [
-        {"description": "Labor", "quantity": 1, "unit_price": 3750.0, "total_amount": 3750.0, "item": item["id"]},
-        {"description": "Permit", "quantity": 1, "unit_price": 250.0, "total_amount": 250.0},
-    ])
+    invoice = app.create_invoice(
+        job["id"],
+        [
+            {"description": "Labor", "quantity": 1, "unit_price": 3750.0, "total_amount": 3750.0, "item": item["id"]},
+            {"description": "Permit", "quantity": 1, "unit_price": 250.0, "total_amount": 250.0},
+        ],
+    )
     payment = app.create_payment(job["id"], 1000.0, applied_to=[(invoice["id"], 1000.0)])
     return {"customer": customer, "job": job, "item": item, "invoice": invoice, "payment": payment}
 
@@ -35,9 +39,13 @@ def seed(app: MergeApp) -> dict[str, Any]:
 _SUITE_APP = MergeApp()
 _SUITE_SERVER = SandboxServer(_SUITE_APP)
 seed(_SUITE_APP)
-_SUITE_CONFIG = {"base_url": f"{_SUITE_SERVER.root_url}/api/accounting/v1", "merge_api_key": "sandbox-merge-key",
-                 "account_token": "sandbox-account-token", "start_date": "2020-01-01T00:00:00Z",
-                 "max_requests_per_minute": 60000}
+_SUITE_CONFIG = {
+    "base_url": f"{_SUITE_SERVER.root_url}/api/accounting/v1",
+    "merge_api_key": "sandbox-merge-key",
+    "account_token": "sandbox-account-token",
+    "start_date": "2020-01-01T00:00:00Z",
+    "max_requests_per_minute": 60000,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -111,8 +119,9 @@ def test_a_row_stamped_before_the_bookmark_but_visible_late_is_read_once(merge_s
     assert "contacts" not in third["records"]
 
 
-def test_a_link_that_is_not_complete_is_reported_and_the_read_goes_on(merge_sandbox: Any,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_a_link_that_is_not_complete_is_reported_and_the_read_goes_on(
+    merge_sandbox: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     seed(merge_sandbox.app)
     merge_sandbox.app.set_linked_account_status("RELINK_NEEDED")
     out = run_tap(tap_config(merge_sandbox))
@@ -132,8 +141,7 @@ def test_429_is_retried_after_retry_after(merge_sandbox: Any) -> None:
     assert merge_sandbox.stats.by_status[429] == 1
 
 
-def test_every_request_waits_for_the_tap_wide_rate_limiter(merge_sandbox: Any,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_request_waits_for_the_tap_wide_rate_limiter(merge_sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     tap = TapQuickbooksMerge(config=tap_config(merge_sandbox), parse_env_config=False)
     for stream in tap.streams.values():
         assert isinstance(stream.requests_session, RateLimitedSession)  # not the SDK's plain Session
@@ -145,8 +153,9 @@ def test_every_request_waits_for_the_tap_wide_rate_limiter(merge_sandbox: Any,
     assert acquired and acquired == [100.0] * merge_sandbox.stats.count()
 
 
-def test_bad_credentials_fail_with_setting_names_not_values(merge_sandbox: Any, caplog: pytest.LogCaptureFixture,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_credentials_fail_with_setting_names_not_values(
+    merge_sandbox: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
     secret = "wrong-merge-key-s3cr3t"
     with pytest.raises(FatalAPIError) as excinfo:
         run_tap(tap_config(merge_sandbox, merge_api_key=secret))

@@ -17,6 +17,7 @@ from reverse_helpers import (
     reverse_links,
     run_target,
 )
+
 from sync_ledger import Ledger
 from target_coperniq.reconcile import FatalTargetError
 
@@ -30,10 +31,21 @@ def world(coperniq_sandbox: Any, tmp_path: Path) -> dict[str, Any]:
     ledger_path = tmp_path / "ledger.duckdb"
     link_forward(ledger_path, "account", project["accountId"], "customer", new_customer := merge_contact()["id"])
     link_forward(ledger_path, "project", project["id"], "job", contact["id"], contact["remote_id"])
-    config = {"api_url": coperniq_sandbox.url, "api_key": coperniq_sandbox.api_key, "ledger_path": str(ledger_path),
-              "max_requests_per_second": 0}
-    return {"app": app, "sb": coperniq_sandbox, "project": project, "contact": contact, "ledger": ledger_path,
-            "config": config, "account_contact": new_customer}
+    config = {
+        "api_url": coperniq_sandbox.url,
+        "api_key": coperniq_sandbox.api_key,
+        "ledger_path": str(ledger_path),
+        "max_requests_per_second": 0,
+    }
+    return {
+        "app": app,
+        "sb": coperniq_sandbox,
+        "project": project,
+        "contact": contact,
+        "ledger": ledger_path,
+        "config": config,
+        "account_contact": new_customer,
+    }
 
 
 def invoices_of(app: Any) -> list[dict[str, Any]]:
@@ -47,11 +59,15 @@ def payments_of(app: Any, invoice_id: int) -> list[dict[str, Any]]:
 def test_invoice_and_payment_arrive_once_in_any_order(world: dict[str, Any]) -> None:
     app, contact = world["app"], world["contact"]
     panel, labor = merge_item("REC 400W Alpha", price=300.0, type_="INVENTORY"), merge_item("PV Install Labor")
-    invoice = merge_invoice(contact["id"], [
-        {"item": panel["id"], "quantity": 20, "unit_price": 300.0, "description": "400W PV module"},
-        {"item": labor["id"], "quantity": 1, "unit_price": 3750.0, "description": "Installation labor"},
-        {"item": panel["id"], "quantity": 2, "unit_price": 300.0, "description": "spares"},
-    ], total=10_612.0)  # 10,350 of lines + 262 tax
+    invoice = merge_invoice(
+        contact["id"],
+        [
+            {"item": panel["id"], "quantity": 20, "unit_price": 300.0, "description": "400W PV module"},
+            {"item": labor["id"], "quantity": 1, "unit_price": 3750.0, "description": "Installation labor"},
+            {"item": panel["id"], "quantity": 2, "unit_price": 300.0, "description": "spares"},
+        ],
+        total=10_612.0,
+    )  # 10,350 of lines + 262 tax
     payment = merge_payment(contact["id"], [(invoice["id"], 5000.0)])
     # payments and invoices before the items and contacts they refer to
     streams = [("payments", [payment]), ("invoices", [invoice]), ("items", [panel, labor]), ("contacts", [contact])]
@@ -72,7 +88,7 @@ def test_invoice_and_payment_arrive_once_in_any_order(world: dict[str, Any]) -> 
     [coperniq_payment] = payments_of(app, coperniq_invoice["id"])
     assert coperniq_payment["amount"] == 5000.0 and coperniq_payment["paymentReference"] == payment["id"]
 
-    links = {(l.source_type, l.source_id): l for l in reverse_links(world["ledger"])}
+    links = {(link.source_type, link.source_id): link for link in reverse_links(world["ledger"])}
     assert links[("invoice", invoice["id"])].target_id == str(coperniq_invoice["id"])
     assert links[("invoice", invoice["id"])].origin == "quickbooks"
     assert links[("payment", payment["id"])].target_id == str(coperniq_payment["id"])
@@ -98,8 +114,14 @@ def test_unsynced_customer_and_forward_echo_are_not_written(world: dict[str, Any
     link_forward(world["ledger"], "invoice", coperniq_invoice["id"], "invoice", pushed["id"], pushed["remote_id"])
     paid_in_qbo = merge_payment(contact["id"], [(pushed["id"], 300.0)])
 
-    run_target(world["config"], [("contacts", [stranger, contact]), ("invoices", [foreign, pushed]),
-                                 ("payments", [foreign_payment, paid_in_qbo])])
+    run_target(
+        world["config"],
+        [
+            ("contacts", [stranger, contact]),
+            ("invoices", [foreign, pushed]),
+            ("payments", [foreign_payment, paid_in_qbo]),
+        ],
+    )
 
     assert [i["id"] for i in invoices_of(app)] == [coperniq_invoice["id"]]  # nothing created
     [payment] = payments_of(app, coperniq_invoice["id"])  # the QBO payment lands on the Coperniq-born invoice
@@ -117,9 +139,14 @@ def test_updates_void_mark_and_rerun(world: dict[str, Any]) -> None:
     [created] = invoices_of(app)
     assert created["amount"] == 1000.0
 
-    changed = {**invoice, "modified_at": "2026-01-11T00:00:00Z", "due_date": "2026-03-01T00:00:00Z",
-               "line_items": [{**invoice["line_items"][0], "quantity": 3, "total_amount": 1500.0}],
-               "total_amount": 1500.0, "balance": 1500.0}
+    changed = {
+        **invoice,
+        "modified_at": "2026-01-11T00:00:00Z",
+        "due_date": "2026-03-01T00:00:00Z",
+        "line_items": [{**invoice["line_items"][0], "quantity": 3, "total_amount": 1500.0}],
+        "total_amount": 1500.0,
+        "balance": 1500.0,
+    }
     run_target(world["config"], [("invoices", [changed])])
     [updated] = invoices_of(app)
     assert updated["id"] == created["id"] and updated["amount"] == 1500.0
@@ -140,8 +167,10 @@ def test_void_policy_delete(world: dict[str, Any]) -> None:
     invoice = merge_invoice(world["contact"]["id"], [{"quantity": 1, "unit_price": 200.0}])
     run_target(world["config"], [("invoices", [invoice])])
     assert len(invoices_of(world["app"])) == 1
-    run_target({**world["config"], "void_policy": "delete"},
-               [("invoices", [{**invoice, "remote_was_deleted": True, "modified_at": "2026-02-01T00:00:00Z"}])])
+    run_target(
+        {**world["config"], "void_policy": "delete"},
+        [("invoices", [{**invoice, "remote_was_deleted": True, "modified_at": "2026-02-01T00:00:00Z"}])],
+    )
     assert invoices_of(world["app"]) == []
     assert log_rows(world["ledger"], action="deleted")[0]["source_id"] == invoice["id"]
 
@@ -161,8 +190,11 @@ def test_failed_rows_are_retried_next_run(world: dict[str, Any]) -> None:
 def test_interrupted_create_is_found_not_duplicated(world: dict[str, Any]) -> None:
     invoice = merge_invoice(world["contact"]["id"], [{"quantity": 1, "unit_price": 200.0}])
     # a previous run crashed after POST /invoices succeeded but before the link was written
-    existing = world["app"].add_invoice(world["project"]["id"], [{"quantity": 1, "unitCost": 0, "unitPrice": 200.0}],
-                                        description=f"QuickBooks invoice #1043 [qbo-merge:{invoice['id']}]")
+    existing = world["app"].add_invoice(
+        world["project"]["id"],
+        [{"quantity": 1, "unitCost": 0, "unitPrice": 200.0}],
+        description=f"QuickBooks invoice #1043 [qbo-merge:{invoice['id']}]",
+    )
     with Ledger(world["ledger"]) as ledger:
         ledger.begin_intent(f"target-coperniq:invoice:{invoice['id']}", {"marker": invoice["id"]})
     run_target(world["config"], [("invoices", [invoice])])
@@ -208,8 +240,9 @@ def test_lost_responses_on_creates_never_duplicate(world: dict[str, Any]) -> Non
     the record by its marker / paymentReference instead of sending the POST again."""
     app, contact = world["app"], world["contact"]
     world["sb"].faults.update(lost_response_rate=1.0, only_paths=["/invoices"])
-    invoice = merge_invoice(contact["id"], [{"description": "Install", "quantity": 1, "unit_price": 900.0}],
-                            total=900.0, number="LOST-1")
+    invoice = merge_invoice(
+        contact["id"], [{"description": "Install", "quantity": 1, "unit_price": 900.0}], total=900.0, number="LOST-1"
+    )
     payment = merge_payment(contact["id"], [(invoice["id"], 400.0)])
     run_target(world["config"], [("contacts", [contact]), ("invoices", [invoice]), ("payments", [payment])])
 

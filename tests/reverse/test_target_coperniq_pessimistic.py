@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import requests
 from reverse_helpers import link_forward, log_rows, merge_contact, merge_invoice, merge_item, reverse_links, run_target
+
 from sync_ledger import ApiClient, Ledger
 from target_coperniq.invoice_update import REMOVED_DESCRIPTION
 from target_coperniq.reconcile import FatalTargetError
@@ -24,10 +25,16 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, 
     contact = merge_contact("Smith Residence Solar")
     ledger_path = tmp_path / "ledger.duckdb"
     link_forward(ledger_path, "project", project["id"], "job", contact["id"], contact["remote_id"])
-    config = {"api_url": sb.url, "api_key": sb.api_key, "ledger_path": str(ledger_path),
-              "max_requests_per_second": 0}
-    yield {"app": sb.app, "sb": sb, "project": project, "contact": contact, "ledger": ledger_path,
-           "config": config, "appends": not sb.app.assumptions.invoice_patch_replaces_lines}
+    config = {"api_url": sb.url, "api_key": sb.api_key, "ledger_path": str(ledger_path), "max_requests_per_second": 0}
+    yield {
+        "app": sb.app,
+        "sb": sb,
+        "project": project,
+        "contact": contact,
+        "ledger": ledger_path,
+        "config": config,
+        "appends": not sb.app.assumptions.invoice_patch_replaces_lines,
+    }
     sb.server.stop()
 
 
@@ -48,26 +55,46 @@ def writes(sb: RunningSandbox) -> int:
 def edited(invoice: dict[str, Any], lines: list[dict[str, Any]], modified_at: str) -> dict[str, Any]:
     """The same QuickBooks invoice with new lines (new line ids, as QuickBooks hands out) and total."""
     fresh = merge_invoice(invoice["contact"], lines)
-    return {**invoice, "line_items": fresh["line_items"], "total_amount": fresh["total_amount"],
-            "balance": fresh["total_amount"], "modified_at": modified_at}
+    return {
+        **invoice,
+        "line_items": fresh["line_items"],
+        "total_amount": fresh["total_amount"],
+        "balance": fresh["total_amount"],
+        "modified_at": modified_at,
+    }
 
 
 def test_changed_lines_end_exactly_as_in_quickbooks(world: dict[str, Any]) -> None:
     """Quantity change, an item swapped for another, a line added: exactly the new lines, never doubled."""
     app, sb = world["app"], world["sb"]
-    panel, labor, battery, permit = (merge_item("REC 400W Alpha", price=300.0), merge_item("PV Install Labor"),
-                                     merge_item("Battery Install"), merge_item("Permit Fee"))
+    panel, labor, battery, permit = (
+        merge_item("REC 400W Alpha", price=300.0),
+        merge_item("PV Install Labor"),
+        merge_item("Battery Install"),
+        merge_item("Permit Fee"),
+    )
     items = ("items", [panel, labor, battery, permit])
-    invoice = merge_invoice(world["contact"]["id"], [{"item": panel["id"], "quantity": 20, "unit_price": 300.0},
-                                                     {"item": labor["id"], "quantity": 1, "unit_price": 3750.0}])
+    invoice = merge_invoice(
+        world["contact"]["id"],
+        [
+            {"item": panel["id"], "quantity": 20, "unit_price": 300.0},
+            {"item": labor["id"], "quantity": 1, "unit_price": 3750.0},
+        ],
+    )
     run_target(world["config"], [items, ("invoices", [invoice])])
     [created] = app.state.invoices.values()
     assert created["amount"] == 9750.0 and len(created["lineItems"]) == 2
     panel_line = next(li["id"] for li in created["lineItems"] if li["catalogItem"]["name"] == "REC 400W Alpha")
 
-    changed = edited(invoice, [{"item": panel["id"], "quantity": 22, "unit_price": 300.0},
-                               {"item": battery["id"], "quantity": 1, "unit_price": 4000.0},
-                               {"item": permit["id"], "quantity": 1, "unit_price": 250.0}], "2026-01-11T00:00:00Z")
+    changed = edited(
+        invoice,
+        [
+            {"item": panel["id"], "quantity": 22, "unit_price": 300.0},
+            {"item": battery["id"], "quantity": 1, "unit_price": 4000.0},
+            {"item": permit["id"], "quantity": 1, "unit_price": 250.0},
+        ],
+        "2026-01-11T00:00:00Z",
+    )
     run_target(world["config"], [items, ("invoices", [changed])])
     [updated] = app.state.invoices.values()
     assert updated["id"] == created["id"]
@@ -127,8 +154,12 @@ def test_invoice_doubled_by_an_earlier_update_is_repaired_as_far_as_the_api_allo
     run_target(world["config"], [("invoices", [invoice])])
     [created] = app.state.invoices.values()
     resend = [{k: li[k] for k in ("catalogItemId", "quantity", "unitCost", "unitPrice")} for li in created["lineItems"]]
-    response = requests.patch(f"{world['sb'].url}/invoices/{created['id']}", json={"lineItems": resend},
-                              headers={"x-api-key": world["sb"].api_key}, timeout=10)
+    response = requests.patch(
+        f"{world['sb'].url}/invoices/{created['id']}",
+        json={"lineItems": resend},
+        headers={"x-api-key": world["sb"].api_key},
+        timeout=10,
+    )
     assert response.status_code == 200 and len(response.json()["lineItems"]) == (4 if world["appends"] else 2)
 
     changed = edited(invoice, [{"quantity": 3, "unit_price": 500.0}], "2026-01-11T00:00:00Z")
@@ -147,8 +178,11 @@ def test_invoice_doubled_by_an_earlier_update_is_repaired_as_far_as_the_api_allo
 
 def test_interrupted_create_found_and_updated_without_doubling(world: dict[str, Any]) -> None:
     invoice = merge_invoice(world["contact"]["id"], [{"quantity": 1, "unit_price": 200.0}])
-    existing = world["app"].add_invoice(world["project"]["id"], [{"quantity": 1, "unitCost": 0, "unitPrice": 200.0}],
-                                        description=f"QuickBooks invoice #1043 [qbo-merge:{invoice['id']}]")
+    existing = world["app"].add_invoice(
+        world["project"]["id"],
+        [{"quantity": 1, "unitCost": 0, "unitPrice": 200.0}],
+        description=f"QuickBooks invoice #1043 [qbo-merge:{invoice['id']}]",
+    )
     with Ledger(world["ledger"]) as ledger:
         ledger.begin_intent(f"target-coperniq:invoice:{invoice['id']}", {"marker": invoice["id"]})
     run_target(world["config"], [("invoices", [invoice])])
@@ -159,6 +193,7 @@ def test_interrupted_create_found_and_updated_without_doubling(world: dict[str, 
 
 
 # --- 429 without Retry-After -------------------------------------------------------------------------------------
+
 
 def test_429_burst_is_retried(world: dict[str, Any], fast_retries: None) -> None:
     world["sb"].faults.update(burst_429=4, retry_after=0.01, only_paths=["/v1/invoices"])
@@ -172,7 +207,7 @@ def test_429_burst_is_retried(world: dict[str, Any], fast_retries: None) -> None
 def test_persistent_429_stops_the_run_with_a_clear_message(world: dict[str, Any], fast_retries: None) -> None:
     world["sb"].faults.update(burst_429=10_000, retry_after=0.01, only_paths=["/v1/catalog-items", "/v1/invoices"])
     invoice = merge_invoice(world["contact"]["id"], [{"quantity": 1, "unit_price": 200.0}])
-    with pytest.raises(FatalTargetError, match="kept answering 429 .* daily cap of 5,000 calls"):
+    with pytest.raises(FatalTargetError, match=r"kept answering 429 .* daily cap of 5,000 calls"):
         run_target(world["config"], [("invoices", [invoice])])
     assert world["sb"].stats.by_status[429] == 7  # one call, ApiClient's 6 retries, then the run stops
     assert world["app"].state.invoices == {}

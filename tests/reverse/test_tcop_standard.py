@@ -4,8 +4,8 @@ The SDK's generic streams (test_camelcase, ...) are not Merge streams: the targe
 writing anything to Coperniq, and must still enforce the Singer protocol (schema before records, key
 properties: a Merge record always has an `id`, so one without is a broken upstream and aborts the run).
 `multiple_state_messages` is left out on purpose: STATE is emitted once, after the reconcile pass has written
-everything, never per checkpoint (see test_reverse_round_trip). get_target_test_class needs the config when the class is defined,
-hence a module-level sandbox.
+everything, never per checkpoint (see test_reverse_round_trip). get_target_test_class needs the config when the
+class is defined, hence a module-level sandbox.
 """
 
 from __future__ import annotations
@@ -39,13 +39,19 @@ CONFIG: dict[str, Any] = {
     "ledger_path": str(Path(_ledger_dir) / "ledger.duckdb"),
 }
 
-TestTargetCoperniqStandard = standard_target_tests(TargetCoperniq, CONFIG, [
-    TargetCliPrintsTest,
-    TargetCamelcaseTest,
-    TargetDuplicateRecords,
-    TargetInvalidSchemaTest,
-    TargetRecordBeforeSchemaTest,
-    TargetRecordMissingKeyProperty,
-    TargetSchemaNoProperties,
-    TargetSpecialCharsInAttributes,
-], _server, "Coperniq")
+TestTargetCoperniqStandard = standard_target_tests(
+    TargetCoperniq,
+    CONFIG,
+    [
+        TargetCliPrintsTest,
+        TargetCamelcaseTest,
+        TargetDuplicateRecords,
+        TargetInvalidSchemaTest,
+        TargetRecordBeforeSchemaTest,
+        TargetRecordMissingKeyProperty,
+        TargetSchemaNoProperties,
+        TargetSpecialCharsInAttributes,
+    ],
+    _server,
+    "Coperniq",
+)

@@ -18,7 +18,7 @@ import requests
 from sandbox.coperniq import STAGE_ID_OFFSET, CoperniqApp
 from sandbox.profiles import CoperniqAssumptions
 from tests.conftest import RunningSandbox, start_coperniq, stop_process
-from tests.sandbox.test_coperniq_sandbox import T, Api, assert_error, catalog_id, validate
+from tests.sandbox.test_coperniq_sandbox import Api, T, assert_error, catalog_id, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,9 +35,13 @@ def both() -> Iterator[dict[str, RunningSandbox]]:
 def test_profiles_resolve_and_switch_overrides() -> None:
     assert CoperniqApp().assumptions == CoperniqAssumptions()
     pessimistic = CoperniqApp(profile="pessimistic").assumptions
-    assert pessimistic == CoperniqAssumptions(phase_change_bumps_updated_at=False, rate_limit_headers=False,
-                                              archived_visible_by_id=False, workflows_v1_share=0.2,
-                                              invoice_patch_replaces_lines=False)
+    assert pessimistic == CoperniqAssumptions(
+        phase_change_bumps_updated_at=False,
+        rate_limit_headers=False,
+        archived_visible_by_id=False,
+        workflows_v1_share=0.2,
+        invoice_patch_replaces_lines=False,
+    )
     mixed = CoperniqApp(profile="pessimistic", rate_limit_headers=True).assumptions
     assert mixed.rate_limit_headers and not mixed.archived_visible_by_id
     assert not CoperniqApp(invoice_patch_replaces_lines=False).assumptions.invoice_patch_replaces_lines
@@ -49,8 +53,9 @@ def test_profiles_resolve_and_switch_overrides() -> None:
 
 def test_admin_profile_endpoint(coperniq_sandbox: RunningSandbox) -> None:
     root = coperniq_sandbox.server.root_url
-    resp = requests.post(f"{root}/__admin/profile", json={"profile": "pessimistic", "rate_limit_headers": True},
-                         timeout=T)
+    resp = requests.post(
+        f"{root}/__admin/profile", json={"profile": "pessimistic", "rate_limit_headers": True}, timeout=T
+    )
     assert resp.status_code == 200
     assert resp.json()["rate_limit_headers"] is True and resp.json()["archived_visible_by_id"] is False
     assert coperniq_sandbox.app.assumptions.phase_change_bumps_updated_at is False
@@ -68,8 +73,9 @@ def test_phase_change_bumps_updated_at(both: dict[str, RunningSandbox]) -> None:
         before = api.get(f"/projects/{p['id']}").json()
         assert [x["phase"]["name"] for x in api.get("/projects").json()] == ["Sale"]  # warm the list cache
         app.state.clock.advance(3600)
-        resp = requests.post(f"{sb.server.root_url}/__admin/projects/{p['id']}/phase", json={"phase": "Permitting"},
-                             timeout=T)
+        resp = requests.post(
+            f"{sb.server.root_url}/__admin/projects/{p['id']}/phase", json={"phase": "Permitting"}, timeout=T
+        )
         assert resp.status_code == 200 and resp.json()["phase"]["name"] == "Permitting"
         detail = api.get(f"/projects/{p['id']}").json()
         started = {pi["name"]: pi["startedAt"] for pi in detail["phaseInstances"]}
@@ -82,7 +88,10 @@ def test_phase_change_bumps_updated_at(both: dict[str, RunningSandbox]) -> None:
             assert detail["updatedBy"] is not None and window == [p["id"]]
         else:
             assert (detail["updatedAt"], detail["lastActivity"], detail["updatedBy"]) == (
-                before["updatedAt"], before["lastActivity"], before["updatedBy"])
+                before["updatedAt"],
+                before["lastActivity"],
+                before["updatedBy"],
+            )
             assert window == []  # an incremental sync never sees the move
 
 
@@ -129,8 +138,7 @@ def test_archived_visible_by_id(both: dict[str, RunningSandbox]) -> None:
         assert api.get(f"/accounts/{active['accountId']}").status_code == 200
         # lists behave the same in both profiles
         assert [x["id"] for x in api.get("/projects").json()] == [active["id"]]
-        assert [x["id"] for x in api.get("/projects", include_archived="true").json()] == [archived["id"],
-                                                                                          active["id"]]
+        assert [x["id"] for x in api.get("/projects", include_archived="true").json()] == [archived["id"], active["id"]]
 
 
 # --- workflows_v1_share ----------------------------------------------------------------------------
@@ -142,11 +150,17 @@ def _seeded(profile: str | None, **switches: Any) -> CoperniqApp:
 
 def _dump(app: CoperniqApp) -> str:
     st = app.state
-    return json.dumps({"p": [app.project_out(p, True) for p in st.projects.values()],
-                       "a": [app.account_out(a, True) for a in st.accounts.values()],
-                       "c": [app.contact_out(c) for c in st.contacts.values()],
-                       "i": [app.invoice_out(i) for i in st.invoices.values()], "pay": st.payments},
-                      sort_keys=True, default=str)
+    return json.dumps(
+        {
+            "p": [app.project_out(p, True) for p in st.projects.values()],
+            "a": [app.account_out(a, True) for a in st.accounts.values()],
+            "c": [app.contact_out(c) for c in st.contacts.values()],
+            "i": [app.invoice_out(i) for i in st.invoices.values()],
+            "pay": st.payments,
+        },
+        sort_keys=True,
+        default=str,
+    )
 
 
 def test_workflows_v1_share_in_seeded_data() -> None:
@@ -167,9 +181,16 @@ def test_workflows_v1_share_in_seeded_data() -> None:
         assert "phase" not in after and after.pop("phaseInstances") == []
         before.pop("phaseInstances")
         assert after == before  # nothing else differs
-        assert stage == {"id": phase["templateId"] + STAGE_ID_OFFSET, "name": phase["name"], "type": phase["type"],
-                         "scope": "PROJECT", "redSla": phase["redSla"], "yellowSla": phase["yellowSla"],
-                         "timeInStageDays": phase["timeInStageDays"], "slaStatus": phase["slaStatus"]}
+        assert stage == {
+            "id": phase["templateId"] + STAGE_ID_OFFSET,
+            "name": phase["name"],
+            "type": phase["type"],
+            "scope": "PROJECT",
+            "redSla": phase["redSla"],
+            "yellowSla": phase["yellowSla"],
+            "timeInStageDays": phase["timeInStageDays"],
+            "slaStatus": phase["slaStatus"],
+        }
     everything = _seeded(None, workflows_v1_share=1.0)  # a single switch works on the default profile too
     assert all("stage" in everything.project_out(p) for p in everything.state.projects.values())
     with pytest.raises(ValueError, match="workflows_v1_share"):
@@ -180,8 +201,9 @@ def test_workflows_v1_project_over_http(both: dict[str, RunningSandbox]) -> None
     for profile, sb in both.items():
         api, app = Api(sb), sb.app
         v2 = app.add_project("Phase Job")
-        resp = requests.post(f"{sb.server.root_url}/__admin/projects", json={"title": "Stage Job",
-                                                                             "workflows_v1": True}, timeout=T)
+        resp = requests.post(
+            f"{sb.server.root_url}/__admin/projects", json={"title": "Stage Job", "workflows_v1": True}, timeout=T
+        )
         assert resp.status_code == 201
         v1 = resp.json()
         assert "phase" in v2 and "stage" not in v2, profile  # add_project defaults to 2.0 in every profile
@@ -208,19 +230,37 @@ def test_invoice_patch_lines(both: dict[str, RunningSandbox]) -> None:
         api, app = Api(sb), sb.app
         proj = app.add_project("P")
         c1, c2 = catalog_id(app, "A"), catalog_id(app, "B")
-        inv = api.post("/invoices", {"recordId": proj["id"], "calculationMethod": "LINE_ITEMS", "lineItems": [
-            {"catalogItemId": c1, "quantity": 1, "unitCost": 1, "unitPrice": 10}]}).json()
+        inv = api.post(
+            "/invoices",
+            {
+                "recordId": proj["id"],
+                "calculationMethod": "LINE_ITEMS",
+                "lineItems": [{"catalogItemId": c1, "quantity": 1, "unitCost": 1, "unitPrice": 10}],
+            },
+        ).json()
         keep = inv["lineItems"][0]["id"]
         # a line sent back with its id is updated in place in both profiles; the new one is added
-        first = api.patch(f"/invoices/{inv['id']}", {"lineItems": [
-            {"id": keep, "catalogItemId": c1, "quantity": 3, "unitCost": 1, "unitPrice": 10},
-            {"catalogItemId": c2, "quantity": 1, "unitCost": 1, "unitPrice": 5}]}).json()
+        first = api.patch(
+            f"/invoices/{inv['id']}",
+            {
+                "lineItems": [
+                    {"id": keep, "catalogItemId": c1, "quantity": 3, "unitCost": 1, "unitPrice": 10},
+                    {"catalogItemId": c2, "quantity": 1, "unitCost": 1, "unitPrice": 5},
+                ]
+            },
+        ).json()
         assert [(li["id"] == keep, li["quantity"]) for li in first["lineItems"]] == [(True, 3), (False, 1)]
         assert first["amount"] == 35
         # the full set again, without ids (what a writer that keeps no line ids sends)
-        second = api.patch(f"/invoices/{inv['id']}", {"lineItems": [
-            {"catalogItemId": c1, "quantity": 3, "unitCost": 1, "unitPrice": 10},
-            {"catalogItemId": c2, "quantity": 1, "unitCost": 1, "unitPrice": 5}]})
+        second = api.patch(
+            f"/invoices/{inv['id']}",
+            {
+                "lineItems": [
+                    {"catalogItemId": c1, "quantity": 3, "unitCost": 1, "unitPrice": 10},
+                    {"catalogItemId": c2, "quantity": 1, "unitCost": 1, "unitPrice": 5},
+                ]
+            },
+        )
         assert second.status_code == 200
         lines = second.json()["lineItems"]
         if profile == "optimistic":
@@ -234,9 +274,25 @@ def test_invoice_patch_lines(both: dict[str, RunningSandbox]) -> None:
 
 # --- CLI -------------------------------------------------------------------------------------------------
 def test_cli_profile_pessimistic_starts() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox.coperniq", "--port", "0", "--profile", "pessimistic",
-                             "--seed", "3", "--projects", "10"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sandbox.coperniq",
+            "--port",
+            "0",
+            "--profile",
+            "pessimistic",
+            "--seed",
+            "3",
+            "--projects",
+            "10",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 30)
@@ -244,8 +300,12 @@ def test_cli_profile_pessimistic_starts() -> None:
         line = proc.stdout.readline()
         assert "profile pessimistic" in line, line
         url = line.split("listening on ")[1].split()[0]
-        resp = requests.get(f"{url}/projects", headers={"x-api-key": "sandbox-coperniq-key"},
-                            params={"include_archived": "true"}, timeout=T)
+        resp = requests.get(
+            f"{url}/projects",
+            headers={"x-api-key": "sandbox-coperniq-key"},
+            params={"include_archived": "true"},
+            timeout=T,
+        )
         assert resp.status_code == 200 and "X-RateLimit-Limit" not in resp.headers
         assert sum("stage" in p for p in resp.json()) == 2  # the seed follows the profile
     finally:

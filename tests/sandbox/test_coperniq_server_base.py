@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import stop_process
-
 from sandbox._server import HttpError, RateLimiter, Request, Response, SandboxApp, SandboxServer, is_loopback
+from tests.conftest import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 T = 10
@@ -69,8 +68,11 @@ def test_base_dispatch_errors_and_routing(toy: Any) -> None:
     url = toy.root_url
     resp = requests.get(f"{url}/v1/boom", timeout=T)
     assert resp.status_code == 500 and resp.json()["code"] == "INTERNAL_SERVER_ERROR"
-    assert requests.get(f"{url}/v1/teapot", timeout=T).json() == {"message": "short and stout", "code": "TEAPOT",
-                                                                  "field": "spout"}
+    assert requests.get(f"{url}/v1/teapot", timeout=T).json() == {
+        "message": "short and stout",
+        "code": "TEAPOT",
+        "field": "spout",
+    }
     resp = requests.post(f"{url}/v1/echo/abc?q=1", json={"x": 1}, timeout=T)
     assert resp.status_code == 201 and resp.json() == {"name": "abc", "body": {"x": 1}, "q": "1"}
     assert requests.post(f"{url}/v1/echo/abc", data=b"{bad", timeout=T).status_code == 400
@@ -89,21 +91,32 @@ def test_only_loopback() -> None:
 
 
 def _run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(  # callers assert the exit code
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def test_coperniq_cli_serves_and_refuses_public_hosts() -> None:
     refused = _run(["sandbox.coperniq", "--host", "0.0.0.0", "--port", "0"])
     assert refused.returncode == 2 and "loopback" in refused.stderr
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox.coperniq", "--port", "0", "--seed", "3", "--projects", "6"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.coperniq", "--port", "0", "--seed", "3", "--projects", "6"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # one line with the URL, printed once serving
         url = line.split("listening on ")[1].split()[0]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
-        projects = requests.get(f"{url}/projects", headers={"x-api-key": "sandbox-coperniq-key"},
-                                params={"include_archived": "true"}, timeout=T).json()
+        projects = requests.get(
+            f"{url}/projects",
+            headers={"x-api-key": "sandbox-coperniq-key"},
+            params={"include_archived": "true"},
+            timeout=T,
+        ).json()
         assert len(projects) == 6
         # and the seed CLI adds to a running sandbox over /__admin/seed
         seeded = _run(["sandbox.seed", "--projects", "4", "--seed", "9", "--coperniq-url", url])

@@ -42,8 +42,10 @@ def _nullable(node: Any) -> Any:
 
 def _strict(schemas: dict[str, Any]) -> dict[str, Any]:
     """Common models may not carry fields the spec does not declare (catches typos in field names)."""
-    return {name: ({**s, "additionalProperties": False} if name in MODELS and "properties" in s else s)
-            for name, s in schemas.items()}
+    return {
+        name: ({**s, "additionalProperties": False} if name in MODELS and "properties" in s else s)
+        for name, s in schemas.items()
+    }
 
 
 COMPONENTS = {"components": {"schemas": _strict(_nullable(SPEC["schemas"]))}}
@@ -65,25 +67,60 @@ def test_schema_check_can_fail() -> None:
 
 
 def _populate(url: str) -> dict[str, Any]:
-    r = requests.post(f"{url}/contacts", headers=H, timeout=T, json={"model": {
-        "name": "Contract Co", "email_address": "ap@contract.example", "phone_numbers": [{"number": "+1512555",
-                                                                                          "type": "Mobile"}],
-        "addresses": [{"type": "BILLING", "street_1": "1 Main", "city": "Austin", "country": "US",
-                       "zip_code": "78701"}]}})
+    r = requests.post(
+        f"{url}/contacts",
+        headers=H,
+        timeout=T,
+        json={
+            "model": {
+                "name": "Contract Co",
+                "email_address": "ap@contract.example",
+                "phone_numbers": [{"number": "+1512555", "type": "Mobile"}],
+                "addresses": [
+                    {"type": "BILLING", "street_1": "1 Main", "city": "Austin", "country": "US", "zip_code": "78701"}
+                ],
+            }
+        },
+    )
     contact = r.json()["model"]
     check("POST contacts", r.status_code, r.json())
     item = requests.get(f"{url}/items", headers=H, timeout=T).json()["results"][0]
-    r = requests.post(f"{url}/invoices", headers=H, timeout=T, params={"is_debug_mode": "true"}, json={"model": {
-        "type": "ACCOUNTS_RECEIVABLE", "contact": contact["id"], "number": "C-1", "issue_date": "2025-01-15",
-        "line_items": [{"description": "Panels", "quantity": 2, "unit_price": 100, "item": item["id"]}]}})
+    r = requests.post(
+        f"{url}/invoices",
+        headers=H,
+        timeout=T,
+        params={"is_debug_mode": "true"},
+        json={
+            "model": {
+                "type": "ACCOUNTS_RECEIVABLE",
+                "contact": contact["id"],
+                "number": "C-1",
+                "issue_date": "2025-01-15",
+                "line_items": [{"description": "Panels", "quantity": 2, "unit_price": 100, "item": item["id"]}],
+            }
+        },
+    )
     check("POST invoices", r.status_code, r.json())
     invoice = r.json()["model"]
-    account = requests.get(f"{url}/accounts", headers=H, params={"name": "Undeposited Funds"},
-                           timeout=T).json()["results"][0]
-    r = requests.post(f"{url}/payments", headers=H, timeout=T, json={"model": {
-        "contact": contact["id"], "account": account["id"], "total_amount": 50, "transaction_date": "2025-02-01",
-        "applied_to_lines": [{"applied_amount": "50.00", "related_object_id": invoice["id"],
-                              "related_object_type": "INVOICE"}]}})
+    account = requests.get(f"{url}/accounts", headers=H, params={"name": "Undeposited Funds"}, timeout=T).json()[
+        "results"
+    ][0]
+    r = requests.post(
+        f"{url}/payments",
+        headers=H,
+        timeout=T,
+        json={
+            "model": {
+                "contact": contact["id"],
+                "account": account["id"],
+                "total_amount": 50,
+                "transaction_date": "2025-02-01",
+                "applied_to_lines": [
+                    {"applied_amount": "50.00", "related_object_id": invoice["id"], "related_object_type": "INVOICE"}
+                ],
+            }
+        },
+    )
     check("POST payments", r.status_code, r.json())
     return {"contact": contact, "invoice": invoice, "payment": r.json()["model"], "item": item, "account": account}
 
@@ -99,22 +136,33 @@ def test_responses_match_openapi(merge_sandbox: Any) -> None:
             first = r.json()["results"][0]
             r = requests.get(f"{url}/{model}/{first['id']}", headers=H, params=params, timeout=T)
             check(f"GET {model}/{{id}}", r.status_code, r.json())
-    r = requests.patch(f"{url}/contacts/{made['contact']['id']}", headers=H, timeout=T,
-                       json={"model": {"email_address": "new@contract.example"}})
+    r = requests.patch(
+        f"{url}/contacts/{made['contact']['id']}",
+        headers=H,
+        timeout=T,
+        json={"model": {"email_address": "new@contract.example"}},
+    )
     check("PATCH contacts/{id}", r.status_code, r.json())
-    r = requests.patch(f"{url}/invoices/{made['invoice']['id']}", headers=H, timeout=T,
-                       json={"model": {"memo": "patched"}})
+    r = requests.patch(
+        f"{url}/invoices/{made['invoice']['id']}", headers=H, timeout=T, json={"model": {"memo": "patched"}}
+    )
     check("PATCH invoices/{id}", r.status_code, r.json())
-    r = requests.patch(f"{url}/payments/{made['payment']['id']}", headers=H, timeout=T,
-                       json={"model": {"transaction_date": "2025-02-02"}})
+    r = requests.patch(
+        f"{url}/payments/{made['payment']['id']}",
+        headers=H,
+        timeout=T,
+        json={"model": {"transaction_date": "2025-02-02"}},
+    )
     check("PATCH payments/{id}", r.status_code, r.json())
     r = requests.post(f"{url}/items", headers=H, timeout=T, json={"model": {"name": "Battery", "unit_price": 9}})
     check("POST items", r.status_code, r.json())
     for op in ("contacts/meta/post", "invoices/meta/post", "payments/meta/post"):
         r = requests.get(f"{url}/{op}", headers=H, timeout=T)
         check(f"GET {op}", r.status_code, r.json())
-    for op, rid in (("contacts/meta/patch/{id}", made["contact"]["id"]),
-                    ("invoices/meta/patch/{id}", made["invoice"]["id"])):
+    for op, rid in (
+        ("contacts/meta/patch/{id}", made["contact"]["id"]),
+        ("invoices/meta/patch/{id}", made["invoice"]["id"]),
+    ):
         r = requests.get(f"{url}/{op.replace('{id}', rid)}", headers=H, timeout=T)
         check(f"GET {op}", r.status_code, r.json())
     for op in ("account-details", "sync-status", "linked-accounts"):
@@ -122,17 +170,33 @@ def test_responses_match_openapi(merge_sandbox: Any) -> None:
         check(f"GET {op}", r.status_code, r.json())
     r = requests.post(f"{url}/sync-status/resync", headers=H, timeout=T)
     check("POST sync-status/resync", r.status_code, r.json())
-    r = requests.post(f"{url}/passthrough", headers=H, timeout=T, json={
-        "method": "GET", "path": f"/v3/company/{{{{LINKED_ACCOUNT_ATTR.realmId}}}}/customer/"
-                                 f"{made['contact']['remote_id']}", "headers": {"Content-Type": "application/json"}})
+    r = requests.post(
+        f"{url}/passthrough",
+        headers=H,
+        timeout=T,
+        json={
+            "method": "GET",
+            "path": f"/v3/company/{{{{LINKED_ACCOUNT_ATTR.realmId}}}}/customer/{made['contact']['remote_id']}",
+            "headers": {"Content-Type": "application/json"},
+        },
+    )
     check("POST passthrough", r.status_code, r.json())
-    r = requests.post(f"{url}/link-token", headers=H, timeout=T, json={
-        "end_user_email_address": "a@b.c", "end_user_organization_name": "Org", "end_user_origin_id": "o-1",
-        "categories": ["accounting"]})
+    r = requests.post(
+        f"{url}/link-token",
+        headers=H,
+        timeout=T,
+        json={
+            "end_user_email_address": "a@b.c",
+            "end_user_organization_name": "Org",
+            "end_user_origin_id": "o-1",
+            "categories": ["accounting"],
+        },
+    )
     check("POST link-token", r.status_code, r.json())
     root = url.split("/api/")[0]
-    public = requests.post(f"{root}/link/api/public-token", json={"link_token": r.json()["link_token"]},
-                           timeout=T).json()["public_token"]
+    public = requests.post(
+        f"{root}/link/api/public-token", json={"link_token": r.json()["link_token"]}, timeout=T
+    ).json()["public_token"]
     r = requests.get(f"{url}/account-token/{public}", headers=H, timeout=T)
     check("GET account-token/{public_token}", r.status_code, r.json())
 
@@ -173,8 +237,9 @@ def test_official_sdk_reads_and_writes(merge_sandbox: Any) -> None:
     created = acc.contacts.create(model=ContactRequest(name="SDK Customer", is_customer=True))
     assert created.model.name == "SDK Customer" and created.errors == []
     line = InvoiceLineItemRequest(description="Inverter", total_amount=321.5)
-    inv_resp = acc.invoices.create(model=InvoiceRequest(type="ACCOUNTS_RECEIVABLE", contact=created.model.id,
-                                                        line_items=[line]))
+    inv_resp = acc.invoices.create(
+        model=InvoiceRequest(type="ACCOUNTS_RECEIVABLE", contact=created.model.id, line_items=[line])
+    )
     assert inv_resp.model.total_amount == 321.5
     stored = merge_sandbox.state.invoices.get(inv_resp.model.id)
     assert stored["contact"] == created.model.id and stored["balance"] == 321.5

@@ -45,7 +45,7 @@ def host_server() -> Iterator[dict[str, Any]]:
     holder: dict[str, Any] = {"page": b""}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(holder["page"])))
@@ -67,21 +67,47 @@ def host_server() -> Iterator[dict[str, Any]]:
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine")
 def test_link_connect_in_headless_chromium(merge_sandbox: Any, host_server: dict[str, Any]) -> None:
     org = {"Authorization": f"Bearer {KEY}"}
-    r = requests.post(f"{merge_sandbox.url}/link-token", headers=org, timeout=T, json={
-        "end_user_email_address": "owner@browser.example", "end_user_organization_name": "Browser Org",
-        "end_user_origin_id": "browser-1", "categories": ["accounting"], "integration": "quickbooks-online"})
+    r = requests.post(
+        f"{merge_sandbox.url}/link-token",
+        headers=org,
+        timeout=T,
+        json={
+            "end_user_email_address": "owner@browser.example",
+            "end_user_organization_name": "Browser Org",
+            "end_user_origin_id": "browser-1",
+            "categories": ["accounting"],
+            "integration": "quickbooks-online",
+        },
+    )
     root = merge_sandbox.url.split("/api/")[0]
     host_server["page"] = _host_page(root, r.json()["link_token"])
     with tempfile.TemporaryDirectory() as profile:
-        out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-web-security",
-                              "--disable-features=IsolateOrigins,site-per-process", f"--user-data-dir={profile}",
-                              "--virtual-time-budget=5000", "--dump-dom", host_server["url"]],
-                             capture_output=True, text=True, timeout=90, check=False)
+        out = subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-web-security",
+                "--disable-features=IsolateOrigins,site-per-process",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                host_server["url"],
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
     result = re.findall(r'<pre id="out">(.*?)</pre>', out.stdout)
     assert result and result[0].startswith("OK "), (result, out.stderr[-2000:])
     _, public_token, slug = result[0].split(" ")
     assert slug == "quickbooks-online"
     exchanged = requests.get(f"{merge_sandbox.url}/account-token/{public_token}", headers=org, timeout=T).json()
-    details = requests.get(f"{merge_sandbox.url}/account-details", timeout=T,
-                           headers={**org, "X-Account-Token": exchanged["account_token"]})
+    details = requests.get(
+        f"{merge_sandbox.url}/account-details",
+        timeout=T,
+        headers={**org, "X-Account-Token": exchanged["account_token"]},
+    )
     assert details.status_code == 200 and details.json()["end_user_origin_id"] == "browser-1"

@@ -19,8 +19,12 @@ CUSTOMER = "/v3/company/{{LINKED_ACCOUNT_ATTR.realmId}}/customer?minorversion=75
 
 
 def passthrough(url: str, method: str, path: str, data: Any = None) -> dict[str, Any]:
-    body = {"method": method, "path": path, "request_format": "JSON",
-            "headers": {"Content-Type": "application/json", "Accept": "application/json"}}
+    body = {
+        "method": method,
+        "path": path,
+        "request_format": "JSON",
+        "headers": {"Content-Type": "application/json", "Accept": "application/json"},
+    }
     if data is not None:
         body["data"] = json.dumps(data)
     r = requests.post(f"{url}/passthrough", headers=H, json=body, timeout=T)
@@ -39,10 +43,19 @@ def test_sub_customer_create_visible_and_synctoken_update(merge_sandbox: Any) ->
     url = merge_sandbox.url
     parent = requests.post(f"{url}/contacts", headers=H, json={"model": {"name": "Acme Corp"}}, timeout=T).json()
     parent_qbo = parent["model"]["remote_id"]
-    out = passthrough(url, "POST", CUSTOMER, {"DisplayName": "Kitchen Remodel - Acme", "Job": True,
-                                              "ParentRef": {"value": parent_qbo}, "BillWithParent": True,
-                                              "PrimaryEmailAddr": {"Address": "pm@acme.example"},
-                                              "BillAddr": {"Line1": "1 Main St", "City": "Austin"}})
+    out = passthrough(
+        url,
+        "POST",
+        CUSTOMER,
+        {
+            "DisplayName": "Kitchen Remodel - Acme",
+            "Job": True,
+            "ParentRef": {"value": parent_qbo},
+            "BillWithParent": True,
+            "PrimaryEmailAddr": {"Address": "pm@acme.example"},
+            "BillAddr": {"Line1": "1 Main St", "City": "Austin"},
+        },
+    )
     assert out["status"] == 200 and out["response_type"] == "JSON"
     job = out["response"]["Customer"]
     assert job["Job"] is True and job["Level"] == 1 and job["SyncToken"] == "0"
@@ -62,15 +75,20 @@ def test_sub_customer_create_visible_and_synctoken_update(merge_sandbox: Any) ->
     assert missing["status"] == 400 and missing["response"]["Fault"]["Error"][0]["code"] == "610"
     # sparse update with the current SyncToken; Merge modified_at moves
     before = c["modified_at"]
-    upd = passthrough(url, "POST", CUSTOMER, {"Id": job["Id"], "SyncToken": "0", "sparse": True,
-                                              "DisplayName": "Kitchen Remodel (Acme)"})
+    upd = passthrough(
+        url,
+        "POST",
+        CUSTOMER,
+        {"Id": job["Id"], "SyncToken": "0", "sparse": True, "DisplayName": "Kitchen Remodel (Acme)"},
+    )
     assert upd["status"] == 200 and upd["response"]["Customer"]["SyncToken"] == "1"
     assert upd["response"]["Customer"]["Job"] is True  # sparse keeps the rest
     after = contacts(url, remote_id=job["Id"])[0]
     assert after["name"] == "Kitchen Remodel (Acme)" and after["modified_at"] > before
     # stale SyncToken -> QBO 5010 inside a 200 envelope, nothing changes
-    stale = passthrough(url, "POST", CUSTOMER, {"Id": job["Id"], "SyncToken": "0", "sparse": True,
-                                                "DisplayName": "Lost Update"})
+    stale = passthrough(
+        url, "POST", CUSTOMER, {"Id": job["Id"], "SyncToken": "0", "sparse": True, "DisplayName": "Lost Update"}
+    )
     assert stale["status"] == 400
     assert stale["response"]["Fault"]["Error"][0]["code"] == "5010"
     assert stale["response"]["Fault"]["Error"][0]["Message"] == "Stale Object Error"
@@ -88,24 +106,26 @@ def test_passthrough_qbo_rules(merge_sandbox: Any) -> None:
     r = requests.post(f"{url}/contacts", headers=H, json={"model": {"name": "Beta Builders"}}, timeout=T)
     assert r.status_code == 400 and r.json()["errors"][0]["error_code"] == 6240
     assert passthrough(url, "POST", CUSTOMER, {"DisplayName": "A:B"})["status"] == 400
-    bad_parent = passthrough(url, "POST", CUSTOMER, {"DisplayName": "Orphan", "Job": True,
-                                                     "ParentRef": {"value": "424242"}})
+    bad_parent = passthrough(
+        url, "POST", CUSTOMER, {"DisplayName": "Orphan", "Job": True, "ParentRef": {"value": "424242"}}
+    )
     assert bad_parent["status"] == 400 and bad_parent["response"]["Fault"]["Error"][0]["code"] == "2500"
     no_parent = passthrough(url, "POST", CUSTOMER, {"DisplayName": "Orphan", "Job": True})
     assert no_parent["status"] == 400
     # five levels max (Level 0..4)
     parent_id = top["Id"]
     for level in range(1, 5):
-        job = passthrough(url, "POST", CUSTOMER, {"DisplayName": f"Level {level}", "Job": True,
-                                                  "ParentRef": {"value": parent_id}})
+        job = passthrough(
+            url, "POST", CUSTOMER, {"DisplayName": f"Level {level}", "Job": True, "ParentRef": {"value": parent_id}}
+        )
         assert job["status"] == 200 and job["response"]["Customer"]["Level"] == level
         parent_id = job["response"]["Customer"]["Id"]
-    too_deep = passthrough(url, "POST", CUSTOMER, {"DisplayName": "Level 5", "Job": True,
-                                                   "ParentRef": {"value": parent_id}})
+    too_deep = passthrough(
+        url, "POST", CUSTOMER, {"DisplayName": "Level 5", "Job": True, "ParentRef": {"value": parent_id}}
+    )
     assert too_deep["status"] == 400
     # renaming the parent cascades into the children's FullyQualifiedName
-    passthrough(url, "POST", CUSTOMER, {"Id": top["Id"], "SyncToken": "0", "sparse": True,
-                                        "DisplayName": "Beta Homes"})
+    passthrough(url, "POST", CUSTOMER, {"Id": top["Id"], "SyncToken": "0", "sparse": True, "DisplayName": "Beta Homes"})
     deep = passthrough(url, "GET", f"/v3/company/{{{{LINKED_ACCOUNT_ATTR.realmId}}}}/customer/{parent_id}")
     assert deep["response"]["Customer"]["FullyQualifiedName"] == "Beta Homes:Level 1:Level 2:Level 3:Level 4"
     wrong_realm = passthrough(url, "GET", "/v3/company/123/customer/1")
@@ -116,16 +136,23 @@ def test_passthrough_query(merge_sandbox: Any) -> None:
     url = merge_sandbox.url
     passthrough(url, "POST", CUSTOMER, {"DisplayName": "O'Brien Solar"})
     passthrough(url, "POST", CUSTOMER, {"DisplayName": "Other Co"})
-    q = "/v3/company/{{LINKED_ACCOUNT_ATTR.realmId}}/query?query=select * from Customer where DisplayName = " \
+    q = (
+        "/v3/company/{{LINKED_ACCOUNT_ATTR.realmId}}/query?query=select * from Customer where DisplayName = "
         "'O\\'Brien Solar'&minorversion=75"
+    )
     out = passthrough(url, "GET", q)
     assert out["status"] == 200
     assert [c["DisplayName"] for c in out["response"]["QueryResponse"]["Customer"]] == ["O'Brien Solar"]
-    none = passthrough(url, "GET", "/v3/company/{{LINKED_ACCOUNT_ATTR.realmId}}/query?query="
-                                   "select%20*%20from%20Customer%20where%20DisplayName%20%3D%20%27Nobody%27")
+    none = passthrough(
+        url,
+        "GET",
+        "/v3/company/{{LINKED_ACCOUNT_ATTR.realmId}}/query?query="
+        "select%20*%20from%20Customer%20where%20DisplayName%20%3D%20%27Nobody%27",
+    )
     assert none["status"] == 200 and none["response"]["QueryResponse"] == {}
-    count = passthrough(url, "GET", "/v3/company/{{LINKED_ACCOUNT_ATTR.realmId}}/query?query="
-                                    "select count(*) from Customer")
+    count = passthrough(
+        url, "GET", "/v3/company/{{LINKED_ACCOUNT_ATTR.realmId}}/query?query=select count(*) from Customer"
+    )
     assert count["response"]["QueryResponse"]["totalCount"] == 2
     bad = passthrough(url, "GET", "/v3/company/{{LINKED_ACCOUNT_ATTR.realmId}}/query?query=delete Customer")
     assert bad["status"] == 400 and bad["response"]["Fault"]["Error"][0]["code"] == "4000"

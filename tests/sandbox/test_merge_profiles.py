@@ -15,12 +15,11 @@ from typing import Any, cast
 import pytest
 import requests
 
-from tests.conftest import stop_process
-
 from sandbox._server import SandboxServer
 from sandbox.merge import MergeApp
 from sandbox.merge_seed import PRESET_EMPLOYEES, PRESET_VENDORS
 from sandbox.profiles import MergeAssumptions
+from tests.conftest import stop_process
 
 KEY = "sandbox-merge-key"
 TOKEN = "sandbox-account-token"
@@ -83,8 +82,12 @@ def new_customer(sb: _Running, name: str) -> dict[str, Any]:
 
 
 def passthrough(sb: _Running, method: str, path: str, data: Any = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"method": method, "path": f"{QBO}{path}", "request_format": "JSON",
-                            "headers": {"Content-Type": "application/json"}}
+    body: dict[str, Any] = {
+        "method": method,
+        "path": f"{QBO}{path}",
+        "request_format": "JSON",
+        "headers": {"Content-Type": "application/json"},
+    }
     if data is not None:
         body["data"] = json.dumps(data)
     r = post(sb, "/passthrough", body)
@@ -101,15 +104,24 @@ def test_profile_selection_and_overrides() -> None:
     """No profile is the optimistic set; switches and the legacy keyword override a profile."""
     assert MergeApp().assumptions == MergeApp(profile="optimistic").assumptions == MergeAssumptions()
     pess = MergeApp(profile="pessimistic").assumptions
-    assert (pess.idempotency_keys, pess.passthrough_visible_after_sync, pess.separate_id_spaces,
-            pess.employees_hold_names, pess.linked_account_status) == (False, True, True, True, "COMPLETE")
+    assert (
+        pess.idempotency_keys,
+        pess.passthrough_visible_after_sync,
+        pess.separate_id_spaces,
+        pess.employees_hold_names,
+        pess.linked_account_status,
+    ) == (False, True, True, True, "COMPLETE")
     assert MergeApp(profile="pessimistic", idempotency_keys=True).assumptions.idempotency_keys is True
     assert MergeApp(profile="pessimistic", passthrough_visible_after_sync=False).deferred_passthrough is False
     assert MergeApp(passthrough_visible_after_sync=True).deferred_passthrough is True
     custom = MergeAssumptions(separate_id_spaces=True)
     assert MergeApp(profile=custom).assumptions == custom
-    for bad in ({"profile": "gloomy"}, {"no_such_switch": True}, {"linked_account_status": "BROKEN"}):
-        with pytest.raises(ValueError):
+    for bad, message in (
+        ({"profile": "gloomy"}, "unknown sandbox profile 'gloomy'"),
+        ({"no_such_switch": True}, r"unknown MergeAssumptions switch\(es\): no_such_switch"),
+        ({"linked_account_status": "BROKEN"}, "linked_account_status must be one of"),
+    ):
+        with pytest.raises(ValueError, match=message):
             MergeApp(**bad)
 
 
@@ -129,10 +141,15 @@ def test_idempotency_keys_ignored_when_pessimistic(optimistic: _Running, pessimi
     reuse = post(pessimistic, "/contacts", {"model": {"name": "Other Co"}}, key)
     assert reuse.status_code == 201 and "Idempotent-Replayed" not in reuse.headers
     # ... and a retried invoice is a duplicate invoice
-    model = {"type": "ACCOUNTS_RECEIVABLE", "contact": first.json()["model"]["id"],
-             "line_items": [{"description": "Install", "total_amount": 100.0}]}
-    ids = {post(pessimistic, "/invoices", {"model": model}, {"Idempotency-Key": "inv-1"}).json()["model"]["id"]
-           for _ in range(2)}
+    model = {
+        "type": "ACCOUNTS_RECEIVABLE",
+        "contact": first.json()["model"]["id"],
+        "line_items": [{"description": "Install", "total_amount": 100.0}],
+    }
+    ids = {
+        post(pessimistic, "/invoices", {"model": model}, {"Idempotency-Key": "inv-1"}).json()["model"]["id"]
+        for _ in range(2)
+    }
     assert len(ids) == 2 and len(get(pessimistic, "/invoices").json()["results"]) == 2
 
 
@@ -153,16 +170,21 @@ def test_separate_id_spaces_customer_and_vendor_share_ids(optimistic: _Running, 
     assert contacts(optimistic) == []
     cust = new_customer(optimistic, "Solo Customer")
     assert len(contacts(optimistic, remote_id=cust["remote_id"])) == 1
-    assert admin(optimistic, "contacts", {"name": "Clash Vendor", "is_supplier": True, "is_customer": False,
-                                          "qbo_id": cust["remote_id"]}).status_code == 400
+    assert (
+        admin(
+            optimistic,
+            "contacts",
+            {"name": "Clash Vendor", "is_supplier": True, "is_customer": False, "qbo_id": cust["remote_id"]},
+        ).status_code
+        == 400
+    )
     # pessimistic: the preset vendors hold Vendor Ids 1, 2; the first customer gets Customer Id 1
     vendors = contacts(pessimistic, is_supplier="true")
     assert [(v["name"], v["remote_id"]) for v in vendors] == [(n, str(i + 1)) for i, n in enumerate(PRESET_VENDORS)]
     cust = new_customer(pessimistic, "First Customer")
     assert cust["remote_id"] == "1"
     both = contacts(pessimistic, remote_id="1")
-    assert sorted((c["name"], c["is_customer"]) for c in both) == [("First Customer", True),
-                                                                   (PRESET_VENDORS[0], False)]
+    assert sorted((c["name"], c["is_customer"]) for c in both) == [("First Customer", True), (PRESET_VENDORS[0], False)]
     assert [c["name"] for c in contacts(pessimistic, remote_id="1", is_customer="true")] == ["First Customer"]
     assert [c["name"] for c in contacts(pessimistic, remote_id="1", is_customer="false")] == [PRESET_VENDORS[0]]
     # passthrough reads each entity's own Id space
@@ -171,11 +193,16 @@ def test_separate_id_spaces_customer_and_vendor_share_ids(optimistic: _Running, 
     # admin: customer 58 and vendor 58 on purpose; a counter continues after a chosen Id
     r = admin(pessimistic, "contacts", {"name": "Customer 58", "qbo_id": "58"})
     assert r.status_code == 201 and r.json()["remote_id"] == "58"
-    r = admin(pessimistic, "contacts", {"name": "Vendor 58", "is_supplier": True, "is_customer": False,
-                                        "qbo_id": "58"})
+    r = admin(pessimistic, "contacts", {"name": "Vendor 58", "is_supplier": True, "is_customer": False, "qbo_id": "58"})
     assert r.status_code == 201 and r.json()["remote_id"] == "58" and r.json()["is_supplier"]
-    assert admin(pessimistic, "contacts", {"name": "Vendor 58 Again", "is_supplier": True, "is_customer": False,
-                                           "qbo_id": "58"}).status_code == 400  # taken among vendors
+    assert (
+        admin(
+            pessimistic,
+            "contacts",
+            {"name": "Vendor 58 Again", "is_supplier": True, "is_customer": False, "qbo_id": "58"},
+        ).status_code
+        == 400
+    )  # taken among vendors
     assert sorted(c["name"] for c in contacts(pessimistic, remote_id="58")) == ["Customer 58", "Vendor 58"]
     table = pessimistic.app.state.contacts
     assert (table.by_remote_id("58") or {}).get("name") == "Customer 58"  # customers first
@@ -189,8 +216,12 @@ def test_separate_id_spaces_customer_and_vendor_share_ids(optimistic: _Running, 
 def test_separate_id_spaces_passthrough_job_resolves_to_the_customer(pessimistic: _Running) -> None:
     """A passthrough job whose Id a vendor also holds: after the sync, remote_id + is_customer finds the job."""
     parent = new_customer(pessimistic, "Parent Co")
-    job = passthrough(pessimistic, "POST", "/customer", {"DisplayName": "Parent Co - Roof", "Job": True,
-                                                          "ParentRef": {"value": parent["remote_id"]}})
+    job = passthrough(
+        pessimistic,
+        "POST",
+        "/customer",
+        {"DisplayName": "Parent Co - Roof", "Job": True, "ParentRef": {"value": parent["remote_id"]}},
+    )
     job_id = job["response"]["Customer"]["Id"]
     assert job_id == "2"  # same as the second preset vendor
     post(pessimistic, "/sync-status/resync", None)
@@ -233,12 +264,15 @@ def test_employees_hold_names_when_pessimistic(optimistic: _Running, pessimistic
 def test_linked_account_status_reported_and_relink_needed(optimistic: _Running) -> None:
     org = {"Authorization": f"Bearer {KEY}"}
     assert get(optimistic, "/account-details").json()["status"] == "COMPLETE"
-    assert requests.get(f"{optimistic.url}/linked-accounts", headers=org, timeout=T).json()["results"][0][
-        "status"] == "COMPLETE"
+    assert (
+        requests.get(f"{optimistic.url}/linked-accounts", headers=org, timeout=T).json()["results"][0]["status"]
+        == "COMPLETE"
+    )
     with running(profile="pessimistic", linked_account_status="RELINK_NEEDED") as sb:
         assert get(sb, "/account-details").json()["status"] == "RELINK_NEEDED"
-        listed = requests.get(f"{sb.url}/linked-accounts", headers=org, params={"status": "RELINK_NEEDED"},
-                              timeout=T).json()["results"]
+        listed = requests.get(
+            f"{sb.url}/linked-accounts", headers=org, params={"status": "RELINK_NEEDED"}, timeout=T
+        ).json()["results"]
         assert [a["status"] for a in listed] == ["RELINK_NEEDED"]
         meta = get(sb, "/contacts/meta/post").json()["status"]
         assert meta == {"linked_account_status": "RELINK_NEEDED", "can_make_request": False}
@@ -264,8 +298,12 @@ def test_linked_account_status_reported_and_relink_needed(optimistic: _Running) 
 def test_ignored_fields_warn_in_both_profiles(optimistic: _Running, pessimistic: _Running) -> None:
     for sb in (optimistic, pessimistic):
         cust = new_customer(sb, "Warned Co")
-        model = {"type": "ACCOUNTS_RECEIVABLE", "contact": cust["id"], "status": "PAID",
-                 "line_items": [{"description": "Install", "total_amount": 10.0}]}
+        model = {
+            "type": "ACCOUNTS_RECEIVABLE",
+            "contact": cust["id"],
+            "status": "PAID",
+            "line_items": [{"description": "Install", "total_amount": 10.0}],
+        }
         r = post(sb, "/invoices", {"model": model})
         assert r.status_code == 201 and r.json()["model"]["status"] == "OPEN"
         assert "model/status" in [w["source"]["pointer"] for w in r.json()["warnings"]]
@@ -273,8 +311,12 @@ def test_ignored_fields_warn_in_both_profiles(optimistic: _Running, pessimistic:
 
 # --- CLI --------------------------------------------------------------------------------------------
 def test_cli_starts_with_pessimistic_profile() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox.merge", "--profile", "pessimistic", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.merge", "--profile", "pessimistic", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         sel = selectors.DefaultSelector()

@@ -6,7 +6,7 @@ import contextlib
 import io
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +30,9 @@ class TapRun:
         return [r["id"] for r in self.records.get(stream, [])]
 
 
-def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None,
-            catalog: dict[str, Any] | None = None) -> TapRun:
+def run_tap(
+    config: dict[str, Any], state: dict[str, Any] | None = None, catalog: dict[str, Any] | None = None
+) -> TapRun:
     """Run TapCoperniq in-process and parse its stdout into records and the final state."""
     tap = TapCoperniq(config=config, state=state, catalog=catalog)
     buf = io.StringIO()
@@ -62,11 +63,11 @@ def tap_config(sandbox: Any, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def seeded(coperniq_sandbox: Any) -> Iterator[Any]:
+def seeded(coperniq_sandbox: Any) -> Any:
     """The function-scoped sandbox with the deterministic demo seed, stats reset after seeding."""
     coperniq_sandbox.app.seed(projects=SEED_PROJECTS, seed=7)
     coperniq_sandbox.stats.reset()
-    yield coperniq_sandbox
+    return coperniq_sandbox
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ next run resumes where it stopped, under both sandbox profiles (with and without
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -20,16 +20,23 @@ from sync_ledger.triggers import parse_trigger_phases, resolve_rules, rule_for
 from tests.conftest import RunningSandbox, start_coperniq
 from tests.tap_coperniq.conftest import run_tap
 
-TRIGGERS = [{"workflow": "Residential Solar", "phase": "Install"},
-            {"workflow": "HVAC Replacement", "phase": "Installation"}]
+TRIGGERS = [
+    {"workflow": "Residential Solar", "phase": "Install"},
+    {"workflow": "HVAC Replacement", "phase": "Installation"},
+]
 PAYMENTS_ROUTE = "GET /v1/invoices/{invoiceId}/payments"
 DETAIL_ROUTES = (PAYMENTS_ROUTE, "GET /v1/projects/{projectId}")
 
 
 def config(sb: RunningSandbox, **overrides: Any) -> dict[str, Any]:
     """The tap's defaults (phase history off, sweeps every 4 h, reserve 1,000) with the triggers set."""
-    return {"api_key": sb.api_key, "api_url": sb.url, "max_requests_per_second": 1000,
-            "trigger_phases": TRIGGERS, **overrides}
+    return {
+        "api_key": sb.api_key,
+        "api_url": sb.url,
+        "max_requests_per_second": 1000,
+        "trigger_phases": TRIGGERS,
+        **overrides,
+    }
 
 
 def pessimistic(sb: RunningSandbox) -> bool:
@@ -75,9 +82,12 @@ def project_of(invoice: dict[str, Any]) -> int | None:
 
 def paid_invoices_of(sb: RunningSandbox, projects: set[int]) -> set[int]:
     """Paid invoices of these projects, and paid client-level invoices (their client may well be synced)."""
-    return {iid for iid, inv in sb.app.state.invoices.items()
-            if Decimal(str(inv["amountPaid"])) > 0
-            and (project_of(inv) in projects or (inv.get("_record") or ("",))[0] != "project")}
+    return {
+        iid
+        for iid, inv in sb.app.state.invoices.items()
+        if Decimal(str(inv["amountPaid"])) > 0
+        and (project_of(inv) in projects or (inv.get("_record") or ("",))[0] != "project")
+    }
 
 
 def detail_calls(sb: RunningSandbox) -> int:
@@ -97,7 +107,8 @@ def test_first_extract_of_2000_projects_backfill_off_is_list_pages_only(big: Run
 
 
 def test_first_extract_with_backfill_reads_payments_only_of_paid_invoices_of_projects_that_sync(
-        big: RunningSandbox) -> None:
+    big: RunningSandbox,
+) -> None:
     big.stats.reset()
     run = run_tap(config(big, backfill=True))
     wanted = paid_invoices_of(big, projects_that_sync(big))

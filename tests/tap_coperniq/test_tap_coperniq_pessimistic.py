@@ -52,8 +52,10 @@ def pessimistic(sb: RunningSandbox) -> bool:
 
 # --- 429 without Retry-After ---------------------------------------------------------------------------------
 
-def test_429_burst_longer_than_the_try_limit_is_ridden_out(sandbox, tap_runner, make_config, fast_backoff,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+
+def test_429_burst_longer_than_the_try_limit_is_ridden_out(
+    sandbox, tap_runner, make_config, fast_backoff, caplog: pytest.LogCaptureFixture
+) -> None:
     """12 429s in a row (more than the 8 tries a server error gets) are waited out within max_rate_limit_wait."""
     sandbox.faults.update(burst_429=12, retry_after=0.01, only_paths=["/v1/projects"])
     config = make_config(sandbox, max_rate_limit_wait=30)
@@ -102,15 +104,25 @@ def test_cli_spent_daily_cap_is_one_line_without_traceback(sandbox, tmp_path: Pa
     outage: it retries for max_rate_limit_wait, then exits 1 with one ERROR line."""
     sandbox.app.set_rate_limits(None, 2)
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"api_key": sandbox.api_key, "api_url": sandbox.url,
-                                  "max_requests_per_second": 1000, "max_rate_limit_wait": 2}))
-    proc = subprocess.run([str(BIN / "tap-coperniq"), "--config", str(config)], capture_output=True, text=True,
-                          timeout=120, check=False)
+    config.write_text(
+        json.dumps(
+            {
+                "api_key": sandbox.api_key,
+                "api_url": sandbox.url,
+                "max_requests_per_second": 1000,
+                "max_rate_limit_wait": 2,
+            }
+        )
+    )
+    proc = subprocess.run(
+        [str(BIN / "tap-coperniq"), "--config", str(config)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert "Traceback" not in proc.stderr
     if pessimistic(sandbox):
         assert proc.returncode == 1, proc.stderr[-2000:]
-        [line] = [ln for ln in proc.stderr.splitlines()
-                  if "kept answering 429 Too Many Requests with no Retry-After" in ln]
+        [line] = [
+            ln for ln in proc.stderr.splitlines() if "kept answering 429 Too Many Requests with no Retry-After" in ln
+        ]
         assert "| ERROR" in line and "daily cap of 5,000 calls" in line
         return
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -124,6 +136,7 @@ def test_cli_spent_daily_cap_is_one_line_without_traceback(sandbox, tmp_path: Pa
 
 
 # --- archived projects -----------------------------------------------------------------------------------------
+
 
 def test_archived_project_keeps_its_phase_history(sandbox, tap_runner, make_config) -> None:
     app = sandbox.app

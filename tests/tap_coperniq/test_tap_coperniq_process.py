@@ -32,16 +32,26 @@ def secret_sandbox() -> Iterator[SandboxServer]:
 def parse(stdout: str) -> tuple[Counter[str], list[dict[str, Any]]]:
     messages = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     return Counter(m["stream"] for m in messages if m["type"] == "RECORD"), [
-        m for m in messages if m["type"] == "STATE"]
+        m for m in messages if m["type"] == "STATE"
+    ]
 
 
 def test_cli_process_logs_usage_and_never_the_key(secret_sandbox: SandboxServer, tmp_path: Path) -> None:
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"api_key": SECRET, "api_url": f"{secret_sandbox.root_url}/v1",
-                                  "start_date": "2000-01-01T00:00:00Z", "max_requests_per_second": 1000,
-                                  "phase_history": True}))
-    proc = subprocess.run([str(BIN / "tap-coperniq"), "--config", str(config)], capture_output=True, text=True,
-                          timeout=120, check=False)
+    config.write_text(
+        json.dumps(
+            {
+                "api_key": SECRET,
+                "api_url": f"{secret_sandbox.root_url}/v1",
+                "start_date": "2000-01-01T00:00:00Z",
+                "max_requests_per_second": 1000,
+                "phase_history": True,
+            }
+        )
+    )
+    proc = subprocess.run(
+        [str(BIN / "tap-coperniq"), "--config", str(config)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     counts, states = parse(proc.stdout)
     assert counts["projects"] == len(secret_sandbox.app.state.projects)
@@ -53,8 +63,9 @@ def test_cli_process_logs_usage_and_never_the_key(secret_sandbox: SandboxServer,
 
     # bad key as a process: non-zero exit, the message names the setting, not the key
     config.write_text(json.dumps({"api_key": "wrong-" + SECRET[::-1], "api_url": f"{secret_sandbox.root_url}/v1"}))
-    proc = subprocess.run([str(BIN / "tap-coperniq"), "--config", str(config)], capture_output=True, text=True,
-                          timeout=120, check=False)
+    proc = subprocess.run(
+        [str(BIN / "tap-coperniq"), "--config", str(config)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode != 0
     assert "`api_key` setting" in proc.stderr and SECRET[::-1] not in proc.stderr
 
@@ -70,8 +81,15 @@ def test_meltano_invoke_tap_coperniq(secret_sandbox: SandboxServer) -> None:
         "TAP_COPERNIQ_MAX_REQUESTS_PER_SECOND": "1000",
         "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
-    proc = subprocess.run([str(BIN / "meltano"), "invoke", "tap-coperniq"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=280, check=False)
+    proc = subprocess.run(
+        [str(BIN / "meltano"), "invoke", "tap-coperniq"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts, states = parse(proc.stdout)
     assert counts["projects"] == len(secret_sandbox.app.state.projects)

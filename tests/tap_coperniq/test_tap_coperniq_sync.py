@@ -12,8 +12,16 @@ from singer_sdk.exceptions import FatalAPIError
 
 from tap_coperniq.tap import TapCoperniq
 
-CONTRACT_STREAMS = {"accounts", "contacts", "workflows", "projects", "project_phase_instances", "invoices",
-                    "payments", "catalog_items"}
+CONTRACT_STREAMS = {
+    "accounts",
+    "contacts",
+    "workflows",
+    "projects",
+    "project_phase_instances",
+    "invoices",
+    "payments",
+    "catalog_items",
+}
 
 
 def started_instances(app: Any) -> int:
@@ -91,8 +99,11 @@ def test_second_run_emits_only_changes(seeded, tap_runner, make_config) -> None:
     first = tap_runner(config)
 
     # a project moves to its next phase; an invoice gets a payment
-    project_id = next(pid for pid, insts in st.phase_instances.items()
-                      if any(i[2] == "NOT_STARTED" for i in insts) and any(i[2] == "IN_PROGRESS" for i in insts))
+    project_id = next(
+        pid
+        for pid, insts in st.phase_instances.items()
+        if any(i[2] == "NOT_STARTED" for i in insts) and any(i[2] == "IN_PROGRESS" for i in insts)
+    )
     next_inst = next(i for i in st.phase_instances[project_id] if i[2] == "NOT_STARTED")
     next_name = st.phase_templates[next_inst[1]]["name"]
     app.move_project_to_phase(project_id, next_inst[1])
@@ -110,14 +121,18 @@ def test_second_run_emits_only_changes(seeded, tap_runner, make_config) -> None:
     assert {i["projectId"] for i in second.records["project_phase_instances"]} == {project_id}
     assert second.ids("invoices") == [invoice_id]
     assert {p["invoiceId"] for p in second.records["payments"]} == {invoice_id}
-    assert second.records["invoices"][0]["amountPaid"] > first.records["invoices"][
-        first.ids("invoices").index(invoice_id)]["amountPaid"]
+    assert (
+        second.records["invoices"][0]["amountPaid"]
+        > first.records["invoices"][first.ids("invoices").index(invoice_id)]["amountPaid"]
+    )
     assert second.ids("accounts") == [] and second.ids("contacts") == []
     # phase history is read only for the changed project, payments only for the changed invoice
     assert seeded.stats.by_route["GET /v1/projects/{projectId}"] == 1
     assert seeded.stats.by_route["GET /v1/invoices/{invoiceId}/payments"] == 1
-    assert second.state["bookmarks"]["projects"]["replication_key_value"] > \
-        first.state["bookmarks"]["projects"]["replication_key_value"]
+    assert (
+        second.state["bookmarks"]["projects"]["replication_key_value"]
+        > first.state["bookmarks"]["projects"]["replication_key_value"]
+    )
 
     third = tap_runner(config, state=second.state)
     assert third.ids("projects") == [] and third.ids("invoices") == []
@@ -165,8 +180,9 @@ def test_rows_shifting_between_pages_are_not_emitted_twice(seeded, tap_runner, m
 
 
 def test_recovers_from_429_and_5xx(seeded, tap_runner, make_config) -> None:
-    seeded.faults.update(burst_429=2, retry_after=0.2, error_rate=0.1, error_status=503, seed=11,
-                         only_paths=["/v1/projects"])
+    seeded.faults.update(
+        burst_429=2, retry_after=0.2, error_rate=0.1, error_status=503, seed=11, only_paths=["/v1/projects"]
+    )
     config = make_config(seeded, page_size=10)
     catalog = TapCoperniq(config=config).catalog_dict
     for entry in catalog["streams"]:

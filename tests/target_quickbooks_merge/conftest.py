@@ -19,13 +19,17 @@ def pipeline(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pipelin
 
     profile = getattr(request, "param", "optimistic")
     if profile == "optimistic":
-        coperniq, merge, started = request.getfixturevalue("coperniq_sandbox"), request.getfixturevalue(
-            "merge_sandbox"), False
+        coperniq, merge, started = (
+            request.getfixturevalue("coperniq_sandbox"),
+            request.getfixturevalue("merge_sandbox"),
+            False,
+        )
     else:
         coperniq, merge, started = start_coperniq(profile=profile), start_merge(profile=profile), True
     seed_coperniq(coperniq.app, projects=16, seed=7)
-    yield Pipeline(coperniq, merge, tmp_path / "ledger.duckdb",
-                   config={"trigger_phases": BOTH_TRIGGERS, "backfill": True})
+    yield Pipeline(
+        coperniq, merge, tmp_path / "ledger.duckdb", config={"trigger_phases": BOTH_TRIGGERS, "backfill": True}
+    )
     if started:
         coperniq.server.stop()
         merge.server.stop()

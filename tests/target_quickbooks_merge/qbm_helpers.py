@@ -17,16 +17,24 @@ from sync_ledger import Ledger
 from tap_coperniq.tap import TapCoperniq
 from target_quickbooks_merge.target import TargetQuickbooksMerge
 
-BOTH_TRIGGERS = [{"workflow": "Residential Solar", "phase": "Install"},
-                 {"workflow": "HVAC Replacement", "phase": "Installation"}]
+BOTH_TRIGGERS = [
+    {"workflow": "Residential Solar", "phase": "Install"},
+    {"workflow": "HVAC Replacement", "phase": "Installation"},
+]
 
 
-def tap_lines(coperniq: Any, state: dict[str, Any] | None = None,
-              **extra: Any) -> tuple[str, dict[str, Any]]:
+def tap_lines(coperniq: Any, state: dict[str, Any] | None = None, **extra: Any) -> tuple[str, dict[str, Any]]:
     """Run tap-coperniq in-process (its defaults, plus `extra` settings); returns (its output, its final state)."""
-    tap = TapCoperniq(config={"api_url": coperniq.url, "api_key": coperniq.api_key,
-                              "start_date": "2020-01-01T00:00:00Z", "max_requests_per_second": 1000, **extra},
-                      state=state)
+    tap = TapCoperniq(
+        config={
+            "api_url": coperniq.url,
+            "api_key": coperniq.api_key,
+            "start_date": "2020-01-01T00:00:00Z",
+            "max_requests_per_second": 1000,
+            **extra,
+        },
+        state=state,
+    )
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         tap.sync_all()
@@ -72,10 +80,16 @@ class Pipeline:
     tap_config: dict[str, Any] = field(default_factory=dict)  # tap-coperniq settings on top of its defaults
 
     def target_config(self, **overrides: Any) -> dict[str, Any]:
-        return {"merge_api_key": self.merge.api_key, "account_token": self.merge.account_token,
-                "base_url": self.merge.url, "ledger_path": str(self.ledger_path), "progress_interval": 0.5,
-                "max_requests_per_minute": 60000,
-                **self.config, **overrides}
+        return {
+            "merge_api_key": self.merge.api_key,
+            "account_token": self.merge.account_token,
+            "base_url": self.merge.url,
+            "ledger_path": str(self.ledger_path),
+            "progress_interval": 0.5,
+            "max_requests_per_minute": 60000,
+            **self.config,
+            **overrides,
+        }
 
     def run(self, *, lines: str | None = None, keep_state: bool = True, **overrides: Any) -> Run:
         if lines is None:

@@ -107,8 +107,11 @@ def test_customer_refused_after_every_suffix_fails_its_projects_and_leaves_no_in
     failed = {r["source_id"]: r["reason"] for r in log_rows(pipeline, stream="projects", action="failed")}
     triggered = [str(p["id"]) for p in projects if str(p["id"]) in failed]
     assert triggered and all("Duplicate Name" in failed[pid] for pid in triggered), failed
-    account_rows = [r for r in log_rows(pipeline, stream="accounts")
-                    if r["source_id"] == str(account["id"]) and r["action"] != "planned"]  # not the dry run's
+    account_rows = [
+        r
+        for r in log_rows(pipeline, stream="accounts")
+        if r["source_id"] == str(account["id"]) and r["action"] != "planned"
+    ]  # not the dry run's
     assert [r["action"] for r in account_rows] == ["failed"] and "Duplicate Name" in account_rows[0]["reason"]
     again = pipeline.run().target.result.counts  # retried next run: the same failures, nothing "recovered"
     assert again["projects"]["failed"] == len(triggered) and again["accounts"]["failed"] == 1
@@ -135,12 +138,16 @@ def test_leftover_invoice_intent_never_links_another_customers_invoice(pipeline:
         assert ledger.pending_intents("forward:") == []
     failed = {r["source_id"]: r["reason"] for r in log_rows(pipeline, stream="invoices", action="failed")}
     assert "already used in QuickBooks by another customer" in failed[iid]
-    assert not [p for p in merge_rows(pipeline.merge, "payments")
-                if any(a.get("related_object_id") == theirs["id"] for a in p.get("applied_to_lines") or [])]
+    assert not [
+        p
+        for p in merge_rows(pipeline.merge, "payments")
+        if any(a.get("related_object_id") == theirs["id"] for a in p.get("applied_to_lines") or [])
+    ]
 
 
-def test_failed_invoice_list_read_falls_back_to_one_lookup_per_invoice(pipeline: Pipeline,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_invoice_list_read_falls_back_to_one_lookup_per_invoice(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A page of the invoice list that cannot be read (e.g. a cursor expired in a long run) must not leave a partial
     index that hides existing invoices: the run goes on with one lookup per invoice."""
     from sync_ledger import ApiError

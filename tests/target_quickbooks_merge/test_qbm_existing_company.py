@@ -39,22 +39,33 @@ def settle(pipe: Pipeline) -> None:
 
 
 @pytest.mark.parametrize("pipeline", PROFILES, indirect=True)
-def test_names_held_by_a_job_of_another_customer_or_an_inactive_customer_are_not_linked(
-        pipeline: Pipeline) -> None:
+def test_names_held_by_a_job_of_another_customer_or_an_inactive_customer_are_not_linked(pipeline: Pipeline) -> None:
     pipeline.config.update(invoice_sync=True, default_item="Services")
     clients = triggered_clients(pipeline)
     assert len(clients) >= 3
     as_job, inactive = clients[0], clients[1]
     other = qbo(pipeline, "Customer", {"DisplayName": "Other Parent LLC"})
-    job = qbo(pipeline, "Customer", {"DisplayName": as_job["title"], "Job": True, "BillWithParent": True,
-                                     "ParentRef": {"value": other["Id"]}})
-    old = qbo(pipeline, "Customer", {"DisplayName": inactive["title"], "Active": False,
-                                     "PrimaryEmailAddr": {"Address": inactive.get("primaryEmail") or ""}})
-    project = next(p for p in expected_forward(pipeline.coperniq)["projects"].values()
-                   if p["accountId"] == clients[2]["id"])
+    job = qbo(
+        pipeline,
+        "Customer",
+        {"DisplayName": as_job["title"], "Job": True, "BillWithParent": True, "ParentRef": {"value": other["Id"]}},
+    )
+    old = qbo(
+        pipeline,
+        "Customer",
+        {
+            "DisplayName": inactive["title"],
+            "Active": False,
+            "PrimaryEmailAddr": {"Address": inactive.get("primaryEmail") or ""},
+        },
+    )
+    project = next(
+        p for p in expected_forward(pipeline.coperniq)["projects"].values() if p["accountId"] == clients[2]["id"]
+    )
     job_name = f"{project['title']} ({project['number']})"
-    stranger = qbo(pipeline, "Customer", {"DisplayName": job_name,
-                                          "PrimaryEmailAddr": {"Address": "stranger@example.com"}})
+    stranger = qbo(
+        pipeline, "Customer", {"DisplayName": job_name, "PrimaryEmailAddr": {"Address": "stranger@example.com"}}
+    )
     settle(pipeline)
     pipeline.run()
     settle(pipeline)
@@ -114,15 +125,18 @@ def test_sync_lose_the_ledger_sync_again_relinks_everything_and_writes_nothing(p
 
 def snapshot(pipe: Pipeline) -> dict[str, Any]:
     """Every Merge row (with its modification stamp: an update would move it) and every QBO customer."""
-    rows = {table: sorted((str(r.get("id")), str(r.get("modified_at"))) for r in merge_rows(pipe.merge, table))
-            for table in ("contacts", "invoices", "payments")}
+    rows = {
+        table: sorted((str(r.get("id")), str(r.get("modified_at"))) for r in merge_rows(pipe.merge, table))
+        for table in ("contacts", "invoices", "payments")
+    }
     rows["qbo_customers"] = sorted((k, str(v.get("SyncToken"))) for k, v in qbo_customers(pipe.merge).items())
     return rows
 
 
 @pytest.mark.parametrize("pipeline", PROFILES, indirect=True)
 def test_a_payment_quickbooks_cannot_take_on_a_matched_invoice_is_a_failed_row_not_a_second_payment(
-        pipeline: Pipeline) -> None:
+    pipeline: Pipeline,
+) -> None:
     """The matched invoice is already paid in QuickBooks (by the entry the sync made before the ledger was lost)
     and Coperniq now shows a different amount: no twin, and the open balance there is smaller, so the payment is
     a failed row with the reason; QuickBooks' paid total does not move."""
@@ -133,8 +147,11 @@ def test_a_payment_quickbooks_cannot_take_on_a_matched_invoice_is_a_failed_row_n
     payments_before = merge_rows(pipeline.merge, "payments")
     st = pipeline.coperniq.app.state
     synced = {str(i) for i in expected_forward(pipeline.coperniq)["projects"]}
-    inv_id, pays = next((i, p) for i, p in sorted(st.payments.items()) if p and st.invoices[i]["status"] == "PAID"
-                        and str((st.invoices[i].get("_record") or ("", ""))[1]) in synced)
+    _inv_id, pays = next(
+        (i, p)
+        for i, p in sorted(st.payments.items())
+        if p and st.invoices[i]["status"] == "PAID" and str((st.invoices[i].get("_record") or ("", ""))[1]) in synced
+    )
     pays[0]["amount"] = round(pays[0]["amount"] + 50.0, 2)  # Coperniq's record of it now differs
     pipeline.ledger_path.unlink()
     pipeline.tap_state = None

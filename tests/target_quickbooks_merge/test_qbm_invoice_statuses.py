@@ -29,14 +29,14 @@ def test_drafts_wait_until_sent_and_a_declined_pushed_invoice_is_logged(pipeline
 
     headers = {"x-api-key": pipeline.coperniq.api_key}
     for invoice, status in ((draft, "SENT"), (sent, "DECLINED")):
-        resp = requests.patch(f"{pipeline.coperniq.url}/invoices/{invoice['id']}", json={"status": status},
-                              headers=headers, timeout=10)
+        resp = requests.patch(
+            f"{pipeline.coperniq.url}/invoices/{invoice['id']}", json={"status": status}, headers=headers, timeout=10
+        )
         assert resp.status_code < 300, resp.text
     pipeline.run(**CONFIG)
     numbers = {i["number"] for i in merge_rows(pipeline.merge, "invoices")}
     assert f"CQ-{draft['uid']}" in numbers  # sent now: pushed
-    declined = [r for r in log_rows(pipeline, stream="invoices", action="skipped")
-                if r["source_id"] == str(sent["id"])]
+    declined = [r for r in log_rows(pipeline, stream="invoices", action="skipped") if r["source_id"] == str(sent["id"])]
     assert declined and "now DECLINED in Coperniq; left unchanged in QuickBooks" in declined[0]["reason"]
     assert pipeline.run(**CONFIG).writes == 0  # logged once per change, nothing re-sent
 
@@ -44,8 +44,11 @@ def test_drafts_wait_until_sent_and_a_declined_pushed_invoice_is_logged(pipeline
 def test_invoice_statuses_is_validated_naming_the_setting() -> None:
     import pytest
     from singer_sdk.exceptions import ConfigValidationError
+
     from target_quickbooks_merge.target import TargetQuickbooksMerge
 
     with pytest.raises(ConfigValidationError) as info:
-        TargetQuickbooksMerge(config={"merge_api_key": "k", "account_token": "t", "invoice_statuses": ["SENT", "SHIPPED"]})
+        TargetQuickbooksMerge(
+            config={"merge_api_key": "k", "account_token": "t", "invoice_statuses": ["SENT", "SHIPPED"]}
+        )
     assert "invoice_statuses" in str(info.value.errors) and "SHIPPED" in str(info.value.errors)

@@ -13,8 +13,9 @@ def _synced_project_ids(pipe: Pipeline) -> set[str]:
 
 
 def test_invoices_and_payments_sync_as_drafts_applied_to_invoices(pipeline: Pipeline) -> None:
-    first = pipeline.run(invoice_sync=True, default_item="Services",
-                         item_mapping={"PV Install Labor": "Solar Panel Installation"})
+    first = pipeline.run(
+        invoice_sync=True, default_item="Services", item_mapping={"PV Install Labor": "Solar Panel Installation"}
+    )
     synced = _synced_project_ids(pipeline)
     invoices = staged_records(pipeline, "invoices")
     expected = {iid: inv for iid, inv in invoices.items() if str(inv["record"]["id"]) in synced}
@@ -23,8 +24,10 @@ def test_invoices_and_payments_sync_as_drafts_applied_to_invoices(pipeline: Pipe
     merge_invoices = merge_rows(pipeline.merge, "invoices")
     assert sorted(i["number"] for i in merge_invoices) == sorted(f"CQ-{i['uid']}" for i in expected.values())
     # sent as DRAFT; QBO has no invoice status, so the sandbox derives it from the balance like QBO does
-    assert all(i["type"] == "ACCOUNTS_RECEIVABLE" and i["status"] in {"DRAFT", "OPEN", "PARTIALLY_PAID", "PAID"}
-               for i in merge_invoices)
+    assert all(
+        i["type"] == "ACCOUNTS_RECEIVABLE" and i["status"] in {"DRAFT", "OPEN", "PARTIALLY_PAID", "PAID"}
+        for i in merge_invoices
+    )
     with pipeline.ledger() as ledger:
         for iid, inv in expected.items():
             link = ledger.get_link("coperniq", "invoice", iid)
@@ -33,8 +36,12 @@ def test_invoices_and_payments_sync_as_drafts_applied_to_invoices(pipeline: Pipe
             assert row["contact"] == job.target_id  # billed to the job (sub-customer)
             assert abs(float(row["total_amount"]) - inv["amount"]) < 0.01
     items = {r["id"]: r["name"] for r in merge_rows(pipeline.merge, "items")}
-    labor_lines = [line for inv in merge_invoices for line in inv["line_items"]
-                   if "Install Labor" in (line.get("description") or "")]
+    labor_lines = [
+        line
+        for inv in merge_invoices
+        for line in inv["line_items"]
+        if "Install Labor" in (line.get("description") or "")
+    ]
     for line in labor_lines:  # item_mapping by catalog name wins over default_item
         assert items[line["item"]] == ("Solar Panel Installation" if "PV" in line["description"] else "Services")
 
@@ -56,8 +63,9 @@ def test_invoices_and_payments_sync_as_drafts_applied_to_invoices(pipeline: Pipe
     assert set(skipped) == set(invoices) - set(expected)
     assert all("not synced" in reason for reason in skipped.values())
 
-    again = pipeline.run(invoice_sync=True, default_item="Services",
-                         item_mapping={"PV Install Labor": "Solar Panel Installation"})
+    again = pipeline.run(
+        invoice_sync=True, default_item="Services", item_mapping={"PV Install Labor": "Solar Panel Installation"}
+    )
     assert again.writes == 0
     assert len(merge_rows(pipeline.merge, "invoices")) == len(expected)
 
@@ -113,10 +121,17 @@ def test_an_invoice_pushed_without_the_prefix_keeps_its_number(pipeline: Pipelin
     assert before and not any(n.startswith("CQ-") for n in before.values())
     assert pipeline.run(invoice_sync=True, default_item="Services").writes == 0
     synced = _synced_project_ids(pipeline)
-    iid = next(i for i, inv in pipeline.coperniq.app.state.invoices.items()
-               if str((inv.get("_record") or ("", ""))[1]) in synced and str(inv["uid"]) in before.values())
-    resp = requests.patch(f"{pipeline.coperniq.url}/invoices/{iid}", json={"dueDate": "2031-01-31T00:00:00Z"},
-                          headers={"x-api-key": pipeline.coperniq.api_key}, timeout=10)
+    iid = next(
+        i
+        for i, inv in pipeline.coperniq.app.state.invoices.items()
+        if str((inv.get("_record") or ("", ""))[1]) in synced and str(inv["uid"]) in before.values()
+    )
+    resp = requests.patch(
+        f"{pipeline.coperniq.url}/invoices/{iid}",
+        json={"dueDate": "2031-01-31T00:00:00Z"},
+        headers={"x-api-key": pipeline.coperniq.api_key},
+        timeout=10,
+    )
     resp.raise_for_status()
     run = pipeline.run(invoice_sync=True, default_item="Services")
     assert run.counts["invoices"]["updated"] == 1

@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 import pytest
-from target_quickbooks_merge.target import TargetError
 
+from target_quickbooks_merge.target import TargetError
 from tests.target_quickbooks_merge.qbm_helpers import Pipeline, log_rows, qbo_customers
 
 
@@ -28,8 +28,9 @@ def test_an_idle_link_is_reported_and_the_run_goes_on(pipeline: Pipeline, caplog
     assert run.counts["projects"]["created"] > 0 and run.target.result.failed == 0
 
 
-def test_credentials_refused_mid_run_stop_the_run_instead_of_failing_every_row(pipeline: Pipeline,
-                                                                            monkeypatch: Any) -> None:
+def test_credentials_refused_mid_run_stop_the_run_instead_of_failing_every_row(
+    pipeline: Pipeline, monkeypatch: Any
+) -> None:
     """Merge answers writes with CREDENTIAL_REFRESH_FAILED once QuickBooks refuses its token (RELINK_NEEDED)."""
     from target_quickbooks_merge.target import TargetQuickbooksMerge
 
@@ -41,7 +42,7 @@ def test_credentials_refused_mid_run_stop_the_run_instead_of_failing_every_row(p
         app.set_linked_account_status("RELINK_NEEDED")  # the token is refused right after the start checks
 
     monkeypatch.setattr(TargetQuickbooksMerge, "_preflight", preflight_then_break)
-    with pytest.raises(TargetError, match="mid-run.*CREDENTIAL_REFRESH_FAILED.*coperniq-qbo connect"):
+    with pytest.raises(TargetError, match=r"mid-run.*CREDENTIAL_REFRESH_FAILED.*coperniq-qbo connect"):
         pipeline.run()
     assert qbo_customers(pipeline.merge) == {}
     assert len(log_rows(pipeline, action="failed")) <= 1  # not one failed row per record

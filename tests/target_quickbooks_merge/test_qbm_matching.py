@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import requests
 
 from target_quickbooks_merge.target import TargetError
-
 from tests.target_quickbooks_merge.qbm_helpers import (
     Pipeline,
     assert_no_duplicate_names,
@@ -42,7 +39,9 @@ def test_existing_customer_is_matched_by_name(pipeline: Pipeline, strategy: str)
         assert row["name"] == account["title"]  # overwritten with Coperniq's value
     linked = [r for r in log_rows(pipeline, stream="accounts", action="linked") if r["source_id"] == str(account["id"])]
     assert linked and strategy in linked[0]["reason"]
-    same_name = [c for c in qbo_top_customers(pipeline.merge) if c["DisplayName"].casefold() == account["title"].casefold()]
+    same_name = [
+        c for c in qbo_top_customers(pipeline.merge) if c["DisplayName"].casefold() == account["title"].casefold()
+    ]
     assert len(same_name) == 1, "matched, not duplicated"
     assert run.counts["accounts"]["created"] == len(qbo_top_customers(pipeline.merge)) - 1
     assert pipeline.run(matching_strategy=strategy).writes == 0
@@ -50,8 +49,9 @@ def test_existing_customer_is_matched_by_name(pipeline: Pipeline, strategy: str)
 
 def test_enrich_never_blanks_out_existing_values(pipeline: Pipeline) -> None:
     account = first_triggered_account(pipeline)
-    existing = pipeline.merge.app.add_contact(account["title"], email=account["primaryEmail"],
-                                              PrimaryPhone={"FreeFormNumber": "+1 555 000 1111"})
+    existing = pipeline.merge.app.add_contact(
+        account["title"], email=account["primaryEmail"], PrimaryPhone={"FreeFormNumber": "+1 555 000 1111"}
+    )
     pipeline.run(matching_strategy="enrich")
     row = next(r for r in merge_rows(pipeline.merge, "contacts") if r["id"] == existing["id"])
     assert row["email_address"] == account["primaryEmail"]
@@ -67,7 +67,9 @@ def test_display_name_collision_with_unrelated_record_gets_deterministic_suffix(
     assert link.target_id != other["id"] and link.origin == "coperniq"
     ours = next(r for r in merge_rows(pipeline.merge, "contacts") if r["id"] == link.target_id)
     assert ours["name"] == f"{account['title']} (#{account['number']})"
-    created = [r for r in log_rows(pipeline, stream="accounts", action="created") if r["source_id"] == str(account["id"])]
+    created = [
+        r for r in log_rows(pipeline, stream="accounts", action="created") if r["source_id"] == str(account["id"])
+    ]
     assert "unrelated" in created[0]["reason"]
     untouched = next(r for r in merge_rows(pipeline.merge, "contacts") if r["id"] == other["id"])
     assert untouched["email_address"] == "someone-else@unrelated.example"
@@ -101,8 +103,12 @@ def test_no_trigger_configured_refuses_the_run_and_records_it(pipeline: Pipeline
 
 def test_trigger_names_that_match_nothing_refuse_the_run_naming_the_valid_ones(pipeline: Pipeline) -> None:
     with pytest.raises(TargetError) as err:
-        pipeline.run(trigger_phases=[{"workflow": "Residential Solr", "phase": "Install"},
-                                     {"workflow": "HVAC Replacement", "phase": "Instalation"}])
+        pipeline.run(
+            trigger_phases=[
+                {"workflow": "Residential Solr", "phase": "Install"},
+                {"workflow": "HVAC Replacement", "phase": "Instalation"},
+            ]
+        )
     message = str(err.value)
     assert "'Residential Solr' matches no workflow" in message and "known: Residential Solar" in message
     assert "'Instalation' matches no phase" in message and "Installation" in message
@@ -112,8 +118,12 @@ def test_trigger_names_that_match_nothing_refuse_the_run_naming_the_valid_ones(p
 
 
 def test_one_misspelt_trigger_of_two_warns_and_the_other_syncs(pipeline: Pipeline) -> None:
-    run = pipeline.run(trigger_phases=[{"workflow": "Residential Solar", "phase": "Install"},
-                                       {"workflow": "HVAC Replacement", "phase": "Instalation"}])
+    run = pipeline.run(
+        trigger_phases=[
+            {"workflow": "Residential Solar", "phase": "Install"},
+            {"workflow": "HVAC Replacement", "phase": "Instalation"},
+        ]
+    )
     warnings = " | ".join(run.target.result.warnings)
     assert "'Instalation' matches no phase" in warnings
     assert run.counts["projects"]["created"] > 0
@@ -138,9 +148,12 @@ def test_backfill_off_syncs_only_projects_entering_the_phase_after_enabling(pipe
     assert any("when the sync was enabled" in r and "set backfill: true" in r for r in reasons)
 
     projects = staged_records(pipeline, "projects")
-    target = next(p for p in projects.values()
-                  if p["workflowName"] == "Residential Solar" and p["phase"]["name"] in {"Sale", "Site Survey", "Design",
-                                                                                         "Permitting"})
+    target = next(
+        p
+        for p in projects.values()
+        if p["workflowName"] == "Residential Solar"
+        and p["phase"]["name"] in {"Sale", "Site Survey", "Design", "Permitting"}
+    )
     pipeline.coperniq.app.move_project_to_phase(target["id"], "Install")
     second = pipeline.run(backfill=False)
     assert second.counts["projects"]["created"] == 1
@@ -153,13 +166,16 @@ def test_backfill_off_syncs_only_projects_entering_the_phase_after_enabling(pipe
 def test_a_long_name_that_collides_keeps_its_suffix(pipeline: Pipeline) -> None:
     """QuickBooks allows 100 characters: the collision suffix is kept and the base name cut, so a 120-character
     client whose first 100 characters are an unrelated customer's name still syncs, as a name of its own."""
-    long_title = "Sunrise Community Solar Cooperative of the Greater Austin Metropolitan Area " \
-                 "and Surrounding Counties Incorporated"
+    long_title = (
+        "Sunrise Community Solar Cooperative of the Greater Austin Metropolitan Area "
+        "and Surrounding Counties Incorporated"
+    )
     assert len(long_title) > 100
     held = long_title[:100].rstrip()
     with pipeline.merge.app.lock:
-        pipeline.merge.app.state.qbo.create("Customer", {"DisplayName": held,
-                                                          "PrimaryEmailAddr": {"Address": "other@example.com"}})
+        pipeline.merge.app.state.qbo.create(
+            "Customer", {"DisplayName": held, "PrimaryEmailAddr": {"Address": "other@example.com"}}
+        )
     cop = pipeline.coperniq.app
     account = cop.add_account(long_title, primaryEmail="billing@sunrise.example")
     cop.add_project("Sunrise Array", account_id=account["id"], workflow="Residential Solar", phase="Install")
@@ -168,8 +184,9 @@ def test_a_long_name_that_collides_keeps_its_suffix(pipeline: Pipeline) -> None:
     ours = [n for n in names if n != held and n.startswith(long_title[:40])]
     assert len(ours) == 1 and len(ours[0]) <= 100 and ours[0].endswith(")") and "(#" in ours[0], names
     assert held in names  # the unrelated customer is untouched
-    assert not [r for r in log_rows(pipeline, stream="accounts", action="failed")
-                if r["source_id"] == str(account["id"])]
+    assert not [
+        r for r in log_rows(pipeline, stream="accounts", action="failed") if r["source_id"] == str(account["id"])
+    ]
 
 
 @pytest.mark.parametrize("pipeline", ["optimistic", "pessimistic"], indirect=True)
@@ -177,13 +194,20 @@ def test_renaming_a_synced_client_to_a_name_held_in_quickbooks_gets_a_suffix(pip
     """QuickBooks refuses the rename (6240: a vendor Merge has not listed yet holds the name): the
     customer takes the suffixed name, as a create would, and the next run does not try again."""
     pipeline.run()
-    account = next(a for a in staged_records(pipeline, "accounts").values()
-                   if any(lk.source_id == str(a["id"]) for lk in pipeline.ledger().links("coperniq", "account")))
+    account = next(
+        a
+        for a in staged_records(pipeline, "accounts").values()
+        if any(lk.source_id == str(a["id"]) for lk in pipeline.ledger().links("coperniq", "account"))
+    )
     new_title = "Renamed Holdings LLC"
     with pipeline.merge.app.lock:
         pipeline.merge.app.state.qbo.create("Vendor", {"DisplayName": new_title}, notify=False)
-    resp = requests.patch(f"{pipeline.coperniq.url}/accounts/{account['id']}", json={"title": new_title},
-                          headers={"x-api-key": pipeline.coperniq.api_key}, timeout=10)
+    resp = requests.patch(
+        f"{pipeline.coperniq.url}/accounts/{account['id']}",
+        json={"title": new_title},
+        headers={"x-api-key": pipeline.coperniq.api_key},
+        timeout=10,
+    )
     resp.raise_for_status()
     run = pipeline.run()
     assert run.counts["accounts"]["updated"] == 1 and not run.counts["accounts"]["failed"]
@@ -199,9 +223,14 @@ def test_replace_clears_what_coperniq_emptied_and_enrich_never_blanks(pipeline: 
     the log says per field what changed, old -> new. Later, an email emptied in Coperniq: replace clears it too."""
     account = first_triggered_account(pipeline)
     with pipeline.merge.app.lock:
-        pipeline.merge.app.state.qbo.create("Customer", {
-            "DisplayName": account["title"], "PrimaryEmailAddr": {"Address": account["primaryEmail"]},
-            "PrimaryPhone": {"FreeFormNumber": "555-0100"}})
+        pipeline.merge.app.state.qbo.create(
+            "Customer",
+            {
+                "DisplayName": account["title"],
+                "PrimaryEmailAddr": {"Address": account["primaryEmail"]},
+                "PrimaryPhone": {"FreeFormNumber": "555-0100"},
+            },
+        )
     cop = pipeline.coperniq.app
     cop.state.accounts[account["id"]]["primaryPhone"] = None
     cop.state.accounts[account["id"]]["_u"] = cop.state.clock.tick()
@@ -213,8 +242,12 @@ def test_replace_clears_what_coperniq_emptied_and_enrich_never_blanks(pipeline: 
     else:
         assert qbo["PrimaryPhone"]["FreeFormNumber"] == "555-0100"
         assert "phone_numbers" not in row["reason"]
-    resp = requests.patch(f"{pipeline.coperniq.url}/accounts/{account['id']}", json={"primaryEmail": None},
-                          headers={"x-api-key": pipeline.coperniq.api_key}, timeout=10)
+    resp = requests.patch(
+        f"{pipeline.coperniq.url}/accounts/{account['id']}",
+        json={"primaryEmail": None},
+        headers={"x-api-key": pipeline.coperniq.api_key},
+        timeout=10,
+    )
     resp.raise_for_status()
     pipeline.run(matching_strategy=strategy)
     qbo = next(c for c in qbo_top_customers(pipeline.merge) if c["DisplayName"] == account["title"])
@@ -229,10 +262,19 @@ def test_without_emails_to_compare_phone_and_address_decide(pipeline: Pipeline, 
     assert account.get("primaryPhone") and account.get("address")
     phone = account["primaryPhone"] if evidence == "same phone" else "212-555-0000"
     with pipeline.merge.app.lock:
-        other = pipeline.merge.app.state.qbo.create("Customer", {
-            "DisplayName": account["title"], "PrimaryPhone": {"FreeFormNumber": phone},
-            "BillAddr": {"Line1": "9 Elsewhere Rd", "City": "Boston", "CountrySubDivisionCode": "MA",
-                         "PostalCode": "02101"}})
+        other = pipeline.merge.app.state.qbo.create(
+            "Customer",
+            {
+                "DisplayName": account["title"],
+                "PrimaryPhone": {"FreeFormNumber": phone},
+                "BillAddr": {
+                    "Line1": "9 Elsewhere Rd",
+                    "City": "Boston",
+                    "CountrySubDivisionCode": "MA",
+                    "PostalCode": "02101",
+                },
+            },
+        )
     pipeline.run()
     with pipeline.ledger() as ledger:
         link = ledger.get_link("coperniq", "account", str(account["id"]))

@@ -41,29 +41,44 @@ class MeltanoRunner:
                 (self.sys_dir / kind).symlink_to(ROOT / ".meltano" / kind)
 
     def run(self, **settings: Any) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "MELTANO_PROJECT_ROOT": str(ROOT), "MELTANO_ENVIRONMENT": "dev",
-               "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-               "MELTANO_SYS_DIR_ROOT": str(self.sys_dir), "MELTANO_RUN_NO_INSTALL": "true",
-               "MELTANO_STATE_BACKEND_URI": f"file://{self.tmp / 'state'}",
-               "TAP_COPERNIQ_API_URL": self.coperniq.url, "TAP_COPERNIQ_API_KEY": self.coperniq.api_key,
-               "TAP_COPERNIQ_MAX_REQUESTS_PER_SECOND": "1000",
-               "TARGET_QUICKBOOKS_MERGE_BASE_URL": self.merge.url,
-               "TARGET_QUICKBOOKS_MERGE_MERGE_API_KEY": self.merge.api_key,
-               "TARGET_QUICKBOOKS_MERGE_ACCOUNT_TOKEN": self.merge.account_token,
-               "TARGET_QUICKBOOKS_MERGE_LEDGER_PATH": str(self.ledger_path),
-               "TARGET_QUICKBOOKS_MERGE_MAX_REQUESTS_PER_MINUTE": "60000"}
+        env = {
+            **os.environ,
+            "MELTANO_PROJECT_ROOT": str(ROOT),
+            "MELTANO_ENVIRONMENT": "dev",
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "MELTANO_SYS_DIR_ROOT": str(self.sys_dir),
+            "MELTANO_RUN_NO_INSTALL": "true",
+            "MELTANO_STATE_BACKEND_URI": f"file://{self.tmp / 'state'}",
+            "TAP_COPERNIQ_API_URL": self.coperniq.url,
+            "TAP_COPERNIQ_API_KEY": self.coperniq.api_key,
+            "TAP_COPERNIQ_MAX_REQUESTS_PER_SECOND": "1000",
+            "TARGET_QUICKBOOKS_MERGE_BASE_URL": self.merge.url,
+            "TARGET_QUICKBOOKS_MERGE_MERGE_API_KEY": self.merge.api_key,
+            "TARGET_QUICKBOOKS_MERGE_ACCOUNT_TOKEN": self.merge.account_token,
+            "TARGET_QUICKBOOKS_MERGE_LEDGER_PATH": str(self.ledger_path),
+            "TARGET_QUICKBOOKS_MERGE_MAX_REQUESTS_PER_MINUTE": "60000",
+        }
         for key, value in settings.items():
             env[f"TARGET_QUICKBOOKS_MERGE_{key.upper()}"] = json.dumps(value) if not isinstance(value, str) else value
-        proc = subprocess.run([str(MELTANO), "run", "--state-id-suffix", self.suffix, "tap-coperniq",
-                               "target-quickbooks-merge"], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=200, check=False)
+        proc = subprocess.run(
+            [str(MELTANO), "run", "--state-id-suffix", self.suffix, "tap-coperniq", "target-quickbooks-merge"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=200,
+            check=False,
+        )
         for secret in SECRETS:
             assert secret not in proc.stdout + proc.stderr, "secret leaked into the logs"
         return proc
 
     def writes(self) -> int:
-        return sum(n for route, n in self.merge.stats.by_route.items() if route.split()[0] in {"POST", "PATCH"}
-                   and "/__admin" not in route)
+        return sum(
+            n
+            for route, n in self.merge.stats.by_route.items()
+            if route.split()[0] in {"POST", "PATCH"} and "/__admin" not in route
+        )
 
 
 @pytest.fixture
@@ -120,8 +135,9 @@ def test_meltano_run_matching_strategies(meltano: MeltanoRunner, strategy: str) 
 
 
 def test_meltano_dry_run_prints_plan_and_writes_nothing(meltano: MeltanoRunner) -> None:
-    proc = meltano.run(trigger_phases=BOTH_TRIGGERS, backfill=True, dry_run=True, invoice_sync=True,
-                       default_item="Services")
+    proc = meltano.run(
+        trigger_phases=BOTH_TRIGGERS, backfill=True, dry_run=True, invoice_sync=True, default_item="Services"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "DRY RUN plan" in proc.stderr and "CREATE" in proc.stderr and "quickbooks name" in proc.stderr
     assert meltano.writes() == 0 and merge_rows(meltano.merge, "contacts") == []
@@ -145,9 +161,9 @@ def test_meltano_invoice_sync_off_warns(meltano: MeltanoRunner) -> None:
     assert "invoice_sync is off" in proc.stderr
 
 
-
-def test_a_failed_tap_is_not_recorded_as_a_successful_sync(meltano: MeltanoRunner,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_tap_is_not_recorded_as_a_successful_sync(
+    meltano: MeltanoRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The tap fails at once (Coperniq rejects the key): `meltano run` exits non-zero, and the ledger must not show
     a successful sync for what never arrived."""
     monkeypatch.setattr(meltano.coperniq, "api_key", "wrong-key")

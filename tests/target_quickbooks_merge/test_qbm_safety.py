@@ -28,13 +28,19 @@ class Crash(BaseException):
 
 
 def _merge_counts(pipe: Pipeline) -> Counter[str]:
-    return Counter({"customers": len(qbo_customers(pipe.merge)), "invoices": len(merge_rows(pipe.merge, "invoices")),
-                    "payments": len(merge_rows(pipe.merge, "payments"))})
+    return Counter(
+        {
+            "customers": len(qbo_customers(pipe.merge)),
+            "invoices": len(merge_rows(pipe.merge, "invoices")),
+            "payments": len(merge_rows(pipe.merge, "payments")),
+        }
+    )
 
 
 @pytest.mark.parametrize("kind", ["customer", "job", "invoice", "payment"])
-def test_crash_after_write_before_ledger_commit_does_not_duplicate(pipeline: Pipeline, kind: str,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_after_write_before_ledger_commit_does_not_duplicate(
+    pipeline: Pipeline, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     original = Context.commit_create
     crashed: list[str] = []
 
@@ -94,16 +100,29 @@ def _singer(*messages: dict[str, Any]) -> str:
     return "\n".join(json.dumps(m) for m in messages) + "\n"
 
 
-SCHEMA = {"type": "SCHEMA", "stream": "projects", "key_properties": ["id"],
-          "schema": {"type": "object", "properties": {"id": {"type": "integer"}, "title": {"type": ["string", "null"]},
-                                                      "updatedAt": {"type": ["string", "null"],
-                                                                    "format": "date-time"}}}}
+SCHEMA = {
+    "type": "SCHEMA",
+    "stream": "projects",
+    "key_properties": ["id"],
+    "schema": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "title": {"type": ["string", "null"]},
+            "updatedAt": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+}
 
 
 def test_schema_invalid_records_become_failed_rows_and_the_run_continues(pipeline: Pipeline) -> None:
     lines = _singer(
         SCHEMA,
-        {"type": "RECORD", "stream": "projects", "record": {"id": 1, "title": "ok", "updatedAt": "2025-01-01T00:00:00Z"}},
+        {
+            "type": "RECORD",
+            "stream": "projects",
+            "record": {"id": 1, "title": "ok", "updatedAt": "2025-01-01T00:00:00Z"},
+        },
         {"type": "RECORD", "stream": "projects", "record": {"id": 2, "title": 42}},
         {"type": "RECORD", "stream": "projects", "record": {"title": "no id"}},
         {"type": "STATE", "value": {"bookmarks": {"projects": {"replication_key_value": "2025-01-01"}}}},
@@ -150,12 +169,18 @@ def test_rejected_account_token_fails_fast(pipeline: Pipeline) -> None:
     assert "wrong-token" not in str(info.value)
 
 
-@pytest.mark.parametrize(("override", "needle"), [
-    ({"matching_strategy": "merge"}, "matching_strategy"),
-    ({"trigger_phases": [{"workflow": "Residential Solar"}]}, "trigger_phases[0]: missing phase"),
-    ({"trigger_phases": [{"workflow": "A", "phase": "X"}, {"workflow": "a", "phase": "Y"}]}, "one phase per workflow"),
-    ({"job_name_template": "{title} {nope}"}, "job_name_template"),
-])
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ({"matching_strategy": "merge"}, "matching_strategy"),
+        ({"trigger_phases": [{"workflow": "Residential Solar"}]}, "trigger_phases[0]: missing phase"),
+        (
+            {"trigger_phases": [{"workflow": "A", "phase": "X"}, {"workflow": "a", "phase": "Y"}]},
+            "one phase per workflow",
+        ),
+        ({"job_name_template": "{title} {nope}"}, "job_name_template"),
+    ],
+)
 def test_bad_config_fails_fast_naming_the_setting(override: dict[str, Any], needle: str) -> None:
     config = {"merge_api_key": "k", "account_token": "t", **override}
     with pytest.raises(ConfigValidationError) as info:
@@ -172,9 +197,10 @@ def test_fail_on_error_raises_only_after_state_and_ledger_are_saved(pipeline: Pi
     lines, _ = tap_lines(pipeline.coperniq)
     target = TargetQuickbooksMerge(config=pipeline.target_config(invoice_sync=True, fail_on_error=True))
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), pytest.raises(TargetError, match="fail_on_error"):
+    with contextlib.redirect_stdout(out):
         target.process_lines(io.StringIO(lines))
-        target.process_endofpipe()
+        with pytest.raises(TargetError, match="fail_on_error"):
+            target.process_endofpipe()
     assert '"bookmarks"' in out.getvalue()  # STATE went out before the non-zero exit
     with pipeline.ledger() as ledger:
         assert ledger.runs(1)[0]["status"] == "partial"
@@ -182,7 +208,8 @@ def test_fail_on_error_raises_only_after_state_and_ledger_are_saved(pipeline: Pi
 
 
 def test_merge_unreachable_mid_run_stops_the_run_after_unreachable_timeout(
-        pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Merge answers the pre-flight, then only 503s: rows fail until `unreachable_timeout` has passed, then the
     run stops with one message naming Merge's URL, non-zero, and the run is recorded `failed` (not a success
     with failed rows). Request retries are shortened; the breaker itself is what is tested."""

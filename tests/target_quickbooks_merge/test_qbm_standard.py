@@ -41,12 +41,18 @@ CONFIG: dict[str, Any] = {
     "trigger_phases": [{"workflow": "Residential Solar", "phase": "Install"}],
 }
 
-TestTargetQuickbooksMergeStandard = standard_target_tests(TargetQuickbooksMerge, CONFIG, [
-    TargetCliPrintsTest,
-    TargetCamelcaseTest,
-    TargetDuplicateRecords,
-    TargetInvalidSchemaTest,
-    TargetRecordBeforeSchemaTest,
-    TargetSchemaNoProperties,
-    TargetSpecialCharsInAttributes,
-], _server, "QuickBooks")
+TestTargetQuickbooksMergeStandard = standard_target_tests(
+    TargetQuickbooksMerge,
+    CONFIG,
+    [
+        TargetCliPrintsTest,
+        TargetCamelcaseTest,
+        TargetDuplicateRecords,
+        TargetInvalidSchemaTest,
+        TargetRecordBeforeSchemaTest,
+        TargetSchemaNoProperties,
+        TargetSpecialCharsInAttributes,
+    ],
+    _server,
+    "QuickBooks",
+)

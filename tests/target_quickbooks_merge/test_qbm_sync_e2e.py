@@ -30,7 +30,8 @@ def test_triggered_projects_become_customers_and_jobs_once(pipeline: Pipeline) -
     if pipeline.merge.app.assumptions.passthrough_visible_after_sync:  # pessimistic: Merge lists new jobs later
         with pipeline.ledger() as ledger:
             assert first.counts["projects"]["created"] and not any(
-                link.target_id for link in ledger.links("coperniq", "project"))
+                link.target_id for link in ledger.links("coperniq", "project")
+            )
         pipeline.merge.app.sync()
         assert pipeline.run().writes == 0  # only resolves the jobs' Merge ids
     triggered = _triggered(pipeline)
@@ -77,9 +78,9 @@ def test_later_changes_to_synced_client_and_project_update_them(pipeline: Pipeli
     triggered = _triggered(pipeline)
     pid, project = next(iter(triggered.items()))
     app = pipeline.coperniq.app
-    app.update_record("accounts", project["accountId"], {"primaryEmail": "new-billing@example.com"}) \
-        if hasattr(app, "update_record") else _patch(pipeline, f"/accounts/{project['accountId']}",
-                                                     {"primaryEmail": "new-billing@example.com"})
+    app.update_record("accounts", project["accountId"], {"primaryEmail": "new-billing@example.com"}) if hasattr(
+        app, "update_record"
+    ) else _patch(pipeline, f"/accounts/{project['accountId']}", {"primaryEmail": "new-billing@example.com"})
     _patch(pipeline, f"/projects/{pid}", {"title": "Renamed Project"})
     run = pipeline.run()
     assert run.counts["accounts"]["updated"] == 1
@@ -96,6 +97,7 @@ def test_later_changes_to_synced_client_and_project_update_them(pipeline: Pipeli
 def _patch(pipe: Pipeline, path: str, body: dict[str, Any]) -> None:
     import requests
 
-    resp = requests.patch(f"{pipe.coperniq.url}{path}", json=body, headers={"x-api-key": pipe.coperniq.api_key},
-                          timeout=10)
+    resp = requests.patch(
+        f"{pipe.coperniq.url}{path}", json=body, headers={"x-api-key": pipe.coperniq.api_key}, timeout=10
+    )
     assert resp.status_code < 300, resp.text

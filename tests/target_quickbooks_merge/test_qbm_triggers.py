@@ -34,9 +34,13 @@ def current(pipe: Pipeline, pid: int) -> tuple[str, str]:
 def find(pipe: Pipeline, workflow: str, phases: set[str]) -> int:
     """An active project of `workflow` currently in one of `phases` (Workflows 1.0 ones count by stage)."""
     st = pipe.coperniq.app.state
-    return next(pid for pid in sorted(st.projects)
-                if current(pipe, pid)[0] == workflow and current(pipe, pid)[1] in phases
-                and st.projects[pid].get("isActive", True) is not False)
+    return next(
+        pid
+        for pid in sorted(st.projects)
+        if current(pipe, pid)[0] == workflow
+        and current(pipe, pid)[1] in phases
+        and st.projects[pid].get("isActive", True) is not False
+    )
 
 
 def job_for(pipe: Pipeline, pid: int) -> list[dict[str, Any]]:
@@ -51,8 +55,9 @@ def linked(pipe: Pipeline) -> set[str]:
 
 def patch(pipe: Pipeline, pid: int, body: dict[str, Any]) -> None:
     """PATCH /projects/{id} over HTTP, as a Coperniq user or integration would."""
-    resp = requests.patch(f"{pipe.coperniq.url}/projects/{pid}", json=body,
-                          headers={"x-api-key": pipe.coperniq.api_key}, timeout=10)
+    resp = requests.patch(
+        f"{pipe.coperniq.url}/projects/{pid}", json=body, headers={"x-api-key": pipe.coperniq.api_key}, timeout=10
+    )
     resp.raise_for_status()
 
 
@@ -114,8 +119,9 @@ def test_a_project_that_changes_workflow_triggers_by_its_new_workflow(pipeline: 
 def test_an_archived_project_at_its_trigger_is_not_synced(pipeline: Pipeline) -> None:
     setup(pipeline)
     pipeline.run()
-    archived = pipeline.coperniq.app.add_project("Archived Install", workflow="Residential Solar",
-                                                 phase="Install", isActive=False)
+    archived = pipeline.coperniq.app.add_project(
+        "Archived Install", workflow="Residential Solar", phase="Install", isActive=False
+    )
     run = pipeline.run()
     assert run.writes == 0
     assert "archived in Coperniq" in reason(pipeline, archived["id"])
@@ -155,8 +161,9 @@ def test_a_first_sync_spread_over_several_quota_days_ends_complete_without_dupli
         pipeline.run()
         assert pipeline.tap_state is not None
         bookmarks = pipeline.tap_state["bookmarks"]
-        stopped = any(isinstance(v, dict) and (v.get("resume") or v.get("queued")) for v in bookmarks.values()) \
-            or not bookmarks.get("invoices", {}).get("replication_key_value")
+        stopped = any(
+            isinstance(v, dict) and (v.get("resume") or v.get("queued")) for v in bookmarks.values()
+        ) or not bookmarks.get("invoices", {}).get("replication_key_value")
         if not stopped:
             break
         app.limiter.reset()  # the next day

@@ -11,8 +11,7 @@ import requests
 from tests.target_quickbooks_merge.qbm_helpers import BOTH_TRIGGERS, Pipeline, log_rows, qbo_jobs
 
 
-def test_a_workflows_1_project_triggers_on_its_stage(coperniq_sandbox: Any, merge_sandbox: Any,
-                                                    tmp_path: Path) -> None:
+def test_a_workflows_1_project_triggers_on_its_stage(coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> None:
     from sandbox.seed import seed_coperniq
 
     app = coperniq_sandbox.app
@@ -22,12 +21,17 @@ def test_a_workflows_1_project_triggers_on_its_stage(coperniq_sandbox: Any, merg
     app.move_project_to_phase(entered["id"], "Install")
     past = app.add_project("Stage PTO Residence", workflow="Residential Solar", workflows_v1=True)
     app.move_project_to_phase(past["id"], "PTO")  # went past Install: a 1.0 project has no history to show it
-    project = requests.get(f"{coperniq_sandbox.url}/projects/{entered['id']}", timeout=10,
-                           headers={"x-api-key": coperniq_sandbox.api_key}).json()
+    project = requests.get(
+        f"{coperniq_sandbox.url}/projects/{entered['id']}", timeout=10, headers={"x-api-key": coperniq_sandbox.api_key}
+    ).json()
     assert project.get("phase") is None and project["stage"]["name"] == "Install"  # what the tap will see
 
-    pipe = Pipeline(coperniq_sandbox, merge_sandbox, tmp_path / "ledger.duckdb",
-                    config={"trigger_phases": BOTH_TRIGGERS, "backfill": True})
+    pipe = Pipeline(
+        coperniq_sandbox,
+        merge_sandbox,
+        tmp_path / "ledger.duckdb",
+        config={"trigger_phases": BOTH_TRIGGERS, "backfill": True},
+    )
     pipe.run()
     assert any(j["DisplayName"].startswith("Stage Install Residence") for j in qbo_jobs(merge_sandbox.app))
     assert any(j["DisplayName"].startswith("Stage PTO Residence") for j in qbo_jobs(merge_sandbox.app))

@@ -112,13 +112,26 @@ def build_ledger(path: Path) -> None:
             [f"f{n}", n, n],
         )
         at = f"2025-01-01 0{n}:00:30"
-        con.execute(f"insert into sync_log values ('f{n}', '{at}', 'forward', 'projects', '77', 'failed', "
-                    f"'HTTP 400 on customer {n}00: Duplicate Name Exists Error (id {n})', null, 'req{n}')")
-        con.execute(f"insert into sync_log values ('f{n}', '{at}', 'forward', 'accounts', '{n}', 'created', '', 'c-{n}', null)")
+        con.execute(
+            f"insert into sync_log values ('f{n}', '{at}', 'forward', 'projects', '77', 'failed', "
+            f"'HTTP 400 on customer {n}00: Duplicate Name Exists Error (id {n})', null, 'req{n}')"
+        )
+        con.execute(
+            f"insert into sync_log values ('f{n}', '{at}', 'forward', 'accounts', '{n}', 'created', '', 'c-{n}', null)"
+        )
     # row 78 failed twice, then succeeded: not failing any more
-    con.execute("insert into sync_log values ('f1', '2025-01-01 01:00:40', 'forward', 'projects', '78', 'failed', 'timeout', null, null)")
-    con.execute("insert into sync_log values ('f2', '2025-01-01 02:00:40', 'forward', 'projects', '78', 'updated', '', null, null)")
+    con.execute(
+        "insert into sync_log values ('f1', '2025-01-01 01:00:40', 'forward', 'projects', '78', 'failed', "
+        "'timeout', null, null)"
+    )
+    con.execute(
+        "insert into sync_log values ('f2', '2025-01-01 02:00:40', 'forward', 'projects', '78', 'updated', "
+        "'', null, null)"
+    )
     con.execute("insert into runs values ('r1', 'reverse', '2025-01-02', '2025-01-02 00:01', false, '{}', 'success')")
-    con.execute("insert into sync_log values ('r1', '2025-01-02 00:00:10', 'reverse', 'invoices', 'q-106', 'created', '', '106', null)")
+    con.execute(
+        "insert into sync_log values ('r1', '2025-01-02 00:00:10', 'reverse', 'invoices', 'q-106', 'created', "
+        "'', '106', null)"
+    )
     con.execute("insert into staging values ('coperniq', 'projects', '77', '{}', now(), 'failed', 4, 'Duplicate Name')")
     con.close()

@@ -22,12 +22,25 @@ pytestmark = [pytest.mark.timeout(240)]
 
 
 def dbt_build(tmp: Path, warehouse: Path, ledger: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DBT_DUCKDB_PATH": str(warehouse), "SYNC_LEDGER_PATH": str(ledger),
-           "DBT_PROFILES_DIR": str(ROOT / "transform" / "profiles" / "duckdb"),
-           "DBT_TARGET_PATH": str(tmp / "dbt-target"), "DBT_LOG_PATH": str(tmp / "dbt-logs"),
-           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "MELTANO_ENVIRONMENT": "dev"}
-    return subprocess.run([str(DBT), "build", "--project-dir", str(ROOT / "transform"), *extra],
-                          cwd=ROOT / "transform", env=env, capture_output=True, text=True, timeout=200, check=False)
+    env = {
+        **os.environ,
+        "DBT_DUCKDB_PATH": str(warehouse),
+        "SYNC_LEDGER_PATH": str(ledger),
+        "DBT_PROFILES_DIR": str(ROOT / "transform" / "profiles" / "duckdb"),
+        "DBT_TARGET_PATH": str(tmp / "dbt-target"),
+        "DBT_LOG_PATH": str(tmp / "dbt-logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "MELTANO_ENVIRONMENT": "dev",
+    }
+    return subprocess.run(
+        [str(DBT), "build", "--project-dir", str(ROOT / "transform"), *extra],
+        cwd=ROOT / "transform",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=200,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +60,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection
 
 
 def statuses(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, tuple[str, str | None]]:
-    return {k: (s, r) for k, s, r in con.execute(
-        f"select reconciliation_key, reconciliation_status, mismatch_reasons from reconciliation.{table}").fetchall()}
+    return {
+        k: (s, r)
+        for k, s, r in con.execute(
+            f"select reconciliation_key, reconciliation_status, mismatch_reasons from reconciliation.{table}"
+        ).fetchall()
+    }
 
 
 def test_invoices_pair_through_the_ledger_and_report_each_difference(built: duckdb.DuckDBPyConnection) -> None:
@@ -62,11 +79,14 @@ def test_invoices_pair_through_the_ledger_and_report_each_difference(built: duck
         "coperniq:105": ("only_in_coperniq", None),
         "quickbooks:q-200": ("only_in_quickbooks", None),
     }
-    diff = built.execute("select amount_diff, balance_diff from reconciliation.reconciliation_invoices "
-                         "where reconciliation_key = 'link:102:q-102'").fetchone()
+    diff = built.execute(
+        "select amount_diff, balance_diff from reconciliation.reconciliation_invoices "
+        "where reconciliation_key = 'link:102:q-102'"
+    ).fetchone()
     assert [float(v) for v in diff] == [-50.0, -50.0]
-    origin = built.execute("select origin from reconciliation.reconciliation_invoices "
-                           "where reconciliation_key = 'link:106:q-106'").fetchone()[0]
+    origin = built.execute(
+        "select origin from reconciliation.reconciliation_invoices where reconciliation_key = 'link:106:q-106'"
+    ).fetchone()[0]
     assert origin == "quickbooks"
 
 
@@ -83,27 +103,40 @@ def test_customers_compare_name_email_phone(built: duckdb.DuckDBPyConnection) ->
 
 
 def test_sync_health_counts_ranks_reasons_and_flags_rows_failing_too_long(built: duckdb.DuckDBPyConnection) -> None:
-    runs = {r[0]: r[1:] for r in built.execute(
-        "select run_id, created, updated, failed, health, persistent_failing_rows, is_latest_run "
-        "from reconciliation.sync_health").fetchall()}
+    runs = {
+        r[0]: r[1:]
+        for r in built.execute(
+            "select run_id, created, updated, failed, health, persistent_failing_rows, is_latest_run "
+            "from reconciliation.sync_health"
+        ).fetchall()
+    }
     assert runs["f1"] == (1, 0, 2, "warning", 1, False)
     assert runs["f2"] == (1, 1, 1, "warning", 1, False)
     assert runs["f4"] == (1, 0, 1, "warning", 1, True)
     assert runs["r1"] == (1, 0, 0, "ok", 0, True)
-    top = built.execute("select reason_rank, reason_pattern, failures, distinct_rows, runs "
-                        "from reconciliation.sync_failure_reasons order by reason_rank").fetchall()
+    top = built.execute(
+        "select reason_rank, reason_pattern, failures, distinct_rows, runs "
+        "from reconciliation.sync_failure_reasons order by reason_rank"
+    ).fetchall()
     assert top[0] == (1, "HTTP <n> on customer <n>: Duplicate Name Exists Error (id <n>)", 4, 1, 4)
     assert top[1][1:3] == ("timeout", 1)
-    failing = built.execute("select source_id, failing_runs, is_persistent, staging_attempts "
-                            "from reconciliation.sync_failing_rows").fetchall()
+    failing = built.execute(
+        "select source_id, failing_runs, is_persistent, staging_attempts from reconciliation.sync_failing_rows"
+    ).fetchall()
     assert failing == [("77", 4, True, 4)]  # row 78 recovered, so it is not listed
 
 
 def test_summary_marks_problems(built: duckdb.DuckDBPyConnection) -> None:
-    problems = built.execute("select entity, reconciliation_status, records from reconciliation.reconciliation_summary "
-                             "where is_problem order by 1, 2").fetchall()
-    assert problems == [("customer", "mismatched", 2), ("customer", "missing_in_quickbooks", 1),
-                        ("invoice", "mismatched", 2), ("invoice", "missing_in_quickbooks", 1)]
+    problems = built.execute(
+        "select entity, reconciliation_status, records from reconciliation.reconciliation_summary "
+        "where is_problem order by 1, 2"
+    ).fetchall()
+    assert problems == [
+        ("customer", "mismatched", 2),
+        ("customer", "missing_in_quickbooks", 1),
+        ("invoice", "mismatched", 2),
+        ("invoice", "missing_in_quickbooks", 1),
+    ]
 
 
 def test_builds_without_a_ledger_and_with_an_empty_quickbooks_side(tmp_path: Path) -> None:
@@ -115,14 +148,18 @@ def test_builds_without_a_ledger_and_with_an_empty_quickbooks_side(tmp_path: Pat
     con = duckdb.connect(str(warehouse))
     con.execute("drop table raw_quickbooks.invoices")
     con.close()
-    proc = dbt_build(tmp_path, warehouse, tmp_path / "no-such-ledger.duckdb",
-                     "--select", "+reconciliation_invoices", "+sync_health")
+    proc = dbt_build(
+        tmp_path, warehouse, tmp_path / "no-such-ledger.duckdb", "--select", "+reconciliation_invoices", "+sync_health"
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "using an empty ledger" in proc.stdout
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        got = dict(con.execute("select reconciliation_status, count(*) from reconciliation.reconciliation_invoices "
-                               "group by 1").fetchall())
+        got = dict(
+            con.execute(
+                "select reconciliation_status, count(*) from reconciliation.reconciliation_invoices group by 1"
+            ).fetchall()
+        )
         assert got == {"only_in_coperniq": 6}
         assert con.execute("select count(*) from reconciliation.sync_health").fetchone()[0] == 0
     finally:

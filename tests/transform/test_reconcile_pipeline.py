@@ -20,8 +20,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MELTANO = ROOT / ".venv" / "bin" / "meltano"
-TRIGGERS = [{"workflow": "Residential Solar", "phase": "Install"},
-            {"workflow": "HVAC Replacement", "phase": "Installation"}]
+TRIGGERS = [
+    {"workflow": "Residential Solar", "phase": "Install"},
+    {"workflow": "HVAC Replacement", "phase": "Installation"},
+]
 
 pytestmark = [pytest.mark.meltano, pytest.mark.timeout(300)]
 
@@ -39,18 +41,34 @@ def load_reconcile() -> Any:
 def forward_sync(coperniq: Any, merge: Any, ledger: Path) -> None:
     """tap-coperniq -> target-quickbooks-merge in-process (the forward leg; its own tests cover it via Meltano)."""
     from singer_sdk.testing import target_sync_test
+
     from tap_coperniq.tap import TapCoperniq
     from target_quickbooks_merge.target import TargetQuickbooksMerge
 
-    tap = TapCoperniq(config={"api_url": coperniq.url, "api_key": coperniq.api_key,
-                              "start_date": "2020-01-01T00:00:00Z", "max_requests_per_second": 1000})
+    tap = TapCoperniq(
+        config={
+            "api_url": coperniq.url,
+            "api_key": coperniq.api_key,
+            "start_date": "2020-01-01T00:00:00Z",
+            "max_requests_per_second": 1000,
+        }
+    )
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         tap.sync_all()
-    target = TargetQuickbooksMerge(config={
-        "merge_api_key": merge.api_key, "account_token": merge.account_token, "base_url": merge.url,
-        "ledger_path": str(ledger), "trigger_phases": TRIGGERS, "invoice_sync": True, "backfill": True,
-        "default_item": "Services", "max_requests_per_minute": 60000})
+    target = TargetQuickbooksMerge(
+        config={
+            "merge_api_key": merge.api_key,
+            "account_token": merge.account_token,
+            "base_url": merge.url,
+            "ledger_path": str(ledger),
+            "trigger_phases": TRIGGERS,
+            "invoice_sync": True,
+            "backfill": True,
+            "default_item": "Services",
+            "max_requests_per_minute": 60000,
+        }
+    )
     target_sync_test(target, io.StringIO(buf.getvalue()), finalize=True)
 
 
@@ -94,8 +112,9 @@ def test_reconcile_job_reports_a_changed_and_a_deleted_invoice(
     env.update(reconcile.RECONCILE_SELECT)
     env["MELTANO_ENVIRONMENT"] = "dev"
     started = time.monotonic()
-    proc = subprocess.run([str(MELTANO), "run", "reconcile"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=240, check=False)
+    proc = subprocess.run(
+        [str(MELTANO), "run", "reconcile"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False
+    )
     took = time.monotonic() - started
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "Done. PASS=" in proc.stderr and "ERROR=0" in proc.stderr, "dbt run/test did not pass"
@@ -104,10 +123,14 @@ def test_reconcile_job_reports_a_changed_and_a_deleted_invoice(
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        rows = {r[0]: r for r in con.execute(
-            "select coperniq_invoice_id, quickbooks_invoice_id, reconciliation_status, mismatch_reasons, "
-            "coperniq_amount, quickbooks_amount, amount_diff, is_amount_mismatch "
-            "from reconciliation.reconciliation_invoices where coperniq_invoice_id is not null").fetchall()}
+        rows = {
+            r[0]: r
+            for r in con.execute(
+                "select coperniq_invoice_id, quickbooks_invoice_id, reconciliation_status, mismatch_reasons, "
+                "coperniq_amount, quickbooks_amount, amount_diff, is_amount_mismatch "
+                "from reconciliation.reconciliation_invoices where coperniq_invoice_id is not null"
+            ).fetchall()
+        }
         raw = con.execute("select count(*) from raw_quickbooks.invoices").fetchone()[0]
     finally:
         con.close()
