@@ -53,8 +53,16 @@ class Faults:
             self._rng = random.Random(self.seed)
 
     def reset(self) -> None:
-        self.update(error_rate=0.0, error_status=500, burst_429=0, retry_after=1, latency_ms=0,
-                    drop_after=None, only_paths=[], lost_response_rate=0.0)
+        self.update(
+            error_rate=0.0,
+            error_status=500,
+            burst_429=0,
+            retry_after=1,
+            latency_ms=0,
+            drop_after=None,
+            only_paths=[],
+            lost_response_rate=0.0,
+        )
 
     def applies(self, path: str) -> bool:
         return not self.only_paths or any(p in path for p in self.only_paths)
@@ -98,7 +106,7 @@ class RateLimiter:
         """(limit, remaining) of the longest limited window: what the real APIs put in headers."""
         best: tuple[int, int] | None = None
         longest = -1.0
-        for (limit, window), dq in zip(self.windows, hits):
+        for (limit, window), dq in zip(self.windows, hits, strict=True):
             if limit and limit > 0 and window > longest:
                 longest = window
                 best = (limit, max(0, limit - len(dq)))
@@ -115,7 +123,7 @@ class RateLimiter:
             if hits is None or len(hits) != len(self.windows):
                 hits = self._hits[key] = [deque() for _ in self.windows]
             retry_after = 0.0
-            for (limit, window), dq in zip(self.windows, hits):
+            for (limit, window), dq in zip(self.windows, hits, strict=True):
                 while dq and now - dq[0] >= window:
                     dq.popleft()
                 if limit and limit > 0 and len(dq) >= limit:
@@ -123,7 +131,7 @@ class RateLimiter:
             if retry_after > 0:
                 limit, remaining = self._headline(hits)
                 return False, limit, remaining, retry_after
-            for (limit, _), dq in zip(self.windows, hits):
+            for (limit, _), dq in zip(self.windows, hits, strict=True):
                 if limit and limit > 0:
                     dq.append(now)
             limit, remaining = self._headline(hits)
@@ -164,14 +172,23 @@ class Stats:
             self.total += 1
             self.by_route[req.route or f"{req.method} {req.path}"] += 1
             self.by_status[status] += 1
-            self.log.append({"method": req.method, "path": req.path, "status": status,
-                             "idempotency_key": req.headers.get("idempotency-key")})
+            self.log.append(
+                {
+                    "method": req.method,
+                    "path": req.path,
+                    "status": status,
+                    "idempotency_key": req.headers.get("idempotency-key"),
+                }
+            )
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"total": self.total, "by_route": dict(self.by_route),
-                    "by_status": {str(k): v for k, v in self.by_status.items()},
-                    "max_in_flight": self.max_in_flight}
+            return {
+                "total": self.total,
+                "by_route": dict(self.by_route),
+                "by_status": {str(k): v for k, v in self.by_status.items()},
+                "max_in_flight": self.max_in_flight,
+            }
 
     def count(self, method: str | None = None, contains: str = "") -> int:
         """Requests whose method matches and whose path contains `contains`."""

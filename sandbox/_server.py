@@ -8,6 +8,7 @@ stats in `sandbox._controls`; every name of them is still importable from here.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 import sys
@@ -22,8 +23,19 @@ from sandbox._controls import Faults, RateLimiter, Stats
 from sandbox._routing import App, Handler, HttpError, Request, Response, is_loopback
 
 #: Names this module had before the split and still serves.
-__all__ = ["App", "Faults", "Handler", "HttpError", "RateLimiter", "Request", "Response", "SandboxApp",
-           "SandboxServer", "Stats", "is_loopback"]
+__all__ = [
+    "App",
+    "Faults",
+    "Handler",
+    "HttpError",
+    "RateLimiter",
+    "Request",
+    "Response",
+    "SandboxApp",
+    "SandboxServer",
+    "Stats",
+    "is_loopback",
+]
 
 
 class SandboxApp(App):
@@ -71,9 +83,8 @@ class SandboxApp(App):
         faults = self.faults
         if faults.latency_ms and faults.applies(req.path):
             time.sleep(faults.latency_ms / 1000)
-        if faults.drop_after is not None and faults.applies(req.path):
-            if self.stats.total >= faults.drop_after:
-                return None
+        if faults.drop_after is not None and faults.applies(req.path) and self.stats.total >= faults.drop_after:
+            return None
         handler, path_seen = self.match(req)
         key, auth_error = self.authenticate(req)
         if auth_error is not None:
@@ -89,8 +100,11 @@ class SandboxApp(App):
         elif faults.applies(req.path) and faults.roll_error():
             resp = self.error(faults.error_status, "Injected fault", "INTERNAL_SERVER_ERROR")
         elif handler is None:
-            resp = self.error(405 if path_seen else 404, "Not found" if not path_seen else "Method not allowed",
-                              "NOT_FOUND" if not path_seen else "METHOD_NOT_ALLOWED")
+            resp = self.error(
+                405 if path_seen else 404,
+                "Not found" if not path_seen else "Method not allowed",
+                "NOT_FOUND" if not path_seen else "METHOD_NOT_ALLOWED",
+            )
         else:
             try:
                 with self.lock:
@@ -99,11 +113,10 @@ class SandboxApp(App):
                 resp = self.error(exc.status, exc.message, exc.code, **exc.extra)
             except ValueError as exc:  # bad JSON / bad parameter parse
                 resp = self.error(400, str(exc), "BAD_REQUEST")
-            except Exception:  # a sandbox bug must look like a server error, not a dropped connection
+            except Exception:  # noqa: BLE001 - a sandbox bug must look like a server error, not a dropped connection
                 traceback.print_exc(file=sys.stderr)
                 resp = self.error(500, "Internal server error", "INTERNAL_SERVER_ERROR")
-            if (req.method == "POST" and resp.status < 300 and faults.applies(req.path)
-                    and faults.roll_lost_response()):
+            if req.method == "POST" and resp.status < 300 and faults.applies(req.path) and faults.roll_lost_response():
                 resp = self.error(faults.error_status, "Injected fault after the write", "INTERNAL_SERVER_ERROR")
         resp.headers.update(rl_headers)
         return resp
@@ -112,8 +125,7 @@ class SandboxApp(App):
         resp = self.error(429, "Rate limit exceeded", "RATE_LIMIT_EXCEEDED")
         # Whole seconds, rounded up (so clients never retry early); sub-second values stay
         # fractional so fault-injection tests can keep their back-off short.
-        resp.headers["Retry-After"] = (str(math.ceil(retry_after - 1e-9)) if retry_after >= 1
-                                       else f"{retry_after:.2f}")
+        resp.headers["Retry-After"] = str(math.ceil(retry_after - 1e-9)) if retry_after >= 1 else f"{retry_after:.2f}"
         return resp
 
     def _admin(self, req: Request) -> Response:
@@ -168,10 +180,8 @@ class _Handler(BaseHTTPRequestHandler):
         resp = self.app.dispatch(req)
         if resp is None:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         if not req.path.startswith("/__admin/"):
             self.app.stats.add(req, resp.status)
@@ -206,7 +216,8 @@ class SandboxServer:
         self.app = app
         self.httpd = _LoopbackHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
-        self.host, self.port = self.httpd.server_address[:2]
+        bound_host, self.port = self.httpd.server_address[:2]
+        self.host = bound_host if isinstance(bound_host, str) else bytes(bound_host).decode()
         self._thread: threading.Thread | None = None
 
     @property
@@ -215,8 +226,12 @@ class SandboxServer:
 
     def start(self) -> SandboxServer:
         # short poll interval: stop() (every test teardown) returns in ~50 ms instead of 500 ms
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"{self.app.name}-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{self.app.name}-sandbox",
+            daemon=True,
+        )
         self._thread.start()
         return self
 

@@ -77,11 +77,38 @@ from sandbox.seed import seed_coperniq
 
 #: Names this module had before the split and still serves (the request-field helpers are in coperniq_params).
 __all__ = [
-    "ACCOUNT_TYPES", "API_PREFIX", "CALCULATION_METHODS", "CATALOG_TYPES", "DAY_US", "INVOICE_CREATE_STATUSES",
-    "INVOICE_STATUSES", "MATCH_BY", "MATCH_STRATEGIES", "PAGE_SIZE_DEFAULT", "PAGE_SIZE_MAX", "PAYMENT_METHODS",
-    "PRODUCT_CATEGORIES", "PROJECT_STATUSES", "SANDBOX_USER", "SERVICE_CATEGORIES", "STAGE_ID_OFFSET", "STAGE_SCOPE",
-    "START_IDS", "TRADE_GROUPS", "Clock", "CoperniqApp", "CoperniqState", "ListParams", "invalid", "iso", "json_body",
-    "main", "not_found", "parse_iso", "path_id", "public",
+    "ACCOUNT_TYPES",
+    "API_PREFIX",
+    "CALCULATION_METHODS",
+    "CATALOG_TYPES",
+    "DAY_US",
+    "INVOICE_CREATE_STATUSES",
+    "INVOICE_STATUSES",
+    "MATCH_BY",
+    "MATCH_STRATEGIES",
+    "PAGE_SIZE_DEFAULT",
+    "PAGE_SIZE_MAX",
+    "PAYMENT_METHODS",
+    "PRODUCT_CATEGORIES",
+    "PROJECT_STATUSES",
+    "SANDBOX_USER",
+    "SERVICE_CATEGORIES",
+    "STAGE_ID_OFFSET",
+    "STAGE_SCOPE",
+    "START_IDS",
+    "TRADE_GROUPS",
+    "Clock",
+    "CoperniqApp",
+    "CoperniqState",
+    "ListParams",
+    "invalid",
+    "iso",
+    "json_body",
+    "main",
+    "not_found",
+    "parse_iso",
+    "path_id",
+    "public",
 ]
 
 
@@ -91,10 +118,17 @@ class CoperniqApp(SandboxApp):
 
     name = "coperniq"
 
-    def __init__(self, api_key: str = "sandbox-coperniq-key", rate_limit_per_second: int | None = 100,
-                 rate_limit_per_day: int | None = 5000, *, allow_overpayment: bool = False,
-                 clock: Clock | None = None, profile: str | CoperniqAssumptions | None = None,
-                 **switch_overrides: Any) -> None:
+    def __init__(
+        self,
+        api_key: str = "sandbox-coperniq-key",
+        rate_limit_per_second: int | None = 100,
+        rate_limit_per_day: int | None = 5000,
+        *,
+        allow_overpayment: bool = False,
+        clock: Clock | None = None,
+        profile: str | CoperniqAssumptions | None = None,
+        **switch_overrides: Any,
+    ) -> None:
         """`profile` ("optimistic" = default, "pessimistic" or a CoperniqAssumptions), then single switches
         (`phase_change_bumps_updated_at=False`, ...) on top: see sandbox/profiles.py."""
         super().__init__()
@@ -208,22 +242,38 @@ class CoperniqApp(SandboxApp):
         with self.lock:
             return self.workflow_out(insert_workflow(self.state, name, phases, description))
 
-    def add_account(self, title: str = "Test Account", *, address: str | list[str] = "1 Test St, Austin, TX 78701",
-                    at: datetime | str | None = None, **fields: Any) -> dict[str, Any]:
+    def add_account(
+        self,
+        title: str = "Test Account",
+        *,
+        address: str | list[str] = "1 Test St, Austin, TX 78701",
+        at: datetime | str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
         with self.lock:
             fields.update(title=title, address=[address] if isinstance(address, str) else address)
             return self.account_out(insert_account(self.state, fields, self._when(at)))
 
-    def add_contact(self, name: str = "Test Contact", *, at: datetime | str | None = None,
-                    **fields: Any) -> dict[str, Any]:
+    def add_contact(
+        self, name: str = "Test Contact", *, at: datetime | str | None = None, **fields: Any
+    ) -> dict[str, Any]:
         with self.lock:
             fields["name"] = name
             return self.contact_out(insert_contact(self.state, fields, self._when(at)))
 
-    def add_project(self, title: str = "Test Project", *, account_id: int | None = None,
-                    workflow_id: int | None = None, workflow: str | None = None, phase: int | str | None = None,
-                    address: str | list[str] = "1 Test St, Austin, TX 78701", at: datetime | str | None = None,
-                    workflows_v1: bool = False, **fields: Any) -> dict[str, Any]:
+    def add_project(
+        self,
+        title: str = "Test Project",
+        *,
+        account_id: int | None = None,
+        workflow_id: int | None = None,
+        workflow: str | None = None,
+        phase: int | str | None = None,
+        address: str | list[str] = "1 Test St, Austin, TX 78701",
+        at: datetime | str | None = None,
+        workflows_v1: bool = False,
+        **fields: Any,
+    ) -> dict[str, Any]:
         """Create a project (and an account, and a default workflow, if none given); optional start phase.
 
         `workflows_v1=True`: a Workflows 1.0 project (`stage` instead of `phase`), whatever the profile."""
@@ -233,46 +283,78 @@ class CoperniqApp(SandboxApp):
                 workflow_id = next(w["id"] for w in st.workflows.values() if w["name"] == workflow)
             if workflow_id is None:
                 if not st.workflows:
-                    insert_workflow(st, "Residential Solar", ["Sale", "Site Survey", "Design", "Permitting",
-                                                              "Install", "Inspection", "PTO"])
+                    insert_workflow(
+                        st,
+                        "Residential Solar",
+                        ["Sale", "Site Survey", "Design", "Permitting", "Install", "Inspection", "PTO"],
+                    )
                 workflow_id = min(st.workflows)
             if account_id is None:
-                account_id = insert_account(st, {"title": title, "address": [address] if isinstance(address, str)
-                                                 else address}, self._when(at))["id"]
+                account_id = insert_account(
+                    st, {"title": title, "address": [address] if isinstance(address, str) else address}, self._when(at)
+                )["id"]
             fields.update(title=title, address=[address] if isinstance(address, str) else address)
             p = insert_project(st, fields, account_id, workflow_id, self._when(at), workflows_v1=workflows_v1)
         if phase is not None:
             return self.move_project_to_phase(p["id"], phase)
         return self.project_out(p, detail=True)
 
-    def add_catalog_item(self, name: str = "Test Item", *, type: str = "PRODUCT", category: str = "OTHER",  # noqa: A002
-                         cost: float = 10.0, price: float = 20.0, **fields: Any) -> dict[str, Any]:
+    def add_catalog_item(
+        self,
+        name: str = "Test Item",
+        *,
+        type: str = "PRODUCT",  # noqa: A002 - the API's field name
+        category: str = "OTHER",
+        cost: float = 10.0,
+        price: float = 20.0,
+        **fields: Any,
+    ) -> dict[str, Any]:
         with self.lock:
             fields.update(name=name, type=type, category=category, cost=cost, price=price)
             return public(insert_catalog_item(self.state, fields))
 
-    def add_invoice(self, record_id: int, lines: list[dict[str, Any]] | None = None, *, status: str = "SENT",
-                    issue_date: str | None = None, due_date: str | None = None, description: str | None = None,
-                    at: datetime | str | None = None) -> dict[str, Any]:
+    def add_invoice(
+        self,
+        record_id: int,
+        lines: list[dict[str, Any]] | None = None,
+        *,
+        status: str = "SENT",
+        issue_date: str | None = None,
+        due_date: str | None = None,
+        description: str | None = None,
+        at: datetime | str | None = None,
+    ) -> dict[str, Any]:
         """Invoice on a project/account through the same validation as POST /invoices.
 
         `lines` default to one line of a (created on demand) catalog item; a line may omit catalogItemId.
         """
         with self.lock:
             body_lines = []
-            for li in lines or [{"quantity": 1, "unitCost": 500.0, "unitPrice": 1000.0}]:
-                li = dict(li)
+            for given in lines or [{"quantity": 1, "unitCost": 500.0, "unitPrice": 1000.0}]:
+                li = dict(given)
                 if "catalogItemId" not in li:
                     li["catalogItemId"] = insert_catalog_item(
-                        self.state, {"name": li.pop("name", f"Item {len(self.state.catalog_items) + 1}"),
-                                     "type": "SERVICE", "category": "INSTALLATION", "cost": li["unitCost"],
-                                     "price": li["unitPrice"]})["id"]
+                        self.state,
+                        {
+                            "name": li.pop("name", f"Item {len(self.state.catalog_items) + 1}"),
+                            "type": "SERVICE",
+                            "category": "INSTALLATION",
+                            "cost": li["unitCost"],
+                            "price": li["unitPrice"],
+                        },
+                    )["id"]
                 li.pop("name", None)
                 body_lines.append(li)
             at_us = self._when(at)
-            body: dict[str, Any] = {"recordId": record_id, "calculationMethod": "LINE_ITEMS", "status": status,
-                                    "lineItems": body_lines, "description": description, "dueDate": due_date,
-                                    "issueDate": issue_date or (iso(at_us) if at_us else iso(self.state.clock.now_us()))}
+            body: dict[str, Any] = {
+                "recordId": record_id,
+                "calculationMethod": "LINE_ITEMS",
+                "status": status,
+                "lineItems": body_lines,
+                "description": description,
+                "dueDate": due_date,
+                "issueDate": issue_date or (iso(at_us) if at_us else iso(self.state.clock.now_us())),
+            }
             if at_us is not None:
                 inv = create_invoice(self.state, body)
                 inv["createdAt"] = inv["updatedAt"] = iso(at_us)
@@ -281,17 +363,28 @@ class CoperniqApp(SandboxApp):
                 inv = create_invoice(self.state, body)
             return self.invoice_out(inv)
 
-    def add_payment(self, invoice_id: int, amount: float | None = None, *, method: str = "ACH",
-                    payment_date: str | None = None, reference: str | None = None,
-                    notes: str | None = None) -> dict[str, Any]:
+    def add_payment(
+        self,
+        invoice_id: int,
+        amount: float | None = None,
+        *,
+        method: str = "ACH",
+        payment_date: str | None = None,
+        reference: str | None = None,
+        notes: str | None = None,
+    ) -> dict[str, Any]:
         """Payment through the same validation as POST /invoices/{id}/payments (default: the full balance)."""
         with self.lock:
             inv = self.state.invoices.get(invoice_id)
             if inv is None:
                 raise not_found("Invoice", invoice_id)
-            body = {"amount": amount if amount is not None else round(inv["amount"] - inv["amountPaid"], 2),
-                    "paymentMethod": method, "paymentDate": payment_date or iso(self.state.clock.now_us()),
-                    "paymentReference": reference, "notes": notes}
+            body = {
+                "amount": amount if amount is not None else round(inv["amount"] - inv["amountPaid"], 2),
+                "paymentMethod": method,
+                "paymentDate": payment_date or iso(self.state.clock.now_us()),
+                "paymentReference": reference,
+                "notes": notes,
+            }
             return self.payment_out(create_payment(self.state, inv, body, allow_overpayment=self.allow_overpayment))
 
     def seed(self, projects: int = 50, seed: int = 42, **options: Any) -> dict[str, int]:
@@ -340,17 +433,25 @@ class CoperniqApp(SandboxApp):
         @r("POST", "/__admin/rate-limit")
         def admin_rate_limit(req: Request) -> Response:
             body = json_body(req)
-            self.set_rate_limits(body.get("per_second", self.rate_limit_per_second),
-                                 body.get("per_day", self.rate_limit_per_day))
+            self.set_rate_limits(
+                body.get("per_second", self.rate_limit_per_second), body.get("per_day", self.rate_limit_per_day)
+            )
             self.limiter.reset()
             return Response(200, {"per_second": self.rate_limit_per_second, "per_day": self.rate_limit_per_day})
 
         makers: dict[str, Callable[..., dict[str, Any]]] = {
-            "accounts": self.add_account, "contacts": self.add_contact, "projects": self.add_project,
-            "catalog-items": self.add_catalog_item, "invoices": self.add_invoice, "workflows": self.add_workflow}
+            "accounts": self.add_account,
+            "contacts": self.add_contact,
+            "projects": self.add_project,
+            "catalog-items": self.add_catalog_item,
+            "invoices": self.add_invoice,
+            "workflows": self.add_workflow,
+        }
         for name, fn in makers.items():
+
             def make(req: Request, fn: Callable[..., dict[str, Any]] = fn) -> Response:
                 return Response(201, fn(**json_body(req)))
+
             r("POST", f"/__admin/{name}")(make)
 
         @r("POST", "/__admin/invoices/{invoiceId}/payments")
@@ -368,21 +469,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--projects", type=int, default=None, help="number of demo projects (default 50 with --seed)")
     parser.add_argument("--rate-limit-per-second", type=int, default=100)
     parser.add_argument("--rate-limit-per-day", type=int, default=5000)
-    parser.add_argument("--profile", choices=PROFILES, default="optimistic",
-                        help="API behaviours the docs leave open (sandbox/profiles.py); seeding follows it too")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="optimistic",
+        help="API behaviours the docs leave open (sandbox/profiles.py); seeding follows it too",
+    )
     args = parser.parse_args(argv)
-    app = CoperniqApp(api_key=args.api_key, rate_limit_per_second=args.rate_limit_per_second,
-                      rate_limit_per_day=args.rate_limit_per_day, profile=args.profile)
+    app = CoperniqApp(
+        api_key=args.api_key,
+        rate_limit_per_second=args.rate_limit_per_second,
+        rate_limit_per_day=args.rate_limit_per_day,
+        profile=args.profile,
+    )
     try:
         server = SandboxServer(app, args.host, args.port)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.seed is not None or args.projects is not None:
-        seed_coperniq(app, projects=args.projects if args.projects is not None else 50,
-                      seed=args.seed if args.seed is not None else 42)
-    print(f"Coperniq sandbox listening on {server.root_url}{API_PREFIX} (profile {args.profile}, "
-          f"{json.dumps(app.summary())})", flush=True)
+        seed_coperniq(
+            app,
+            projects=args.projects if args.projects is not None else 50,
+            seed=args.seed if args.seed is not None else 42,
+        )
+    print(
+        f"Coperniq sandbox listening on {server.root_url}{API_PREFIX} (profile {args.profile}, "
+        f"{json.dumps(app.summary())})",
+        flush=True,
+    )
     server.serve_forever()
     return 0
 

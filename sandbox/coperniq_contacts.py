@@ -47,8 +47,10 @@ def register_contact_routes(app: CoperniqHost) -> None:
         st = app.state
         params = ListParams.parse(req)
         q = fold(req.arg("q"))
+
         def pred(c: dict[str, Any]) -> bool:
             return q in c["name"].casefold() or any(q in x.casefold() for x in c["emails"] + c["phones"])
+
         ids = list_ids(st, "contacts", st.contacts, params, extra=(q,), pred=pred if q else None)
         return Response(200, [contact_out(st, st.contacts[i]) for i in params.window(ids)])
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from sandbox._server import Request, Response
 from sandbox.coperniq_listing import get_record, invoice_page
-from sandbox.coperniq_params import as_int, date_field, enum, invalid, is_num, json_body, num_field, opt_str
+from sandbox.coperniq_params import as_int, date_field, enum, invalid, is_num, json_body, num_field, opt_str, req_enum
 from sandbox.coperniq_state import CoperniqHost, CoperniqState, iso
 from sandbox.coperniq_views import invoice_out
 from sandbox.coperniq_writes import build_lines, insert_invoice, merge_lines
@@ -49,8 +49,10 @@ def collect_lines(st: CoperniqState, body: dict[str, Any]) -> list[tuple[dict[st
         if cat_id not in st.catalog_items:
             raise invalid(f"{where}.catalogItemId", f"catalog item {cat_id} not found")
         if cat_id in seen:
-            raise invalid(f"{where}.catalogItemId",
-                          f"catalogItemId {cat_id} appears more than once; each catalog item may be used once")
+            raise invalid(
+                f"{where}.catalogItemId",
+                f"catalogItemId {cat_id} appears more than once; each catalog item may be used once",
+            )
         seen.add(cat_id)
         qty = li["quantity"]
         if not is_num(qty) or float(qty) != int(qty) or qty < 1:
@@ -62,9 +64,19 @@ def collect_lines(st: CoperniqState, body: dict[str, Any]) -> list[tuple[dict[st
         if desc is not None and not isinstance(desc, str):
             raise invalid(f"{where}.description", "description must be a string")
         lid = li.get("id")
-        out.append(({"id": as_int(lid, f"{where}.id") if lid is not None else 0, "catalogItemId": cat_id,
-                     "quantity": int(qty), "unitCost": li["unitCost"], "unitPrice": li["unitPrice"],
-                     "description": desc}, section))
+        out.append(
+            (
+                {
+                    "id": as_int(lid, f"{where}.id") if lid is not None else 0,
+                    "catalogItemId": cat_id,
+                    "quantity": int(qty),
+                    "unitCost": li["unitCost"],
+                    "unitPrice": li["unitPrice"],
+                    "description": desc,
+                },
+                section,
+            )
+        )
     return out
 
 
@@ -79,13 +91,14 @@ def create_invoice(st: CoperniqState, body: dict[str, Any]) -> dict[str, Any]:
         record = ("account", rid)
     else:
         raise invalid("recordId", f"record {rid} not found (must be an existing project or account)")
-    if body.get("calculationMethod") is None:
-        raise invalid("calculationMethod", "calculationMethod is required")
-    method = enum(body, "calculationMethod", CALCULATION_METHODS)
+    method = req_enum(body, "calculationMethod", CALCULATION_METHODS)
     status = body.get("status") or "DRAFT"
     if status not in INVOICE_CREATE_STATUSES:
-        raise invalid("status", f"status must be one of: {', '.join(INVOICE_CREATE_STATUSES)} "
-                                "(DECLINED and OVERDUE cannot be set at creation)")
+        raise invalid(
+            "status",
+            f"status must be one of: {', '.join(INVOICE_CREATE_STATUSES)} "
+            "(DECLINED and OVERDUE cannot be set at creation)",
+        )
     issue = date_field(body, "issueDate")
     if status != "DRAFT" and issue is None:
         raise invalid("issueDate", f"issueDate is required when status is {status}")
@@ -139,8 +152,9 @@ def update_invoice(st: CoperniqState, inv: dict[str, Any], body: dict[str, Any],
     # all validated: apply atomically
     now = st.clock.tick()
     if lines is not None:
-        inv["lineItems"] = (build_lines(st, lines, inv["lineItems"]) if replaces_lines
-                            else merge_lines(st, lines, inv["lineItems"]))
+        inv["lineItems"] = (
+            build_lines(st, lines, inv["lineItems"]) if replaces_lines else merge_lines(st, lines, inv["lineItems"])
+        )
         inv["amount"] = round(sum(li["quantity"] * li["unitPrice"] for li in inv["lineItems"]), 2)
     if percentage is not None:
         inv["percentage"] = percentage

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from sandbox._server import Request, Response
 from sandbox.coperniq_params import ListParams, bool_arg, fold, invalid, not_found, path_id
@@ -17,12 +17,18 @@ from sandbox.coperniq_views import invoice_out
 from sandbox.profiles import CoperniqAssumptions
 
 
-def list_ids(st: CoperniqState, resource: str, records: dict[int, dict[str, Any]], params: ListParams,
-             base: list[int] | None = None, extra: tuple[Any, ...] = (),
-             pred: Callable[[dict[str, Any]], bool] | None = None, archived_key: str | None = None) -> list[int]:
+def list_ids(
+    st: CoperniqState,
+    resource: str,
+    records: dict[int, dict[str, Any]],
+    params: ListParams,
+    base: list[int] | None = None,
+    extra: tuple[Any, ...] = (),
+    pred: Callable[[dict[str, Any]], bool] | None = None,
+    archived_key: str | None = None,
+) -> list[int]:
     """Filtered, ordered ids, cached per (resource, filters, data version): paging 100k rows stays O(page)."""
-    key = (resource, extra, params.after, params.before, params.desc,
-           params.include_archived if archived_key else None)
+    key = (resource, extra, params.after, params.before, params.desc, params.include_archived if archived_key else None)
     version = st.versions[resource]
     hit = st.list_cache.get(key)
     if hit is not None and hit[0] == version:
@@ -55,8 +61,9 @@ def list_ids(st: CoperniqState, resource: str, records: dict[int, dict[str, Any]
     return ids
 
 
-def text_filters(req: Request,
-                 fields: tuple[str, ...]) -> tuple[tuple[Any, ...], Callable[[dict[str, Any]], bool] | None]:
+def text_filters(
+    req: Request, fields: tuple[str, ...]
+) -> tuple[tuple[Any, ...], Callable[[dict[str, Any]], bool] | None]:
     """`q` (substring over several fields) and per-field substring filters (title, primaryEmail, ...)."""
     wanted = {f: fold(req.arg(f)) for f in ("title", "address", "primaryEmail", "primaryPhone") if req.arg(f)}
     q = fold(req.arg("q"))
@@ -86,13 +93,17 @@ def get_record(records: dict[int, dict[str, Any]], req: Request, param: str, wha
     return rec
 
 
-def get_visible(records: dict[int, dict[str, Any]], req: Request, param: str, what: str,
-                assumptions: CoperniqAssumptions) -> dict[str, Any]:
+def get_visible(
+    records: dict[int, dict[str, Any]], req: Request, param: str, what: str, assumptions: CoperniqAssumptions
+) -> dict[str, Any]:
     """GET by id: without `archived_visible_by_id` an archived record is 404 unless `include_archived=true`
     (the spec gives GET /projects/{id} and /accounts/{id} that parameter, default false)."""
     rec = get_record(records, req, param, what)
-    if (not assumptions.archived_visible_by_id and rec.get("isActive") is False
-            and not bool_arg(req, "include_archived")):
+    if (
+        not assumptions.archived_visible_by_id
+        and rec.get("isActive") is False
+        and not bool_arg(req, "include_archived")
+    ):
         raise not_found(what, rec["id"])
     return rec
 
@@ -100,15 +111,26 @@ def get_visible(records: dict[int, dict[str, Any]], req: Request, param: str, wh
 def invoice_page(st: CoperniqState, req: Request, base: list[int] | None, scope: tuple[Any, ...]) -> Response:
     """Invoice lists are the one envelope (`items`, `page`, `page_size`, `has_more`); `base` = a record's ids."""
     params = ListParams.parse(req)
-    ids = list_ids(st, "invoices", st.invoices, params, base=list(base) if base is not None else None,
-                   extra=scope)
+    ids = list_ids(st, "invoices", st.invoices, params, base=list(base) if base is not None else None, extra=scope)
     page = params.window(ids)
-    return Response(200, {"items": [invoice_out(st, st.invoices[i]) for i in page], "page": params.page,
-                          "page_size": params.page_size,
-                          "has_more": params.page * params.page_size < len(ids)})
+    return Response(
+        200,
+        {
+            "items": [invoice_out(st, st.invoices[i]) for i in page],
+            "page": params.page,
+            "page_size": params.page_size,
+            "has_more": params.page * params.page_size < len(ids),
+        },
+    )
 
 
 SEARCH_OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "contains", "in", "nin", "between")
+_Ordered = TypeVar("_Ordered", float, str)
+
+
+def ordered(op: str, x: _Ordered, y: _Ordered) -> bool:
+    """`x op y` for the ordering search ops (gt, gte, lt, lte)."""
+    return {"gt": x > y, "gte": x >= y, "lt": x < y, "lte": x <= y}[op]
 
 
 def search(req: Request, records: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -142,11 +164,6 @@ def search(req: Request, records: dict[int, dict[str, Any]]) -> list[dict[str, A
         if isinstance(v, list):
             v = v[0] if v else None
         sv = "" if v is None else str(v)
-        try:
-            a, b = float(sv), float(raw.split(",")[0])
-            cmp_pair: tuple[Any, Any] = (a, b)
-        except ValueError:
-            cmp_pair = (sv.casefold(), raw.casefold())
         if op == "eq":
             return sv.casefold() == raw.casefold()
         if op == "neq":
@@ -157,19 +174,23 @@ def search(req: Request, records: dict[int, dict[str, Any]]) -> list[dict[str, A
             hit = sv.casefold() in {x.casefold() for x in values(raw)}
             return hit if op == "in" else not hit
         if op == "between":
-            lo, hi = (values(raw) + ["", ""])[:2]
+            lo, hi = [*values(raw), "", ""][:2]
             try:
                 return float(lo) <= float(sv) <= float(hi)
             except ValueError:
                 return lo <= sv <= hi
-        x, y = cmp_pair
-        return {"gt": x > y, "gte": x >= y, "lt": x < y, "lte": x <= y}[op]
+        try:  # gt/gte/lt/lte: as numbers when both sides are, else as case-folded text
+            return ordered(op, float(sv), float(raw.split(",", maxsplit=1)[0]))
+        except ValueError:
+            return ordered(op, sv.casefold(), raw.casefold())
 
     combine = all if logic == "and" else any
-    hits = [rec for rec in records.values()
-            if (params.include_archived or rec.get("isActive", True))
-            and combine(check(rec, *c) for c in conds)]
+    hits = [
+        rec
+        for rec in records.values()
+        if (params.include_archived or rec.get("isActive", True)) and combine(check(rec, *c) for c in conds)
+    ]
     if params.desc:
         hits.reverse()
     start = (params.page - 1) * params.page_size
-    return hits[start:start + params.page_size]
+    return hits[start : start + params.page_size]

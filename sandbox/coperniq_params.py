@@ -87,7 +87,15 @@ def enum(body: dict[str, Any], field: str, allowed: Iterable[str], default: str 
         return default
     if v not in allowed:
         raise invalid(field, f"{field} must be one of: {', '.join(allowed)}")
-    return v
+    return str(v)  # equal to one of `allowed`
+
+
+def req_enum(body: dict[str, Any], field: str, allowed: Iterable[str]) -> str:
+    """A required enum field."""
+    value = enum(body, field, allowed)
+    if value is None:
+        raise invalid(field, f"{field} is required")
+    return value
 
 
 def str_list(body: dict[str, Any], field: str) -> list[str] | None:
@@ -185,12 +193,18 @@ class ListParams:
         order = (req.arg("order_by") or "asc").lower()
         if order not in ("asc", "desc"):
             raise invalid("order_by", "order_by must be asc or desc")
-        return cls(page, size, bounds["updated_after"], bounds["updated_before"], order == "desc",
-                   bool_arg(req, "include_archived"))
+        return cls(
+            page,
+            size,
+            bounds["updated_after"],
+            bounds["updated_before"],
+            order == "desc",
+            bool_arg(req, "include_archived"),
+        )
 
     def window(self, ids: list[int]) -> list[int]:
         start = (self.page - 1) * self.page_size
-        return ids[start:start + self.page_size]
+        return ids[start : start + self.page_size]
 
 
 def digits(s: Any) -> str:

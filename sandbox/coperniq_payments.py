@@ -18,8 +18,9 @@ from sandbox.coperniq_writes import insert_payment
 PAYMENT_METHODS = ("CASH", "ACH", "CREDIT_CARD", "KLARNA", "AFFIRM", "CHECK")
 
 
-def create_payment(st: CoperniqState, inv: dict[str, Any], body: dict[str, Any], *,
-                   allow_overpayment: bool) -> dict[str, Any]:
+def create_payment(
+    st: CoperniqState, inv: dict[str, Any], body: dict[str, Any], *, allow_overpayment: bool
+) -> dict[str, Any]:
     """POST .../payments (and `add_payment`): PaymentCreate validated; more than the balance is a 400 unless
     the app allows overpayment."""
     amount = num_field(body, "amount", required=True)
@@ -54,8 +55,9 @@ def register_payment_routes(app: CoperniqHost) -> None:
     def create_payment_route(req: Request) -> Response:
         st = app.state
         inv = get_record(st.invoices, req, "invoiceId", "Invoice")
-        return Response(201, payment_out(create_payment(st, inv, json_body(req),
-                                                        allow_overpayment=app.allow_overpayment)))
+        return Response(
+            201, payment_out(create_payment(st, inv, json_body(req), allow_overpayment=app.allow_overpayment))
+        )
 
     @r("GET", "/v1/invoices/{invoiceId}/payments/{paymentId}")
     def get_payment(req: Request) -> Response:

@@ -57,8 +57,9 @@ def register_project_routes(app: CoperniqHost) -> None:
         if workflow_id is None and st.workflows:
             workflow_id = min(st.workflows)
         if account_id is None:  # Coperniq files every project under an account: make one
-            account_id = insert_account(st, {k: fields.get(k) for k in
-                                             ("title", "address", "primaryEmail", "primaryPhone")})["id"]
+            account_id = insert_account(
+                st, {k: fields.get(k) for k in ("title", "address", "primaryEmail", "primaryPhone")}
+            )["id"]
         p = insert_project(st, fields, account_id, workflow_id)
         return Response(200, project_out(st, p))
 
@@ -74,8 +75,11 @@ def register_project_routes(app: CoperniqHost) -> None:
         p = get_record(st.projects, req, "projectId", "Project")
         body = json_body(req)
         if "accountId" in body:
-            raise invalid("accountId", "Changing the account of a project is not supported; "
-                                       "delete and re-create the project under the new account")
+            raise invalid(
+                "accountId",
+                "Changing the account of a project is not supported; "
+                "delete and re-create the project under the new account",
+            )
         fields = validate_record_body(st, body, create=False, kind="project")
         if body.get("workflowId") is not None:
             wid = as_int(body["workflowId"], "workflowId")

@@ -33,9 +33,7 @@ MATCH_STRATEGIES = ("skip", "replace", "enrich")
 def validate_record_body(st: CoperniqState, body: dict[str, Any], *, create: bool, kind: str) -> dict[str, Any]:
     """Common fields of projects and accounts (AccountUpsert / ProjectCreate / *Update)."""
     fields: dict[str, Any] = {}
-    if create:
-        fields["title"] = req_str(body, "title")
-    elif "title" in body:
+    if create or "title" in body:
         fields["title"] = req_str(body, "title")
     addr = address_field(body, required=create)
     if addr is not None:
@@ -86,8 +84,7 @@ def match_params(req: Request) -> tuple[str, str]:
     return match_by, strategy
 
 
-def find_match(records: dict[int, dict[str, Any]], match_by: str,
-               fields: dict[str, Any]) -> dict[str, Any] | None:
+def find_match(records: dict[int, dict[str, Any]], match_by: str, fields: dict[str, Any]) -> dict[str, Any] | None:
     """The first record equal on `match_by` (case-insensitive; phones by digits, addresses by their line)."""
     if match_by == "address":
         want = fold((fields.get("address") or [""])[0])

@@ -11,7 +11,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sandbox._server import Handler
@@ -21,21 +21,42 @@ API_PREFIX = "/v1"
 PAGE_SIZE_DEFAULT = 20
 PAGE_SIZE_MAX = 100
 DAY_US = 86_400_000_000
-_EPOCH = datetime(1970, 1, 1)
-_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: The user the sandbox API key belongs to (a key acts as the user who created it).
-SANDBOX_USER: dict[str, Any] = {"id": 77, "firstName": "Sandbox", "lastName": "Admin",
-                                "email": "admin@sandbox.example", "avatarUrl": None}
+SANDBOX_USER: dict[str, Any] = {
+    "id": 77,
+    "firstName": "Sandbox",
+    "lastName": "Admin",
+    "email": "admin@sandbox.example",
+    "avatarUrl": None,
+}
 
 #: `owner` of every project: the sandbox user, shared (never mutated) across 100k seeded records.
-OWNER: dict[str, Any] = {"id": SANDBOX_USER["id"], "firstName": SANDBOX_USER["firstName"],
-                         "lastName": SANDBOX_USER["lastName"], "email": SANDBOX_USER["email"], "phone": None}
+OWNER: dict[str, Any] = {
+    "id": SANDBOX_USER["id"],
+    "firstName": SANDBOX_USER["firstName"],
+    "lastName": SANDBOX_USER["lastName"],
+    "email": SANDBOX_USER["email"],
+    "phone": None,
+}
 
 #: First id of each kind: distinct ranges so an id used with the wrong resource fails loudly.
-START_IDS = {"account": 9001, "account_number": 401, "contact": 30001, "project": 48001, "project_number": 1001,
-             "workflow": 301, "phase_template": 5001, "phase_instance": 900001, "invoice": 66001,
-             "invoice_uid": 1001, "line_item": 880001, "payment": 51001, "catalog_item": 4201}
+START_IDS = {
+    "account": 9001,
+    "account_number": 401,
+    "contact": 30001,
+    "project": 48001,
+    "project_number": 1001,
+    "workflow": 301,
+    "phase_template": 5001,
+    "phase_instance": 900001,
+    "invoice": 66001,
+    "invoice_uid": 1001,
+    "line_item": 880001,
+    "payment": 51001,
+    "catalog_item": 4201,
+}
 
 #: A Workflows 1.0 `stage.id` is this plus the phase template id the sandbox tracks it with: a 1.0 stage is not
 #: a phase template (GET /workflows lists phases, not stages), so a client must not find it among `phases[].id`.
@@ -47,7 +68,7 @@ STAGE_SCOPE = "PROJECT"
 # --- time --------------------------------------------------------------------------------------
 def iso(us: int) -> str:
     """Microseconds since epoch -> ISO 8601 UTC with milliseconds, e.g. 2025-06-10T18:22:41.123Z."""
-    return (_EPOCH + timedelta(microseconds=us)).isoformat(timespec="milliseconds") + "Z"
+    return (_EPOCH_UTC + timedelta(microseconds=us)).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 def parse_iso(value: Any) -> int:
@@ -59,7 +80,7 @@ def parse_iso(value: Any) -> int:
         text = text[:-1] + "+00:00"
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return (dt - _EPOCH_UTC) // timedelta(microseconds=1)
 
 
@@ -137,11 +158,16 @@ class CoperniqState:
         self.versions[resource] += 1
 
     def summary(self) -> dict[str, int]:
-        return {"accounts": len(self.accounts), "contacts": len(self.contacts), "projects": len(self.projects),
-                "workflows": len(self.workflows), "invoices": len(self.invoices),
-                "payments": sum(len(v) for v in self.payments.values()),
-                "catalog_items": len(self.catalog_items),
-                "phase_instances": sum(len(v) for v in self.phase_instances.values())}
+        return {
+            "accounts": len(self.accounts),
+            "contacts": len(self.contacts),
+            "projects": len(self.projects),
+            "workflows": len(self.workflows),
+            "invoices": len(self.invoices),
+            "payments": sum(len(v) for v in self.payments.values()),
+            "catalog_items": len(self.catalog_items),
+            "phase_instances": sum(len(v) for v in self.phase_instances.values()),
+        }
 
 
 def public(rec: dict[str, Any]) -> dict[str, Any]:

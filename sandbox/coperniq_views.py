@@ -31,8 +31,13 @@ def phase_object(st: CoperniqState, pid: int) -> dict[str, Any] | None:
         return None
     tpl = st.phase_templates[inst[1]]
     days = max(0, (st.clock.now_us() - inst[3]) // DAY_US) if inst[3] is not None else 0
-    obj: dict[str, Any] = {"instanceId": inst[0], "templateId": tpl["id"], "name": tpl["name"],
-                           "status": inst[2], "type": tpl["type"]}
+    obj: dict[str, Any] = {
+        "instanceId": inst[0],
+        "templateId": tpl["id"],
+        "name": tpl["name"],
+        "status": inst[2],
+        "type": tpl["type"],
+    }
     if tpl["redSla"] is not None:
         obj["redSla"] = tpl["redSla"]
     if tpl["yellowSla"] is not None:
@@ -47,8 +52,12 @@ def stage_object(st: CoperniqState, pid: int) -> dict[str, Any] | None:
     phase = phase_object(st, pid)
     if phase is None:
         return None
-    stage: dict[str, Any] = {"id": phase["templateId"] + STAGE_ID_OFFSET, "name": phase["name"],
-                             "type": phase["type"], "scope": STAGE_SCOPE}
+    stage: dict[str, Any] = {
+        "id": phase["templateId"] + STAGE_ID_OFFSET,
+        "name": phase["name"],
+        "type": phase["type"],
+        "scope": STAGE_SCOPE,
+    }
     for key in ("redSla", "yellowSla", "timeInStageDays", "slaStatus"):
         if key in phase:
             stage[key] = phase[key]
@@ -60,12 +69,25 @@ def phase_instances_out(st: CoperniqState, pid: int) -> list[dict[str, Any]]:
     out = []
     for inst in st.phase_instances.get(pid) or []:
         tpl = st.phase_templates[inst[1]]
-        out.append({"id": inst[0], "name": tpl["name"], "status": inst[2], "position": tpl["position"],
-                    "type": tpl["type"], "phaseTemplateId": tpl["id"],
-                    "phaseTemplate": {"id": tpl["id"], "name": tpl["name"], "type": tpl["type"],
-                                      "redSla": tpl["redSla"], "yellowSla": tpl["yellowSla"]},
-                    "startedAt": iso(inst[3]) if inst[3] is not None else None,
-                    "completedAt": iso(inst[4]) if inst[4] is not None else None})
+        out.append(
+            {
+                "id": inst[0],
+                "name": tpl["name"],
+                "status": inst[2],
+                "position": tpl["position"],
+                "type": tpl["type"],
+                "phaseTemplateId": tpl["id"],
+                "phaseTemplate": {
+                    "id": tpl["id"],
+                    "name": tpl["name"],
+                    "type": tpl["type"],
+                    "redSla": tpl["redSla"],
+                    "yellowSla": tpl["yellowSla"],
+                },
+                "startedAt": iso(inst[3]) if inst[3] is not None else None,
+                "completedAt": iso(inst[4]) if inst[4] is not None else None,
+            }
+        )
     return out
 
 
@@ -92,8 +114,11 @@ def account_out(st: CoperniqState, a: dict[str, Any], include_contacts: bool = F
     """An account; `include_contacts=true` adds each linked contact's id, emails and phones."""
     out = public(a)
     if include_contacts:
-        out["contacts"] = [{"id": c["id"], "emails": list(c["emails"]), "phones": list(c["phones"])}
-                           for cid in a["_contacts"] if (c := st.contacts.get(cid))]
+        out["contacts"] = [
+            {"id": c["id"], "emails": list(c["emails"]), "phones": list(c["phones"])}
+            for cid in a["_contacts"]
+            if (c := st.contacts.get(cid))
+        ]
     return out
 
 
@@ -133,7 +158,8 @@ def payment_out(pay: dict[str, Any]) -> dict[str, Any]:
 def workflow_out(st: CoperniqState, wf: dict[str, Any]) -> dict[str, Any]:
     """A workflow with its phase templates in position order."""
     out = public(wf)
-    out["phases"] = [{k: st.phase_templates[t][k]
-                      for k in ("id", "name", "type", "description", "redSla", "yellowSla")}
-                     for t in wf["_phases"]]
+    out["phases"] = [
+        {k: st.phase_templates[t][k] for k in ("id", "name", "type", "description", "redSla", "yellowSla")}
+        for t in wf["_phases"]
+    ]
     return out

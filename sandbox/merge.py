@@ -40,9 +40,22 @@ from sandbox.profiles import PROFILES
 
 #: Names this module had before the split and still serves.
 __all__ = [
-    "API", "CATEGORIES", "IDEMPOTENCY_TTL", "INTEGRATION", "LINKED_ACCOUNT_STATUSES", "LINK_DIR", "ORG_LEVEL",
-    "PASSTHROUGH_METHODS", "RELINK_NEEDED", "SYNC_MODELS", "LinkedAccount", "MergeApp", "MergeState", "detail",
-    "main", "write_errors",
+    "API",
+    "CATEGORIES",
+    "IDEMPOTENCY_TTL",
+    "INTEGRATION",
+    "LINKED_ACCOUNT_STATUSES",
+    "LINK_DIR",
+    "ORG_LEVEL",
+    "PASSTHROUGH_METHODS",
+    "RELINK_NEEDED",
+    "SYNC_MODELS",
+    "LinkedAccount",
+    "MergeApp",
+    "MergeState",
+    "detail",
+    "main",
+    "write_errors",
 ]
 
 
@@ -75,9 +88,18 @@ class MergeApp(MergeApi):
         table = self.state.contacts
         return table.get(str(ref)) or table.by_remote_id(str(ref))
 
-    def add_contact(self, name: str, *, email: str | None = None, is_customer: bool = True,
-                    is_supplier: bool = False, parent: str | None = None, bill_with_parent: bool = False,
-                    qbo_id: str | None = None, **qbo_fields: Any) -> dict[str, Any]:
+    def add_contact(
+        self,
+        name: str,
+        *,
+        email: str | None = None,
+        is_customer: bool = True,
+        is_supplier: bool = False,
+        parent: str | None = None,
+        bill_with_parent: bool = False,
+        qbo_id: str | None = None,
+        **qbo_fields: Any,
+    ) -> dict[str, Any]:
         """A customer (or job, with `parent` = Merge id or QBO Id; a vendor with is_supplier and not is_customer)
         created directly in QuickBooks; synced. `qbo_id` picks its QBO Id, e.g. a vendor sharing a customer's Id
         under `separate_id_spaces` (refused when the Id is taken in that id space)."""
@@ -87,12 +109,16 @@ class MergeApp(MergeApi):
                 body["PrimaryEmailAddr"] = {"Address": email}
             if parent is not None:
                 parent_row = self._contact_ref(parent)
-                body.update(Job=True, ParentRef={"value": parent_row["remote_id"] if parent_row else str(parent)},
-                            BillWithParent=bill_with_parent)
+                body.update(
+                    Job=True,
+                    ParentRef={"value": parent_row["remote_id"] if parent_row else str(parent)},
+                    BillWithParent=bill_with_parent,
+                )
             entity = "Vendor" if is_supplier and not is_customer else "Customer"
             try:
-                obj = self.state.qbo.create(entity, body, notify=False,
-                                            qbo_id=str(qbo_id) if qbo_id is not None else None)
+                obj = self.state.qbo.create(
+                    entity, body, notify=False, qbo_id=str(qbo_id) if qbo_id is not None else None
+                )
             except QboError as exc:
                 raise ValueError(str(exc)) from None
             return self.state.data.serialize("contacts", self.state.data.sync_contact(entity, obj))
@@ -104,8 +130,12 @@ class MergeApp(MergeApi):
             raise ValueError("this company has no employees (switch employees_hold_names is off)")
         with self.lock:
             try:
-                obj = self.state.qbo.create("Employee", {"DisplayName": name, **qbo_fields}, notify=False,
-                                            qbo_id=str(qbo_id) if qbo_id is not None else None)
+                obj = self.state.qbo.create(
+                    "Employee",
+                    {"DisplayName": name, **qbo_fields},
+                    notify=False,
+                    qbo_id=str(qbo_id) if qbo_id is not None else None,
+                )
             except QboError as exc:
                 raise ValueError(str(exc)) from None
             return dict(obj)
@@ -123,33 +153,61 @@ class MergeApp(MergeApi):
         with self.lock:
             return self.state.data.serialize("accounts", self.state.data.add_account(name, **fields))
 
-    def create_invoice(self, contact: str, line_items: list[dict[str, Any]] | None = None, *,
-                       amount: float | None = None, **fields: Any) -> dict[str, Any]:
+    def create_invoice(
+        self,
+        contact: str,
+        line_items: list[dict[str, Any]] | None = None,
+        *,
+        amount: float | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
         """An invoice entered in QuickBooks (same QBO rules as the API). `amount` = one "Services" line."""
         with self.lock:
             row = self._contact_ref(contact)
             lines = line_items if line_items is not None else [{"description": "Services", "total_amount": amount}]
-            model = {"type": "ACCOUNTS_RECEIVABLE", "contact": row["id"] if row else contact, "line_items": lines,
-                     **fields}
+            model = {
+                "type": "ACCOUNTS_RECEIVABLE",
+                "contact": row["id"] if row else contact,
+                "line_items": lines,
+                **fields,
+            }
             try:
                 inv, _ = self.state.data.write_invoice(model)
             except WriteError as exc:
                 raise ValueError(str(exc)) from None
             return self.state.data.serialize("invoices", inv)
 
-    def create_payment(self, contact: str, total_amount: float, *,
-                       applied_to: list[tuple[str, float]] | None = None, account: str | None = None,
-                       transaction_date: str | None = None, **fields: Any) -> dict[str, Any]:
+    def create_payment(
+        self,
+        contact: str,
+        total_amount: float,
+        *,
+        applied_to: list[tuple[str, float]] | None = None,
+        account: str | None = None,
+        transaction_date: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
         """A payment received in QuickBooks; `applied_to` = [(invoice id, amount)]. Default account: Undeposited
         Funds; default date: today."""
         with self.lock:
             row = self._contact_ref(contact)
-            deposit = account or self.state.data.find("accounts", "Undeposited Funds")["id"]
-            model = {"contact": row["id"] if row else contact, "account": deposit, "total_amount": total_amount,
-                     "transaction_date": transaction_date or time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime()),
-                     "applied_to_lines": [{"related_object_id": inv, "related_object_type": "INVOICE",
-                                           "applied_amount": f"{amt:.2f}"} for inv, amt in (applied_to or [])],
-                     **fields}
+            deposit = account
+            if not deposit:  # every company starts with it (MergeData), and accounts are never removed
+                undeposited = self.state.data.find("accounts", "Undeposited Funds")
+                if undeposited is None:
+                    raise ValueError("this company has no Undeposited Funds account")
+                deposit = undeposited["id"]
+            model = {
+                "contact": row["id"] if row else contact,
+                "account": deposit,
+                "total_amount": total_amount,
+                "transaction_date": transaction_date or time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime()),
+                "applied_to_lines": [
+                    {"related_object_id": inv, "related_object_type": "INVOICE", "applied_amount": f"{amt:.2f}"}
+                    for inv, amt in (applied_to or [])
+                ],
+                **fields,
+            }
             try:
                 pay, _ = self.state.data.write_payment(model)
             except WriteError as exc:
@@ -172,8 +230,12 @@ class MergeApp(MergeApi):
             row = self.state.table(model).get(id_)
             if row is None:
                 raise KeyError(id_)
-            writer = {"contacts": self.state.data.write_contact, "invoices": self.state.data.write_invoice,
-                      "payments": self.state.data.write_payment, "items": self.state.data.write_item}[model]
+            writer = {
+                "contacts": self.state.data.write_contact,
+                "invoices": self.state.data.write_invoice,
+                "payments": self.state.data.write_payment,
+                "items": self.state.data.write_item,
+            }[model]
             try:
                 writer(fields, row)
             except WriteError as exc:
@@ -182,10 +244,13 @@ class MergeApp(MergeApi):
 
     def admin(self, req: Request) -> Response | None:
         """HTTP equivalents of the admin helpers (used by the demo and by tests in other processes)."""
-        sub = req.path[len("/__admin/"):].strip("/")
+        sub = req.path[len("/__admin/") :].strip("/")
         if req.method == "GET" and sub == "summary":
-            return Response(200, {name: len(table) for name, table in self.state.data.tables.items()} |
-                            {"pending_sync": len(self.state.pending)})
+            return Response(
+                200,
+                {name: len(table) for name, table in self.state.data.tables.items()}
+                | {"pending_sync": len(self.state.pending)},
+            )
         if req.method == "GET" and sub == "assumptions":
             return Response(200, {"profile": self.profile_name} | asdict(self.assumptions))
         if req.method != "POST":
@@ -216,8 +281,9 @@ class MergeApp(MergeApi):
             if sub == "sync":
                 return Response(200, {"synced": self.sync()})
             if sub == "seed":
-                return Response(200, seed_merge(self, customers=int(body.get("customers", 10)),
-                                                seed=int(body.get("seed", 1))))
+                return Response(
+                    200, seed_merge(self, customers=int(body.get("customers", 10)), seed=int(body.get("seed", 1)))
+                )
             if sub == "rate-limit":
                 self.set_rate_limit(int(body["per_minute"]))
                 return Response(200, {"per_minute": self.rate_limit_per_minute})
@@ -238,21 +304,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--company-name", default="Sandbox Solar Co")
     parser.add_argument("--seed", type=int, default=None, help="seed pre-existing QBO customers (with --customers)")
     parser.add_argument("--customers", type=int, default=0)
-    parser.add_argument("--profile", choices=PROFILES, default="optimistic",
-                        help="how to read what Merge's docs leave open (sandbox/profiles.py)")
-    parser.add_argument("--passthrough-visible-after-sync", action="store_true", default=None,
-                        help="override that switch of the profile (on)")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="optimistic",
+        help="how to read what Merge's docs leave open (sandbox/profiles.py)",
+    )
+    parser.add_argument(
+        "--passthrough-visible-after-sync",
+        action="store_true",
+        default=None,
+        help="override that switch of the profile (on)",
+    )
     args = parser.parse_args(argv)
     if not is_loopback(args.host):
         parser.error(f"refusing to bind to non-loopback host {args.host!r}")
-    app = MergeApp(api_key=args.api_key, account_token=args.account_token,
-                   rate_limit_per_minute=args.rate_limit_per_minute, company_name=args.company_name,
-                   passthrough_visible_after_sync=args.passthrough_visible_after_sync, profile=args.profile)
+    app = MergeApp(
+        api_key=args.api_key,
+        account_token=args.account_token,
+        rate_limit_per_minute=args.rate_limit_per_minute,
+        company_name=args.company_name,
+        passthrough_visible_after_sync=args.passthrough_visible_after_sync,
+        profile=args.profile,
+    )
     if args.customers or args.seed is not None:
         seed_merge(app, customers=args.customers or 10, seed=args.seed if args.seed is not None else 1)
     server = SandboxServer(app, args.host, args.port)
-    print(f"Merge sandbox on {server.root_url}{API} (profile {args.profile}; "
-          f"Link: {server.root_url}/link/initialize.js)", flush=True)
+    print(
+        f"Merge sandbox on {server.root_url}{API} (profile {args.profile}; Link: {server.root_url}/link/initialize.js)",
+        flush=True,
+    )
     server.serve_forever()
 
 

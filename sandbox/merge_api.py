@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sandbox._server import RateLimiter, Request, Response, SandboxApp
-from sandbox.merge_endpoints import ModelEndpoints
+from sandbox.merge_endpoints import ModelEndpoints, Writer
 from sandbox.merge_linking import AccountEndpoints, LinkFlow
 from sandbox.merge_models import MergeData
 from sandbox.merge_qbo import QboCompany
@@ -33,21 +34,30 @@ class MergeApi(SandboxApp):
 
     name = "merge"
 
-    def __init__(self, api_key: str = "sandbox-merge-key", account_token: str = "sandbox-account-token",
-                 rate_limit_per_minute: int = 600, company_name: str = "Sandbox Solar Co", *,
-                 realm_id: str = "9341453050298937", passthrough_visible_after_sync: bool | None = None,
-                 passthrough_sync_delay: float | None = None, unique_invoice_numbers: bool = True,
-                 max_name_length: int = 100, profile: str | MergeAssumptions | None = None,
-                 **switch_overrides: Any) -> None:
+    def __init__(
+        self,
+        api_key: str = "sandbox-merge-key",
+        account_token: str = "sandbox-account-token",
+        rate_limit_per_minute: int = 600,
+        company_name: str = "Sandbox Solar Co",
+        *,
+        realm_id: str = "9341453050298937",
+        passthrough_visible_after_sync: bool | None = None,
+        passthrough_sync_delay: float | None = None,
+        unique_invoice_numbers: bool = True,
+        max_name_length: int = 100,
+        profile: str | MergeAssumptions | None = None,
+        **switch_overrides: Any,
+    ) -> None:
         """`profile` ("optimistic" = default, "pessimistic" or a `MergeAssumptions`) picks how the sandbox reads
         what Merge's docs leave open; `switch_overrides` (e.g. `idempotency_keys=True`) change single switches.
         `passthrough_visible_after_sync` overrides that switch: a customer created/changed via passthrough shows
         up in /contacts only after POST /sync-status/resync (or `app.sync()`), or after `passthrough_sync_delay`
         seconds when that is set (Merge's periodic sync; setting it defers too)."""
         super().__init__()
-        self.assumptions = resolve(MergeAssumptions, profile,
-                                   passthrough_visible_after_sync=passthrough_visible_after_sync,
-                                   **switch_overrides)
+        self.assumptions = resolve(
+            MergeAssumptions, profile, passthrough_visible_after_sync=passthrough_visible_after_sync, **switch_overrides
+        )
         if self.assumptions.linked_account_status not in LINKED_ACCOUNT_STATUSES:
             raise ValueError(f"linked_account_status must be one of {', '.join(LINKED_ACCOUNT_STATUSES)}")
         self.profile_name = profile if isinstance(profile, str) else "custom" if profile else "optimistic"
@@ -55,8 +65,9 @@ class MergeApi(SandboxApp):
         self.default_account_token = account_token
         self.company_name = company_name
         self.realm_id = realm_id
-        self.deferred_passthrough = self.assumptions.passthrough_visible_after_sync or \
-            passthrough_sync_delay is not None
+        self.deferred_passthrough = (
+            self.assumptions.passthrough_visible_after_sync or passthrough_sync_delay is not None
+        )
         self.passthrough_sync_delay = passthrough_sync_delay
         self.unique_invoice_numbers = unique_invoice_numbers
         self.max_name_length = max_name_length
@@ -69,16 +80,22 @@ class MergeApi(SandboxApp):
     # --- state ------------------------------------------------------------------------------------
     def reset_state(self) -> None:
         """A fresh company as the switches describe it (id spaces, employees) and the default linked account."""
-        qbo = QboCompany(self.realm_id, max_name_length=self.max_name_length,
-                         separate_id_spaces=self.assumptions.separate_id_spaces,
-                         employees=self.assumptions.employees_hold_names)
+        qbo = QboCompany(
+            self.realm_id,
+            max_name_length=self.max_name_length,
+            separate_id_spaces=self.assumptions.separate_id_spaces,
+            employees=self.assumptions.employees_hold_names,
+        )
         data = MergeData(qbo, company_name=self.company_name, unique_invoice_numbers=self.unique_invoice_numbers)
         self.state = MergeState(data)
         qbo.on_change = self._on_qbo_change
         self.state.accounts[self.default_account_token] = LinkedAccount(
-            token=self.default_account_token, end_user_origin_id="sandbox-org",
-            end_user_organization_name=self.company_name, end_user_email_address="owner@sandbox.example",
-            status=self.assumptions.linked_account_status)
+            token=self.default_account_token,
+            end_user_origin_id="sandbox-org",
+            end_user_organization_name=self.company_name,
+            end_user_email_address="owner@sandbox.example",
+            status=self.assumptions.linked_account_status,
+        )
         seed_assumed_company(data, self.assumptions)
         self.limiter.reset()
 
@@ -114,7 +131,7 @@ class MergeApi(SandboxApp):
         scheme, _, key = auth.partition(" ")
         if scheme.lower() != "bearer" or key.strip() != self.api_key:
             return None, detail(401, "Invalid token.")
-        sub = req.path[len(API):] if req.path.startswith(API) else req.path
+        sub = req.path.removeprefix(API)
         if any(sub.startswith(p) for p in ORG_LEVEL):
             return f"org:{self.api_key}", None
         token = req.headers.get("x-account-token", "").strip()
@@ -122,8 +139,7 @@ class MergeApi(SandboxApp):
             return None, detail(401, "Missing X-Account-Token header: this endpoint is scoped to a linked account.")
         account = self.state.accounts.get(token)
         if account is None or account.deleted:
-            return None, detail(401, "Linked account has been deleted or could not be found for this "
-                                     "X-Account-Token.")
+            return None, detail(401, "Linked account has been deleted or could not be found for this X-Account-Token.")
         return f"acct:{account.id}", None
 
     def rate_limit(self, key: str, req: Request) -> tuple[Response | None, dict[str, str]]:
@@ -140,25 +156,31 @@ class MergeApi(SandboxApp):
         """Common models (one generic handler per verb, per-model filters and writers), then Merge's own."""
         models, accounts, link = ModelEndpoints(self), AccountEndpoints(self), LinkFlow(self)
         filters: dict[str, Callable[[Request], Filters]] = {
-            "contacts": lambda req: contact_filters(self.state, req), "invoices": invoice_filters,
+            "contacts": lambda req: contact_filters(self.state, req),
+            "invoices": invoice_filters,
             "payments": payment_filters,
             "items": simple_filters("name", "status", "type"),
             "accounts": simple_filters("name", "classification", "account_type", "status"),
-            "company-info": simple_filters("name")}
-        writers = {"contacts": lambda m, e: self.state.data.write_contact(m, e),
-                   "invoices": lambda m, e: self.state.data.write_invoice(m, e),
-                   "payments": lambda m, e: self.state.data.write_payment(m, e),
-                   "items": lambda m, e: self.state.data.write_item(m, e)}
+            "company-info": simple_filters("name"),
+        }
+        writers: dict[str, Writer] = {
+            "contacts": MergeData.write_contact,
+            "invoices": MergeData.write_invoice,
+            "payments": MergeData.write_payment,
+            "items": MergeData.write_item,
+        }
         for model, flt in filters.items():
-            self.route("GET", f"{API}/{model}")(lambda req, m=model, f=flt: models.list_rows(req, m, f))
+            self.route("GET", f"{API}/{model}")(partial(models.list_rows, model=model, extra=flt))
             if model in writers:
-                self.route("GET", f"{API}/{model}/meta/post")(lambda req, m=model: models.meta(req, "POST", m))
+                self.route("GET", f"{API}/{model}/meta/post")(partial(models.meta, op="POST", model_name=model))
                 self.route("GET", f"{API}/{model}/meta/patch/{{id}}")(
-                    lambda req, m=model: models.meta(req, "PATCH", m))
-                self.route("POST", f"{API}/{model}")(lambda req, m=model: models.write(req, m, writers[m]))
+                    partial(models.meta, op="PATCH", model_name=model)
+                )
+                self.route("POST", f"{API}/{model}")(partial(models.write, model=model, writer=writers[model]))
                 self.route("PATCH", f"{API}/{model}/{{id}}")(
-                    lambda req, m=model: models.write(req, m, writers[m], patch=True))
-            self.route("GET", f"{API}/{model}/{{id}}")(lambda req, m=model: models.get_row(req, m))
+                    partial(models.write, model=model, writer=writers[model], patch=True)
+                )
+            self.route("GET", f"{API}/{model}/{{id}}")(partial(models.get_row, model=model))
         self.route("GET", f"{API}/account-details")(accounts.account_details)
         self.route("POST", f"{API}/delete-account")(accounts.delete_account)
         self.route("GET", f"{API}/sync-status")(accounts.sync_status)

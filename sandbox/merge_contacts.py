@@ -32,12 +32,20 @@ def qbo_contact_body(fields: dict[str, Any], base: dict[str, Any] | None = None)
         body["DisplayName"] = fields["name"]
     if "email_address" in fields:
         body["PrimaryEmailAddr"] = {"Address": fields["email_address"]} if fields["email_address"] else None
-    if "status" in fields and fields["status"]:
+    if fields.get("status"):
         if fields["status"] not in ("ACTIVE", "ARCHIVED"):
-            raise WriteError([problem("model/status", "Invalid Field Choice",
-                                      "status must be ACTIVE or ARCHIVED.", "INVALID_FIELD_CHOICE")])
+            raise WriteError(
+                [
+                    problem(
+                        "model/status",
+                        "Invalid Field Choice",
+                        "status must be ACTIVE or ARCHIVED.",
+                        "INVALID_FIELD_CHOICE",
+                    )
+                ]
+            )
         body["Active"] = fields["status"] == "ACTIVE"
-    if "currency" in fields and fields["currency"]:
+    if fields.get("currency"):
         body["CurrencyRef"] = {"value": fields["currency"]}
     if "tax_number" in fields:
         body["PrimaryTaxIdentifier"] = fields["tax_number"]
@@ -48,9 +56,14 @@ def qbo_contact_body(fields: dict[str, Any], base: dict[str, Any] | None = None)
         for addr in fields["addresses"]:
             if not isinstance(addr, dict):
                 raise type_error("model/addresses", "addresses must be objects.")
-            qaddr = {"Line1": addr.get("street_1"), "Line2": addr.get("street_2"), "City": addr.get("city"),
-                     "CountrySubDivisionCode": addr.get("country_subdivision") or addr.get("state"),
-                     "PostalCode": addr.get("zip_code"), "Country": addr.get("country")}
+            qaddr = {
+                "Line1": addr.get("street_1"),
+                "Line2": addr.get("street_2"),
+                "City": addr.get("city"),
+                "CountrySubDivisionCode": addr.get("country_subdivision") or addr.get("state"),
+                "PostalCode": addr.get("zip_code"),
+                "Country": addr.get("country"),
+            }
             key = "ShipAddr" if addr.get("type") == "SHIPPING" else "BillAddr"
             body[key] = {k: v for k, v in qaddr.items() if v is not None}
     if "phone_numbers" in fields:
@@ -73,22 +86,37 @@ def contact_fields_from_qbo(entity: str, obj: dict[str, Any]) -> dict[str, Any]:
         addr = obj.get(key)
         if addr:
             country = addr.get("Country")
-            addresses.append({"type": kind, "street_1": addr.get("Line1"), "street_2": addr.get("Line2"),
-                              "city": addr.get("City"), "state": addr.get("CountrySubDivisionCode"),
-                              "country_subdivision": addr.get("CountrySubDivisionCode"),
-                              "country": country if isinstance(country, str) and len(country) == 2 else None,
-                              "zip_code": addr.get("PostalCode")})
-    phones = [{"number": obj[key]["FreeFormNumber"], "type": kind}
-              for key, kind in (("PrimaryPhone", "Primary"), ("Mobile", "Mobile"))
-              if obj.get(key) and obj[key].get("FreeFormNumber")]
+            addresses.append(
+                {
+                    "type": kind,
+                    "street_1": addr.get("Line1"),
+                    "street_2": addr.get("Line2"),
+                    "city": addr.get("City"),
+                    "state": addr.get("CountrySubDivisionCode"),
+                    "country_subdivision": addr.get("CountrySubDivisionCode"),
+                    "country": country if isinstance(country, str) and len(country) == 2 else None,
+                    "zip_code": addr.get("PostalCode"),
+                }
+            )
+    phones = [
+        {"number": obj[key]["FreeFormNumber"], "type": kind}
+        for key, kind in (("PrimaryPhone", "Primary"), ("Mobile", "Mobile"))
+        if obj.get(key) and obj[key].get("FreeFormNumber")
+    ]
     email = (obj.get("PrimaryEmailAddr") or {}).get("Address")
-    return {"name": obj.get("DisplayName"), "is_supplier": entity == "Vendor",
-            "is_customer": entity == "Customer", "email_address": email,
-            "tax_number": obj.get("PrimaryTaxIdentifier"),
-            "status": "ACTIVE" if obj.get("Active", True) else "ARCHIVED",
-            "currency": (obj.get("CurrencyRef") or {}).get("value") or "USD",
-            "remote_updated_at": norm_date(obj["MetaData"]["LastUpdatedTime"]), "company": None,
-            "addresses": addresses, "phone_numbers": phones}
+    return {
+        "name": obj.get("DisplayName"),
+        "is_supplier": entity == "Vendor",
+        "is_customer": entity == "Customer",
+        "email_address": email,
+        "tax_number": obj.get("PrimaryTaxIdentifier"),
+        "status": "ACTIVE" if obj.get("Active", True) else "ARCHIVED",
+        "currency": (obj.get("CurrencyRef") or {}).get("value") or "USD",
+        "remote_updated_at": norm_date(obj["MetaData"]["LastUpdatedTime"]),
+        "company": None,
+        "addresses": addresses,
+        "phone_numbers": phones,
+    }
 
 
 def sync_contact(data: MergeTables, entity: str, obj: dict[str, Any]) -> Row:
@@ -126,12 +154,19 @@ def write_contact(data: MergeTables, model: Any, existing: Row | None = None) ->
     else:
         entity = existing.get("_entity", "Customer")
         if "is_customer" in fields or "is_supplier" in fields:
-            wants_vendor = bool(fields.get("is_supplier", existing["is_supplier"])) and \
-                not fields.get("is_customer", existing["is_customer"])
+            wants_vendor = bool(fields.get("is_supplier", existing["is_supplier"])) and not fields.get(
+                "is_customer", existing["is_customer"]
+            )
             if wants_vendor != (entity == "Vendor"):
-                warnings.append(problem("model/is_customer", "Unsupported Field",
-                                        "QuickBooks Online cannot convert a customer into a vendor or back; "
-                                        "is_customer/is_supplier were ignored.", "UNSUPPORTED_FIELD"))
+                warnings.append(
+                    problem(
+                        "model/is_customer",
+                        "Unsupported Field",
+                        "QuickBooks Online cannot convert a customer into a vendor or back; "
+                        "is_customer/is_supplier were ignored.",
+                        "UNSUPPORTED_FIELD",
+                    )
+                )
         body = qbo_contact_body(fields)
         body.update({"Id": existing["remote_id"], "sparse": True})
     try:
@@ -140,6 +175,7 @@ def write_contact(data: MergeTables, model: Any, existing: Row | None = None) ->
         else:
             obj = data.qbo.update(entity, body, notify=False, check_sync_token=False)
     except QboError as exc:
-        raise WriteError([provider_problem(exc, "model/name" if exc.element == "DisplayName" else "model")],
-                         warnings) from None
+        raise WriteError(
+            [provider_problem(exc, "model/name" if exc.element == "DisplayName" else "model")], warnings
+        ) from None
     return sync_contact(data, entity, obj), warnings

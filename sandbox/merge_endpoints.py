@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sandbox._server import Request, Response
+from sandbox.merge_models import MergeData
 from sandbox.merge_qbo import QboError
 from sandbox.merge_query import BadParam, Filters, page_size, parse_bool, parse_expand, parse_time
 from sandbox.merge_schema import FIELD_SCHEMAS, REQUIRED, SUPPORTED, WriteError, problem
@@ -22,6 +23,9 @@ from sandbox.merge_store import Row
 
 PASSTHROUGH_METHODS = {"GET", "OPTIONS", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
 IDEMPOTENCY_TTL = 24 * 3600.0
+
+#: The write rules of one model: `MergeData.write_contact` and its siblings, called with the current data.
+Writer = Callable[[MergeData, Any, Row | None], tuple[Row, list[dict[str, Any]]]]
 
 
 class ModelEndpoints:
@@ -57,13 +61,20 @@ class ModelEndpoints:
         if cr_before is not None:
             checks.append(lambda r: r["_created_us"] < cr_before)
         try:
-            rows, nxt, prev = table.page(cursor=req.arg("cursor") or None, page_size=page_size(req),
-                                         predicate=lambda r: all(c(r) for c in checks), created_after=cr_after,
-                                         modified_after=mod_after, candidates=candidates)
+            rows, nxt, prev = table.page(
+                cursor=req.arg("cursor") or None,
+                page_size=page_size(req),
+                predicate=lambda r: all(c(r) for c in checks),
+                created_after=cr_after,
+                modified_after=mod_after,
+                candidates=candidates,
+            )
         except ValueError:
             return detail(404, "Invalid cursor")
-        results = [self.app.state.data.serialize(model, r, expand=expand, remote_data=remote_data,
-                                             remote_fields=remote_fields) for r in rows]
+        results = [
+            self.app.state.data.serialize(model, r, expand=expand, remote_data=remote_data, remote_fields=remote_fields)
+            for r in rows
+        ]
         return Response(200, {"next": nxt, "previous": prev, "results": results})
 
     def get_row(self, req: Request, model: str) -> Response:
@@ -78,12 +89,16 @@ class ModelEndpoints:
             remote_fields = bool(parse_bool(req, "include_remote_fields"))
         except BadParam as exc:
             return Response(400, {exc.name: [exc.message]})
-        return Response(200, self.app.state.data.serialize(model, row, expand=expand, remote_data=remote_data,
-                                                       remote_fields=remote_fields))
+        return Response(
+            200,
+            self.app.state.data.serialize(
+                model, row, expand=expand, remote_data=remote_data, remote_fields=remote_fields
+            ),
+        )
 
-    def write(self, req: Request, model: str, writer: Callable[..., tuple[Row, list[dict[str, Any]]]],
-              patch: bool = False) -> Response:
-        """POST /{model} or PATCH /{model}/{id}: `{"model": {...}}`, with Idempotency-Key when the switch is on."""
+    def write(self, req: Request, model: str, writer: Writer, patch: bool = False) -> Response:
+        """POST /{model} or PATCH /{model}/{id}: `{"model": {...}}`, with Idempotency-Key when the switch is on.
+        `writer` gets the current `state.data` (the app replaces the state on every reset)."""
         account = self.app.state.linked_account(req)
         existing = None
         if patch:
@@ -93,35 +108,54 @@ class ModelEndpoints:
         try:
             body = req.json()
         except ValueError:
-            return write_errors([problem("model", "Invalid JSON", "The request body is not valid JSON.",
-                                         "INCORRECT_FIELD_TYPE")])
+            return write_errors(
+                [problem("model", "Invalid JSON", "The request body is not valid JSON.", "INCORRECT_FIELD_TYPE")]
+            )
         honoured = req.method == "POST" and self.app.assumptions.idempotency_keys
         key = req.headers.get("idempotency-key", "").strip() if honoured else ""
-        fingerprint = hashlib.sha256(f"{req.method} {req.path}\n".encode() +
-                                     json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+        fingerprint = hashlib.sha256(
+            f"{req.method} {req.path}\n".encode() + json.dumps(body, sort_keys=True, default=str).encode()
+        ).hexdigest()
         if key:
             stored = self.app.state.idempotency.get((account.id, key))
             if stored is not None and time.monotonic() - stored[3] < IDEMPOTENCY_TTL:
                 if stored[0] != fingerprint:
-                    return write_errors([problem("Idempotency-Key", "Invalid Idempotency Key Reuse",
-                                                 "This Idempotency-Key was already used with a different request. "
-                                                 "Use a new key for a new request.", "ERROR")])
+                    return write_errors(
+                        [
+                            problem(
+                                "Idempotency-Key",
+                                "Invalid Idempotency Key Reuse",
+                                "This Idempotency-Key was already used with a different request. "
+                                "Use a new key for a new request.",
+                                "ERROR",
+                            )
+                        ]
+                    )
                 return Response(stored[1], json.loads(stored[2]), {"Idempotent-Replayed": "true"})
         if account.status == RELINK_NEEDED:
             return write_errors([self.relink_problem()])
         if not isinstance(body, dict) or "model" not in body:
-            return write_errors([problem("model", "Missing Required Field", "model is a required field.",
-                                         "MISSING_REQUIRED_FIELD")])
+            return write_errors(
+                [problem("model", "Missing Required Field", "model is a required field.", "MISSING_REQUIRED_FIELD")]
+            )
         try:
-            row, warnings = writer(body["model"], existing)
+            row, warnings = writer(self.app.state.data, body["model"], existing)
         except WriteError as exc:
             return write_errors(exc.errors, exc.warnings)
         out: dict[str, Any] = {"model": self.app.state.data.serialize(model, row), "warnings": warnings, "errors": []}
         if parse_bool(req, "is_debug_mode"):
             log_id = str(uuid.uuid4())
-            out["logs"] = [{"log_id": log_id, "dashboard_view": f"https://app.merge.dev/logs/{log_id}",
-                            "log_summary": {"url": f"https://quickbooks.api.intuit.com/v3/company/{self.app.realm_id}/"
-                                                   f"{model.rstrip('s')}", "method": "POST", "status_code": 200}}]
+            out["logs"] = [
+                {
+                    "log_id": log_id,
+                    "dashboard_view": f"https://app.merge.dev/logs/{log_id}",
+                    "log_summary": {
+                        "url": f"https://quickbooks.api.intuit.com/v3/company/{self.app.realm_id}/{model.rstrip('s')}",
+                        "method": "POST",
+                        "status_code": 200,
+                    },
+                }
+            ]
         status = 200 if patch else 201
         if key:
             self.app.state.idempotency[(account.id, key)] = (fingerprint, status, json.dumps(out), time.monotonic())
@@ -131,9 +165,14 @@ class ModelEndpoints:
     def relink_problem() -> dict[str, Any]:
         """ASSUMPTION: a write to an account whose QuickBooks credentials Merge can no longer refresh fails with
         the CREDENTIAL_REFRESH_FAILED problem type (merge_api.md §5.1 lists it; no page shows the exact body)."""
-        return problem("model", "Credential Refresh Failed",
-                       "The linked account's QuickBooks Online credentials could not be refreshed: the end user "
-                       "must relink the account.", "CREDENTIAL_REFRESH_FAILED", block_merge_link=False)
+        return problem(
+            "model",
+            "Credential Refresh Failed",
+            "The linked account's QuickBooks Online credentials could not be refreshed: the end user "
+            "must relink the account.",
+            "CREDENTIAL_REFRESH_FAILED",
+            block_merge_link=False,
+        )
 
     def meta(self, req: Request, op: str, model_name: str) -> Response:
         """GET /{model}/meta/post and /meta/patch/{id}: the request schema of that write."""
@@ -143,16 +182,26 @@ class ModelEndpoints:
             if row is None or row["remote_was_deleted"]:
                 return detail(404, "Not found.")
         fields = SUPPORTED[f"{op} {model_name}"]
-        model_schema: dict[str, Any] = {"type": "object",
-                                        "properties": {f: FIELD_SCHEMAS[f] for f in fields if f in FIELD_SCHEMAS}}
+        model_schema: dict[str, Any] = {
+            "type": "object",
+            "properties": {f: FIELD_SCHEMAS[f] for f in fields if f in FIELD_SCHEMAS},
+        }
         required = REQUIRED.get(f"{op} {model_name}", [])
         if required:
             model_schema["required"] = required
-        return Response(200, {
-            "request_schema": {"type": "object", "properties": {"model": model_schema}, "required": ["model"]},
-            "remote_field_classes": {},
-            "status": {"linked_account_status": account.status, "can_make_request": account.status != RELINK_NEEDED},
-            "has_conditional_params": False, "has_required_linked_account_params": False})
+        return Response(
+            200,
+            {
+                "request_schema": {"type": "object", "properties": {"model": model_schema}, "required": ["model"]},
+                "remote_field_classes": {},
+                "status": {
+                    "linked_account_status": account.status,
+                    "can_make_request": account.status != RELINK_NEEDED,
+                },
+                "has_conditional_params": False,
+                "has_required_linked_account_params": False,
+            },
+        )
 
     def passthrough(self, req: Request) -> Response:
         """POST /passthrough: a raw QBO API call (same QBO rules as the Merge writes)."""
@@ -169,21 +218,38 @@ class ModelEndpoints:
         path = body.get("path")
         if not isinstance(path, str) or not path:
             errors["path"] = ["This field is required."]
+            path = ""
         data = body.get("data")
         if data is not None and not isinstance(data, str):
             errors["data"] = ["Not a valid string."]
         if errors:
             return Response(400, errors)
         if account.status == RELINK_NEEDED:  # ASSUMPTION: the call reaches QBO with a dead token
-            status, response = 401, QboError("3200", "AuthenticationFailed",
-                                             "message=AuthenticationFailed; errorCode=003200; statusCode=401",
-                                             fault_type="AUTHENTICATION", status=401).fault()
+            status, response = (
+                401,
+                QboError(
+                    "3200",
+                    "AuthenticationFailed",
+                    "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+                    fault_type="AUTHENTICATION",
+                    status=401,
+                ).fault(),
+            )
         else:
             status, response = self.app.state.qbo.passthrough(method, path, data)
-        headers = {str(k): v for k, v in (body.get("headers") or {}).items()} if isinstance(
-            body.get("headers"), dict) else {}
+        headers = (
+            {str(k): v for k, v in (body.get("headers") or {}).items()} if isinstance(body.get("headers"), dict) else {}
+        )
         headers["Authorization"] = "<redacted>"
-        return Response(200, {"method": method, "path": path, "status": status, "response": response,
-                              "response_headers": {"Content-Type": "application/json;charset=UTF-8",
-                                                   "intuit_tid": str(uuid.uuid4())},
-                              "response_type": "JSON", "headers": headers})
+        return Response(
+            200,
+            {
+                "method": method,
+                "path": path,
+                "status": status,
+                "response": response,
+                "response_headers": {"Content-Type": "application/json;charset=UTF-8", "intuit_tid": str(uuid.uuid4())},
+                "response_type": "JSON",
+                "headers": headers,
+            },
+        )

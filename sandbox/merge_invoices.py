@@ -32,24 +32,39 @@ from sandbox.merge_tables import MergeTables
 def build_lines(data: MergeTables, raw: Any, contact_id: str | None) -> list[Row]:
     """Validate `line_items` (an amount, or quantity x unit price; live item/account) into invoice lines."""
     if not isinstance(raw, list) or not raw:
-        raise WriteError([problem("model/line_items", "Missing Required Field",
-                                  "line_items is a required field on model and needs at least one line.",
-                                  "MISSING_REQUIRED_FIELD")])
-    lines = []
+        raise WriteError(
+            [
+                problem(
+                    "model/line_items",
+                    "Missing Required Field",
+                    "line_items is a required field on model and needs at least one line.",
+                    "MISSING_REQUIRED_FIELD",
+                )
+            ]
+        )
+    lines: list[Row] = []
     for i, line in enumerate(raw):
         ptr = f"model/line_items/{i}"
         if not isinstance(line, dict):
             raise type_error(ptr, "line items must be objects.")
-        qty = money_field(line["quantity"], f"{ptr}/quantity") if line.get("quantity") is not None \
-            else None
-        price = money_field(line["unit_price"], f"{ptr}/unit_price") \
-            if line.get("unit_price") is not None else None
+        qty = money_field(line["quantity"], f"{ptr}/quantity") if line.get("quantity") is not None else None
+        price = money_field(line["unit_price"], f"{ptr}/unit_price") if line.get("unit_price") is not None else None
         if line.get("total_amount") is not None:
             amount = money_field(line["total_amount"], f"{ptr}/total_amount")
             if qty is not None and price is not None and abs(round(qty * price, 2) - amount) > 0.011:
-                raise WriteError([provider_problem(QboError(
-                    "6070", "Amount is not equal to UnitPrice * Qty",
-                    f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}", "Line.Amount"), ptr)])
+                raise WriteError(
+                    [
+                        provider_problem(
+                            QboError(
+                                "6070",
+                                "Amount is not equal to UnitPrice * Qty",
+                                f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}",
+                                "Line.Amount",
+                            ),
+                            ptr,
+                        )
+                    ]
+                )
         elif qty is not None and price is not None:
             amount = round(qty * price, 2)
         else:
@@ -63,13 +78,32 @@ def build_lines(data: MergeTables, raw: Any, contact_id: str | None) -> list[Row
         if item_id is None:  # QBO puts lines without an ItemRef on the default "Services" item
             default = data.default_item()
             item_id = default["id"] if default else None
-        lines.append({"id": str(uuid.uuid4()), "remote_id": str(i + 1), "created_at": None,
-                      "modified_at": None, "description": line.get("description"), "unit_price": price,
-                      "quantity": qty, "total_amount": amount, "employee": None, "project": None,
-                      "contact": contact_id, "currency": "USD", "exchange_rate": None, "item": item_id,
-                      "account": account_id, "tax_rate": None, "tracking_category": None,
-                      "tracking_categories": [], "company": None, "remote_was_deleted": False,
-                      "is_billable": line.get("is_billable"), "field_mappings": copy.deepcopy(FIELD_MAPPINGS)})
+        lines.append(
+            {
+                "id": str(uuid.uuid4()),
+                "remote_id": str(i + 1),
+                "created_at": None,
+                "modified_at": None,
+                "description": line.get("description"),
+                "unit_price": price,
+                "quantity": qty,
+                "total_amount": amount,
+                "employee": None,
+                "project": None,
+                "contact": contact_id,
+                "currency": "USD",
+                "exchange_rate": None,
+                "item": item_id,
+                "account": account_id,
+                "tax_rate": None,
+                "tracking_category": None,
+                "tracking_categories": [],
+                "company": None,
+                "remote_was_deleted": False,
+                "is_billable": line.get("is_billable"),
+                "field_mappings": copy.deepcopy(FIELD_MAPPINGS),
+            }
+        )
     return lines
 
 
@@ -81,23 +115,43 @@ def customer_ref(data: MergeTables, contact_id: Any, pointer: str = "model/conta
     return row
 
 
-def check_doc_number(data: MergeTables, number: Any, own_id: str | None) -> str:
+def check_doc_number(data: MergeTables, raw: Any, own_id: str | None) -> str:
     """A DocNumber QBO accepts: at most 21 characters, unique among invoices (unless the app allows repeats)."""
-    if not isinstance(number, (str, int)) or isinstance(number, bool):
+    if not isinstance(raw, (str, int)) or isinstance(raw, bool):
         raise type_error("model/number", "number must be a string.")
-    number = str(number).strip()
+    number = str(raw).strip()
     if len(number) > 21:
-        raise WriteError([provider_problem(QboError(
-            "2050", "String length is either shorter or longer than supported by specification",
-            f"String length specified does not match the supported length. Min:0 Max:21 supplied length:"
-            f"{len(number)}", "DocNumber"), "model/number")])
+        raise WriteError(
+            [
+                provider_problem(
+                    QboError(
+                        "2050",
+                        "String length is either shorter or longer than supported by specification",
+                        f"String length specified does not match the supported length. Min:0 Max:21 supplied length:"
+                        f"{len(number)}",
+                        "DocNumber",
+                    ),
+                    "model/number",
+                )
+            ]
+        )
     holder = data.doc_numbers.get(number.casefold())
     if data.unique_invoice_numbers and holder is not None and holder != own_id:
-        raise WriteError([provider_problem(QboError(
-            "6140", "Duplicate Document Number Error",
-            f"Duplicate Document Number Error : You must specify a different number. This number has already "
-            f"been used. DocNumber={number} is assigned to TxnType=Invoice with TxnId="
-            f"{data.t('invoices').get(holder)['remote_id']}", "DocNumber"), "model/number")])
+        raise WriteError(
+            [
+                provider_problem(
+                    QboError(
+                        "6140",
+                        "Duplicate Document Number Error",
+                        "Duplicate Document Number Error : You must specify a different number. This number has "
+                        f"already been used. DocNumber={number} is assigned to TxnType=Invoice with TxnId="
+                        f"{data.t('invoices').row(holder)['remote_id']}",
+                        "DocNumber",
+                    ),
+                    "model/number",
+                )
+            ]
+        )
     return number
 
 
@@ -118,61 +172,132 @@ def write_invoice(data: MergeTables, model: Any, existing: Row | None = None) ->
         warnings += nested_warnings(fields["line_items"], LINE_FIELDS, "model/line_items")
     for key in ("status", "total_amount", "balance", "sub_total"):
         if key in fields:  # QBO computes these from the lines and the applied payments
-            warnings.append(problem(f"model/{key}", "Read-only Field",
-                                    f"{key} is computed by QuickBooks Online and was ignored.",
-                                    "UNSUPPORTED_FIELD"))
+            warnings.append(
+                problem(
+                    f"model/{key}",
+                    "Read-only Field",
+                    f"{key} is computed by QuickBooks Online and was ignored.",
+                    "UNSUPPORTED_FIELD",
+                )
+            )
     inv_type = fields.get("type", existing["type"] if existing else None)
     if inv_type not in ("ACCOUNTS_RECEIVABLE", "ACCOUNTS_PAYABLE"):
-        raise WriteError([problem("model/type", "Invalid Field Choice",
-                                  "type must be ACCOUNTS_RECEIVABLE or ACCOUNTS_PAYABLE.",
-                                  "INVALID_FIELD_CHOICE")], warnings)
+        raise WriteError(
+            [
+                problem(
+                    "model/type",
+                    "Invalid Field Choice",
+                    "type must be ACCOUNTS_RECEIVABLE or ACCOUNTS_PAYABLE.",
+                    "INVALID_FIELD_CHOICE",
+                )
+            ],
+            warnings,
+        )
     if inv_type == "ACCOUNTS_PAYABLE":
-        raise WriteError([problem("model/type", "Unsupported Operation",
-                                  "The sandbox emulates invoices (ACCOUNTS_RECEIVABLE) only; bills are not "
-                                  "supported.", "ERROR")], warnings)
+        raise WriteError(
+            [
+                problem(
+                    "model/type",
+                    "Unsupported Operation",
+                    "The sandbox emulates invoices (ACCOUNTS_RECEIVABLE) only; bills are not supported.",
+                    "ERROR",
+                )
+            ],
+            warnings,
+        )
     try:
         if existing is not None and existing["status"] == "VOID":
-            raise WriteError([provider_problem(business_error("This transaction has been voided and can't be "
-                                                              "edited."))])
+            raise WriteError(
+                [provider_problem(business_error("This transaction has been voided and can't be edited."))]
+            )
         contact_id = fields.get("contact", existing["contact"] if existing else None)
         contact = customer_ref(data, contact_id)
         if existing is not None and contact["id"] != existing["contact"] and existing["payments"]:
-            raise WriteError([provider_problem(business_error(
-                "You can't change the customer of an invoice that has payments applied."), "model/contact")])
-        lines = build_lines(data, fields["line_items"], contact["id"]) if "line_items" in fields or \
-            existing is None else existing["line_items"]
+            raise WriteError(
+                [
+                    provider_problem(
+                        business_error("You can't change the customer of an invoice that has payments applied."),
+                        "model/contact",
+                    )
+                ]
+            )
+        lines = (
+            build_lines(data, fields["line_items"], contact["id"])
+            if "line_items" in fields or existing is None
+            else existing["line_items"]
+        )
         number = fields.get("number")
-        number = check_doc_number(data, number, existing["id"] if existing else None) \
-            if number not in (None, "") else (existing["number"] if existing else auto_number(data))
-        issue = date_field(fields["issue_date"], "model/issue_date") if "issue_date" in fields else \
-            (existing["issue_date"] if existing else today())
+        number = (
+            check_doc_number(data, number, existing["id"] if existing else None)
+            if number not in (None, "")
+            else (existing["number"] if existing else auto_number(data))
+        )
+        issue = (
+            date_field(fields["issue_date"], "model/issue_date")
+            if "issue_date" in fields
+            else (existing["issue_date"] if existing else today())
+        )
         issue = issue or today()
-        due = date_field(fields["due_date"], "model/due_date") if "due_date" in fields else \
-            (existing["due_date"] if existing else None)
+        due = (
+            date_field(fields["due_date"], "model/due_date")
+            if "due_date" in fields
+            else (existing["due_date"] if existing else None)
+        )
         if due is None:
             due = (parse_dt(issue) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
         total = round(sum(line["total_amount"] for line in lines), 2)
         paid = round(existing["total_amount"] - existing["balance"], 2) if existing else 0.0
         if existing is not None and total + 0.001 < paid:
-            raise WriteError([provider_problem(business_error(
-                f"The invoice total ({total:.2f}) can't be less than the payments applied ({paid:.2f})."),
-                "model/line_items")])
+            raise WriteError(
+                [
+                    provider_problem(
+                        business_error(
+                            f"The invoice total ({total:.2f}) can't be less than the payments applied ({paid:.2f})."
+                        ),
+                        "model/line_items",
+                    )
+                ]
+            )
     except WriteError as exc:
         exc.warnings = warnings + exc.warnings
         raise
-    values = {"type": inv_type, "contact": contact["id"], "number": number, "issue_date": issue,
-              "due_date": due, "memo": fields.get("memo", existing["memo"] if existing else None),
-              "currency": fields.get("currency") or (existing["currency"] if existing else "USD"),
-              "sub_total": total, "total_amount": total, "balance": round(total - paid, 2),
-              "line_items": lines, "total_tax_amount": 0.0,
-              "total_discount": existing["total_discount"] if existing else None}
+    values = {
+        "type": inv_type,
+        "contact": contact["id"],
+        "number": number,
+        "issue_date": issue,
+        "due_date": due,
+        "memo": fields.get("memo", existing["memo"] if existing else None),
+        "currency": fields.get("currency") or (existing["currency"] if existing else "USD"),
+        "sub_total": total,
+        "total_amount": total,
+        "balance": round(total - paid, 2),
+        "line_items": lines,
+        "total_tax_amount": 0.0,
+        "total_discount": existing["total_discount"] if existing else None,
+    }
     table = data.t("invoices")
     if existing is None:
-        row = data.new_row("invoices", **values, paid_on_date=None, company=None, employee=None,
-                            exchange_rate=None, payment_term=None, status="OPEN", remote_updated_at=None,
-                            tracking_categories=[], accounting_period=None, purchase_orders=[],
-                            sales_orders=[], payments=[], applied_payments=[], applied_credit_notes=[],
-                            applied_vendor_credits=[], inclusive_of_tax=fields.get("inclusive_of_tax"))
+        row = data.new_row(
+            "invoices",
+            **values,
+            paid_on_date=None,
+            company=None,
+            employee=None,
+            exchange_rate=None,
+            payment_term=None,
+            status="OPEN",
+            remote_updated_at=None,
+            tracking_categories=[],
+            accounting_period=None,
+            purchase_orders=[],
+            sales_orders=[],
+            payments=[],
+            applied_payments=[],
+            applied_credit_notes=[],
+            applied_vendor_credits=[],
+            inclusive_of_tax=fields.get("inclusive_of_tax"),
+        )
         row["_sync_token"] = 0
         table.insert(row)
     else:

@@ -24,13 +24,22 @@ CATEGORIES = {"hris", "ats", "accounting", "ticketing", "crm", "mktg", "filestor
 
 def account_details(account: LinkedAccount, realm_id: str, company_name: str) -> dict[str, Any]:
     """GET /account-details for `account` (also what the admin linked-account-status call answers)."""
-    return {"id": account.id, "integration": INTEGRATION["name"], "integration_slug": INTEGRATION["slug"],
-            "category": "accounting", "end_user_origin_id": account.end_user_origin_id,
-            "end_user_organization_name": account.end_user_organization_name,
-            "end_user_email_address": account.end_user_email_address, "status": account.status,
-            "webhook_listener_url": account.webhook_listener_url, "is_duplicate": None,
-            "account_type": "PRODUCTION", "completed_at": account.completed_at, "instance_id": realm_id,
-            "instance_display_value": company_name}
+    return {
+        "id": account.id,
+        "integration": INTEGRATION["name"],
+        "integration_slug": INTEGRATION["slug"],
+        "category": "accounting",
+        "end_user_origin_id": account.end_user_origin_id,
+        "end_user_organization_name": account.end_user_organization_name,
+        "end_user_email_address": account.end_user_email_address,
+        "status": account.status,
+        "webhook_listener_url": account.webhook_listener_url,
+        "is_duplicate": None,
+        "account_type": "PRODUCTION",
+        "completed_at": account.completed_at,
+        "instance_id": realm_id,
+        "instance_display_value": company_name,
+    }
 
 
 class AccountEndpoints:
@@ -56,10 +65,20 @@ class AccountEndpoints:
         """One sync-status row per synced model, all with the same last/next sync times."""
         last = iso(self.app.state.last_sync_us)
         nxt = iso(self.app.state.last_sync_us + 3600 * 1_000_000)
-        return [{"model_name": m, "model_id": f"accounting.{m}", "last_sync_start": last, "next_sync_start": nxt,
-                 "last_sync_result": result, "last_sync_finished": last, "status": status,
-                 "is_initial_sync": False, "selective_sync_configurations_usage": "IN_LAST_SYNC"}
-                for m in SYNC_MODELS]
+        return [
+            {
+                "model_name": m,
+                "model_id": f"accounting.{m}",
+                "last_sync_start": last,
+                "next_sync_start": nxt,
+                "last_sync_result": result,
+                "last_sync_finished": last,
+                "status": status,
+                "is_initial_sync": False,
+                "selective_sync_configurations_usage": "IN_LAST_SYNC",
+            }
+            for m in SYNC_MODELS
+        ]
 
     def sync_status(self, req: Request) -> Response:
         """GET /sync-status."""
@@ -86,13 +105,25 @@ class AccountEndpoints:
             item.pop("integration_slug")
             item.pop("instance_id")
             item.pop("instance_display_value")
-            item.update(status_detail="", subdomain="", integration_specific_fields={},
-                        integration={**{k: INTEGRATION[k] for k in ("name", "categories", "image",
-                                                                      "square_image", "color", "slug")},
-                                     "passthrough_available": True, "available_model_operations": []})
+            item.update(
+                status_detail="",
+                subdomain="",
+                integration_specific_fields={},
+                integration={
+                    **{k: INTEGRATION[k] for k in ("name", "categories", "image", "square_image", "color", "slug")},
+                    "passthrough_available": True,
+                    "available_model_operations": [],
+                },
+            )
             rows.append(item)
-        for arg in ("end_user_origin_id", "end_user_email_address", "end_user_organization_name", "id", "status",
-                    "category"):
+        for arg in (
+            "end_user_origin_id",
+            "end_user_email_address",
+            "end_user_organization_name",
+            "id",
+            "status",
+            "category",
+        ):
             value = req.arg(arg)
             if value:
                 rows = [r for r in rows if str(r.get(arg)) == value]
@@ -101,18 +132,35 @@ class AccountEndpoints:
     def available_actions(self, req: Request) -> Response:
         """GET /available-actions: what can be fetched and written for QuickBooks Online."""
         self.app.state.linked_account(req)
-        ops = []
-        for model, table in (("Contact", "contacts"), ("Invoice", "invoices"), ("Payment", "payments"),
-                             ("Item", "items")):
-            ops.append({"model_name": model, "available_operations": ["FETCH", "CREATE", "UPDATE"],
-                        "required_post_parameters": REQUIRED.get(f"POST {table}", []),
-                        "supported_fields": SUPPORTED[f"POST {table}"]})
-        for model in ("Account", "CompanyInfo"):
-            ops.append({"model_name": model, "available_operations": ["FETCH"], "required_post_parameters": [],
-                        "supported_fields": []})
-        return Response(200, {"integration": {k: INTEGRATION[k] for k in ("name", "categories", "image",
-                                                                          "square_image", "color", "slug")},
-                              "passthrough_available": True, "available_model_operations": ops})
+        writable = (("Contact", "contacts"), ("Invoice", "invoices"), ("Payment", "payments"), ("Item", "items"))
+        ops = [
+            {
+                "model_name": model,
+                "available_operations": ["FETCH", "CREATE", "UPDATE"],
+                "required_post_parameters": REQUIRED.get(f"POST {table}", []),
+                "supported_fields": SUPPORTED[f"POST {table}"],
+            }
+            for model, table in writable
+        ]
+        ops.extend(
+            {
+                "model_name": model,
+                "available_operations": ["FETCH"],
+                "required_post_parameters": [],
+                "supported_fields": [],
+            }
+            for model in ("Account", "CompanyInfo")
+        )
+        return Response(
+            200,
+            {
+                "integration": {
+                    k: INTEGRATION[k] for k in ("name", "categories", "image", "square_image", "color", "slug")
+                },
+                "passthrough_available": True,
+                "available_model_operations": ops,
+            },
+        )
 
 
 class LinkFlow:
@@ -178,21 +226,33 @@ class LinkFlow:
             return detail(400, "This link token has expired.")
         entry["used"] = True
         details = entry["details"]
-        account = next((a for a in self.app.state.accounts.values() if not a.deleted and
-                        a.end_user_origin_id == details["end_user_origin_id"]), None)
+        account = next(
+            (
+                a
+                for a in self.app.state.accounts.values()
+                if not a.deleted and a.end_user_origin_id == details["end_user_origin_id"]
+            ),
+            None,
+        )
         if account is None:  # relinking the same end user keeps its account token
-            account = LinkedAccount(token=secrets.token_urlsafe(30),
-                                    end_user_origin_id=details["end_user_origin_id"],
-                                    end_user_organization_name=details["end_user_organization_name"],
-                                    end_user_email_address=details["end_user_email_address"])
+            account = LinkedAccount(
+                token=secrets.token_urlsafe(30),
+                end_user_origin_id=details["end_user_origin_id"],
+                end_user_organization_name=details["end_user_organization_name"],
+                end_user_email_address=details["end_user_email_address"],
+            )
             self.app.state.accounts[account.token] = account
         account.status = "COMPLETE"  # a finished (re)link repairs a RELINK_NEEDED account
         public = secrets.token_urlsafe(24)
         self.app.state.public_tokens[public] = account.token
-        return Response(200, {"public_token": public, "integration": {"name": INTEGRATION["name"],
-                                                                       "slug": INTEGRATION["slug"],
-                                                                       "categories": ["accounting"]},
-                              "linked_account_id": account.id})
+        return Response(
+            200,
+            {
+                "public_token": public,
+                "integration": {"name": INTEGRATION["name"], "slug": INTEGRATION["slug"], "categories": ["accounting"]},
+                "linked_account_id": account.id,
+            },
+        )
 
     @staticmethod
     def static(name: str, content_type: str, replacements: dict[str, str] | None = None) -> Response:
@@ -210,8 +270,17 @@ class LinkFlow:
         """GET /link/app: the Link page, or why its link token cannot be used."""
         token = req.arg("link_token") or ""
         entry = self.app.state.link_tokens.get(token)
-        problem_text = "" if entry and not entry["used"] and time.time() <= entry["expires"] else \
-            "This link token is invalid, expired or already used."
-        return self.static("app.html", "text/html; charset=utf-8",
-                            {"__LINK_TOKEN__": json.dumps(token), "__PROBLEM__": json.dumps(problem_text),
-                             "__COMPANY__": self.app.company_name.replace("<", "&lt;")})
+        problem_text = (
+            ""
+            if entry and not entry["used"] and time.time() <= entry["expires"]
+            else "This link token is invalid, expired or already used."
+        )
+        return self.static(
+            "app.html",
+            "text/html; charset=utf-8",
+            {
+                "__LINK_TOKEN__": json.dumps(token),
+                "__PROBLEM__": json.dumps(problem_text),
+                "__COMPANY__": self.app.company_name.replace("<", "&lt;"),
+            },
+        )

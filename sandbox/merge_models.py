@@ -10,6 +10,7 @@ company has, items and accounts, and what is done directly in QuickBooks (void, 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from sandbox import merge_contacts, merge_invoices, merge_payments, merge_views
@@ -39,9 +40,25 @@ from sandbox.merge_tables import MergeTables
 
 #: Names this module had before the split and still serves.
 __all__ = [
-    "ADDRESS_FIELDS", "APPLIED_FIELDS", "EXPANDS", "FIELD_MAPPINGS", "FIELD_SCHEMAS", "LINE_FIELDS", "QBO_ENTITY",
-    "REQUIRED", "SILENT", "SUPPORTED", "MergeData", "Row", "Table", "WriteError", "money", "norm_date", "problem",
-    "provider_problem", "today",
+    "ADDRESS_FIELDS",
+    "APPLIED_FIELDS",
+    "EXPANDS",
+    "FIELD_MAPPINGS",
+    "FIELD_SCHEMAS",
+    "LINE_FIELDS",
+    "QBO_ENTITY",
+    "REQUIRED",
+    "SILENT",
+    "SUPPORTED",
+    "MergeData",
+    "Row",
+    "Table",
+    "WriteError",
+    "money",
+    "norm_date",
+    "problem",
+    "provider_problem",
+    "today",
 ]
 
 
@@ -55,60 +72,142 @@ class MergeData(MergeTables):
 
     def _seed_defaults(self, company_name: str) -> None:
         """What a fresh QBO company has: company info, core accounts, the default items."""
-        self.t("company-info").insert(self.new_row("company-info",
-            name=company_name, legal_name=f"{company_name} LLC", tax_number=None, fiscal_year_end_month=12,
-            fiscal_year_end_day=31, currency="USD", remote_created_at="2020-01-01T00:00:00Z", urls=[],
-            addresses=[], phone_numbers=[]))
+        self.t("company-info").insert(
+            self.new_row(
+                "company-info",
+                name=company_name,
+                legal_name=f"{company_name} LLC",
+                tax_number=None,
+                fiscal_year_end_month=12,
+                fiscal_year_end_day=31,
+                currency="USD",
+                remote_created_at="2020-01-01T00:00:00Z",
+                urls=[],
+                addresses=[],
+                phone_numbers=[],
+            )
+        )
         self.add_account("Services", classification="REVENUE", type="Income", account_type="OTHER_INCOME")
-        self.add_account("Sales of Product Income", classification="REVENUE", type="Income",
-                         account_type="OTHER_INCOME")
-        self.add_account("Undeposited Funds", classification="ASSET", type="Other Current Asset",
-                         account_type="OTHER_CURRENT_ASSET")
-        self.add_account("Accounts Receivable (A/R)", classification="ASSET", type="Accounts Receivable",
-                         account_type="ACCOUNTS_RECEIVABLE")
+        self.add_account(
+            "Sales of Product Income", classification="REVENUE", type="Income", account_type="OTHER_INCOME"
+        )
+        self.add_account(
+            "Undeposited Funds", classification="ASSET", type="Other Current Asset", account_type="OTHER_CURRENT_ASSET"
+        )
+        self.add_account(
+            "Accounts Receivable (A/R)",
+            classification="ASSET",
+            type="Accounts Receivable",
+            account_type="ACCOUNTS_RECEIVABLE",
+        )
         self.add_account("Checking", classification="ASSET", type="Bank", account_type="BANK")
         income = self.find("accounts", "Services")
         product = self.find("accounts", "Sales of Product Income")
         self.add_item("Services", type="SERVICE", unit_price=None, sales_account=income["id"] if income else None)
         self.add_item("Hours", type="SERVICE", unit_price=None, sales_account=income["id"] if income else None)
-        self.add_item("Solar Panel Installation", type="NON_INVENTORY", unit_price=None,
-                      sales_account=product["id"] if product else None)
+        self.add_item(
+            "Solar Panel Installation",
+            type="NON_INVENTORY",
+            unit_price=None,
+            sales_account=product["id"] if product else None,
+        )
 
     # --- accounts / items -------------------------------------------------------------------------
     # --- accounts / items -------------------------------------------------------------------------
-    def add_account(self, name: str, *, classification: str = "REVENUE", type: str = "Income",  # noqa: A002
-                    account_type: str | None = "OTHER_INCOME", **extra: Any) -> Row:
-        return self.t("accounts").insert(self.new_row("accounts",
-            name=name, description=extra.pop("description", None), classification=classification, type=type,
-            account_type=account_type, status=extra.pop("status", "ACTIVE"),
-            current_balance=extra.pop("current_balance", 0.0), currency="USD",
-            account_number=extra.pop("account_number", None), parent_account=None, company=None, **extra))
+    def add_account(
+        self,
+        name: str,
+        *,
+        classification: str = "REVENUE",
+        type: str = "Income",  # noqa: A002
+        account_type: str | None = "OTHER_INCOME",
+        **extra: Any,
+    ) -> Row:
+        return self.t("accounts").insert(
+            self.new_row(
+                "accounts",
+                name=name,
+                description=extra.pop("description", None),
+                classification=classification,
+                type=type,
+                account_type=account_type,
+                status=extra.pop("status", "ACTIVE"),
+                current_balance=extra.pop("current_balance", 0.0),
+                currency="USD",
+                account_number=extra.pop("account_number", None),
+                parent_account=None,
+                company=None,
+                **extra,
+            )
+        )
 
-    def add_item(self, name: str, *, type: str = "SERVICE", unit_price: float | None = None,  # noqa: A002
-                 sales_account: str | None = None, **extra: Any) -> Row:
+    def add_item(
+        self,
+        name: Any,
+        *,
+        type: str = "SERVICE",  # noqa: A002 - QBO's field name
+        unit_price: float | None = None,
+        sales_account: str | None = None,
+        **extra: Any,
+    ) -> Row:
+        """An item (`name` as the request gave it: validated here)."""
         clean = name.strip() if isinstance(name, str) else name
         if not clean:
-            raise WriteError([problem("model/name", "Missing Required Field", "name is a required field on model.",
-                                      "MISSING_REQUIRED_FIELD")])
+            raise WriteError(
+                [
+                    problem(
+                        "model/name",
+                        "Missing Required Field",
+                        "name is a required field on model.",
+                        "MISSING_REQUIRED_FIELD",
+                    )
+                ]
+            )
         if self.find("items", clean):
-            raise WriteError([provider_problem(QboError("6240", "Duplicate Name Exists Error",
-                                                        f"The name supplied already exists. : {clean}", "Name"),
-                                               "model/name")])
-        return self.t("items").insert(self.new_row("items",
-            name=clean, status=extra.pop("status", "ACTIVE"), type=type, unit_price=unit_price,
-            purchase_price=extra.pop("purchase_price", None), purchase_account=extra.pop("purchase_account", None),
-            sales_account=sales_account, company=None, purchase_tax_rate=None, sales_tax_rate=None,
-            remote_updated_at=None, **extra))
+            raise WriteError(
+                [
+                    provider_problem(
+                        QboError(
+                            "6240",
+                            "Duplicate Name Exists Error",
+                            f"The name supplied already exists. : {clean}",
+                            "Name",
+                        ),
+                        "model/name",
+                    )
+                ]
+            )
+        return self.t("items").insert(
+            self.new_row(
+                "items",
+                name=clean,
+                status=extra.pop("status", "ACTIVE"),
+                type=type,
+                unit_price=unit_price,
+                purchase_price=extra.pop("purchase_price", None),
+                purchase_account=extra.pop("purchase_account", None),
+                sales_account=sales_account,
+                company=None,
+                purchase_tax_rate=None,
+                sales_tax_rate=None,
+                remote_updated_at=None,
+                **extra,
+            )
+        )
 
     def write_item(self, model: dict[str, Any], existing: Row | None = None) -> tuple[Row, list[dict[str, Any]]]:
         op = "PATCH items" if existing else "POST items"
         fields, warnings = screen(model, op)
         if existing is None:
-            row = self.add_item(fields.get("name"), type=fields.get("type") or "SERVICE",
-                                unit_price=fields.get("unit_price"), sales_account=fields.get("sales_account"),
-                                purchase_price=fields.get("purchase_price"),
-                                purchase_account=fields.get("purchase_account"),
-                                status=fields.get("status") or "ACTIVE")
+            row = self.add_item(
+                fields.get("name"),
+                type=fields.get("type") or "SERVICE",
+                unit_price=fields.get("unit_price"),
+                sales_account=fields.get("sales_account"),
+                purchase_price=fields.get("purchase_price"),
+                purchase_account=fields.get("purchase_account"),
+                status=fields.get("status") or "ACTIVE",
+            )
             return row, warnings
         for key in ("name", "type", "unit_price", "purchase_price", "sales_account", "purchase_account", "status"):
             if key in fields:
@@ -149,8 +248,14 @@ class MergeData(MergeTables):
         for line in row["line_items"]:
             line["total_amount"] = 0.0
             line["unit_price"] = 0.0 if line["unit_price"] is not None else None
-        row.update(status="VOID", total_amount=0.0, sub_total=0.0, balance=0.0, paid_on_date=None,
-                   memo=f"Voided{': ' + row['memo'] if row['memo'] else ''}")
+        row.update(
+            status="VOID",
+            total_amount=0.0,
+            sub_total=0.0,
+            balance=0.0,
+            paid_on_date=None,
+            memo=f"Voided{': ' + row['memo'] if row['memo'] else ''}",
+        )
         self.doc_numbers.pop(str(row["number"]).casefold(), None)
         self.t("invoices").touch(row)
         return row
@@ -179,8 +284,16 @@ class MergeData(MergeTables):
     def _qbo_entities(self, entity: str) -> Iterable[dict[str, Any]] | None:
         return merge_views.qbo_entities(self, entity)
 
-    def serialize(self, table: str, row: Row, *, expand: set[str] = frozenset(),  # type: ignore[assignment]
-                  remote_data: bool = False, remote_fields: bool = False) -> dict[str, Any]:
+    def serialize(
+        self,
+        table: str,
+        row: Row,
+        *,
+        expand: AbstractSet[str] = frozenset(),
+        remote_data: bool = False,
+        remote_fields: bool = False,
+    ) -> dict[str, Any]:
         """Public JSON of a row: relations as ids unless expanded; remote_data only when asked."""
-        return merge_views.serialize(self, table, row, expand=expand, remote_data=remote_data,
-                                     remote_fields=remote_fields)
+        return merge_views.serialize(
+            self, table, row, expand=expand, remote_data=remote_data, remote_fields=remote_fields
+        )

@@ -40,34 +40,85 @@ def plan_applications(data: MergeTables, raw: Any, contact: Row, total: float) -
             raise type_error(ptr, "applied_to_lines entries must be objects.")
         kind = line.get("related_object_type") or "INVOICE"
         if kind != "INVOICE":
-            raise WriteError([problem(f"{ptr}/related_object_type", "Unsupported Operation",
-                                      "The sandbox applies payments to invoices only.", "ERROR")])
+            raise WriteError(
+                [
+                    problem(
+                        f"{ptr}/related_object_type",
+                        "Unsupported Operation",
+                        "The sandbox applies payments to invoices only.",
+                        "ERROR",
+                    )
+                ]
+            )
         invoice = data.live("invoices", line.get("related_object_id"))
         if invoice is None or invoice["status"] == "VOID":
-            raise WriteError([provider_problem(invalid_reference("LinkedTxn", line.get("related_object_id")),
-                                               f"{ptr}/related_object_id")])
+            raise WriteError(
+                [
+                    provider_problem(
+                        invalid_reference("LinkedTxn", line.get("related_object_id")), f"{ptr}/related_object_id"
+                    )
+                ]
+            )
         if invoice["contact"] != contact["id"]:
-            raise WriteError([provider_problem(business_error(
-                f"Invoice {invoice['number']} belongs to a different customer than this payment.",
-                "LinkedTxn"), f"{ptr}/related_object_id")])
+            raise WriteError(
+                [
+                    provider_problem(
+                        business_error(
+                            f"Invoice {invoice['number']} belongs to a different customer than this payment.",
+                            "LinkedTxn",
+                        ),
+                        f"{ptr}/related_object_id",
+                    )
+                ]
+            )
         if line.get("applied_amount") in (None, ""):
-            raise WriteError([problem(f"{ptr}/applied_amount", "Missing Required Field",
-                                      "applied_amount is a required field.", "MISSING_REQUIRED_FIELD")])
+            raise WriteError(
+                [
+                    problem(
+                        f"{ptr}/applied_amount",
+                        "Missing Required Field",
+                        "applied_amount is a required field.",
+                        "MISSING_REQUIRED_FIELD",
+                    )
+                ]
+            )
         amount = money_field(line["applied_amount"], f"{ptr}/applied_amount")
         if amount <= 0:
-            raise WriteError([provider_problem(business_error("Applied amounts must be greater than zero."),
-                                               f"{ptr}/applied_amount")])
+            raise WriteError(
+                [
+                    provider_problem(
+                        business_error("Applied amounts must be greater than zero."), f"{ptr}/applied_amount"
+                    )
+                ]
+            )
         per_invoice[invoice["id"]] = round(per_invoice.get(invoice["id"], 0.0) + amount, 2)
         if per_invoice[invoice["id"]] > invoice["balance"] + 0.001:
-            raise WriteError([provider_problem(business_error(
-                f"The amount applied ({per_invoice[invoice['id']]:.2f}) is more than the open balance "
-                f"({invoice['balance']:.2f}) of invoice {invoice['number']}.", "Line.Amount"),
-                f"{ptr}/applied_amount")])
+            raise WriteError(
+                [
+                    provider_problem(
+                        business_error(
+                            f"The amount applied ({per_invoice[invoice['id']]:.2f}) is more than the open balance "
+                            f"({invoice['balance']:.2f}) of invoice {invoice['number']}.",
+                            "Line.Amount",
+                        ),
+                        f"{ptr}/applied_amount",
+                    )
+                ]
+            )
         plan.append((invoice, amount, date_field(line.get("applied_date"), f"{ptr}/applied_date")))
     if round(sum(a for _, a, _ in plan), 2) > total + 0.001:
-        raise WriteError([provider_problem(business_error(
-            f"The amounts applied ({sum(a for _, a, _ in plan):.2f}) exceed the payment total ({total:.2f}).",
-            "TotalAmt"), "model/applied_to_lines")])
+        raise WriteError(
+            [
+                provider_problem(
+                    business_error(
+                        f"The amounts applied ({sum(a for _, a, _ in plan):.2f}) exceed the payment total "
+                        f"({total:.2f}).",
+                        "TotalAmt",
+                    ),
+                    "model/applied_to_lines",
+                )
+            ]
+        )
     return plan
 
 
@@ -75,9 +126,16 @@ def apply_payment(data: MergeTables, payment: Row, plan: list[tuple[Row, float, 
     """Apply `payment` as planned: one applied line per invoice, balances and statuses move."""
     ts = now_us()
     for invoice, amount, applied_date in plan:
-        line = {"id": str(uuid.uuid4()), "remote_id": None, "created_at": iso(ts), "modified_at": iso(ts),
-                "applied_amount": f"{amount:.2f}", "applied_date": applied_date or payment["transaction_date"],
-                "related_object_id": invoice["id"], "related_object_type": "INVOICE"}
+        line = {
+            "id": str(uuid.uuid4()),
+            "remote_id": None,
+            "created_at": iso(ts),
+            "modified_at": iso(ts),
+            "applied_amount": f"{amount:.2f}",
+            "applied_date": applied_date or payment["transaction_date"],
+            "related_object_id": invoice["id"],
+            "related_object_type": "INVOICE",
+        }
         data.payment_lines[line["id"]] = line
         payment["applied_to_lines"].append(line)
         invoice["balance"] = round(invoice["balance"] - amount, 2)
@@ -104,8 +162,7 @@ def unapply_payment(data: MergeTables, payment: Row, only_invoice: str | None = 
         touched[invoice["id"]] = invoice
     payment["applied_to_lines"] = keep
     for invoice in touched.values():
-        if payment["id"] in invoice["payments"] and \
-                not any(ln["related_object_id"] == invoice["id"] for ln in keep):
+        if payment["id"] in invoice["payments"] and not any(ln["related_object_id"] == invoice["id"] for ln in keep):
             invoice["payments"].remove(payment["id"])
         settle(invoice)
         data.t("invoices").touch(invoice)
@@ -117,23 +174,44 @@ def write_payment(data: MergeTables, model: Any, existing: Row | None = None) ->
     fields, warnings = screen(model, op)
     if isinstance(fields.get("applied_to_lines"), list):
         warnings += nested_warnings(fields["applied_to_lines"], APPLIED_FIELDS, "model/applied_to_lines")
+    before: Row = existing or {}  # a POST has every field it would fall back on: screen() requires them
     try:
-        total = money_field(fields["total_amount"], "model/total_amount") if "total_amount" in fields \
-            else existing["total_amount"]
-        txn_date = date_field(fields["transaction_date"], "model/transaction_date") \
-            if "transaction_date" in fields else existing["transaction_date"]
+        total = (
+            money_field(fields["total_amount"], "model/total_amount")
+            if "total_amount" in fields
+            else before["total_amount"]
+        )
+        txn_date = (
+            date_field(fields["transaction_date"], "model/transaction_date")
+            if "transaction_date" in fields
+            else before["transaction_date"]
+        )
         if total <= 0:
-            raise WriteError([provider_problem(business_error("The payment amount must be greater than zero.",
-                                                              "TotalAmt"), "model/total_amount")])
+            raise WriteError(
+                [
+                    provider_problem(
+                        business_error("The payment amount must be greater than zero.", "TotalAmt"),
+                        "model/total_amount",
+                    )
+                ]
+            )
         contact = customer_ref(data, fields.get("contact", existing["contact"] if existing else None))
         account_id = fields.get("account", existing["account"] if existing else None)
         if data.live("accounts", account_id) is None:
-            raise WriteError([provider_problem(invalid_reference("DepositToAccountRef", account_id),
-                                               "model/account")])
-        old_lines = [] if existing is None else [
-            {"applied_amount": ln["applied_amount"], "applied_date": ln["applied_date"],
-             "related_object_id": ln["related_object_id"], "related_object_type": ln["related_object_type"]}
-            for ln in existing["applied_to_lines"]]
+            raise WriteError([provider_problem(invalid_reference("DepositToAccountRef", account_id), "model/account")])
+        old_lines = (
+            []
+            if existing is None
+            else [
+                {
+                    "applied_amount": ln["applied_amount"],
+                    "applied_date": ln["applied_date"],
+                    "related_object_id": ln["related_object_id"],
+                    "related_object_type": ln["related_object_type"],
+                }
+                for ln in existing["applied_to_lines"]
+            ]
+        )
         if existing is not None:
             unapply_payment(data, existing)
         try:
@@ -141,19 +219,37 @@ def write_payment(data: MergeTables, model: Any, existing: Row | None = None) ->
             plan = plan_applications(data, raw, contact, total)
         except WriteError:
             if existing is not None:  # put the old applications back
-                apply_payment(data, existing, plan_applications(data, old_lines, data.t("contacts").get(
-                    existing["contact"]), existing["total_amount"]))
+                apply_payment(
+                    data,
+                    existing,
+                    plan_applications(
+                        data, old_lines, data.t("contacts").row(existing["contact"]), existing["total_amount"]
+                    ),
+                )
             raise
     except WriteError as exc:
         exc.warnings = warnings + exc.warnings
         raise
-    values = {"transaction_date": txn_date, "contact": contact["id"], "account": account_id,
-              "currency": fields.get("currency") or (existing["currency"] if existing else "USD"),
-              "total_amount": total}
+    values = {
+        "transaction_date": txn_date,
+        "contact": contact["id"],
+        "account": account_id,
+        "currency": fields.get("currency") or (existing["currency"] if existing else "USD"),
+        "total_amount": total,
+    }
     if existing is None:
-        row = data.new_row("payments", **values, payment_method=None, exchange_rate=None, company=None,
-                            type="ACCOUNTS_RECEIVABLE", tracking_categories=[], accounting_period=None,
-                            applied_to_lines=[], remote_updated_at=None)
+        row = data.new_row(
+            "payments",
+            **values,
+            payment_method=None,
+            exchange_rate=None,
+            company=None,
+            type="ACCOUNTS_RECEIVABLE",
+            tracking_categories=[],
+            accounting_period=None,
+            applied_to_lines=[],
+            remote_updated_at=None,
+        )
         data.t("payments").insert(row)
     else:
         row = existing

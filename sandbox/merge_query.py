@@ -7,6 +7,7 @@ DRF's own messages ("Must be a valid boolean.", "Enter a valid date/time.").
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from sandbox._server import Request
 from sandbox.merge_schema import EXPANDS
@@ -63,48 +64,79 @@ def parse_expand(req: Request, model: str) -> set[str]:
     values = {v.strip() for v in raw.split(",") if v.strip()}
     bad = values - EXPANDS.get(model, set())
     if bad:
-        raise BadParam("expand", f"Select a valid choice. {sorted(bad)[0]} is not one of the available "
-                                  f"choices.")
+        raise BadParam("expand", f"Select a valid choice. {min(bad)} is not one of the available choices.")
     return values
+
+
+# --- row predicates (bound with functools.partial: one per filter parameter) -------------------------
+def _flag_is(field: str, want: bool, row: Row) -> bool:
+    return bool(row[field]) is want
+
+
+def _equals(field: str, want: str, row: Row) -> bool:
+    return bool(row[field] == want)
+
+
+def _get_equals(field: str, want: str, row: Row) -> bool:
+    return bool(row.get(field) == want)
+
+
+def _folded_equals(field: str, want: str, row: Row) -> bool:
+    """`row[field]` case-folded equals `want` (already folded)."""
+    return str(row[field] or "").casefold() == want
+
+
+def _name_key_equals(key: str, row: Row) -> bool:
+    """The name compared as QBO compares DisplayNames: whitespace collapsed, case-folded."""
+    return " ".join(str(row["name"] or "").split()).casefold() == key
+
+
+def _date_beyond(field: str, bound: int, direction: int, row: Row) -> bool:
+    """`row[field]` is after `bound` (direction 1) or before it (-1)."""
+    return row[field] is not None and (dt_us(row[field]) - bound) * direction > 0
 
 
 def contact_filters(state: MergeState, req: Request) -> Filters:
     """`is_customer`, `is_supplier`, `name` (exact, via the QBO name index), `email_address`, `status`."""
     checks: list[Callable[[Row], bool]] = []
     candidates = None
-    for name in ("is_customer", "is_supplier"):
-        value = parse_bool(req, name)
+    for flag in ("is_customer", "is_supplier"):
+        value = parse_bool(req, flag)
         if value is not None:
-            checks.append(lambda r, n=name, v=value: bool(r[n]) is v)
+            checks.append(partial(_flag_is, flag, value))
     name = req.arg("name")
     if name:
         key = " ".join(name.split()).casefold()
-        checks.append(lambda r: " ".join(str(r["name"] or "").split()).casefold() == key)
+        checks.append(partial(_name_key_equals, key))
         holder = state.qbo.names.get(key)  # an employee's name holder has no Contact
         row = state.contacts.by_remote_id(holder[1], holder[0]) if holder else None
         candidates = [row["_pos"]] if row else []
     email = req.arg("email_address")
     if email:
-        checks.append(lambda r: str(r["email_address"] or "").casefold() == email.strip().casefold())
+        checks.append(partial(_folded_equals, "email_address", email.strip().casefold()))
     status = req.arg("status")
     if status:
-        checks.append(lambda r: r["status"] == status)
+        checks.append(partial(_equals, "status", status))
     return checks, candidates
 
 
 def invoice_filters(req: Request) -> Filters:
     """`contact_id`, `number`, `type`, `status`, `company_id`, `issue_date_after`/`_before`."""
     checks: list[Callable[[Row], bool]] = []
-    for arg, key in (("contact_id", "contact"), ("number", "number"), ("type", "type"), ("status", "status"),
-                     ("company_id", "company")):
+    for arg, key in (
+        ("contact_id", "contact"),
+        ("number", "number"),
+        ("type", "type"),
+        ("status", "status"),
+        ("company_id", "company"),
+    ):
         value = req.arg(arg)
         if value:
-            checks.append(lambda r, k=key, v=value: r[k] == v)
-    for arg, cmp in (("issue_date_after", 1), ("issue_date_before", -1)):
+            checks.append(partial(_equals, key, value))
+    for arg, direction in (("issue_date_after", 1), ("issue_date_before", -1)):
         bound = parse_time(req, arg)
         if bound is not None:
-            checks.append(lambda r, b=bound, c=cmp: r["issue_date"] is not None and
-                          (dt_us(r["issue_date"]) - b) * c > 0)
+            checks.append(partial(_date_beyond, "issue_date", bound, direction))
     return checks, None
 
 
@@ -114,25 +146,26 @@ def payment_filters(req: Request) -> Filters:
     for arg, key in (("contact_id", "contact"), ("account_id", "account"), ("company_id", "company")):
         value = req.arg(arg)
         if value:
-            checks.append(lambda r, k=key, v=value: r[k] == v)
-    for arg, cmp in (("transaction_date_after", 1), ("transaction_date_before", -1)):
+            checks.append(partial(_equals, key, value))
+    for arg, direction in (("transaction_date_after", 1), ("transaction_date_before", -1)):
         bound = parse_time(req, arg)
         if bound is not None:
-            checks.append(lambda r, b=bound, c=cmp: r["transaction_date"] is not None and
-                          (dt_us(r["transaction_date"]) - b) * c > 0)
+            checks.append(partial(_date_beyond, "transaction_date", bound, direction))
     return checks, None
 
 
 def simple_filters(*names: str) -> Callable[[Request], tuple[list[Callable[[Row], bool]], None]]:
     """Equality filters on `names` (`name` compared case-insensitively) for the models without special ones."""
+
     def build(req: Request) -> tuple[list[Callable[[Row], bool]], None]:
         checks: list[Callable[[Row], bool]] = []
         for name in names:
             value = req.arg(name)
             if value:
                 if name == "name":
-                    checks.append(lambda r, v=value: str(r["name"] or "").casefold() == v.strip().casefold())
+                    checks.append(partial(_folded_equals, "name", value.strip().casefold()))
                 else:
-                    checks.append(lambda r, k=name, v=value: r.get(k) == v)
+                    checks.append(partial(_get_equals, name, value))
         return checks, None
+
     return build

@@ -13,10 +13,42 @@ from sandbox.merge_models import MergeData
 from sandbox.merge_state import MergeState
 from sandbox.profiles import MergeAssumptions
 
-FIRST = ["Avery", "Blake", "Casey", "Devon", "Emerson", "Finley", "Harper", "Jordan", "Kendall", "Logan",
-         "Morgan", "Parker", "Quinn", "Riley", "Sawyer", "Taylor"]
-LAST = ["Adams", "Brooks", "Carter", "Diaz", "Ellis", "Foster", "Garcia", "Hughes", "Ito", "Jensen", "Kim",
-        "Lopez", "Nguyen", "Owens", "Patel", "Reyes"]
+FIRST = [
+    "Avery",
+    "Blake",
+    "Casey",
+    "Devon",
+    "Emerson",
+    "Finley",
+    "Harper",
+    "Jordan",
+    "Kendall",
+    "Logan",
+    "Morgan",
+    "Parker",
+    "Quinn",
+    "Riley",
+    "Sawyer",
+    "Taylor",
+]
+LAST = [
+    "Adams",
+    "Brooks",
+    "Carter",
+    "Diaz",
+    "Ellis",
+    "Foster",
+    "Garcia",
+    "Hughes",
+    "Ito",
+    "Jensen",
+    "Kim",
+    "Lopez",
+    "Nguyen",
+    "Owens",
+    "Patel",
+    "Reyes",
+]
 BUSINESS = ["Roofing", "Builders", "Homes", "Properties", "Electric", "Holdings", "Farms", "Dental"]
 #: with `separate_id_spaces`, vendors a solar installer already has: Vendor Ids 1 and 2, so the first customers
 #: created (Customer Ids 1, 2, ...) share their remote_id
@@ -40,8 +72,7 @@ def seed_assumed_company(data: MergeData, assumptions: MergeAssumptions) -> dict
     colliding-Id vendors under `separate_id_spaces`, employees under `employees_hold_names`. Nothing by default."""
     vendors = PRESET_VENDORS if assumptions.separate_id_spaces else []
     for name in vendors:
-        data.sync_contact("Vendor", data.qbo.create("Vendor", {"DisplayName": name, "CompanyName": name},
-                                                    notify=False))
+        data.sync_contact("Vendor", data.qbo.create("Vendor", {"DisplayName": name, "CompanyName": name}, notify=False))
     employees = PRESET_EMPLOYEES if assumptions.employees_hold_names else []
     for name in employees:
         given, _, family = name.partition(" ")
@@ -49,8 +80,9 @@ def seed_assumed_company(data: MergeData, assumptions: MergeAssumptions) -> dict
     return {"vendors": len(vendors), "employees": len(employees)}
 
 
-def seed_merge(app: SeedTarget, *, customers: int = 10, seed: int = 1, jobs_every: int = 0,
-               invoices_every: int = 0) -> dict[str, Any]:
+def seed_merge(
+    app: SeedTarget, *, customers: int = 10, seed: int = 1, jobs_every: int = 0, invoices_every: int = 0
+) -> dict[str, Any]:
     """Create `customers` QBO customers (names unique, same for the same seed), optionally a job under every
     `jobs_every`-th customer and an open invoice for every `invoices_every`-th. Returns counts."""
     rng = random.Random(seed)
@@ -62,22 +94,44 @@ def seed_merge(app: SeedTarget, *, customers: int = 10, seed: int = 1, jobs_ever
             name = f"{first} {last}" if i % 3 else f"{last} {rng.choice(BUSINESS)}"
             name = f"{name} {seed}-{i + 1:05d}"
             email = f"{first.lower()}.{last.lower()}.{i + 1}@example.com"
-            obj = data.qbo.create("Customer", {"DisplayName": name, "PrimaryEmailAddr": {"Address": email},
-                                               "BillAddr": {"Line1": f"{rng.randint(1, 9999)} Main St",
-                                                            "City": "Austin", "CountrySubDivisionCode": "TX",
-                                                            "PostalCode": "78701", "Country": "US"}},
-                                  notify=False)
+            obj = data.qbo.create(
+                "Customer",
+                {
+                    "DisplayName": name,
+                    "PrimaryEmailAddr": {"Address": email},
+                    "BillAddr": {
+                        "Line1": f"{rng.randint(1, 9999)} Main St",
+                        "City": "Austin",
+                        "CountrySubDivisionCode": "TX",
+                        "PostalCode": "78701",
+                        "Country": "US",
+                    },
+                },
+                notify=False,
+            )
             row = data.sync_contact("Customer", obj)
             made += 1
             if jobs_every and i % jobs_every == 0:
-                job = data.qbo.create("Customer", {"DisplayName": f"{name} - Project", "Job": True,
-                                                   "ParentRef": {"value": obj["Id"]}, "BillWithParent": True},
-                                      notify=False)
+                job = data.qbo.create(
+                    "Customer",
+                    {
+                        "DisplayName": f"{name} - Project",
+                        "Job": True,
+                        "ParentRef": {"value": obj["Id"]},
+                        "BillWithParent": True,
+                    },
+                    notify=False,
+                )
                 data.sync_contact("Customer", job)
                 jobs += 1
             if invoices_every and i % invoices_every == 0:
                 amount = round(rng.uniform(500, 25000), 2)
-                data.write_invoice({"type": "ACCOUNTS_RECEIVABLE", "contact": row["id"],
-                                    "line_items": [{"description": "Solar installation", "total_amount": amount}]})
+                data.write_invoice(
+                    {
+                        "type": "ACCOUNTS_RECEIVABLE",
+                        "contact": row["id"],
+                        "line_items": [{"description": "Solar installation", "total_amount": amount}],
+                    }
+                )
                 invoices += 1
     return {"customers": made, "jobs": jobs, "invoices": invoices}

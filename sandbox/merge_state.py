@@ -20,12 +20,17 @@ from sandbox.merge_store import Table, iso, now_us
 from sandbox.profiles import MergeAssumptions
 
 API = "/api/accounting/v1"
-INTEGRATION = {
-    "name": "QuickBooks Online", "abbreviated_name": "QuickBooks", "categories": ["accounting"],
+INTEGRATION: dict[str, Any] = {
+    "name": "QuickBooks Online",
+    "abbreviated_name": "QuickBooks",
+    "categories": ["accounting"],
     "image": "https://merge-api-production.s3.amazonaws.com/media/quickbooks.png",
     "square_image": "https://merge-api-production.s3.amazonaws.com/media/quickbooks_square.png",
-    "color": "#2CA01C", "slug": "quickbooks-online", "api_endpoints_to_documentation_urls": {},
-    "webhook_setup_guide_url": None, "category_beta_status": {},
+    "color": "#2CA01C",
+    "slug": "quickbooks-online",
+    "api_endpoints_to_documentation_urls": {},
+    "webhook_setup_guide_url": None,
+    "category_beta_status": {},
 }
 #: AccountDetailsAndActionsStatusEnum in merge-accounting-openapi.yaml (also the `/linked-accounts?status=` options)
 LINKED_ACCOUNT_STATUSES = ("COMPLETE", "INCOMPLETE", "RELINK_NEEDED", "IDLE")
@@ -45,7 +50,8 @@ class LinkedAccount:
     deleted: bool = False
     status: str = "COMPLETE"  # one of LINKED_ACCOUNT_STATUSES
     webhook_listener_url: str = field(
-        default_factory=lambda: f"https://api.merge.dev/api/integrations/webhook-listener/{secrets.token_hex(16)}")
+        default_factory=lambda: f"https://api.merge.dev/api/integrations/webhook-listener/{secrets.token_hex(16)}"
+    )
 
 
 @dataclass

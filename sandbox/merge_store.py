@@ -11,38 +11,48 @@ import bisect
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 Row = dict[str, Any]
 
-_clock_lock = threading.Lock()
-_last_us = 0
+
+class _StrictClock:
+    """Wall-clock microseconds that never repeat or go back (one per process, shared by every app)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_us = 0
+
+    def next_us(self) -> int:
+        with self._lock:
+            t = time.time_ns() // 1000
+            self._last_us = t if t > self._last_us else self._last_us + 1
+            return self._last_us
+
+
+_clock = _StrictClock()
 
 
 def now_us() -> int:
     """Strictly increasing wall-clock microseconds: created_at order == insertion order, no ties."""
-    global _last_us
-    with _clock_lock:
-        t = time.time_ns() // 1000
-        _last_us = t if t > _last_us else _last_us + 1
-        return _last_us
+    return _clock.next_us()
 
 
 def iso(us: int) -> str:
     """Merge timestamp format: ISO-8601 UTC with microseconds and a trailing Z."""
-    return datetime.fromtimestamp(us / 1_000_000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_dt(value: str) -> datetime:
     """Parse a client datetime (date, naive = UTC, `Z` or offset). Raises ValueError."""
     text = value.strip().replace(" ", "+") if "T" in value else value.strip()
-    if text.endswith("Z") or text.endswith("z"):
+    if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
 
 
 def dt_us(value: str) -> int:
@@ -62,7 +72,7 @@ def decode_cursor(cursor: str) -> tuple[str, int]:
         if kind not in ("p", "r"):
             raise ValueError
         return kind, int(pos)
-    except Exception as exc:  # noqa: BLE001 - any garbage is the same client error
+    except Exception as exc:
         raise ValueError("Invalid cursor") from exc
 
 
@@ -87,6 +97,10 @@ class Table:
 
     def get(self, id_: str | None) -> Row | None:
         return self.by_id.get(id_) if id_ else None
+
+    def row(self, id_: str) -> Row:
+        """The row with this Merge id, for ids the data itself holds (references, registries): KeyError if none."""
+        return self.by_id[id_]
 
     def by_remote_id(self, remote_id: str | None, entity: str | None = None) -> Row | None:
         """The row of this QBO entity with this Id; without `entity`, the default entity's row, else the first."""
@@ -155,8 +169,9 @@ class Table:
         prev = encode_cursor("r", found[0]["_pos"]) if more and found else None
         return found, nxt, prev
 
-    def _positions(self, created_after: int | None, modified_after: int | None,
-                   candidates: Iterable[int] | None) -> list[int] | range:
+    def _positions(
+        self, created_after: int | None, modified_after: int | None, candidates: Iterable[int] | None
+    ) -> list[int] | range:
         """Narrow the scan: explicit candidates, few recently-modified rows, or a created_at range."""
         n = len(self.order)
         if candidates is not None:
@@ -169,17 +184,20 @@ class Table:
                 return sorted(p for _, p in self._mod_index[i:] if p >= start)
         return range(start, n)
 
-    def _scan(self, positions: list[int] | range, pos: int, *, forward: bool, want: int,
-              predicate: Callable[[Row], bool]) -> tuple[list[Row], bool]:
+    def _scan(
+        self, positions: list[int] | range, pos: int, *, forward: bool, want: int, predicate: Callable[[Row], bool]
+    ) -> tuple[list[Row], bool]:
         """Collect `want` matching rows after (or before) `pos`; also report whether more exist."""
         if isinstance(positions, range):
-            it: Iterator[int] = iter(range(max(pos + 1, positions.start), positions.stop)) if forward else \
-                iter(range(min(pos - 1, positions.stop - 1), positions.start - 1, -1))
+            it: Iterator[int] = (
+                iter(range(max(pos + 1, positions.start), positions.stop))
+                if forward
+                else iter(range(min(pos - 1, positions.stop - 1), positions.start - 1, -1))
+            )
+        elif forward:
+            it = iter(positions[bisect.bisect_right(positions, pos) :])
         else:
-            if forward:
-                it = iter(positions[bisect.bisect_right(positions, pos):])
-            else:
-                it = reversed(positions[:bisect.bisect_left(positions, pos)])
+            it = reversed(positions[: bisect.bisect_left(positions, pos)])
         found: list[Row] = []
         for p in it:
             row = self.order[p]

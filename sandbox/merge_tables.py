@@ -22,8 +22,10 @@ class MergeTables:
     def __init__(self, company: QboCompany, *, unique_invoice_numbers: bool = True) -> None:
         self.qbo = company
         self.unique_invoice_numbers = unique_invoice_numbers
-        self.tables: dict[str, Table] = {n: Table(n, QBO_ENTITY[n]) for n in
-                                         ("contacts", "invoices", "payments", "items", "accounts", "company-info")}
+        self.tables: dict[str, Table] = {
+            n: Table(n, QBO_ENTITY[n])
+            for n in ("contacts", "invoices", "payments", "items", "accounts", "company-info")
+        }
         self.payment_lines: dict[str, Row] = {}
         self.doc_numbers: dict[str, str] = {}  # casefolded DocNumber -> invoice id (non-deleted AR invoices)
         self.next_doc_number = 1001
@@ -34,10 +36,15 @@ class MergeTables:
 
     def new_row(self, table: str, **fields: Any) -> Row:
         """A new common-model row; without a `remote_id`, QBO's next Id for the table's entity."""
-        return {"id": str(uuid.uuid4()),
-                "remote_id": fields.pop("remote_id", None) or self.qbo.new_id(QBO_ENTITY[table]),
-                "created_at": None, "modified_at": None, **fields, "remote_was_deleted": False,
-                "field_mappings": copy.deepcopy(FIELD_MAPPINGS)}
+        return {
+            "id": str(uuid.uuid4()),
+            "remote_id": fields.pop("remote_id", None) or self.qbo.new_id(QBO_ENTITY[table]),
+            "created_at": None,
+            "modified_at": None,
+            **fields,
+            "remote_was_deleted": False,
+            "field_mappings": copy.deepcopy(FIELD_MAPPINGS),
+        }
 
     def live(self, table: str, id_: Any) -> Row | None:
         """A row that QuickBooks still has (not deleted), by Merge id."""

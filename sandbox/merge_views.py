@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from sandbox.merge_store import Row
@@ -16,6 +17,7 @@ from sandbox.merge_tables import MergeTables
 
 def qbo_view(data: MergeTables, table: str, row: Row) -> tuple[str, dict[str, Any]]:
     """(remote_data path, QBO object) for a row."""
+
     def ref(tbl: str, id_: Any) -> dict[str, Any] | None:
         target = data.t(tbl).get(id_) if id_ else None
         return {"value": target["remote_id"], "name": target.get("name")} if target else None
@@ -28,75 +30,137 @@ def qbo_view(data: MergeTables, table: str, row: Row) -> tuple[str, dict[str, An
     if table == "invoices":
         contact = data.t("contacts").get(row["contact"])
         lines: list[dict[str, Any]] = [
-            {"Id": ln["remote_id"], "LineNum": n + 1, "Description": ln["description"],
-             "Amount": ln["total_amount"], "DetailType": "SalesItemLineDetail",
-             "SalesItemLineDetail": {"ItemRef": ref("items", ln["item"]), "UnitPrice": ln["unit_price"],
-                                     "Qty": ln["quantity"]}} for n, ln in enumerate(row["line_items"])]
+            {
+                "Id": ln["remote_id"],
+                "LineNum": n + 1,
+                "Description": ln["description"],
+                "Amount": ln["total_amount"],
+                "DetailType": "SalesItemLineDetail",
+                "SalesItemLineDetail": {
+                    "ItemRef": ref("items", ln["item"]),
+                    "UnitPrice": ln["unit_price"],
+                    "Qty": ln["quantity"],
+                },
+            }
+            for n, ln in enumerate(row["line_items"])
+        ]
         lines.append({"Amount": row["sub_total"], "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}})
         return "/invoice", {
-            "Id": row["remote_id"], "SyncToken": str(row.get("_sync_token", 0)), "DocNumber": row["number"],
-            "TxnDate": (row["issue_date"] or "")[:10], "DueDate": (row["due_date"] or "")[:10],
+            "Id": row["remote_id"],
+            "SyncToken": str(row.get("_sync_token", 0)),
+            "DocNumber": row["number"],
+            "TxnDate": (row["issue_date"] or "")[:10],
+            "DueDate": (row["due_date"] or "")[:10],
             "CustomerRef": {"value": contact["remote_id"], "name": contact["name"]} if contact else None,
-            "Line": lines, "TotalAmt": row["total_amount"], "Balance": row["balance"],
-            "PrivateNote": row["memo"], "CurrencyRef": {"value": row["currency"]},
-            "LinkedTxn": [{"TxnId": data.t("payments").get(p)["remote_id"], "TxnType": "Payment"}
-                          for p in row["payments"] if data.t("payments").get(p)],
-            "MetaData": meta, "domain": "QBO", "sparse": False}
+            "Line": lines,
+            "TotalAmt": row["total_amount"],
+            "Balance": row["balance"],
+            "PrivateNote": row["memo"],
+            "CurrencyRef": {"value": row["currency"]},
+            "LinkedTxn": [
+                {"TxnId": payment["remote_id"], "TxnType": "Payment"}
+                for payment in map(data.t("payments").get, row["payments"])
+                if payment
+            ],
+            "MetaData": meta,
+            "domain": "QBO",
+            "sparse": False,
+        }
     if table == "payments":
         contact = data.t("contacts").get(row["contact"])
         applied = sum(float(ln["applied_amount"]) for ln in row["applied_to_lines"])
         return "/payment", {
-            "Id": row["remote_id"], "SyncToken": "0", "TxnDate": (row["transaction_date"] or "")[:10],
-            "TotalAmt": row["total_amount"], "UnappliedAmt": round(row["total_amount"] - applied, 2),
+            "Id": row["remote_id"],
+            "SyncToken": "0",
+            "TxnDate": (row["transaction_date"] or "")[:10],
+            "TotalAmt": row["total_amount"],
+            "UnappliedAmt": round(row["total_amount"] - applied, 2),
             "CustomerRef": {"value": contact["remote_id"], "name": contact["name"]} if contact else None,
             "DepositToAccountRef": ref("accounts", row["account"]),
-            "Line": [{"Amount": float(ln["applied_amount"]),
-                      "LinkedTxn": [{"TxnId": data.t("invoices").get(ln["related_object_id"])["remote_id"],
-                                     "TxnType": "Invoice"}]} for ln in row["applied_to_lines"]],
-            "MetaData": meta, "domain": "QBO", "sparse": False}
+            "Line": [
+                {
+                    "Amount": float(ln["applied_amount"]),
+                    "LinkedTxn": [
+                        {"TxnId": data.t("invoices").row(ln["related_object_id"])["remote_id"], "TxnType": "Invoice"}
+                    ],
+                }
+                for ln in row["applied_to_lines"]
+            ],
+            "MetaData": meta,
+            "domain": "QBO",
+            "sparse": False,
+        }
     if table == "items":
-        return "/item", {"Id": row["remote_id"], "Name": row["name"], "FullyQualifiedName": row["name"],
-                         "Type": {"SERVICE": "Service", "INVENTORY": "Inventory"}.get(row["type"], "NonInventory"),
-                         "UnitPrice": row["unit_price"] or 0, "Active": row["status"] == "ACTIVE",
-                         "IncomeAccountRef": ref("accounts", row["sales_account"]), "MetaData": meta}
+        return "/item", {
+            "Id": row["remote_id"],
+            "Name": row["name"],
+            "FullyQualifiedName": row["name"],
+            "Type": {"SERVICE": "Service", "INVENTORY": "Inventory"}.get(row["type"], "NonInventory"),
+            "UnitPrice": row["unit_price"] or 0,
+            "Active": row["status"] == "ACTIVE",
+            "IncomeAccountRef": ref("accounts", row["sales_account"]),
+            "MetaData": meta,
+        }
     if table == "accounts":
-        return "/account", {"Id": row["remote_id"], "Name": row["name"], "AccountType": row["type"],
-                            "Classification": (row["classification"] or "").title(),
-                            "Active": row["status"] == "ACTIVE", "CurrentBalance": row["current_balance"],
-                            "MetaData": meta}
-    return "/companyinfo", {"Id": row["remote_id"], "CompanyName": row["name"], "LegalName": row["legal_name"],
-                            "Country": "US", "MetaData": meta}
+        return "/account", {
+            "Id": row["remote_id"],
+            "Name": row["name"],
+            "AccountType": row["type"],
+            "Classification": (row["classification"] or "").title(),
+            "Active": row["status"] == "ACTIVE",
+            "CurrentBalance": row["current_balance"],
+            "MetaData": meta,
+        }
+    return "/companyinfo", {
+        "Id": row["remote_id"],
+        "CompanyName": row["name"],
+        "LegalName": row["legal_name"],
+        "Country": "US",
+        "MetaData": meta,
+    }
 
 
 def qbo_entities(data: MergeTables, entity: str) -> Iterable[dict[str, Any]] | None:
     """Every live object of a QBO entity the common models hold (passthrough queries read these)."""
-    table = {"Invoice": "invoices", "Payment": "payments", "Item": "items", "Account": "accounts",
-             "CompanyInfo": "company-info"}.get(entity)
+    table = {
+        "Invoice": "invoices",
+        "Payment": "payments",
+        "Item": "items",
+        "Account": "accounts",
+        "CompanyInfo": "company-info",
+    }.get(entity)
     if table is None:
         return None
     return (qbo_view(data, table, row)[1] for row in data.t(table).order if not row["remote_was_deleted"])
 
 
-def serialize(data: MergeTables, table: str, row: Row, *, expand: set[str] = frozenset(),  # type: ignore[assignment]
-              remote_data: bool = False, remote_fields: bool = False) -> dict[str, Any]:
+def serialize(
+    data: MergeTables,
+    table: str,
+    row: Row,
+    *,
+    expand: AbstractSet[str] = frozenset(),
+    remote_data: bool = False,
+    remote_fields: bool = False,
+) -> dict[str, Any]:
     """Public JSON of a row: relations as ids unless expanded; remote_data only when asked."""
     out = {k: copy.deepcopy(v) for k, v in row.items() if not k.startswith("_")}
     if table == "invoices":
         if "contact" in expand and out["contact"]:
-            out["contact"] = serialize(data, "contacts", data.t("contacts").get(out["contact"]))
+            out["contact"] = serialize(data, "contacts", data.t("contacts").row(out["contact"]))
         if "payments" in expand:
-            out["payments"] = [serialize(data, "payments", data.t("payments").get(p)) for p in out["payments"]]
+            out["payments"] = [serialize(data, "payments", data.t("payments").row(p)) for p in out["payments"]]
         if "applied_payments" in expand:
             out["applied_payments"] = [copy.deepcopy(data.payment_lines[p]) for p in out["applied_payments"]]
     elif table == "payments":
         if "contact" in expand and out["contact"]:
-            out["contact"] = serialize(data, "contacts", data.t("contacts").get(out["contact"]))
+            out["contact"] = serialize(data, "contacts", data.t("contacts").row(out["contact"]))
         if "account" in expand and out["account"]:
-            out["account"] = serialize(data, "accounts", data.t("accounts").get(out["account"]))
+            out["account"] = serialize(data, "accounts", data.t("accounts").row(out["account"]))
     elif table == "items":
         for key in ("sales_account", "purchase_account"):
             if key in expand and out[key]:
-                out[key] = serialize(data, "accounts", data.t("accounts").get(out[key]))
+                out[key] = serialize(data, "accounts", data.t("accounts").row(out[key]))
     if "company" in expand and out.get("company") is None and table != "company-info":
         pass  # QBO linked accounts have a single company; Merge leaves `company` null for QBO
     if remote_data:

@@ -54,11 +54,19 @@ class CoperniqAssumptions:
 
 
 _PESSIMISTIC: dict[type, dict[str, Any]] = {
-    MergeAssumptions: {"idempotency_keys": False, "passthrough_visible_after_sync": True,
-                       "separate_id_spaces": True, "employees_hold_names": True},
-    CoperniqAssumptions: {"phase_change_bumps_updated_at": False, "rate_limit_headers": False,
-                          "archived_visible_by_id": False, "workflows_v1_share": 0.2,
-                          "invoice_patch_replaces_lines": False},
+    MergeAssumptions: {
+        "idempotency_keys": False,
+        "passthrough_visible_after_sync": True,
+        "separate_id_spaces": True,
+        "employees_hold_names": True,
+    },
+    CoperniqAssumptions: {
+        "phase_change_bumps_updated_at": False,
+        "rate_limit_headers": False,
+        "archived_visible_by_id": False,
+        "workflows_v1_share": 0.2,
+        "invoice_patch_replaces_lines": False,
+    },
 }
 
 A = TypeVar("A", MergeAssumptions, CoperniqAssumptions)
