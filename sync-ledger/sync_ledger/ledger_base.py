@@ -106,7 +106,7 @@ class LedgerBase:
         if len(items) <= 32:  # a join scans all of staging; a few index point updates are cheaper
             for k, v in items:
                 c.conn.execute(
-                    "UPDATE staging SET status = ?, attempts = ?, last_error = ?, processed_at = ? "
+                    "UPDATE staging SET status = ?, attempts = ?, last_error = ?, processed_at = ?, waits_on = ? "
                     "WHERE staging_key = ?",
                     [*v, _key(*k)],
                 )
@@ -115,9 +115,10 @@ class LedgerBase:
             part = items[i : i + _CHUNK]
             c.conn.execute(
                 "UPDATE staging SET status = u.status, attempts = u.attempts, last_error = u.last_error, "
-                "processed_at = u.processed_at FROM (SELECT unnest(?::VARCHAR[]) AS k, "
+                "processed_at = u.processed_at, waits_on = u.waits_on FROM (SELECT unnest(?::VARCHAR[]) AS k, "
                 "unnest(?::VARCHAR[]) AS status, unnest(?::INTEGER[]) AS attempts, "
-                "unnest(?::VARCHAR[]) AS last_error, unnest(?::TIMESTAMP[]) AS processed_at) AS u "
+                "unnest(?::VARCHAR[]) AS last_error, unnest(?::TIMESTAMP[]) AS processed_at, "
+                "unnest(?::VARCHAR[]) AS waits_on) AS u "
                 "WHERE staging.staging_key = u.k",
                 [
                     [_key(*k) for k, _ in part],
@@ -125,6 +126,7 @@ class LedgerBase:
                     [v[1] for _, v in part],
                     [v[2] for _, v in part],
                     [v[3] for _, v in part],
+                    [v[4] for _, v in part],
                 ],
             )
 

@@ -18,9 +18,10 @@ import duckdb
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+#: 2: staging.waits_on and status `waiting` (a row re-evaluated when what it waits on changes, not every run).
+SCHEMA_VERSION = 2
 LOG_ACTIONS = frozenset({"created", "updated", "linked", "skipped", "failed", "deleted", "planned"})
-STAGING_STATUSES = frozenset({"pending", "done", "failed", "skipped"})
+STAGING_STATUSES = frozenset({"pending", "done", "failed", "skipped", "waiting"})
 _CHUNK = 20_000  # rows per bulk statement: bounds the size of one parameter list
 
 _SCHEMA = """
@@ -80,7 +81,8 @@ CREATE TABLE IF NOT EXISTS staging (
     status VARCHAR NOT NULL,
     attempts INTEGER NOT NULL,
     last_error VARCHAR,
-    processed_at TIMESTAMP
+    processed_at TIMESTAMP,
+    waits_on VARCHAR  -- status waiting: the key whose change wakes the row (NULL: re-evaluated every run)
 );
 """
 
@@ -133,13 +135,14 @@ class Link:
 
 @dataclass(slots=True)
 class _Staged:
-    """Mirror of one staging row (payload kept as JSON text: compact, and every read returns a fresh dict)."""
+    """Mirror of one staging row: its fingerprint and status, not its payload (that stays in DuckDB and is read
+    in chunks, so memory grows with the number of rows, not with their size)."""
 
-    payload_json: str
     fingerprint: str
     status: str
     attempts: int
     last_error: str | None
+    waits_on: str | None = None
 
 
 def _key(*parts: str) -> str:
@@ -187,9 +190,14 @@ class _Core:
         self.by_remote: dict[tuple[str, str, str], Link] = {}
         # staging mirror, per (source_system, stream), loaded on first use of that stream
         self.staging: dict[tuple[str, str], dict[str, _Staged]] = {}
+        # rows waiting on a key, per (source_system, key), loaded on the first wake of that source system
+        self.waiters: dict[str, dict[str, set[tuple[str, str]]]] = {}
+        # recently read payloads, so a record looked up by many others (a client's projects) is read once
+        self.payloads: dict[tuple[str, str, str], str] = {}
+        self.has_waits_on = True  # False for a version-1 ledger opened read-only
         # write-behind buffers
         self.log_buf: list[tuple[Any, ...]] = []
-        self.mark_buf: dict[tuple[str, str, str], tuple[str, int, str | None, datetime]] = {}
+        self.mark_buf: dict[tuple[str, str, str], tuple[str, int, str | None, datetime, str | None]] = {}
         self.buf_since: float | None = None
 
 
@@ -233,7 +241,9 @@ def _open_core(path: Path, *, lock_timeout: float, read_only: bool) -> _Core:
     except BaseException:
         conn.close()
         raise
-    return _Core(path, conn, read_only)
+    core = _Core(path, conn, read_only)
+    core.has_waits_on = has_waits_on(conn)
+    return core
 
 
 def _ensure_schema(conn: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
@@ -256,6 +266,9 @@ def _ensure_schema(conn: duckdb.DuckDBPyConnection, path: Path, read_only: bool)
         row = None
     if row is None:
         raise LedgerError(f"{path} is not a sync ledger (no schema_version in table meta)")
+    if int(row[0]) < SCHEMA_VERSION and not read_only:
+        _migrate(conn, int(row[0]))
+        row = (str(SCHEMA_VERSION),)
     columns = {
         r[0]
         for r in conn.execute(
@@ -269,3 +282,25 @@ def _ensure_schema(conn: duckdb.DuckDBPyConnection, path: Path, read_only: bool)
             f"The sync ledger {path} has schema version {row[0]}, newer than this sync-ledger "
             f"(version {SCHEMA_VERSION}); upgrade the plugins."
         )
+
+
+def _migrate(conn: duckdb.DuckDBPyConnection, version: int) -> None:
+    """Bring an older ledger up to SCHEMA_VERSION in place, one version at a time, in one transaction."""
+    conn.begin()
+    try:
+        if version < 2:
+            conn.execute("ALTER TABLE staging ADD COLUMN IF NOT EXISTS waits_on VARCHAR")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def has_waits_on(conn: duckdb.DuckDBPyConnection) -> bool:
+    """A ledger opened read-only may still be at version 1 (no staging.waits_on)."""
+    return bool(
+        conn.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'staging' AND column_name = 'waits_on'"
+        ).fetchone()[0]  # type: ignore[index]
+    )

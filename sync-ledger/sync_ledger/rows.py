@@ -4,9 +4,14 @@ Every staged source record (a *row*) ends each run in one of these outcomes, log
 
   created / updated / linked   written (or matched) in the other system: the row is ``done``;
   skipped                      deliberately not written (an echo, a setting, a status), logged once per version;
+                               re-evaluated only when the record changes or a setting that decides it does;
   waiting                      depends on something not synced yet (its project, customer or invoice): kept as
-                               ``skipped`` with the reason and re-evaluated on later runs;
+                               ``waiting`` with the reason and the key of what it waits on (``link_key``,
+                               ``record_key``), and re-evaluated when that changes (``Ledger.wake``); a wait on
+                               something outside the ledger (no key) is re-evaluated every run;
   failed                       refused or broken: kept as ``failed`` with the reason, retried on later runs.
+
+So a run's cost follows what changed, not how much history the ledger holds.
 
 The **journal** writes links, intent clears and row statuses to the ledger in batches, under two ordering rules
 that make a crash at any point recoverable (docs/CONTRACTS.md, "write journal"):
@@ -27,6 +32,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .ledger import Ledger, Link
+from .ledger_staging import record_key
+
+__all__ = [
+    "Journal",
+    "Outcome",
+    "PlanRow",
+    "RowFailure",
+    "RowLog",
+    "Wait",
+    "echo_link",
+    "link_key",
+    "overall",
+    "record_key",
+]
 
 #: Links are written in batches of this size, or after this many seconds (a DuckDB commit costs ~5 ms).
 LINK_BATCH = 200
@@ -36,7 +55,17 @@ WRITE_ACTIONS = frozenset({"created", "updated", "linked", "deleted"})
 
 
 class Wait(Exception):
-    """The row depends on something not synced or not visible yet; re-evaluated on a later run."""
+    """The row depends on something not synced or not visible yet. `on`: the wake key of what it waits on
+    (link_key / record_key); None when that is outside the ledger (re-evaluated every run)."""
+
+    def __init__(self, reason: str, *, on: str | None = None) -> None:
+        super().__init__(reason)
+        self.on = on
+
+
+def link_key(source_type: str, source_id: object) -> str:
+    """The wake key of a source record's link: rows waiting on it are re-evaluated once it is linked."""
+    return f"link:{source_type}:{source_id}"
 
 
 class RowFailure(Exception):
@@ -174,7 +203,7 @@ class Journal:
         self.seconds = seconds
         self._links: dict[tuple[str, str, str], Link] = {}
         self._ends: list[str] = []
-        self._marks: list[tuple[str, str, str, str | None]] = []
+        self._marks: list[tuple[str, str, str, str | None, str | None]] = []
         self._saved_at = time.monotonic()
 
     def begin(self, intents: Iterable[tuple[str, dict[str, Any]]]) -> None:
@@ -183,9 +212,10 @@ class Journal:
             self.ledger.begin_intents(intents)
 
     def link(self, link: Link, intent_key: str | None = None) -> None:
-        """Queue a link, and the clear of the intent that announced its create."""
+        """Queue a link, and the clear of the intent that announced its create; rows waiting on it wake now."""
         if self.dry:
             return
+        self.ledger.wake(self.source_system, [link_key(link.source_type, link.source_id)])
         self._links[(link.source_type, link.source_id, link.target_system)] = link
         if intent_key:
             self._ends.append(intent_key)
@@ -202,14 +232,16 @@ class Journal:
         while intent_key in self._ends:
             self._ends.remove(intent_key)
 
-    def mark(self, stream: str, source_id: str, status: str, error: str | None = None) -> None:
+    def mark(
+        self, stream: str, source_id: str, status: str, error: str | None = None, *, waits_on: str | None = None
+    ) -> None:
         """A row's status (rule 2: written after the links queued before it)."""
         if self.dry:
             return
         if self._links or self._ends:
-            self._marks.append((stream, source_id, status, error))
+            self._marks.append((stream, source_id, status, error, waits_on))
         else:
-            self.ledger.mark_staged(self.source_system, stream, source_id, status, error)
+            self.ledger.mark_staged(self.source_system, stream, source_id, status, error, waits_on=waits_on)
 
     def flush(self) -> None:
         """Write queued links and intent clears in one transaction, then the statuses queued behind them."""
@@ -220,7 +252,7 @@ class Journal:
                 self.ledger.end_intents(self._ends)
         self._links.clear()
         self._ends.clear()
-        for stream, source_id, status, error in self._marks:
-            self.ledger.mark_staged(self.source_system, stream, source_id, status, error)
+        for stream, source_id, status, error, waits_on in self._marks:
+            self.ledger.mark_staged(self.source_system, stream, source_id, status, error, waits_on=waits_on)
         self._marks.clear()
         self._saved_at = time.monotonic()

@@ -5,8 +5,9 @@ in any order and in any run. Each record ends as one of:
   done     written (created/updated/linked/deleted) or already up to date;
   skipped  deliberately not written (echo of the forward leg, bill, void policy, ...), logged once;
   waiting  depends on something not synced (yet): its customer, invoice or item. Stays `pending` while
-           the run is in progress; the end-of-run pass marks it `skipped` with a `waiting:` reason and
-           re-evaluates it silently on later runs, so a customer linked later still brings its invoices;
+           the run is in progress; the end-of-run pass marks it `waiting` with a `waiting:` reason and
+           re-evaluates it silently on later runs, so a customer linked later still brings its invoices
+           (what it waits on is written by the forward leg, in another process: tried in every final pass);
   failed   an API error; retried on the next runs up to `max_attempts`.
 """
 
@@ -106,7 +107,9 @@ class Reconciler:
     def reconcile(self, *, final: bool = False) -> None:
         """Process staged invoices, then payments (a payment needs its invoice's Coperniq id)."""
         for stream, handler in (("invoices", self._invoice), ("payments", self._payment)):
-            statuses = ("pending", "failed", "skipped") if final else ("pending", "failed")
+            # waiting rows (status `waiting`; `skipped` with the WAIT prefix in ledgers from before it) are tried
+            # again in the final pass of every run: what they wait on is written by the forward leg
+            statuses = ("pending", "failed", "waiting", "skipped") if final else ("pending", "failed")
             try:
                 for rid, payload, status, attempts in self.ledger.iter_staged(SOURCE, stream, status=statuses):
                     if status == "failed" and attempts >= self.max_attempts:
@@ -167,14 +170,14 @@ class Reconciler:
         status_of_row = overall(outcomes)
         for outcome in outcomes:
             if outcome.kind == "wait":
-                if final and status != "skipped":  # logged once, when the run gives up waiting
+                if final and status not in ("skipped", "waiting"):  # logged once, when the run gives up waiting
                     self.rows.outcome(stream, outcome, "skipped")
             elif outcome.action:
                 self.rows.outcome(stream, outcome)
         if status_of_row == "wait":
             if final:
                 reason = next(o.reason for o in outcomes if o.kind == "wait")
-                self.journal.mark(stream, rid, "skipped", WAIT + reason)
+                self.journal.mark(stream, rid, "waiting", WAIT + reason)
         elif status_of_row == "failed":
             self.journal.mark(stream, rid, "failed", next(o.reason for o in outcomes if o.kind == "failed"))
         elif status_of_row == "skipped":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,8 @@ class Result:
     counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     plan: list[PlanRow] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: staged rows the reconcile pass evaluated (what changed, not the ledger's whole history)
+    evaluated: int = 0
 
     @property
     def failed(self) -> int:
@@ -74,25 +76,45 @@ def written_note(write: WriteResult) -> str:
 
 
 class LinkMap:
-    """This run's view of the Coperniq -> QuickBooks links (loaded once, updated as the run links records)."""
+    """This run's view of the Coperniq -> QuickBooks links: read from the ledger on first use (a run with nothing
+    to evaluate never reads them), then updated as the run links records."""
 
     def __init__(self, ledger: Ledger) -> None:
-        self.by_source: dict[tuple[str, str], Link] = {}
-        self.targets: set[str] = set()  # Merge ids some Coperniq record is linked to: never matched again
-        for link in ledger.links(SRC):
-            if link.target_system == QBO:
-                self.add(link)
+        self._ledger = ledger
+        self._by_source: dict[tuple[str, str], Link] | None = None
+        self._targets: set[str] = set()
+
+    def _load(self) -> dict[tuple[str, str], Link]:
+        if self._by_source is None:
+            self._by_source = {}
+            for link in self._ledger.links(SRC):
+                if link.target_system == QBO:
+                    self._put(self._by_source, link)
+        return self._by_source
+
+    def _put(self, by_source: dict[tuple[str, str], Link], link: Link) -> None:
+        by_source[(link.source_type, link.source_id)] = link
+        if link.target_id:
+            self._targets.add(link.target_id)
+
+    @property
+    def by_source(self) -> dict[tuple[str, str], Link]:
+        return self._load()
+
+    @property
+    def targets(self) -> set[str]:
+        """Merge ids some Coperniq record is linked to: never matched to another one."""
+        self._load()
+        return self._targets
 
     def add(self, link: Link) -> None:
-        self.by_source[(link.source_type, link.source_id)] = link
-        if link.target_id:
-            self.targets.add(link.target_id)
+        self._put(self._load(), link)
 
     def get(self, source_type: str, source_id: str) -> Link | None:
-        return self.by_source.get((source_type, source_id))
+        return self._load().get((source_type, source_id))
 
     def __contains__(self, key: tuple[str, str]) -> bool:
-        return key in self.by_source
+        return key in self._load()
 
 
 class Context:
@@ -121,6 +143,15 @@ class Context:
             end=self.end,
         )
         self._dry_seq = 0
+
+    def todo(self, stream: str) -> Iterator[tuple[str, dict[str, Any], str, int]]:
+        """The staged rows this run evaluates: new or changed (pending), failed, and waiting on something outside
+        the ledger. A row waiting on a link or record is woken when that changes; a skipped row when it changes
+        or a setting that decides it does (see Reconciler). A dry run evaluates everything: it writes nothing,
+        so nothing it would link can wake anything."""
+        if self.dry:
+            return self.ledger.iter_staged(SRC, stream, status=("pending", "failed", "skipped", "waiting"))
+        return self.ledger.iter_staged(SRC, stream, status=("pending", "failed"), unkeyed_waits=True)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)

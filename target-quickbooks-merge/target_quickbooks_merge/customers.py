@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from sync_ledger import Link, fingerprint
-from sync_ledger.rows import RowFailure, Wait
+from sync_ledger.rows import RowFailure, Wait, record_key
 from sync_ledger.writer import PlannedWrite
 
 from .contacts import ContactRules, FoundIds
@@ -42,7 +42,10 @@ class CustomerSync(ContactRules):
         if account is None or "__invalid__" in account:
             if link is not None:
                 return link
-            raise Wait(f"client (account {account_id}) has not been received from Coperniq yet")
+            raise Wait(
+                f"client (account {account_id}) has not been received from Coperniq yet",
+                on=record_key("accounts", account_id),
+            )
         base = render_name(
             ctx.s.customer_name_template, title=account.get("title"), number=account.get("number"), id=account_id
         )
@@ -60,7 +63,7 @@ class CustomerSync(ContactRules):
     def sync_remaining(self) -> None:
         """Clients not reached through a triggered project: updates of synced ones, the rest waits."""
         ctx = self.ctx
-        for aid, account, _, _ in ctx.ledger.iter_staged(SRC, "accounts", status=("pending", "failed")):
+        for aid, account, _, _ in ctx.todo("accounts"):
             if "__invalid__" in account or aid in self.done:
                 continue
             if ("account", aid) in ctx.links or aid in self.failures:  # refused: fails with the reason

@@ -27,7 +27,7 @@ class RowGuard:
         self.log = logger
         self._unreachable_since: float | None = None
         self._started = self._progress_at = time.monotonic()
-        self._processed = 0
+        self.processed = 0
 
     def __call__(
         self, stream: str, source_id: str, step: Callable[[], None], status: str = "pending", *, count: bool = True
@@ -36,9 +36,9 @@ class RowGuard:
             step()
             self._unreachable_since = None
         except Wait as exc:
-            if status == "skipped":
-                return  # still waiting for the same thing: no new log line every run
-            self._fail(stream, source_id, "skipped", str(exc))
+            if status != "waiting":  # a row still waiting for the same thing gets no new log line every run
+                self.rows.record(stream, source_id, "skipped", str(exc))
+            self.journal.mark(stream, source_id, "waiting", str(exc), waits_on=exc.on)
         except (RowFailure, WriteError) as exc:
             if isinstance(exc, WriteError) and exc.disconnected:
                 raise Disconnected(exc.detail) from exc
@@ -58,7 +58,7 @@ class RowGuard:
         self.journal.mark(stream, source_id, status, reason)
 
     def _progress(self, stream: str) -> None:
-        self._processed += 1
+        self.processed += 1
         now = time.monotonic()
         if now - self._progress_at >= self.s.progress_interval:
             self._progress_at = now
@@ -67,8 +67,8 @@ class RowGuard:
             self.log.info(
                 "progress: %s, %d records reconciled (%.0f/s), %d API calls (%.0f/min), %d retries",
                 stream,
-                self._processed,
-                self._processed / elapsed,
+                self.processed,
+                self.processed / elapsed,
                 calls,
                 calls * 60 / elapsed,
                 self.client.api.retries,

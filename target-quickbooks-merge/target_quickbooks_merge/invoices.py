@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from sync_ledger import Link, fingerprint
-from sync_ledger.rows import RowFailure, Wait
+from sync_ledger.rows import RowFailure, Wait, link_key, record_key
 
 from .context import QBO, SRC, Context, remote_id_of
 from .jobs import JobSync
@@ -32,7 +32,7 @@ class InvoiceSync:
         if not ctx.s.invoice_sync:
             self._invoice_sync_off()
             return
-        for iid, inv, status, _ in ctx.ledger.iter_staged(SRC, "invoices", status=("pending", "failed", "skipped")):
+        for iid, inv, status, _ in ctx.todo("invoices"):
             if "__invalid__" in inv:
                 continue
             ctx.guard("invoices", iid, partial(self._invoice, iid, inv, status), status)
@@ -66,13 +66,14 @@ class InvoiceSync:
                 )
             return merge_id
         if pid and ctx.ledger.staged(SRC, "projects", pid) is not None:
-            raise Wait(f"project {pid} is not synced to QuickBooks (not triggered)")
+            raise Wait(f"project {pid} is not synced to QuickBooks (not triggered)", on=link_key("project", pid))
         account = invoice.get("account") or {}
         customer = ctx.links.get("account", str(account.get("id"))) if account.get("id") is not None else None
         if customer is not None and customer.target_id and pid is None:  # account-level invoice
             return customer.target_id
         raise Wait(
-            f"project {pid or '?'} of this invoice is not synced to QuickBooks (not triggered or not received yet)"
+            f"project {pid or '?'} of this invoice is not synced to QuickBooks (not triggered or not received yet)",
+            on=record_key("projects", pid) if pid else link_key("account", account.get("id")),
         )
 
     def _invoice(self, iid: str, inv: Mapping[str, Any], status: str) -> None:

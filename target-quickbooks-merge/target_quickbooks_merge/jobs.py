@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any
 
 from sync_ledger import ApiError, Link, fingerprint
-from sync_ledger.rows import RowFailure, Wait
+from sync_ledger.rows import RowFailure, Wait, link_key
 from sync_ledger.writer import WRITE_BATCH, PlannedWrite
 
 from .contacts import ContactRules, FoundIds
@@ -40,9 +40,9 @@ class JobSync(ContactRules):
 
     def sync_projects(self) -> None:
         ctx = self.ctx
-        self.triggers.observe(ctx.links, dry=ctx.dry)
+        self.triggers.observe(ctx.links, ctx.todo("projects"), dry=ctx.dry)
         chunk: list[Pending] = []
-        for pid, project, status, _ in ctx.ledger.iter_staged(SRC, "projects", status=("pending", "failed", "skipped")):
+        for pid, project, status, _ in ctx.todo("projects"):
             if "__invalid__" in project:
                 continue
             ctx.guard(
@@ -85,7 +85,9 @@ class JobSync(ContactRules):
             raise failure  # its customer could not be created: the project fails with that reason
         customer = self.ctx.links.get("account", account_id)
         if customer is None:
-            raise Wait(f"client (account {account_id}) is not synced to QuickBooks yet")
+            raise Wait(
+                f"client (account {account_id}) is not synced to QuickBooks yet", on=link_key("account", account_id)
+            )
         if self._ensure(pid, project, customer) is not None:
             self.ctx.mark("projects", pid, "done")  # else a write is planned; it marks the project when sent
 

@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from sync_ledger import Link, fingerprint
-from sync_ledger.rows import RowFailure, Wait
+from sync_ledger.rows import RowFailure, Wait, link_key
 from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
 
 from .context import QBO, SRC, Context, remote_id_of
@@ -33,7 +33,7 @@ class PaymentSync:
         ctx = self.ctx
         if not ctx.s.invoice_sync:
             return
-        for pay_id, pay, status, _ in ctx.ledger.iter_staged(SRC, "payments", status=("pending", "failed", "skipped")):
+        for pay_id, pay, status, _ in ctx.todo("payments"):
             if "__invalid__" in pay:
                 continue
             ctx.guard(
@@ -61,7 +61,7 @@ class PaymentSync:
         inv_id = str(pay.get("invoiceId"))
         inv_link = ctx.links.get("invoice", inv_id)
         if inv_link is None or not inv_link.target_id:
-            raise Wait(f"invoice {inv_id} is not synced to QuickBooks yet")
+            raise Wait(f"invoice {inv_id} is not synced to QuickBooks yet", on=link_key("invoice", inv_id))
         invoice = ctx.ledger.staged(SRC, "invoices", inv_id) or {}
         contact = self.invoices.contact_of(invoice)
         if not pay.get("paymentDate") and not pay.get("createdAt"):

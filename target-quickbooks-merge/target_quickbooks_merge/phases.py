@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,11 @@ from .context import SRC, LinkMap
 from .errors import ConfigRefused
 from .settings import Settings, parse_dt
 from .triggers import SNAPSHOT_STREAM, TriggerIndex, TriggerRule, first_reached_seen, observe
+
+#: Above this many projects to observe, the phase snapshots are read in one pass instead of one by one.
+BULK_SNAPSHOTS = 2000
+#: Synced projects looked at for a rule without a reached marker (ledgers from before it).
+SCAN_SYNCED = 2000
 
 
 class ProjectTriggers:
@@ -61,26 +67,32 @@ class ProjectTriggers:
         first = self.ledger.get_meta("first_run_at")
         return parse_dt(first) if first else None
 
-    def observe(self, links: LinkMap, *, dry: bool) -> None:
-        """Snapshot every unlinked project's current phase before anything is written: with backfill off, a project
-        already at/past its trigger phase when first seen by the first run was there before the sync was enabled.
-        Saved first, so a crash later in the run cannot make the next run take those projects for new arrivals."""
-        snapshots = {pid: snap for pid, snap, _, _ in self.ledger.iter_staged(SRC, SNAPSHOT_STREAM)}
-        self._snapshots = snapshots
+    def observe(self, links: LinkMap, projects: Iterable[tuple[str, dict[str, Any], str, int]], *, dry: bool) -> None:
+        """Snapshot the current phase of every unlinked project this run evaluates (new or changed ones: an
+        unchanged project's phase was seen when it arrived), before anything is written: with backfill off, a
+        project already at/past its trigger phase when first seen by the first run was there before the sync was
+        enabled. Saved first, so a crash later in the run cannot make the next run take those projects for new
+        arrivals."""
         if not self.index.rules or self.s.backfill:
             return
         seen_at = (self.run_started_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+        todo = [(pid, p) for pid, p, _, _ in projects if ("project", pid) not in links and "__invalid__" not in p]
+        if len(todo) > BULK_SNAPSHOTS:  # one read of them all beats as many point reads
+            self._snapshots = {pid: snap for pid, snap, _, _ in self.ledger.iter_staged(SRC, SNAPSHOT_STREAM)}
         changed: list[tuple[str, dict[str, Any]]] = []
-        for pid, project, _, _ in self.ledger.iter_staged(SRC, "projects", status=("pending", "failed", "skipped")):
-            if ("project", pid) in links or "__invalid__" in project:
-                continue
-            new = observe(snapshots.get(pid), project, seen_at)
+        for pid, project in todo:
+            new = observe(self._snapshot(pid), project, seen_at)
             if new is not None:
-                snapshots[pid] = new
+                self._snapshots[pid] = new
                 changed.append((pid, new))
         if changed and not dry:
             self.ledger.stage(SRC, SNAPSHOT_STREAM, changed)
             self.ledger.flush()
+
+    def _snapshot(self, pid: str) -> dict[str, Any] | None:
+        if pid not in self._snapshots:
+            self._snapshots[pid] = self.ledger.staged(SRC, SNAPSHOT_STREAM, pid)  # type: ignore[assignment]
+        return self._snapshots[pid]
 
     def not_triggered_reason(self, project: Mapping[str, Any]) -> str | None:
         """Why an unlinked project does not sync (yet), or None when it does."""
@@ -115,7 +127,7 @@ class ProjectTriggers:
                     f"{entered:%Y-%m-%d %H:%M}Z, enabled {threshold:%Y-%m-%d %H:%M}Z"
                 )
             return None
-        seen = first_reached_seen(self._snapshots.get(str(project.get("id"))), project, rule)
+        seen = first_reached_seen(self._snapshot(str(project.get("id"))), project, rule)
         # Seen there by the first run: it may have been there for years (trigger_since earlier than the first run
         # needs the phase history to tell), so only a later sighting counts.
         cutoff = max(threshold, self.first_run_at) if self.first_run_at is not None else threshold
@@ -126,20 +138,28 @@ class ProjectTriggers:
             )
         return None
 
-    def unreached_warnings(self, links: LinkMap) -> list[str]:
-        """A rule no project has reached (in this run or a synced one earlier): worth telling the operator."""
-        return [
-            f"No project of workflow {rule.spec.workflow!r} has reached phase "
-            f"{rule.phase_label or rule.spec.phase!r} (trigger_phases); nothing of it synced yet."
-            for rule in self.index.rules
-            if not self.index.reached_any(rule) and not self._has_synced_project(rule, links)
-        ]
+    def unreached_warnings(self, links: LinkMap, *, dry: bool) -> list[str]:
+        """A rule no project has reached, in this run or any earlier one: worth telling the operator. A rule once
+        reached is remembered in the ledger (projects synced earlier are not evaluated again)."""
+        out = []
+        for rule in self.index.rules:
+            key = f"forward:reached:{rule.spec.workflow}|{rule.spec.phase}"
+            if self.index.reached_any(rule) or self.ledger.get_meta(key) or self._has_synced_project(rule, links):
+                if not dry and not self.ledger.get_meta(key):
+                    self.ledger.set_meta(key, "1")
+                continue
+            out.append(
+                f"No project of workflow {rule.spec.workflow!r} has reached phase "
+                f"{rule.phase_label or rule.spec.phase!r} (trigger_phases); nothing of it synced yet."
+            )
+        return out
 
     def _has_synced_project(self, rule: TriggerRule, links: LinkMap) -> bool:
-        """Projects synced in earlier runs also count as "entered" (they are no longer re-evaluated)."""
-        for source_type, source_id in links.by_source:
-            if source_type == "project":
-                project = self.ledger.staged(SRC, "projects", source_id)
-                if project is not None and rule.matches_project(project):
-                    return True
+        """For a ledger from before the reached marker: a project synced earlier also counts (the first
+        SCAN_SYNCED links are looked at, so a rule nobody reached never costs a scan of the whole id map)."""
+        project_links = (sid for (stype, sid) in links.by_source if stype == "project")
+        for source_id in itertools.islice(project_links, SCAN_SYNCED):
+            project = self.ledger.staged(SRC, "projects", source_id)
+            if project is not None and rule.matches_project(project):
+                return True
         return False

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sync_ledger import Ledger
+from sync_ledger import Ledger, fingerprint
 from sync_ledger.rows import PlanRow, RowFailure, Wait
 
 from .context import DIRECTION, QBO, SRC, Context, Result
@@ -65,6 +65,7 @@ class Reconciler:
 
     def run(self) -> Result:
         ctx = self.ctx
+        self._wake_on_new_settings()
         if ctx.leftover:
             ctx.log.warning(
                 "Found %d write intent(s) left by an interrupted run; they will be checked against "
@@ -87,7 +88,50 @@ class Reconciler:
         finally:
             ctx.journal.flush()
             ctx.writer.close()
-        for message in triggers.unreached_warnings(ctx.links):
+        for message in triggers.unreached_warnings(ctx.links, dry=ctx.dry):
             ctx.warn(message)
         ctx.ledger.flush()
-        return Result(ctx.rows.counts, ctx.rows.plan, ctx.warnings)
+        return Result(ctx.rows.counts, ctx.rows.plan, ctx.warnings, evaluated=ctx.guard.processed)
+
+    def _wake_on_new_settings(self) -> None:
+        """Skipped and waiting rows are re-evaluated only when they or what they wait on change; a change of a
+        setting that decides them (or the first run of this version) re-evaluates them all, once."""
+        ctx = self.ctx
+        decisions = decisions_fingerprint(ctx.s)
+        if ctx.dry or ctx.ledger.get_meta(DECISIONS_META) == decisions:
+            return
+        woken = ctx.ledger.wake_all(SRC, ("projects", "accounts", "invoices", "payments"), ("skipped", "waiting"))
+        ctx.ledger.flush()  # the rows are pending before the new settings are recorded
+        ctx.ledger.set_meta(DECISIONS_META, decisions)
+        if woken:
+            ctx.log.info(
+                "Settings that decide what syncs changed (or first run of this version): %d skipped or "
+                "waiting rows are evaluated again",
+                woken,
+            )
+
+
+#: Ledger meta key: the fingerprint of the settings that decide which rows sync and how.
+DECISIONS_META = "forward:decisions"
+
+
+def decisions_fingerprint(settings: Settings) -> str:
+    """What a skipped or waiting row's verdict depends on besides the row itself and the links."""
+    return fingerprint(
+        {
+            "version": 1,
+            "trigger_phases": [[str(t.workflow), str(t.phase)] for t in settings.trigger_phases],
+            "backfill": settings.backfill,
+            "trigger_since": settings.trigger_since.isoformat() if settings.trigger_since else None,
+            "invoice_sync": settings.invoice_sync,
+            "invoice_statuses": list(settings.invoice_statuses),
+            "matching_strategy": settings.matching_strategy,
+            "item_mapping": dict(settings.item_mapping),
+            "default_item": settings.default_item,
+            "payment_account": settings.payment_account,
+            "customer_name_template": settings.customer_name_template,
+            "job_name_template": settings.job_name_template,
+            "invoice_number_prefix": settings.invoice_number_prefix,
+            "base_url": settings.base_url,
+        }
+    )

@@ -284,7 +284,10 @@ class TargetQuickbooksMerge(Target):
         if self.settings.dry_run:
             self.logger.info("DRY RUN plan (nothing was written to QuickBooks):\n%s", plan_table(self.result.plan))
         self.logger.info(
-            "Run summary %s (forward: Coperniq -> QuickBooks):\n%s", self._run_id, summary_table(self.result.counts)
+            "Run summary %s (forward: Coperniq -> QuickBooks; %d staged rows evaluated):\n%s",
+            self._run_id,
+            self.result.evaluated,
+            summary_table(self.result.counts),
         )
         calls = self.client.api.calls
         self.logger.info("Merge API calls: %s; retries: %d", dict(calls) or "none", self.client.api.retries)

@@ -39,7 +39,7 @@ def _link(source_id: str = "101", **kw) -> Link:
 
 def test_schema_and_meta_created(ledger: Ledger, ledger_path: Path) -> None:
     assert ledger_path.exists()
-    assert ledger.get_meta("schema_version") == "1"
+    assert ledger.get_meta("schema_version") == "2"
     ledger.set_meta("disconnected", "2025-01-01T00:00:00Z")
     assert ledger.get_meta("disconnected") == "2025-01-01T00:00:00Z"
     ledger.set_meta("disconnected", None)
@@ -406,3 +406,44 @@ def test_log_buffer_flushes_by_size_and_age(ledger_path: Path) -> None:
         led.log(run, direction="forward", stream="s", source_id="6", action="skipped")
         led.flush()
         assert on_disk() == 6
+
+
+def test_a_version_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
+    """A ledger written before staging.waits_on existed: read-only opens (the CLI) still read it, the first
+    writable open migrates it, and its rows keep their statuses."""
+    import duckdb
+
+    path = tmp_path / "v1.duckdb"
+    with Ledger(path) as led:
+        led.stage("coperniq", "invoices", [("1", {"n": 1}), ("2", {"n": 2})])
+        led.mark_staged("coperniq", "invoices", "2", "skipped", "old reason")
+    conn = duckdb.connect(str(path))
+    conn.execute("ALTER TABLE staging DROP COLUMN waits_on")
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.close()
+
+    with Ledger(path, read_only=True) as led:
+        assert led.staged_status("coperniq", "invoices", "2") == ("skipped", 0, "old reason")
+        assert led.get_meta("schema_version") == "1"
+    with Ledger(path) as led:
+        assert led.get_meta("schema_version") == "2"
+        led.mark_staged("coperniq", "invoices", "1", "waiting", "no project", waits_on="link:project:7")
+        assert led.wake("coperniq", ["link:project:7"]) == 1
+        assert led.staged_status("coperniq", "invoices", "1") == ("pending", 0, "no project")
+        assert led.staged_status("coperniq", "invoices", "2") == ("skipped", 0, "old reason")
+
+
+def test_waiting_rows_wake_on_their_key_or_when_their_record_arrives(ledger: Ledger, ledger_path: Path) -> None:
+    ledger.stage("coperniq", "invoices", [("1", {"n": 1}), ("2", {"n": 2}), ("3", {"n": 3})])
+    ledger.mark_staged("coperniq", "invoices", "1", "waiting", "project 7 not synced", waits_on="link:project:7")
+    ledger.mark_staged("coperniq", "invoices", "2", "waiting", "project 8 not received", waits_on="record:projects:8")
+    ledger.mark_staged("coperniq", "invoices", "3", "waiting", "Merge has not synced the job")
+    ledger.flush()
+    with Ledger(ledger_path) as again:  # a later run: the index of waiting rows comes from the table
+        assert [r[0] for r in again.iter_staged("coperniq", "invoices", status=("pending", "failed"))] == []
+        assert [r[0] for r in again.iter_staged("coperniq", "invoices", status="pending", unkeyed_waits=True)] == ["3"]
+        assert again.wake("coperniq", ["link:project:99"]) == 0
+        assert again.wake("coperniq", ["link:project:7"]) == 1
+        again.stage("coperniq", "projects", [("8", {"title": "arrived"})])  # wakes invoice 2
+        assert [r[0] for r in again.iter_staged("coperniq", "invoices", status="pending")] == ["1", "2"]
+        assert again.wake("coperniq", ["link:project:7"]) == 0  # woken once; no longer waiting
