@@ -23,6 +23,8 @@ class Faults:
     error_rate: fraction of API requests answered with `error_status` (after auth, before the handler).
     burst_429: the next N API requests get 429 with Retry-After `retry_after` seconds.
     latency_ms: added to every API request.
+    write_latency_ms: added to every API write (POST, PATCH, PUT, DELETE) on top of latency_ms: a real Merge write
+        takes 0.3-1 s (it waits for QuickBooks), which decides how much of a rate limit a client can use.
     drop_after: after this many API requests, close connections without answering (None = never).
     only_paths: if set, faults apply only to request paths containing one of these substrings.
     lost_response_rate: fraction of successful POSTs answered with `error_status` AFTER the handler ran (the
@@ -35,6 +37,7 @@ class Faults:
     burst_429: int = 0
     retry_after: float = 1
     latency_ms: int = 0
+    write_latency_ms: int = 0
     drop_after: int | None = None
     only_paths: list[str] = field(default_factory=list)
     lost_response_rate: float = 0.0
@@ -59,6 +62,7 @@ class Faults:
             burst_429=0,
             retry_after=1,
             latency_ms=0,
+            write_latency_ms=0,
             drop_after=None,
             only_paths=[],
             lost_response_rate=0.0,

@@ -81,8 +81,9 @@ class SandboxApp(App):
 
     def _dispatch_api(self, req: Request) -> Response | None:
         faults = self.faults
-        if faults.latency_ms and faults.applies(req.path):
-            time.sleep(faults.latency_ms / 1000)
+        if (faults.latency_ms or faults.write_latency_ms) and faults.applies(req.path):
+            write = req.method in ("POST", "PATCH", "PUT", "DELETE")
+            time.sleep((faults.latency_ms + (faults.write_latency_ms if write else 0)) / 1000)
         if faults.drop_after is not None and faults.applies(req.path) and self.stats.total >= faults.drop_after:
             return None
         handler, path_seen = self.match(req)

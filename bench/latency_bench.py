@@ -1,0 +1,78 @@
+"""How much of a Merge rate limit the forward leg uses when writes are as slow as the real ones.
+
+    .venv/bin/python bench/latency_bench.py [--projects 1000] [--per-minute 600] [--write-latency-ms 300]
+                                            [--read-latency-ms 0] [--parallel 4]
+
+A real Merge write waits for QuickBooks (0.3-1 s); the sandbox answers in a millisecond, so the other benches can
+not tell whether the writer keeps a plan's limit busy. Here the Merge sandbox adds `--write-latency-ms` to every
+POST/PATCH (and `--read-latency-ms` to every request) and enforces `--per-minute`, and the target is configured to
+the same plan (`max_requests_per_minute`). Prints the fraction of the limit the reconcile pass used, the 429s, the
+failed rows, and what that means for a first sync of 100,000 projects on that plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run_all import forward_cfgs, log_span, run_pipe, start_sandboxes
+
+from target_quickbooks_merge.report import read_run_summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--projects", type=int, default=1000)
+    parser.add_argument("--per-minute", type=int, default=600)
+    parser.add_argument("--write-latency-ms", type=int, default=300)
+    parser.add_argument("--read-latency-ms", type=int, default=0)
+    parser.add_argument("--parallel", type=int, default=4, help="the target's max_parallel_writes")
+    args = parser.parse_args(argv)
+
+    cop, merge = start_sandboxes(args.projects, merge_rpm=args.per_minute)
+    try:
+        merge.admin("POST", "faults", {"write_latency_ms": args.write_latency_ms, "latency_ms": args.read_latency_ms})
+        with tempfile.TemporaryDirectory(prefix="latency-bench-") as tmp:
+            work = Path(tmp)
+            tap_c, tgt_c = forward_cfgs(
+                cop,
+                merge,
+                work / "ledger.duckdb",
+                max_requests_per_minute=args.per_minute,
+                max_parallel_writes=args.parallel,
+                progress_interval=30,
+            )
+            res = run_pipe(
+                "latency backlog",
+                "tap-coperniq",
+                tap_c,
+                "target-quickbooks-merge",
+                tgt_c,
+                {"coperniq": cop, "merge": merge},
+                work,
+            )
+    finally:
+        cop.stop()
+        merge.stop()
+    span = log_span(res.stderr, "Linked account OK", "Run summary") or res.seconds
+    calls = sum(res.routes["merge"].values())
+    used = calls / (span / 60) / args.per_minute
+    summary = res.summary or read_run_summary(res.stderr)
+    failed = sum(row.get("failed", 0) for row in summary.values())
+    synced = sum(row.get("created", 0) + row.get("linked", 0) for row in summary.values())
+    per_project = calls / args.projects
+    hours_100k = per_project * 100_000 / (args.per_minute * used) / 60 if used else float("nan")
+    print(
+        f"| {args.projects:,} | {args.write_latency_ms} / {args.read_latency_ms} | {args.per_minute} | "
+        f"{args.parallel} | {calls:,} | {span:.0f} | {calls / (span / 60):,.0f} | {used:.0%} | "
+        f"{res.statuses['merge'].get('429', 0)} | {failed} | {synced:,} | {res.target_rc} | {hours_100k:.1f} |"
+    )
+    return 1 if res.target_rc or failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
