@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_all import forward_cfgs, log_span, run_pipe, start_sandboxes
+from run_all import OUT, forward_cfgs, log_span, run_pipe, start_sandboxes
 
 from target_quickbooks_merge.report import read_run_summary
 
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--read-latency-ms", type=int, default=0)
     parser.add_argument("--parallel", type=int, default=4, help="the target's max_parallel_writes")
     args = parser.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
 
     cop, merge = start_sandboxes(args.projects, merge_rpm=args.per_minute)
     try:

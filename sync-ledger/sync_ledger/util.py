@@ -16,6 +16,9 @@ MASK = "****"
 #: Where both targets and the CLI keep the ledger unless `ledger_path` says otherwise (relative to the
 #: Meltano project root, which is the plugins' working directory under Meltano).
 DEFAULT_LEDGER_PATH = ".meltano/sync-ledger.duckdb"
+#: Merge's Accounting API in its US region (EU: https://api-eu.merge.dev/..., APAC: https://api-ap.merge.dev/...);
+#: the default `base_url` of both Merge plugins and the CLI.
+MERGE_ACCOUNTING_URL = "https://api.merge.dev/api/accounting/v1"
 
 # Auth headers in any of the shapes they show up in logs: "Authorization: Bearer x", "'x-api-key': 'x'",
 # '"X-Account-Token": "x"', "authorization=x". The name and separator are kept so the log stays readable.

@@ -18,6 +18,7 @@ from singer_sdk.pagination import BaseAPIPaginator
 from sync_ledger import RateLimiter, redact
 from sync_ledger.http import RateLimitedSession, parse_retry_after
 from sync_ledger.incremental import LookbackStreamMixin
+from sync_ledger.util import MERGE_ACCOUNTING_URL
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -28,7 +29,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
     from singer_sdk.streams.rest import HTTPRequest, PageContext
 
-DEFAULT_BASE_URL = "https://api.merge.dev/api/accounting/v1"
+DEFAULT_BASE_URL = MERGE_ACCOUNTING_URL
 MAX_PAGE_SIZE = 100  # Merge's documented maximum
 #: Never sleep longer than this on one Retry-After: past it, failing the run beats hanging the schedule.
 MAX_RETRY_WAIT = 120.0

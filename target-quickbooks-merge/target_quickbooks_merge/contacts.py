@@ -8,7 +8,7 @@ from typing import Any
 
 from sync_ledger import Link, fingerprint
 
-from .context import QBO, SRC, Context, remote_id_of
+from .context import QBO, Context, link_for
 from .mapping import describe_patch, diff_for_strategy, normalize_email, normalize_name, with_clears
 from .merge_index import ContactIndex, NameBook
 
@@ -52,8 +52,8 @@ class ContactRules:
         if found is None:
             return None
         merge_id, remote = found
-        link = Link(
-            SRC, source_type, source_id, QBO, target_type, merge_id, remote, intent.get("fingerprint"), origin=SRC
+        link = link_for(
+            source_type, source_id, target_type, {"id": merge_id, "remote_id": remote}, intent.get("fingerprint")
         )
         ctx.save_link(link)
         stream = "accounts" if source_type == "account" else "projects"
@@ -79,7 +79,7 @@ class ContactRules:
     ) -> Link:
         """Link a matched QuickBooks record and bring it in line under the matching strategy."""
         ctx = self.ctx
-        strategy = ctx.s.matching_strategy
+        strategy = ctx.policy.strategy
         wanted = with_clears(desired) if strategy == "replace" and target_type == "customer" else desired
         patch = diff_for_strategy(
             {k: v for k, v in wanted.items() if k not in {"is_supplier", "name"}}, match, strategy
@@ -91,9 +91,7 @@ class ContactRules:
             rid = ctx.client.update("contacts", str(match["id"]), patch).request_id
         # fingerprint of what Coperniq wants, so an unchanged record costs nothing next run
         fp = fingerprint({**desired, "name": match.get("name") if strategy != "replace" else desired["name"]})
-        link = Link(
-            SRC, source_type, source_id, QBO, target_type, str(match["id"]), remote_id_of(match), fp, origin=QBO
-        )
+        link = link_for(source_type, source_id, target_type, match, fp, origin=QBO)
         ctx.save_link(link)
         if strategy != "replace":
             self.names.remember(target_type, source_id, base, str(match.get("name") or base))

@@ -67,6 +67,44 @@ def idempotency_key(kind: str, source_id: str, fp: str) -> str:
     return str(uuid.uuid5(IDEMPOTENCY_NS, f"{kind}:{source_id}:{fp}"))
 
 
+def link_for(
+    source_type: str, source_id: str, target_type: str, model: Mapping[str, Any], fp: str | None, *, origin: str = SRC
+) -> Link:
+    """The link of a Coperniq record to the QuickBooks record behind a Merge model (its `id`, QBO Id in
+    `remote_id`; either may be unknown yet). `origin`: where the record was born (QBO for a matched one)."""
+    merge_id = model.get("id")
+    return Link(
+        SRC,
+        source_type,
+        source_id,
+        QBO,
+        target_type,
+        str(merge_id) if merge_id else None,
+        remote_id_of(model),
+        fp,
+        origin=origin,
+    )
+
+
+@dataclass(frozen=True)
+class MatchPolicy:
+    """What matching_strategy means, in one place: for a record QuickBooks already held (a link whose origin is
+    QuickBooks), `skip` leaves it alone, `enrich` fills what is empty and keeps its name, `replace` makes it what
+    Coperniq says, clearing fields emptied in Coperniq."""
+
+    strategy: str
+
+    def leaves_alone(self, link: Link) -> bool:
+        return link.origin == QBO and self.strategy == "skip"
+
+    def keeps_qbo_name(self, link: Link) -> bool:
+        return link.origin == QBO and self.strategy != "replace"
+
+    @property
+    def clears(self) -> bool:
+        return self.strategy == "replace"
+
+
 def written_note(write: WriteResult) -> str:
     """What the log adds to a create's reason: how it was confirmed, and what Merge warned about."""
     note = "; the answer was lost, found by its natural key (no duplicate)" if write.recovered else ""
@@ -126,6 +164,7 @@ class Context:
         self.ledger = ledger
         self.client = client
         self.s = settings
+        self.policy = MatchPolicy(settings.matching_strategy)
         self.log = logger
         self.dry = settings.dry_run
         self.rows = RowLog(ledger, run_id, DIRECTION, logger, dry=self.dry)

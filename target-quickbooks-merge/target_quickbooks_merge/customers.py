@@ -12,7 +12,7 @@ from sync_ledger.rows import RowFailure, Wait, record_key
 from sync_ledger.writer import PlannedWrite
 
 from .contacts import ContactRules, FoundIds
-from .context import QBO, SRC, Context, idempotency_key, remote_id_of
+from .context import SRC, Context, idempotency_key, link_for, remote_id_of
 from .mapping import conflicting_contact, customer_payload, render_name, with_clears
 from .merge_client import WriteResult
 from .merge_index import ContactIndex, NameBook
@@ -83,7 +83,7 @@ class CustomerSync(ContactRules):
         fp = fingerprint(desired)
         if link.fingerprint == fp:
             return False  # unchanged: zero API calls
-        if link.origin == QBO and ctx.s.matching_strategy == "skip":
+        if ctx.policy.leaves_alone(link):
             ctx.save_link(replace(link, fingerprint=fp))
             ctx.record(
                 "accounts",
@@ -95,8 +95,8 @@ class CustomerSync(ContactRules):
             )
             return False
         # replace: fields emptied in Coperniq are cleared in QuickBooks too; enrich never blanks anything out
-        patch = with_clears(desired) if ctx.s.matching_strategy == "replace" else dict(desired)
-        if link.origin == QBO and ctx.s.matching_strategy != "replace":
+        patch = with_clears(desired) if ctx.policy.clears else dict(desired)
+        if ctx.policy.keeps_qbo_name(link):
             patch.pop("name", None)  # a matched record keeps its QuickBooks name
         patch.pop("is_supplier", None)
         if not link.target_id:
@@ -198,9 +198,7 @@ class CustomerSync(ContactRules):
         def finish(res: WriteResult) -> None:
             model = res.model
             self.pending.discard(account_id)
-            link = Link(
-                SRC, "account", account_id, QBO, "customer", str(model["id"]), remote_id_of(model), fp, origin=SRC
-            )
+            link = link_for("account", account_id, "customer", model, fp)
             ctx.commit_create(link, intent_key)
             self.names.remember("customer", account_id, base, name)
             self.contacts.add({**desired, **model})

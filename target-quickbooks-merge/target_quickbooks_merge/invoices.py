@@ -10,7 +10,7 @@ from typing import Any
 from sync_ledger import Link, fingerprint
 from sync_ledger.rows import RowFailure, Wait, link_key, record_key
 
-from .context import QBO, SRC, Context, remote_id_of
+from .context import QBO, SRC, Context, link_for
 from .jobs import JobSync
 from .mapping import diff_for_strategy, invoice_fingerprint, invoice_line, invoice_number, invoice_payload
 from .merge_client import WriteResult
@@ -118,7 +118,7 @@ class InvoiceSync:
         if link.fingerprint in (fingerprint({**legacy, "status": "DRAFT"}), fingerprint(legacy)):
             ctx.save_link(replace(link, fingerprint=fp))  # synced by an older version, unchanged since
         elif link.fingerprint != fp:
-            if link.origin == QBO and ctx.s.matching_strategy == "skip":
+            if ctx.policy.leaves_alone(link):
                 ctx.save_link(replace(link, fingerprint=fp))
             else:
 
@@ -180,7 +180,7 @@ class InvoiceSync:
                 f"invoice number {number} is already used in QuickBooks by another customer's "
                 f"invoice ({found.get('id')}); renumber one of them"
             )
-        strategy = "skip" if recovered else ctx.s.matching_strategy
+        strategy = "skip" if recovered else ctx.policy.strategy
         patch = diff_for_strategy(
             {k: v for k, v in desired.items() if k not in {"line_items", "status", "number"}}, found, strategy
         )
@@ -188,16 +188,8 @@ class InvoiceSync:
         if patch and not ctx.dry:
             body = {**patch, "line_items": desired["line_items"]} if strategy == "replace" else patch
             rid = ctx.client.update("invoices", str(found["id"]), body).request_id
-        link = Link(
-            SRC,
-            "invoice",
-            iid,
-            QBO,
-            "invoice",
-            str(found["id"]),
-            remote_id_of(found),
-            invoice_fingerprint(desired),
-            origin=SRC if recovered else QBO,
+        link = link_for(
+            "invoice", iid, "invoice", found, invoice_fingerprint(desired), origin=SRC if recovered else QBO
         )
         ctx.save_link(link)
         ctx.end(intent_key)

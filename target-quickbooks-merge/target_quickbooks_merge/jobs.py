@@ -16,7 +16,7 @@ from sync_ledger.rows import RowFailure, Wait, link_key
 from sync_ledger.writer import WRITE_BATCH, PlannedWrite
 
 from .contacts import ContactRules, FoundIds
-from .context import QBO, SRC, Context, idempotency_key
+from .context import SRC, Context, idempotency_key, link_for
 from .customers import CustomerSync
 from .mapping import job_contact_patch, job_payload, render_name
 from .merge_client import WriteResult
@@ -123,14 +123,14 @@ class JobSync(ContactRules):
         fp = fingerprint(desired)
         if link.fingerprint == fp:
             return False
-        if link.origin == QBO and ctx.s.matching_strategy == "skip":
+        if ctx.policy.leaves_alone(link):
             ctx.save_link(replace(link, fingerprint=fp))
             return False
         merge_id = link.target_id or self.resolve(link)
         if not merge_id:
             raise Wait(f"job (QBO Id {link.target_remote_id}) is not visible in Merge yet; update retried next run")
         patch = job_contact_patch(desired)
-        if link.origin == QBO and ctx.s.matching_strategy != "replace":
+        if ctx.policy.keeps_qbo_name(link):
             patch.pop("name", None)
 
         def finish(request_id: str | None) -> None:
@@ -229,7 +229,7 @@ class JobSync(ContactRules):
             if remote and not ctx.dry:
                 merge_id = str(found["id"]) if found and found.get("id") else None
                 self._resolved[remote] = merge_id
-            link = Link(SRC, "project", pid, QBO, "job", merge_id, remote, fp, origin=SRC)
+            link = link_for("project", pid, "job", {"id": merge_id, "remote_id": remote}, fp)
             ctx.commit_create(link, intent_key)
             self.names.remember("job", pid, base, name)
             self.contacts.add({"id": merge_id, "name": name})

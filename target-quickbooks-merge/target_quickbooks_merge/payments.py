@@ -11,7 +11,7 @@ from sync_ledger import Link, fingerprint
 from sync_ledger.rows import RowFailure, Wait, link_key
 from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
 
-from .context import QBO, SRC, Context, remote_id_of
+from .context import QBO, SRC, Context, link_for
 from .invoices import InvoiceSync
 from .mapping import payment_payload
 from .merge_client import WriteResult
@@ -115,7 +115,7 @@ class PaymentSync:
         ctx.end(intent_key)
         if found is None:
             return False
-        link = Link(SRC, "payment", pay_id, QBO, "payment", str(found["id"]), remote_id_of(found), fp, origin=SRC)
+        link = link_for("payment", pay_id, "payment", found, fp)
         ctx.save_link(link)
         ctx.record(
             "payments",
@@ -134,17 +134,7 @@ class PaymentSync:
         ctx = self.ctx
         twin = self._find(contact, desired, date_slack_days=PAYMENT_DATE_SLACK)
         if twin is not None:
-            link = Link(
-                SRC,
-                "payment",
-                pay_id,
-                QBO,
-                "payment",
-                str(twin["id"]),
-                remote_id_of(twin),
-                fingerprint(desired),
-                origin=QBO,
-            )
+            link = link_for("payment", pay_id, "payment", twin, fingerprint(desired), origin=QBO)
             ctx.save_link(link)
             ctx.record(
                 "payments",

@@ -17,8 +17,9 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from sync_ledger import DEFAULT_LEDGER_PATH
 from sync_ledger.triggers import TriggerSpec, parse_trigger_phases
+from sync_ledger.util import MERGE_ACCOUNTING_URL
 
-DEFAULT_BASE_URL = "https://api.merge.dev/api/accounting/v1"
+DEFAULT_BASE_URL = MERGE_ACCOUNTING_URL
 MATCHING_STRATEGIES = ("enrich", "replace", "skip")
 MAX_PARALLEL_WRITES = 16
 DEFAULT_JOB_NAME_TEMPLATE = "{title} ({number})"

@@ -8,7 +8,7 @@ from typing import Any
 from sync_ledger import Link
 from sync_ledger.writer import PlannedWrite
 
-from .context import QBO, SRC, Context, idempotency_key, remote_id_of
+from .context import Context, idempotency_key, link_for
 from .merge_client import WriteResult
 
 
@@ -33,7 +33,7 @@ def create_model(
         return ctx.client.create(f"{kind}s", desired, idempotency_key=ikey, find_existing=find)
 
     def finish(res: WriteResult) -> None:
-        link = Link(SRC, kind, source_id, QBO, kind, str(res.model["id"]), remote_id_of(res.model), fp, origin=SRC)
+        link = link_for(kind, source_id, kind, res.model, fp)
         ctx.commit_create(link, intent_key)
         done(link, res)
 
