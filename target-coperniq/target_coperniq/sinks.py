@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from singer_sdk.sinks import BatchSink
 
@@ -17,10 +17,18 @@ else:
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from target_coperniq.target import TargetCoperniq
+    from singer_sdk import Target
+
+    from target_coperniq.reconcile import Reconciler
 
 #: Streams whose records the reconciler reads; anything else from the tap is ignored (not even staged).
 STAGED_STREAMS = frozenset({"invoices", "payments", "items", "contacts"})
+
+
+class ReconcilingTarget(Protocol):
+    """What a sink needs of TargetCoperniq (the target module imports the sinks, not the other way round)."""
+
+    reconciler: Reconciler
 
 
 class StagingSink(BatchSink):
@@ -28,11 +36,9 @@ class StagingSink(BatchSink):
 
     max_size = 500
 
-    def __init__(
-        self, target: TargetCoperniq, stream_name: str, schema: dict, key_properties: Sequence[str] | None
-    ) -> None:
+    def __init__(self, target: Target, stream_name: str, schema: dict, key_properties: Sequence[str] | None) -> None:
         super().__init__(target, stream_name, schema, key_properties)
-        self.reconciler = target.reconciler
+        self.reconciler = cast("ReconcilingTarget", target).reconciler
         self.reconciler.sinks.append(self)
 
     @override

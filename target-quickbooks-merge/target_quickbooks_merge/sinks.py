@@ -13,15 +13,24 @@ from typing import cast
 
 import fastjsonschema
 import jsonschema
+from singer_sdk import Target
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
-from singer_sdk.sinks import BatchSink
+from singer_sdk.sinks import BatchSink, Sink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator, JSONSchemaValidator
 
 from sync_ledger import to_jsonable
 
-if t.TYPE_CHECKING:
-    from .target import TargetQuickbooksMerge
+
+class StagingHost(t.Protocol):
+    """What a sink needs of its target (the target module imports the sinks, not the other way round)."""
+
+    def register_sink(self, sink: Sink) -> None: ...
+
+    def stage(self, stream: str, records: list[tuple[str, dict]]) -> None: ...
+
+    def record_failure(self, stream: str, record_id: str | None, reason: str) -> None: ...
+
 
 INVALID_KEY = "__invalid__"
 
@@ -113,10 +122,8 @@ class StagingSink(BatchSink):
 
     MAX_SIZE_DEFAULT = 5000
 
-    def __init__(
-        self, target: TargetQuickbooksMerge, stream_name: str, schema: dict, key_properties: t.Sequence[str] | None
-    ) -> None:
-        self._qbm_target = target
+    def __init__(self, target: Target, stream_name: str, schema: dict, key_properties: t.Sequence[str] | None) -> None:
+        self._qbm_target = t.cast("StagingHost", target)
         self._invalid_reason: str | None = None
         self.primary_key = list(key_properties or ["id"])
         # Key properties are checked by us (a record without an id becomes a failed row instead of an abort).
