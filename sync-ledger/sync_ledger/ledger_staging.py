@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .ledger_base import LedgerBase
@@ -13,7 +13,7 @@ from .util import fingerprint, utcnow
 #: Payloads read per query while iterating (bounded memory whatever the stream's size).
 CHUNK = 2000
 #: Payloads kept after a staged() read.
-PAYLOAD_CACHE = 4096
+PAYLOAD_CACHE = 8192  # at least two chunks' worth of prefetched records
 
 
 class StagingMixin(LedgerBase):
@@ -130,11 +130,13 @@ class StagingMixin(LedgerBase):
         *,
         status: str | Sequence[str] | None = None,
         unkeyed_waits: bool = False,
+        prefetch: Sequence[tuple[str, Callable[[dict[str, Any]], Any]]] = (),
     ) -> Iterator[tuple[str, dict[str, Any], str, int]]:
         """(id, payload, status, attempts) for staged records, in id order. Iterates a snapshot, so callers
         may mark_staged() while iterating; payloads are read CHUNK at a time. `unkeyed_waits`: also the rows
         `waiting` on no key (something outside the ledger, such as the other system's sync), which no wake
-        reaches, so they are tried every run."""
+        reaches, so they are tried every run. `prefetch`: (stream, key of a payload) pairs whose records the
+        caller will look up with staged(): read with each chunk, in one query instead of one per row."""
         wanted = _statuses(status)
         c = self._c
         with c.lock:
@@ -154,10 +156,30 @@ class StagingMixin(LedgerBase):
                     "AND list_contains(?, record_id)",
                     [source_system, stream, [rid for rid, _, _ in part]],
                 ).fetchall()
-            payloads = dict(rows)
+            decoded = {rid: json.loads(text) for rid, text in rows}
+            for other, key in prefetch:
+                self._warm(source_system, other, {str(k) for p in decoded.values() if (k := key(p)) is not None})
             for rid, st, attempts in part:
-                if rid in payloads:
-                    yield rid, json.loads(payloads[rid]), st, attempts
+                if rid in decoded:
+                    yield rid, decoded[rid], st, attempts
+
+    def _warm(self, source_system: str, stream: str, record_ids: set[str]) -> None:
+        """Read these records' payloads into the staged() cache in one query."""
+        c = self._c
+        with c.lock:
+            mirror = self._load_staging(source_system, stream)
+            wanted = [rid for rid in record_ids if rid in mirror and (source_system, stream, rid) not in c.payloads]
+            if not wanted:
+                return
+            rows = c.conn.execute(
+                "SELECT record_id, payload_json FROM staging WHERE source_system = ? AND stream = ? "
+                "AND list_contains(?, record_id)",
+                [source_system, stream, wanted],
+            ).fetchall()
+            for rid, text in rows:
+                c.payloads[(source_system, stream, rid)] = str(text)
+            while len(c.payloads) > PAYLOAD_CACHE:
+                del c.payloads[next(iter(c.payloads))]
 
     def mark_staged(
         self,
@@ -212,11 +234,42 @@ class StagingMixin(LedgerBase):
         woken = 0
         with self._c.lock:
             for stream in streams:
-                for rid, row in list(self._load_staging(source_system, stream).items()):
-                    if row.status in statuses:
-                        self.mark_staged(source_system, stream, rid, "pending")
-                        woken += 1
+                rows = self._load_staging(source_system, stream)
+                woken += self.requeue(source_system, stream, list(rows), statuses)
         return woken
+
+    def requeue(self, source_system: str, stream: str, record_ids: Iterable[str], statuses: Sequence[str]) -> int:
+        """These rows become `pending` if they are in one of `statuses` (something they depend on changed)."""
+        woken = 0
+        with self._c.lock:
+            rows = self._load_staging(source_system, stream)
+            for rid in record_ids:
+                row = rows.get(_sid(rid))
+                if row is not None and row.status in statuses:
+                    self.mark_staged(source_system, stream, _sid(rid), "pending")
+                    woken += 1
+        return woken
+
+    def heal_waits(self, source_system: str) -> int:
+        """Wake the `waiting` rows whose key is satisfied (its link exists, or its record was received after the
+        row started waiting) but whose wake was lost: a crash between a link's commit and the buffered status of
+        the rows it woke, or a row marked waiting behind a link still queued. One query; run at a run's start."""
+        c = self._c
+        with c.lock:
+            self._flush_if_writable()
+            if not c.has_waits_on:
+                return 0
+            found = c.conn.execute(
+                "SELECT s.stream, s.record_id FROM staging s WHERE s.source_system = ? AND s.status = 'waiting' "
+                "AND s.waits_on IS NOT NULL AND (EXISTS (SELECT 1 FROM id_map m WHERE m.source_system = ? AND "
+                "'link:' || m.source_type || ':' || m.source_id = s.waits_on) "
+                "OR EXISTS (SELECT 1 FROM staging r WHERE r.source_system = ? AND "
+                "'record:' || r.stream || ':' || r.record_id = s.waits_on AND r.received_at >= s.processed_at))",
+                [source_system, source_system, source_system],
+            ).fetchall()
+            for stream, rid in found:
+                self.mark_staged(source_system, stream, rid, "pending")
+        return len(found)
 
     def _staged_changed(
         self, source_system: str, stream: str, mirror: dict[str, _Staged], changed: dict[str, _Staged]
@@ -229,8 +282,7 @@ class StagingMixin(LedgerBase):
                 self._index_wait(source_system, stream, rid, old.waits_on, None)
             c.payloads.pop((source_system, stream, rid), None)
             mirror[rid] = new
-        if source_system in c.waiters:
-            self.wake(source_system, [record_key(stream, rid) for rid in changed])
+        self.wake(source_system, [record_key(stream, rid) for rid in changed])
 
     def _load_waiters(self, source_system: str) -> dict[str, set[tuple[str, str]]]:
         c = self._c

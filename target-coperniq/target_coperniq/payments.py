@@ -124,6 +124,7 @@ class PaymentRules:
         if key in ctx.intents and (found := ctx.api.find_payment(invoice, sid)):
             new_link.target_id = str(found["id"])
             ctx.intents.commit(key, new_link)
+            self._claimed().add(new_link.target_id)
             return Outcome("done", sid, "linked", "found in Coperniq after an interrupted run", new_link.target_id)
         if (twin := self._twin_payment(invoice, body)) is not None:
             new_link.target_id, new_link.origin = str(twin["id"]), TARGET

@@ -97,7 +97,9 @@ class Reconciler:
         api = CoperniqApi(self.client, create_catalog_items=bool(config.get("create_catalog_items", True)))
         self.run_id = ledger.start_run(DIRECTION, dry_run=settings.dry_run)
         self.rows = RowLog(ledger, self.run_id, DIRECTION, logger, dry=settings.dry_run)
-        journal = Journal(ledger, SOURCE, dry=settings.dry_run)
+        # batch=1: each create's link is durable at once, because the forward leg's echo check reads links only
+        # (a Coperniq invoice this leg created but had not linked yet would be pushed back to QuickBooks)
+        journal = Journal(ledger, SOURCE, dry=settings.dry_run, batch=1)
         self.sinks: list[Any] = []
         self.counts: Counter[str] = Counter()
         intents = Intents(journal, {key for key, _ in ledger.pending_intents(INTENT_PREFIX)})

@@ -113,6 +113,13 @@ def written_note(write: WriteResult) -> str:
     return note
 
 
+#: How a staged row names the record of another stream it is evaluated with (read with it: one query per chunk).
+RELATED: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "accounts": lambda project: project.get("accountId"),  # a project's client
+    "invoices": lambda payment: payment.get("invoiceId"),  # a payment's invoice
+}
+
+
 class LinkMap:
     """This run's view of the Coperniq -> QuickBooks links: read from the ledger on first use (a run with nothing
     to evaluate never reads them), then updated as the run links records."""
@@ -183,14 +190,17 @@ class Context:
         )
         self._dry_seq = 0
 
-    def todo(self, stream: str) -> Iterator[tuple[str, dict[str, Any], str, int]]:
+    def todo(self, stream: str, *, prefetch: str | None = None) -> Iterator[tuple[str, dict[str, Any], str, int]]:
         """The staged rows this run evaluates: new or changed (pending), failed, and waiting on something outside
         the ledger. A row waiting on a link or record is woken when that changes; a skipped row when it changes
         or a setting that decides it does (see Reconciler). A dry run evaluates everything: it writes nothing,
         so nothing it would link can wake anything."""
+        related = [(prefetch, RELATED[prefetch])] if prefetch else []
         if self.dry:
-            return self.ledger.iter_staged(SRC, stream, status=("pending", "failed", "skipped", "waiting"))
-        return self.ledger.iter_staged(SRC, stream, status=("pending", "failed"), unkeyed_waits=True)
+            return self.ledger.iter_staged(
+                SRC, stream, status=("pending", "failed", "skipped", "waiting"), prefetch=related
+            )
+        return self.ledger.iter_staged(SRC, stream, status=("pending", "failed"), unkeyed_waits=True, prefetch=related)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)

@@ -65,7 +65,7 @@ class InvoiceSync:
                     f"waiting for Merge to sync job (QBO Id {job.target_remote_id}) of project {pid}; retried next run"
                 )
             return merge_id
-        if pid and ctx.ledger.staged(SRC, "projects", pid) is not None:
+        if pid and ctx.ledger.staged_status(SRC, "projects", pid) is not None:
             raise Wait(f"project {pid} is not synced to QuickBooks (not triggered)", on=link_key("project", pid))
         account = invoice.get("account") or {}
         customer = ctx.links.get("account", str(account.get("id"))) if account.get("id") is not None else None

@@ -42,7 +42,7 @@ class JobSync(ContactRules):
         ctx = self.ctx
         self.triggers.observe(ctx.links, ctx.todo("projects"), dry=ctx.dry)
         chunk: list[Pending] = []
-        for pid, project, status, _ in ctx.todo("projects"):
+        for pid, project, status, _ in ctx.todo("projects", prefetch="accounts"):
             if "__invalid__" in project:
                 continue
             ctx.guard(

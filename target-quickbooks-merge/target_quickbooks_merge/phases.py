@@ -53,8 +53,15 @@ class ProjectTriggers:
         for message in triggers.warnings:
             warn(message)
         if triggers.rules:
-            for _, instance, _, _ in self.ledger.iter_staged(SRC, "project_phase_instances"):
+            moved: set[str] = set()
+            for iid, instance, status, _ in self.ledger.iter_staged(SRC, "project_phase_instances"):
                 triggers.add_instance(instance)
+                if status == "pending" and instance.get("projectId") is not None:
+                    moved.add(str(instance["projectId"]))
+                    if not self.s.dry_run:
+                        self.ledger.mark_staged(SRC, "project_phase_instances", iid, "done")
+            if moved and not self.s.dry_run:  # new phase history can change a skipped project's verdict
+                self.ledger.requeue(SRC, "projects", moved, ("skipped", "waiting"))
         return triggers
 
     def _threshold(self) -> datetime | None:

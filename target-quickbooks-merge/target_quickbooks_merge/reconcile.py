@@ -66,6 +66,8 @@ class Reconciler:
     def run(self) -> Result:
         ctx = self.ctx
         self._wake_on_new_settings()
+        if not ctx.dry and (healed := ctx.ledger.heal_waits(SRC)):
+            ctx.log.info("%d waiting rows whose dependency is already synced are evaluated again", healed)
         if ctx.leftover:
             ctx.log.warning(
                 "Found %d write intent(s) left by an interrupted run; they will be checked against "
@@ -97,7 +99,8 @@ class Reconciler:
         """Skipped and waiting rows are re-evaluated only when they or what they wait on change; a change of a
         setting that decides them (or the first run of this version) re-evaluates them all, once."""
         ctx = self.ctx
-        decisions = decisions_fingerprint(ctx.s)
+        workflows = [fingerprint(p) for _, p, _, _ in ctx.ledger.iter_staged(SRC, "workflows")]
+        decisions = decisions_fingerprint(ctx.s, workflows)
         if ctx.dry or ctx.ledger.get_meta(DECISIONS_META) == decisions:
             return
         woken = ctx.ledger.wake_all(SRC, ("projects", "accounts", "invoices", "payments"), ("skipped", "waiting"))
@@ -115,11 +118,13 @@ class Reconciler:
 DECISIONS_META = "forward:decisions"
 
 
-def decisions_fingerprint(settings: Settings) -> str:
-    """What a skipped or waiting row's verdict depends on besides the row itself and the links."""
+def decisions_fingerprint(settings: Settings, workflows: list[str]) -> str:
+    """What a skipped or waiting row's verdict depends on besides the row itself and the links: the settings, and
+    the workflows the trigger phases are resolved against (their phase order)."""
     return fingerprint(
         {
             "version": 1,
+            "workflows": sorted(workflows),
             "trigger_phases": [[str(t.workflow), str(t.phase)] for t in settings.trigger_phases],
             "backfill": settings.backfill,
             "trigger_since": settings.trigger_since.isoformat() if settings.trigger_since else None,

@@ -22,6 +22,17 @@ from sync_ledger.util import MERGE_ACCOUNTING_URL
 DEFAULT_BASE_URL = MERGE_ACCOUNTING_URL
 MATCHING_STRATEGIES = ("enrich", "replace", "skip")
 MAX_PARALLEL_WRITES = 16
+#: ASSUMPTION (docs/OPERATIONS.md): QuickBooks Online serves at most about 10 concurrent requests per company, so
+#: the automatic parallelism stays at or below that even on plans with a higher rate.
+AUTO_PARALLEL_WRITES = (4, 10)
+
+
+def auto_parallel_writes(requests_per_minute: int | None) -> int:
+    """Writes in flight to keep `requests_per_minute` busy when a write takes about a second: one per request/s."""
+    low, high = AUTO_PARALLEL_WRITES
+    return max(low, min(high, -(-int(requests_per_minute or 300) // 60)))
+
+
 DEFAULT_JOB_NAME_TEMPLATE = "{title} ({number})"
 DEFAULT_CUSTOMER_NAME_TEMPLATE = "{title}"
 #: Coperniq invoice statuses. QuickBooks has no draft invoice: whatever is pushed is a real receivable.
@@ -114,10 +125,9 @@ CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "max_parallel_writes",
         th.IntegerType,
-        default=4,
-        description="QuickBooks creates sent at once (1-16). Writes are latency bound (a real Merge write "
-        "takes 0.3-1 s), so a few in flight are needed to use the request budget; "
-        "max_requests_per_minute still caps the rate.",
+        description="QuickBooks creates and updates sent at once (1-16). Writes are latency bound (a real Merge "
+        "write takes 0.3-1 s), so several in flight are needed to use the request budget; "
+        "max_requests_per_minute still caps the rate. Default: one per request/s the plan allows (4 to 10).",
     ),
     th.Property(
         "ledger_path",
@@ -244,7 +254,7 @@ class Settings:
         if rpm is not None and (not isinstance(rpm, int) or rpm <= 0):
             errors.append(f"max_requests_per_minute: must be a positive integer, got {rpm!r}")
 
-        parallel = config.get("max_parallel_writes", 4)
+        parallel = config.get("max_parallel_writes")
         if parallel is not None and (
             not isinstance(parallel, int) or isinstance(parallel, bool) or not 1 <= parallel <= MAX_PARALLEL_WRITES
         ):
@@ -301,7 +311,7 @@ class Settings:
             backfill=bool(config.get("backfill", False)),
             trigger_since=since_dt,
             max_requests_per_minute=int(rpm or 300),
-            max_parallel_writes=int(parallel or 4),
+            max_parallel_writes=int(parallel) if parallel else auto_parallel_writes(rpm),
             ledger_path=str(config.get("ledger_path") or DEFAULT_LEDGER_PATH),
             item_mapping={str(k): str(v) for k, v in mapping.items()},
             default_item=config.get("default_item") or None,

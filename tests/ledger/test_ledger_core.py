@@ -447,3 +447,30 @@ def test_waiting_rows_wake_on_their_key_or_when_their_record_arrives(ledger: Led
         again.stage("coperniq", "projects", [("8", {"title": "arrived"})])  # wakes invoice 2
         assert [r[0] for r in again.iter_staged("coperniq", "invoices", status="pending")] == ["1", "2"]
         assert again.wake("coperniq", ["link:project:7"]) == 0  # woken once; no longer waiting
+
+
+def test_a_record_arriving_in_a_later_run_wakes_what_waits_on_it(ledger_path: Path) -> None:
+    """The sinks stage before anything else runs: staging itself must wake the rows waiting on the record."""
+    with Ledger(ledger_path) as led:
+        led.stage("coperniq", "projects", [("1", {"accountId": 7})])
+        led.mark_staged("coperniq", "projects", "1", "waiting", "client 7 not received", waits_on="record:accounts:7")
+    with Ledger(ledger_path) as led:  # the next run: a fresh handle, nothing loaded yet
+        led.stage("coperniq", "accounts", [("7", {"title": "Smith"})])
+        assert led.staged_status("coperniq", "projects", "1")[0] == "pending"
+
+
+def test_a_lost_wake_is_healed_at_the_next_run(ledger_path: Path) -> None:
+    """A crash after a link's commit but before the buffered status of the rows it woke: the link exists, the row
+    still says waiting. heal_waits finds it; a row whose link does not exist stays waiting."""
+    with Ledger(ledger_path) as led:
+        led.stage("coperniq", "invoices", [("1", {"n": 1}), ("2", {"n": 2})])
+        led.mark_staged("coperniq", "invoices", "1", "waiting", "project 7 not synced", waits_on="link:project:7")
+        led.mark_staged("coperniq", "invoices", "2", "waiting", "project 8 not synced", waits_on="link:project:8")
+        led.flush()
+        led.upsert_link(_link("7", source_type="project", target_type="job"))  # written without waking anything
+    with Ledger(ledger_path) as led:
+        assert led.staged_status("coperniq", "invoices", "1")[0] == "waiting"
+        assert led.heal_waits("coperniq") == 1
+        assert led.staged_status("coperniq", "invoices", "1")[0] == "pending"
+        assert led.staged_status("coperniq", "invoices", "2")[0] == "waiting"
+        assert led.heal_waits("coperniq") == 0
