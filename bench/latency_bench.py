@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-minute", type=int, default=600)
     parser.add_argument("--write-latency-ms", type=int, default=300)
     parser.add_argument("--read-latency-ms", type=int, default=0)
-    parser.add_argument("--parallel", type=int, default=4, help="the target's max_parallel_writes")
+    parser.add_argument(
+        "--parallel", type=int, default=None, help="the target's max_parallel_writes (default: its own, from the rate)"
+    )
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
 
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                 merge,
                 work / "ledger.duckdb",
                 max_requests_per_minute=args.per_minute,
-                max_parallel_writes=args.parallel,
+                **({"max_parallel_writes": args.parallel} if args.parallel else {}),
                 progress_interval=30,
             )
             res = run_pipe(
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     hours_100k = per_project * 100_000 / (args.per_minute * used) / 60 if used else float("nan")
     print(
         f"| {args.projects:,} | {args.write_latency_ms} / {args.read_latency_ms} | {args.per_minute} | "
-        f"{args.parallel} | {calls:,} | {span:.0f} | {calls / (span / 60):,.0f} | {used:.0%} | "
+        f"{args.parallel or 'auto'} | {calls:,} | {span:.0f} | {calls / (span / 60):,.0f} | {used:.0%} | "
         f"{res.statuses['merge'].get('429', 0)} | {failed} | {synced:,} | {res.target_rc} | {hours_100k:.1f} |"
     )
     return 1 if res.target_rc or failed else 0

@@ -14,6 +14,8 @@ from .util import fingerprint, utcnow
 CHUNK = 2000
 #: Payloads kept after a staged() read.
 PAYLOAD_CACHE = 8192  # at least two chunks' worth of prefetched records
+#: A stage() of at most this many records reads their rows by one query instead of loading the stream's mirror.
+SMALL_BATCH = 1000
 
 
 class StagingMixin(LedgerBase):
@@ -27,11 +29,11 @@ class StagingMixin(LedgerBase):
         c = self._c
         now = utcnow()
         with c.lock:
-            mirror = self._load_staging(source_system, stream)
+            batch = [(_sid(record_id), payload) for record_id, payload in records]
+            mirror = self._rows_of(source_system, stream, [rid for rid, _ in batch])
             changed: dict[str, _Staged] = {}
             payloads: dict[str, str] = {}
-            for record_id, payload in records:
-                rid = _sid(record_id)
+            for rid, payload in batch:
                 fp = fingerprint(payload)
                 current = changed.get(rid) or mirror.get(rid)
                 if current is not None and current.fingerprint == fp:
@@ -89,13 +91,29 @@ class StagingMixin(LedgerBase):
                         )
                 c.on_commit.append(lambda: self._staged_changed(source_system, stream, mirror, changed))
 
+    def _rows_of(self, source_system: str, stream: str, record_ids: list[str]) -> dict[str, _Staged]:
+        """The staging rows of these records: from the mirror when it is loaded; for a small batch (a run with little
+        new input) by one query, so such a run never loads the mirror of a big stream."""
+        c = self._c
+        mirror = c.staging.get((source_system, stream))
+        if mirror is not None or len(record_ids) > SMALL_BATCH:
+            return mirror if mirror is not None else self._load_staging(source_system, stream)
+        waits = "waits_on" if c.has_waits_on else "NULL"
+        rows = c.conn.execute(
+            f"SELECT record_id, fingerprint, status, attempts, last_error, {waits} FROM staging "
+            "WHERE source_system = ? AND stream = ? AND list_contains(?, record_id)",
+            [source_system, stream, record_ids],
+        ).fetchall()
+        return {r[0]: _Staged(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
     def staged(self, source_system: str, stream: str, record_id: str) -> dict[str, Any] | None:
         """The latest payload received for a source record, whatever run it arrived in (an index point read; the
         last PAYLOAD_CACHE payloads read are kept, since one client is looked up by all its projects)."""
         rid = _sid(record_id)
         c = self._c
         with c.lock:
-            if rid not in self._load_staging(source_system, stream):
+            mirror = c.staging.get((source_system, stream))
+            if mirror is not None and rid not in mirror:
                 return None
             key = (source_system, stream, rid)
             text = c.payloads.pop(key, None)
@@ -113,8 +131,17 @@ class StagingMixin(LedgerBase):
 
     def staged_status(self, source_system: str, stream: str, record_id: str) -> tuple[str, int, str | None] | None:
         """(status, attempts, last_error) of a staged record, or None. Addition to the contract, for targets."""
-        with self._c.lock:
-            row = self._load_staging(source_system, stream).get(_sid(record_id))
+        rid = _sid(record_id)
+        c = self._c
+        with c.lock:
+            mirror = c.staging.get((source_system, stream))
+            if mirror is None:  # nothing of this stream was marked in this process: the table is current
+                found = c.conn.execute(
+                    "SELECT status, attempts, last_error FROM staging WHERE staging_key = ?",
+                    [_key(source_system, stream, rid)],
+                ).fetchone()
+                return None if found is None else (found[0], found[1], found[2])
+            row = mirror.get(rid)
             return None if row is None else (row.status, row.attempts, row.last_error)
 
     def waiting_on(self, source_system: str, stream: str, record_id: str) -> str | None:
@@ -140,13 +167,21 @@ class StagingMixin(LedgerBase):
         wanted = _statuses(status)
         c = self._c
         with c.lock:
-            mirror = self._load_staging(source_system, stream)
-            snapshot = [
-                (rid, row.status, row.attempts)
-                for rid, row in mirror.items()
-                if (wanted is None or row.status in wanted)
-                or (unkeyed_waits and row.status == "waiting" and row.waits_on is None)
-            ]
+            mirror = c.staging.get((source_system, stream))
+            if mirror is None and wanted is not None:  # select in the table: a quiet run loads no mirror
+                waits = " OR (status = 'waiting' AND waits_on IS NULL)" if unkeyed_waits and c.has_waits_on else ""
+                snapshot = c.conn.execute(
+                    "SELECT record_id, status, attempts FROM staging WHERE source_system = ? AND stream = ? "
+                    f"AND (list_contains(?, status){waits})",
+                    [source_system, stream, sorted(wanted)],
+                ).fetchall()
+            else:
+                snapshot = [
+                    (rid, row.status, row.attempts)
+                    for rid, row in self._load_staging(source_system, stream).items()
+                    if (wanted is None or row.status in wanted)
+                    or (unkeyed_waits and row.status == "waiting" and row.waits_on is None)
+                ]
         snapshot.sort(key=lambda r: (len(r[0]), r[0]))  # numeric-looking ids in numeric order
         for i in range(0, len(snapshot), CHUNK):
             part = snapshot[i : i + CHUNK]
