@@ -283,6 +283,9 @@ def forward_cfgs(cop: Sandbox, merge: Sandbox, ledger: Path, **extra: Any) -> tu
         "invoice_sync": True,
         "default_item": "Services",
         "max_requests_per_minute": 100_000_000,
+        # pinned so figures compare across versions (the default follows the rate limit, which is unlimited here;
+        # bench/latency_bench.py measures the default against realistic write latency)
+        "max_parallel_writes": 4,
         "progress_interval": 30,
         **extra,
     }
@@ -337,7 +340,7 @@ def qbo_activity(merge: Sandbox, ledger: Path) -> dict[str, int]:
     return dict(made)
 
 
-def bench_size(n: int, work: Path, full_reread: bool = True) -> dict[str, Any]:
+def bench_size(n: int, work: Path, full_reread: bool = True, reverse: bool = True) -> dict[str, Any]:
     print(f"== {n:,} projects: seeding sandboxes", flush=True)
     t0 = time.perf_counter()
     cop, merge = start_sandboxes(n)
@@ -358,13 +361,23 @@ def bench_size(n: int, work: Path, full_reread: bool = True) -> dict[str, Any]:
             reread = run_pipe(
                 f"forward full re-read {n}", "tap-coperniq", tap_c, "target-quickbooks-merge", tgt_c, boxes, work
             )
-        made = qbo_activity(merge, ledger)
-        rtap, rtgt = reverse_cfgs(cop, merge, ledger)
-        print(f"   reverse ({made})", flush=True)
-        rev = run_pipe(f"reverse {n}", "tap-quickbooks-merge", rtap, "target-coperniq", rtgt, boxes, work)
-        rnoop = run_pipe(
-            f"reverse no-op {n}", "tap-quickbooks-merge", rtap, "target-coperniq", rtgt, boxes, work, state=rev.state
-        )
+        made: dict[str, int] = {}
+        rev = rnoop = None
+        if reverse:
+            made = qbo_activity(merge, ledger)
+            rtap, rtgt = reverse_cfgs(cop, merge, ledger)
+            print(f"   reverse ({made})", flush=True)
+            rev = run_pipe(f"reverse {n}", "tap-quickbooks-merge", rtap, "target-coperniq", rtgt, boxes, work)
+            rnoop = run_pipe(
+                f"reverse no-op {n}",
+                "tap-quickbooks-merge",
+                rtap,
+                "target-coperniq",
+                rtgt,
+                boxes,
+                work,
+                state=rev.state,
+            )
         summary = requests.get(f"{cop.root}/__admin/state/summary", timeout=60).json()
     finally:
         cop.stop()
@@ -469,6 +482,8 @@ def forward_rows(r: dict[str, Any]) -> list[str]:
 def reverse_rows(r: dict[str, Any]) -> list[str]:
     out = []
     for label, res in (("reverse", r["reverse"]), ("reverse no-op", r["rnoop"])):
+        if res is None:
+            continue
         written = res.calls("coperniq", ("POST", "PATCH", "DELETE"))
         out.append(
             f"| {r['n']:,} | {label} | {res.seconds:.1f} | {res.records:,} | {res.records / res.seconds:,.0f} | "
@@ -606,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1,000 projects only, small rate-limit run")
     parser.add_argument("--skip-tap-bench", action="store_true")
     parser.add_argument("--skip-rate-limit", action="store_true")
+    parser.add_argument("--skip-reverse", action="store_true", help="forward runs only")
     parser.add_argument("--rate-limit-projects", type=int, default=1000)
     parser.add_argument("--rate-limit-per-minute", type=int, default=6000)
     parser.add_argument("--tap-bench-projects", type=int, default=None)
@@ -630,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         for n in sizes:
-            results.append(bench_size(n, work, full_reread=n <= args.full_reread_max))
+            results.append(bench_size(n, work, full_reread=n <= args.full_reread_max, reverse=not args.skip_reverse))
             write_results(results, None, "", notes, output)  # keep partial figures if a later size is interrupted
         rl = (
             None
