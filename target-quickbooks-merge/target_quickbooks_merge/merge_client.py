@@ -185,14 +185,7 @@ class MergeClient:
                 method, path, json={"model": model}, headers=headers, retry_ambiguous=retry_ambiguous
             )
         except ApiError as exc:
-            text = _problems_text(exc.body) if exc.body not in (None, "") else exc.message
-            raise WriteError(
-                text or exc.message,
-                status=exc.status,
-                request_id=exc.request_id,
-                duplicate_name=_is_duplicate_name(text or ""),
-                ambiguous=exc.ambiguous,
-            ) from exc
+            raise _write_error(exc) from exc
         body = resp.json() if resp.content else {}
         request_id = resp.headers.get("X-Request-Id") or resp.headers.get("x-merge-request-id")
         if body.get("errors"):  # Merge may answer 201 with errors: treat as a failed write
@@ -253,14 +246,7 @@ class MergeClient:
         try:
             resp = self.api.request("POST", "/passthrough", json=body, headers=headers, retry_ambiguous=retry_ambiguous)
         except ApiError as exc:
-            text = _problems_text(exc.body) if exc.body not in (None, "") else exc.message
-            raise WriteError(
-                text or exc.message,
-                status=exc.status,
-                request_id=exc.request_id,
-                duplicate_name=_is_duplicate_name(text or ""),
-                ambiguous=exc.ambiguous,
-            ) from exc
+            raise _write_error(exc) from exc
         request_id = resp.headers.get("X-Request-Id") or resp.headers.get("x-merge-request-id")
         ambiguous = bool(getattr(resp, "ambiguous_retry", False))
         status, inner = passthrough_answer(resp.json() if resp.content else {}, resp.status_code)
@@ -317,3 +303,15 @@ class MergeClient:
         if status >= 400 or not isinstance(inner, dict):
             return None
         return list((inner.get("QueryResponse") or {}).get("Customer") or [])
+
+
+def _write_error(exc: ApiError) -> WriteError:
+    """A refused write as the WriteError the reconcile pass reads (QuickBooks' own message when Merge passes one)."""
+    text = _problems_text(exc.body) if exc.body not in (None, "") else exc.message
+    return WriteError(
+        text or exc.message,
+        status=exc.status,
+        request_id=exc.request_id,
+        duplicate_name=_is_duplicate_name(text or ""),
+        ambiguous=exc.ambiguous,
+    )
