@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_all import OUT, forward_cfgs, log_span, run_pipe, start_sandboxes
+from run_all import OUT, bench_rate_limit
 
 from target_quickbooks_merge.report import read_run_summary
 
@@ -36,32 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
 
-    cop, merge = start_sandboxes(args.projects, merge_rpm=args.per_minute)
-    try:
-        merge.admin("POST", "faults", {"write_latency_ms": args.write_latency_ms, "latency_ms": args.read_latency_ms})
-        with tempfile.TemporaryDirectory(prefix="latency-bench-") as tmp:
-            work = Path(tmp)
-            tap_c, tgt_c = forward_cfgs(
-                cop,
-                merge,
-                work / "ledger.duckdb",
-                max_requests_per_minute=args.per_minute,
-                **({"max_parallel_writes": args.parallel} if args.parallel else {}),
-                progress_interval=30,
-            )
-            res = run_pipe(
-                "latency backlog",
-                "tap-coperniq",
-                tap_c,
-                "target-quickbooks-merge",
-                tgt_c,
-                {"coperniq": cop, "merge": merge},
-                work,
-            )
-    finally:
-        cop.stop()
-        merge.stop()
-    span = log_span(res.stderr, "Linked account OK", "Run summary") or res.seconds
+    with tempfile.TemporaryDirectory(prefix="latency-bench-") as tmp:
+        rl = bench_rate_limit(
+            args.projects,
+            Path(tmp),
+            args.per_minute,
+            faults={"write_latency_ms": args.write_latency_ms, "latency_ms": args.read_latency_ms},
+            max_parallel_writes=args.parallel,  # None: the target's default, from the rate
+        )
+    res = rl["res"]
+    span = rl["reconcile_s"] or res.seconds
     calls = sum(res.routes["merge"].values())
     used = calls / (span / 60) / args.per_minute
     summary = res.summary or read_run_summary(res.stderr)

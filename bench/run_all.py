@@ -395,14 +395,26 @@ def bench_size(n: int, work: Path, full_reread: bool = True, reverse: bool = Tru
     }
 
 
-def bench_rate_limit(n: int, work: Path, per_minute: int) -> dict[str, Any]:
-    """Drain a backlog with the Merge sandbox enforcing `per_minute` and the target configured to the same plan."""
+def bench_rate_limit(
+    n: int, work: Path, per_minute: int, *, faults: dict[str, Any] | None = None, **target: Any
+) -> dict[str, Any]:
+    """Drain a backlog with the Merge sandbox enforcing `per_minute` and the target configured to the same plan.
+    `faults`: Merge sandbox faults (e.g. write latency); `target`: target settings on top (None drops a setting,
+    so the target's own default applies)."""
     print(f"== rate-limited backlog: {n:,} projects, Merge limit {per_minute}/min", flush=True)
     cop, merge = start_sandboxes(n, merge_rpm=per_minute)
     try:
+        if faults:
+            merge.admin("POST", "faults", faults)
         tap_c, tgt_c = forward_cfgs(
-            cop, merge, work / f"ledger-rl-{n}.duckdb", max_requests_per_minute=per_minute, progress_interval=10
+            cop,
+            merge,
+            work / f"ledger-rl-{n}.duckdb",
+            max_requests_per_minute=per_minute,
+            progress_interval=10,
+            **target,
         )
+        tgt_c = {k: v for k, v in tgt_c.items() if v is not None}
         res = run_pipe(
             f"rate-limited backlog {n}",
             "tap-coperniq",
