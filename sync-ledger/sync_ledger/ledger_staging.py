@@ -199,11 +199,11 @@ class StagingMixin(LedgerBase):
                     yield rid, decoded[rid], st, attempts
 
     def _warm(self, source_system: str, stream: str, record_ids: set[str]) -> None:
-        """Read these records' payloads into the staged() cache in one query."""
+        """Read these records' payloads into the staged() cache in one query (records never staged simply do not
+        come back, so the stream's mirror is not needed for this)."""
         c = self._c
         with c.lock:
-            mirror = self._load_staging(source_system, stream)
-            wanted = [rid for rid in record_ids if rid in mirror and (source_system, stream, rid) not in c.payloads]
+            wanted = [rid for rid in record_ids if (source_system, stream, rid) not in c.payloads]
             if not wanted:
                 return
             rows = c.conn.execute(
