@@ -21,6 +21,9 @@ INTENT_PREFIX = "target-coperniq:"
 FORWARD_ECHO = "written by the forward leg"
 NOT_SYNCED = "customer not synced from Coperniq"
 DEFAULT_LINE_ITEM_NAME = "QuickBooks line item"
+DEFAULT_PARALLEL_WRITES = 4
+#: Coperniq allows 100 requests/s per key; more threads than this only wait on the token bucket
+MAX_PARALLEL_WRITES = 32
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class Settings:
     #: as configured; made an int only when a line needs it (a bad value fails those rows, not the run)
     default_catalog_item: Any
     default_catalog_item_name: str
+    #: Coperniq writes in flight at once (the client's token bucket is the only brake on the rate)
+    max_parallel_writes: int = DEFAULT_PARALLEL_WRITES
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -44,6 +49,7 @@ class Settings:
             max_attempts=int(config.get("max_attempts") or 5),
             default_catalog_item=config.get("default_catalog_item"),
             default_catalog_item_name=str(config.get("default_catalog_item_name") or DEFAULT_LINE_ITEM_NAME),
+            max_parallel_writes=int(config.get("max_parallel_writes") or DEFAULT_PARALLEL_WRITES),
         )
 
 
@@ -62,14 +68,21 @@ class Intents:
     def __len__(self) -> int:
         return len(self._open)
 
-    def begin(self, key: str, payload: dict[str, Any]) -> None:
-        """Rule 1 of the journal: the intent is durable before the API call it announces."""
-        self.journal.begin([(key, payload)])
+    def announce(self, key: str) -> None:
+        """A create is planned under this key; the batched writer makes its intent durable before the call (rule 1
+        of the journal). Until it is committed, a retry in this run looks the record up first, as after a crash."""
         self._open.add(key)
 
     def commit(self, key: str, link: Link) -> None:
+        """The link and the clear of its intent, durable at once (the journal's batch is 1)."""
         self.journal.link(link, key)
         self._open.discard(key)
+
+    def end(self, key: str) -> None:
+        """Coperniq refused the create (a clean 4xx): nothing to look up on a retry; the intent goes with the next
+        journal flush."""
+        self._open.discard(key)
+        self.journal.end(key)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,11 @@
-"""QuickBooks customer invoices -> Coperniq invoices on the linked project or account; voids by `void_policy`."""
+"""QuickBooks customer invoices -> Coperniq invoices on the linked project or account; voids by `void_policy`.
+
+The rules decide here; each Coperniq write is returned as a `Write` (writes.py) for the batched writer.
+"""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from sync_ledger import ApiError, Link, fingerprint
@@ -20,6 +24,7 @@ from target_coperniq.mapping import (
     marker,
     update_body,
 )
+from target_coperniq.writes import Decision, Write
 
 
 class InvoiceRules:
@@ -31,8 +36,8 @@ class InvoiceRules:
         self.lookups = lookups
         self.catalog = catalog
 
-    def invoice(self, rid: str, inv: dict[str, Any], final: bool) -> list[Outcome]:
-        def skip(reason: str) -> list[Outcome]:
+    def invoice(self, rid: str, inv: dict[str, Any], final: bool) -> list[Decision]:
+        def skip(reason: str) -> list[Decision]:
             return [Outcome("skipped", rid, "skipped", reason)]
 
         ctx = self.ctx
@@ -65,32 +70,53 @@ class InvoiceRules:
                 return [
                     Outcome("done", rid, "planned", f"would update Coperniq invoice {link.target_id}", link.target_id)
                 ]
-            update_invoice_lines(ctx.api, str(link.target_id), update_body(payload))
             new_link.target_id = link.target_id
-            ctx.journal.link(new_link)
-            return [Outcome("done", rid, "updated", "changed in QuickBooks", link.target_id)]
+            return [
+                Write(
+                    partial(update_invoice_lines, ctx.api, str(link.target_id), update_body(payload)),
+                    partial(self._updated, new_link),
+                )
+            ]
         if ctx.settings.dry_run:
             return [Outcome("done", rid, "planned", f"would create an invoice on Coperniq {kind} {record_id}")]
         key = f"{INTENT_PREFIX}invoice:{rid}"
         if key in ctx.intents and (found := ctx.api.find_invoice(record_id, kind, marker(rid))):
             new_link.target_id = str(found["id"])
-            try:
-                update_invoice_lines(ctx.api, new_link.target_id, update_body(payload))
-            except InvoiceUpdateError:
-                new_link.fingerprint = None  # linked, not up to date: the next run updates it again
-                ctx.intents.commit(key, new_link)
-                raise
-            ctx.intents.commit(key, new_link)
-            return [Outcome("done", rid, "linked", "found in Coperniq after an interrupted run", new_link.target_id)]
-        ctx.intents.begin(key, {"record_id": record_id, "kind": kind, "marker": marker(rid)})
-        created = ctx.api.create_invoice(
-            create_body(payload), record_id=record_id, record_kind=kind, marker=marker(rid)
+            return [
+                Write(
+                    partial(update_invoice_lines, ctx.api, new_link.target_id, update_body(payload)),
+                    partial(self._recovered, key, new_link),
+                    on_error=partial(self._recovered_stale, key, new_link),
+                )
+            ]
+        send = partial(
+            ctx.api.create_invoice, create_body(payload), record_id=record_id, record_kind=kind, marker=marker(rid)
         )
-        new_link.target_id = str(created["id"])
-        ctx.intents.commit(key, new_link)
-        return [Outcome("done", rid, "created", f"on Coperniq {kind} {record_id}", new_link.target_id)]
+        intent = {"record_id": record_id, "kind": kind, "marker": marker(rid)}
+        return [Write(send, partial(self._created, key, new_link, f"on Coperniq {kind} {record_id}"), (key, intent))]
 
-    def _void(self, rid: str, inv: dict[str, Any], link: Link | None, gone: str) -> Outcome:
+    # --- finishing a write (main thread, when the writer applies its answer) ----------------------
+    def _updated(self, link: Link, _: Any) -> Outcome:
+        self.ctx.journal.link(link)
+        return Outcome("done", link.source_id, "updated", "changed in QuickBooks", link.target_id)
+
+    def _created(self, key: str, link: Link, reason: str, created: dict[str, Any]) -> Outcome:
+        link.target_id = str(created["id"])
+        self.ctx.intents.commit(key, link)
+        return Outcome("done", link.source_id, "created", reason, link.target_id)
+
+    def _recovered(self, key: str, link: Link, _: Any) -> Outcome:
+        self.ctx.intents.commit(key, link)
+        return Outcome("done", link.source_id, "linked", "found in Coperniq after an interrupted run", link.target_id)
+
+    def _recovered_stale(self, key: str, link: Link, exc: Exception) -> None:
+        """Found but not brought up to date: linked anyway (no second create), with no fingerprint, so the next
+        run updates it again."""
+        if isinstance(exc, InvoiceUpdateError):
+            link.fingerprint = None
+            self.ctx.intents.commit(key, link)
+
+    def _void(self, rid: str, inv: dict[str, Any], link: Link | None, gone: str) -> Decision:
         """QuickBooks void/delete of an invoice the reverse leg created, by `void_policy`."""
         ctx = self.ctx
         policy = ctx.settings.void_policy
@@ -110,24 +136,27 @@ class InvoiceRules:
                 target_id,
             )
         if policy == "delete":
-            try:
-                ctx.api.delete_invoice(target_id)
-            except ApiError as exc:
-                if exc.status != 404:
-                    raise
-            link.status = "deleted"
-            ctx.journal.link(link)
-            return Outcome("done", rid, "deleted", f"{gone} in QuickBooks; void_policy=delete", target_id)
+            return Write(
+                partial(self._delete, target_id),
+                partial(self._gone, link, "deleted", f"{gone} in QuickBooks; void_policy=delete", "deleted"),
+            )
         prefix = DELETED_PREFIX if gone == "deleted" else VOID_PREFIX
-        ctx.api.update_invoice(
-            target_id, {"status": "DECLINED", "description": invoice_description(inv, prefix=prefix)}
+        body = {"status": "DECLINED", "description": invoice_description(inv, prefix=prefix)}
+        reason = f"{gone} in QuickBooks; marked (status DECLINED, description prefixed {prefix.strip()})"
+        status = "deleted" if gone == "deleted" else "voided"
+        return Write(
+            partial(ctx.api.update_invoice, target_id, body), partial(self._gone, link, status, reason, "updated")
         )
-        link.status = "deleted" if gone == "deleted" else "voided"
-        ctx.journal.link(link)
-        return Outcome(
-            "done",
-            rid,
-            "updated",
-            f"{gone} in QuickBooks; marked (status DECLINED, description prefixed {prefix.strip()})",
-            target_id,
-        )
+
+    def _delete(self, invoice_id: str) -> None:
+        """DELETE, where an invoice already gone (404) is what was wanted."""
+        try:
+            self.ctx.api.delete_invoice(invoice_id)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    def _gone(self, link: Link, status: str, reason: str, action: str, _: Any) -> Outcome:
+        link.status = status
+        self.ctx.journal.link(link)
+        return Outcome("done", link.source_id, action, reason, link.target_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from sync_ledger import Link, fingerprint
@@ -11,6 +12,7 @@ from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
 from target_coperniq.context import FORWARD_ECHO, INTENT_PREFIX, NOT_SYNCED, SOURCE, TARGET, Context
 from target_coperniq.lookups import Lookups
 from target_coperniq.mapping import invoice_applications, payment_body, payment_source_id
+from target_coperniq.writes import Decision, Write
 
 #: Coperniq payments that hold no money (a twin is never one of these).
 VOID_STATUSES = frozenset({"VOIDED", "FAILED", "DECLINED", "CANCELLED", "REFUNDED"})
@@ -26,7 +28,7 @@ class PaymentRules:
         self.lookups = lookups
         self._claimed_payments: set[str] | None = None
 
-    def payment(self, rid: str, pay: dict[str, Any], final: bool) -> list[Outcome]:
+    def payment(self, rid: str, pay: dict[str, Any], final: bool) -> list[Decision]:
         if (pay.get("type") or "ACCOUNTS_RECEIVABLE").upper() != "ACCOUNTS_RECEIVABLE":
             return [Outcome("skipped", rid, "skipped", "bill payment (accounts payable)")]
         if self.lookups.forward_link("payment", rid, pay.get("remote_id")):
@@ -41,12 +43,14 @@ class PaymentRules:
     def _twin_payment(self, invoice: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """A Coperniq payment on this invoice that this QuickBooks payment mirrors (the same amount, dated within
         PAYMENT_DATE_SLACK days) and that no link claims yet: a payment recorded in both systems before the
-        forward leg linked them. Importing it would count the money twice in Coperniq."""
+        forward leg linked them. Importing it would count the money twice in Coperniq. Never one this leg created
+        in a run a crash interrupted (its reference has an open intent: a batch can leave several)."""
         claimed = self._claimed()
         same = [
             p
             for p in self.ctx.api.payments(invoice)
             if str(p.get("id")) not in claimed
+            and f"{INTENT_PREFIX}payment:{p.get('paymentReference')}" not in self.ctx.intents
             and str(p.get("status") or "").upper() not in VOID_STATUSES
             and Decimal(str(p.get("amount") or 0)).quantize(CENT) == Decimal(str(body["amount"])).quantize(CENT)
         ]
@@ -80,7 +84,7 @@ class PaymentRules:
         invoice_id: str,
         amount: Decimal,
         applications: list[tuple[str, Decimal, str | None]],
-    ) -> Outcome:
+    ) -> Decision:
         ctx = self.ctx
         sid = payment_source_id(rid, invoice_id, applications)
         link = self.lookups.reverse_link("payment", sid)
@@ -138,9 +142,16 @@ class PaymentRules:
                 f"{str(twin.get('paymentDate') or '')[:10]}): linked, not counted twice",
                 new_link.target_id,
             )
-        ctx.intents.begin(key, {"invoice_id": invoice, "payment_reference": sid})
-        created = ctx.api.create_payment(invoice, body)
-        new_link.target_id = str(created["id"])
-        self._claimed().add(new_link.target_id)  # never the "twin" of a later payment of the same amount
-        ctx.intents.commit(key, new_link)
-        return Outcome("done", sid, "created", f"on Coperniq invoice {invoice}", new_link.target_id)
+        return Write(
+            partial(ctx.api.create_payment, invoice, body),
+            partial(self._created, key, new_link, f"on Coperniq invoice {invoice}"),
+            (key, {"invoice_id": invoice, "payment_reference": sid}),
+        )
+
+    def _created(self, key: str, link: Link, reason: str, created: dict[str, Any]) -> Outcome:
+        """Main thread, when the writer applies the answer: claimed at once, so it is never the "twin" of a later
+        payment of the same amount."""
+        link.target_id = str(created["id"])
+        self._claimed().add(link.target_id)
+        self.ctx.intents.commit(key, link)
+        return Outcome("done", link.source_id, "created", reason, link.target_id)

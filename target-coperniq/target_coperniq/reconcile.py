@@ -15,6 +15,14 @@ Each record ends as one of:
   failed   an API error, an invoice update that did not come out as QuickBooks has it, or a record that
            cannot be read (LookupError, ValueError, ...); retried on the next runs up to `max_attempts`.
            HTTP 401/403, and 429 after the client's retries, stop the run instead (FatalTargetError).
+
+Writes go through the shared batched writer (sync_ledger.writer): the rules still decide row by row on this
+thread, and return either outcomes or `Write`s (writes.py). The writer makes a batch's create intents durable in
+one commit, sends the calls `max_parallel_writes` at a time, then applies the answers here in plan order: each
+create's link is committed as its answer is applied (the forward leg's echo check reads links only), then the
+row's bookkeeping runs, once its last write is in. The writer is flushed at the end of each stream, because payments
+need their invoices' Coperniq ids. A payment this run created is claimed when its answer is applied, so it is never
+the "twin" of a later one of the same amount (one planned and not sent yet is not in Coperniq to be mistaken).
 """
 
 from __future__ import annotations
@@ -22,11 +30,14 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sync_ledger import DEFAULT_LEDGER_PATH, ApiClient, ApiError, Ledger
+from sync_ledger import DEFAULT_LEDGER_PATH, ApiClient, Ledger
 from sync_ledger.rows import Journal, Outcome, RowLog, overall
+from sync_ledger.writer import BatchWriter, PlannedWrite
 from target_coperniq.catalog import ADJUSTMENT_ITEM_NAME, Catalog
 from target_coperniq.context import (
     DEFAULT_LINE_ITEM_NAME,
@@ -41,10 +52,10 @@ from target_coperniq.context import (
     Settings,
 )
 from target_coperniq.coperniq import CoperniqApi
-from target_coperniq.invoice_update import InvoiceUpdateError
 from target_coperniq.invoices import InvoiceRules
 from target_coperniq.lookups import Lookups
 from target_coperniq.payments import CENT, VOID_STATUSES, PaymentRules
+from target_coperniq.writes import Decision, FatalTargetError, PendingRow, Write, failure
 
 # the names this module had before the rules moved out stay importable from here
 __all__ = [
@@ -69,11 +80,7 @@ WAIT = "waiting: "
 PROGRESS_EVERY = 100
 
 #: What a row handler gets (id, staged payload, final pass?) and what it decides.
-Handler = Callable[[str, dict[str, Any], bool], list[Outcome]]
-
-
-class FatalTargetError(Exception):
-    """Stop the run: retrying record by record cannot help (bad credentials, wrong URL)."""
+Handler = Callable[[str, dict[str, Any], bool], list[Decision]]
 
 
 class Reconciler:
@@ -93,6 +100,7 @@ class Reconciler:
             if config.get("max_requests_per_second")
             else None,
             secrets=[api_key],
+            connections=settings.max_parallel_writes,
         )
         api = CoperniqApi(self.client, create_catalog_items=bool(config.get("create_catalog_items", True)))
         self.run_id = ledger.start_run(DIRECTION, dry_run=settings.dry_run)
@@ -126,23 +134,35 @@ class Reconciler:
         return len(rows)
 
     def reconcile(self, *, final: bool = False) -> None:
-        """Process staged invoices, then payments (a payment needs its invoice's Coperniq id)."""
+        """Process staged invoices, then payments (a payment needs its invoice's Coperniq id). A pass that stops
+        sends nothing more: the writes it had planned have no durable intent yet, and their rows stay pending."""
         ledger = self.ctx.ledger
-        for stream, handler in self._handlers:
-            # waiting rows (status `waiting`; `skipped` with the WAIT prefix in ledgers from before it) are tried
-            # again in the final pass of every run: what they wait on is written by the forward leg
-            statuses = ("pending", "failed", "waiting", "skipped") if final else ("pending", "failed")
-            try:
-                for rid, payload, status, attempts in ledger.iter_staged(SOURCE, stream, status=statuses):
-                    if status == "failed" and attempts >= self.ctx.settings.max_attempts:
-                        continue
-                    if status == "skipped":
-                        _, _, last_error = ledger.staged_status(SOURCE, stream, rid) or ("", 0, None)
-                        if not (last_error or "").startswith(WAIT):
+        writer = BatchWriter(
+            self.ctx.journal,
+            _apply,
+            workers=self.ctx.settings.max_parallel_writes,
+            logger=self.logger,
+            end=self.ctx.intents.end,
+        )
+        try:
+            for stream, handler in self._handlers:
+                # waiting rows (status `waiting`; `skipped` with the WAIT prefix in ledgers from before it) are
+                # tried again in the final pass of every run: what they wait on is written by the forward leg
+                statuses = ("pending", "failed", "waiting", "skipped") if final else ("pending", "failed")
+                try:
+                    for rid, payload, status, attempts in ledger.iter_staged(SOURCE, stream, status=statuses):
+                        if status == "failed" and attempts >= self.ctx.settings.max_attempts:
                             continue
-                    self._process(stream, rid, payload, status, handler, final)
-            finally:
-                self.ctx.journal.flush()  # payments look up the invoices' links; a stopped run keeps what it wrote
+                        if status == "skipped":
+                            _, _, last_error = ledger.staged_status(SOURCE, stream, rid) or ("", 0, None)
+                            if not (last_error or "").startswith(WAIT):
+                                continue
+                        self._process(writer, Row(stream, rid, status, final), payload, handler)
+                    writer.flush_all()  # before the next stream: payments look up the invoices' links
+                finally:
+                    self.ctx.journal.flush()  # a stopped run keeps what it wrote
+        finally:
+            writer.close()
         ledger.flush()
 
     def finish(self, status: str = "success") -> dict[str, dict[str, int]]:
@@ -164,33 +184,28 @@ class Reconciler:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _process(
-        self,
-        stream: str,
-        rid: str,
-        payload: dict[str, Any],
-        status: str,
-        handler: Handler,
-        final: bool,
-    ) -> None:
+    def _process(self, writer: BatchWriter, row: Row, payload: dict[str, Any], handler: Handler) -> None:
+        """Decide the row now; book it now, or plan its writes and book it when the last one is applied."""
+        fail = partial(failure, row.rid, retries=self.client.max_retries)
         try:
-            outcomes = handler(rid, payload, final)
-        except ApiError as exc:
-            if exc.status in (401, 403):
-                raise FatalTargetError(
-                    f"Coperniq rejected the API key (HTTP {exc.status}): check the `api_key` setting (and `api_url`)."
-                ) from None
-            if exc.status == 429:  # after ApiClient's backoff: every further row would wait the same and fail
-                raise FatalTargetError(
-                    f"Coperniq kept answering 429 Too Many Requests after {self.client.max_retries} retries "
-                    "with backoff: the daily cap of 5,000 calls per API key is probably spent. Run again later; "
-                    "staged records are kept and retried."
-                ) from None
-            outcomes = [Outcome("failed", rid, "failed", exc.message, request_id=exc.request_id)]
-        except InvoiceUpdateError as exc:
-            outcomes = [Outcome("failed", rid, "failed", str(exc))]
-        except (LookupError, ValueError, TypeError, ArithmeticError) as exc:
-            outcomes = [Outcome("failed", rid, "failed", f"{type(exc).__name__}: {exc}")]
+            decided = handler(row.rid, payload, row.final)
+        except Exception as exc:  # noqa: BLE001 - the row's failure; a fatal or unknown error propagates from fail
+            decided = [fail(exc)]
+        writes = [(i, d) for i, d in enumerate(decided) if isinstance(d, Write)]
+        if not writes:
+            self._book(row, [d for d in decided if isinstance(d, Outcome)])
+            return
+        pending = PendingRow(decided, fail, partial(self._book, row))
+        for i, write in writes:
+            key, intent = write.intent or (None, {})
+            if key is not None:
+                self.ctx.intents.announce(key)
+            finish, on_error = partial(pending.finish, i, write), partial(pending.failed, i, write)
+            writer.plan(PlannedWrite(row.stream, row.rid, key, intent, write.send, finish, on_error))
+
+    def _book(self, row: Row, outcomes: list[Outcome]) -> None:
+        """The row's log lines, status and progress, once all its outcomes are known."""
+        stream, rid, status, final = row.stream, row.rid, row.status, row.final
         status_of_row = overall(outcomes)
         for outcome in outcomes:
             if outcome.kind == "wait":
@@ -211,3 +226,19 @@ class Reconciler:
         self.counts[status_of_row] += 1
         if sum(self.counts.values()) % PROGRESS_EVERY == 0:
             self.logger.info("Reverse leg progress: %s", dict(self.counts))
+
+
+@dataclass(frozen=True)
+class Row:
+    """A staged row as the pass found it: what its bookkeeping needs when its writes are applied later."""
+
+    stream: str
+    rid: str
+    status: str
+    final: bool
+
+
+def _apply(stream: str, source_id: str, step: Callable[[], None]) -> None:
+    """The writer's guard: PendingRow already turns a write's failure into the row's outcome, so what gets here
+    (a fatal error, a bug) stops the run, after the writer has applied the rest of the batch."""
+    step()

@@ -10,6 +10,7 @@ from singer_sdk import Target
 from singer_sdk import typing as th
 
 from sync_ledger.util import quiet_sdk_metrics
+from target_coperniq.context import DEFAULT_PARALLEL_WRITES, MAX_PARALLEL_WRITES
 from target_coperniq.reconcile import DEFAULT_LEDGER_PATH, DEFAULT_LINE_ITEM_NAME, Reconciler
 from target_coperniq.sinks import StagingSink
 
@@ -57,6 +58,14 @@ class TargetCoperniq(Target):
             th.NumberType,
             default=10,
             description="Client-side ceiling on Coperniq requests (Coperniq allows 100/s, 5,000/day).",
+        ),
+        th.Property(
+            "max_parallel_writes",
+            th.IntegerType(minimum=1, maximum=MAX_PARALLEL_WRITES),
+            default=DEFAULT_PARALLEL_WRITES,
+            description=f"Coperniq creates and updates in flight at once (1-{MAX_PARALLEL_WRITES}). Decisions stay "
+            "sequential; a batch's calls are sent in parallel because a write's latency, not the rate limit, bounds "
+            "a sequential run. max_requests_per_second still caps the rate; 1 = strictly sequential.",
         ),
         th.Property(
             "default_catalog_item",
@@ -112,7 +121,8 @@ class TargetCoperniq(Target):
         super().__init__(*args, **kwargs)
         quiet_sdk_metrics(self)
         self._state_seen = False
-        self.max_parallelism = 1  # one writer: Coperniq has no idempotency keys; ledger decisions are sequential
+        # one sink at a time: ledger decisions are sequential; the reconciler's batched writer sends in parallel
+        self.max_parallelism = 1
 
     @cached_property
     def reconciler(self) -> Reconciler:
