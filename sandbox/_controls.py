@@ -6,11 +6,12 @@ exercised identically against Coperniq and Merge.
 
 from __future__ import annotations
 
+import copy
 import random
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sandbox._routing import Request
@@ -30,6 +31,12 @@ class Faults:
     lost_response_rate: fraction of successful POSTs answered with `error_status` AFTER the handler ran (the
         write happened, the client sees a 5xx): what a timeout or proxy error looks like to a client without an
         idempotency key.
+    max_concurrent: at most this many API requests per client key (Merge: per linked account) are served at once,
+        latency included; one more is answered at once with the app's concurrency 429 (`too_many_concurrent`)
+        and never reaches the rate limit or the handler. 0 or None = unlimited.
+
+    `reset()` returns every setting to the value it was constructed with (an app's profile may start with a
+    `max_concurrent`), not to the class default.
     """
 
     error_rate: float = 0.0
@@ -41,11 +48,13 @@ class Faults:
     drop_after: int | None = None
     only_paths: list[str] = field(default_factory=list)
     lost_response_rate: float = 0.0
+    max_concurrent: int | None = None
     seed: int = 1234
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
+        self._initial = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "seed"}
 
     def update(self, **values: Any) -> None:
         for key, value in values.items():
@@ -56,17 +65,7 @@ class Faults:
             self._rng = random.Random(self.seed)
 
     def reset(self) -> None:
-        self.update(
-            error_rate=0.0,
-            error_status=500,
-            burst_429=0,
-            retry_after=1,
-            latency_ms=0,
-            write_latency_ms=0,
-            drop_after=None,
-            only_paths=[],
-            lost_response_rate=0.0,
-        )
+        self.update(**copy.deepcopy(self._initial))
 
     def applies(self, path: str) -> bool:
         return not self.only_paths or any(p in path for p in self.only_paths)
@@ -151,6 +150,7 @@ class Stats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._serving: Counter[str] = Counter()  # admitted requests per key; not reset: they are still in flight
         self.reset()
 
     def reset(self) -> None:
@@ -161,6 +161,26 @@ class Stats:
             self.log: deque[dict[str, Any]] = deque(maxlen=5000)
             self.in_flight = 0
             self.max_in_flight = 0  # most API requests being handled at once (shows a client's parallelism)
+            self.max_in_flight_per_key = 0  # most admitted at once for one client key (<= Faults.max_concurrent)
+            self.concurrency_429 = 0  # requests refused for Faults.max_concurrent
+
+    def admit(self, key: str, limit: int | None) -> bool:
+        """Count one request of `key` in flight, unless `limit` (0/None = none) are already: then count a refusal.
+
+        One lock for the check and the increment, so concurrent requests can never over-admit."""
+        with self._lock:
+            if limit and self._serving[key] >= limit:
+                self.concurrency_429 += 1
+                return False
+            self._serving[key] += 1
+            self.max_in_flight_per_key = max(self.max_in_flight_per_key, self._serving[key])
+            return True
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._serving[key] -= 1
+            if self._serving[key] <= 0:
+                del self._serving[key]
 
     def enter(self) -> None:
         with self._lock:
@@ -192,6 +212,8 @@ class Stats:
                 "by_route": dict(self.by_route),
                 "by_status": {str(k): v for k, v in self.by_status.items()},
                 "max_in_flight": self.max_in_flight,
+                "max_in_flight_per_key": self.max_in_flight_per_key,
+                "concurrency_429": self.concurrency_429,
             }
 
     def count(self, method: str | None = None, contains: str = "") -> int:

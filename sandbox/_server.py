@@ -61,6 +61,16 @@ class SandboxApp(App):
     def error(self, status: int, message: str, code: str = "ERROR", **extra: Any) -> Response:
         return Response(status, {"message": message, "code": code, **extra})
 
+    def concurrency_key(self, key: str) -> str | None:
+        """What `Faults.max_concurrent` counts a request of rate-limit `key` against (None: not limited)."""
+        return key
+
+    def too_many_concurrent(self, limit: int) -> Response:
+        """The answer to a request over `Faults.max_concurrent`: a 429 like the rate limit's, saying why."""
+        resp = self.too_many(self.faults.retry_after)
+        resp.body = {"message": f"Too many concurrent requests (limit {limit})", "code": "RATE_LIMIT_EXCEEDED"}
+        return resp
+
     def reset_state(self) -> None:
         """Drop all data (POST /__admin/reset)."""
 
@@ -80,6 +90,22 @@ class SandboxApp(App):
             self.stats.leave()
 
     def _dispatch_api(self, req: Request) -> Response | None:
+        """Auth comes first only to learn whose request it is: a request over `max_concurrent` is refused before
+        its latency; every other one is served (or refused) as before, latency included in its time in flight."""
+        faults = self.faults
+        key, auth_error = self.authenticate(req)
+        slot = self.concurrency_key(key) if key is not None else None
+        if slot is None:
+            return self._serve_api(req, key, auth_error)
+        limit = faults.max_concurrent if faults.applies(req.path) else None
+        if not self.stats.admit(slot, limit):
+            return self.too_many_concurrent(limit or 0)
+        try:
+            return self._serve_api(req, key, auth_error)
+        finally:
+            self.stats.release(slot)
+
+    def _serve_api(self, req: Request, key: str | None, auth_error: Response | None) -> Response | None:
         faults = self.faults
         if (faults.latency_ms or faults.write_latency_ms) and faults.applies(req.path):
             write = req.method in ("POST", "PATCH", "PUT", "DELETE")
@@ -87,7 +113,6 @@ class SandboxApp(App):
         if faults.drop_after is not None and faults.applies(req.path) and self.stats.total >= faults.drop_after:
             return None
         handler, path_seen = self.match(req)
-        key, auth_error = self.authenticate(req)
         if auth_error is not None:
             return auth_error
         assert key is not None

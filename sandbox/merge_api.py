@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from sandbox._server import RateLimiter, Request, Response, SandboxApp
+from sandbox._server import Faults, RateLimiter, Request, Response, SandboxApp
 from sandbox.merge_endpoints import ModelEndpoints, Writer
 from sandbox.merge_linking import AccountEndpoints, LinkFlow
 from sandbox.merge_models import MergeData
@@ -61,6 +61,7 @@ class MergeApi(SandboxApp):
         if self.assumptions.linked_account_status not in LINKED_ACCOUNT_STATUSES:
             raise ValueError(f"linked_account_status must be one of {', '.join(LINKED_ACCOUNT_STATUSES)}")
         self.profile_name = profile if isinstance(profile, str) else "custom" if profile else "optimistic"
+        self.faults = Faults(max_concurrent=self.assumptions.max_concurrent)  # the profile's, also after a reset
         self.api_key = api_key
         self.default_account_token = account_token
         self.company_name = company_name
@@ -121,6 +122,20 @@ class MergeApi(SandboxApp):
 
     def too_many(self, retry_after: float) -> Response:
         return detail(429, "Request was throttled.", {"Retry-After": str(max(1, math.ceil(retry_after)))})
+
+    def concurrency_key(self, key: str) -> str | None:
+        """QuickBooks limits concurrent requests per company: only calls scoped to a linked account count."""
+        return key if key.startswith("acct:") else None
+
+    def too_many_concurrent(self, limit: int) -> Response:
+        """QuickBooks' concurrency throttle as Merge relays it: the rate limit's 429 (Retry-After included), its
+        detail naming the concurrency limit."""
+        resp = self.too_many(self.faults.retry_after)
+        resp.body = {
+            "detail": f"Request was throttled: QuickBooks is already serving {limit} concurrent requests for this "
+            "company (ThrottleExceeded)."
+        }
+        return resp
 
     def authenticate(self, req: Request) -> tuple[str | None, Response | None]:
         if req.path.startswith("/link/"):

@@ -35,6 +35,10 @@ class MergeAssumptions:
     #: The linked account's status (`GET /account-details`, `/linked-accounts`): COMPLETE, INCOMPLETE,
     #: RELINK_NEEDED or IDLE.
     linked_account_status: str = "COMPLETE"
+    #: QuickBooks serves at most this many requests per company at once (Intuit documents 10 per realm and app;
+    #: Merge's own sync of the company may hold some); one more gets a 429 at once. 0/None = unlimited. The
+    #: starting value of the fault `max_concurrent` (`POST /__admin/faults` changes it at run time).
+    max_concurrent: int | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ _PESSIMISTIC: dict[type, dict[str, Any]] = {
         "passthrough_visible_after_sync": True,
         "separate_id_spaces": True,
         "employees_hold_names": True,
+        "max_concurrent": 3,
     },
     CoperniqAssumptions: {
         "phase_change_bumps_updated_at": False,
