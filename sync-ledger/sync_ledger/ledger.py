@@ -1,10 +1,12 @@
 """The sync ledger: id map, integration log, runs, write-ahead intents and source staging in one DuckDB file.
 
 Why DuckDB: one file next to the Meltano project, queryable by the CLI and dbt, no server to run.
-Why caches: a DuckDB query from Python costs ~0.3-3 ms, and targets look records up per record for up to 100k
-records. DuckDB allows one writing process per file, so this process is the only writer while it holds the
-connection and in-memory mirrors of id_map and staging stay exact. Reads hit the mirrors; writes go to DuckDB
-first (in a transaction) and to the mirror after commit.
+Why chunked reads and caches: a DuckDB query from Python costs ~0.3-3 ms, and targets look records up per record
+for up to 100k records, yet holding id_map and staging whole in memory makes a run's memory grow with the ledger's
+history. So targets read a chunk's rows, links and echo checks in one query each (iter_staged_chunks, links_for,
+links_to), and what a pass touches is kept in bounded caches. DuckDB allows one writing process per file, so
+this process is the only writer while it holds the connection and the caches stay exact: writes go to DuckDB
+first (in a transaction) and to the caches after commit.
 
 Durability rule: anything whose loss could lose data (links, intents, staged payloads, runs, meta) is written
 through. `log()` rows and `mark_staged()` status changes are buffered and flushed in batches (every

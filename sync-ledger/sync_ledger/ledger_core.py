@@ -1,6 +1,6 @@
-"""The ledger's storage: the DuckDB schema, the process-wide connection and mirrors, and opening a file.
+"""The ledger's storage: the DuckDB schema, the process-wide connection and caches, and opening a file.
 
-See sync_ledger.ledger for why the ledger keeps mirrors and write-behind buffers.
+See sync_ledger.ledger for why the ledger keeps caches and write-behind buffers.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import duckdb
 log = logging.getLogger(__name__)
 
 #: 2: staging.waits_on and status `waiting` (a row re-evaluated when what it waits on changes, not every run).
-SCHEMA_VERSION = 2
+#: 3: id_map indexes on target_id and target_remote_id (links are read by query, not held whole in memory).
+SCHEMA_VERSION = 3
 LOG_ACTIONS = frozenset({"created", "updated", "linked", "skipped", "failed", "deleted", "planned"})
 STAGING_STATUSES = frozenset({"pending", "done", "failed", "skipped", "waiting"})
 #: DuckDB memory limit of the ledger connection (env SYNC_LEDGER_MEMORY_LIMIT overrides it).
@@ -47,6 +48,8 @@ CREATE TABLE IF NOT EXISTS id_map (
     status VARCHAR NOT NULL,
     updated_at TIMESTAMP NOT NULL
 );
+CREATE INDEX IF NOT EXISTS id_map_target ON id_map (target_id);
+CREATE INDEX IF NOT EXISTS id_map_remote ON id_map (target_remote_id);
 CREATE SEQUENCE IF NOT EXISTS sync_log_seq;
 CREATE TABLE IF NOT EXISTS sync_log (
     seq BIGINT NOT NULL DEFAULT nextval('sync_log_seq'),
@@ -139,8 +142,7 @@ class Link:
 
 @dataclass(slots=True)
 class _Staged:
-    """Mirror of one staging row: its fingerprint and status, not its payload (that stays in DuckDB and is read
-    in chunks, so memory grows with the number of rows, not with their size)."""
+    """One staging row as cached: its fingerprint and status, not its payload (read in chunks when needed)."""
 
     fingerprint: str
     status: str
@@ -171,10 +173,10 @@ def _statuses(status: str | Sequence[str] | None) -> frozenset[str] | None:
 
 
 class _Core:
-    """Process-wide state for one ledger file: the DuckDB connection, mirrors and write buffers.
+    """Process-wide state for one ledger file: the DuckDB connection, caches and write buffers.
 
     Shared by every `Ledger` opened on the same path in this process (DuckDB refuses a second connection with
-    a different configuration, and separate mirrors would go stale), guarded by one re-entrant lock because
+    a different configuration, and separate caches would go stale), guarded by one re-entrant lock because
     singer-sdk drains sinks from several threads.
     """
 
@@ -187,13 +189,11 @@ class _Core:
         self.tx_depth = 0
         self.on_commit: list[Any] = []
         self.on_rollback: list[Any] = []
-        # id_map mirror (loaded on first use)
-        self.links_loaded = False
-        self.by_source: dict[tuple[str, str, str], dict[str, Link]] = {}
-        self.by_target: dict[tuple[str, str, str], Link] = {}
-        self.by_remote: dict[tuple[str, str, str], Link] = {}
-        # staging mirror, per (source_system, stream), loaded on first use of that stream
-        self.staging: dict[tuple[str, str], dict[str, _Staged]] = {}
+        # recently read links per (source_system, source_type, source_id): {target_system: Link}, {} = none
+        self.link_cache: dict[tuple[str, str, str], dict[str, Link]] = {}
+        self.target_systems: set[str] | None = None  # the target systems id_map holds links to
+        # recently read or marked staging rows (statuses, not payloads), bounded: see ledger_rows
+        self.rows: dict[tuple[str, str, str], _Staged] = {}
         # rows waiting on a key, per (source_system, key), loaded on the first wake of that source system
         self.waiters: dict[str, dict[str, set[tuple[str, str]]]] = {}
         # recently read payloads, so a record looked up by many others (a client's projects) is read once
@@ -300,6 +300,7 @@ def _migrate(conn: duckdb.DuckDBPyConnection, version: int) -> None:
     try:
         if version < 2:
             conn.execute("ALTER TABLE staging ADD COLUMN IF NOT EXISTS waits_on VARCHAR")
+        # 3: the id_map indexes are in _SCHEMA (CREATE INDEX IF NOT EXISTS), created before this runs
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
         conn.commit()
     except BaseException:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -11,32 +11,119 @@ from .ledger_base import LedgerBase
 from .ledger_core import _CHUNK, _LINK_COLUMNS, Link, _key, _opt_sid, _sid
 from .util import as_utc, utcnow
 
+#: Links kept in memory after a read (per source record); the rest stay in DuckDB, read by index.
+LINK_CACHE = 20_000
+
 
 class LinksMixin(LedgerBase):
-    """id_map: reads hit the mirror, writes go to DuckDB first and to the mirror after commit."""
+    """id_map: read by key (primary key or the target indexes) through a bounded cache; `links_for` reads a whole
+    chunk's links in one query. Writes go to DuckDB first and to the cache after commit."""
 
     def get_link(self, source_system: str, source_type: str, source_id: str) -> Link | None:
         """The link of a source record (if it was written to several target systems, the first by name)."""
         with self._c.lock:
-            self._load_links()
-            found = self._c.by_source.get((source_system, source_type, _sid(source_id)))
-            if not found:
-                return None
-            return replace(found[min(found)])
+            per_target = self._links_of(source_system, source_type, _sid(source_id))
+            return replace(per_target[min(per_target)]) if per_target else None
+
+    def links_for(self, source_system: str, source_type: str, source_ids: Iterable[Any]) -> dict[str, Link]:
+        """get_link for many records in one query (a chunk of rows about to be evaluated), kept in the cache.
+        Addition to the contract."""
+        c = self._c
+        with c.lock:
+            ids = list(dict.fromkeys(_sid(i) for i in source_ids))
+            wanted = [i for i in ids if (source_system, source_type, i) not in c.link_cache]
+            for i in range(0, len(wanted), _CHUNK):
+                part = wanted[i : i + _CHUNK]
+                found: dict[str, dict[str, Link]] = {sid: {} for sid in part}
+                for row in c.conn.execute(
+                    f"SELECT {_LINK_COLUMNS} FROM id_map WHERE source_system = ? AND source_type = ? "
+                    "AND source_id IN (SELECT unnest(?::VARCHAR[]))",
+                    [source_system, source_type, part],
+                ).fetchall():
+                    link = _link(row)
+                    found[link.source_id][link.target_system] = link
+                for sid, per_target in found.items():
+                    self._cache(source_system, source_type, sid, per_target)
+            out: dict[str, Link] = {}
+            for sid in ids:
+                held = c.link_cache.get((source_system, source_type, sid)) or {}
+                if held:
+                    out[sid] = replace(held[min(held)])
+            return out
 
     def get_link_by_target(self, target_system: str, target_type: str, target_id: str) -> Link | None:
         """Reverse lookup: which source record a target record came from (echo suppression, reverse leg)."""
-        with self._c.lock:
-            self._load_links()
-            found = self._c.by_target.get((target_system, target_type, _sid(target_id)))
-            return replace(found) if found else None
+        return self._link_where("target_id", target_system, target_type, target_id)
 
     def get_link_by_remote(self, target_system: str, target_type: str, target_remote_id: str) -> Link | None:
         """Lookup by the provider's own id (QBO Id), for records Merge has not assigned a UUID to yet."""
+        return self._link_where("target_remote_id", target_system, target_type, target_remote_id)
+
+    def links_to(self, target_system: str, target_type: str, target_ids: Iterable[Any]) -> dict[str, Link]:
+        """get_link_by_target for many target records in one query (a chunk's echo checks). Addition to the
+        contract."""
+        ids = list(dict.fromkeys(_sid(i) for i in target_ids))
+        out: dict[str, Link] = {}
         with self._c.lock:
-            self._load_links()
-            found = self._c.by_remote.get((target_system, target_type, _sid(target_remote_id)))
-            return replace(found) if found else None
+            for i in range(0, len(ids), _CHUNK):
+                for row in self._c.conn.execute(
+                    f"SELECT {_LINK_COLUMNS} FROM id_map WHERE target_system = ? AND target_type = ? "
+                    "AND target_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY updated_at",
+                    [target_system, target_type, ids[i : i + _CHUNK]],
+                ).fetchall():
+                    link = _link(row)
+                    out[str(link.target_id)] = link  # the latest wins, as in get_link_by_target
+        return out
+
+    def is_linked_target(self, target_system: str, target_id: str) -> bool:
+        """Is some source record linked to this target record, whatever its type? Addition to the contract."""
+        with self._c.lock:
+            return (
+                self._c.conn.execute(
+                    "SELECT 1 FROM id_map WHERE target_id = ? AND target_system = ? LIMIT 1",
+                    [_sid(target_id), target_system],
+                ).fetchone()
+                is not None
+            )
+
+    def _link_where(self, column: str, target_system: str, target_type: str, value: str) -> Link | None:
+        with self._c.lock:
+            row = self._c.conn.execute(
+                f"SELECT {_LINK_COLUMNS} FROM id_map WHERE {column} = ? AND target_system = ? AND target_type = ? "
+                "ORDER BY updated_at DESC LIMIT 1",
+                [_sid(value), target_system, target_type],
+            ).fetchone()
+            return _link(row) if row is not None else None
+
+    def _links_of(self, source_system: str, source_type: str, source_id: str) -> dict[str, Link]:
+        """{target_system: Link} of one source record: from the cache, else by primary key."""
+        c = self._c
+        key = (source_system, source_type, source_id)
+        per_target = c.link_cache.pop(key, None)
+        if per_target is None:
+            systems = self._target_systems()
+            per_target = {}
+            if systems:
+                for row in c.conn.execute(
+                    f"SELECT {_LINK_COLUMNS} FROM id_map WHERE link_key IN (SELECT unnest(?::VARCHAR[]))",
+                    [[_key(source_system, source_type, source_id, t) for t in sorted(systems)]],
+                ).fetchall():
+                    link = _link(row)
+                    per_target[link.target_system] = link
+        self._cache(source_system, source_type, source_id, per_target)
+        return per_target
+
+    def _cache(self, source_system: str, source_type: str, source_id: str, per_target: dict[str, Link]) -> None:
+        cache = self._c.link_cache
+        cache[(source_system, source_type, source_id)] = per_target  # most recent last
+        while len(cache) > LINK_CACHE:
+            del cache[next(iter(cache))]
+
+    def _target_systems(self) -> set[str]:
+        c = self._c
+        if c.target_systems is None:
+            c.target_systems = {r[0] for r in c.conn.execute("SELECT DISTINCT target_system FROM id_map").fetchall()}
+        return c.target_systems
 
     def upsert_link(self, link: Link) -> None:
         """Insert or replace a link, keyed by (source_system, source_type, source_id, target_system)."""
@@ -63,12 +150,11 @@ class LinksMixin(LedgerBase):
             return
         c = self._c
         with c.lock, self._tx():
-            self._load_links()
+            known = self._existing_keys(list(prepared))
             existing: list[tuple[str, Link]] = []
             fresh: list[tuple[str, Link]] = []
             for key, new in prepared.items():
-                known = c.by_source.get((new.source_system, new.source_type, new.source_id), {})
-                (existing if new.target_system in known else fresh).append((key, new))
+                (existing if key in known else fresh).append((key, new))
             if fresh:
                 rows = [
                     (
@@ -124,50 +210,56 @@ class LinksMixin(LedgerBase):
                             [now, *cols],
                         )
             committed = list(prepared.values())
-            c.on_commit.append(lambda: self._index_links(committed))
+            c.on_commit.append(lambda: self._cache_links(committed))
 
-    def links(self, source_system: str | None = None, source_type: str | None = None) -> list[Link]:
-        """All links, optionally for one source system/type, in a stable order."""
+    def links(
+        self, source_system: str | None = None, source_type: str | None = None, *, limit: int | None = None
+    ) -> list[Link]:
+        """All links (or the first `limit`), optionally for one source system/type, in a stable order."""
+        where = " AND ".join(
+            f"{col} = ?" for col, v in (("source_system", source_system), ("source_type", source_type)) if v
+        )
+        params = [v for v in (source_system, source_type) if v]
         with self._c.lock:
-            self._load_links()
-            out = [
-                replace(link)
-                for (ss, st, _), per_target in self._c.by_source.items()
-                if (source_system is None or ss == source_system) and (source_type is None or st == source_type)
-                for link in per_target.values()
-            ]
-        out.sort(key=lambda x: (x.source_system, x.source_type, x.source_id, x.target_system))
-        return out
+            rows = self._c.conn.execute(
+                f"SELECT {_LINK_COLUMNS} FROM id_map {'WHERE ' + where if where else ''} "
+                "ORDER BY source_system, source_type, source_id, target_system"
+                + (f" LIMIT {int(limit)}" if limit is not None else ""),
+                params,
+            ).fetchall()
+        return [_link(row) for row in rows]
 
-    def _load_links(self) -> None:
+    def _existing_keys(self, keys: list[str]) -> set[str]:
+        """Which of these link keys id_map holds (a point query for one, a join for a batch)."""
         c = self._c
-        if c.links_loaded:
-            return
-        for row in c.conn.execute(f"SELECT {_LINK_COLUMNS} FROM id_map").fetchall():
-            link = Link(*row)
-            link.updated_at = as_utc(link.updated_at)
-            self._index_link(link)
-        c.links_loaded = True
+        if len(keys) == 1:
+            return set(keys) if c.conn.execute("SELECT 1 FROM id_map WHERE link_key = ?", keys).fetchone() else set()
+        found: set[str] = set()
+        for i in range(0, len(keys), _CHUNK):
+            found.update(
+                r[0]
+                for r in c.conn.execute(
+                    "SELECT link_key FROM id_map WHERE link_key IN (SELECT unnest(?::VARCHAR[]))",
+                    [keys[i : i + _CHUNK]],
+                ).fetchall()
+            )
+        return found
 
-    def _index_links(self, links: Iterable[Link]) -> None:
+    def _cache_links(self, links: Iterable[Link]) -> None:
+        """After a commit: the cached entries of these records (records not cached are read when asked for)."""
+        c = self._c
         for link in links:
-            self._index_link(link)
+            if c.target_systems is not None:
+                c.target_systems.add(link.target_system)
+            per_target = c.link_cache.get((link.source_system, link.source_type, link.source_id))
+            if per_target is not None:
+                per_target[link.target_system] = link
 
-    def _index_link(self, link: Link) -> None:
-        """Put a committed link into the mirror, dropping index entries of the row it replaces."""
-        c = self._c
-        per_target = c.by_source.setdefault((link.source_system, link.source_type, link.source_id), {})
-        old = per_target.get(link.target_system)
-        if old is not None:
-            for index, attr in ((c.by_target, "target_id"), (c.by_remote, "target_remote_id")):
-                key = (old.target_system, old.target_type, getattr(old, attr))
-                if key[2] is not None and index.get(key) is old:
-                    del index[key]
-        per_target[link.target_system] = link
-        if link.target_id is not None:
-            c.by_target[(link.target_system, link.target_type, link.target_id)] = link
-        if link.target_remote_id is not None:
-            c.by_remote[(link.target_system, link.target_type, link.target_remote_id)] = link
+
+def _link(row: Sequence[Any]) -> Link:
+    link = Link(*row)
+    link.updated_at = as_utc(link.updated_at)
+    return link
 
 
 class IntentsMixin(LedgerBase):

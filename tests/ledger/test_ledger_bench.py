@@ -68,12 +68,15 @@ def test_ledger_bench_100k(tmp_path: Path) -> None:
 
         def unchanged_run() -> None:  # the per-record cost of an unchanged record: lookups and a log line
             # payloads come the way the targets read them, in chunks while iterating (a staged() per record
-            # is an index point read since payloads left the in-memory mirror)
-            for rid, payload, _, _ in led.iter_staged("coperniq", "projects"):
-                link = led.get_link("coperniq", "project", rid)
-                assert link is not None and link.fingerprint == fingerprint(payload)
-                led.mark_staged("coperniq", "projects", rid, "done")
-                led.log(run, direction="forward", stream="projects", source_id=rid, action="skipped")
+            # is an index point read since payloads left the in-memory mirror),
+            # and their links a chunk at a time (links_for), as the forward target reads them
+            for chunk in led.iter_staged_chunks("coperniq", "projects"):
+                links = led.links_for("coperniq", "project", [rid for rid, _, _, _ in chunk])
+                for rid, payload, _, _ in chunk:
+                    link = links.get(rid)
+                    assert link is not None and link.fingerprint == fingerprint(payload)
+                    led.mark_staged("coperniq", "projects", rid, "done")
+                    led.log(run, direction="forward", stream="projects", source_id=rid, action="skipped")
 
         timed("staged+get_link+mark+log (unchanged)", unchanged_run)
         timed(

@@ -39,7 +39,7 @@ def _link(source_id: str = "101", **kw) -> Link:
 
 def test_schema_and_meta_created(ledger: Ledger, ledger_path: Path) -> None:
     assert ledger_path.exists()
-    assert ledger.get_meta("schema_version") == "2"
+    assert ledger.get_meta("schema_version") == "3"
     ledger.set_meta("disconnected", "2025-01-01T00:00:00Z")
     assert ledger.get_meta("disconnected") == "2025-01-01T00:00:00Z"
     ledger.set_meta("disconnected", None)
@@ -426,7 +426,7 @@ def test_a_version_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
         assert led.staged_status("coperniq", "invoices", "2") == ("skipped", 0, "old reason")
         assert led.get_meta("schema_version") == "1"
     with Ledger(path) as led:
-        assert led.get_meta("schema_version") == "2"
+        assert led.get_meta("schema_version") == "3"
         led.mark_staged("coperniq", "invoices", "1", "waiting", "no project", waits_on="link:project:7")
         assert led.wake("coperniq", ["link:project:7"]) == 1
         assert led.staged_status("coperniq", "invoices", "1") == ("pending", 0, "no project")

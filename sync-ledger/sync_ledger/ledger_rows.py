@@ -1,0 +1,220 @@
+"""Staging rows' processing status: what each staged record's last evaluation decided, and the waits that wake it.
+
+Statuses live in DuckDB; this process keeps a bounded cache of the rows it touched (ROW_CACHE), and buffers status
+changes (mark_buf) until a flush. A cached row is exact (every change of this process goes through it); a row
+read again after it left the cache is its table row with its buffered change, if any, laid over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .ledger_base import LedgerBase
+from .ledger_core import _CHUNK, STAGING_STATUSES, _key, _sid, _Staged
+from .util import utcnow
+
+#: Staging rows kept in memory after a read (two chunks of a pass, with room for what they look up).
+ROW_CACHE = 20_000
+
+
+class RowsMixin(LedgerBase):
+    """mark_staged and its readers; wake, requeue and heal move `waiting`/`skipped` rows back to `pending`."""
+
+    def mark_staged(
+        self,
+        source_system: str,
+        stream: str,
+        record_id: str,
+        status: str,
+        error: str | None = None,
+        *,
+        waits_on: str | None = None,
+    ) -> None:
+        """Set a staged record's processing status; `failed` increments attempts and keeps the error.
+        `waiting` takes `waits_on`, the key whose change wakes the row (see wake); None: tried every run."""
+        self._writable()
+        if status not in STAGING_STATUSES:
+            raise ValueError(f"staging status must be one of {sorted(STAGING_STATUSES)}, got {status!r}")
+        rid = _sid(record_id)
+        c = self._c
+        with c.lock:
+            row = self._row(source_system, stream, rid)
+            if row is None:
+                raise KeyError(f"{source_system}/{stream}/{rid} was never staged")
+            attempts = row.attempts + 1 if status == "failed" else row.attempts
+            if status == "done":
+                last_error = None
+            elif error is not None:
+                last_error = error
+            else:
+                last_error = row.last_error
+            key = waits_on if status == "waiting" else None
+            if (status, attempts, last_error, key) == (row.status, row.attempts, row.last_error, row.waits_on):
+                return
+            self._index_wait(source_system, stream, rid, row.waits_on, key)
+            row.status, row.attempts, row.last_error, row.waits_on = status, attempts, last_error, key
+            c.mark_buf[(source_system, stream, rid)] = (status, attempts, last_error, utcnow(), key)
+            self._buffered()
+
+    def staged_status(self, source_system: str, stream: str, record_id: str) -> tuple[str, int, str | None] | None:
+        """(status, attempts, last_error) of a staged record, or None. Addition to the contract, for targets."""
+        with self._c.lock:
+            row = self._row(source_system, stream, _sid(record_id))
+            return None if row is None else (row.status, row.attempts, row.last_error)
+
+    def waiting_on(self, source_system: str, stream: str, record_id: str) -> str | None:
+        """The wake key a `waiting` row waits on (None: something outside the ledger, or not waiting)."""
+        with self._c.lock:
+            row = self._row(source_system, stream, _sid(record_id))
+            return row.waits_on if row is not None else None
+
+    def wake(self, source_system: str, keys: Iterable[str]) -> int:
+        """Rows `waiting` on one of these keys become `pending` (re-evaluated on the next pass); their count."""
+        c = self._c
+        woken = 0
+        with c.lock:
+            waiters = self._load_waiters(source_system)
+            for key in keys:
+                for stream, rid in list(waiters.get(key, ())):
+                    self.mark_staged(source_system, stream, rid, "pending")
+                    woken += 1
+        return woken
+
+    def wake_all(self, source_system: str, streams: Iterable[str], statuses: Sequence[str]) -> int:
+        """Every row of these streams in one of `statuses` becomes `pending` (a setting that decides them changed)."""
+        return sum(self._requeue(source_system, stream, None, statuses) for stream in streams)
+
+    def requeue(self, source_system: str, stream: str, record_ids: Iterable[str], statuses: Sequence[str]) -> int:
+        """These rows become `pending` if they are in one of `statuses` (something they depend on changed)."""
+        return self._requeue(source_system, stream, [_sid(r) for r in record_ids], statuses)
+
+    def heal_waits(self, source_system: str) -> int:
+        """Wake the `waiting` rows whose key is satisfied (its link exists, or its record was received after the
+        row started waiting) but whose wake was lost: a crash between a link's commit and the buffered status of
+        the rows it woke, or a row marked waiting behind a link still queued. One query; run at a run's start."""
+        c = self._c
+        with c.lock:
+            self._flush_if_writable()
+            if not c.has_waits_on:
+                return 0
+            found = c.conn.execute(
+                "SELECT s.stream, s.record_id FROM staging s WHERE s.source_system = ? AND s.status = 'waiting' "
+                "AND s.waits_on IS NOT NULL AND (EXISTS (SELECT 1 FROM id_map m WHERE m.source_system = ? AND "
+                "'link:' || m.source_type || ':' || m.source_id = s.waits_on) "
+                "OR EXISTS (SELECT 1 FROM staging r WHERE r.source_system = ? AND "
+                "'record:' || r.stream || ':' || r.record_id = s.waits_on AND r.received_at >= s.processed_at))",
+                [source_system, source_system, source_system],
+            ).fetchall()
+            for stream, rid in found:
+                self.mark_staged(source_system, stream, rid, "pending")
+        return len(found)
+
+    # ------------------------------------------------------------------ the row cache
+
+    def _row(self, source_system: str, stream: str, rid: str) -> _Staged | None:
+        """One staging row's status (cached; else read by primary key, with its buffered change laid over)."""
+        c = self._c
+        key = (source_system, stream, rid)
+        row = c.rows.get(key)
+        if row is None:
+            waits = "waits_on" if c.has_waits_on else "NULL"
+            found = c.conn.execute(
+                f"SELECT fingerprint, status, attempts, last_error, {waits} FROM staging WHERE staging_key = ?",
+                [_key(source_system, stream, rid)],
+            ).fetchone()
+            if found is None:
+                return None
+            row = self._cache_row(key, _Staged(*found))
+        return row
+
+    def _rows_of(self, source_system: str, stream: str, record_ids: list[str]) -> dict[str, _Staged]:
+        """The staging rows of these records (those staged), cached ones first, the rest in one query per chunk."""
+        c = self._c
+        out: dict[str, _Staged] = {}
+        missing: list[str] = []
+        for rid in record_ids:
+            row = c.rows.get((source_system, stream, rid))
+            if row is not None:
+                out[rid] = row
+            else:
+                missing.append(rid)
+        waits = "waits_on" if c.has_waits_on else "NULL"
+        for i in range(0, len(missing), _CHUNK):
+            for r in c.conn.execute(
+                f"SELECT record_id, fingerprint, status, attempts, last_error, {waits} FROM staging "
+                "WHERE staging_key IN (SELECT ? || unnest(?::VARCHAR[]))",
+                [_key(source_system, stream, ""), missing[i : i + _CHUNK]],
+            ).fetchall():
+                out[r[0]] = self._cache_row((source_system, stream, r[0]), _Staged(*r[1:]))
+        return out
+
+    def _cache_row(self, key: tuple[str, str, str], row: _Staged) -> _Staged:
+        """Keep a row read from the table (its buffered status change wins), evicting the oldest ones."""
+        c = self._c
+        buffered = c.mark_buf.get(key)
+        if buffered is not None:
+            row.status, row.attempts, row.last_error, _, row.waits_on = buffered
+        c.rows[key] = row
+        while len(c.rows) > ROW_CACHE:
+            del c.rows[next(iter(c.rows))]
+        return row
+
+    def _requeue(self, source_system: str, stream: str, record_ids: list[str] | None, statuses: Sequence[str]) -> int:
+        """Rows (all of the stream's, or these) in one of `statuses` become `pending`, in SQL: a setting change can
+        requeue a whole stream without reading it into memory."""
+        self._writable()
+        c = self._c
+        with c.lock:
+            self._flush_now()  # buffered statuses are in the table the UPDATE reads
+            if record_ids is not None and not record_ids:
+                return 0
+            ids = "" if record_ids is None else "AND staging_key IN (SELECT ? || unnest(?::VARCHAR[])) "
+            params: list[Any] = [utcnow(), source_system, stream, list(statuses)]
+            if record_ids is not None:
+                params += [_key(source_system, stream, ""), record_ids]
+            with self._tx():
+                woken = [
+                    r[0]
+                    for r in c.conn.execute(
+                        "UPDATE staging SET status = 'pending', processed_at = ?, "
+                        + ("waits_on = NULL " if c.has_waits_on else "")
+                        + "WHERE source_system = ? AND stream = ? AND list_contains(?, status) "
+                        + ids
+                        + "RETURNING record_id",
+                        params,
+                    ).fetchall()
+                ]
+            for rid in woken:
+                c.rows.pop((source_system, stream, rid), None)
+            if woken:
+                c.waiters.pop(source_system, None)  # reloaded from the table on the next wake
+        return len(woken)
+
+    def _load_waiters(self, source_system: str) -> dict[str, set[tuple[str, str]]]:
+        c = self._c
+        waiters = c.waiters.get(source_system)
+        if waiters is None:
+            if not c.read_only:
+                self._flush_now()  # statuses buffered in this process are in the table below
+            waiters = {}
+            if c.has_waits_on:
+                for stream, rid, key in c.conn.execute(
+                    "SELECT stream, record_id, waits_on FROM staging WHERE source_system = ? AND status = 'waiting' "
+                    "AND waits_on IS NOT NULL",
+                    [source_system],
+                ).fetchall():
+                    waiters.setdefault(key, set()).add((stream, rid))
+            c.waiters[source_system] = waiters
+        return waiters
+
+    def _index_wait(self, source_system: str, stream: str, rid: str, old: str | None, new: str | None) -> None:
+        waiters = self._c.waiters.get(source_system)
+        if waiters is None or old == new:
+            return  # not loaded yet: loaded from the table (after a flush) on the first wake
+        if old is not None and (held := waiters.get(old)) is not None:
+            held.discard((stream, rid))
+            if not held:
+                del waiters[old]
+        if new is not None:
+            waiters.setdefault(new, set()).add((stream, rid))
