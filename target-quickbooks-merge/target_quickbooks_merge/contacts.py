@@ -129,12 +129,11 @@ class ContactRules:
         """The QBO job a create of ours under `name` made: `Job` true, `ParentRef` = our customer, linked to no
         other project. Asked of QuickBooks through passthrough: Merge may list a passthrough write only after its
         next sync."""
-        linked = {link.target_remote_id for link in self.ctx.links.by_source.values() if link.target_type == "job"}
         for row in self.ctx.client.query_customers_by_name(name) or []:
             if (
                 row.get("Job")
                 and str((row.get("ParentRef") or {}).get("value")) == str(parent)
-                and str(row.get("Id")) not in linked
+                and not self.ctx.links.is_linked_job(str(row.get("Id")))
                 and normalize_name(row.get("DisplayName")) == normalize_name(name)
             ):
                 return row

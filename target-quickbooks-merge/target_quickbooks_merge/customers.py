@@ -201,7 +201,6 @@ class CustomerSync(ContactRules):
             link = link_for("account", account_id, "customer", model, fp)
             ctx.commit_create(link, intent_key)
             self.names.remember("customer", account_id, base, name)
-            self.contacts.add({**desired, **model})
             self.done.add(account_id)
             reason = "client of a triggered project"
             if name != base:

@@ -22,6 +22,7 @@ from .mapping import job_contact_patch, job_payload, render_name
 from .merge_client import WriteResult
 from .merge_index import ContactIndex, NameBook
 from .phases import ProjectTriggers
+from .triggers import SNAPSHOT_STREAM
 
 #: A project waiting for its customer's create, and the status it was read with.
 Pending = tuple[str, Mapping[str, Any], str]
@@ -40,9 +41,10 @@ class JobSync(ContactRules):
 
     def sync_projects(self) -> None:
         ctx = self.ctx
-        self.triggers.observe(ctx.links, ctx.todo("projects"), dry=ctx.dry)
+        self.triggers.observe(ctx.links, ctx.todo_chunks("projects"), dry=ctx.dry)
         chunk: list[Pending] = []
-        for pid, project, status, _ in ctx.todo("projects", prefetch="accounts"):
+        related = ("accounts", SNAPSHOT_STREAM) if self.triggers.uses_snapshots else ("accounts",)
+        for pid, project, status, _ in ctx.todo("projects", prefetch=related):
             if "__invalid__" in project:
                 continue
             ctx.guard(
@@ -232,7 +234,6 @@ class JobSync(ContactRules):
             link = link_for("project", pid, "job", {"id": merge_id, "remote_id": remote}, fp)
             ctx.commit_create(link, intent_key)
             self.names.remember("job", pid, base, name)
-            self.contacts.add({"id": merge_id, "name": name})
             reason = f"reached its trigger phase; QBO sub-customer of customer {parent}"
             if name != base:
                 reason += f"; DisplayName {base!r} is used by an unrelated QuickBooks record, used {name!r}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from typing import Any
 
 from sync_ledger import ApiError, Ledger
@@ -20,6 +20,10 @@ from .settings import Settings
 OWN_NAME_TRIES = 6
 #: A rename or create refused as a duplicate name moves on to the next suffix at most this many times.
 NAME_RETRIES = 5
+
+
+#: What a name reserved by this run's create holds in the index (no id: never a match candidate).
+RESERVED: dict[str, Any] = {}
 
 
 class ContactIndex:
@@ -49,8 +53,11 @@ class ContactIndex:
             self.by_name[key].append(contact)
 
     def reserve(self, name: str) -> None:
-        """Hold a DisplayName for a planned create, so the next record of the batch picks another."""
-        self.add({"name": name})
+        """Hold a DisplayName for a planned create, so the next record of the batch picks another. The record it
+        creates is linked, so it is never a match candidate: the name is all that is kept of it."""
+        key = normalize_name(name)
+        if key:
+            self.by_name[key].append(RESERVED)
 
 
 class NameBook:
@@ -102,7 +109,7 @@ class NameBook:
         tried.add(name)
         return self.free(base, key, tried)
 
-    def candidates(self, base: str, key: str, linked: set[str]) -> Iterator[dict[str, Any]]:
+    def candidates(self, base: str, key: str, linked: Container[str]) -> Iterator[dict[str, Any]]:
         """Unlinked, active Merge customers named `base` or one of the suffixed names this sync chooses on a
         collision (tried first: a name like "Base (#1042)" was made by us)."""
         index = self.contacts.by_name

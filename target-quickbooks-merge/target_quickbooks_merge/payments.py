@@ -33,7 +33,7 @@ class PaymentSync:
         ctx = self.ctx
         if not ctx.s.invoice_sync:
             return
-        for pay_id, pay, status, _ in ctx.todo("payments", prefetch="invoices"):
+        for pay_id, pay, status, _ in ctx.todo("payments", prefetch=("invoices",)):
             if "__invalid__" in pay:
                 continue
             ctx.guard(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -10,13 +9,11 @@ from typing import Any
 from sync_ledger import Ledger
 from sync_ledger.triggers import current_phase
 
-from .context import SRC, LinkMap
+from .context import SRC, LinkMap, Staged
 from .errors import ConfigRefused
 from .settings import Settings, parse_dt
 from .triggers import SNAPSHOT_STREAM, TriggerIndex, TriggerRule, first_reached_seen, observe
 
-#: Above this many projects to observe, the phase snapshots are read in one pass instead of one by one.
-BULK_SNAPSHOTS = 2000
 #: Synced projects looked at for a rule without a reached marker (ledgers from before it).
 SCAN_SYNCED = 2000
 
@@ -39,7 +36,7 @@ class ProjectTriggers:
         self.run_started_at = run_started_at
         self.index = self._build(warn)
         self.threshold = self._threshold()
-        self._snapshots: dict[str, dict[str, Any]] = {}
+        self._dry_snapshots: dict[str, dict[str, Any]] = {}
 
     def _build(self, warn: Any) -> TriggerIndex:
         workflows = [p for _, p, _, _ in self.ledger.iter_staged(SRC, "workflows")]
@@ -74,32 +71,39 @@ class ProjectTriggers:
         first = self.ledger.get_meta("first_run_at")
         return parse_dt(first) if first else None
 
-    def observe(self, links: LinkMap, projects: Iterable[tuple[str, dict[str, Any], str, int]], *, dry: bool) -> None:
+    def observe(self, links: LinkMap, chunks: Iterable[list[Staged]], *, dry: bool) -> None:
         """Snapshot the current phase of every unlinked project this run evaluates (new or changed ones: an
         unchanged project's phase was seen when it arrived), before anything is written: with backfill off, a
         project already at/past its trigger phase when first seen by the first run was there before the sync was
         enabled. Saved first, so a crash later in the run cannot make the next run take those projects for new
-        arrivals."""
-        if not self.index.rules or self.s.backfill:
+        arrivals. A chunk at a time: one read of its snapshots, one write of the changed ones."""
+        if not self.uses_snapshots:
             return
         seen_at = (self.run_started_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
-        todo = [(pid, p) for pid, p, _, _ in projects if ("project", pid) not in links and "__invalid__" not in p]
-        if len(todo) > BULK_SNAPSHOTS:  # one read of them all beats as many point reads
-            self._snapshots = {pid: snap for pid, snap, _, _ in self.ledger.iter_staged(SRC, SNAPSHOT_STREAM)}
-        changed: list[tuple[str, dict[str, Any]]] = []
-        for pid, project in todo:
-            new = observe(self._snapshot(pid), project, seen_at)
-            if new is not None:
-                self._snapshots[pid] = new
-                changed.append((pid, new))
-        if changed and not dry:
-            self.ledger.stage(SRC, SNAPSHOT_STREAM, changed)
+        for chunk in chunks:
+            todo = [(pid, p) for pid, p, _, _ in chunk if ("project", pid) not in links and "__invalid__" not in p]
+            known = self.ledger.staged_many(SRC, SNAPSHOT_STREAM, [pid for pid, _ in todo])
+            changed: list[tuple[str, dict[str, Any]]] = []
+            for pid, project in todo:
+                new = observe(known.get(pid), project, seen_at)
+                if new is not None:
+                    changed.append((pid, new))
+            if dry:
+                self._dry_snapshots.update(changed)  # what the run would have saved, for its verdicts
+            elif changed:
+                self.ledger.stage(SRC, SNAPSHOT_STREAM, changed)
+        if not dry:
             self.ledger.flush()
 
+    @property
+    def uses_snapshots(self) -> bool:
+        """Verdicts read the phase snapshots (backfill off): the pass reads them with each chunk of projects."""
+        return bool(self.index.rules) and not self.s.backfill
+
     def _snapshot(self, pid: str) -> dict[str, Any] | None:
-        if pid not in self._snapshots:
-            self._snapshots[pid] = self.ledger.staged(SRC, SNAPSHOT_STREAM, pid)  # type: ignore[assignment]
-        return self._snapshots[pid]
+        if pid in self._dry_snapshots:
+            return self._dry_snapshots[pid]
+        return self.ledger.staged(SRC, SNAPSHOT_STREAM, pid)
 
     def not_triggered_reason(self, project: Mapping[str, Any]) -> str | None:
         """Why an unlinked project does not sync (yet), or None when it does."""
@@ -164,8 +168,7 @@ class ProjectTriggers:
     def _has_synced_project(self, rule: TriggerRule, links: LinkMap) -> bool:
         """For a ledger from before the reached marker: a project synced earlier also counts (the first
         SCAN_SYNCED links are looked at, so a rule nobody reached never costs a scan of the whole id map)."""
-        project_links = (sid for (stype, sid) in links.by_source if stype == "project")
-        for source_id in itertools.islice(project_links, SCAN_SYNCED):
+        for source_id in links.some_projects(SCAN_SYNCED):
             project = self.ledger.staged(SRC, "projects", source_id)
             if project is not None and rule.matches_project(project):
                 return True
