@@ -30,8 +30,14 @@ class LinksMixin(LedgerBase):
         Addition to the contract."""
         c = self._c
         with c.lock:
-            ids = list(dict.fromkeys(_sid(i) for i in source_ids))
-            wanted = [i for i in ids if (source_system, source_type, i) not in c.link_cache]
+            held: dict[str, dict[str, Link]] = {}
+            wanted: list[str] = []
+            for sid in dict.fromkeys(_sid(i) for i in source_ids):
+                cached = c.link_cache.get((source_system, source_type, sid))
+                if cached is None:
+                    wanted.append(sid)
+                else:
+                    held[sid] = cached
             for i in range(0, len(wanted), _CHUNK):
                 part = wanted[i : i + _CHUNK]
                 found: dict[str, dict[str, Link]] = {sid: {} for sid in part}
@@ -44,12 +50,8 @@ class LinksMixin(LedgerBase):
                     found[link.source_id][link.target_system] = link
                 for sid, per_target in found.items():
                     self._cache(source_system, source_type, sid, per_target)
-            out: dict[str, Link] = {}
-            for sid in ids:
-                held = c.link_cache.get((source_system, source_type, sid)) or {}
-                if held:
-                    out[sid] = replace(held[min(held)])
-            return out
+                held.update(found)
+            return {sid: replace(per[min(per)]) for sid, per in held.items() if per}
 
     def get_link_by_target(self, target_system: str, target_type: str, target_id: str) -> Link | None:
         """Reverse lookup: which source record a target record came from (echo suppression, reverse leg)."""
