@@ -70,16 +70,16 @@ class LinkMap:
         return known
 
     def add(self, link: Link) -> None:
-        key = (link.source_type, link.source_id)
-        self._made[key] = link
-        if link.target_id:
-            self._made_targets.add(link.target_id)
+        """A link this run made, about to be queued in the journal (so every link held before it is queued)."""
         if len(self._made) >= MADE_HELD and not self._dry:
-            self._journal.flush()  # durable: the ledger answers for them from now on
+            self._journal.flush()  # the ones held are durable: the ledger answers for them from now on
             for made_key, made in self._made.items():
                 self._keep(made_key, made)
             self._made.clear()
             self._made_targets.clear()
+        self._made[(link.source_type, link.source_id)] = link
+        if link.target_id:
+            self._made_targets.add(link.target_id)
 
     @property
     def targets(self) -> Container[str]:
