@@ -138,6 +138,12 @@ def send_checked(
     raise AssertionError("unreachable")
 
 
+def _spread(wait: float) -> float:
+    """Retry-After plus up to a quarter more (at most 2 s): writers throttled together do not all come back in the
+    same instant and collide again (a concurrency limit answers them all with the same Retry-After)."""
+    return wait + random.uniform(0, min(2.0, wait / 4))
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent or unparsable."""
     if not value:
@@ -310,7 +316,11 @@ class ApiClient:
                 if attempt < retries and (status == 429 or retry_ambiguous):
                     ambiguous = ambiguous or status >= 500
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                    wait = min(retry_after, RETRY_AFTER_CAP) if retry_after is not None else self._backoff(attempt)
+                    wait = (
+                        _spread(min(retry_after, RETRY_AFTER_CAP))
+                        if retry_after is not None
+                        else self._backoff(attempt)
+                    )
                     self._log_retry(method, shown, str(status), wait, attempt + 1, retries)
                     response.close()
                     attempt += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from sync_ledger import ApiClient, ApiError, RateLimiter, fingerprint, redact
-from sync_ledger.http import parse_retry_after
+from sync_ledger.http import _spread, parse_retry_after
 
 API_KEY = "sk-live-super-secret-123"
 TOKEN = "acct-token-987654"
@@ -116,7 +117,8 @@ def test_429_honours_retry_after_seconds(server: tuple[str, Script], caplog: pyt
     gap = script.seen[1][3] - script.seen[0][3]
     assert 0.9 <= gap < 3.0, gap  # backoff alone would be <= 0.05 s
     assert client.retries == 1 and client.calls["GET"] == 2
-    assert "GET /api/accounting/v1/invoices -> 429; retry 1/6 in 1.0 s" in caplog.text
+    # Retry-After plus up to a quarter more, so writers throttled together come back spread out
+    assert re.search(r"GET /api/accounting/v1/invoices -> 429; retry 1/6 in 1\.[0-2] s", caplog.text), caplog.text
     assert "cursor" not in caplog.text  # no query string in logs
 
 
@@ -127,6 +129,12 @@ def test_retry_after_http_date(server: tuple[str, Script]) -> None:
     client.get("/x")
     gap = script.seen[1][3] - script.seen[0][3]
     assert 0.5 <= gap < 3.5, gap  # HTTP-date has 1 s resolution
+
+
+def test_retry_after_is_spread_within_a_quarter_more() -> None:
+    waits = [_spread(4.0) for _ in range(200)]
+    assert all(4.0 <= w <= 5.0 for w in waits) and len({round(w, 3) for w in waits}) > 50
+    assert all(60.0 <= _spread(60.0) <= 62.0 for _ in range(50))  # at most 2 s more
 
 
 def test_parse_retry_after() -> None:
