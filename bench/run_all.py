@@ -162,6 +162,7 @@ def run_pipe(
         (work / f"{tag}.state.json").write_text(json.dumps(state))
         tap_cmd += ["--state", str(work / f"{tag}.state.json")]
     before = {k: sb.stats() for k, sb in sandboxes.items()}
+    OUT.mkdir(parents=True, exist_ok=True)
     tap_err, tgt_err = (OUT / f"{tag}.tap.log").open("w+"), (OUT / f"{tag}.target.log").open("w+")
     started = time.perf_counter()
     tap_p = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, stderr=tap_err, cwd=work, bufsize=1 << 20)
