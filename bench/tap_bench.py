@@ -1,12 +1,16 @@
 """Benchmark tap-coperniq against the Coperniq sandbox, and tap-rest-api-msdk on the same endpoint.
 
     .venv/bin/python bench/tap_bench.py [--projects 100000] [--seed 42] [--changed 500] [--skip-msdk]
+                                        [--noop RUNS] [--noop-only]
 
 Scenarios, all on one in-process sandbox (same machine, same run, no server-side rate limit):
   1. tap-coperniq, `projects` only, full extraction (the like-for-like comparison: list endpoint only);
   2. tap-rest-api-msdk configured for GET /v1/projects (page/page_size, x-api-key), full extraction;
   3. tap-coperniq incremental run after `--changed` projects moved phase, with the phase history stream:
      what a scheduled run costs against Coperniq's 5,000 requests/day.
+  4. with `--noop RUNS` (`--noop-only`: this one alone): tap-coperniq, every stream, with the forward leg's settings
+     (run_all.py: trigger phases, backfill), a first run, then RUNS re-runs with its final state and nothing
+     changed: the tap's share of the forward no-op run (wall time includes interpreter start-up).
 Each tap runs as a subprocess; we measure wall time, records/s (RECORD lines on stdout), peak RSS of the
 process tree (psutil), and API calls (sandbox GET /__admin/stats, before/after). Prints a table; writes
 bench/out/tap_bench.json. tap-rest-api-msdk is installed into bench/out/.venv-msdk on first use; if that
@@ -54,6 +58,7 @@ class Result:
     returncode: int
     note: str = ""
     routes: dict[str, int] | None = None
+    state_bytes: int = 0  # all STATE lines together
 
     @property
     def records_per_second(self) -> float:
@@ -73,6 +78,7 @@ def run_tap(
     peak = 0
     records = 0
     last_state: str | None = None
+    state_bytes = 0
     stderr_path = OUT / f"{re.sub(r'[^A-Za-z0-9.-]+', '_', name).strip('_')}.stderr.log"
     start = time.perf_counter()
     with stderr_path.open("w") as stderr:
@@ -100,6 +106,7 @@ def run_tap(
                 records += 1
             elif b'"STATE"' in line[:40]:
                 last_state = line.decode()
+                state_bytes += len(line)
         proc.wait()
         done.set()
         sampler.join()
@@ -111,7 +118,8 @@ def run_tap(
     routes = {
         k: v - before["by_route"].get(k, 0) for k, v in after["by_route"].items() if v != before["by_route"].get(k, 0)
     }
-    return Result(name, records, seconds, peak / 2**20, after["total"] - before["total"], proc.returncode, note, routes)
+    calls = after["total"] - before["total"]
+    return Result(name, records, seconds, peak / 2**20, calls, proc.returncode, note, routes, state_bytes)
 
 
 def tap_coperniq_catalog(config: Path, streams: set[str]) -> Path:
@@ -188,12 +196,58 @@ def print_table(results: list[Result]) -> None:
             print(" " * 4 + ", ".join(f"{route}: {n}" for route, n in sorted(r.routes.items())))
 
 
+def noop_runs(work: Path, api_url: str, base: str, runs: int) -> list[Result]:
+    """Scenario 4: a first run of every stream, then `runs` re-runs with its state (nothing changed)."""
+    config = work / "config-noop.json"
+    config.write_text(
+        json.dumps(
+            {
+                "api_key": API_KEY,
+                "api_url": api_url,
+                "start_date": "2020-01-01T00:00:00Z",
+                "max_requests_per_second": 0,
+                "trigger_phases": [
+                    {"workflow": "Residential Solar", "phase": "Install"},
+                    {"workflow": "HVAC Replacement", "phase": "Installation"},
+                ],
+                "backfill": True,
+                "daily_call_limit": 0,
+            }
+        )
+    )
+    tap = str(Path(sys.executable).parent / "tap-coperniq")
+    quiet = {"TAP_COPERNIQ_LOGLEVEL": "WARNING"}
+    state = work / "state-noop.json"
+    results = [
+        run_tap(
+            "tap-coperniq: all streams, first run", [tap, "--config", str(config)], base, env=quiet, state_out=state
+        )
+    ]
+    print_table(results[-1:])
+    for i in range(runs):
+        res = run_tap(
+            f"tap-coperniq: all streams, no-op re-run {i + 1}",
+            [tap, "--config", str(config), "--state", str(state)],
+            base,
+            env=quiet,
+        )
+        res.note = res.note or f"STATE {res.state_bytes / 1000:,.0f} kB"
+        results.append(res)
+        print_table(results[-1:])
+    times = sorted(r.seconds for r in results[1:])
+    if times:
+        print(f"no-op re-runs: median {times[len(times) // 2]:.2f} s, min {times[0]:.2f} s, max {times[-1]:.2f} s")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--projects", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--changed", type=int, default=500, help="projects moved to another phase before run 3")
     parser.add_argument("--skip-msdk", action="store_true")
+    parser.add_argument("--noop", type=int, default=0, help="no-op re-runs of every stream after a first run")
+    parser.add_argument("--noop-only", action="store_true", help="only the no-op scenario (--noop, default 5)")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
 
@@ -207,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="tap-bench-") as tmp:
             work = Path(tmp)
+            if args.noop_only:
+                results = noop_runs(work, api_url, base, args.noop or 5)
+                return finish(args.projects, results)
             config = work / "config.json"
             # 0 = no client-side limit: measure the tap, not the throttle (production default is 10/s)
             config.write_text(
@@ -274,12 +331,18 @@ def main(argv: list[str] | None = None) -> int:
                         env=quiet,
                     )
                 )
+            if args.noop:
+                results.extend(noop_runs(work, api_url, base, args.noop))
     finally:
         server.stop()
+    return finish(args.projects, results)
 
+
+def finish(projects: int, results: list[Result]) -> int:
+    """The summary table and bench/out/tap_bench.json."""
     print()
     print(
-        f"Coperniq sandbox, {args.projects:,} projects, page_size {PAGE_SIZE}, Python {sys.version.split()[0]}, "
+        f"Coperniq sandbox, {projects:,} projects, page_size {PAGE_SIZE}, Python {sys.version.split()[0]}, "
         f"{psutil.cpu_count()} CPUs"
     )
     print_table(results)

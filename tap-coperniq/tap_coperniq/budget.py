@@ -14,10 +14,11 @@ The list endpoints cost one call per 100 rows; the calls that scale with data ar
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote, unquote
 
 from sync_ledger.triggers import TriggerRule, parse_trigger_phases, resolve_rules, rule_for
 
@@ -34,6 +35,11 @@ MAX_DEFERRED = 50_000
 MIN_DAILY_LIMIT = 1000
 #: The pseudo-bookmark holding the tap's own hourly call counts ({"calls": {"YYYY-MM-DDTHH": n}}).
 QUOTA_STATE_KEY = "_coperniq_api"
+#: Payments state: the deferred invoices by project, packed into one string (`pack_deferred`). One string, not a
+#: dict of up to 50,000 entries: the SDK deep-copies and re-serializes the whole state for every STATE message.
+DEFERRED_KEY = "deferred_by_project"
+#: The format before: {invoice: project}. Still read; replaced by DEFERRED_KEY at the first store.
+LEGACY_DEFERRED_KEY = "deferred"
 
 
 class QuotaReached(Exception):  # a stop signal, not an error
@@ -112,6 +118,45 @@ class QuotaGovernor:
             self.remaining_header = remaining_header
 
 
+def _id_order(value: str) -> tuple[int, str]:
+    return len(value), value  # numeric ids in numeric order
+
+
+def _pack_id(value: str) -> str:
+    return value if value.isdigit() else quote(value, safe="")  # Coperniq ids are numbers; anything else escaped
+
+
+def _unpack_id(token: str) -> str:
+    return unquote(token) if "%" in token else token
+
+
+def pack_deferred(by_project: Mapping[str, Iterable[str]]) -> str:
+    """`{project: invoices}` as `"project:invoice,invoice;project:invoice"` (sorted, so the same set packs the same)."""
+    groups = []
+    for pid in sorted(by_project, key=_id_order):
+        invoices = sorted(by_project[pid], key=_id_order)
+        if invoices:
+            groups.append(f"{_pack_id(pid)}:{','.join(_pack_id(i) for i in invoices)}")
+    return ";".join(groups)
+
+
+def unpack_deferred_by_project(packed: str) -> dict[str, set[str]]:
+    """The inverse of `pack_deferred`."""
+    out: dict[str, set[str]] = {}
+    for group in packed.split(";") if packed else ():
+        pid, _, invoices = group.partition(":")
+        tokens = invoices.split(",")
+        if "%" in group:  # an escaped id (not a Coperniq number)
+            pid, tokens = _unpack_id(pid), [_unpack_id(token) for token in tokens]
+        out.setdefault(pid, set()).update(token for token in tokens if token)
+    return out
+
+
+def unpack_deferred(packed: str) -> dict[str, str]:
+    """The inverse of `pack_deferred`, as {invoice: project}."""
+    return {invoice: pid for pid, invoices in unpack_deferred_by_project(packed).items() for invoice in invoices}
+
+
 def _paid(invoice: Mapping[str, Any]) -> bool | None:
     """amountPaid > 0; None when the invoice does not say (then its payments are read, to be safe)."""
     raw = invoice.get("amountPaid")
@@ -124,9 +169,11 @@ def _paid(invoice: Mapping[str, Any]) -> bool | None:
 
 
 class PaymentPlanner:
-    """Which invoices' payments to read this run. State (a dict in the tap state): `deferred` {invoice: project}
-    for paid invoices of projects that have not reached their trigger phase, `queued` [invoice] chosen but not
-    read yet (a quota stop between the invoices and payments streams must not lose them)."""
+    """Which invoices' payments to read this run. State (a dict in the tap state): `deferred_by_project` (packed,
+    `pack_deferred`; `deferred` {invoice: project} before) for paid invoices of projects that have not reached
+    their trigger phase, `queued` [invoice] chosen but not read yet (a quota stop between the invoices and payments
+    streams must not lose them). `queued` is the state's own list; the deferred invoices are written into the state
+    by `store`, which the tap calls before every STATE message."""
 
     SYNCS, WAITING, NEVER = "syncs", "waiting", "never"
 
@@ -134,10 +181,10 @@ class PaymentPlanner:
         self.specs, self.errors = parse_trigger_phases(config.get("trigger_phases"))
         self.backfill = bool(config.get("backfill", False))
         self.first_run = first_run
-        self.deferred: dict[str, str] = state.setdefault("deferred", {})
-        self._deferred_by_project: dict[str, set[str]] = {}  # the same, by project (a sweep sees every project)
-        for invoice_id, pid in self.deferred.items():
-            self._deferred_by_project.setdefault(pid, set()).add(invoice_id)
+        self._state = state
+        self._dirty = not isinstance(state.get(DEFERRED_KEY), str) or LEGACY_DEFERRED_KEY in state
+        self._deferred: dict[str, str] | None = None  # unpacked on first use: a quiet run never needs them
+        self._by_project: dict[str, set[str]] = {}
         self.queued: list[str] = state.setdefault("queued", [])
         self._queued_set = set(self.queued)
         self._workflows: list[Mapping[str, Any]] = []
@@ -145,6 +192,28 @@ class PaymentPlanner:
         self.projects: dict[str, str] = {}  # project id -> SYNCS / WAITING / NEVER, for projects read this run
         self.skipped_unpaid = 0
         self.skipped_not_syncing = 0
+
+    @property
+    def deferred(self) -> dict[str, str]:
+        """{invoice: project} of the deferred invoices."""
+        if self._deferred is None:
+            self._deferred = self._load_deferred()
+        return self._deferred
+
+    @property
+    def _deferred_by_project(self) -> dict[str, set[str]]:
+        """The same, by project (a sweep sees every project)."""
+        _ = self.deferred
+        return self._by_project
+
+    def _load_deferred(self) -> dict[str, str]:
+        packed, legacy = self._state.get(DEFERRED_KEY), self._state.get(LEGACY_DEFERRED_KEY)
+        if isinstance(packed, str):  # beside it an old `deferred` is a leftover (a state merged into an older one)
+            self._by_project = unpack_deferred_by_project(packed)
+        elif isinstance(legacy, Mapping):  # an older tap's state (kept there until the first store)
+            for invoice_id, pid in legacy.items():
+                self._by_project.setdefault(str(pid), set()).add(str(invoice_id))
+        return {invoice: pid for pid, invoices in self._by_project.items() for invoice in invoices}
 
     @property
     def filtering(self) -> bool:
@@ -180,12 +249,14 @@ class PaymentPlanner:
             self.projects[pid] = self.SYNCS
             for invoice_id in sorted(self._deferred_by_project.pop(pid, ())):
                 self.deferred.pop(invoice_id, None)
+                self._dirty = True
                 self._queue(invoice_id)
         return reached
 
     def _undefer(self, invoice_id: str) -> None:
         pid = self.deferred.pop(invoice_id, None)
         if pid is not None:
+            self._dirty = True
             self._deferred_by_project.get(pid, set()).discard(invoice_id)
 
     def see_invoice(self, invoice: Mapping[str, Any]) -> None:
@@ -204,6 +275,7 @@ class PaymentPlanner:
             self._undefer(invoice_id)  # it may have moved to another project
             self.deferred[invoice_id] = str(pid)
             self._deferred_by_project.setdefault(str(pid), set()).add(invoice_id)
+            self._dirty = True
             self.skipped_not_syncing += 1
         else:
             # Syncs, or its project was not read this run (it may well be synced): read. Costs, never loses.
@@ -214,6 +286,14 @@ class PaymentPlanner:
         if invoice_id not in self._queued_set:
             self._queued_set.add(invoice_id)
             self.queued.append(invoice_id)
+
+    def store(self) -> None:
+        """Write the deferred invoices into the state (packed) if they changed since the last store."""
+        if not self._dirty:
+            return
+        self._state[DEFERRED_KEY] = pack_deferred(self._deferred_by_project)
+        self._state.pop(LEGACY_DEFERRED_KEY, None)
+        self._dirty = False
 
     def keep_queued(self, remaining: list[str]) -> None:
         """After the payments stream: what is still to read (a quota stop) stays in the state for the next run."""

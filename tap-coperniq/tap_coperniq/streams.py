@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http import HTTPStatus
 
-from sync_ledger.incremental import LookbackStreamMixin, parse_timestamp
+from sync_ledger.incremental import parse_timestamp
 from tap_coperniq.budget import DEFAULT_PHASE_SWEEP_INTERVAL, PaymentPlanner, QuotaReached
-from tap_coperniq.client import CoperniqPaginator, CoperniqStream, format_timestamp, response_body
+from tap_coperniq.client import CoperniqStream
+from tap_coperniq.incremental import IncrementalStream
+from tap_coperniq.pagination import response_body
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -20,114 +22,7 @@ else:
 if t.TYPE_CHECKING:
     import requests
     from singer_sdk.helpers.types import Context
-    from singer_sdk.pagination import PageNumberPaginator
     from singer_sdk.streams.rest import HTTPRequest, PageContext
-
-
-class IncrementalStream(LookbackStreamMixin, CoperniqStream):
-    """List endpoint with `updated_after`: bookmark max(updatedAt); the API order is unknown, so unsorted.
-
-    The lookback overlap would re-emit every row updated just before the bookmark on every run, and for
-    projects/invoices each costs a detail call against the daily cap: the overlap filter (sync_ledger)
-    drops the rows already emitted with the same updatedAt.
-
-    A quota stop mid-read keeps `resume` in the state: the page to go on from, the `updated_after` of that read
-    and its start time. The next run continues there, and caps its bookmark at the first read's start, so a row
-    that changed on an already-read page while the tap waited is read again by the run after.
-    """
-
-    replication_key = "updatedAt"
-    is_sorted = False
-    RESUME_KEY = "resume"
-
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._page: int | None = None
-        self._read_from: str | None = None
-        self._started_at = datetime.now(UTC)
-
-    @property
-    def resume(self) -> dict[str, t.Any] | None:
-        value = self.stream_state.get(self.RESUME_KEY)
-        return value if isinstance(value, dict) else None
-
-    def full_read(self) -> bool:
-        """Read the whole list, ignoring updated_after (the projects sweep)."""
-        return False
-
-    @override
-    def get_new_paginator(self) -> PageNumberPaginator | None:
-        paginator = super().get_new_paginator()
-        if paginator is not None and (resume := self.resume) is not None:
-            paginator = CoperniqPaginator(int(resume.get("page") or 1), self.page_size, self.records_jsonpath)
-        return paginator
-
-    @override
-    def get_http_request(self, *, page: PageContext) -> HTTPRequest:
-        request = super().get_http_request(page=page)
-        self._page = page.next_page_token
-        resume = self.resume
-        if resume is not None:
-            after = resume.get("from")
-        elif self.full_read():
-            after = None
-        else:
-            start = self.read_from(page.stream_context)
-            after = None if start is None else format_timestamp(start)
-        self._read_from = after
-        if after is not None:
-            request.params["updated_after"] = after
-        return request
-
-    @override
-    def get_replication_key_signpost(self, context: Context | None = None) -> t.Any:
-        signpost = super().get_replication_key_signpost(context)
-        resume = self.resume
-        if resume is not None and resume.get("started_at") and signpost is not None:
-            return min(signpost, parse_timestamp(str(resume["started_at"])))
-        return signpost
-
-    @override
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        # A sweep emits every row, even one with the updatedAt emitted before: a phase may change silently.
-        keep = self.keep_row(row, drop_unchanged=not self.full_read())
-        return super().post_process(row, context) if keep else None
-
-    @override
-    def read_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
-        if (resume := self.resume) is not None and resume.get("max_seen"):
-            # The rows read before the stop count towards the bookmark as if read now.
-            markers = self.stream_state.setdefault("progress_markers", {})
-            markers.update({"replication_key": self.replication_key, "replication_key_value": resume["max_seen"]})
-        yield from super().read_records(context)
-        self.remember_overlap()
-        self.on_complete_read()
-        self.stream_state.pop(self.RESUME_KEY, None)
-
-    def on_complete_read(self) -> None:
-        """After a read that reached the end of the list."""
-
-    @override
-    def on_quota_stop(self, context: Context | None) -> None:
-        state = self.stream_state
-        previous = self.resume or {}
-        seen = [
-            v
-            for v in (previous.get("max_seen"), (state.get("progress_markers") or {}).get("replication_key_value"))
-            if v
-        ]
-        state[self.RESUME_KEY] = {
-            "page": self._page or 1,
-            "from": self._read_from,
-            "full": previous.get("full", self.full_read()),
-            "started_at": previous.get("started_at") or self._started_at.isoformat(),
-            "max_seen": max(seen) if seen else None,
-        }
-        # Not finished: the bookmark must not move to the newest row read so far (rows on unread pages are older).
-        state.pop("progress_markers", None)
-        state.pop("replication_key_signpost", None)
-        self.remember_overlap()
-        self.logger.info("%s: stopped at page %s; the next run resumes there", self.name, self._page)
 
 
 def with_archived(request: HTTPRequest, config: t.Mapping[str, t.Any]) -> HTTPRequest:

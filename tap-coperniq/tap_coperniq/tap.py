@@ -21,9 +21,12 @@ from tap_coperniq.budget import (
     PaymentPlanner,
     QuotaGovernor,
 )
-from tap_coperniq.client import DEFAULT_API_URL, MAX_PAGE_SIZE, ApiUsage, CoperniqStopError
+from tap_coperniq.client import DEFAULT_API_URL
+from tap_coperniq.pagination import MAX_PAGE_SIZE
 from tap_coperniq.retries import DEFAULT_MAX_RATE_LIMIT_WAIT
+from tap_coperniq.retrying import CoperniqStopError
 from tap_coperniq.streams import STREAM_TYPES
+from tap_coperniq.usage import ApiUsage
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -32,6 +35,7 @@ else:
 
 if TYPE_CHECKING:
     from singer_sdk import Stream
+    from singer_sdk.helpers._state import StateWriter
 
     from tap_coperniq.client import CoperniqStream
 
@@ -204,6 +208,16 @@ class TapCoperniq(Tap):
             )
             planner.specs = []
         return planner
+
+    @property
+    @override
+    def state_writer(self) -> StateWriter:
+        """Streams write every STATE message through this: the planner's deferred invoices (kept packed, out of
+        the state between stores) go into the state first, so each message holds them as they are."""
+        planner = self.__dict__.get("payment_planner")  # only once created: this is no place to create it
+        if isinstance(planner, PaymentPlanner):
+            planner.store()
+        return super().state_writer
 
     @property
     @override

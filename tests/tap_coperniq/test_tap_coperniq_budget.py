@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from sync_ledger.triggers import parse_trigger_phases, resolve_rules, rule_for
+from tap_coperniq.budget import unpack_deferred
 from tests.conftest import RunningSandbox, start_coperniq
 from tests.tap_coperniq.conftest import run_tap
 
@@ -90,6 +91,11 @@ def paid_invoices_of(sb: RunningSandbox, projects: set[int]) -> set[int]:
     }
 
 
+def deferred(state: dict[str, Any]) -> dict[str, str]:
+    """The deferred invoices in a tap state, {invoice: project}."""
+    return unpack_deferred(state["bookmarks"]["payments"]["deferred_by_project"])
+
+
 def detail_calls(sb: RunningSandbox) -> int:
     return sum(sb.stats.by_route[r] for r in DETAIL_ROUTES)
 
@@ -136,7 +142,7 @@ def test_payments_of_a_project_that_reaches_its_trigger_later_are_read_then(sand
     app.add_payment(invoice_id, 10.0)  # a deposit before the install
     first = run_tap(config(sandbox))
     assert invoice_id not in {p["invoiceId"] for p in first.records.get("payments", [])}
-    assert first.state["bookmarks"]["payments"]["deferred"].get(str(invoice_id)) == str(waiting)
+    assert deferred(first.state).get(str(invoice_id)) == str(waiting)
 
     workflow = st.workflows[st.projects[waiting]["workflowId"]]
     trigger = next(t["phase"] for t in TRIGGERS if t["workflow"] == workflow["name"])
@@ -146,7 +152,7 @@ def test_payments_of_a_project_that_reaches_its_trigger_later_are_read_then(sand
     second = run_tap(config(sandbox, phase_sweep_interval=0 if pessimistic(sandbox) else 14400), state=first.state)
     assert {p["invoiceId"] for p in second.records["payments"]} == {invoice_id}
     assert sandbox.stats.by_route[PAYMENTS_ROUTE] == 1
-    assert str(invoice_id) not in second.state["bookmarks"]["payments"]["deferred"]
+    assert str(invoice_id) not in deferred(second.state)
 
 
 def test_a_phase_change_without_an_updated_at_bump_is_read_by_the_next_sweep(sandbox: RunningSandbox) -> None:
