@@ -38,6 +38,7 @@ class PeakSnapshots:
     def __init__(self) -> None:
         self.snapshot: tracemalloc.Snapshot | None = None
         self.held = 0
+        self.duckdb: dict[str, int] = {}  # DuckDB's own memory by tag when the snapshot was taken
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -51,6 +52,7 @@ class PeakSnapshots:
             if current > self.held * 1.1:
                 self.snapshot = tracemalloc.take_snapshot()
                 self.held = current
+                self.duckdb = duckdb_memory() or self.duckdb
 
     def stop(self) -> None:
         self._done.set()
@@ -68,6 +70,22 @@ class PeakSnapshots:
         if self.snapshot:
             for stat in self.snapshot.statistics("lineno")[:top]:
                 print(f"{stat.size / 2**20:8.1f} MB {stat.count:>9,} blocks  {stat.traceback}", file=out)
+
+
+def duckdb_memory() -> dict[str, int]:
+    """DuckDB's memory by tag, read through the target's own ledger connection (under its lock)."""
+    from sync_ledger.ledger_core import _REGISTRY
+
+    for core in list(_REGISTRY.values()):
+        try:
+            with core.lock:
+                rows = core.conn.execute(
+                    "SELECT tag, memory_usage_bytes FROM duckdb_memory() WHERE memory_usage_bytes > 0"
+                ).fetchall()
+            return {str(tag): int(size) for tag, size in rows}
+        except Exception:  # noqa: BLE001 - closed at the end of the run
+            continue
+    return {}
 
 
 def main(argv: list[str] | None = None) -> int:
