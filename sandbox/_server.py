@@ -71,6 +71,10 @@ class SandboxApp(App):
         resp.body = {"message": f"Too many concurrent requests (limit {limit})", "code": "RATE_LIMIT_EXCEEDED"}
         return resp
 
+    def http_date(self) -> str | None:
+        """The `Date` header of every response; None: this machine's clock (what `http.server` sends)."""
+        return None
+
     def reset_state(self) -> None:
         """Drop all data (POST /__admin/reset)."""
 
@@ -188,6 +192,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence default stderr log
         return
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """`Date` (send_response asks for it without a timestamp): the app's clock when it keeps its own."""
+        if timestamp is None and (date := self.app.http_date()) is not None:
+            return date
+        return super().date_time_string(timestamp)
 
     def _handle(self) -> None:
         parts = urlsplit(self.path)

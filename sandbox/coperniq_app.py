@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from email.utils import formatdate
 from typing import Any
 
 from sandbox import coperniq_views as views
@@ -87,6 +88,10 @@ class CoperniqApp(SandboxApp):
         if not self.assumptions.rate_limit_headers:
             resp.headers.pop("Retry-After", None)
         return resp
+
+    def http_date(self) -> str:
+        """`Date`: the clock that stamps `updatedAt` (moved by tests), `date_header_skew_s` ahead of it."""
+        return formatdate(self.state.clock.latest_us() / 1e6 + self.assumptions.date_header_skew_s, usegmt=True)
 
     def reset_state(self) -> None:
         self.state = CoperniqState(self.state.clock)

@@ -105,6 +105,11 @@ class Clock:
     def now(self) -> datetime:
         return _EPOCH_UTC + timedelta(microseconds=self.now_us())
 
+    def latest_us(self) -> int:
+        """Now as the stamps see it: `now_us()`, or the last tick when ticks ran ahead of a frozen clock."""
+        with self._lock:
+            return max(self.now_us(), self._last_us)
+
     def tick(self) -> int:
         """Current time in whole milliseconds (as µs), strictly later than any earlier tick."""
         with self._lock:

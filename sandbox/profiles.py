@@ -55,6 +55,9 @@ class CoperniqAssumptions:
     workflows_v1_share: float = 0.0
     #: `PATCH /invoices/{id}` with line items that carry no `id` replaces the lines (False: appends them).
     invoice_patch_replaces_lines: bool = True
+    #: Seconds the `Date` header of every response runs ahead of the clock that stamps `updatedAt` (0: one clock;
+    #: negative: behind). The tap anchors its lookback window at a read's start taken from `Date`.
+    date_header_skew_s: float = 0.0
 
 
 _PESSIMISTIC: dict[type, dict[str, Any]] = {
@@ -71,6 +74,7 @@ _PESSIMISTIC: dict[type, dict[str, Any]] = {
         "archived_visible_by_id": False,
         "workflows_v1_share": 0.2,
         "invoice_patch_replaces_lines": False,
+        "date_header_skew_s": 60.0,
     },
 }
 

@@ -22,11 +22,15 @@ if t.TYPE_CHECKING:
     from singer_sdk.pagination import PageNumberPaginator
     from singer_sdk.streams.rest import HTTPRequest, PageContext
 
+#: Seconds Coperniq's `Date` header may run ahead of the clock that stamps `updatedAt` (setting
+#: `clock_skew_allowance`): a window anchored at a read's start begins this much earlier (ASSUMPTION 15).
+DEFAULT_CLOCK_SKEW_ALLOWANCE = 120
+
 
 def coperniq_time_of(response: requests.Response) -> datetime | None:
-    """When Coperniq began answering, on its own clock (the one that stamps `updatedAt`): the `Date` header less
-    the time the exchange took and the header's 1 s resolution, and never later than this machine's clock says.
-    None without a usable `Date`."""
+    """When Coperniq began answering, on the clock behind its `Date` header (at most `clock_skew_allowance` ahead of
+    the one that stamps `updatedAt`, ASSUMPTION 15): the header less the time the exchange took and its 1 s
+    resolution, and never later than this machine's clock says. None without a usable `Date`."""
     raw = response.headers.get("Date")
     if not raw:
         return None
@@ -46,11 +50,13 @@ class IncrementalStream(LookbackStreamMixin, CoperniqStream):
     projects/invoices each costs a detail call against the daily cap: the overlap filter (sync_ledger)
     drops the rows already emitted with the same updatedAt.
 
-    The window is `lookback_window` seconds before the bookmark, or before the start of the previous complete read
-    (`read_started_at`, Coperniq's clock) when that is later: a row stamped more than the window before that start
-    was visible when that read began (the lag the window allows for had passed), so that read saw it. After a
-    quiet spell or a bulk update the rows just before the bookmark are read once more, not on every run. Rows
-    remembered for the overlap filter below the next window are dropped (no read asks for them again).
+    The window is `lookback_window` seconds before the bookmark, or `lookback_window + clock_skew_allowance`
+    seconds before the start of the previous complete read (`read_started_at`, from Coperniq's `Date` header) when
+    that is later. The start is on the `Date` clock, which may run ahead of the clock that stamps `updatedAt`: less
+    the allowance it is not after the read's start on the `updatedAt` clock, and a row stamped more than the
+    lookback before that was visible when that read began (the lag the window allows for had passed), so that read
+    saw it. After a quiet spell or a bulk update the rows just before the bookmark are read once more, not on
+    every run. Rows remembered for the overlap filter below the next window are dropped (no read asks for them).
 
     A quota stop mid-read keeps `resume` in the state: the page to go on from, the `updated_after` of that read
     and its start time. The next run continues there, and caps its bookmark at the first read's start, so a row
@@ -79,16 +85,26 @@ class IncrementalStream(LookbackStreamMixin, CoperniqStream):
         """Read the whole list, ignoring updated_after (the projects sweep)."""
         return False
 
+    @property
+    def clock_skew_allowance(self) -> int:
+        """The `clock_skew_allowance` setting in seconds (0: the `Date` header is the `updatedAt` clock)."""
+        value = self.config.get("clock_skew_allowance")
+        return DEFAULT_CLOCK_SKEW_ALLOWANCE if value is None else max(0, int(value))
+
+    def window_after(self, read_started: str) -> datetime:
+        """The earliest `updatedAt` the run after a read that began at `read_started` (the `Date` clock) asks for."""
+        return parse_timestamp(read_started) - timedelta(seconds=self.lookback + self.clock_skew_allowance)
+
     @override
     def read_from(self, context: object) -> datetime | None:
-        """The mixin's bookmark - lookback, or the previous read's start - lookback when that is later."""
+        """The mixin's bookmark - lookback, or `window_after` the previous read's start when that is later."""
         start = super().read_from(context)
         previous = self.stream_state.get(self.READ_STARTED_KEY)
         if start is None or not previous or self.lookback <= 0:
             return start
         if not self.get_context_state(context).get("replication_key_value"):  # type: ignore[arg-type]
             return start
-        return max(start, parse_timestamp(str(previous)) - timedelta(seconds=self.lookback))
+        return max(start, self.window_after(str(previous)))
 
     @override
     def get_new_paginator(self) -> PageNumberPaginator | None:
@@ -165,7 +181,7 @@ class IncrementalStream(LookbackStreamMixin, CoperniqStream):
         recent = state.get(RECENT_KEY)
         if self.lookback <= 0 or not isinstance(recent, dict):
             return
-        floor = parse_timestamp(started) - timedelta(seconds=self.lookback)
+        floor = self.window_after(started)
         keep = {k: v for k, v in recent.items() if parse_timestamp(str(v)) >= floor}
         if keep:
             state[RECENT_KEY] = keep

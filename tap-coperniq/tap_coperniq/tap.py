@@ -22,6 +22,7 @@ from tap_coperniq.budget import (
     QuotaGovernor,
 )
 from tap_coperniq.client import DEFAULT_API_URL
+from tap_coperniq.incremental import DEFAULT_CLOCK_SKEW_ALLOWANCE
 from tap_coperniq.pagination import MAX_PAGE_SIZE
 from tap_coperniq.retries import DEFAULT_MAX_RATE_LIMIT_WAIT
 from tap_coperniq.retrying import CoperniqStopError
@@ -88,6 +89,15 @@ class TapCoperniq(Tap):
             title="Lookback window (seconds)",
             description="Seconds re-read before the bookmark each run, because updated_after may be strict "
             "and late writes happen; records are never emitted twice within one run.",
+        ),
+        th.Property(
+            "clock_skew_allowance",
+            th.IntegerType,
+            default=DEFAULT_CLOCK_SKEW_ALLOWANCE,
+            title="Clock skew allowance (seconds)",
+            description="Seconds Coperniq's Date header may run ahead of the clock that stamps updatedAt. The "
+            "lookback window anchored at the previous read's start (taken from Date) begins this much earlier; "
+            "the one anchored at the bookmark does not need it. 0 = the two clocks are one.",
         ),
         th.Property(
             "include_archived",

@@ -13,7 +13,7 @@ import requests
 
 from sync_ledger.incremental import parse_timestamp
 from tap_coperniq.budget import PaymentPlanner, pack_deferred, unpack_deferred
-from tap_coperniq.incremental import coperniq_time_of
+from tap_coperniq.incremental import DEFAULT_CLOCK_SKEW_ALLOWANCE, coperniq_time_of
 from tap_coperniq.tap import TapCoperniq
 from tests.conftest import RunningSandbox, start_coperniq
 from tests.tap_coperniq.conftest import run_tap
@@ -101,7 +101,8 @@ def test_a_quiet_rerun_reads_one_page_per_list(sandbox: RunningSandbox) -> None:
     assert all(sandbox.stats.by_route[route] == 1 for route in LIST_ROUTES), sandbox.stats.by_route
     assert not second.ids("projects") and not second.ids("invoices")
     (after,) = asked["/v1/projects"]
-    assert after is not None and parse_timestamp(after) >= read_started - timedelta(seconds=300, milliseconds=1)
+    window_start = read_started - timedelta(seconds=300 + DEFAULT_CLOCK_SKEW_ALLOWANCE, milliseconds=1)
+    assert after is not None and parse_timestamp(after) >= window_start
 
     # A state from before (no read start): the window is the bookmark's again, the whole of it re-read.
     old = copy.deepcopy(first.state)
