@@ -26,7 +26,7 @@ SCHEMA_VERSION = 3
 LOG_ACTIONS = frozenset({"created", "updated", "linked", "skipped", "failed", "deleted", "planned"})
 STAGING_STATUSES = frozenset({"pending", "done", "failed", "skipped", "waiting"})
 #: DuckDB memory limit of the ledger connection (env SYNC_LEDGER_MEMORY_LIMIT overrides it).
-DEFAULT_MEMORY_LIMIT = "256MB"
+DEFAULT_MEMORY_LIMIT = "96MB"
 _CHUNK = 20_000  # rows per bulk statement: bounds the size of one parameter list
 
 _SCHEMA = """
@@ -241,8 +241,9 @@ def _open_core(path: Path, *, lock_timeout: float, read_only: bool) -> _Core:
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 1.0)
     try:
-        # DuckDB's buffer pool takes up to 80% of RAM by default; the ledger's working set is small (the mirrors hold
-        # what is hot), so bound it: big scans spill to a temp file instead of growing the process.
+        # DuckDB's buffer pool takes up to 80% of RAM by default, and a first sync writes more than the ledger's
+        # working set (a chunk's rows, links and the indexes): bound it, big scans spill to a temp file instead of
+        # growing the process.
         limit = os.environ.get("SYNC_LEDGER_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
         if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit, re.IGNORECASE):
             raise LedgerError(f"SYNC_LEDGER_MEMORY_LIMIT must look like 256MB or 1GB, got {limit!r}")
