@@ -25,6 +25,7 @@ class ProjectTriggers:
         self,
         ledger: Ledger,
         settings: Settings,
+        workflows: list[dict[str, Any]],
         *,
         first_run_at: datetime | None,
         run_started_at: datetime | None,
@@ -34,12 +35,11 @@ class ProjectTriggers:
         self.s = settings
         self.first_run_at = first_run_at
         self.run_started_at = run_started_at
-        self.index = self._build(warn)
+        self.index = self._build(workflows, warn)
         self.threshold = self._threshold()
         self._dry_snapshots: dict[str, dict[str, Any]] = {}
 
-    def _build(self, warn: Any) -> TriggerIndex:
-        workflows = [p for _, p, _, _ in self.ledger.iter_staged(SRC, "workflows")]
+    def _build(self, workflows: list[dict[str, Any]], warn: Any) -> TriggerIndex:
         triggers = TriggerIndex.build(self.s.trigger_phases, workflows)
         if workflows and triggers.rules and not any(rule.resolved for rule in triggers.rules):
             raise ConfigRefused(

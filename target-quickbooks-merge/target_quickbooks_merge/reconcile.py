@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from sync_ledger import Ledger, fingerprint
 from sync_ledger.rows import PlanRow, RowFailure, Wait
@@ -65,7 +66,8 @@ class Reconciler:
 
     def run(self) -> Result:
         ctx = self.ctx
-        self._wake_on_new_settings()
+        workflows = [p for _, p, _, _ in ctx.ledger.iter_staged(SRC, "workflows")]  # read once, used twice
+        self._wake_on_new_settings(workflows)
         if not ctx.dry and (healed := ctx.ledger.heal_waits(SRC)):
             ctx.log.info("%d waiting rows whose dependency is already synced are evaluated again", healed)
         if ctx.leftover:
@@ -75,7 +77,12 @@ class Reconciler:
                 len(ctx.leftover),
             )
         triggers = ProjectTriggers(
-            ctx.ledger, ctx.s, first_run_at=self.first_run_at, run_started_at=self.run_started_at, warn=ctx.warn
+            ctx.ledger,
+            ctx.s,
+            workflows,
+            first_run_at=self.first_run_at,
+            run_started_at=self.run_started_at,
+            warn=ctx.warn,
         )
         contacts = ContactIndex(ctx.client, ctx.log)
         names = NameBook(ctx.ledger, contacts, dry=ctx.dry)
@@ -95,12 +102,11 @@ class Reconciler:
         ctx.ledger.flush()
         return Result(ctx.rows.counts, ctx.rows.plan, ctx.warnings, evaluated=ctx.guard.processed)
 
-    def _wake_on_new_settings(self) -> None:
+    def _wake_on_new_settings(self, workflows: list[dict[str, Any]]) -> None:
         """Skipped and waiting rows are re-evaluated only when they or what they wait on change; a change of a
         setting that decides them (or the first run of this version) re-evaluates them all, once."""
         ctx = self.ctx
-        workflows = [fingerprint(p) for _, p, _, _ in ctx.ledger.iter_staged(SRC, "workflows")]
-        decisions = decisions_fingerprint(ctx.s, workflows)
+        decisions = decisions_fingerprint(ctx.s, [fingerprint(p) for p in workflows])
         if ctx.dry or ctx.ledger.get_meta(DECISIONS_META) == decisions:
             return
         woken = ctx.ledger.wake_all(SRC, ("projects", "accounts", "invoices", "payments"), ("skipped", "waiting"))
