@@ -172,6 +172,7 @@ class InvoiceSync:
                 ctx.end(intent_key)  # nothing with that number exists: the interrupted create never happened
             return False
         found = next((i for i in existing if str(i.get("contact")) == contact), existing[0])
+        found = self.existing.full(found)
         recovered = intent_key in ctx.leftover
         if str(found.get("contact")) != contact:
             if recovered:

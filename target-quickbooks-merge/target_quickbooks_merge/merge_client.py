@@ -163,6 +163,9 @@ class MergeClient:
         found = [c for c in self.find_contacts(remote_id=remote_id, is_customer="true") if c.get("is_customer")]
         return found[0] if found else None
 
+    def invoice(self, merge_id: str) -> dict[str, Any]:
+        return dict(self.api.get(f"/invoices/{merge_id}") or {})
+
     def invoices_by_number(self, number: str) -> list[dict[str, Any]]:
         return list(self.iter_list("/invoices", {"number": number, "type": "ACCOUNTS_RECEIVABLE"}))
 

@@ -175,10 +175,16 @@ class ItemIndex:
         )
 
 
+#: What the invoice list keeps of each invoice: enough to choose a candidate (the list grows with QuickBooks'
+#: history, so not whole models; a chosen one is read whole with `full`).
+LISTED_FIELDS = ("id", "number", "contact", "remote_id", "remote_was_deleted")
+
+
 class InvoiceIndex:
     """QuickBooks AR invoices by number. Each lookup also reads the next page of the invoice list; once the list is
     complete, lookups are free. So a run pays at most twice the cheaper of "one GET per new invoice" and "read the
-    whole list", without knowing in advance how many invoices QuickBooks holds."""
+    whole list", without knowing in advance how many invoices QuickBooks holds. Listed invoices keep only
+    LISTED_FIELDS; `full` reads the one a rule goes on with."""
 
     def __init__(self, client: MergeClient, log: Any) -> None:
         self.client = client
@@ -204,7 +210,7 @@ class InvoiceIndex:
                 return self.client.invoices_by_number(number)
             for inv in (page or {}).get("results") or []:
                 if inv.get("number") not in (None, ""):
-                    self._by_number[str(inv["number"])].append(inv)
+                    self._by_number[str(inv["number"])].append({k: inv.get(k) for k in LISTED_FIELDS})
             if page is None or not page.get("next"):
                 self.complete = True
                 self.log.info(
@@ -213,6 +219,12 @@ class InvoiceIndex:
         if self.complete:
             return list(self._by_number.get(str(number), []))
         return self.client.invoices_by_number(number)
+
+    def full(self, invoice: dict[str, Any]) -> dict[str, Any]:
+        """The whole model of an invoice from `by_number`/`listed` (one GET if the list kept only its keys)."""
+        if set(invoice) <= set(LISTED_FIELDS) and invoice.get("id"):
+            return self.client.invoice(str(invoice["id"])) or invoice
+        return invoice
 
     def listed(self, number: str) -> list[dict[str, Any]]:
         """Invoices with this number in the list read so far (free; complete only once `complete`)."""
