@@ -13,7 +13,7 @@ from .util import fingerprint, utcnow
 #: Payloads read per query while iterating (bounded memory whatever the stream's size).
 CHUNK = 2000
 #: Payloads kept after a staged() read.
-PAYLOAD_CACHE = 8192  # at least two chunks' worth of prefetched records
+PAYLOAD_CACHE = 4096  # two chunks of prefetched records
 
 
 class StagingMixin(RowsMixin):

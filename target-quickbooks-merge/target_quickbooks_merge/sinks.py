@@ -120,7 +120,7 @@ def _non_finite(value: t.Any, path: str = "") -> tuple[str, float] | None:
 class StagingSink(BatchSink):
     """Buffers a batch of records, then stages it into the ledger in one bulk write."""
 
-    MAX_SIZE_DEFAULT = 5000
+    MAX_SIZE_DEFAULT = 2000
 
     def __init__(self, target: Target, stream_name: str, schema: dict, key_properties: t.Sequence[str] | None) -> None:
         self._qbm_target = t.cast("StagingHost", target)
