@@ -12,7 +12,7 @@ from .ledger_core import _CHUNK, _LINK_COLUMNS, Link, _key, _opt_sid, _sid
 from .util import as_utc, utcnow
 
 #: Links kept in memory after a read (per source record); the rest stay in DuckDB, read by index.
-LINK_CACHE = 10_000
+LINK_CACHE = 5_000
 
 
 class LinksMixin(LedgerBase):

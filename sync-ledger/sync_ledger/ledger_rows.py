@@ -15,7 +15,7 @@ from .ledger_core import _CHUNK, STAGING_STATUSES, _key, _sid, _Staged
 from .util import utcnow
 
 #: Staging rows kept in memory after a read (two chunks of a pass, with room for what they look up).
-ROW_CACHE = 10_000
+ROW_CACHE = 5_000
 
 
 class RowsMixin(LedgerBase):

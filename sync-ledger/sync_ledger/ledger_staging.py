@@ -11,7 +11,7 @@ from .ledger_rows import RowsMixin
 from .util import fingerprint, utcnow
 
 #: Payloads read per query while iterating (bounded memory whatever the stream's size).
-CHUNK = 2000
+CHUNK = 1000
 #: Payloads kept after a staged() read.
 PAYLOAD_CACHE = 4096  # two chunks of prefetched records
 

@@ -118,7 +118,7 @@ class _Targets(Container[str]):
 #: Links this run made that are held before the journal is flushed and the ledger answers for them.
 MADE_HELD = 5000
 #: Links (and echo answers) read from the ledger that are kept: a few chunks' worth.
-READ_HELD = 12_000
+READ_HELD = 6_000
 
 
 def _bound(cache: dict[Any, Any]) -> None:
