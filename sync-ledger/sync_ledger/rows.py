@@ -115,7 +115,12 @@ def echo_link(
     link = ledger.get_link_by_target(system, kind, record_id)
     if link is None and remote_id:
         link = ledger.get_link_by_remote(system, kind, str(remote_id))
-    return link if link is not None and link.source_system == other else None
+    return link if written_from(link, other) else None
+
+
+def written_from(link: Link | None, other: str) -> bool:
+    """Does this link (found by its target) say the record was written by the leg coming from `other`?"""
+    return link is not None and link.source_system == other
 
 
 @dataclass

@@ -6,7 +6,7 @@ from collections.abc import Callable, Container, Iterable, Mapping
 from typing import Any
 
 from sync_ledger import Ledger, Link
-from sync_ledger.rows import Journal, echo_link
+from sync_ledger.rows import Journal, echo_link, written_from
 
 SRC = "coperniq"
 QBO = "quickbooks"
@@ -34,8 +34,7 @@ class LinkMap:
         if key in self._made:
             return self._made[key]
         if key not in self._read:
-            link = self._ledger.get_link(SRC, source_type, key[1])
-            self._keep(key, link if link is not None and link.target_system == QBO else None)
+            self._keep(key, _to_quickbooks(self._ledger.get_link(SRC, source_type, key[1])))
         return self._read[key]
 
     def __contains__(self, key: tuple[str, str]) -> bool:
@@ -49,8 +48,7 @@ class LinkMap:
             return
         found = self._ledger.links_for(SRC, source_type, wanted)
         for sid in wanted:
-            link = found.get(sid)
-            self._keep((source_type, sid), link if link is not None and link.target_system == QBO else None)
+            self._keep((source_type, sid), _to_quickbooks(found.get(sid)))
 
     def prefetch_echoes(self, kind: str, source_ids: Iterable[str]) -> None:
         """Which of these Coperniq records the reverse leg wrote (one query for a chunk's echo checks)."""
@@ -58,8 +56,7 @@ class LinkMap:
         if wanted:
             written = self._ledger.links_to(SRC, kind, wanted)
             for sid in wanted:
-                link = written.get(sid)
-                self._echoes[(kind, sid)] = link is not None and link.source_system == QBO
+                self._echoes[(kind, sid)] = written_from(written.get(sid), QBO)
             _bound(self._echoes)
 
     def echo(self, kind: str, source_id: str) -> bool:
@@ -119,6 +116,11 @@ class _Targets(Container[str]):
 MADE_HELD = 5000
 #: Links (and echo answers) read from the ledger that are kept: a few chunks' worth.
 READ_HELD = 6_000
+
+
+def _to_quickbooks(link: Link | None) -> Link | None:
+    """The link if it goes to QuickBooks (a Coperniq record's link to another system is not this leg's)."""
+    return link if link is not None and link.target_system == QBO else None
 
 
 def _bound(cache: dict[Any, Any]) -> None:
