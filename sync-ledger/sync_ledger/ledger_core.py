@@ -194,8 +194,6 @@ class _Core:
         self.target_systems: set[str] | None = None  # the target systems id_map holds links to
         # recently read or marked staging rows (statuses, not payloads), bounded: see ledger_rows
         self.rows: dict[tuple[str, str, str], _Staged] = {}
-        # rows waiting on a key, per (source_system, key), loaded on the first wake of that source system
-        self.waiters: dict[str, dict[str, set[tuple[str, str]]]] = {}
         # recently read payloads, so a record looked up by many others (a client's projects) is read once
         self.payloads: dict[tuple[str, str, str], str] = {}
         self.has_waits_on = True  # False for a version-1 ledger opened read-only

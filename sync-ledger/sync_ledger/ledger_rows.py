@@ -52,7 +52,6 @@ class RowsMixin(LedgerBase):
             key = waits_on if status == "waiting" else None
             if (status, attempts, last_error, key) == (row.status, row.attempts, row.last_error, row.waits_on):
                 return
-            self._index_wait(source_system, stream, rid, row.waits_on, key)
             row.status, row.attempts, row.last_error, row.waits_on = status, attempts, last_error, key
             c.mark_buf[(source_system, stream, rid)] = (status, attempts, last_error, utcnow(), key)
             self._buffered()
@@ -70,16 +69,25 @@ class RowsMixin(LedgerBase):
             return row.waits_on if row is not None else None
 
     def wake(self, source_system: str, keys: Iterable[str]) -> int:
-        """Rows `waiting` on one of these keys become `pending` (re-evaluated on the next pass); their count."""
+        """Rows `waiting` on one of these keys become `pending` (re-evaluated on the next pass); their count.
+        One UPDATE in SQL (after the buffered statuses are written), so no index of the waiting rows is held."""
+        wanted = sorted(set(keys))
         c = self._c
-        woken = 0
+        if not wanted or not c.has_waits_on:
+            return 0
+        self._writable()
         with c.lock:
-            waiters = self._load_waiters(source_system)
-            for key in keys:
-                for stream, rid in list(waiters.get(key, ())):
-                    self.mark_staged(source_system, stream, rid, "pending")
-                    woken += 1
-        return woken
+            self._flush_now()  # a row marked waiting in this process is in the table the UPDATE reads
+            with self._tx():
+                woken = c.conn.execute(
+                    "UPDATE staging SET status = 'pending', processed_at = ?, waits_on = NULL "
+                    "WHERE source_system = ? AND status = 'waiting' AND waits_on IN (SELECT unnest(?::VARCHAR[])) "
+                    "RETURNING stream, record_id",
+                    [utcnow(), source_system, wanted],
+                ).fetchall()
+            for stream, rid in woken:
+                c.rows.pop((source_system, stream, rid), None)  # read again (as pending) when next asked
+        return len(woken)
 
     def wake_all(self, source_system: str, streams: Iterable[str], statuses: Sequence[str]) -> int:
         """Every row of these streams in one of `statuses` becomes `pending` (a setting that decides them changed)."""
@@ -187,34 +195,4 @@ class RowsMixin(LedgerBase):
                 ]
             for rid in woken:
                 c.rows.pop((source_system, stream, rid), None)
-            if woken:
-                c.waiters.pop(source_system, None)  # reloaded from the table on the next wake
         return len(woken)
-
-    def _load_waiters(self, source_system: str) -> dict[str, set[tuple[str, str]]]:
-        c = self._c
-        waiters = c.waiters.get(source_system)
-        if waiters is None:
-            if not c.read_only:
-                self._flush_now()  # statuses buffered in this process are in the table below
-            waiters = {}
-            if c.has_waits_on:
-                for stream, rid, key in c.conn.execute(
-                    "SELECT stream, record_id, waits_on FROM staging WHERE source_system = ? AND status = 'waiting' "
-                    "AND waits_on IS NOT NULL",
-                    [source_system],
-                ).fetchall():
-                    waiters.setdefault(key, set()).add((stream, rid))
-            c.waiters[source_system] = waiters
-        return waiters
-
-    def _index_wait(self, source_system: str, stream: str, rid: str, old: str | None, new: str | None) -> None:
-        waiters = self._c.waiters.get(source_system)
-        if waiters is None or old == new:
-            return  # not loaded yet: loaded from the table (after a flush) on the first wake
-        if old is not None and (held := waiters.get(old)) is not None:
-            held.discard((stream, rid))
-            if not held:
-                del waiters[old]
-        if new is not None:
-            waiters.setdefault(new, set()).add((stream, rid))

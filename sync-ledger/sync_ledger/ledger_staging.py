@@ -88,7 +88,7 @@ class StagingMixin(RowsMixin):
                                 [changed[r].fingerprint for r in part],
                             ],
                         )
-                c.on_commit.append(lambda: self._staged_changed(source_system, stream, current, changed))
+                c.on_commit.append(lambda: self._staged_changed(source_system, stream, changed))
 
     def staged(self, source_system: str, stream: str, record_id: str) -> dict[str, Any] | None:
         """The latest payload received for a source record, whatever run it arrived in (an index point read; the
@@ -204,15 +204,10 @@ class StagingMixin(RowsMixin):
             while len(c.payloads) > PAYLOAD_CACHE:
                 del c.payloads[next(iter(c.payloads))]
 
-    def _staged_changed(
-        self, source_system: str, stream: str, current: dict[str, _Staged], changed: dict[str, _Staged]
-    ) -> None:
+    def _staged_changed(self, source_system: str, stream: str, changed: dict[str, _Staged]) -> None:
         """After a stage() commit: the row and payload caches and the rows waiting on these records."""
         c = self._c
         for rid, new in changed.items():
-            old = current.get(rid)
-            if old is not None and old.waits_on is not None:
-                self._index_wait(source_system, stream, rid, old.waits_on, None)
             c.payloads.pop((source_system, stream, rid), None)
             c.mark_buf.pop((source_system, stream, rid), None)  # flushed before the reset, or never written
             self._cache_row((source_system, stream, rid), new)

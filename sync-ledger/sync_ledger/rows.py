@@ -20,6 +20,9 @@ that make a crash at any point recoverable (docs/CONTRACTS.md, "write journal"):
 2. A row's status is written only *after* the links queued before it, and an intent is cleared only *together with*
    the link it protects: a row is never ``done`` while its link is not, and an intent never disappears while its
    record is unlinked.
+
+Rows waiting on a link wake when the journal writes it (one UPDATE per batch); a run's passes flush the journal
+before reading their rows, so a row woken by an earlier pass is evaluated in the same run.
 """
 
 from __future__ import annotations
@@ -217,10 +220,10 @@ class Journal:
             self.ledger.begin_intents(intents)
 
     def link(self, link: Link, intent_key: str | None = None) -> None:
-        """Queue a link, and the clear of the intent that announced its create; rows waiting on it wake now."""
+        """Queue a link, and the clear of the intent that announced its create; rows waiting on it wake when it is
+        written (flush)."""
         if self.dry:
             return
-        self.ledger.wake(self.source_system, [link_key(link.source_type, link.source_id)])
         self._links[(link.source_type, link.source_id, link.target_system)] = link
         if intent_key:
             self._ends.append(intent_key)
@@ -249,15 +252,19 @@ class Journal:
             self.ledger.mark_staged(self.source_system, stream, source_id, status, error, waits_on=waits_on)
 
     def flush(self) -> None:
-        """Write queued links and intent clears in one transaction, then the statuses queued behind them."""
-        if self._links or self._ends:
+        """Write queued links and intent clears in one transaction, then the statuses queued behind them, then wake
+        the rows waiting on those links (one UPDATE; a crash before it is healed by heal_waits at the next start)."""
+        links = list(self._links.values())
+        if links or self._ends:
             with self.ledger.transaction():
-                if self._links:
-                    self.ledger.upsert_links(list(self._links.values()))
+                if links:
+                    self.ledger.upsert_links(links)
                 self.ledger.end_intents(self._ends)
         self._links.clear()
         self._ends.clear()
         for stream, source_id, status, error, waits_on in self._marks:
             self.ledger.mark_staged(self.source_system, stream, source_id, status, error, waits_on=waits_on)
         self._marks.clear()
+        if links:
+            self.ledger.wake(self.source_system, [link_key(link.source_type, link.source_id) for link in links])
         self._saved_at = time.monotonic()

@@ -160,6 +160,8 @@ class Context:
 
     def todo_chunks(self, stream: str, *, prefetch: Sequence[str] = ()) -> Iterator[list[Staged]]:
         related = [(name, RELATED[name]) for name in prefetch]
+        if not self.dry:
+            self.journal.flush()  # the links of earlier passes are written and the rows waiting on them woken
         if self.dry:
             chunks = self.ledger.iter_staged_chunks(
                 SRC, stream, status=("pending", "failed", "skipped", "waiting"), prefetch=related
