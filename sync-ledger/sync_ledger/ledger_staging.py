@@ -154,38 +154,46 @@ class StagingMixin(RowsMixin):
         prefetch: Sequence[tuple[str, Callable[[dict[str, Any]], Any]]] = (),
     ) -> Iterator[list[tuple[str, dict[str, Any], str, int]]]:
         """iter_staged, a chunk (up to CHUNK rows) at a time: what the caller needs for a chunk's rows (their
-        links, with links_for) is read in one query before they are evaluated. Addition to the contract."""
+        links, with links_for) is read in one query before they are evaluated. Addition to the contract.
+        Pages through the table in id order (no list of the whole stream is held): a row is yielded once; a row
+        that comes to match ahead of the position (woken by an earlier one) is yielded in the same pass."""
         wanted = _statuses(status)
         c = self._c
-        with c.lock:
-            self._flush_if_writable()  # buffered statuses are in the table the snapshot reads
-            where = ""
-            params: list[Any] = [source_system, stream]
-            if wanted is not None:
-                waits = " OR (status = 'waiting' AND waits_on IS NULL)" if unkeyed_waits and c.has_waits_on else ""
-                where = f"AND (list_contains(?, status){waits})"
-                params.append(sorted(wanted))
-            snapshot = c.conn.execute(
-                f"SELECT record_id, status, attempts FROM staging WHERE source_system = ? AND stream = ? {where}",
-                params,
-            ).fetchall()
-        snapshot.sort(key=lambda r: (len(r[0]), r[0]))  # numeric-looking ids in numeric order
-        for i in range(0, len(snapshot), CHUNK):
-            part = snapshot[i : i + CHUNK]
+        where = ""
+        filters: list[Any] = []
+        if wanted is not None:
+            waits = " OR (status = 'waiting' AND waits_on IS NULL)" if unkeyed_waits and c.has_waits_on else ""
+            where = f"AND (list_contains(?, status){waits})"
+            filters.append(sorted(wanted))
+        after = ""  # numeric-looking ids in numeric order: by length, then by value
+        while True:
             with c.lock:
+                self._flush_if_writable()  # buffered statuses are in the table the page reads
+                ids = [
+                    r[0]
+                    for r in c.conn.execute(
+                        f"SELECT record_id FROM staging WHERE source_system = ? AND stream = ? {where} "
+                        "AND (length(record_id) > ? OR (length(record_id) = ? AND record_id > ?)) "
+                        "ORDER BY length(record_id), record_id LIMIT ?",
+                        [source_system, stream, *filters, len(after), len(after), after, CHUNK],
+                    ).fetchall()
+                ]
+                if not ids:
+                    return
+                after = ids[-1]
                 waits = "waits_on" if c.has_waits_on else "NULL"
                 rows = c.conn.execute(
                     f"SELECT record_id, payload_json, fingerprint, status, attempts, last_error, {waits} "
                     "FROM staging WHERE staging_key IN (SELECT ? || unnest(?::VARCHAR[]))",
-                    [_key(source_system, stream, ""), [rid for rid, _, _ in part]],
+                    [_key(source_system, stream, ""), ids],
                 ).fetchall()
                 for r in rows:  # the statuses the caller is about to mark
                     if (source_system, stream, r[0]) not in c.rows:
                         self._cache_row((source_system, stream, r[0]), _Staged(*r[2:]))
-            decoded = {r[0]: json.loads(r[1]) for r in rows}
+            decoded = {r[0]: (json.loads(r[1]), r[3], r[4]) for r in rows}
             for other, key in prefetch:
-                self._warm(source_system, other, {str(k) for p in decoded.values() if (k := key(p)) is not None})
-            yield [(rid, decoded[rid], st, attempts) for rid, st, attempts in part if rid in decoded]
+                self._warm(source_system, other, {str(k) for p, _, _ in decoded.values() if (k := key(p)) is not None})
+            yield [(rid, *decoded[rid]) for rid in ids if rid in decoded]
 
     def _warm(self, source_system: str, stream: str, record_ids: set[str]) -> None:
         """Read these records' payloads into the staged() cache in one query (records never staged simply do not
