@@ -71,6 +71,10 @@ class SandboxApp(App):
         resp.body = {"message": f"Too many concurrent requests (limit {limit})", "code": "RATE_LIMIT_EXCEEDED"}
         return resp
 
+    def fault_target(self, req: Request) -> str:
+        """What `Faults.only_paths` is matched against (the request path; an app may add what the request names)."""
+        return req.path
+
     def http_date(self) -> str | None:
         """The `Date` header of every response; None: this machine's clock (what `http.server` sends)."""
         return None
@@ -101,7 +105,8 @@ class SandboxApp(App):
         slot = self.concurrency_key(key) if key is not None else None
         if slot is None:
             return self._serve_api(req, key, auth_error)
-        limit = faults.max_concurrent if faults.applies(req.path) else None
+        target = self.fault_target(req) if faults.only_paths else req.path
+        limit = faults.max_concurrent if faults.applies(target) else None
         if not self.stats.admit(slot, limit):
             return self.too_many_concurrent(limit or 0)
         try:
@@ -111,10 +116,11 @@ class SandboxApp(App):
 
     def _serve_api(self, req: Request, key: str | None, auth_error: Response | None) -> Response | None:
         faults = self.faults
-        if (faults.latency_ms or faults.write_latency_ms) and faults.applies(req.path):
+        target = self.fault_target(req) if faults.only_paths else req.path
+        if (faults.latency_ms or faults.write_latency_ms) and faults.applies(target):
             write = req.method in ("POST", "PATCH", "PUT", "DELETE")
             time.sleep((faults.latency_ms + (faults.write_latency_ms if write else 0)) / 1000)
-        if faults.drop_after is not None and faults.applies(req.path) and self.stats.total >= faults.drop_after:
+        if faults.drop_after is not None and faults.applies(target) and self.stats.total >= faults.drop_after:
             return None
         handler, path_seen = self.match(req)
         if auth_error is not None:
@@ -125,9 +131,9 @@ class SandboxApp(App):
             limited.headers.update(rl_headers)
             return limited
         resp: Response
-        if faults.applies(req.path) and faults.take_429():
+        if faults.applies(target) and faults.take_429():
             resp = self.too_many(faults.retry_after)
-        elif faults.applies(req.path) and faults.roll_error():
+        elif faults.applies(target) and faults.roll_error():
             resp = self.error(faults.error_status, "Injected fault", "INTERNAL_SERVER_ERROR")
         elif handler is None:
             resp = self.error(
@@ -146,7 +152,7 @@ class SandboxApp(App):
             except Exception:  # noqa: BLE001 - a sandbox bug must look like a server error, not a dropped connection
                 traceback.print_exc(file=sys.stderr)
                 resp = self.error(500, "Internal server error", "INTERNAL_SERVER_ERROR")
-            if req.method == "POST" and resp.status < 300 and faults.applies(req.path) and faults.roll_lost_response():
+            if req.method == "POST" and resp.status < 300 and faults.applies(target) and faults.roll_lost_response():
                 resp = self.error(faults.error_status, "Injected fault after the write", "INTERNAL_SERVER_ERROR")
         resp.headers.update(rl_headers)
         return resp

@@ -8,7 +8,8 @@ This module is the sandbox app: the API (`merge_api.MergeApi`) plus what only a 
 ("things done directly in QuickBooks"), their `/__admin/` HTTP equivalents, and the CLI. Below it, never
 importing it: `merge_api` (auth, rate limits, route table), `merge_endpoints` (common models, passthrough),
 `merge_linking` (linked accounts, Link flow), `merge_query` (query parameters, list filters), `merge_state`
-(linked accounts, tokens, pending syncs), `merge_seed`; and the data: `merge_models`, `merge_qbo`, `merge_store`.
+(linked accounts, tokens, pending syncs), `merge_seed`; and the data: `merge_models`, `merge_qbo`, `merge_store`,
+`merge_tax` (the company's tax setup and currency), `merge_voids` (voids, passthrough reads of invoices/payments).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sandbox.merge_state import (
     write_errors,
 )
 from sandbox.merge_store import Row
+from sandbox.merge_tax import COMPANY_TAX
 from sandbox.profiles import PROFILES
 
 #: Names this module had before the split and still serves.
@@ -164,7 +166,7 @@ class MergeApp(MergeApi):
         """An invoice entered in QuickBooks (same QBO rules as the API). `amount` = one "Services" line."""
         with self.lock:
             row = self._contact_ref(contact)
-            lines = line_items if line_items is not None else [{"description": "Services", "total_amount": amount}]
+            lines = line_items if line_items is not None else [self.state.data.default_line(amount)]
             model = {
                 "type": "ACCOUNTS_RECEIVABLE",
                 "contact": row["id"] if row else contact,
@@ -215,9 +217,34 @@ class MergeApp(MergeApi):
             return self.state.data.serialize("payments", pay)
 
     def void_invoice(self, invoice_id: str) -> dict[str, Any]:
-        """An invoice voided in QuickBooks."""
+        """An invoice voided in QuickBooks (its payments stay, unapplied); Merge sees it at once."""
         with self.lock:
             return self.state.data.serialize("invoices", self.state.data.void_invoice(invoice_id))
+
+    def void_payment(self, payment_id: str) -> dict[str, Any]:
+        """A payment voided in QuickBooks (amount zero, its invoices reopen); Merge sees it at once."""
+        with self.lock:
+            return self.state.data.serialize("payments", self.state.data.void_payment(payment_id))
+
+    def voids(self) -> list[dict[str, Any]]:
+        """Every void QuickBooks accepted, oldest first: {at, via ("passthrough" | "admin"), entity, merge_id,
+        qbo_id, sync_token (after), changed (False: it was void already), also_changed [{model, id}]}."""
+        with self.lock:
+            return [dict(v) for v in self.state.data.voids]
+
+    def record(self, model: str, id_: str) -> dict[str, Any]:
+        """A row as Merge shows it (with remote_data) next to QuickBooks' own object, and whether a QuickBooks
+        change to it still waits for Merge's next sync."""
+        with self.lock:
+            data = self.state.data
+            row = data.t(model).get(id_)
+            if row is None:
+                raise KeyError(id_)
+            return {
+                "merge": data.serialize(model, row, remote_data=True),
+                "qbo": data.qbo_view(model, row)[1],
+                "pending_sync": data.merge_copy(row) is not row,
+            }
 
     def delete(self, model: str, id_: str) -> dict[str, Any]:
         """Deleted in QuickBooks: Merge keeps the row with remote_was_deleted=true."""
@@ -249,10 +276,19 @@ class MergeApp(MergeApi):
             return Response(
                 200,
                 {name: len(table) for name, table in self.state.data.tables.items()}
-                | {"pending_sync": len(self.state.pending)},
+                | {"pending_sync": len(self.state.pending), "voids": len(self.state.data.voids)},
             )
         if req.method == "GET" and sub == "assumptions":
             return Response(200, {"profile": self.profile_name} | asdict(self.assumptions))
+        if req.method == "GET" and sub == "company":
+            return Response(200, self.company())
+        if req.method == "GET" and sub == "voids":
+            return Response(200, {"voids": self.voids()})
+        if req.method == "GET" and sub.count("/") == 1 and sub.split("/")[0] in self.state.data.tables:
+            try:
+                return Response(200, self.record(*sub.split("/")))
+            except KeyError as exc:
+                return Response(404, {"message": f"not found: {exc}"})
         if req.method != "POST":
             return None
         body = req.json() or {}
@@ -274,6 +310,10 @@ class MergeApp(MergeApi):
                 return Response(201, self.create_payment(**body))
             if sub.startswith("invoices/") and sub.endswith("/void"):
                 return Response(200, self.void_invoice(sub.split("/")[1]))
+            if sub.startswith("payments/") and sub.endswith("/void"):
+                return Response(200, self.void_payment(sub.split("/")[1]))
+            if sub == "company":
+                return Response(200, self.set_company(body.get("company_tax"), body.get("currency")))
             if sub == "delete":
                 return Response(200, self.delete(body["model"], body["id"]))
             if sub == "update":
@@ -316,6 +356,15 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="override that switch of the profile (on)",
     )
+    parser.add_argument(
+        "--company-tax",
+        choices=COMPANY_TAX,
+        default="us_manual",
+        help="the QuickBooks company's tax setup: US manual sales tax, US Automated Sales Tax, or non-US (GST/VAT)",
+    )
+    parser.add_argument(
+        "--currency", default=None, help="the company's home currency (USD; non_us: CAD, the default, or GBP)"
+    )
     args = parser.parse_args(argv)
     if not is_loopback(args.host):
         parser.error(f"refusing to bind to non-loopback host {args.host!r}")
@@ -326,12 +375,16 @@ def main(argv: list[str] | None = None) -> None:
         company_name=args.company_name,
         passthrough_visible_after_sync=args.passthrough_visible_after_sync,
         profile=args.profile,
+        company_tax=args.company_tax,
+        currency=args.currency,
     )
     if args.customers or args.seed is not None:
         seed_merge(app, customers=args.customers or 10, seed=args.seed if args.seed is not None else 1)
     server = SandboxServer(app, args.host, args.port)
+    company = app.company()
     print(
-        f"Merge sandbox on {server.root_url}{API} (profile {args.profile}; Link: {server.root_url}/link/initialize.js)",
+        f"Merge sandbox on {server.root_url}{API} (profile {args.profile}; company {company['company_tax']} "
+        f"{company['currency']}; Link: {server.root_url}/link/initialize.js)",
         flush=True,
     )
     server.serve_forever()

@@ -17,9 +17,19 @@ from sandbox.merge_endpoints import ModelEndpoints, Writer
 from sandbox.merge_linking import AccountEndpoints, LinkFlow
 from sandbox.merge_models import MergeData
 from sandbox.merge_qbo import QboCompany
-from sandbox.merge_query import Filters, contact_filters, invoice_filters, payment_filters, simple_filters
+from sandbox.merge_query import (
+    Filters,
+    contact_filters,
+    invoice_filters,
+    payment_filters,
+    simple_filters,
+    tax_rate_filters,
+)
 from sandbox.merge_seed import seed_assumed_company
-from sandbox.merge_state import API, LINKED_ACCOUNT_STATUSES, LinkedAccount, MergeState, detail
+from sandbox.merge_state import API, LINKED_ACCOUNT_STATUSES, TRANSACTION_TABLES, LinkedAccount, MergeState, detail
+from sandbox.merge_store import Row
+from sandbox.merge_tax import TaxSetup, tax_setup
+from sandbox.merge_voids import QboTransactions
 from sandbox.profiles import MergeAssumptions, resolve
 
 #: Paths (under API) that take the organization key alone, without an X-Account-Token.
@@ -47,14 +57,19 @@ class MergeApi(SandboxApp):
         unique_invoice_numbers: bool = True,
         max_name_length: int = 100,
         profile: str | MergeAssumptions | None = None,
+        company_tax: str = "us_manual",
+        currency: str | None = None,
         **switch_overrides: Any,
     ) -> None:
         """`profile` ("optimistic" = default, "pessimistic" or a `MergeAssumptions`) picks how the sandbox reads
         what Merge's docs leave open; `switch_overrides` (e.g. `idempotency_keys=True`) change single switches.
         `passthrough_visible_after_sync` overrides that switch: a customer created/changed via passthrough shows
         up in /contacts only after POST /sync-status/resync (or `app.sync()`), or after `passthrough_sync_delay`
-        seconds when that is set (Merge's periodic sync; setting it defers too)."""
+        seconds when that is set (Merge's periodic sync; setting it defers too, voids included).
+        `company_tax` ("us_manual" = default, "us_ast", "non_us") and `currency` (USD; non_us: CAD or GBP) describe
+        the QuickBooks company itself (sandbox/merge_tax.py), every linked account's company alike."""
         super().__init__()
+        self.tax_setup: TaxSetup = tax_setup(company_tax, currency)
         self.assumptions = resolve(
             MergeAssumptions, profile, passthrough_visible_after_sync=passthrough_visible_after_sync, **switch_overrides
         )
@@ -87,9 +102,19 @@ class MergeApi(SandboxApp):
             separate_id_spaces=self.assumptions.separate_id_spaces,
             employees=self.assumptions.employees_hold_names,
         )
-        data = MergeData(qbo, company_name=self.company_name, unique_invoice_numbers=self.unique_invoice_numbers)
+        data = MergeData(
+            qbo,
+            company_name=self.company_name,
+            unique_invoice_numbers=self.unique_invoice_numbers,
+            tax=self.tax_setup,
+        )
         self.state = MergeState(data)
         qbo.on_change = self._on_qbo_change
+        qbo.transactions = QboTransactions(
+            data,
+            refuse_with_payments=self.assumptions.void_refused_with_payments,
+            before_change=self._before_passthrough_void,
+        )
         self.state.accounts[self.default_account_token] = LinkedAccount(
             token=self.default_account_token,
             end_user_origin_id="sandbox-org",
@@ -111,6 +136,42 @@ class MergeApi(SandboxApp):
         due = time.monotonic() + self.passthrough_sync_delay if self.passthrough_sync_delay is not None else None
         self.state.pending.setdefault((entity, obj["Id"]), due)
 
+    @property
+    def deferred_voids(self) -> bool:
+        """Passthrough voids reach the common models at Merge's next sync (the switch, or a periodic sync)."""
+        return self.assumptions.passthrough_void_visible_after_sync or self.passthrough_sync_delay is not None
+
+    def _before_passthrough_void(self, table: str, row: Row) -> None:
+        """QuickBooks is about to void (or unapply) `row` through passthrough: when Merge sees that only at its next
+        sync, keep what Merge shows now and put the record on the sync's list."""
+        if not self.deferred_voids:
+            return
+        self.state.data.hold_merge_copy(row)
+        entity = next(e for e, t in TRANSACTION_TABLES.items() if t == table)
+        due = time.monotonic() + self.passthrough_sync_delay if self.passthrough_sync_delay is not None else None
+        self.state.pending.setdefault((entity, str(row["remote_id"])), due)
+
+    def set_company(self, company_tax: str | None = None, currency: str | None = None) -> dict[str, Any]:
+        """Make the emulated company another kind of company (tax setup, currency): it is rebuilt empty, as after
+        a reset. Returns `company()`."""
+        setup = tax_setup(company_tax or self.tax_setup.company_tax, currency)
+        with self.lock:
+            self.tax_setup = setup
+            self.reset_state()
+        return self.company()
+
+    def company(self) -> dict[str, Any]:
+        """The company's settings: kind of tax setup, home currency, country, AST rate."""
+        setup = self.tax_setup
+        ast = sum(float(r["RateValue"]) for r in setup.components(setup.ast_code)) if setup.ast_code else None
+        return {
+            "company_tax": setup.company_tax,
+            "currency": setup.currency,
+            "country": setup.country,
+            "ast_rate": ast,
+            "partner_tax_enabled": setup.preferences()["TaxPrefs"]["PartnerTaxEnabled"],
+        }
+
     def sync(self, *, only_due: bool = False) -> int:
         """Run a 'Merge sync': copy pending QBO changes into the common models. Returns how many."""
         return self.state.sync_pending(only_due=only_due)
@@ -122,6 +183,18 @@ class MergeApi(SandboxApp):
 
     def too_many(self, retry_after: float) -> Response:
         return detail(429, "Request was throttled.", {"Retry-After": str(max(1, math.ceil(retry_after)))})
+
+    def fault_target(self, req: Request) -> str:
+        """What `Faults.only_paths` is matched against: the path, and for passthrough also the QBO path inside
+        (so `only_paths=["operation=void"]` injects faults into voids alone)."""
+        if not req.path.endswith("/passthrough"):
+            return req.path
+        try:
+            body = req.json()
+        except ValueError:
+            return req.path
+        inner = body.get("path") if isinstance(body, dict) else None
+        return f"{req.path} {inner}" if isinstance(inner, str) else req.path
 
     def concurrency_key(self, key: str) -> str | None:
         """QuickBooks limits concurrent requests per company: only calls scoped to a linked account count."""
@@ -177,6 +250,7 @@ class MergeApi(SandboxApp):
             "items": simple_filters("name", "status", "type"),
             "accounts": simple_filters("name", "classification", "account_type", "status"),
             "company-info": simple_filters("name"),
+            "tax-rates": tax_rate_filters,
         }
         writers: dict[str, Writer] = {
             "contacts": MergeData.write_contact,

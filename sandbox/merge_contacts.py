@@ -79,7 +79,7 @@ def qbo_contact_body(fields: dict[str, Any], base: dict[str, Any] | None = None)
     return body
 
 
-def contact_fields_from_qbo(entity: str, obj: dict[str, Any]) -> dict[str, Any]:
+def contact_fields_from_qbo(entity: str, obj: dict[str, Any], home_currency: str = "USD") -> dict[str, Any]:
     """QBO Customer/Vendor -> the Merge Contact common-model fields (what Merge's sync would produce)."""
     addresses = []
     for key, kind in (("BillAddr", "BILLING"), ("ShipAddr", "SHIPPING")):
@@ -111,7 +111,7 @@ def contact_fields_from_qbo(entity: str, obj: dict[str, Any]) -> dict[str, Any]:
         "email_address": email,
         "tax_number": obj.get("PrimaryTaxIdentifier"),
         "status": "ACTIVE" if obj.get("Active", True) else "ARCHIVED",
-        "currency": (obj.get("CurrencyRef") or {}).get("value") or "USD",
+        "currency": (obj.get("CurrencyRef") or {}).get("value") or home_currency,
         "remote_updated_at": norm_date(obj["MetaData"]["LastUpdatedTime"]),
         "company": None,
         "addresses": addresses,
@@ -121,7 +121,7 @@ def contact_fields_from_qbo(entity: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 def sync_contact(data: MergeTables, entity: str, obj: dict[str, Any]) -> Row:
     """Materialize/refresh the Merge Contact for a QBO customer/vendor; modified_at moves only on changes."""
-    fields = contact_fields_from_qbo(entity, obj)
+    fields = contact_fields_from_qbo(entity, obj, data.tax.currency)
     table = data.t("contacts")
     row = table.by_remote_id(obj["Id"], entity)
     if row is None:

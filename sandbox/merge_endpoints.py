@@ -6,6 +6,7 @@ Merge, so the per-model parts are only the filters (merge_query) and the write r
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -60,11 +61,12 @@ class ModelEndpoints:
             checks.append(lambda r: r["_mod_us"] < mod_before)
         if cr_before is not None:
             checks.append(lambda r: r["_created_us"] < cr_before)
+        seen = self.app.state.data.merge_copy  # filters see what Merge shows, also of a row QBO changed since
         try:
             rows, nxt, prev = table.page(
                 cursor=req.arg("cursor") or None,
                 page_size=page_size(req),
-                predicate=lambda r: all(c(r) for c in checks),
+                predicate=lambda r: all(c(seen(r)) for c in checks),
                 created_after=cr_after,
                 modified_after=mod_after,
                 candidates=candidates,
@@ -142,6 +144,7 @@ class ModelEndpoints:
             row, warnings = writer(self.app.state.data, body["model"], existing)
         except WriteError as exc:
             return write_errors(exc.errors, exc.warnings)
+        self.app.state.data.drop_merge_copy(row)  # Merge's answer to its own write is QuickBooks' current record
         out: dict[str, Any] = {"model": self.app.state.data.serialize(model, row), "warnings": warnings, "errors": []}
         if parse_bool(req, "is_debug_mode"):
             log_id = str(uuid.uuid4())
@@ -186,6 +189,11 @@ class ModelEndpoints:
             "type": "object",
             "properties": {f: FIELD_SCHEMAS[f] for f in fields if f in FIELD_SCHEMAS},
         }
+        if model_name == "invoices" and self.app.state.data.tax.lines_need_code:  # non_us: lines take a tax code
+            lines = copy.deepcopy(model_schema["properties"]["line_items"])
+            lines["items"]["properties"]["tax_rate"] = {"type": ["string", "null"], "format": "uuid"}
+            lines["items"]["required"] = ["tax_rate"]
+            model_schema["properties"]["line_items"] = lines
         required = REQUIRED.get(f"{op} {model_name}", [])
         if required:
             model_schema["required"] = required

@@ -27,6 +27,7 @@ from sandbox.merge_schema import (
 )
 from sandbox.merge_store import Row, parse_dt
 from sandbox.merge_tables import MergeTables
+from sandbox.merge_tax import compute_tax, line_tax_code, money_sum
 
 
 def build_lines(data: MergeTables, raw: Any, contact_id: str | None) -> list[Row]:
@@ -78,6 +79,18 @@ def build_lines(data: MergeTables, raw: Any, contact_id: str | None) -> list[Row
         if item_id is None:  # QBO puts lines without an ItemRef on the default "Services" item
             default = data.default_item()
             item_id = default["id"] if default else None
+        item = data.t("items").get(item_id)
+        raw_rate = line.get("tax_rate")
+        try:
+            code_id = line_tax_code(
+                data.tax,
+                raw_rate,
+                data.t("tax-rates").get(raw_rate) if isinstance(raw_rate, str) else None,
+                taxable=bool(item.get("_taxable", True)) if item is not None else True,
+            )
+        except QboError as exc:
+            raise WriteError([provider_problem(exc, f"{ptr}/tax_rate")]) from None
+        tax_rate = data.tax_rate_by_code(code_id)
         lines.append(
             {
                 "id": str(uuid.uuid4()),
@@ -91,11 +104,11 @@ def build_lines(data: MergeTables, raw: Any, contact_id: str | None) -> list[Row
                 "employee": None,
                 "project": None,
                 "contact": contact_id,
-                "currency": "USD",
+                "currency": data.tax.currency,
                 "exchange_rate": None,
                 "item": item_id,
                 "account": account_id,
-                "tax_rate": None,
+                "tax_rate": tax_rate["id"] if tax_rate is not None else None,
                 "tracking_category": None,
                 "tracking_categories": [],
                 "company": None,
@@ -105,6 +118,12 @@ def build_lines(data: MergeTables, raw: Any, contact_id: str | None) -> list[Row
             }
         )
     return lines
+
+
+def code_of(data: MergeTables, line: Row) -> str | None:
+    """The QBO TaxCode Id an invoice line carries (its Merge `tax_rate`'s remote_id), or None."""
+    rate = data.t("tax-rates").get(line.get("tax_rate"))
+    return str(rate["remote_id"]) if rate is not None else None
 
 
 def customer_ref(data: MergeTables, contact_id: Any, pointer: str = "model/contact") -> Row:
@@ -168,8 +187,9 @@ def write_invoice(data: MergeTables, model: Any, existing: Row | None = None) ->
     """POST/PATCH /invoices with QBO's invoice rules (customer, >= 1 line with an amount, DocNumber)."""
     op = "PATCH invoices" if existing else "POST invoices"
     fields, warnings = screen(model, op)
-    if isinstance(fields.get("line_items"), list):
-        warnings += nested_warnings(fields["line_items"], LINE_FIELDS, "model/line_items")
+    if isinstance(fields.get("line_items"), list):  # a company that needs a tax code on every line takes one
+        allowed = [*LINE_FIELDS, "tax_rate"] if data.tax.lines_need_code else LINE_FIELDS
+        warnings += nested_warnings(fields["line_items"], allowed, "model/line_items")
     for key in ("status", "total_amount", "balance", "sub_total"):
         if key in fields:  # QBO computes these from the lines and the applied payments
             warnings.append(
@@ -245,7 +265,12 @@ def write_invoice(data: MergeTables, model: Any, existing: Row | None = None) ->
         )
         if due is None:
             due = (parse_dt(issue) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        total = round(sum(line["total_amount"] for line in lines), 2)
+        sub_total = money_sum(*(line["total_amount"] for line in lines))
+        tax, tax_lines = compute_tax(
+            data.tax,
+            [(code_of(data, line), line["total_amount"]) for line in lines] if data.tax.computes_tax else [],
+        )
+        total = money_sum(sub_total, tax)
         paid = round(existing["total_amount"] - existing["balance"], 2) if existing else 0.0
         if existing is not None and total + 0.001 < paid:
             raise WriteError(
@@ -268,12 +293,13 @@ def write_invoice(data: MergeTables, model: Any, existing: Row | None = None) ->
         "issue_date": issue,
         "due_date": due,
         "memo": fields.get("memo", existing["memo"] if existing else None),
-        "currency": fields.get("currency") or (existing["currency"] if existing else "USD"),
-        "sub_total": total,
+        "currency": fields.get("currency") or (existing["currency"] if existing else data.tax.currency),
+        "sub_total": sub_total,
         "total_amount": total,
         "balance": round(total - paid, 2),
         "line_items": lines,
-        "total_tax_amount": 0.0,
+        "total_tax_amount": float(tax),
+        "_tax_lines": tax_lines,
         "total_discount": existing["total_discount"] if existing else None,
     }
     table = data.t("invoices")

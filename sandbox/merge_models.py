@@ -9,11 +9,11 @@ company has, items and accounts, and what is done directly in QuickBooks (void, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from sandbox import merge_contacts, merge_invoices, merge_payments, merge_views
+from sandbox import merge_contacts, merge_invoices, merge_payments, merge_views, merge_voids
 from sandbox.merge_payments import unapply_payment
 from sandbox.merge_qbo import QboCompany, QboError, norm_name
 from sandbox.merge_schema import (
@@ -37,6 +37,7 @@ from sandbox.merge_schema import (
 )
 from sandbox.merge_store import Row, Table
 from sandbox.merge_tables import MergeTables
+from sandbox.merge_tax import TaxSetup, merge_tax_rate_fields
 
 #: Names this module had before the split and still serves.
 __all__ = [
@@ -65,13 +66,21 @@ __all__ = [
 class MergeData(MergeTables):
     """All common-model tables plus the QBO company they mirror."""
 
-    def __init__(self, company: QboCompany, *, company_name: str, unique_invoice_numbers: bool = True) -> None:
-        super().__init__(company, unique_invoice_numbers=unique_invoice_numbers)
+    def __init__(
+        self,
+        company: QboCompany,
+        *,
+        company_name: str,
+        unique_invoice_numbers: bool = True,
+        tax: TaxSetup | None = None,
+    ) -> None:
+        super().__init__(company, unique_invoice_numbers=unique_invoice_numbers, tax=tax)
         self.qbo.other_entities = self._qbo_entities
+        self.qbo.entity_name = merge_views.qbo_entity_name
         self._seed_defaults(company_name)
 
     def _seed_defaults(self, company_name: str) -> None:
-        """What a fresh QBO company has: company info, core accounts, the default items."""
+        """What a fresh QBO company has: company info, its tax codes, core accounts, the default items."""
         self.t("company-info").insert(
             self.new_row(
                 "company-info",
@@ -80,13 +89,18 @@ class MergeData(MergeTables):
                 tax_number=None,
                 fiscal_year_end_month=12,
                 fiscal_year_end_day=31,
-                currency="USD",
+                currency=self.tax.currency,
                 remote_created_at="2020-01-01T00:00:00Z",
                 urls=[],
                 addresses=[],
                 phone_numbers=[],
             )
         )
+        rates = self.t("tax-rates")
+        for code in self.tax.codes:  # remote_id = the TaxCode's own Id: no QBO Id counter is used
+            row = rates.insert(self.new_row("tax-rates", remote_id=code["Id"], **merge_tax_rate_fields(self.tax, code)))
+            for component in row["tax_components"]:
+                component["created_at"] = component["modified_at"] = row["created_at"]
         self.add_account("Services", classification="REVENUE", type="Income", account_type="OTHER_INCOME")
         self.add_account(
             "Sales of Product Income", classification="REVENUE", type="Income", account_type="OTHER_INCOME"
@@ -133,7 +147,7 @@ class MergeData(MergeTables):
                 account_type=account_type,
                 status=extra.pop("status", "ACTIVE"),
                 current_balance=extra.pop("current_balance", 0.0),
-                currency="USD",
+                currency=self.tax.currency,
                 account_number=extra.pop("account_number", None),
                 parent_account=None,
                 company=None,
@@ -150,7 +164,9 @@ class MergeData(MergeTables):
         sales_account: str | None = None,
         **extra: Any,
     ) -> Row:
-        """An item (`name` as the request gave it: validated here)."""
+        """An item (`name` as the request gave it: validated here). `taxable=False` (admin only) makes QBO's
+        automated sales tax leave its lines untaxed."""
+        taxable = bool(extra.pop("taxable", True))
         clean = name.strip() if isinstance(name, str) else name
         if not clean:
             raise WriteError(
@@ -180,6 +196,7 @@ class MergeData(MergeTables):
         return self.t("items").insert(
             self.new_row(
                 "items",
+                _taxable=taxable,
                 name=clean,
                 status=extra.pop("status", "ACTIVE"),
                 type=type,
@@ -236,28 +253,25 @@ class MergeData(MergeTables):
 
     # --- voids and deletes (things done directly in QuickBooks) -----------------------------------
     def void_invoice(self, invoice_id: str) -> Row:
-        """Voiding in QBO zeroes the amounts and unapplies payments (they become unapplied credit)."""
+        """Voided in the QuickBooks UI: amounts zero, payments unapplied (they become unapplied credit); Merge
+        sees it at once, like every admin helper. Voiding a void invoice again changes nothing."""
         row = self.live("invoices", invoice_id)
         if row is None:
             raise KeyError(invoice_id)
-        for payment_id in list(row["payments"]):
-            payment = self.t("payments").get(payment_id)
-            if payment is not None:
-                unapply_payment(self, payment, only_invoice=row["id"])
-                self.t("payments").touch(payment)
-        for line in row["line_items"]:
-            line["total_amount"] = 0.0
-            line["unit_price"] = 0.0 if line["unit_price"] is not None else None
-        row.update(
-            status="VOID",
-            total_amount=0.0,
-            sub_total=0.0,
-            balance=0.0,
-            paid_on_date=None,
-            memo=f"Voided{': ' + row['memo'] if row['memo'] else ''}",
-        )
-        self.doc_numbers.pop(str(row["number"]).casefold(), None)
-        self.t("invoices").touch(row)
+        return self._void_in_qbo("invoices", row, merge_voids.void_invoice)
+
+    def void_payment(self, payment_id: str) -> Row:
+        """Voided in the QuickBooks UI: amount zero, its invoices reopen; Merge sees it at once."""
+        row = self.live("payments", payment_id)
+        if row is None:
+            raise KeyError(payment_id)
+        return self._void_in_qbo("payments", row, merge_voids.void_payment)
+
+    def _void_in_qbo(self, table: str, row: Row, void: Callable[[MergeTables, Row], list[tuple[str, Row]]]) -> Row:
+        changed = void(self, row)
+        merge_voids.record_void(self, table, row, changed, "admin")
+        for name, other in [(table, row), *changed]:  # an admin change is synced at once, held copies too
+            self.publish(name, other)
         return row
 
     def delete(self, table: str, id_: str) -> Row:

@@ -176,6 +176,10 @@ def write_payment(data: MergeTables, model: Any, existing: Row | None = None) ->
         warnings += nested_warnings(fields["applied_to_lines"], APPLIED_FIELDS, "model/applied_to_lines")
     before: Row = existing or {}  # a POST has every field it would fall back on: screen() requires them
     try:
+        if existing is not None and existing.get("_voided"):
+            raise WriteError(
+                [provider_problem(business_error("This transaction has been voided and can't be edited."))]
+            )
         total = (
             money_field(fields["total_amount"], "model/total_amount")
             if "total_amount" in fields
@@ -234,7 +238,7 @@ def write_payment(data: MergeTables, model: Any, existing: Row | None = None) ->
         "transaction_date": txn_date,
         "contact": contact["id"],
         "account": account_id,
-        "currency": fields.get("currency") or (existing["currency"] if existing else "USD"),
+        "currency": fields.get("currency") or (existing["currency"] if existing else data.tax.currency),
         "total_amount": total,
     }
     if existing is None:
@@ -250,10 +254,12 @@ def write_payment(data: MergeTables, model: Any, existing: Row | None = None) ->
             applied_to_lines=[],
             remote_updated_at=None,
         )
+        row["_sync_token"] = 0
         data.t("payments").insert(row)
     else:
         row = existing
         row.update(values)
+        row["_sync_token"] = row.get("_sync_token", 0) + 1
         data.t("payments").touch(row)
     apply_payment(data, row, plan)
     return row, warnings

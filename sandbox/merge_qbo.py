@@ -15,7 +15,7 @@ import copy
 import json
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sandbox.merge_qbo_entities import MAX_LEVEL, READ_ONLY, QboEntities, norm_name
@@ -48,6 +48,20 @@ __all__ = [
 ]
 
 REALM_TEMPLATE = "{{LINKED_ACCOUNT_ATTR.realmId}}"
+#: Transactions whose passthrough reads and voids the Merge app answers (`QboCompany.transactions`).
+TRANSACTIONS = ("Invoice", "Payment")
+#: Read-only QBO entities of the company's setup that `GET .../<entity>/{Id}` (and `GET .../preferences`) serve.
+SETUP_READS = {"taxcode": "TaxCode", "taxrate": "TaxRate", "preferences": "Preferences"}
+
+
+class Transactions(Protocol):
+    """What the company asks of the Merge app for invoices and payments (sandbox/merge_voids.QboTransactions)."""
+
+    def read(self, entity: str, id_: str) -> dict[str, Any]: ...
+
+    def post(self, entity: str, query: dict[str, list[str]], body: Any) -> dict[str, Any]: ...
+
+
 _PATH = re.compile(r"^/v3/company/([^/]+)/(.+?)/?$")
 _RESOURCE = re.compile(r"^(\w+?)(?:/(\w+))?$")
 
@@ -62,6 +76,10 @@ class QboCompany(QboEntities):
         self.realm_id = realm_id
         # hook set by the Merge app: the QBO objects of an entity that is not a name entity (Invoice, Item, ...)
         self.other_entities: Callable[[str], Iterable[dict[str, Any]] | None] = lambda entity: None
+        # hook set by the Merge app: invoice/payment reads and voids (None: not emulated, 4001)
+        self.transactions: Transactions | None = None
+        # hook set by the Merge app: how QBO spells an entity in a QueryResponse (`TaxCode` for `taxcode`)
+        self.entity_name: Callable[[str], str] = lambda entity: entity
 
     # --- passthrough ------------------------------------------------------------------------------
     def passthrough(self, method: str, path: str, data: str | None) -> tuple[int, Any]:
@@ -109,6 +127,18 @@ class QboCompany(QboEntities):
             if info is not None:
                 return 200, {"CompanyInfo": {**info, "Id": self.realm_id}, "time": qbo_time()}
         entity_match = _RESOURCE.match(resource)
+        setup = self._setup_read(method, entity_match)
+        if setup is not None:
+            return setup
+        transaction = entity_match.group(1).capitalize() if entity_match else ""
+        if entity_match and transaction in TRANSACTIONS and self.transactions is not None:
+            if method == "GET" and entity_match.group(2):
+                return 200, {
+                    transaction: self.transactions.read(transaction, entity_match.group(2)),
+                    "time": qbo_time(),
+                }
+            if method == "POST" and not entity_match.group(2):
+                return 200, {transaction: self.transactions.post(transaction, query, body), "time": qbo_time()}
         if not entity_match or entity_match.group(1).capitalize() not in self.name_entities:
             return 400, unsupported_operation(f"Operation {method} {resource} is not supported by the sandbox").fault()
         entity = entity_match.group(1).capitalize()
@@ -124,6 +154,18 @@ class QboCompany(QboEntities):
             return 200, {entity: copy.deepcopy(obj), "time": qbo_time()}
         return 400, unsupported_operation(f"{method} {resource} is not supported").fault()
 
+    def _setup_read(self, method: str, entity_match: re.Match[str] | None) -> tuple[int, Any] | None:
+        """`GET .../taxcode/{Id}`, `.../taxrate/{Id}` and `.../preferences`: the company's tax setup (else None)."""
+        if method != "GET" or entity_match is None or entity_match.group(1).lower() not in SETUP_READS:
+            return None
+        entity = SETUP_READS[entity_match.group(1).lower()]
+        objects = list(self.other_entities(entity) or ())
+        wanted = entity_match.group(2) or ("1" if entity == "Preferences" else None)  # one Preferences, Id 1
+        found = next((o for o in objects if o.get("Id") == wanted), None)
+        if found is None:
+            raise object_not_found(entity, entity_match.group(2))
+        return 200, {entity: copy.deepcopy(found), "time": qbo_time()}
+
     # --- query language ---------------------------------------------------------------------------
     def query(self, text: str) -> dict[str, Any]:
         """A small subset of QBO's SQL-like query language: select */count(*) from X [where a = 'v' and ...]."""
@@ -135,4 +177,4 @@ class QboCompany(QboEntities):
             entity = entity.capitalize()
             return entity, self.entities[entity].values()
         source = self.other_entities(entity)
-        return None if source is None else (entity, source)
+        return None if source is None else (self.entity_name(entity), source)

@@ -19,6 +19,7 @@ from sandbox.merge_qbo_faults import (
     missing_param,
     object_not_found,
     qbo_time,
+    stale_object,
     unsupported_operation,
 )
 
@@ -164,13 +165,7 @@ class QboEntities:
             if body.get("SyncToken") in (None, ""):
                 raise missing_param("SyncToken")
             if str(body["SyncToken"]) != current["SyncToken"]:
-                raise QboError(
-                    "5010",
-                    "Stale Object Error",
-                    "Stale Object Error : You and sandbox were working on this at the same time. sandbox "
-                    "finished before you did, so your work was not saved.",
-                    "SyncToken",
-                )
+                raise stale_object()
         changes = {k: copy.deepcopy(v) for k, v in body.items() if k not in READ_ONLY}
         if body.get("sparse") in (True, "true"):
             new = {**current, **changes}

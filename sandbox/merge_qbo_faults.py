@@ -88,6 +88,17 @@ def object_not_found(entity: str, id_: Any, element: str = "") -> QboError:
     )
 
 
+def stale_object() -> QboError:
+    """5010: the request's SyncToken is not the object's current one (someone changed it since it was read)."""
+    return QboError(
+        "5010",
+        "Stale Object Error",
+        "Stale Object Error : You and sandbox were working on this at the same time. sandbox "
+        "finished before you did, so your work was not saved.",
+        "SyncToken",
+    )
+
+
 def invalid_property(detail: str) -> QboError:
     return QboError("2010", "Request has invalid or unsupported property", detail)
 

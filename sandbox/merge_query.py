@@ -169,3 +169,15 @@ def simple_filters(*names: str) -> Callable[[Request], tuple[list[Callable[[Row]
         return checks, None
 
     return build
+
+
+def tax_rate_filters(req: Request) -> Filters:
+    """`name` (case-insensitive, as the other models' `name`) and `company_id` (QBO tax rates have no company)."""
+    checks: list[Callable[[Row], bool]] = []
+    name = req.arg("name")
+    if name:
+        checks.append(partial(_folded_equals, "name", name.strip().casefold()))
+    company = req.arg("company_id")
+    if company:
+        checks.append(partial(_equals, "company", company))
+    return checks, None

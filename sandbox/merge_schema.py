@@ -261,6 +261,7 @@ EXPANDS = {
     "items": {"company", "purchase_account", "purchase_tax_rate", "sales_account", "sales_tax_rate"},
     "accounts": {"company"},
     "company-info": {"addresses", "phone_numbers"},
+    "tax-rates": {"company"},
 }
 
 
@@ -273,6 +274,7 @@ QBO_ENTITY = {
     "items": "Item",
     "accounts": "Account",
     "company-info": "CompanyInfo",
+    "tax-rates": "TaxCode",
 }
 
 

@@ -130,7 +130,9 @@ def seed_merge(
                     {
                         "type": "ACCOUNTS_RECEIVABLE",
                         "contact": row["id"],
-                        "line_items": [{"description": "Solar installation", "total_amount": amount}],
+                        "line_items": [
+                            {"description": "Solar installation", "total_amount": amount, **data.default_line_tax()}
+                        ],
                     }
                 )
                 invoices += 1

@@ -35,6 +35,8 @@ INTEGRATION: dict[str, Any] = {
 #: AccountDetailsAndActionsStatusEnum in merge-accounting-openapi.yaml (also the `/linked-accounts?status=` options)
 LINKED_ACCOUNT_STATUSES = ("COMPLETE", "INCOMPLETE", "RELINK_NEEDED", "IDLE")
 RELINK_NEEDED = "RELINK_NEEDED"
+#: QBO transactions whose passthrough changes (voids) can wait for Merge's next sync: entity -> table
+TRANSACTION_TABLES = {"Invoice": "invoices", "Payment": "payments"}
 
 
 @dataclass
@@ -97,6 +99,11 @@ class MergeState:
             if only_due and (due is None or due > now):
                 continue
             del self.pending[key]
+            if key[0] in TRANSACTION_TABLES:  # a passthrough void: Merge's copy catches up
+                row = self.data.t(TRANSACTION_TABLES[key[0]]).by_remote_id(key[1], key[0])
+                if row is not None and self.data.publish(TRANSACTION_TABLES[key[0]], row):
+                    done += 1
+                continue
             obj = self.qbo.get(*key)
             if obj is not None:
                 self.data.sync_contact(key[0], obj)

@@ -40,11 +40,21 @@ def qbo_view(data: MergeTables, table: str, row: Row) -> tuple[str, dict[str, An
                     "ItemRef": ref("items", ln["item"]),
                     "UnitPrice": ln["unit_price"],
                     "Qty": ln["quantity"],
+                    **tax_code_ref(data, ln),
                 },
             }
             for n, ln in enumerate(row["line_items"])
         ]
         lines.append({"Amount": row["sub_total"], "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}})
+        taxes: dict[str, Any] = {}
+        if data.tax.computes_tax:  # us_manual keeps the original view: no tax detail at all
+            detail: dict[str, Any] = {
+                "TotalTax": row.get("total_tax_amount") or 0.0,
+                "TaxLine": row.get("_tax_lines", []),
+            }
+            if data.tax.ast_code and row["status"] != "VOID":
+                detail = {"TxnTaxCodeRef": {"value": data.tax.ast_code}, **detail}
+            taxes = {"TxnTaxDetail": detail, "GlobalTaxCalculation": "TaxExcluded"}
         return "/invoice", {
             "Id": row["remote_id"],
             "SyncToken": str(row.get("_sync_token", 0)),
@@ -57,6 +67,7 @@ def qbo_view(data: MergeTables, table: str, row: Row) -> tuple[str, dict[str, An
             "Balance": row["balance"],
             "PrivateNote": row["memo"],
             "CurrencyRef": {"value": row["currency"]},
+            **taxes,
             "LinkedTxn": [
                 {"TxnId": payment["remote_id"], "TxnType": "Payment"}
                 for payment in map(data.t("payments").get, row["payments"])
@@ -69,9 +80,10 @@ def qbo_view(data: MergeTables, table: str, row: Row) -> tuple[str, dict[str, An
     if table == "payments":
         contact = data.t("contacts").get(row["contact"])
         applied = sum(float(ln["applied_amount"]) for ln in row["applied_to_lines"])
+        note = {"PrivateNote": row["_private_note"]} if row.get("_private_note") else {}
         return "/payment", {
             "Id": row["remote_id"],
-            "SyncToken": "0",
+            "SyncToken": str(row.get("_sync_token", 0)),
             "TxnDate": (row["transaction_date"] or "")[:10],
             "TotalAmt": row["total_amount"],
             "UnappliedAmt": round(row["total_amount"] - applied, 2),
@@ -86,11 +98,13 @@ def qbo_view(data: MergeTables, table: str, row: Row) -> tuple[str, dict[str, An
                 }
                 for ln in row["applied_to_lines"]
             ],
+            **note,
             "MetaData": meta,
             "domain": "QBO",
             "sparse": False,
         }
     if table == "items":
+        taxable = {"Taxable": row.get("_taxable", True)} if data.tax.country == "US" and data.tax.computes_tax else {}
         return "/item", {
             "Id": row["remote_id"],
             "Name": row["name"],
@@ -99,6 +113,7 @@ def qbo_view(data: MergeTables, table: str, row: Row) -> tuple[str, dict[str, An
             "UnitPrice": row["unit_price"] or 0,
             "Active": row["status"] == "ACTIVE",
             "IncomeAccountRef": ref("accounts", row["sales_account"]),
+            **taxable,
             "MetaData": meta,
         }
     if table == "accounts":
@@ -111,24 +126,51 @@ def qbo_view(data: MergeTables, table: str, row: Row) -> tuple[str, dict[str, An
             "CurrentBalance": row["current_balance"],
             "MetaData": meta,
         }
+    if table == "tax-rates":
+        return "/taxcode", copy.deepcopy(data.tax.code(row["remote_id"]) or {"Id": row["remote_id"]})
     return "/companyinfo", {
         "Id": row["remote_id"],
         "CompanyName": row["name"],
         "LegalName": row["legal_name"],
-        "Country": "US",
+        "Country": data.tax.country,
         "MetaData": meta,
     }
 
 
+def tax_code_ref(data: MergeTables, line: Row) -> dict[str, Any]:
+    """`TaxCodeRef` of an invoice line whose Merge `tax_rate` names a TaxRate (none: no key, as before)."""
+    rate = data.t("tax-rates").get(line.get("tax_rate"))
+    return {"TaxCodeRef": {"value": rate["remote_id"]}} if rate is not None else {}
+
+
+#: QBO entity names (as a query or a read path spells them, case-insensitively) -> the table holding them
+QBO_TABLES = {
+    "invoice": "invoices",
+    "payment": "payments",
+    "item": "items",
+    "account": "accounts",
+    "companyinfo": "company-info",
+}
+#: QBO entities that are the company's tax setup, not Merge rows: canonical spelling
+QBO_SETUP = {"taxcode": "TaxCode", "taxrate": "TaxRate", "preferences": "Preferences"}
+
+
+def qbo_entity_name(entity: str) -> str:
+    """The canonical spelling of a QBO entity name (`taxcode` -> `TaxCode`), or the name as given."""
+    key = entity.casefold()
+    if key in QBO_SETUP:
+        return QBO_SETUP[key]
+    canonical = {"invoice": "Invoice", "payment": "Payment", "item": "Item", "account": "Account"}
+    return canonical.get(key, "CompanyInfo" if key == "companyinfo" else entity)
+
+
 def qbo_entities(data: MergeTables, entity: str) -> Iterable[dict[str, Any]] | None:
-    """Every live object of a QBO entity the common models hold (passthrough queries read these)."""
-    table = {
-        "Invoice": "invoices",
-        "Payment": "payments",
-        "Item": "items",
-        "Account": "accounts",
-        "CompanyInfo": "company-info",
-    }.get(entity)
+    """Every live object of a QBO entity the common models hold, or of the company's tax setup (TaxCode,
+    TaxRate, Preferences): what passthrough queries and reads see. None: not an entity the sandbox has."""
+    key = entity.casefold()
+    if key in QBO_SETUP:
+        return data.tax.qbo_objects(QBO_SETUP[key])
+    table = QBO_TABLES.get(key)
     if table is None:
         return None
     return (qbo_view(data, table, row)[1] for row in data.t(table).order if not row["remote_was_deleted"])
@@ -143,7 +185,9 @@ def serialize(
     remote_data: bool = False,
     remote_fields: bool = False,
 ) -> dict[str, Any]:
-    """Public JSON of a row: relations as ids unless expanded; remote_data only when asked."""
+    """Public JSON of a row (Merge's copy of it while a QuickBooks change waits for Merge's next sync): relations
+    as ids unless expanded; remote_data only when asked."""
+    row = data.merge_copy(row)
     out = {k: copy.deepcopy(v) for k, v in row.items() if not k.startswith("_")}
     if table == "invoices":
         if "contact" in expand and out["contact"]:

@@ -39,6 +39,12 @@ class MergeAssumptions:
     #: Merge's own sync of the company may hold some); one more gets a 429 at once. 0/None = unlimited. The
     #: starting value of the fault `max_concurrent` (`POST /__admin/faults` changes it at run time).
     max_concurrent: int | None = None
+    #: A void done through passthrough (`invoice?operation=void`, `payment?...include=void`) reaches Merge's
+    #: common models only at Merge's next sync (False: at once). QuickBooks itself has voided the record at once.
+    passthrough_void_visible_after_sync: bool = False
+    #: QuickBooks refuses (6000) to void an invoice that has a payment applied (False: it voids it and the
+    #: payment stays as unapplied credit, as the QuickBooks UI does).
+    void_refused_with_payments: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ _PESSIMISTIC: dict[type, dict[str, Any]] = {
         "separate_id_spaces": True,
         "employees_hold_names": True,
         "max_concurrent": 3,
+        "passthrough_void_visible_after_sync": True,
+        "void_refused_with_payments": True,
     },
     CoperniqAssumptions: {
         "phase_change_bumps_updated_at": False,
