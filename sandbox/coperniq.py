@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", default="sandbox-coperniq-key")
     parser.add_argument("--seed", type=int, default=None, help="seed demo data with this random seed")
     parser.add_argument("--projects", type=int, default=None, help="number of demo projects (default 50 with --seed)")
+    parser.add_argument(
+        "--invoice-taxes", action="store_true", help="seeded invoices: 7 in 10 carry a tax (default: none)"
+    )
     parser.add_argument("--rate-limit-per-second", type=int, default=100)
     parser.add_argument("--rate-limit-per-day", type=int, default=5000)
     parser.add_argument(
@@ -120,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             app,
             projects=args.projects if args.projects is not None else 50,
             seed=args.seed if args.seed is not None else 42,
+            invoice_taxes=args.invoice_taxes,
         )
     print(
         f"Coperniq sandbox listening on {server.root_url}{API_PREFIX} (profile {args.profile}, "

@@ -64,4 +64,10 @@ def register_account_routes(app: CoperniqHost, base: str) -> None:
     def account_invoices(req: Request) -> Response:
         st = app.state
         a = get_record(st.accounts, req, "accountId", "Account")
-        return invoice_page(st, req, st.invoices_by_account.get(a["id"], []), ("account", a["id"]))
+        return invoice_page(
+            st,
+            req,
+            st.invoices_by_account.get(a["id"], []),
+            ("account", a["id"]),
+            tax_fields=app.assumptions.invoice_tax_fields,
+        )

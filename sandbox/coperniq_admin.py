@@ -1,5 +1,5 @@
 """Coperniq sandbox `/__admin/` routes: the HTTP face of the app's admin helpers (move a project, seed, add records,
-set the clock, the profile and the rate limits), plus what those helpers share.
+set an invoice's tax, set the clock, the profile and the rate limits), plus what those helpers share.
 
 Why the helpers stay methods of `CoperniqApp` and only the route table lives here: a wrong body reaches the helper
 as keyword arguments, and the 400 then carries Python's own message, which names the method
@@ -49,6 +49,10 @@ class CoperniqAdminHost(CoperniqHost, Protocol):
     def add_workflow(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
 
     def add_payment(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
+
+    def add_tax(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
+
+    def set_invoice_tax(self, invoice_id: int, tax_id: int | None) -> dict[str, Any]: ...
 
 
 def admin_invoice_lines(st: CoperniqState, lines: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -124,6 +128,7 @@ def register_admin_routes(app: CoperniqAdminHost) -> None:
         "catalog-items": app.add_catalog_item,
         "invoices": app.add_invoice,
         "workflows": app.add_workflow,
+        "taxes": app.add_tax,
     }
     for name, fn in makers.items():
 
@@ -135,3 +140,10 @@ def register_admin_routes(app: CoperniqAdminHost) -> None:
     @r("POST", "/__admin/invoices/{invoiceId}/payments")
     def admin_payment(req: Request) -> Response:
         return Response(201, app.add_payment(path_id(req, "invoiceId"), **json_body(req)))
+
+    @r("POST", "/__admin/invoices/{invoiceId}/tax")
+    def admin_invoice_tax(req: Request) -> Response:
+        body = json_body(req)
+        if "taxId" not in body:
+            raise invalid("taxId", "taxId is required (a tax id, or null to clear the invoice's tax)")
+        return Response(200, app.set_invoice_tax(path_id(req, "invoiceId"), body["taxId"]))

@@ -20,17 +20,21 @@ from sandbox.coperniq_admin import admin_invoice_lines, register_admin_routes
 from sandbox.coperniq_catalog import register_catalog_routes, register_workflow_routes
 from sandbox.coperniq_contacts import register_contact_routes
 from sandbox.coperniq_invoices import create_invoice, register_invoice_routes
-from sandbox.coperniq_params import not_found
+from sandbox.coperniq_params import invalid, not_found, req_str
 from sandbox.coperniq_payments import create_payment, register_payment_routes
 from sandbox.coperniq_projects import register_project_routes
 from sandbox.coperniq_state import Clock, CoperniqState, iso, parse_iso, public
+from sandbox.coperniq_taxes import register_tax_routes, tax_for_invoice
 from sandbox.coperniq_writes import (
     insert_account,
     insert_catalog_item,
     insert_contact,
     insert_project,
+    insert_tax,
     insert_workflow,
     move_to_phase,
+    set_invoice_tax,
+    tax_rate_text,
 )
 from sandbox.profiles import CoperniqAssumptions, resolve
 from sandbox.seed import seed_coperniq
@@ -120,7 +124,8 @@ class CoperniqApp(SandboxApp):
         return views.contact_out(self.state, c)
 
     def invoice_out(self, inv: dict[str, Any]) -> dict[str, Any]:
-        """An invoice as the API returns it."""
+        """An invoice as the API returns it, with its tax (`taxId`, `taxRate`) whatever `invoice_tax_fields`
+        says: the admin helpers show what Coperniq holds."""
         return views.invoice_out(self.state, inv)
 
     def payment_out(self, pay: dict[str, Any]) -> dict[str, Any]:
@@ -142,6 +147,7 @@ class CoperniqApp(SandboxApp):
         register_catalog_routes(self)
         register_invoice_routes(self)
         register_payment_routes(self)
+        register_tax_routes(self)
 
     # --- admin helpers (Python) -----------------------------------------------------------------
     def _when(self, at: datetime | str | None) -> int | None:
@@ -251,10 +257,12 @@ class CoperniqApp(SandboxApp):
         due_date: str | None = None,
         description: str | None = None,
         at: datetime | str | None = None,
+        tax_id: int | None = None,
     ) -> dict[str, Any]:
         """Invoice on a project/account through the same validation as POST /invoices.
 
         `lines` default to one line of a (created on demand) catalog item; a line may omit catalogItemId.
+        `tax_id`: the invoice's tax, set as in the UI (in every profile; an archived tax too).
         """
         with self.lock:
             body_lines = admin_invoice_lines(self.state, lines)
@@ -267,13 +275,35 @@ class CoperniqApp(SandboxApp):
                 "description": description,
                 "dueDate": due_date,
                 "issueDate": issue_date or (iso(at_us) if at_us else iso(self.state.clock.now_us())),
+                "taxId": tax_id,
             }
+            inv = create_invoice(self.state, body, tax_fields=True, allow_archived_tax=True)
             if at_us is not None:
-                inv = create_invoice(self.state, body)
                 inv["createdAt"] = inv["updatedAt"] = iso(at_us)
                 inv["_u"] = at_us
-            else:
-                inv = create_invoice(self.state, body)
+            return self.invoice_out(inv)
+
+    def add_tax(self, name: str = "Sales Tax", rate: float | str = 8.25, *, archived: bool = False) -> dict[str, Any]:
+        """A company tax (GET /taxes), as set up in Coperniq's settings; `rate` a percentage (8.25 or "8.2500")."""
+        fields: dict[str, Any] = {"name": name}  # checked as a body: the admin route passes JSON as it came
+        req_str(fields, "name")
+        try:
+            rate_text = None if isinstance(rate, bool) else tax_rate_text(rate)
+        except ArithmeticError:
+            rate_text = None
+        if rate_text is None or not 0 <= float(rate_text) <= 100:
+            raise invalid("rate", "rate must be a percentage between 0 and 100")
+        with self.lock:
+            return public(insert_tax(self.state, name, rate_text, archived=bool(archived)))
+
+    def set_invoice_tax(self, invoice_id: int, tax_id: int | None) -> dict[str, Any]:
+        """Set (or, with None, clear) an invoice's tax as a user would in the UI, in every profile (an archived tax
+        too: an invoice taxed before its tax was archived). Bumps `updatedAt` when the tax really changes."""
+        with self.lock:
+            inv = self.state.invoices.get(int(invoice_id))
+            if inv is None:
+                raise not_found("Invoice", invoice_id)
+            set_invoice_tax(self.state, inv, tax_for_invoice(self.state, tax_id, allow_archived=True))
             return self.invoice_out(inv)
 
     def add_payment(

@@ -1,4 +1,4 @@
-"""Coperniq sandbox inserts: workflows, accounts, contacts (and their links), projects, catalog items.
+"""Coperniq sandbox inserts: workflows, accounts, contacts (and their links), projects, catalog items, taxes.
 
 Why plain functions over the state: the HTTP handlers, the admin helpers and the seeder (sandbox/seed.py, which
 must not import the app) all create records through these, so ids, timestamps and the list-cache versions move
@@ -9,6 +9,7 @@ identically whoever writes. Callers validate first and hold the app's lock. Invo
 from __future__ import annotations
 
 import re
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sandbox.coperniq_state import OWNER, SANDBOX_USER, CoperniqState, iso
@@ -216,3 +217,28 @@ def insert_catalog_item(st: CoperniqState, fields: dict[str, Any], at_us: int | 
     st.catalog_items[cid] = item
     st.touch("catalog_items")
     return item
+
+
+def tax_rate_text(rate: Any) -> str:
+    """A CompanyTax `rate`: the percentage as a decimal string with four places, e.g. 8.25 -> "8.2500"."""
+    return f"{Decimal(str(rate)).quantize(Decimal('0.0001'), rounding=ROUND_HALF_UP)}"
+
+
+def insert_tax(
+    st: CoperniqState, name: str, rate: Any, archived: bool = False, at_us: int | None = None
+) -> dict[str, Any]:
+    """A company tax (CompanyTax of GET /taxes); `rate` is a percentage (number or decimal string)."""
+    at = at_us if at_us is not None else st.clock.tick()
+    tid = st.next_id("tax")
+    tax = {
+        "id": tid,
+        "name": name,
+        "rate": tax_rate_text(rate),
+        "isArchived": bool(archived),
+        "createdAt": iso(at),
+        "updatedAt": iso(at),
+        "_u": at,
+    }
+    st.taxes[tid] = tax
+    st.touch("taxes")
+    return tax

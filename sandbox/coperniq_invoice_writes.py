@@ -74,8 +74,11 @@ def insert_invoice(
     description: str | None = None,
     percentage: float | None = None,
     at_us: int | None = None,
+    *,
+    tax: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An invoice on `record` = ("project"|"account", id); amount from the lines or the percentage."""
+    """An invoice on `record` = ("project"|"account", id); amount from the lines or the percentage (a `tax`
+    sets `taxId`/`taxRate` and leaves `amount` alone)."""
     at = at_us if at_us is not None else st.clock.tick()
     iid = st.next_id("invoice")
     line_items = build_lines(st, lines) if calculation_method == "LINE_ITEMS" else []
@@ -105,6 +108,8 @@ def insert_invoice(
         "calculationMethod": calculation_method,
         "percentage": percentage if calculation_method == "PERCENTAGE" else None,
         "baseAmount": base_amount,
+        "taxId": None,
+        "taxRate": None,
         "createdAt": iso(at),
         "updatedAt": iso(at),
         "account": None,
@@ -113,6 +118,7 @@ def insert_invoice(
         "_u": at,
         "_record": record,
     }
+    apply_invoice_tax(inv, tax)
     st.invoices[iid] = inv
     st.payments[iid] = []
     if record[0] == "project":
@@ -124,6 +130,26 @@ def insert_invoice(
         st.invoices_by_account.setdefault(acc_id, []).append(iid)
     st.touch("invoices")
     return inv
+
+
+def apply_invoice_tax(inv: dict[str, Any], tax: dict[str, Any] | None) -> bool:
+    """Set (or, with None, clear) an invoice's tax: `taxId` and `taxRate`, the tax's rate as a number (8.25), kept
+    as applied (a quote's "Applied tax rate"). True if either changed; the caller bumps `updatedAt`."""
+    tax_id, rate = (tax["id"], float(tax["rate"])) if tax is not None else (None, None)
+    if inv.get("taxId") == tax_id and inv.get("taxRate") == rate:
+        return False
+    inv["taxId"], inv["taxRate"] = tax_id, rate
+    return True
+
+
+def set_invoice_tax(st: CoperniqState, inv: dict[str, Any], tax: dict[str, Any] | None) -> bool:
+    """A tax set or cleared in the UI: `updatedAt` bumps (as for a payment) when it really changed."""
+    if not apply_invoice_tax(inv, tax):
+        return False
+    now = st.clock.tick()
+    inv["updatedAt"], inv["_u"] = iso(now), now
+    st.touch("invoices")
+    return True
 
 
 def insert_payment(

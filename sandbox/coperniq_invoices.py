@@ -1,4 +1,4 @@
-"""Coperniq sandbox `/v1/invoices` routes and their write rules (line items, sections, percentage invoices).
+"""Coperniq sandbox `/v1/invoices` routes and their write rules (line items, sections, percentage invoices, tax).
 
 Why the rules live here and not in the handlers: `add_invoice` (admin helper) creates invoices through the same
 `create_invoice`, so a test that builds data in Python meets the same 400s as the target does over HTTP.
@@ -12,8 +12,9 @@ from sandbox._server import Request, Response
 from sandbox.coperniq_listing import get_record, invoice_page
 from sandbox.coperniq_params import as_int, date_field, enum, invalid, is_num, json_body, num_field, opt_str, req_enum
 from sandbox.coperniq_state import CoperniqHost, CoperniqState, iso
+from sandbox.coperniq_taxes import tax_for_invoice
 from sandbox.coperniq_views import invoice_out
-from sandbox.coperniq_writes import build_lines, insert_invoice, merge_lines
+from sandbox.coperniq_writes import apply_invoice_tax, build_lines, insert_invoice, merge_lines
 
 INVOICE_STATUSES = ("DRAFT", "SENT", "DECLINED", "PAID", "PARTIALLY_PAID", "OVERDUE")
 INVOICE_CREATE_STATUSES = ("DRAFT", "SENT", "PARTIALLY_PAID", "PAID")
@@ -80,8 +81,12 @@ def collect_lines(st: CoperniqState, body: dict[str, Any]) -> list[tuple[dict[st
     return out
 
 
-def create_invoice(st: CoperniqState, body: dict[str, Any]) -> dict[str, Any]:
-    """POST /invoices (and `add_invoice`): InvoiceCreate validated, then inserted."""
+def create_invoice(
+    st: CoperniqState, body: dict[str, Any], *, tax_fields: bool, allow_archived_tax: bool = False
+) -> dict[str, Any]:
+    """POST /invoices (and `add_invoice`): InvoiceCreate validated, then inserted. `tax_fields` (the profile's
+    `invoice_tax_fields`): `taxId` is taken (an existing tax; archived only with `allow_archived_tax`), else it is
+    ignored like any field InvoiceCreate does not list."""
     if body.get("recordId") is None:
         raise invalid("recordId", "recordId is required")
     rid = as_int(body["recordId"], "recordId")
@@ -121,12 +126,16 @@ def create_invoice(st: CoperniqState, body: dict[str, Any]) -> dict[str, Any]:
         assert percentage is not None
         if not 0 < percentage <= 100:
             raise invalid("percentage", "percentage must be greater than 0 and at most 100")
-    return insert_invoice(st, record, method, lines, status, issue, due, description, percentage)
+    tax = tax_for_invoice(st, body.get("taxId"), allow_archived=allow_archived_tax) if tax_fields else None
+    return insert_invoice(st, record, method, lines, status, issue, due, description, percentage, tax=tax)
 
 
-def update_invoice(st: CoperniqState, inv: dict[str, Any], body: dict[str, Any], *, replaces_lines: bool) -> None:
+def update_invoice(
+    st: CoperniqState, inv: dict[str, Any], body: dict[str, Any], *, replaces_lines: bool, tax_fields: bool
+) -> None:
     """PATCH /invoices/{id}: status, lineItems/sections (replace the whole set, or add to it without
-    `invoice_patch_replaces_lines`, i.e. `replaces_lines=False`), dueDate, description."""
+    `invoice_patch_replaces_lines`, i.e. `replaces_lines=False`), dueDate, description, and with `tax_fields`
+    `taxId` (an active tax; `null` clears it; absent: unchanged; without `tax_fields` ignored)."""
     if "calculationMethod" in body:
         raise invalid("calculationMethod", "calculationMethod cannot be changed after creation")
     is_lines = inv["calculationMethod"] == "LINE_ITEMS"
@@ -149,8 +158,12 @@ def update_invoice(st: CoperniqState, inv: dict[str, Any], body: dict[str, Any],
         if not 0 < percentage <= 100:
             raise invalid("percentage", "percentage must be greater than 0 and at most 100")
     description = opt_str(body, "description") if "description" in body else inv["description"]
+    set_tax = tax_fields and "taxId" in body
+    tax = tax_for_invoice(st, body["taxId"]) if set_tax else None
     # all validated: apply atomically
     now = st.clock.tick()
+    if set_tax:
+        apply_invoice_tax(inv, tax)
     if lines is not None:
         inv["lineItems"] = (
             build_lines(st, lines, inv["lineItems"]) if replaces_lines else merge_lines(st, lines, inv["lineItems"])
@@ -176,24 +189,32 @@ def register_invoice_routes(app: CoperniqHost) -> None:
 
     @r("GET", "/v1/invoices")
     def list_invoices(req: Request) -> Response:
-        return invoice_page(app.state, req, None, ())
+        return invoice_page(app.state, req, None, (), tax_fields=app.assumptions.invoice_tax_fields)
 
     @r("POST", "/v1/invoices")
     def create_invoice_route(req: Request) -> Response:
-        st = app.state
-        return Response(201, invoice_out(st, create_invoice(st, json_body(req))))
+        st, tax_fields = app.state, app.assumptions.invoice_tax_fields
+        inv = create_invoice(st, json_body(req), tax_fields=tax_fields)
+        return Response(201, invoice_out(st, inv, tax_fields=tax_fields))
 
     @r("GET", "/v1/invoices/{invoiceId}")
     def get_invoice(req: Request) -> Response:
         st = app.state
-        return Response(200, invoice_out(st, get_record(st.invoices, req, "invoiceId", "Invoice")))
+        inv = get_record(st.invoices, req, "invoiceId", "Invoice")
+        return Response(200, invoice_out(st, inv, tax_fields=app.assumptions.invoice_tax_fields))
 
     @r("PATCH", "/v1/invoices/{invoiceId}")
     def update_invoice_route(req: Request) -> Response:
-        st = app.state
+        st, assumptions = app.state, app.assumptions
         inv = get_record(st.invoices, req, "invoiceId", "Invoice")
-        update_invoice(st, inv, json_body(req), replaces_lines=app.assumptions.invoice_patch_replaces_lines)
-        return Response(200, invoice_out(st, inv))
+        update_invoice(
+            st,
+            inv,
+            json_body(req),
+            replaces_lines=assumptions.invoice_patch_replaces_lines,
+            tax_fields=assumptions.invoice_tax_fields,
+        )
+        return Response(200, invoice_out(st, inv, tax_fields=assumptions.invoice_tax_fields))
 
     @r("DELETE", "/v1/invoices/{invoiceId}")
     def delete_invoice(req: Request) -> Response:

@@ -108,15 +108,18 @@ def get_visible(
     return rec
 
 
-def invoice_page(st: CoperniqState, req: Request, base: list[int] | None, scope: tuple[Any, ...]) -> Response:
-    """Invoice lists are the one envelope (`items`, `page`, `page_size`, `has_more`); `base` = a record's ids."""
+def invoice_page(
+    st: CoperniqState, req: Request, base: list[int] | None, scope: tuple[Any, ...], *, tax_fields: bool
+) -> Response:
+    """Invoice lists are the one envelope (`items`, `page`, `page_size`, `has_more`); `base` = a record's ids;
+    `tax_fields`: the profile's `invoice_tax_fields`."""
     params = ListParams.parse(req)
     ids = list_ids(st, "invoices", st.invoices, params, base=list(base) if base is not None else None, extra=scope)
     page = params.window(ids)
     return Response(
         200,
         {
-            "items": [invoice_out(st, st.invoices[i]) for i in page],
+            "items": [invoice_out(st, st.invoices[i], tax_fields=tax_fields) for i in page],
             "page": params.page,
             "page_size": params.page_size,
             "has_more": params.page * params.page_size < len(ids),

@@ -94,4 +94,10 @@ def register_project_routes(app: CoperniqHost) -> None:
     def project_invoices(req: Request) -> Response:
         st = app.state
         p = get_record(st.projects, req, "projectId", "Project")
-        return invoice_page(st, req, st.invoices_by_project.get(p["id"], []), ("project", p["id"]))
+        return invoice_page(
+            st,
+            req,
+            st.invoices_by_project.get(p["id"], []),
+            ("project", p["id"]),
+            tax_fields=app.assumptions.invoice_tax_fields,
+        )

@@ -56,6 +56,7 @@ START_IDS = {
     "line_item": 880001,
     "payment": 51001,
     "catalog_item": 4201,
+    "tax": 7001,
 }
 
 #: A Workflows 1.0 `stage.id` is this plus the phase template id the sandbox tracks it with: a 1.0 stage is not
@@ -148,6 +149,7 @@ class CoperniqState:
         self.invoices: dict[int, dict[str, Any]] = {}
         self.payments: dict[int, list[dict[str, Any]]] = {}  # by invoice id
         self.catalog_items: dict[int, dict[str, Any]] = {}
+        self.taxes: dict[int, dict[str, Any]] = {}  # CompanyTax, GET /taxes
         self.invoices_by_project: dict[int, list[int]] = {}
         self.invoices_by_account: dict[int, list[int]] = {}
         self.versions: Counter[str] = Counter()
@@ -171,6 +173,7 @@ class CoperniqState:
             "invoices": len(self.invoices),
             "payments": sum(len(v) for v in self.payments.values()),
             "catalog_items": len(self.catalog_items),
+            "taxes": len(self.taxes),
             "phase_instances": sum(len(v) for v in self.phase_instances.values()),
         }
 

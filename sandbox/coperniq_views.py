@@ -132,9 +132,13 @@ def contact_out(st: CoperniqState, c: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def invoice_out(st: CoperniqState, inv: dict[str, Any]) -> dict[str, Any]:
-    """An invoice with its `record` (project or account) and `account`, looked up live."""
+def invoice_out(st: CoperniqState, inv: dict[str, Any], *, tax_fields: bool = True) -> dict[str, Any]:
+    """An invoice with its `record` (project or account) and `account`, looked up live. Without `tax_fields` (the
+    API under `invoice_tax_fields=False`) it has no `taxId`/`taxRate`; the admin helpers always show them."""
     out = public(inv)
+    if not tax_fields:
+        out.pop("taxId", None)
+        out.pop("taxRate", None)
     kind, rid = inv["_record"]
     account_id: int | None
     if kind == "project":

@@ -64,6 +64,10 @@ class CoperniqAssumptions:
     #: Seconds the `Date` header of every response runs ahead of the clock that stamps `updatedAt` (0: one clock;
     #: negative: behind). The tap anchors its lookback window at a read's start taken from `Date`.
     date_header_skew_s: float = 0.0
+    #: Invoices carry the quote-style `taxId`/`taxRate` (null without a tax) and `POST`/`PATCH /invoices` take
+    #: `taxId` (False: the API has no invoice tax: both fields are absent from every response and a `taxId` sent
+    #: on a write is ignored, as for any field the spec's InvoiceCreate does not list).
+    invoice_tax_fields: bool = True
 
 
 _PESSIMISTIC: dict[type, dict[str, Any]] = {
@@ -83,6 +87,7 @@ _PESSIMISTIC: dict[type, dict[str, Any]] = {
         "workflows_v1_share": 0.2,
         "invoice_patch_replaces_lines": False,
         "date_header_skew_s": 60.0,
+        "invoice_tax_fields": False,
     },
 }
 

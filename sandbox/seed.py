@@ -32,7 +32,15 @@ from sandbox.seed_data import (
     WORKFLOW_WEIGHTS,
     WORKFLOWS,
 )
-from sandbox.seed_generators import HOUR_US, seed_accounts, seed_catalog, seed_projects, seed_workflows
+from sandbox.seed_generators import (
+    HOUR_US,
+    seed_accounts,
+    seed_catalog,
+    seed_invoice_taxes,
+    seed_projects,
+    seed_taxes,
+    seed_workflows,
+)
 
 #: Names this module had before the split and still serves (the tables are in seed_data).
 __all__ = [
@@ -71,8 +79,9 @@ def seed_coperniq(
     invoices: bool = True,
     archived_rate: float = 0.01,
     workflows_v1_share: float | None = None,
+    invoice_taxes: bool = False,
 ) -> dict[str, int]:
-    """Fill `app` with workflows, catalog items, accounts, contacts, projects (with phase history),
+    """Fill `app` with workflows, catalog items, taxes, accounts, contacts, projects (with phase history),
     invoices and payments. Same arguments -> same data. Returns the state summary.
 
     Projects are spread over every phase of their workflow, so some are past "Install"/"Installation"
@@ -81,6 +90,10 @@ def seed_coperniq(
     `workflows_v1_share` (default: the app's profile switch) of the projects, exactly rounded, are Workflows
     1.0 projects (`stage` instead of `phase`). They are picked by a second generator seeded from `seed`, so the
     main stream, and with it every other record, is the same whatever the share.
+
+    `invoice_taxes`: 7 in 10 of the invoices made carry a tax of `GET /taxes`, chosen by invoice id (no random
+    draw, so every other field is as without). Off by default: a target without a mapping for those taxes fails
+    such invoices, and the demo and the suite's seeded pipelines expect untaxed ones. The taxes are always made.
     """
     share = app.assumptions.workflows_v1_share if workflows_v1_share is None else workflows_v1_share
     if not 0.0 <= share <= 1.0:
@@ -98,6 +111,8 @@ def seed_coperniq(
         st = app.state
         workflows = seed_workflows(st, start_us)
         catalog_by_trade = seed_catalog(st, start_us)
+        taxes = seed_taxes(st, start_us)
+        last_invoice_before = max(st.invoices, default=0)
         n_accounts = accounts if accounts is not None else max(1, projects // 2) if projects else 0
         account_rows = seed_accounts(st, rng, n_accounts, start_us, end_us)
         seed_projects(
@@ -112,6 +127,8 @@ def seed_coperniq(
             archived_rate=archived_rate,
             v1_projects=v1_projects,
         )
+        if invoice_taxes:
+            seed_invoice_taxes(st, taxes, last_invoice_before)
         st.list_cache.clear()
         return st.summary()
 
@@ -122,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--projects", type=int, default=50)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--invoice-taxes", action="store_true", help="give 7 in 10 seeded invoices a tax")
     parser.add_argument(
         "--coperniq-url", default="http://127.0.0.1:8765", help="sandbox root URL (a trailing /v1 is ignored)"
     )
@@ -131,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     req = urllib.request.Request(
         f"{root}/__admin/seed",
         method="POST",
-        data=json.dumps({"projects": args.projects, "seed": args.seed}).encode(),
+        data=json.dumps({"projects": args.projects, "seed": args.seed, "invoice_taxes": args.invoice_taxes}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=600) as resp:

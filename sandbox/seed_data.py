@@ -1,4 +1,5 @@
-"""The fixed tables the Coperniq seeder draws from: workflows, the catalog, names, companies, streets and cities.
+"""The fixed tables the Coperniq seeder draws from: workflows, the catalog, names, companies, streets, cities and
+taxes.
 
 Why data of its own: the generators (sandbox/seed_generators.py) pick from these with a seeded random stream, so
 changing a table changes every seeded company; keeping them apart keeps that visible. Names and companies include
@@ -234,3 +235,23 @@ UTILITIES = [
     "PNM",
 ]
 CLOSERS = ["Bob Smith", "Ann Lee", "Carl Diaz", "Dana O'Neil", "Eve Müller"]
+
+#: The company's taxes (GET /taxes): (name, rate as a percentage string, archived). Austin's combined rate is the
+#: Merge sandbox's `us_ast` rate (the seed customers live in Austin); the archived one is the rate before it.
+TAXES: list[tuple[str, str, bool]] = [
+    ("Austin Sales Tax", "8.2500", False),
+    ("Texas State Sales Tax", "6.2500", False),
+    ("Exempt", "0.0000", False),
+    ("Austin Sales Tax (2023)", "8.0000", True),
+]
+#: Which tax a seeded invoice carries, by `invoice id % 10` (absent: none), so the choice draws nothing from the
+#: seed's random stream: 4 in 10 Austin, 1 in 10 each Texas State, Exempt and the archived rate, 3 in 10 no tax.
+INVOICE_TAX_BY_ID_MOD_10: dict[int, str] = {
+    0: "Austin Sales Tax",
+    1: "Austin Sales Tax",
+    2: "Austin Sales Tax",
+    3: "Austin Sales Tax",
+    4: "Texas State Sales Tax",
+    5: "Exempt",
+    6: "Austin Sales Tax (2023)",
+}

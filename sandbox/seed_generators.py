@@ -1,10 +1,11 @@
-"""The Coperniq seeder's generators, one per resource: workflows, catalog items, accounts (with their contacts),
-projects (with their phase history), invoices and payments.
+"""The Coperniq seeder's generators, one per resource: workflows, catalog items, taxes, accounts (with their
+contacts), projects (with their phase history), invoices (and their tax) and payments.
 
 Why one random stream passed through: `seed_coperniq` (sandbox/seed.py) hands the same `random.Random` to each
 generator in turn, so the order of the draws, and with it every seeded record, is fixed by the order of the calls
-here. A change that adds, drops or reorders a draw changes all data after it. They write through
-`coperniq_writes` only and expect the caller to hold the app's lock.
+here. A change that adds, drops or reorders a draw changes all data after it (so the taxes, added later, draw
+nothing: an invoice's tax follows from its id). They write through `coperniq_writes` only and expect the caller to
+hold the app's lock.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import Any
 
 from sandbox.coperniq_state import DAY_US, CoperniqState
 from sandbox.coperniq_writes import (
+    apply_invoice_tax,
     insert_account,
     insert_catalog_item,
     insert_contact,
     insert_invoice,
     insert_payment,
     insert_project,
+    insert_tax,
     insert_workflow,
 )
 from sandbox.seed_data import (
@@ -29,8 +32,10 @@ from sandbox.seed_data import (
     CLOSERS,
     COMPANIES,
     FIRST,
+    INVOICE_TAX_BY_ID_MOD_10,
     LAST,
     STREETS,
+    TAXES,
     TITLES,
     UTILITIES,
     WORKFLOW_WEIGHTS,
@@ -98,6 +103,25 @@ def seed_catalog(st: CoperniqState, start_us: int) -> dict[str, list[dict[str, A
         )
         catalog_by_trade.setdefault(trade, []).append(item)
     return catalog_by_trade
+
+
+def seed_taxes(st: CoperniqState, start_us: int) -> dict[str, dict[str, Any]]:
+    """The TAXES (a tax of the same name is reused), created 30 days before `start_us`, by name."""
+    by_name = {t["name"]: t for t in st.taxes.values()}
+    for name, rate, archived in TAXES:
+        if name not in by_name:
+            by_name[name] = insert_tax(st, name, rate, archived, start_us - 30 * DAY_US)
+    return by_name
+
+
+def seed_invoice_taxes(st: CoperniqState, taxes: dict[str, dict[str, Any]], after_id: int) -> None:
+    """Give every invoice with an id above `after_id` (those this seeding made) its tax by INVOICE_TAX_BY_ID_MOD_10,
+    as created: `updatedAt` and `amount` stay as they are."""
+    for iid, inv in st.invoices.items():
+        name = INVOICE_TAX_BY_ID_MOD_10.get(iid % 10) if iid > after_id else None
+        if name is not None:
+            apply_invoice_tax(inv, taxes[name])
+    st.touch("invoices")
 
 
 def seed_accounts(

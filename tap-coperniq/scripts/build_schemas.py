@@ -152,6 +152,9 @@ def build(spec_path: Path) -> dict[str, Schema]:
     invoice = n.ref("Invoice")["properties"]
     invoice["issueDate"] = dt | {"description": "Issue date (accepted on create; returned like Bill.issueDate)"}
     invoice["balance"] = {"type": ["number", "null"], "description": "amount - amountPaid, computed by the tap"}
+    # ASSUMPTION: invoices carry the quote-style tax fields when a tax is set (GET /taxes: "on quotes and invoices")
+    invoice["taxId"] = {"type": ["integer", "null"], "description": "Tax configuration ID (GET /taxes), as on quotes"}
+    invoice["taxRate"] = {"type": ["number", "null"], "description": "Applied tax rate (percent), as on quotes"}
     line = invoice["lineItems"]["items"]["properties"]
     line["sectionName"] = {"type": ["string", "null"], "description": "Invoice section of the line"}
 

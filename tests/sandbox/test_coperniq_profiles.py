@@ -42,6 +42,7 @@ def test_profiles_resolve_and_switch_overrides() -> None:
         workflows_v1_share=0.2,
         invoice_patch_replaces_lines=False,
         date_header_skew_s=60.0,
+        invoice_tax_fields=False,
     )
     mixed = CoperniqApp(profile="pessimistic", rate_limit_headers=True).assumptions
     assert mixed.rate_limit_headers and not mixed.archived_visible_by_id
