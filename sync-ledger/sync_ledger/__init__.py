@@ -1,4 +1,4 @@
-"""sync_ledger: the shared piece of coperniq-quickbooks (ledger, HTTP client, helpers). See docs/CONTRACTS.md.
+"""sync_ledger: the shared piece of coperniq-quickbooks (ledger, HTTP client, money, helpers). See docs/CONTRACTS.md.
 
 The ledger names are imported on first use: the taps use only the HTTP client, and importing DuckDB costs every
 tap start ~0.1 s.
@@ -10,7 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .http import ApiClient, ApiError, RateLimiter
-from .util import DEFAULT_LEDGER_PATH, ISO_8601_PATTERN, fingerprint, redact, to_jsonable
+from .money import DEFAULT_CURRENCY, minor_unit, money_text, to_decimal, to_money
+from .util import DEFAULT_LEDGER_PATH, ISO_8601_PATTERN, fingerprint, json_text, redact, to_jsonable
 
 if TYPE_CHECKING:
     from .ledger import Ledger, LedgerError, LedgerLockedError, LedgerNotFoundError, Link
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 _LAZY = frozenset({"Ledger", "LedgerError", "LedgerLockedError", "LedgerNotFoundError", "Link"})
 
 __all__ = [
+    "DEFAULT_CURRENCY",
     "DEFAULT_LEDGER_PATH",
     "ISO_8601_PATTERN",
     "ApiClient",
@@ -29,8 +31,13 @@ __all__ = [
     "Link",
     "RateLimiter",
     "fingerprint",
+    "json_text",
+    "minor_unit",
+    "money_text",
     "redact",
+    "to_decimal",
     "to_jsonable",
+    "to_money",
 ]
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .util import fingerprint, redact
+from .util import fingerprint, json_text, redact
 
 __all__ = ["ApiClient", "ApiError", "RateLimitedSession", "RateLimiter", "fingerprint", "redact", "send_checked"]
 
@@ -144,6 +144,19 @@ def _spread(wait: float) -> float:
     return wait + random.uniform(0, min(2.0, wait / 4))
 
 
+def json_body(body: Any, headers: dict[str, str] | None) -> tuple[bytes | None, dict[str, str] | None]:
+    """A request's JSON body as bytes, with its Content-Type. Written by `json_text` rather than by requests
+    (whose encoder refuses a Decimal), so an amount goes out as the JSON number it is: Decimal("59.97") as 59.97,
+    Decimal("100.00") as 100.0, the bytes a float of the same value was sent as, never a binary-float artefact.
+    Otherwise the bytes requests would send (its separators, ASCII, no NaN)."""
+    if body is None:
+        return None, headers
+    data = json_text(body, separators=(", ", ": "), allow_nan=False).encode("utf-8")
+    if not any(name.lower() == "content-type" for name in headers or {}):
+        headers = {**(headers or {}), "Content-Type": "application/json"}
+    return data, headers
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent or unparsable."""
     if not value:
@@ -268,27 +281,30 @@ class ApiClient:
         headers: dict[str, str] | None = None,
         max_retries: int | None = None,
         retry_ambiguous: bool = True,
+        counted_as: str | None = None,
     ) -> requests.Response:
         """Send a request; retries 429/5xx/connection errors, raises ApiError on other 4xx or when retries
         run out. `max_retries` overrides the client's for one call (e.g. 0 for a write that must not repeat).
 
         `retry_ambiguous=False` is for a create without an idempotency key: after a 5xx or a lost connection the
         write may have happened, so the error is raised at once for the caller to look the record up before
-        sending again; a 429 (not processed) is still retried."""
+        sending again; a 429 (not processed) is still retried. `counted_as`: the method the call counts as in
+        `calls` (a passthrough read is a POST that writes nothing)."""
         method = method.upper()
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
         shown = self._loggable_path(url)
+        data, headers = json_body(json, headers)
         retries = self.max_retries if max_retries is None else max_retries
         attempt = 0
         ambiguous = False  # an attempt got a 5xx or no response (a write may have happened)
         while True:
             self.limiter.acquire()
             with self._stats_lock:
-                self.calls[method] += 1
+                self.calls[counted_as or method] += 1
             started = time.monotonic()
             try:
                 response = self.session.request(
-                    method, url, params=params, json=json, headers=headers, timeout=self.timeout
+                    method, url, params=params, data=data, headers=headers, timeout=self.timeout
                 )
             except _CONNECTION_ERRORS as exc:
                 reason = f"{type(exc).__name__}: {exc}"

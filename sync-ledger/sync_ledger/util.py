@@ -6,10 +6,12 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
+
+from .money import decimal_json
 
 MASK = "****"
 
@@ -31,9 +33,77 @@ _AUTH_HEADER = re.compile(
 
 
 def fingerprint(payload: Any) -> str:
-    """sha256 of canonical JSON, so "did this record change since we last wrote it" is one string compare."""
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    """sha256 of canonical JSON, so "did this record change since we last wrote it" is one string compare.
+
+    A Decimal is written as the number it is, in the form a float of it had (`decimal_json`): an amount that
+    became a Decimal keeps the fingerprint the ledger holds for it, so nothing synced is pushed again."""
+    canonical = json_text(payload, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class _DecimalFound(Exception):
+    """json.dumps met a Decimal: write this value with the slower writer that knows them."""
+
+
+def json_text(
+    value: Any,
+    *,
+    sort_keys: bool = False,
+    separators: tuple[str, str] = (",", ":"),
+    default: Callable[[Any], Any] | None = None,
+    allow_nan: bool = True,
+) -> str:
+    """`json.dumps` with the same arguments, except that a Decimal is a JSON number (`decimal_json`), never a
+    string or a float: money goes to the wire and into fingerprints exactly. Values without a Decimal are
+    written by json.dumps itself (same bytes, same speed)."""
+
+    def hook(obj: Any) -> Any:
+        if isinstance(obj, Decimal):
+            raise _DecimalFound
+        if default is None:
+            raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+        return default(obj)
+
+    try:
+        return json.dumps(value, sort_keys=sort_keys, separators=separators, default=hook, allow_nan=allow_nan)
+    except _DecimalFound:
+        return _DecimalWriter(sort_keys, separators, hook, allow_nan).write(value)
+
+
+class _DecimalWriter:
+    """The containers json.dumps would write, around scalars json.dumps writes, and Decimals as numbers."""
+
+    def __init__(
+        self, sort_keys: bool, separators: tuple[str, str], hook: Callable[[Any], Any], allow_nan: bool
+    ) -> None:
+        self.sort_keys = sort_keys
+        self.item_sep, self.key_sep = separators
+        self.hook = hook
+        self.allow_nan = allow_nan
+
+    def write(self, value: Any) -> str:
+        if isinstance(value, Decimal):
+            if value.is_finite() or not self.allow_nan:
+                return decimal_json(value)  # raises ValueError for NaN/Infinity, like allow_nan=False
+            return json.dumps(str(value))
+        if isinstance(value, dict):
+            items = sorted(value.items()) if self.sort_keys else value.items()
+            return "{" + self.item_sep.join(f"{self.key(k)}{self.key_sep}{self.write(v)}" for k, v in items) + "}"
+        if isinstance(value, list | tuple):
+            return "[" + self.item_sep.join(self.write(v) for v in value) + "]"
+        try:
+            return json.dumps(value, default=self.hook, allow_nan=self.allow_nan)
+        except _DecimalFound:  # `default` turned an unknown object into something holding a Decimal
+            return self.write(self.hook(value))
+
+    @staticmethod
+    def key(key: Any) -> str:
+        """A dict key as json.dumps writes it: strings as they are; numbers, booleans and None as their JSON."""
+        if isinstance(key, str):
+            return json.dumps(key)
+        if key is None or isinstance(key, bool | int | float):
+            return json.dumps(json.dumps(key))
+        raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -76,12 +146,24 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, (date, time)):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        return _json_number(value)
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
     return value
+
+
+def _json_number(value: Decimal) -> int | float | Decimal:
+    """What a staged payload holds for a Decimal: an int, or the float whose repr is its exact decimal text (the
+    ledger stores JSON numbers; `sync_ledger.money` reads such a float back through that repr, exactly). A value
+    no float carries exactly stays a Decimal (the ledger then stores its exact text)."""
+    if not value.is_finite():
+        return float(value)  # NaN/Infinity: the targets reject the record before it is staged
+    if value == value.to_integral_value():
+        return int(value)
+    carrier = float(value)
+    return carrier if Decimal(repr(carrier)) == value else value
 
 
 #: Setting shared by the four plugins: the SDK's per-request/per-batch METRIC lines back on (off by default: at

@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote, unquote
 
+from sync_ledger.money import to_decimal
 from sync_ledger.triggers import TriggerRule, parse_trigger_phases, resolve_rules, rule_for
 
 #: Calls left for other integrations of the company, by default (a fifth of the documented 5,000/day).
@@ -159,13 +159,8 @@ def unpack_deferred(packed: str) -> dict[str, str]:
 
 def _paid(invoice: Mapping[str, Any]) -> bool | None:
     """amountPaid > 0; None when the invoice does not say (then its payments are read, to be safe)."""
-    raw = invoice.get("amountPaid")
-    if raw is None:
-        return None
-    try:
-        return Decimal(str(raw)) > 0
-    except InvalidOperation:
-        return None
+    paid = to_decimal(invoice.get("amountPaid"))
+    return None if paid is None else paid > 0
 
 
 class PaymentPlanner:

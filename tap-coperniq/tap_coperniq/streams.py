@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 import typing as t
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from http import HTTPStatus
 
+from sync_ledger import to_money
 from sync_ledger.incremental import parse_timestamp
 from tap_coperniq.budget import DEFAULT_PHASE_SWEEP_INTERVAL, PaymentPlanner, QuotaReached
 from tap_coperniq.client import CoperniqStream
@@ -211,7 +211,7 @@ class InvoicesStream(IncrementalStream):
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         amount, paid = row.get("amount"), row.get("amountPaid")
         if amount is not None and paid is not None:
-            row["balance"] = Decimal(str(amount)) - Decimal(str(paid))
+            row["balance"] = to_money(amount) - to_money(paid)  # exact: pagination parses numbers as Decimal
         out = super().post_process(row, context)
         if out is not None and (planner := payment_planner(self)) is not None:
             planner.see_invoice(out)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import decimal
 import sys
 import typing as t
 from datetime import UTC, datetime
@@ -15,7 +14,7 @@ from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator
 
-from sync_ledger import RateLimiter, redact
+from sync_ledger import RateLimiter, money, redact
 from sync_ledger.http import RateLimitedSession, parse_retry_after
 from sync_ledger.incremental import LookbackStreamMixin
 from sync_ledger.util import MERGE_ACCOUNTING_URL
@@ -200,15 +199,12 @@ class MergeStream(LookbackStreamMixin, RESTStream[str | None]):
 
 
 def to_decimal(value: t.Any) -> t.Any:
-    """Merge mixes numbers and decimal strings for money; normalise to Decimal (None and junk stay None)."""
-    if value is None or isinstance(value, (int, decimal.Decimal)):
+    """Merge mixes numbers and decimal strings for money; emitted as exact Decimals (the SDK writes them as JSON
+    numbers digit for digit), not rounded: target-coperniq rounds where it compares and writes. None and junk
+    (and NaN/Infinity) become None; integers stay integers."""
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, float):
-        return decimal.Decimal(str(value))
-    try:
-        return decimal.Decimal(str(value))
-    except decimal.InvalidOperation:
-        return None
+    return money.to_decimal(value)
 
 
 def relation_id(value: t.Any) -> t.Any:

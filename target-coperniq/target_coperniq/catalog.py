@@ -5,11 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sync_ledger import Ledger
+from sync_ledger import Ledger, to_decimal
 from sync_ledger.rows import Wait
 from target_coperniq.context import SOURCE, Settings
 from target_coperniq.coperniq import CoperniqApi
-from target_coperniq.mapping import CatalogRef, money
+from target_coperniq.mapping import CatalogRef
 
 ADJUSTMENT_ITEM_NAME = "QuickBooks adjustment"
 
@@ -45,7 +45,7 @@ class Catalog:
             if item is None and not final:
                 raise Wait(f"item {item_id} not received yet")
             if item and item.get("name"):
-                cost = money(item.get("purchase_price")) or Decimal(0)
+                cost = to_decimal(item.get("purchase_price")) or Decimal(0)
                 return CatalogRef(
                     self.item(item["name"], merge_type=item.get("type"), price=item.get("unit_price"), cost=cost),
                     cost,

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
-from sync_ledger import ApiClient
+from sync_ledger import ApiClient, to_money
 from sync_ledger.http import send_checked
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,8 @@ class CoperniqApi:
                 "name": name[:200],
                 "type": kind,
                 "category": "OTHER",
-                "cost": float(cost or 0),
-                "price": float(price or 0),
+                "cost": to_money(cost or 0),  # dollars, sent as the JSON number (sync_ledger.http)
+                "price": to_money(price or 0),
                 "description": "Created by target-coperniq for a QuickBooks item",
             },
             find=lambda: self._refind_catalog_item(name),

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, Protocol
 
-from target_coperniq.mapping import cents, money
+from sync_ledger import to_decimal, to_money
 
 REMOVED_DESCRIPTION = "Removed in QuickBooks (Coperniq kept this line; delete it by hand)"
 #: Fields of a line Coperniq accepts back on PATCH (read responses add catalogItem, sectionName, ...).
@@ -42,11 +42,11 @@ def catalog_id(line: dict[str, Any]) -> int | None:
 
 def line_key(line: dict[str, Any]) -> tuple[int | None, int, Decimal]:
     """What must match after the update: catalog item, quantity, unit price (to the cent)."""
-    return catalog_id(line), int(line.get("quantity") or 0), cents(money(line.get("unitPrice")) or Decimal(0))
+    return catalog_id(line), int(line.get("quantity") or 0), to_money(to_decimal(line.get("unitPrice")) or 0)
 
 
 def lines_total(lines: Iterable[dict[str, Any]]) -> Decimal:
-    return cents(sum((Decimal(k[1]) * k[2] for k in map(line_key, lines)), Decimal(0)))
+    return to_money(sum((k[1] * k[2] for k in map(line_key, lines)), Decimal(0)))
 
 
 def carry_ids(
@@ -93,7 +93,7 @@ def _mismatch(
     invoice_id: int | str, invoice: dict[str, Any], wanted: list[dict[str, Any]], ignore: set[Any]
 ) -> str | None:
     expected = lines_total(wanted)
-    amount = cents(money(invoice.get("amount")) or Decimal(0))
+    amount = to_money(to_decimal(invoice.get("amount")) or 0)
     if amount != expected:
         return (
             f"Coperniq invoice {invoice_id} amount is {amount} after the update, expected {expected} "
@@ -109,7 +109,7 @@ def _mismatch(
 
 
 def _is_zero(line: dict[str, Any]) -> bool:
-    return line_key(line)[2] == 0 and cents(money(line.get("unitCost")) or Decimal(0)) == 0
+    return line_key(line)[2] == 0 and to_money(to_decimal(line.get("unitCost")) or 0) == 0
 
 
 def _zero_leftovers(api: InvoiceCalls, invoice_id: int | str, kept: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-CENT = Decimal("0.01")
+from sync_ledger import to_decimal, to_money
+
 #: Marker put in every invoice description the reverse leg writes: the natural key for crash recovery.
 MARKER_PREFIX = "qbo-merge:"
 VOID_PREFIX = "[VOIDED IN QUICKBOOKS] "
@@ -33,23 +34,10 @@ STATUS_MAP = {
 CREATE_STATUSES = {"DRAFT", "SENT"}
 
 
-def money(value: Any) -> Decimal | None:
-    """Decimal from a number or numeric string; None for null/garbage."""
-    if value is None or value == "":
-        return None
-    try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def cents(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def as_json_number(value: Decimal) -> int | float:
-    """Coperniq takes JSON numbers in dollars."""
-    return int(value) if value == value.to_integral_value() else float(value)
+def as_json_number(value: Decimal) -> int | Decimal:
+    """Coperniq takes JSON numbers in dollars: whole dollars as an int, the rest as the Decimal, which
+    sync_ledger.http sends as the JSON number it is (and which fingerprints like the float sent before)."""
+    return int(value) if value == value.to_integral_value() else value
 
 
 def iso(value: Any) -> str | None:
@@ -93,9 +81,10 @@ class _Group:
     descriptions: list[str] = field(default_factory=list)
 
     def to_line(self) -> dict[str, Any]:
-        units = {unit for _, unit, _ in self.lines}
+        units = {to_money(unit) for _, unit, _ in self.lines}  # what Coperniq is sent and multiplies
         integral = all(qty == qty.to_integral_value() and qty > 0 for qty, _, _ in self.lines)
-        consistent = all(cents(qty * unit) == cents(total) for qty, unit, total in self.lines)
+        # Coperniq multiplies qty by the unit price it holds (cents): QuickBooks' 3 x 33.333 = 100.00 is 99.99 there
+        consistent = all(to_money(qty * to_money(unit)) == to_money(total) for qty, unit, total in self.lines)
         total = sum((t for _, _, t in self.lines), Decimal(0))
         if len(units) == 1 and integral and consistent:
             quantity = int(sum(q for q, _, _ in self.lines))
@@ -106,8 +95,8 @@ class _Group:
         line: dict[str, Any] = {
             "catalogItemId": self.ref.catalog_item_id,
             "quantity": quantity,
-            "unitCost": as_json_number(cents(self.ref.unit_cost)),
-            "unitPrice": as_json_number(cents(unit_price)),
+            "unitCost": as_json_number(to_money(self.ref.unit_cost)),
+            "unitPrice": as_json_number(to_money(unit_price)),
         }
         if description:
             line["description"] = description
@@ -125,9 +114,9 @@ def build_line_items(
     for line in invoice.get("line_items") or []:
         if not isinstance(line, dict) or line.get("remote_was_deleted"):
             continue
-        qty = money(line.get("quantity"))
-        unit = money(line.get("unit_price"))
-        total = money(line.get("total_amount"))
+        qty = to_decimal(line.get("quantity"))
+        unit = to_decimal(line.get("unit_price"))
+        total = to_decimal(line.get("total_amount"))
         if total is None:
             total = (qty if qty is not None else Decimal(1)) * (unit or Decimal(0))
         if qty is None or qty == 0:
@@ -139,8 +128,8 @@ def build_line_items(
         group.lines.append((qty, unit, total))
         group.descriptions.append((line.get("description") or "").strip())
         lines_total += total
-    invoice_total = money(invoice.get("total_amount"))
-    difference = cents(invoice_total - lines_total) if invoice_total is not None else Decimal(0)
+    invoice_total = to_decimal(invoice.get("total_amount"))
+    difference = to_money(invoice_total - lines_total) if invoice_total is not None else Decimal(0)
     if difference != 0 or not groups:
         ref = adjustment()
         group = groups.setdefault(ref.catalog_item_id, _Group(ref))
@@ -194,11 +183,11 @@ def invoice_applications(payment: dict) -> list[tuple[str, Decimal, str | None]]
     ]
     out: list[tuple[str, Decimal, str | None]] = []
     for line in lines:
-        amount = money(line.get("applied_amount"))
+        amount = to_decimal(line.get("applied_amount"))
         if amount is None and len(lines) == 1:
-            amount = money(payment.get("total_amount"))
+            amount = to_decimal(payment.get("total_amount"))
         if amount is not None and amount > 0:
-            out.append((str(line["related_object_id"]), cents(amount), line.get("id")))
+            out.append((str(line["related_object_id"]), to_money(amount), line.get("id")))
     return out
 
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from sync_ledger import Link, fingerprint
+from sync_ledger import Link, fingerprint, to_money
 from sync_ledger.rows import Outcome
 from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
 from target_coperniq.context import FORWARD_ECHO, INTENT_PREFIX, NOT_SYNCED, SOURCE, TARGET, Context
@@ -16,7 +16,7 @@ from target_coperniq.writes import Decision, Write
 
 #: Coperniq payments that hold no money (a twin is never one of these).
 VOID_STATUSES = frozenset({"VOIDED", "FAILED", "DECLINED", "CANCELLED", "REFUNDED"})
-CENT = Decimal("0.01")
+CENT = Decimal("0.01")  # re-exported by target_coperniq.reconcile; amounts are rounded by sync_ledger.money
 
 
 class PaymentRules:
@@ -52,7 +52,7 @@ class PaymentRules:
             if str(p.get("id")) not in claimed
             and f"{INTENT_PREFIX}payment:{p.get('paymentReference')}" not in self.ctx.intents
             and str(p.get("status") or "").upper() not in VOID_STATUSES
-            and Decimal(str(p.get("amount") or 0)).quantize(CENT) == Decimal(str(body["amount"])).quantize(CENT)
+            and to_money(p.get("amount") or 0) == to_money(body["amount"])
         ]
         return closest_by_day(same, day_of(body.get("paymentDate")), lambda p: p.get("paymentDate"), PAYMENT_DATE_SLACK)
 

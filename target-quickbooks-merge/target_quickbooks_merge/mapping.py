@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 
-from sync_ledger import fingerprint
+from sync_ledger import fingerprint, money_text, to_decimal, to_money
 from sync_ledger.triggers import normalize_name  # re-exported; one key, shared with the tap
 
 QBO_NAME_MAX = 100  # QBO documents 500; older companies/the sandbox enforce 100, so stay safe
@@ -137,8 +138,10 @@ def job_contact_patch(job: Mapping[str, Any]) -> dict[str, Any]:
     return patch
 
 
-def money(value: Any) -> float:
-    return round(float(value or 0), 2)
+def money(value: Any) -> Decimal:
+    """A Coperniq amount (dollars; missing = 0) for QuickBooks, rounded once, half up, to the cent. A Decimal:
+    it goes out as the same JSON number a float did (sync_ledger.http) and keeps its fingerprint."""
+    return to_money(value or 0)
 
 
 def invoice_number(invoice: Mapping[str, Any], prefix: str = "") -> str:
@@ -174,15 +177,17 @@ def invoice_payload(
 
 
 def invoice_line(line: Mapping[str, Any], item_id: str) -> dict[str, Any]:
+    """Merge InvoiceLineItemRequest: QuickBooks checks Amount = UnitPrice x Qty, so the amount is the product of
+    the quantity sent and the unit price sent, in Decimal (3 x 0.1 is 0.30, not 0.30000000000000004)."""
     qty = line.get("quantity") or 0
     price = money(line.get("unitPrice"))
     catalog = line.get("catalogItem") or {}
     description = line.get("description") or catalog.get("name") or ""
     return {
         "description": str(description),
-        "quantity": qty,
+        "quantity": qty,  # as Coperniq sent it (an integer there): its JSON, and so its fingerprint, unchanged
         "unit_price": price,
-        "total_amount": round(float(qty) * price, 2),
+        "total_amount": to_money((to_decimal(qty) or 0) * price),
         "item": item_id,
     }
 
@@ -205,7 +210,7 @@ def payment_payload(
         "type": "ACCOUNTS_RECEIVABLE",
         "applied_to_lines": [
             {
-                "applied_amount": f"{amount:.2f}",
+                "applied_amount": money_text(amount),  # Merge's decimal string
                 "applied_date": when,
                 "related_object_id": invoice_id,
                 "related_object_type": "INVOICE",
@@ -220,6 +225,8 @@ def _empty(value: Any) -> bool:
 
 #: Merge date-times that QuickBooks stores as a date (compared by day).
 DATE_ONLY_FIELDS = frozenset({"issue_date", "due_date", "transaction_date"})
+#: Merge amounts: numbers or decimal strings ("100.00"), compared to the cent.
+MONEY_FIELDS = frozenset({"total_amount", "sub_total", "balance", "unit_price", "applied_amount"})
 
 
 def _comparable(field: str, value: Any) -> Any:
@@ -235,8 +242,10 @@ def _comparable(field: str, value: Any) -> Any:
         return sorted(tuple(normalize_name(a.get(k)) for k in keys) for a in value if isinstance(a, Mapping))
     if field in DATE_ONLY_FIELDS and value:
         return str(value)[:10]  # QuickBooks keeps the day only (TxnDate, DueDate): times never differ there
-    if isinstance(value, float | int) and not isinstance(value, bool):
-        return round(float(value), 2)
+    if field in MONEY_FIELDS and (amount := to_decimal(value)) is not None:
+        return to_money(amount)  # Merge's "100.00" and our Decimal("100.00") are the same amount
+    if isinstance(value, float | int | Decimal) and not isinstance(value, bool):
+        return to_decimal(value)
     return value
 
 

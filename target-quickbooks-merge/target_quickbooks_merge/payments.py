@@ -7,7 +7,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from sync_ledger import Link, fingerprint
+from sync_ledger import Link, fingerprint, to_money
 from sync_ledger.rows import RowFailure, Wait, link_key
 from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
 
@@ -150,10 +150,10 @@ class PaymentSync:
         invoice_id = desired["applied_to_lines"][0]["related_object_id"]
         invoice = None if ctx.dry else ctx.client.api.get(f"/invoices/{invoice_id}")
         balance = (invoice or {}).get("balance")
-        if balance is not None and float(desired["total_amount"]) > round(float(balance), 2) + 0.004:
+        if balance is not None and to_money(desired["total_amount"]) > to_money(balance):
             number = (invoice or {}).get("number") or invoice_id
             raise RowFailure(
-                f"payment of {desired['total_amount']} is more than the open balance {balance} QuickBooks "
+                f"payment of {desired['total_amount']} is more than the open balance {to_money(balance)} QuickBooks "
                 f"shows on matched invoice {number} (Coperniq invoice {inv_id}); it was probably "
                 "recorded there differently: record it in one place"
             )
@@ -167,7 +167,7 @@ class PaymentSync:
         for payment in self.ctx.client.payments_for_contact(contact):
             if str(payment.get("id")) in self.ctx.links.targets or payment.get("remote_was_deleted"):
                 continue
-            if round(float(payment.get("total_amount") or 0), 2) != round(float(desired["total_amount"]), 2):
+            if to_money(payment.get("total_amount") or 0) != to_money(desired["total_amount"]):
                 continue
             applied = payment.get("applied_to_lines") or []
             if applied and not any(
