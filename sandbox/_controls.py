@@ -164,6 +164,11 @@ class Stats:
             self.max_in_flight_per_key = 0  # most admitted at once for one client key (<= Faults.max_concurrent)
             self.concurrency_429 = 0  # requests refused for Faults.max_concurrent
 
+    def note(self, route: str) -> None:
+        """Count something a route did inside one request (e.g. "PASSTHROUGH GET": a passthrough read)."""
+        with self._lock:
+            self.by_route[route] += 1
+
     def admit(self, key: str, limit: int | None) -> bool:
         """Count one request of `key` in flight, unless `limit` (0/None = none) are already: then count a refusal.
 

@@ -245,6 +245,7 @@ class ModelEndpoints:
             )
         else:
             status, response = self.app.state.qbo.passthrough(method, path, data)
+        self.app.stats.note(f"PASSTHROUGH {method}")  # a passthrough GET is a read, though a POST to Merge
         headers = (
             {str(k): v for k, v in (body.get("headers") or {}).items()} if isinstance(body.get("headers"), dict) else {}
         )

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sandbox._controls import Stats
 from sandbox._server import Request, Response
 from sandbox.merge_models import MergeData
 from sandbox.merge_qbo import QboCompany
@@ -143,6 +144,9 @@ class MergeHost(Protocol):
 
     @property
     def realm_id(self) -> str: ...
+
+    @property
+    def stats(self) -> Stats: ...
 
     @property
     def company_name(self) -> str: ...

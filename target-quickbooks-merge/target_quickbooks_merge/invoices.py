@@ -15,17 +15,21 @@ from .jobs import JobSync
 from .mapping import diff_for_strategy, invoice_fingerprint, invoice_line, invoice_number, invoice_payload
 from .merge_client import WriteResult
 from .merge_index import InvoiceIndex, ItemIndex
+from .taxes import TaxBook, with_tax
+from .voids import InvoiceVoids
 from .writes import create_model
 
 
 class InvoiceSync:
     """Invoices: matched by number, created (batched) or updated; never pushed for an unsynced project."""
 
-    def __init__(self, ctx: Context, jobs: JobSync, items: ItemIndex, existing: InvoiceIndex) -> None:
+    def __init__(self, ctx: Context, jobs: JobSync, items: ItemIndex, existing: InvoiceIndex, taxes: TaxBook) -> None:
         self.ctx = ctx
         self.jobs = jobs
         self.items = items
         self.existing = existing
+        self.taxes = taxes
+        self.voids = InvoiceVoids(ctx, self._find)  # void_policy: pushed invoices Coperniq takes back
 
     def sync(self) -> None:
         ctx = self.ctx
@@ -81,32 +85,27 @@ class InvoiceSync:
         if ctx.echo("invoices", "invoice", iid, status):
             return
         link = ctx.links.get("invoice", iid)
-        coperniq_status = str(inv.get("status") or "").upper()
-        if coperniq_status not in ctx.s.invoice_statuses:
-            if status != "skipped":  # once per version of the record
-                pushed = ", ".join(ctx.s.invoice_statuses)
-                reason = (
-                    f"invoice is {coperniq_status or 'without status'} in Coperniq; invoice_statuses pushes {pushed}"
-                )
-                if link is not None:  # TODO(accounting issue): void/credit rules; until then never silent
-                    reason = (
-                        f"invoice pushed to QuickBooks earlier is now {coperniq_status} in Coperniq; left "
-                        "unchanged in QuickBooks (voiding is not automated yet): review it there"
-                    )
-                ctx.skip("invoices", iid, reason, target_id=link.target_id if link else None)
+        gone = self.voids.gone(inv)  # a status invoice_statuses does not push, or archived
+        if gone is not None:
+            if link is not None:  # pushed earlier: voided, zeroed or left by void_policy
+                self.voids.left(iid, inv, link, gone, status)
+            elif status != "skipped":  # once per version of the record
+                ctx.skip("invoices", iid, gone.unpushed(ctx.s.invoice_statuses))
             return
         contact = self.contact_of(inv)
         lines = inv.get("lineItems") or []
         if not lines:
             raise RowFailure("invoice has no line items (QuickBooks needs at least one line)")
+        tax_code = self.taxes.line_code(inv)  # before any write: an invoice that cannot be taxed right fails
         desired = invoice_payload(
             inv,
             contact,
-            [invoice_line(line, self.items.for_line(line)) for line in lines],
+            [with_tax(invoice_line(line, self.items.for_line(line)), tax_code) for line in lines],
             number_prefix=ctx.s.invoice_number_prefix,
         )
         if link is not None:
-            self._update(iid, inv, link, desired)
+            if not self.voids.reinstated(iid, inv, link, desired, contact):  # not voided or zeroed before
+                self._update(iid, inv, link, desired)
         elif not self._match(iid, inv, desired, contact):
             self._create(iid, desired, contact)
 

@@ -43,6 +43,32 @@ class WriteError(Exception):
         return self.status in (401, 403) or "CREDENTIAL_REFRESH_FAILED" in self.detail
 
 
+class QboFault(WriteError):
+    """QuickBooks itself answered a passthrough call with a Fault; `codes` are its error codes (5010 stale object,
+    610 object not found, 6000 business validation, ...)."""
+
+    def __init__(self, detail: str, *, codes: frozenset[str], **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.codes = codes
+
+
+def qbo_fault_codes(body: Any) -> frozenset[str]:
+    """The error codes of a QuickBooks Fault body ({"Fault": {"Error": [{"code": ...}]}}); empty for anything else."""
+    fault = body.get("Fault") if isinstance(body, dict) else None
+    errors = fault.get("Error") if isinstance(fault, dict) else None
+    return frozenset(str(e["code"]) for e in errors or [] if isinstance(e, dict) and e.get("code"))
+
+
+#: QuickBooks' void of each transaction kind: the path (relative to the company) and what the body adds to
+#: {Id, SyncToken}. An invoice has an operation of its own; a payment is voided by a sparse update.
+QBO_VOIDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Invoice": ("/invoice?operation=void", {}),
+    "Payment": ("/payment?operation=update&include=void", {"sparse": True}),
+}
+#: QuickBooks' "Object Not Found" (a deleted or unknown Id).
+QBO_NOT_FOUND = "610"
+
+
 @dataclass
 class WriteResult:
     model: dict[str, Any]
@@ -247,7 +273,14 @@ class MergeClient:
         body = passthrough_body(method, qbo_path, data)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         try:
-            resp = self.api.request("POST", "/passthrough", json=body, headers=headers, retry_ambiguous=retry_ambiguous)
+            resp = self.api.request(
+                "POST",
+                "/passthrough",
+                json=body,
+                headers=headers,
+                retry_ambiguous=retry_ambiguous,
+                counted_as="GET" if method.upper() == "GET" else None,  # a read, though a POST to Merge
+            )
         except ApiError as exc:
             raise _write_error(exc) from exc
         request_id = resp.headers.get("X-Request-Id") or resp.headers.get("x-merge-request-id")
@@ -306,6 +339,44 @@ class MergeClient:
         if status >= 400 or not isinstance(inner, dict):
             return None
         return list((inner.get("QueryResponse") or {}).get("Customer") or [])
+
+    # -- passthrough (QBO invoices and payments: Merge's common models have no void) -------------------------
+    def qbo_transaction(self, entity: str, qbo_id: str) -> dict[str, Any] | None:
+        """QuickBooks' own Invoice or Payment (`entity`), with its SyncToken; None when QuickBooks has no record with
+        that Id (610: deleted there). Read through passthrough because Merge may show a passthrough void only
+        after its next sync."""
+        status, inner, rid, _ = self.passthrough("GET", f"/{entity.lower()}/{quote(qbo_id)}?{QBO_MINOR}")
+        if status < 400 and isinstance(inner, dict) and isinstance(inner.get(entity), dict):
+            return dict(inner[entity])
+        codes = qbo_fault_codes(inner)
+        if QBO_NOT_FOUND in codes:
+            return None
+        raise QboFault(
+            f"QuickBooks did not return {entity} {qbo_id} (HTTP {status}): {_problems_text(inner)}",
+            codes=codes,
+            status=status,
+            request_id=rid,
+        )
+
+    def void_transaction(self, entity: str, qbo_id: str, sync_token: str) -> WriteResult:
+        """Void a QuickBooks Invoice or Payment with its current SyncToken (`QBO_VOIDS`). Never resent after a 5xx
+        or no answer: the error is `ambiguous` and the caller reads the record to learn whether the void happened."""
+        path, extra = QBO_VOIDS[entity]
+        status, inner, rid, ambiguous = self.passthrough(
+            "POST",
+            f"{path}&{QBO_MINOR}",
+            {"Id": qbo_id, "SyncToken": sync_token, **extra},
+            retry_ambiguous=False,
+        )
+        if status < 400 and isinstance(inner, dict) and isinstance(inner.get(entity), dict):
+            return WriteResult(dict(inner[entity]), rid)
+        raise QboFault(
+            f"QuickBooks refused to void {entity} {qbo_id} (HTTP {status}): {_problems_text(inner)}",
+            codes=qbo_fault_codes(inner),
+            status=status,
+            request_id=rid,
+            ambiguous=ambiguous,
+        )
 
 
 def _write_error(exc: ApiError) -> WriteError:

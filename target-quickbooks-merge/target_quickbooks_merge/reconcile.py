@@ -30,6 +30,7 @@ from .merge_index import ContactIndex, InvoiceIndex, ItemIndex, NameBook
 from .payments import PaymentSync
 from .phases import ProjectTriggers
 from .settings import Settings
+from .taxes import TaxBook, check_currency
 
 __all__ = [
     "DIRECTION",
@@ -66,6 +67,7 @@ class Reconciler:
 
     def run(self) -> Result:
         ctx = self.ctx
+        home_currency = check_currency(ctx.client, ctx.s)  # before anything is written: never converted
         workflows = [p for _, p, _, _ in ctx.ledger.iter_staged(SRC, "workflows")]  # read once, used twice
         self._wake_on_new_settings(workflows)
         if not ctx.dry and (healed := ctx.ledger.heal_waits(SRC)):
@@ -88,7 +90,8 @@ class Reconciler:
         names = NameBook(ctx.ledger, contacts, dry=ctx.dry)
         customers = CustomerSync(ctx, contacts, names)
         jobs = JobSync(ctx, contacts, names, customers, triggers)
-        invoices = InvoiceSync(ctx, jobs, ItemIndex(ctx.client, ctx.s), InvoiceIndex(ctx.client, ctx.log))
+        taxes = TaxBook(ctx.client, ctx.s, home_currency)
+        invoices = InvoiceSync(ctx, jobs, ItemIndex(ctx.client, ctx.s), InvoiceIndex(ctx.client, ctx.log), taxes)
         try:
             jobs.sync_projects()
             customers.sync_remaining()
@@ -143,6 +146,7 @@ def decisions_fingerprint(settings: Settings, workflows: list[str]) -> str:
             "customer_name_template": settings.customer_name_template,
             "job_name_template": settings.job_name_template,
             "invoice_number_prefix": settings.invoice_number_prefix,
+            "void_policy": settings.void_policy,  # an invoice left (leave) is voided once the policy says so
             "base_url": settings.base_url,
         }
     )

@@ -19,6 +19,8 @@ from sync_ledger import DEFAULT_LEDGER_PATH
 from sync_ledger.triggers import TriggerSpec, parse_trigger_phases
 from sync_ledger.util import MERGE_ACCOUNTING_URL
 
+from .tax_settings import DEFAULT_CURRENCY, TAX_PROPERTIES, parse_tax_settings
+
 DEFAULT_BASE_URL = MERGE_ACCOUNTING_URL
 MATCHING_STRATEGIES = ("enrich", "replace", "skip")
 MAX_PARALLEL_WRITES = 16
@@ -42,6 +44,9 @@ DEFAULT_INVOICE_STATUSES = ("SENT", "PARTIALLY_PAID", "PAID", "OVERDUE")
 #: Before Coperniq's invoice uid in QuickBooks: QuickBooks' own auto-numbering starts at 1001, as Coperniq's does.
 DEFAULT_INVOICE_NUMBER_PREFIX = "CQ-"
 MAX_INVOICE_NUMBER_PREFIX = 10
+
+#: What a pushed invoice that Coperniq takes back (declined, back to draft, archived) becomes in QuickBooks (voids.py).
+VOID_POLICIES = ("void", "leave", "zero_and_note")
 
 
 CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
@@ -197,6 +202,17 @@ CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
         default=30,
         description="Seconds between progress log lines during the reconcile pass.",
     ),
+    *TAX_PROPERTIES,
+    th.Property(
+        "void_policy",
+        th.StringType,
+        default="void",
+        allowed_values=list(VOID_POLICIES),
+        description="A pushed invoice whose Coperniq status leaves invoice_statuses (declined, back to draft) or "
+        "that is archived: void voids it in QuickBooks (an invoice sent again later is created anew, with a "
+        "suffixed number, as QuickBooks cannot un-void); zero_and_note zeroes its lines with a memo saying why "
+        "(restored when it is sent again); leave logs it and leaves it unchanged.",
+    ),
 ).to_dict()
 
 
@@ -226,6 +242,11 @@ class Settings:
     progress_interval: float = 30.0
     unreachable_timeout: float = 120.0
     invoice_number_prefix: str = DEFAULT_INVOICE_NUMBER_PREFIX
+    tax_mode: str = "auto"
+    tax_code_mapping: Mapping[str, str] = field(default_factory=dict)
+    default_tax_code: str | None = None
+    currency: str = DEFAULT_CURRENCY
+    void_policy: str = "void"
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -296,6 +317,12 @@ class Settings:
                 except (KeyError, IndexError, ValueError) as exc:
                     errors.append(f"{name}: invalid template {template!r} ({exc}); fields: {sorted(fields)}")
 
+        taxes = parse_tax_settings(config, errors)
+
+        void_policy = config.get("void_policy") or "void"
+        if void_policy not in VOID_POLICIES:
+            errors.append(f"void_policy: {void_policy!r} is not one of {', '.join(VOID_POLICIES)}")
+
         if errors:
             raise ConfigValidationError("Config validation failed", errors=errors)
 
@@ -322,6 +349,8 @@ class Settings:
             progress_interval=float(config.get("progress_interval") or 30),
             unreachable_timeout=float(config.get("unreachable_timeout", 120)),
             invoice_number_prefix=prefix,
+            **taxes,
+            void_policy=str(void_policy),
         )
 
 
