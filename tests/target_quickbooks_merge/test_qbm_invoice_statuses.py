@@ -7,7 +7,7 @@ import requests
 
 from tests.target_quickbooks_merge.qbm_helpers import Pipeline, log_rows, merge_rows
 
-CONFIG = {"invoice_sync": True, "default_item": "Services"}
+CONFIG = {"invoice_sync": True, "default_item": "Services", "void_policy": "leave"}
 
 
 def _synced_project(pipe: Pipeline) -> int:
