@@ -87,6 +87,12 @@ class LinkMap:
         """Is some Coperniq record linked to this Merge id (so it is never matched to another one)?"""
         return merge_id in self._made_targets or self._ledger.is_linked_target(QBO, merge_id)
 
+    def linked_targets(self, target_type: str, merge_ids: Iterable[str]) -> set[str]:
+        """Which of these Merge ids some Coperniq record is linked to (one query: a page of QuickBooks' list)."""
+        ids = [str(i) for i in merge_ids]
+        made = {i for i in ids if i in self._made_targets}
+        return made | set(self._ledger.links_to(QBO, target_type, [i for i in ids if i not in made]))
+
     def is_linked_job(self, qbo_id: str) -> bool:
         """Is some project linked to the QuickBooks job with this Id?"""
         if any(link.target_type == "job" and link.target_remote_id == qbo_id for link in self._made.values()):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from typing import Any
 
 from sync_ledger import ApiError, Ledger
@@ -186,11 +186,13 @@ class InvoiceIndex:
     whole list", without knowing in advance how many invoices QuickBooks holds. Listed invoices keep only
     LISTED_FIELDS; `full` reads the one a rule goes on with."""
 
-    def __init__(self, client: MergeClient, log: Any) -> None:
+    def __init__(self, client: MergeClient, log: Any, linked: Callable[[list[str]], Container[str]]) -> None:
         self.client = client
         self.log = log
+        self._linked = linked  # which listed invoices are already some Coperniq invoice's: never candidates
         self._pages: Iterator[dict[str, Any]] | None = None
         self._by_number: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._held = 0
         self.complete = False
         self._broken = False
 
@@ -208,14 +210,21 @@ class InvoiceIndex:
                     exc,
                 )
                 return self.client.invoices_by_number(number)
-            for inv in (page or {}).get("results") or []:
-                if inv.get("number") not in (None, ""):
+            results = [
+                inv
+                for inv in (page or {}).get("results") or []
+                if inv.get("number") not in (None, "") and not inv.get("remote_was_deleted")
+            ]
+            # Invoices already linked (a first run's own, by the end of it) are never matched again: keeping them
+            # would make the index grow with the sync's own history instead of the bookkeeper's invoices.
+            linked = self._linked([str(inv["id"]) for inv in results]) if results else set()
+            for inv in results:
+                if str(inv["id"]) not in linked:
                     self._by_number[str(inv["number"])].append({k: inv.get(k) for k in LISTED_FIELDS})
+                    self._held += 1
             if page is None or not page.get("next"):
                 self.complete = True
-                self.log.info(
-                    "Read all %d QuickBooks invoices for matching by number", sum(map(len, self._by_number.values()))
-                )
+                self.log.info("Read the QuickBooks invoice list: %d not linked to Coperniq, kept to match", self._held)
         if self.complete:
             return list(self._by_number.get(str(number), []))
         return self.client.invoices_by_number(number)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sync_ledger import Ledger, fingerprint
@@ -91,7 +92,8 @@ class Reconciler:
         customers = CustomerSync(ctx, contacts, names)
         jobs = JobSync(ctx, contacts, names, customers, triggers)
         taxes = TaxBook(ctx.client, ctx.s, home_currency)
-        invoices = InvoiceSync(ctx, jobs, ItemIndex(ctx.client, ctx.s), InvoiceIndex(ctx.client, ctx.log), taxes)
+        listed = InvoiceIndex(ctx.client, ctx.log, partial(ctx.links.linked_targets, "invoice"))
+        invoices = InvoiceSync(ctx, jobs, ItemIndex(ctx.client, ctx.s), listed, taxes)
         try:
             jobs.sync_projects()
             customers.sync_remaining()

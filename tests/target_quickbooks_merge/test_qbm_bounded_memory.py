@@ -57,3 +57,36 @@ def test_tiny_caches_sync_everything_exactly_once(pipe: Pipeline) -> None:
     again = pipe.run()
     assert again.writes == 0 and again.target.result.failed == 0
     assert_forward_complete(pipe.coperniq, pipe.merge)
+
+
+def test_the_invoice_list_keeps_only_invoices_no_coperniq_invoice_is_linked_to(pipe: Pipeline) -> None:
+    """The QuickBooks invoice list read for matching grows with the bookkeeper's own invoices, not with the
+    sync's: by the end of a first run most listed invoices are its own, and they are never candidates."""
+    import logging
+
+    from sync_ledger.rows import Journal
+    from target_quickbooks_merge.merge_index import InvoiceIndex
+
+    pipe.run()
+    pipe.merge.app.sync()  # the pessimistic Merge shows passthrough jobs only after its sync: their invoices follow
+    run = pipe.run()
+    merge = pipe.merge
+    own = len(merge.state.table("invoices").order)
+    contact = next(c for c in merge.state.table("contacts").order if c.get("is_customer"))
+    bookkeepers = run.target.client.create(
+        "invoices",
+        {
+            "type": "ACCOUNTS_RECEIVABLE",
+            "contact": contact["id"],
+            "number": "BK-1",
+            "line_items": [{"description": "Own work", "unit_price": 10, "quantity": 1, "total_amount": 10}],
+        },
+    )
+    with pipe.ledger() as ledger:
+        view = links.LinkMap(ledger, Journal(ledger, "coperniq", dry=True), dry=True)
+        index = InvoiceIndex(run.target.client, logging.getLogger("t"), lambda ids: view.linked_targets("invoice", ids))
+        while not index.complete:
+            index.by_number("none")
+    assert own > 5
+    assert [i["id"] for i in index.listed("BK-1")] == [bookkeepers.model["id"]]
+    assert index._held == 1
