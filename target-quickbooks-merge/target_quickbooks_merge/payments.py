@@ -16,9 +16,11 @@ from .invoices import InvoiceSync
 from .mapping import payment_payload
 from .merge_client import WriteResult
 from .merge_index import deposit_account_id
+from .payment_voids import VOID_PAYMENT_STATUSES, PaymentVoids
 from .writes import create_model
 
-SKIP_PAYMENT_STATUSES = {"FAILED", "DECLINED", "CANCELLED", "CANCELED", "VOIDED", "REFUNDED", "PENDING"}
+#: Not pushed in these statuses; a pushed payment that moves to one of VOID_PAYMENT_STATUSES follows void_policy.
+SKIP_PAYMENT_STATUSES = VOID_PAYMENT_STATUSES | {"PENDING"}
 
 
 class PaymentSync:
@@ -28,6 +30,7 @@ class PaymentSync:
         self.ctx = ctx
         self.invoices = invoices
         self._deposit_account: str | None = None
+        self.voids = PaymentVoids(ctx)  # void_policy: pushed payments Coperniq takes back
 
     def sync(self) -> None:
         ctx = self.ctx
@@ -54,9 +57,15 @@ class PaymentSync:
         if ctx.echo("payments", "payment", pay_id, status):
             return
         pay_status = str(pay.get("status") or "").upper()
+        link = ctx.links.get("payment", pay_id)
+        if link is not None and pay_status in VOID_PAYMENT_STATUSES:  # pushed earlier: voided or left
+            self.voids.left(pay_id, link, pay_status, status)
+            return
         if pay_status in SKIP_PAYMENT_STATUSES:
             if status != "skipped":
                 ctx.skip("payments", pay_id, f"payment status is {pay_status}")
+            return
+        if link is not None and self.voids.back(pay_id, link, pay_status, status):
             return
         inv_id = str(pay.get("invoiceId"))
         inv_link = ctx.links.get("invoice", inv_id)
@@ -72,7 +81,6 @@ class PaymentSync:
             pay, contact_id=contact, account_id=self._deposit_account_id(), invoice_id=str(inv_link.target_id)
         )
         fp = fingerprint(desired)
-        link = ctx.links.get("payment", pay_id)
         if link is not None:
             if link.fingerprint == fp:
                 ctx.mark("payments", pay_id, "done")

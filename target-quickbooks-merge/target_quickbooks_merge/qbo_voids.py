@@ -1,5 +1,6 @@
 """The QuickBooks side of a void: read the record, void it through passthrough, exactly once whatever becomes of
-the answers (the policy that decides a void is in voids.py)."""
+the answers (the policies that decide a void are in voids.py and payment_voids.py; void_writes.py plans and
+records it)."""
 
 from __future__ import annotations
 

@@ -11,38 +11,33 @@ to its private note) and cannot un-void it. Merge's common model has no void, so
                   `zeroed`, and an invoice Coperniq sends again gets its lines back;
   leave           log it (once per version) and leave it unchanged.
 
-A void is announced by a write-ahead intent like a create (the BatchWriter makes it durable before the call) and
-recorded by the link and the intent's clear in one journal batch. A lost answer, or a crash between the void and the
-ledger, is settled by reading QuickBooks (a voided invoice shows it), never by voiding again. A voided invoice that
-Coperniq sends again (back to SENT) cannot be revived: a new invoice is created under a suffixed number (`CQ-1001-2`)
-and the link moves to it.
+A void is announced, sent, recorded and recovered by void_writes.py, the one path payments' voids take too (a lost
+answer, or a crash between the void and the ledger, is settled by reading QuickBooks, never by voiding again). A
+voided invoice that Coperniq sends again (back to SENT) cannot be revived: a new invoice is created under a suffixed
+number (`CQ-1001-2`) and the link moves to it.
 
 Deleted Coperniq invoices and payments are not seen by tap-coperniq (README "Voids and deletes"), so only these
-status and archive changes are propagated.
+status and archive changes are propagated (and, for payments, their statuses: payment_voids.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Any
 
 from sync_ledger import Link, fingerprint
-from sync_ledger.rows import RowFailure, Wait
-from sync_ledger.writer import PlannedWrite
+from sync_ledger.rows import RowFailure
 
 from .context import QBO, SRC, Context, link_for
 from .mapping import invoice_fingerprint, invoice_number
 from .merge_client import WriteError, WriteResult
-from .qbo_voids import QboVoider, VoidAnswer, VoidRefused, is_voided
+from .qbo_voids import VoidAnswer, VoidRefused
+from .void_writes import DELETED, INVOICE, VOIDED, VoidWrites
 from .writes import create_model
 
-#: The integration-log action of a void. The ledger's log has no `voided` action (sync_ledger LOG_ACTIONS,
-#: docs/CONTRACTS.md), so a void is logged `updated` (QuickBooks keeps the record, changed) with "voided" in the reason.
-VOID_ACTION = "updated"
-#: Link statuses: voided in QuickBooks (for good), gone from QuickBooks, zeroed with a note (restorable).
-VOIDED, DELETED, ZEROED = "voided", "deleted", "zeroed"
+#: Link status of an invoice zeroed with a note (restorable); `voided` / `deleted` are void_writes.py's.
+ZEROED = "zeroed"
 #: QuickBooks keeps 21 characters of a DocNumber.
 MAX_DOC_NUMBER = 21
 #: Ledger meta: the latest issue of a Coperniq invoice in QuickBooks (2 after one reissue, ...).
@@ -51,11 +46,6 @@ ZERO_NOTE = "Zeroed by the Coperniq sync"
 
 #: An invoice of ours by (number, Merge contact id), linked to nothing else (InvoiceSync's natural key).
 FindInvoice = Callable[[str, str], dict[str, Any] | None]
-
-
-def void_intent_key(invoice_id: str) -> str:
-    """The write-ahead intent of an invoice's void (left only by a crash or a lost answer)."""
-    return f"forward:void:invoice:{invoice_id}"
 
 
 def reissue_number(number: str, issue: int) -> str:
@@ -118,7 +108,7 @@ class InvoiceVoids:
     def __init__(self, ctx: Context, find: FindInvoice) -> None:
         self.ctx = ctx
         self.find = find
-        self.qbo = QboVoider(ctx.client, ctx.client.api.backoff)
+        self.writes = VoidWrites(ctx, INVOICE, answer_note=self._credit_note, refused_note=self._refused_note)
 
     def gone(self, invoice: Mapping[str, Any]) -> Gone | None:
         """Why this invoice does not belong in QuickBooks now (None: it does)."""
@@ -128,7 +118,7 @@ class InvoiceVoids:
     def left(self, iid: str, inv: Mapping[str, Any], link: Link, gone: Gone, status: str) -> None:
         """A pushed invoice that is declined, back to draft or archived in Coperniq: voided, zeroed or left."""
         ctx = self.ctx
-        link = self._settled(iid, link, gone.reason)
+        link = self.writes.settled(iid, link, gone.reason)
         policy = self._policy(link)
         if link.status in (VOIDED, DELETED) or (link.status == ZEROED and policy != "void"):
             ctx.mark("invoices", iid, "done")  # done before: QuickBooks has nothing more to change
@@ -153,84 +143,10 @@ class InvoiceVoids:
         if policy == "zero_and_note":
             self._zero(iid, link, gone, name)
         else:
-            self._void(iid, link, gone, name)
+            self.writes.plan(iid, link, gone.reason, name)
 
     def _policy(self, link: Link) -> str:
         return "leave" if self.ctx.policy.leaves_alone(link) else self.ctx.s.void_policy
-
-    def _void(self, iid: str, link: Link, gone: Gone, name: str) -> None:
-        ctx = self.ctx
-        if ctx.dry:
-            reason = f"{gone.reason}; would be voided in QuickBooks"
-            ctx.record("invoices", iid, VOID_ACTION, reason, target_id=link.target_id, name=name)
-            return
-        qbo_id = self._qbo_id(link)
-        key = void_intent_key(iid)
-
-        def finish(answer: VoidAnswer) -> None:
-            self._commit(iid, link, answer, key, gone.reason, name)
-            ctx.mark("invoices", iid, "done")
-
-        def refused(exc: Exception) -> None:
-            explained = self._explained(exc, name)
-            if explained is exc:
-                raise exc
-            raise explained from exc
-
-        intent = {"kind": "invoice_void", "merge_id": link.target_id, "qbo_id": qbo_id}
-        ctx.writer.plan(
-            PlannedWrite("invoices", iid, key, intent, partial(self.qbo.void, "Invoice", qbo_id), finish, refused)
-        )
-
-    def _commit(self, iid: str, link: Link, answer: VoidAnswer, key: str, why: str, name: str) -> Link:
-        """Record a void QuickBooks shows: the link's new status and the intent's clear go in one journal batch."""
-        ctx = self.ctx
-        settled = replace(link, status=DELETED if answer.deleted else VOIDED, target_remote_id=answer.qbo_id)
-        ctx.commit_create(settled, key)
-        if answer.deleted:
-            reason = f"{why}; QuickBooks no longer has invoice {answer.qbo_id} (deleted there): nothing to void"
-            ctx.record("invoices", iid, "skipped", reason, target_id=link.target_id, name=name)
-        elif not (answer.sent or answer.lost or answer.recovered):
-            reason = f"{why}; already voided in QuickBooks (nothing sent)"
-            ctx.record("invoices", iid, "skipped", reason, target_id=link.target_id, name=name)
-        else:
-            notes = ""
-            if answer.lost:
-                notes = "; its answer was lost, and QuickBooks shows it voided (not voided twice)"
-            elif answer.recovered:
-                notes = " by a run that stopped before recording it; recorded now (not voided twice)"
-            if answer.payments:
-                notes += (
-                    f"; {self._payments_text(answer.payments)} stays in QuickBooks as the customer's unapplied credit"
-                )
-            ctx.record(
-                "invoices",
-                iid,
-                VOID_ACTION,
-                f"{why}; voided in QuickBooks{notes}",
-                target_id=link.target_id,
-                request_id=answer.request_id,
-                name=name,
-            )
-        return settled
-
-    def _settled(self, iid: str, link: Link, why: str) -> Link:
-        """A void left unrecorded by a crash or a lost answer (its intent is still there): QuickBooks says whether it
-        happened. Recorded once if it did; otherwise the intent goes and the row is decided afresh."""
-        ctx = self.ctx
-        key = void_intent_key(iid)
-        if key not in ctx.leftover or ctx.dry:
-            return link
-        if link.status != "active":
-            ctx.end(key)
-            return link
-        qbo_id = self._qbo_id(link)
-        current = ctx.client.qbo_transaction("Invoice", qbo_id)
-        if current is not None and is_voided(current):
-            answer = VoidAnswer(qbo_id, current, recovered=True)
-            return self._commit(iid, link, answer, key, why, f"#{current.get('DocNumber') or qbo_id}")
-        ctx.end(key)
-        return link
 
     def _zero(self, iid: str, link: Link, gone: Gone, name: str) -> None:
         ctx = self.ctx
@@ -289,7 +205,7 @@ class InvoiceVoids:
         """A pushed invoice back in `invoice_statuses` after it was voided or zeroed in QuickBooks: True when handled
         here (a voided one gets a new invoice, a zeroed one its lines back), False for an ordinary update."""
         status = str(inv.get("status") or "").upper()
-        link = self._settled(iid, link, f"invoice was taken back in Coperniq (it is {status} now)")
+        link = self.writes.settled(iid, link, f"invoice was taken back in Coperniq (it is {status} now)")
         if link.status in (VOIDED, DELETED):
             self._reissue(iid, link, desired, contact, status)
             return True
@@ -371,15 +287,6 @@ class InvoiceVoids:
         ctx.plan_update("invoices", iid, "invoices", str(link.target_id), patch, finish)
 
     # --- helpers --------------------------------------------------------------------------------------------
-    def _qbo_id(self, link: Link) -> str:
-        """The QuickBooks Id of a linked invoice (from Merge when the link has none yet)."""
-        if link.target_remote_id:
-            return link.target_remote_id
-        remote = self.ctx.client.invoice(str(link.target_id)).get("remote_id")
-        if not remote:
-            raise Wait(f"Merge does not know the QuickBooks Id of invoice {link.target_id} yet; retried next run")
-        return str(remote)
-
     def _issues(self, iid: str) -> int:
         return int(self.ctx.ledger.get_meta(ISSUE_META + iid) or 1)
 
@@ -387,17 +294,20 @@ class InvoiceVoids:
         if not self.ctx.dry:
             self.ctx.ledger.set_meta(ISSUE_META + iid, str(issue))
 
-    def _explained(self, exc: Exception, name: str) -> Exception:
-        """A refused void as the failed row's reason, naming the payments QuickBooks will not void it with."""
-        if not isinstance(exc, VoidRefused):
-            return exc
-        reason = f"QuickBooks refused to void invoice {name} (QBO Id {exc.qbo_id}): {exc.detail}"
-        if exc.payments:
-            reason += (
-                f"; applied to it: {self._payments_text(exc.payments)}: void or unapply it in QuickBooks first (or "
-                "set void_policy: leave); retried next run"
-            )
-        return RowFailure(reason, exc.request_id)
+    def _credit_note(self, answer: VoidAnswer) -> str:
+        """What a recorded void adds: the payments QuickBooks kept as the customer's unapplied credit."""
+        if not answer.payments:
+            return ""
+        return f"; {self._payments_text(answer.payments)} stays in QuickBooks as the customer's unapplied credit"
+
+    def _refused_note(self, exc: VoidRefused) -> str:
+        """What a refused void's failed row adds: the payments QuickBooks will not void the invoice with."""
+        if not exc.payments:
+            return ""
+        return (
+            f"; applied to it: {self._payments_text(exc.payments)}: void or unapply it in QuickBooks first (or set "
+            "void_policy: leave); retried next run"
+        )
 
     def _payments_text(self, ids: Sequence[str], *, by_merge_id: bool = False) -> str:
         """QuickBooks payments by their QuickBooks Id, with the Coperniq payment each one was pushed from."""
