@@ -246,6 +246,11 @@ def _open_core(path: Path, *, lock_timeout: float, read_only: bool) -> _Core:
         if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit, re.IGNORECASE):
             raise LedgerError(f"SYNC_LEDGER_MEMORY_LIMIT must look like 256MB or 1GB, got {limit!r}")
         conn.execute(f"SET memory_limit = '{limit}'")
+        threads = os.environ.get("SYNC_LEDGER_THREADS")  # DuckDB's own default: one per core
+        if threads:
+            if not threads.isdigit() or int(threads) < 1:
+                raise LedgerError(f"SYNC_LEDGER_THREADS must be a positive integer, got {threads!r}")
+            conn.execute(f"SET threads = {int(threads)}")
         _ensure_schema(conn, path, read_only)
     except BaseException:
         conn.close()
