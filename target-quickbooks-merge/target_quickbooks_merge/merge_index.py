@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Callable, Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sync_ledger import ApiError, Ledger
@@ -123,6 +123,26 @@ class NameBook:
                 yield candidate
 
 
+def ref_index(records: Iterable[Mapping[str, Any]], names: Sequence[str] = ("name",)) -> dict[str, str]:
+    """Merge ids by `id:<Merge id>`, `id:<QuickBooks Id>` and `name:<normalized name>` (the first one wins): the
+    ways a setting names a QuickBooks record (an item, a tax code). Read with `find_ref`."""
+    index: dict[str, str] = {}
+    for record in records:
+        mid = str(record["id"])
+        index[f"id:{mid}"] = mid
+        if record.get("remote_id"):
+            index.setdefault(f"id:{record['remote_id']}", mid)
+        for field in names:
+            if record.get(field):
+                index.setdefault(f"name:{normalize_name(str(record[field]))}", mid)
+    return index
+
+
+def find_ref(index: Mapping[str, str], ref: str) -> str | None:
+    """The Merge id a setting's value names in a `ref_index` (a Merge id, a QuickBooks Id or a name)."""
+    return index.get(f"id:{ref}") or index.get(f"name:{normalize_name(ref)}")
+
+
 class ItemIndex:
     """QuickBooks items by Merge id, QBO Id and name; a Coperniq line's item through item_mapping/default_item."""
 
@@ -133,22 +153,11 @@ class ItemIndex:
 
     def _items(self) -> dict[str, str]:
         if self._index is None:
-            index: dict[str, str] = {}
-            for item in self.client.iter_list("/items"):
-                if item.get("remote_was_deleted"):
-                    continue
-                mid = str(item["id"])
-                index[f"id:{mid}"] = mid
-                if item.get("remote_id"):
-                    index[f"id:{item['remote_id']}"] = mid
-                if item.get("name"):
-                    index.setdefault(f"name:{normalize_name(item['name'])}", mid)
-            self._index = index
+            self._index = ref_index(i for i in self.client.iter_list("/items") if not i.get("remote_was_deleted"))
         return self._index
 
     def lookup(self, ref: str) -> str | None:
-        index = self._items()
-        return index.get(f"id:{ref}") or index.get(f"name:{normalize_name(ref)}")
+        return find_ref(self._items(), ref)
 
     def for_line(self, line: Mapping[str, Any]) -> str:
         catalog = line.get("catalogItem") or {}
@@ -192,7 +201,6 @@ class InvoiceIndex:
         self._linked = linked  # which listed invoices are already some Coperniq invoice's: never candidates
         self._pages: Iterator[dict[str, Any]] | None = None
         self._by_number: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        self._held = 0
         self.complete = False
         self._broken = False
 
@@ -221,13 +229,17 @@ class InvoiceIndex:
             for inv in results:
                 if str(inv["id"]) not in linked:
                     self._by_number[str(inv["number"])].append({k: inv.get(k) for k in LISTED_FIELDS})
-                    self._held += 1
             if page is None or not page.get("next"):
                 self.complete = True
-                self.log.info("Read the QuickBooks invoice list: %d not linked to Coperniq, kept to match", self._held)
+                self.log.info("Read the QuickBooks invoice list: %d not linked to Coperniq, kept to match", self.held)
         if self.complete:
             return list(self._by_number.get(str(number), []))
         return self.client.invoices_by_number(number)
+
+    @property
+    def held(self) -> int:
+        """Listed invoices kept for matching (the bookkeeper's own, and any not linked yet)."""
+        return sum(map(len, self._by_number.values()))
 
     def full(self, invoice: dict[str, Any]) -> dict[str, Any]:
         """The whole model of an invoice from `by_number`/`listed` (one GET if the list kept only its keys)."""
@@ -242,9 +254,7 @@ class InvoiceIndex:
 
 def deposit_account_id(client: MergeClient, wanted: str) -> str:
     """The Merge id of payment_account (by id, QBO Id or name)."""
-    for account in client.iter_list("/accounts"):
-        if wanted in (str(account.get("id")), str(account.get("remote_id"))) or normalize_name(
-            account.get("name")
-        ) == normalize_name(wanted):
-            return str(account["id"])
+    found = find_ref(ref_index(client.iter_list("/accounts")), wanted)
+    if found:
+        return found
     raise RowFailure(f"payment_account {wanted!r} is not an account in QuickBooks")

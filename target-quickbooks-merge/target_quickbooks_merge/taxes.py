@@ -17,10 +17,10 @@ from typing import Any
 
 from sync_ledger.passthrough import QBO_MINOR
 from sync_ledger.rows import RowFailure
-from sync_ledger.triggers import normalize_name
 
 from .errors import ConfigRefused, Disconnected
 from .merge_client import MergeClient, WriteError
+from .merge_index import find_ref, ref_index
 from .settings import Settings
 
 
@@ -34,7 +34,7 @@ class TaxSetup:
 
     def code(self, ref: str) -> str | None:
         """The Merge tax-rate id a setting's value names (a Merge id, a QuickBooks TaxCode Id or its name)."""
-        return self.codes.get(f"id:{ref}") or self.codes.get(f"name:{normalize_name(ref)}")
+        return find_ref(self.codes, ref)
 
 
 def us_mode(preferences: Mapping[str, Any]) -> str:
@@ -52,21 +52,14 @@ def lines_take_code(meta: Mapping[str, Any]) -> bool:
 
 
 def index_codes(rates: list[Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
-    """Active Merge tax rates by `id:<Merge id>`, `id:<QuickBooks Id>` and `name:<name>` (first one wins)."""
-    codes: dict[str, str] = {}
-    names: dict[str, str] = {}
-    for rate in rates:
-        if rate.get("remote_was_deleted") or str(rate.get("status") or "ACTIVE").upper() != "ACTIVE":
-            continue
-        mid = str(rate["id"])
-        names[mid] = str(rate.get("name") or rate.get("code") or mid)
-        codes[f"id:{mid}"] = mid
-        if rate.get("remote_id"):
-            codes.setdefault(f"id:{rate['remote_id']}", mid)
-        for name in (rate.get("name"), rate.get("code")):
-            if name:
-                codes.setdefault(f"name:{normalize_name(str(name))}", mid)
-    return codes, names
+    """Active Merge tax rates by Merge id, QuickBooks Id, name and code (`ref_index`), and their names by Merge id."""
+    active = [
+        rate
+        for rate in rates
+        if not rate.get("remote_was_deleted") and str(rate.get("status") or "ACTIVE").upper() == "ACTIVE"
+    ]
+    names = {str(r["id"]): str(r.get("name") or r.get("code") or r["id"]) for r in active}
+    return ref_index(active, ("name", "code")), names
 
 
 class TaxBook:

@@ -89,4 +89,4 @@ def test_the_invoice_list_keeps_only_invoices_no_coperniq_invoice_is_linked_to(p
             index.by_number("none")
     assert own > 5
     assert [i["id"] for i in index.listed("BK-1")] == [bookkeepers.model["id"]]
-    assert index._held == 1
+    assert index.held == 1
