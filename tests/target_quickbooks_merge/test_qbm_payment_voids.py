@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 from sync_ledger import Link
-from target_quickbooks_merge.context import Context
 from tests.target_quickbooks_merge.qbm_helpers import Pipeline, log_rows
-from tests.target_quickbooks_merge.test_qbm_voids import Crash, admin, start
+from tests.target_quickbooks_merge.test_qbm_voids import Crash, admin, crash_before_recording_voids, start
 
 PROFILES = ["optimistic", "pessimistic"]
 PAID = 100.0
@@ -170,20 +169,11 @@ def test_a_crash_between_the_payment_void_and_the_ledger_is_settled_by_reading_q
 ) -> None:
     inv, pay, link = paid(pipeline)
     set_payment_status(pipeline, inv, pay, "REFUNDED")
-    original = Context.commit_create
-
-    def crash_on_void(self: Context, made: Link, intent_key: str) -> None:
-        if intent_key.startswith("forward:void:"):
-            raise Crash(f"killed after voiding {made.target_id}")
-        original(self, made, intent_key)
-
-    monkeypatch.setattr(Context, "commit_create", crash_on_void)
-    with pytest.raises(Crash):
+    with crash_before_recording_voids(monkeypatch), pytest.raises(Crash):
         pipeline.run()
     with pipeline.ledger() as ledger:
         assert [key for key, _ in ledger.pending_intents("forward:void:")] == [f"forward:void:payment:{pay['id']}"]
     assert payment_link(pipeline, pay).status == "active"
-    monkeypatch.setattr(Context, "commit_create", original)
 
     pipeline.run()
     assert len(payment_voids(pipeline, link.target_id)) == 1  # read back, not voided again

@@ -6,6 +6,8 @@ in a dry run (target_quickbooks_merge/voids.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -26,6 +28,23 @@ T = 10
 
 class Crash(BaseException):
     """Stands in for the process dying (BaseException: nothing in the target may swallow it)."""
+
+
+@contextmanager
+def crash_before_recording_voids(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process dies after QuickBooks voided a record and before the ledger recorded it (its intent stays)."""
+    original = Context.commit_create
+
+    def crash_on_void(self: Context, made: Link, intent_key: str) -> None:
+        if intent_key.startswith("forward:void:"):
+            raise Crash(f"killed after voiding {made.target_id}")
+        original(self, made, intent_key)
+
+    monkeypatch.setattr(Context, "commit_create", crash_on_void)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(Context, "commit_create", original)
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -212,21 +231,12 @@ def test_a_crash_between_the_void_and_the_ledger_is_settled_by_reading_quickbook
 ) -> None:
     inv, link = start(pipeline)
     set_status(pipeline, inv, "DECLINED")
-    original = Context.commit_create
-
-    def crash_on_void(self: Context, made: Link, intent_key: str) -> None:
-        if intent_key.startswith("forward:void:"):
-            raise Crash(f"killed after voiding {made.target_id}")
-        original(self, made, intent_key)
-
-    monkeypatch.setattr(Context, "commit_create", crash_on_void)
-    with pytest.raises(Crash):
+    with crash_before_recording_voids(monkeypatch), pytest.raises(Crash):
         pipeline.run()
     with pipeline.ledger() as ledger:
         assert [key for key, _ in ledger.pending_intents("forward:void:")] == [f"forward:void:invoice:{inv['id']}"]
         assert ledger.get_link("coperniq", "invoice", str(inv["id"])).status == "active"  # type: ignore[union-attr]
     assert len(voids_of(pipeline, link.target_id)) == 1
-    monkeypatch.setattr(Context, "commit_create", original)
 
     pipeline.run()
     assert len(voids_of(pipeline, link.target_id)) == 1  # read back, not voided again
