@@ -34,6 +34,15 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEM_STATUSES = ("mismatched", "missing_in_quickbooks", "missing_in_coperniq")
+# reconciliation_summary's per-kind columns, printed when not 0: the mismatch kinds, then the explained differences
+MISMATCH_KINDS = (
+    "tax_mismatches",
+    "voided_in_coperniq_only",
+    "voided_in_quickbooks_only",
+    "zeroed_link_mismatches",
+    "zeroed_by_policy",
+    "left_by_policy",
+)
 # Only the streams the models read (faster extracts; tap-coperniq's catalog_items has an untyped property that
 # target-duckdb 0.8.0 cannot load). `meltano run reconcile` on its own lands every selected stream.
 RECONCILE_SELECT = {
@@ -211,6 +220,11 @@ def read_results(warehouse: Path, limit: int = 20) -> dict[str, Any]:
         con.close()
 
 
+def kind_count(results: dict[str, Any], kind: str) -> int:
+    """Records of one mismatch or explained kind (a reconciliation_summary column), over every status."""
+    return sum(int(r.get(kind) or 0) for r in results["summary"])
+
+
 def problem_count(results: dict[str, Any]) -> int:
     return sum(r["records"] for r in results["summary"] if r["is_problem"])
 
@@ -226,6 +240,9 @@ def format_results(results: dict[str, Any]) -> str:
         parts = [f"{r['reconciliation_status']}={r['records']}" for r in results["summary"] if r["entity"] == entity]
         out.append(f"{entity + 's':<10} " + ("  ".join(parts) if parts else "(none)"))
     out.append(f"problems   {problem_count(results)} (mismatched / missing on one side)")
+    kinds = [f"{k}={n}" for k in MISMATCH_KINDS if (n := kind_count(results, k))]
+    if kinds:
+        out.append("by kind    " + "  ".join(kinds))
     if results["invoices"]:
         out += ["", "-- invoices with problems (Coperniq id <-> Merge id: amount, balance, status per side)"]
         for r in results["invoices"]:
@@ -236,6 +253,8 @@ def format_results(results: dict[str, Any]) -> str:
                 f"{_money(r['quickbooks_balance'])}  status {r['coperniq_status'] or '-'} / "
                 f"{r['quickbooks_status'] or '-'}  [{r['mismatch_reasons'] or ''}]"
             )
+            if r.get("mismatch_details"):
+                out.append(f"      {r['mismatch_details']}")
     if results["customers"]:
         out += ["", "-- customers with problems (Coperniq <-> Merge contact: name, email)"]
         for r in results["customers"]:

@@ -23,6 +23,49 @@ create table staging (source_system varchar, stream varchar, record_id varchar, 
     received_at timestamp, status varchar, attempts integer, last_error varchar);
 """
 
+# Taxes and voids (issue 16 part 7), all on account 1 / QuickBooks customer c-1, linked by LINK_STATUS.
+# Coperniq: (id, status, amount, amountPaid, isArchived, taxId, taxRate); balance is left to the model (amount - paid).
+TAX_AND_VOID_INVOICES = [
+    (110, "SENT", 10.10, 0.0, False, 3, 2.0),  # tax match: 2 % of 10.10 = 0.20, total 10.30 (10.3 - 0.2 exactly)
+    (
+        111,
+        "PARTIALLY_PAID",
+        0.30,
+        0.10,
+        False,
+        4,
+        0.0,
+    ),  # 0.1 + 0.2: balance 0.30 - 0.10 = 0.20 exactly; a 0 % tax matches 0
+    (112, "SENT", 100.0, 0.0, False, 5, 8.25),  # tax mismatch: QuickBooks charged 7.00, Coperniq implies 8.25
+    (113, "SENT", 100.0, 0.0, False, None, None),  # no Coperniq tax: QuickBooks' 5.00 is not comparable
+    (114, "DECLINED", 200.0, 0.0, False, None, None),  # voided in both
+    (115, "DECLINED", 300.0, 0.0, False, None, None),  # declined in Coperniq, still open in QuickBooks
+    (116, "SENT", 400.0, 0.0, False, None, None),  # voided in QuickBooks only
+    (117, "DECLINED", 500.0, 0.0, False, None, None),  # zeroed by void_policy zero_and_note
+    (118, "SENT", 600.0, 0.0, True, None, None),  # archived, left in QuickBooks by void_policy leave (sync_log)
+    (119, "SENT", 50.0, 0.0, False, None, None),  # zeroed, but sent again in Coperniq
+    (120, "DECLINED", 70.0, 0.0, False, None, None),  # the sync voided it; Merge does not show the void yet
+]
+# QuickBooks: (Merge id, status, total_amount, balance, sub_total, total_tax_amount, tracking_categories)
+QBO_TAX_AND_VOID_INVOICES = [
+    ("q-110", "OPEN", 10.3, 10.3, 10.1, 0.2, ["tc-class-1"]),
+    ("q-111", "PARTIALLY_PAID", 0.3, 0.2, 0.3, 0.0, []),
+    ("q-112", "OPEN", 107.0, 107.0, 100.0, 7.0, []),
+    ("q-113", "OPEN", 105.0, 105.0, 100.0, 5.0, []),
+    ("q-114", "VOID", 0.0, 0.0, 0.0, 0.0, []),
+    ("q-115", "OPEN", 300.0, 300.0, 300.0, 0.0, []),
+    ("q-116", "VOID", 0.0, 0.0, 0.0, 0.0, []),
+    ("q-117", "PAID", 0.0, 0.0, 0.0, 0.0, []),
+    ("q-118", "OPEN", 600.0, 600.0, 600.0, 0.0, []),
+    ("q-119", "PAID", 0.0, 0.0, 0.0, 0.0, []),
+    ("q-120", "OPEN", 70.0, 70.0, 70.0, 0.0, []),
+]
+LINK_STATUS = {114: "voided", 117: "zeroed", 119: "zeroed", 120: "voided"}  # the others: active
+LEFT_BY_POLICY = (
+    "invoice pushed to QuickBooks earlier is now archived in Coperniq; left unchanged in QuickBooks "
+    "(void_policy: leave): review it there"
+)
+
 
 def build_warehouse(path: Path) -> None:
     """Raw schemas as the two target-duckdb loaders leave them."""
@@ -32,13 +75,15 @@ def build_warehouse(path: Path) -> None:
     create table raw_coperniq.accounts (id hugeint, title varchar, primaryemail varchar, primaryphone varchar,
         isactive boolean, updatedat timestamp, _sdc_extracted_at timestamp);
     create table raw_coperniq.invoices (id hugeint, uid bigint, status varchar, amount double, amountpaid double,
-        balance double, account json, record json, isarchived boolean, updatedat timestamp);
+        balance double, account json, record json, isarchived boolean, updatedat timestamp, taxid bigint,
+        taxrate double);
     create table raw_quickbooks.contacts (id varchar, remote_id varchar, name varchar, email_address varchar,
         phone_numbers json, is_customer boolean, is_supplier boolean, status varchar, remote_was_deleted boolean,
         modified_at timestamp);
     create table raw_quickbooks.invoices (id varchar, remote_id varchar, number varchar, contact varchar,
         type varchar, status varchar, total_amount double, balance double, remote_was_deleted boolean,
-        modified_at timestamp);
+        modified_at timestamp, sub_total double, total_tax_amount double, inclusive_of_tax boolean,
+        tracking_categories json);
     """)
     acc = [
         (1, "Jane Smith", "jane@example.com", "(555) 010-0001"),
@@ -59,8 +104,24 @@ def build_warehouse(path: Path) -> None:
     ]
     for i, uid, st, amt, paid, bal, a in inv:
         con.execute(
-            "insert into raw_coperniq.invoices values (?, ?, ?, ?, ?, ?, ?, ?, false, '2025-01-02')",
+            "insert into raw_coperniq.invoices values (?, ?, ?, ?, ?, ?, ?, ?, false, '2025-01-02', null, null)",
             [i, uid, st, amt, paid, bal, json.dumps({"id": a, "title": "x"}), json.dumps({"id": 900 + a})],
+        )
+    for i, st, amt, paid, archived, tax_id, rate in TAX_AND_VOID_INVOICES:
+        con.execute(
+            "insert into raw_coperniq.invoices values (?, ?, ?, ?, ?, null, ?, ?, ?, '2025-01-02', ?, ?)",
+            [
+                i,
+                900 + i,
+                st,
+                amt,
+                paid,
+                json.dumps({"id": 1, "title": "x"}),
+                json.dumps({"id": 901}),
+                archived,
+                tax_id,
+                rate,
+            ],
         )
     contacts = [
         ("c-1", "61", "Jane Smith (1207)", "jane@example.com", [{"number": "+1 555 010 0001"}], False),
@@ -84,8 +145,25 @@ def build_warehouse(path: Path) -> None:
     ]
     for i, n, c, st, tot, bal, deleted in qinv:
         con.execute(
-            "insert into raw_quickbooks.invoices values (?, ?, ?, ?, 'ACCOUNTS_RECEIVABLE', ?, ?, ?, ?, '2025-01-03')",
+            "insert into raw_quickbooks.invoices values (?, ?, ?, ?, 'ACCOUNTS_RECEIVABLE', ?, ?, ?, ?, '2025-01-03', "
+            "null, null, null, null)",
             [i, i.removeprefix("q-"), n, c, st, tot, bal, deleted],
+        )
+    for i, st, tot, bal, sub, tax, tracking in QBO_TAX_AND_VOID_INVOICES:
+        con.execute(
+            "insert into raw_quickbooks.invoices values (?, ?, ?, 'c-1', 'ACCOUNTS_RECEIVABLE', ?, ?, ?, false, "
+            "'2025-01-03', ?, ?, false, ?)",
+            [
+                i,
+                i.removeprefix("q-"),
+                f"{900 + int(i.removeprefix('q-'))}",
+                st,
+                tot,
+                bal,
+                sub,
+                tax,
+                json.dumps(tracking),
+            ],
         )
     con.close()
 
@@ -105,6 +183,12 @@ def build_ledger(path: Path) -> None:
         "insert into id_map values ('quickbooks', 'invoice', 'q-106', 'coperniq', 'invoice', '106', null, 'fp', "
         "'quickbooks', 'active', now())"
     )
+    for i, *_ in TAX_AND_VOID_INVOICES:
+        con.execute(
+            "insert into id_map values ('coperniq', 'invoice', ?, 'quickbooks', 'invoice', ?, null, 'fp', 'coperniq', "
+            "?, now())",
+            [str(i), f"q-{i}", LINK_STATUS.get(i, "active")],
+        )
     for n in (1, 2, 3, 4):
         con.execute(
             "insert into runs values (?, 'forward', timestamp '2025-01-01' + to_hours(?), "
@@ -119,6 +203,12 @@ def build_ledger(path: Path) -> None:
         con.execute(
             f"insert into sync_log values ('f{n}', '{at}', 'forward', 'accounts', '{n}', 'created', '', 'c-{n}', null)"
         )
+    # invoice 118 (pushed before these runs) was archived in Coperniq and left in QuickBooks in f4 (void_policy: leave)
+    con.execute(
+        "insert into sync_log values ('f4', '2025-01-01 04:00:50', 'forward', 'invoices', '118', 'skipped', ?, "
+        "'q-118', null)",
+        [LEFT_BY_POLICY],
+    )
     # row 78 failed twice, then succeeded: not failing any more
     con.execute(
         "insert into sync_log values ('f1', '2025-01-01 01:00:40', 'forward', 'projects', '78', 'failed', "

@@ -5,18 +5,23 @@ Runs `dbt build` (models + their schema tests) with the dbt-duckdb utility's ven
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DBT = ROOT / ".meltano" / "utilities" / "dbt-duckdb" / "venv" / "bin" / "dbt"
+# the dbt of the dbt-duckdb utility's venv; RECONCILE_DBT names another (e.g. a venv without meltano)
+DBT = Path(os.environ.get("RECONCILE_DBT") or ROOT / ".meltano" / "utilities" / "dbt-duckdb" / "venv" / "bin" / "dbt")
 sys.path.insert(0, str(Path(__file__).parent))
-from reconcile_fixtures import build_ledger, build_warehouse  # noqa: E402
+from reconcile_fixtures import TAX_AND_VOID_INVOICES, build_ledger, build_warehouse  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(240)]
 
@@ -51,7 +56,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection
     warehouse, ledger = tmp / "warehouse.duckdb", tmp / "ledger.duckdb"
     build_warehouse(warehouse)
     build_ledger(ledger)
-    proc = dbt_build(tmp, warehouse, ledger, "--vars", "{failing_runs_threshold: 3}")
+    # no tolerance: money must compare exactly (10.3 - 0.2 is 10.10, not 10.100000000000001)
+    proc = dbt_build(tmp, warehouse, ledger, "--vars", "{failing_runs_threshold: 3, amount_tolerance: 0}")
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "ERROR=0" in proc.stdout and "attaching sync ledger" in proc.stdout
     con = duckdb.connect(str(warehouse), read_only=True)
@@ -76,6 +82,17 @@ def test_invoices_pair_through_the_ledger_and_report_each_difference(built: duck
         "link:103:q-103": ("mismatched", "balance, status"),
         "link:104:q-104": ("missing_in_quickbooks", "missing_in_quickbooks"),  # deleted in QuickBooks
         "link:106:q-106": ("matched", None),  # born in QuickBooks (reverse link)
+        "link:110:q-110": ("matched", None),  # tax 0.20 = 2 % of 10.10
+        "link:111:q-111": ("matched", None),  # 0.30 - 0.10 = 0.20, a 0 % tax
+        "link:112:q-112": ("mismatched", "tax"),
+        "link:113:q-113": ("matched", None),  # tax not comparable: no false mismatch
+        "link:114:q-114": ("matched", None),  # voided in both
+        "link:115:q-115": ("mismatched", "voided_in_coperniq_only"),
+        "link:116:q-116": ("mismatched", "voided_in_quickbooks_only"),
+        "link:117:q-117": ("explained", None),  # zeroed by void_policy zero_and_note
+        "link:118:q-118": ("explained", None),  # left by void_policy leave
+        "link:119:q-119": ("mismatched", "zeroed_link"),
+        "link:120:q-120": ("mismatched", "voided_in_coperniq_only"),
         "coperniq:105": ("only_in_coperniq", None),
         "quickbooks:q-200": ("only_in_quickbooks", None),
     }
@@ -88,6 +105,161 @@ def test_invoices_pair_through_the_ledger_and_report_each_difference(built: duck
         "select origin from reconciliation.reconciliation_invoices where reconciliation_key = 'link:106:q-106'"
     ).fetchone()[0]
     assert origin == "quickbooks"
+
+
+def invoice_row(con: duckdb.DuckDBPyConnection, key: str) -> dict[str, Any]:
+    cur = con.execute("select * from reconciliation.reconciliation_invoices where reconciliation_key = ?", [key])
+    names = [d[0] for d in cur.description]
+    row = cur.fetchone()
+    assert row is not None, key
+    return dict(zip(names, row, strict=True))
+
+
+def test_invoice_money_is_exact_decimal(built: duckdb.DuckDBPyConnection) -> None:
+    types = dict(
+        built.execute(
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = 'reconciliation' and table_name = 'reconciliation_invoices'"
+        ).fetchall()
+    )
+    for col in (
+        "coperniq_amount",
+        "quickbooks_amount_before_tax",
+        "coperniq_tax_amount",
+        "quickbooks_tax_amount",
+        "coperniq_total",
+        "total_diff",
+        "tax_diff",
+        "balance_diff",
+    ):
+        assert types[col].startswith("DECIMAL"), (col, types[col])
+    r = invoice_row(built, "link:110:q-110")  # 10.10 at 2 %: 0.20 tax, 10.30 total; QuickBooks 10.3 - 0.2
+    assert (r["coperniq_tax_rate"], r["coperniq_tax_amount"], r["quickbooks_tax_amount"]) == (
+        Decimal(2),
+        Decimal("0.20"),
+        Decimal("0.20"),
+    )
+    assert (r["coperniq_total"], r["quickbooks_amount_before_tax"]) == (Decimal("10.30"), Decimal("10.10"))
+    assert (r["amount_diff"], r["tax_diff"], r["total_diff"], r["balance_diff"]) == (Decimal("0.00"),) * 4
+    assert r["tax_comparison"] == "match" and r["tax_comparison_note"] is None and r["mismatch_details"] is None
+    assert r["void_state"] == "active"
+    assert json.loads(r["quickbooks_tracking_categories"]) == ["tc-class-1"]  # classes/locations surfaced
+    assert r["coperniq_tracking_categories"] is None  # reserved for tracking_category_mapping
+    r = invoice_row(built, "link:111:q-111")  # 0.30 - 0.10: exactly 0.20 on both sides, no tolerance
+    assert (r["coperniq_balance"], r["quickbooks_balance_before_tax"], r["balance_diff"]) == (
+        Decimal("0.20"),
+        Decimal("0.20"),
+        Decimal("0.00"),
+    )
+    assert r["tax_comparison"] == "match"  # a 0 % tax implies 0.00
+
+
+def test_tax_mismatch_and_not_comparable(built: duckdb.DuckDBPyConnection) -> None:
+    r = invoice_row(built, "link:112:q-112")
+    assert (r["tax_comparison"], r["is_tax_mismatch"], r["tax_diff"]) == ("mismatch", True, Decimal("1.25"))
+    assert not r["is_amount_mismatch"] and not r["is_balance_mismatch"]  # both compared net of QuickBooks' tax
+    assert r["mismatch_details"] == (
+        "tax: QuickBooks charged 7.00, Coperniq implies 8.25 (8.25% of 100.00; difference 1.25)"
+    )
+    r = invoice_row(built, "link:113:q-113")  # no Coperniq rate, QuickBooks taxed 5.00 (e.g. default_tax_code)
+    assert (r["tax_comparison"], r["is_tax_mismatch"], r["reconciliation_status"]) == (
+        "not_comparable",
+        False,
+        "matched",
+    )
+    assert r["coperniq_tax_amount"] is None and r["coperniq_total"] is None
+    assert "Coperniq gives no tax rate" in r["tax_comparison_note"] and "5.00" in r["tax_comparison_note"]
+
+
+def test_void_states_and_their_reasons(built: duckdb.DuckDBPyConnection) -> None:
+    got = {
+        k: (v, d, e)
+        for k, v, d, e in built.execute(
+            "select reconciliation_key, void_state, mismatch_details, explained_difference "
+            "from reconciliation.reconciliation_invoices where coperniq_invoice_id between '114' and '120'"
+        ).fetchall()
+    }
+    assert got["link:114:q-114"] == ("voided_in_both", None, None)  # Coperniq 200.00 vs voided 0.00: no amount
+    assert got["link:115:q-115"] == (
+        "voided_in_coperniq_only",
+        (
+            "invoice is DECLINED in Coperniq but OPEN in QuickBooks: not voided there (see its sync_log rows and "
+            "sync_failing_rows)"
+        ),
+        None,
+    )
+    assert got["link:116:q-116"][:2] == (
+        "voided_in_quickbooks_only",
+        (
+            "VOID in QuickBooks but SENT (active) in Coperniq: voided in QuickBooks by hand? Decline it in Coperniq, "
+            "or enter it again in QuickBooks (QuickBooks cannot un-void)"
+        ),
+    )
+    assert got["link:117:q-117"] == (
+        "zeroed_by_policy",
+        None,
+        (
+            "zeroed by void_policy zero_and_note: invoice is DECLINED in Coperniq; QuickBooks keeps it at 0.00 with a "
+            "note in its memo"
+        ),
+    )
+    assert got["link:118:q-118"] == (
+        "left_by_policy",
+        None,
+        "invoice is archived in Coperniq, left OPEN in QuickBooks by the sync (void_policy: leave): review it there",
+    )
+    assert got["link:119:q-119"][:2] == (
+        "zeroed_but_active_in_coperniq",
+        (
+            "zeroed in QuickBooks by void_policy zero_and_note, but SENT in Coperniq again: the next sync gives it its "
+            "lines back"
+        ),
+    )
+    assert got["link:120:q-120"][0] == "voided_in_coperniq_only"
+    assert "the sync voided it (ledger link voided), but Merge still shows it OPEN" in got["link:120:q-120"][1]
+    # no money or status reason on a voided or zeroed pair: the void check owns it
+    flags = built.execute(
+        "select bool_or(is_amount_mismatch or is_balance_mismatch or is_status_mismatch or is_tax_mismatch) "
+        "from reconciliation.reconciliation_invoices where coperniq_invoice_id between '114' and '120'"
+    ).fetchone()[0]
+    assert flags is False
+
+
+def test_summary_counts_each_mismatch_kind(built: duckdb.DuckDBPyConnection) -> None:
+    cur = built.execute(
+        "select * from reconciliation.reconciliation_summary where entity = 'invoice' order by reconciliation_status"
+    )
+    names = [d[0] for d in cur.description]
+    rows = {r["reconciliation_status"]: r for r in (dict(zip(names, v, strict=True)) for v in cur.fetchall())}
+    kinds = ("tax_mismatches", "voided_in_coperniq_only", "voided_in_quickbooks_only", "zeroed_link_mismatches")
+    assert [rows["mismatched"][k] for k in kinds] == [1, 2, 1, 1]
+    assert (
+        rows["explained"]["records"],
+        rows["explained"]["zeroed_by_policy"],
+        rows["explained"]["left_by_policy"],
+    ) == (2, 1, 1)
+    assert rows["explained"]["is_problem"] is False
+    # 101, 106 and 113 have no Coperniq rate
+    assert (rows["matched"]["voided_in_both"], rows["matched"]["tax_not_comparable"]) == (1, 3)
+
+
+def test_printed_summary_names_the_kinds_and_the_reasons(built: duckdb.DuckDBPyConnection) -> None:
+    """What `make reconcile` prints: counts per kind, and each problem invoice's reason in words."""
+    spec = importlib.util.spec_from_file_location("transform_reconcile_models", ROOT / "transform" / "reconcile.py")
+    assert spec and spec.loader
+    reconcile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reconcile)
+    path = built.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()
+    results = reconcile.read_results(Path(path[0]))
+    text = reconcile.format_results(results)
+    # invoices 7 mismatched + 1 missing, customers 2 + 1; the 2 explained invoices are no problem
+    assert reconcile.problem_count(results) == 11
+    assert (
+        "by kind    tax_mismatches=1  voided_in_coperniq_only=2  voided_in_quickbooks_only=1  "
+        "zeroed_link_mismatches=1  zeroed_by_policy=1  left_by_policy=1"
+    ) in text
+    assert "explained=2" in text
+    assert "tax: QuickBooks charged 7.00, Coperniq implies 8.25" in text
 
 
 def test_customers_compare_name_email_phone(built: duckdb.DuckDBPyConnection) -> None:
@@ -134,7 +306,7 @@ def test_summary_marks_problems(built: duckdb.DuckDBPyConnection) -> None:
     assert problems == [
         ("customer", "mismatched", 2),
         ("customer", "missing_in_quickbooks", 1),
-        ("invoice", "mismatched", 2),
+        ("invoice", "mismatched", 7),
         ("invoice", "missing_in_quickbooks", 1),
     ]
 
@@ -160,7 +332,7 @@ def test_builds_without_a_ledger_and_with_an_empty_quickbooks_side(tmp_path: Pat
                 "select reconciliation_status, count(*) from reconciliation.reconciliation_invoices group by 1"
             ).fetchall()
         )
-        assert got == {"only_in_coperniq": 6}
+        assert got == {"only_in_coperniq": 6 + len(TAX_AND_VOID_INVOICES)}
         assert con.execute("select count(*) from reconciliation.sync_health").fetchone()[0] == 0
     finally:
         con.close()

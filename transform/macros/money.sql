@@ -1,6 +1,16 @@
-{# Dollars as DECIMAL(18,2): the taps land numbers as DOUBLE; compare money on cents. #}
+{#
+  Dollars as DECIMAL(18,2), exactly. The loaders land the taps' numbers as DOUBLE; a DOUBLE is read through its
+  shortest text (10.1 -> '10.1', what sync_ledger.to_money reads too) into DECIMAL and rounded once, half away from
+  zero (= to_money's half up for money), so no float arithmetic is ever done on money: 0.1 + 0.2 = 0.30 here.
+  Junk (NaN, inf) becomes NULL.
+#}
 {% macro money(expr) -%}
-    cast(round(cast({{ expr }} as double), 2) as decimal(18, 2))
+    cast(round(try_cast(cast({{ expr }} as varchar) as decimal(38, 10)), 2) as decimal(18, 2))
+{%- endmacro %}
+
+{# A percentage (8.25 = 8.25 %) as DECIMAL(18,6), exactly (read like money, not rounded to cents). #}
+{% macro percent(expr) -%}
+    cast(round(try_cast(cast({{ expr }} as varchar) as decimal(38, 10)), 6) as decimal(18, 6))
 {%- endmacro %}
 
 {# True when two amounts differ by more than var('amount_tolerance'); NULL-safe (NULL vs value counts as different). #}
@@ -25,6 +35,7 @@
         when 'PARTIALLY_PAID' then 'partially_paid'
         when 'PAID' then 'paid'
         when 'VOID' then 'void'
+        when 'VOIDED' then 'void'
         when 'DECLINED' then 'void'
         else case when {{ expr }} is null then null else 'other' end
     end)

@@ -2,8 +2,10 @@
 with src as (
     select * from {{ source_or_empty('quickbooks', 'invoices', {
         'id': 'varchar', 'remote_id': 'varchar', 'number': 'varchar', 'contact': 'varchar', 'type': 'varchar',
-        'status': 'varchar', 'total_amount': 'double', 'balance': 'double', 'issue_date': 'timestamp',
-        'due_date': 'timestamp', 'remote_was_deleted': 'boolean', 'modified_at': 'timestamp'}) }}
+        'status': 'varchar', 'total_amount': 'double', 'balance': 'double', 'sub_total': 'double',
+        'total_tax_amount': 'double', 'inclusive_of_tax': 'boolean', 'tracking_categories': 'json',
+        'issue_date': 'timestamp', 'due_date': 'timestamp', 'remote_was_deleted': 'boolean',
+        'modified_at': 'timestamp'}) }}
 )
 select
     id as invoice_id,
@@ -12,8 +14,16 @@ select
     contact as contact_id,
     status as status_raw,
     {{ normalize_invoice_status('status') }} as status,
+    -- Merge's status VOID (QuickBooks keeps a voided invoice at zero); it may show only after Merge's next sync
+    coalesce(upper(trim(status)) = 'VOID', false) as is_void,
     {{ money('total_amount') }} as total_amount,
     {{ money('balance') }} as balance,
+    {{ money('sub_total') }} as sub_total,
+    -- NULL when the stream did not land the field (an older tap or warehouse): the tax is then not comparable
+    {{ money('total_tax_amount') }} as tax_amount,
+    inclusive_of_tax,
+    -- Merge TrackingCategory ids (QuickBooks Class / Department) as a JSON list; NULL when not landed
+    tracking_categories,
     issue_date,
     due_date,
     coalesce(remote_was_deleted, false) as is_deleted,
