@@ -258,11 +258,14 @@ class CoperniqApp(SandboxApp):
         description: str | None = None,
         at: datetime | str | None = None,
         tax_id: int | None = None,
+        based_on: int | None = None,
     ) -> dict[str, Any]:
         """Invoice on a project/account through the same validation as POST /invoices.
 
-        `lines` default to one line of a (created on demand) catalog item; a line may omit catalogItemId.
+        `lines` default to one line of a (created on demand) catalog item; a line may omit catalogItemId; a
+        negative `unitPrice` is a credit line (a credit is an invoice whose total is negative).
         `tax_id`: the invoice's tax, set as in the UI (in every profile; an archived tax too).
+        `based_on`: the invoice it is based on (`basedOnId`/`basedOnUid`, set in the UI: InvoiceCreate has neither).
         """
         with self.lock:
             body_lines = admin_invoice_lines(self.state, lines)
@@ -278,6 +281,11 @@ class CoperniqApp(SandboxApp):
                 "taxId": tax_id,
             }
             inv = create_invoice(self.state, body, tax_fields=True, allow_archived_tax=True)
+            if based_on is not None:
+                base = self.state.invoices.get(int(based_on))
+                if base is None:
+                    raise ValueError(f"invoice {based_on} not found")
+                inv["basedOnId"], inv["basedOnUid"] = base["id"], base["uid"]
             if at_us is not None:
                 inv["createdAt"] = inv["updatedAt"] = iso(at_us)
                 inv["_u"] = at_us

@@ -38,6 +38,7 @@ from sandbox.merge_state import (
 )
 from sandbox.merge_store import Row
 from sandbox.merge_tax import COMPANY_TAX
+from sandbox.merge_tracking import add_category
 from sandbox.profiles import PROFILES
 
 #: Names this module had before the split and still serves.
@@ -155,6 +156,14 @@ class MergeApp(MergeApi):
         with self.lock:
             return self.state.data.serialize("accounts", self.state.data.add_account(name, **fields))
 
+    def add_tracking_category(
+        self, name: str, category_type: str = "CLASS", *, parent: str | None = None, status: str = "ACTIVE"
+    ) -> dict[str, Any]:
+        """A class or department (location) created in QuickBooks; `parent` (Merge id or name): a sub-category."""
+        with self.lock:
+            row = add_category(self.state.data, name, category_type, parent=parent, status=status)
+            return self.state.data.serialize("tracking-categories", row)
+
     def create_invoice(
         self,
         contact: str,
@@ -225,6 +234,16 @@ class MergeApp(MergeApi):
         """A payment voided in QuickBooks (amount zero, its invoices reopen); Merge sees it at once."""
         with self.lock:
             return self.state.data.serialize("payments", self.state.data.void_payment(payment_id))
+
+    def deposit_payment(self, payment_id: str) -> dict[str, Any]:
+        """A payment the bookkeeper put on a bank deposit in QuickBooks: from now on QuickBooks refuses to change or
+        void it (6540) until it is taken off the deposit (not emulated)."""
+        with self.lock:
+            row = self.state.table("payments").get(payment_id)
+            if row is None:
+                raise KeyError(payment_id)
+            row["_deposited"] = True
+            return self.state.data.serialize("payments", row)
 
     def voids(self) -> list[dict[str, Any]]:
         """Every void QuickBooks accepted, oldest first: {at, via ("passthrough" | "admin"), entity, merge_id,
@@ -303,6 +322,8 @@ class MergeApp(MergeApi):
                 return Response(201, self.add_item(**body))
             if sub == "accounts":
                 return Response(201, self.add_account(**body))
+            if sub == "tracking-categories":
+                return Response(201, self.add_tracking_category(**body))
             if sub == "invoices":
                 return Response(201, self.create_invoice(**body))
             if sub == "payments":
@@ -312,6 +333,8 @@ class MergeApp(MergeApi):
                 return Response(200, self.void_invoice(sub.split("/")[1]))
             if sub.startswith("payments/") and sub.endswith("/void"):
                 return Response(200, self.void_payment(sub.split("/")[1]))
+            if sub.startswith("payments/") and sub.endswith("/deposit"):
+                return Response(200, self.deposit_payment(sub.split("/")[1]))
             if sub == "company":
                 return Response(200, self.set_company(body.get("company_tax"), body.get("currency")))
             if sub == "delete":

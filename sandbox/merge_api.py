@@ -13,6 +13,8 @@ from functools import partial
 from typing import Any
 
 from sandbox._server import Faults, RateLimiter, Request, Response, SandboxApp
+from sandbox.merge_credit_notes import write_credit_note
+from sandbox.merge_credit_routes import application, credit_note_filters
 from sandbox.merge_endpoints import ModelEndpoints, Writer
 from sandbox.merge_linking import AccountEndpoints, LinkFlow
 from sandbox.merge_models import MergeData
@@ -29,6 +31,7 @@ from sandbox.merge_seed import seed_assumed_company
 from sandbox.merge_state import API, LINKED_ACCOUNT_STATUSES, TRANSACTION_TABLES, LinkedAccount, MergeState, detail
 from sandbox.merge_store import Row
 from sandbox.merge_tax import TaxSetup, tax_setup
+from sandbox.merge_tracking import CLASS_TRACKING, tracking_category_filters
 from sandbox.merge_voids import QboTransactions
 from sandbox.profiles import MergeAssumptions, resolve
 
@@ -59,6 +62,7 @@ class MergeApi(SandboxApp):
         profile: str | MergeAssumptions | None = None,
         company_tax: str = "us_manual",
         currency: str | None = None,
+        class_tracking: str = "per_line",
         **switch_overrides: Any,
     ) -> None:
         """`profile` ("optimistic" = default, "pessimistic" or a `MergeAssumptions`) picks how the sandbox reads
@@ -67,8 +71,13 @@ class MergeApi(SandboxApp):
         up in /contacts only after POST /sync-status/resync (or `app.sync()`), or after `passthrough_sync_delay`
         seconds when that is set (Merge's periodic sync; setting it defers too, voids included).
         `company_tax` ("us_manual" = default, "us_ast", "non_us") and `currency` (USD; non_us: CAD or GBP) describe
-        the QuickBooks company itself (sandbox/merge_tax.py), every linked account's company alike."""
+        the QuickBooks company itself (sandbox/merge_tax.py), every linked account's company alike; so does
+        `class_tracking` ("per_line" = default, "per_txn": where QuickBooks keeps an invoice's class,
+        sandbox/merge_tracking.py)."""
         super().__init__()
+        if class_tracking not in CLASS_TRACKING:
+            raise ValueError(f"class_tracking must be one of {', '.join(CLASS_TRACKING)}")
+        self.class_tracking = class_tracking
         self.tax_setup: TaxSetup = tax_setup(company_tax, currency)
         self.assumptions = resolve(
             MergeAssumptions, profile, passthrough_visible_after_sync=passthrough_visible_after_sync, **switch_overrides
@@ -108,6 +117,8 @@ class MergeApi(SandboxApp):
             unique_invoice_numbers=self.unique_invoice_numbers,
             tax=self.tax_setup,
         )
+        data.payment_amount_patch_ignored = self.assumptions.payment_amount_patch_ignored
+        data.class_tracking = self.class_tracking
         self.state = MergeState(data)
         qbo.on_change = self._on_qbo_change
         qbo.transactions = QboTransactions(
@@ -251,12 +262,15 @@ class MergeApi(SandboxApp):
             "accounts": simple_filters("name", "classification", "account_type", "status"),
             "company-info": simple_filters("name"),
             "tax-rates": tax_rate_filters,
+            "tracking-categories": tracking_category_filters,
+            "credit-notes": credit_note_filters,
         }
         writers: dict[str, Writer] = {
             "contacts": MergeData.write_contact,
             "invoices": MergeData.write_invoice,
             "payments": MergeData.write_payment,
             "items": MergeData.write_item,
+            "credit-notes": write_credit_note,
         }
         for model, flt in filters.items():
             self.route("GET", f"{API}/{model}")(partial(models.list_rows, model=model, extra=flt))
@@ -270,6 +284,7 @@ class MergeApi(SandboxApp):
                     partial(models.write, model=model, writer=writers[model], patch=True)
                 )
             self.route("GET", f"{API}/{model}/{{id}}")(partial(models.get_row, model=model))
+        self.route("POST", f"{API}/credit-notes/{{id}}/application")(partial(application, app=self))
         self.route("GET", f"{API}/account-details")(accounts.account_details)
         self.route("POST", f"{API}/delete-account")(accounts.delete_account)
         self.route("GET", f"{API}/sync-status")(accounts.sync_status)

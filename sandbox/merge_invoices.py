@@ -28,6 +28,7 @@ from sandbox.merge_schema import (
 from sandbox.merge_store import Row, parse_dt
 from sandbox.merge_tables import MergeTables
 from sandbox.merge_tax import compute_tax, line_tax_code, money_sum
+from sandbox.merge_tracking import apply_tracking
 
 
 def build_lines(data: MergeTables, raw: Any, contact_id: str | None) -> list[Row]:
@@ -246,6 +247,7 @@ def write_invoice(data: MergeTables, model: Any, existing: Row | None = None) ->
             if "line_items" in fields or existing is None
             else existing["line_items"]
         )
+        tracking = apply_tracking(data, fields, existing, lines)
         number = fields.get("number")
         number = (
             check_doc_number(data, number, existing["id"] if existing else None)
@@ -298,6 +300,7 @@ def write_invoice(data: MergeTables, model: Any, existing: Row | None = None) ->
         "total_amount": total,
         "balance": round(total - paid, 2),
         "line_items": lines,
+        "tracking_categories": tracking,
         "total_tax_amount": float(tax),
         "_tax_lines": tax_lines,
         "total_discount": existing["total_discount"] if existing else None,
@@ -314,7 +317,6 @@ def write_invoice(data: MergeTables, model: Any, existing: Row | None = None) ->
             payment_term=None,
             status="OPEN",
             remote_updated_at=None,
-            tracking_categories=[],
             accounting_period=None,
             purchase_orders=[],
             sales_orders=[],

@@ -38,6 +38,7 @@ from sandbox.merge_schema import (
 from sandbox.merge_store import Row, Table
 from sandbox.merge_tables import MergeTables
 from sandbox.merge_tax import TaxSetup, merge_tax_rate_fields
+from sandbox.merge_tracking import seed_categories
 
 #: Names this module had before the split and still serves.
 __all__ = [
@@ -101,6 +102,7 @@ class MergeData(MergeTables):
             row = rates.insert(self.new_row("tax-rates", remote_id=code["Id"], **merge_tax_rate_fields(self.tax, code)))
             for component in row["tax_components"]:
                 component["created_at"] = component["modified_at"] = row["created_at"]
+        seed_categories(self)  # classes and departments (locations)
         self.add_account("Services", classification="REVENUE", type="Income", account_type="OTHER_INCOME")
         self.add_account(
             "Sales of Product Income", classification="REVENUE", type="Income", account_type="OTHER_INCOME"

@@ -11,6 +11,7 @@ from typing import Any
 
 from sandbox.merge_invoices import customer_ref, settle
 from sandbox.merge_qbo import business_error, invalid_reference
+from sandbox.merge_qbo_faults import deposited_transaction
 from sandbox.merge_schema import (
     APPLIED_FIELDS,
     WriteError,
@@ -168,6 +169,21 @@ def unapply_payment(data: MergeTables, payment: Row, only_invoice: str | None = 
         data.t("invoices").touch(invoice)
 
 
+def amount_kept(
+    fields: dict[str, Any], existing: Row, warnings: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """ASSUMPTION (switch `payment_amount_patch_ignored`): QuickBooks keeps a payment's amount and applications on
+    a PATCH; Merge answers 200 and says so in a warning (the wording is the sandbox's)."""
+    kept = {k: v for k, v in fields.items() if k not in ("total_amount", "applied_to_lines")}
+    note = problem(
+        "model/total_amount",
+        "Field not updated",
+        "QuickBooks did not change the payment's amount or applications on update; void it and create it again.",
+        "IGNORED_FIELD",
+    )
+    return kept, [*warnings, note]
+
+
 def write_payment(data: MergeTables, model: Any, existing: Row | None = None) -> tuple[Row, list[dict[str, Any]]]:
     """POST/PATCH /payments: required fields, then QBO rules, then invoice balances/status move."""
     op = "PATCH payments" if existing else "POST payments"
@@ -180,6 +196,8 @@ def write_payment(data: MergeTables, model: Any, existing: Row | None = None) ->
             raise WriteError(
                 [provider_problem(business_error("This transaction has been voided and can't be edited."))]
             )
+        if existing is not None and existing.get("_deposited"):
+            raise WriteError([provider_problem(deposited_transaction())])
         total = (
             money_field(fields["total_amount"], "model/total_amount")
             if "total_amount" in fields
@@ -199,6 +217,9 @@ def write_payment(data: MergeTables, model: Any, existing: Row | None = None) ->
                     )
                 ]
             )
+        if existing is not None and data.payment_amount_patch_ignored and total != existing["total_amount"]:
+            fields, warnings = amount_kept(fields, existing, warnings)
+            total = existing["total_amount"]
         contact = customer_ref(data, fields.get("contact", existing["contact"] if existing else None))
         account_id = fields.get("account", existing["account"] if existing else None)
         if data.live("accounts", account_id) is None:

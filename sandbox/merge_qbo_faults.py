@@ -79,6 +79,17 @@ def business_error(detail: str, element: str = "") -> QboError:
     )
 
 
+def deposited_transaction() -> QboError:
+    """6540: a payment that is on a bank deposit cannot be changed, voided or deleted until it is taken off it
+    (Intuit's error-code list; the wording is QuickBooks' UI message)."""
+    return QboError(
+        "6540",
+        "Deposited Transaction cannot be changed",
+        "This transaction has been deposited. If you want to change or delete it, you must edit the deposit it "
+        "appears on and remove it first.",
+    )
+
+
 def object_not_found(entity: str, id_: Any, element: str = "") -> QboError:
     return QboError(
         "610",

@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from sandbox.merge_credit_schema import CREDIT_NOTE_EXPANDS, CREDIT_NOTE_REQUIRED, CREDIT_NOTE_SUPPORTED
 from sandbox.merge_qbo import QboError
 from sandbox.merge_store import parse_dt
 
@@ -132,12 +133,14 @@ SUPPORTED: dict[str, list[str]] = {
         "type",
         "unit_price",
     ],
+    **CREDIT_NOTE_SUPPORTED,
 }
 REQUIRED: dict[str, list[str]] = {
     "POST contacts": ["name"],
     "POST invoices": ["contact", "line_items", "type"],
     "POST payments": ["account", "contact", "total_amount", "transaction_date"],
     "POST items": ["name"],
+    **CREDIT_NOTE_REQUIRED,
 }
 LINE_FIELDS = [
     "account",
@@ -262,6 +265,8 @@ EXPANDS = {
     "accounts": {"company"},
     "company-info": {"addresses", "phone_numbers"},
     "tax-rates": {"company"},
+    "tracking-categories": {"company"},
+    **CREDIT_NOTE_EXPANDS,
 }
 
 
@@ -275,6 +280,8 @@ QBO_ENTITY = {
     "accounts": "Account",
     "company-info": "CompanyInfo",
     "tax-rates": "TaxCode",
+    "tracking-categories": "Class",  # a department row says `_entity`: Department
+    "credit-notes": "CreditMemo",
 }
 
 

@@ -32,12 +32,25 @@ class MergeTables:
         self.tax = tax or tax_setup()
         self.tables: dict[str, Table] = {
             n: Table(n, QBO_ENTITY[n])
-            for n in ("contacts", "invoices", "payments", "items", "accounts", "company-info", "tax-rates")
+            for n in (
+                "contacts",
+                "invoices",
+                "payments",
+                "items",
+                "accounts",
+                "company-info",
+                "tax-rates",
+                "credit-notes",
+                "tracking-categories",
+            )
         }
         self.payment_lines: dict[str, Row] = {}
         self.doc_numbers: dict[str, str] = {}  # casefolded DocNumber -> invoice id (non-deleted AR invoices)
+        self.credit_numbers: dict[str, str] = {}  # casefolded DocNumber -> credit note id (QBO numbers them apart)
         self.next_doc_number = 1001
         self.voids: list[dict[str, Any]] = []  # every void QuickBooks did, in order (GET /__admin/voids)
+        self.class_tracking = "per_line"  # the company's "Track classes": per_line or per_txn (merge_tracking)
+        self.payment_amount_patch_ignored = False  # the switch of that name (sandbox/profiles.py), set by the app
 
     def t(self, name: str) -> Table:
         """The table `name` ("contacts", "invoices", ...)."""

@@ -11,8 +11,10 @@ from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from typing import Any
 
+from sandbox.merge_credit_notes import qbo_view as credit_note_view
 from sandbox.merge_store import Row
 from sandbox.merge_tables import MergeTables
+from sandbox.merge_tracking import qbo_view as tracking_view
 
 
 def qbo_view(data: MergeTables, table: str, row: Row) -> tuple[str, dict[str, Any]]:
@@ -126,6 +128,10 @@ def qbo_view(data: MergeTables, table: str, row: Row) -> tuple[str, dict[str, An
             "CurrentBalance": row["current_balance"],
             "MetaData": meta,
         }
+    if table == "credit-notes":
+        return credit_note_view(data, row)
+    if table == "tracking-categories":
+        return tracking_view(row)
     if table == "tax-rates":
         return "/taxcode", copy.deepcopy(data.tax.code(row["remote_id"]) or {"Id": row["remote_id"]})
     return "/companyinfo", {
@@ -150,6 +156,7 @@ QBO_TABLES = {
     "item": "items",
     "account": "accounts",
     "companyinfo": "company-info",
+    "creditmemo": "credit-notes",
 }
 #: QBO entities that are the company's tax setup, not Merge rows: canonical spelling
 QBO_SETUP = {"taxcode": "TaxCode", "taxrate": "TaxRate", "preferences": "Preferences"}

@@ -21,6 +21,7 @@ from sandbox.merge_payments import unapply_payment
 from sandbox.merge_qbo_faults import (
     QboError,
     business_error,
+    deposited_transaction,
     invalid_property,
     missing_param,
     object_not_found,
@@ -163,6 +164,8 @@ class QboTransactions:
         table = ENTITY_TABLE[entity]
         if table == "invoices" and self.refuse_with_payments and row["status"] != "VOID" and row["payments"]:
             raise self.payments_applied(row)
+        if row.get("_deposited") and not row.get("_voided"):
+            raise deposited_transaction()
         void = void_invoice if table == "invoices" else void_payment
         changed = void(self.data, row, before_change=self.before_change)
         record_void(self.data, table, row, changed, "passthrough")

@@ -45,6 +45,10 @@ class MergeAssumptions:
     #: QuickBooks refuses (6000) to void an invoice that has a payment applied (False: it voids it and the
     #: payment stays as unapplied credit, as the QuickBooks UI does).
     void_refused_with_payments: bool = False
+    #: A PATCH /payments that changes `total_amount` is answered 200 with a warning, and QuickBooks keeps the old
+    #: amount and applications (False: QuickBooks takes the new amount). Merge lists total_amount as supported on
+    #: a payment PATCH; no source says QuickBooks applies it to a payment's lines.
+    payment_amount_patch_ignored: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ _PESSIMISTIC: dict[type, dict[str, Any]] = {
         "max_concurrent": 3,
         "passthrough_void_visible_after_sync": True,
         "void_refused_with_payments": True,
+        "payment_amount_patch_ignored": True,
     },
     CoperniqAssumptions: {
         "phase_change_bumps_updated_at": False,

@@ -117,6 +117,7 @@ def written_note(write: WriteResult) -> str:
 RELATED: dict[str, Callable[[dict[str, Any]], Any]] = {
     "accounts": lambda project: project.get("accountId"),  # a project's client
     "invoices": lambda payment: payment.get("invoiceId"),  # a payment's invoice
+    "projects": lambda invoice: (invoice.get("record") or {}).get("id"),  # an invoice's project (tracking.py)
     SNAPSHOT_STREAM: lambda project: project.get("id"),  # the phase a project was first seen in
 }
 

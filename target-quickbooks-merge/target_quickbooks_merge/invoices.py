@@ -11,11 +11,13 @@ from sync_ledger import Link, fingerprint
 from sync_ledger.rows import RowFailure, Wait, link_key, record_key
 
 from .context import QBO, SRC, Context, link_for
+from .credit_notes import CreditNoteSync
 from .jobs import JobSync
 from .mapping import diff_for_strategy, invoice_fingerprint, invoice_line, invoice_number, invoice_payload
 from .merge_client import WriteResult
 from .merge_index import InvoiceIndex, ItemIndex
 from .taxes import TaxBook, with_tax
+from .tracking import TrackingBook
 from .voids import InvoiceVoids
 from .writes import create_model
 
@@ -30,13 +32,16 @@ class InvoiceSync:
         self.existing = existing
         self.taxes = taxes
         self.voids = InvoiceVoids(ctx, self._find)  # void_policy: pushed invoices Coperniq takes back
+        self.credits = CreditNoteSync(ctx, self)  # negative invoices: QuickBooks Credit Memos
+        self.tracking = TrackingBook(ctx)  # tracking_category_mapping: checked here, before any write
 
     def sync(self) -> None:
         ctx = self.ctx
         if not ctx.s.invoice_sync:
             self._invoice_sync_off()
             return
-        for iid, inv, status, _ in ctx.todo("invoices"):
+        self.tracking.wake_pushed()
+        for iid, inv, status, _ in ctx.todo("invoices", prefetch=self.tracking.prefetch):
             if "__invalid__" in inv:
                 continue
             ctx.guard("invoices", iid, partial(self._invoice, iid, inv, status), status)
@@ -85,6 +90,8 @@ class InvoiceSync:
         if ctx.echo("invoices", "invoice", iid, status):
             return
         link = ctx.links.get("invoice", iid)
+        if self.credits.handles(inv, link):
+            return self.credits.sync(iid, inv, link, status)
         gone = self.voids.gone(inv)  # a status invoice_statuses does not push, or archived
         if gone is not None:
             if link is not None:  # pushed earlier: voided, zeroed or left by void_policy
@@ -97,12 +104,15 @@ class InvoiceSync:
         if not lines:
             raise RowFailure("invoice has no line items (QuickBooks needs at least one line)")
         tax_code = self.taxes.line_code(inv)  # before any write: an invoice that cannot be taxed right fails
+        categories = self.tracking.for_invoice(inv)  # None without the setting: the payload as before
         desired = invoice_payload(
             inv,
             contact,
             [with_tax(invoice_line(line, self.items.for_line(line)), tax_code) for line in lines],
             number_prefix=ctx.s.invoice_number_prefix,
         )
+        if categories is not None:
+            desired = categories.apply(desired)
         if link is not None:
             if not self.voids.reinstated(iid, inv, link, desired, contact):  # not voided or zeroed before
                 self._update(iid, inv, link, desired)

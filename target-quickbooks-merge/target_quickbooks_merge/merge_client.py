@@ -6,6 +6,7 @@ knows paths, envelopes and how Merge reports a failed write.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class WriteError(Exception):
         request_id: str | None = None,
         duplicate_name: bool = False,
         ambiguous: bool = False,
+        codes: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -35,6 +37,7 @@ class WriteError(Exception):
         self.request_id = request_id
         self.duplicate_name = duplicate_name
         self.ambiguous = ambiguous  # an earlier attempt may have written (see ApiError.ambiguous)
+        self.codes = codes  # QuickBooks' error codes, when Merge passed its Fault on (provider_codes)
 
     @property
     def disconnected(self) -> bool:
@@ -48,8 +51,7 @@ class QboFault(WriteError):
     610 object not found, 6000 business validation, ...)."""
 
     def __init__(self, detail: str, *, codes: frozenset[str], **kwargs: Any) -> None:
-        super().__init__(detail, **kwargs)
-        self.codes = codes
+        super().__init__(detail, codes=codes, **kwargs)
 
 
 def qbo_fault_codes(body: Any) -> frozenset[str]:
@@ -57,6 +59,23 @@ def qbo_fault_codes(body: Any) -> frozenset[str]:
     fault = body.get("Fault") if isinstance(body, dict) else None
     errors = fault.get("Error") if isinstance(fault, dict) else None
     return frozenset(str(e["code"]) for e in errors or [] if isinstance(e, dict) and e.get("code"))
+
+
+def provider_codes(body: Any) -> frozenset[str]:
+    """QuickBooks' error codes in a refused Merge write: each problem's `error_code` and the Fault in its
+    `raw_error` (Merge's PROVIDER_ERROR passes QuickBooks' answer on)."""
+    problems = body.get("errors") if isinstance(body, dict) else None
+    codes: set[str] = set()
+    for p in problems if isinstance(problems, list) else []:
+        if not isinstance(p, dict):
+            continue
+        if p.get("error_code"):
+            codes.add(str(p["error_code"]))
+        raw = p.get("raw_error")
+        if isinstance(raw, str) and raw.lstrip().startswith("{"):
+            with contextlib.suppress(ValueError):  # not JSON after all: no codes from it
+                codes |= qbo_fault_codes(json.loads(raw))
+    return frozenset(codes)
 
 
 #: QuickBooks' void of each transaction kind: the path (relative to the company) and what the body adds to
@@ -220,7 +239,11 @@ class MergeClient:
         if body.get("errors"):  # Merge may answer 201 with errors: treat as a failed write
             text = _problems_text(body)
             raise WriteError(
-                text, status=resp.status_code, request_id=request_id, duplicate_name=_is_duplicate_name(text)
+                text,
+                status=resp.status_code,
+                request_id=request_id,
+                duplicate_name=_is_duplicate_name(text),
+                codes=provider_codes(body),
             )
         model_out = body.get("model") or {}
         if not model_out.get("id"):
@@ -388,4 +411,5 @@ def _write_error(exc: ApiError) -> WriteError:
         request_id=exc.request_id,
         duplicate_name=_is_duplicate_name(text or ""),
         ambiguous=exc.ambiguous,
+        codes=provider_codes(exc.body),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -12,10 +11,12 @@ from sync_ledger.rows import RowFailure, Wait, link_key
 from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
 
 from .context import QBO, SRC, Context, link_for
+from .credit_notes import CREDIT_NOTE
 from .invoices import InvoiceSync
 from .mapping import payment_payload
 from .merge_client import WriteResult
 from .merge_index import deposit_account_id
+from .payment_changes import REPLACED, PaymentChanges
 from .payment_voids import VOID_PAYMENT_STATUSES, PaymentVoids
 from .writes import create_model
 
@@ -31,6 +32,7 @@ class PaymentSync:
         self.invoices = invoices
         self._deposit_account: str | None = None
         self.voids = PaymentVoids(ctx)  # void_policy: pushed payments Coperniq takes back
+        self.changes = PaymentChanges(ctx)  # pushed payments Coperniq changed
 
     def sync(self) -> None:
         ctx = self.ctx
@@ -58,6 +60,10 @@ class PaymentSync:
             return
         pay_status = str(pay.get("status") or "").upper()
         link = ctx.links.get("payment", pay_id)
+        again = None
+        if link is not None and self.changes.settled(pay_id, link).status == REPLACED:
+            link = None  # voided in QuickBooks to be created again (payment_changes.py): created below
+            again = "created again (its earlier QuickBooks payment was voided when its amount changed)"
         if link is not None and pay_status in VOID_PAYMENT_STATUSES:  # pushed earlier: voided or left
             self.voids.left(pay_id, link, pay_status, status)
             return
@@ -71,6 +77,15 @@ class PaymentSync:
         inv_link = ctx.links.get("invoice", inv_id)
         if inv_link is None or not inv_link.target_id:
             raise Wait(f"invoice {inv_id} is not synced to QuickBooks yet", on=link_key("invoice", inv_id))
+        if inv_link.target_type == CREDIT_NOTE:  # money paid back on a credit: QuickBooks' Refund Receipt, not built
+            if status != "skipped":
+                ctx.skip(
+                    "payments",
+                    pay_id,
+                    f"payment on Coperniq credit {inv_id} (pushed as a QuickBooks credit memo): a refund of a "
+                    "credit is not synced; record it in QuickBooks as a Refund Receipt",
+                )
+            return
         invoice = ctx.ledger.staged(SRC, "invoices", inv_id) or {}
         contact = self.invoices.contact_of(invoice)
         if not pay.get("paymentDate") and not pay.get("createdAt"):
@@ -85,33 +100,22 @@ class PaymentSync:
             if link.fingerprint == fp:
                 ctx.mark("payments", pay_id, "done")
                 return
-
-            def finish(request_id: str | None) -> None:
-                ctx.save_link(replace(link, fingerprint=fp))
-                ctx.record(
-                    "payments",
-                    pay_id,
-                    "updated",
-                    "payment changed in Coperniq",
-                    target_id=link.target_id,
-                    request_id=request_id,
-                )
-                ctx.mark("payments", pay_id, "done")
-
-            ctx.plan_update("payments", pay_id, "payments", str(link.target_id), desired, finish)
+            self.changes.update(pay_id, link, desired, fp, partial(self._create, pay_id, contact, desired, fp))
             return
         if inv_link.origin == QBO and self._link_twin(pay_id, contact, desired, inv_id):
             return
         if self._recover(pay_id, contact, desired, fp):
             return
+        self._create(pay_id, contact, desired, fp, again or f"applied to invoice {inv_id}")
+
+    def _create(self, pay_id: str, contact: str, desired: dict[str, Any], fp: str, why: str) -> None:
+        ctx = self.ctx
 
         def created(link: Link, res: WriteResult) -> None:
-            ctx.record(
-                "payments", pay_id, "created", f"applied to invoice {inv_id}", target_id=link.target_id, write=res
-            )
+            ctx.record("payments", pay_id, "created", why, target_id=link.target_id, write=res)
             ctx.mark("payments", pay_id, "done")
 
-        create_model(ctx, "payment", pay_id, desired, fp, None, created, lambda: self._find(contact, desired))
+        create_model(ctx, "payment", pay_id, desired, fp, None, created, partial(self._find, contact, desired))
 
     def _recover(self, pay_id: str, contact: str, desired: Mapping[str, Any], fp: str) -> bool:
         """A create left by an interrupted run: link the payment it made, if it made one."""

@@ -20,6 +20,7 @@ from sync_ledger.triggers import TriggerSpec, parse_trigger_phases
 from sync_ledger.util import MERGE_ACCOUNTING_URL
 
 from .tax_settings import DEFAULT_CURRENCY, TAX_PROPERTIES, parse_tax_settings
+from .tracking_settings import TRACKING_PROPERTIES, CategoryRule, parse_tracking_settings
 
 DEFAULT_BASE_URL = MERGE_ACCOUNTING_URL
 MATCHING_STRATEGIES = ("enrich", "replace", "skip")
@@ -203,6 +204,7 @@ CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
         description="Seconds between progress log lines during the reconcile pass.",
     ),
     *TAX_PROPERTIES,
+    *TRACKING_PROPERTIES,
     th.Property(
         "void_policy",
         th.StringType,
@@ -247,6 +249,7 @@ class Settings:
     default_tax_code: str | None = None
     currency: str = DEFAULT_CURRENCY
     void_policy: str = "void"
+    tracking_category_mapping: tuple[CategoryRule, ...] = ()
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -318,6 +321,7 @@ class Settings:
                     errors.append(f"{name}: invalid template {template!r} ({exc}); fields: {sorted(fields)}")
 
         taxes = parse_tax_settings(config, errors)
+        tracking = parse_tracking_settings(config, errors)
 
         void_policy = config.get("void_policy") or "void"
         if void_policy not in VOID_POLICIES:
@@ -351,6 +355,7 @@ class Settings:
             invoice_number_prefix=prefix,
             **taxes,
             void_policy=str(void_policy),
+            tracking_category_mapping=tracking,
         )
 
 

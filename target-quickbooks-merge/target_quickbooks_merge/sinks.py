@@ -89,10 +89,7 @@ class _RecordingValidator(BaseJSONSchemaValidator):
         if bad:  # NaN/Infinity pass "type: number" but are not JSON: QuickBooks could never take them
             self._on_invalid(f"{bad[0]}: {bad[1]} is not a finite number")
             return
-        if self.stream_name == "invoices":  # QuickBooks refuses negative invoices (that is a credit memo)
-            if isinstance(record.get("amount"), (int, float, Decimal)) and record["amount"] < 0:
-                self._on_invalid(f"amount: {record['amount']} is negative; QuickBooks invoices cannot be negative")
-                return
+        if self.stream_name == "invoices":  # a negative total is a credit: a Credit Memo (credit_notes.py)
             for i, line in enumerate(record.get("lineItems") or []):
                 qty = line.get("quantity") if isinstance(line, dict) else None
                 if isinstance(qty, (int, float, Decimal)) and qty <= 0:

@@ -25,8 +25,9 @@ from .qbo_voids import QboVoider, VoidAnswer, VoidRefused, is_voided
 #: The integration-log action of a void. The ledger's log has no `voided` action (sync_ledger LOG_ACTIONS,
 #: docs/CONTRACTS.md), so a void is logged `updated` (QuickBooks keeps the record, changed) with "voided" in the reason.
 VOID_ACTION = "updated"
-#: Link statuses: voided in QuickBooks (for good), gone from QuickBooks.
-VOIDED, DELETED = "voided", "deleted"
+#: Link statuses: voided in QuickBooks (for good), gone from QuickBooks, voided there to be created again with what
+#: Coperniq says now (payment_changes.py).
+VOIDED, DELETED, REPLACED = "voided", "deleted", "replaced"
 
 
 def _no_note(_: Any) -> str:
@@ -36,17 +37,20 @@ def _no_note(_: Any) -> str:
 @dataclass(frozen=True)
 class VoidKind:
     """A kind of record a void applies to: its ledger type, its integration-log stream, its QuickBooks entity, what
-    the log adds after "voided in QuickBooks", and whether the log names it by its DocNumber."""
+    the log adds after "voided in QuickBooks", whether the log names it by its DocNumber, the link status a void
+    leaves, and the verb of its intent key (a void that replaces the record has an intent of its own)."""
 
     kind: str
     stream: str
     entity: str
     voided_note: str = ""
     numbered: bool = False
+    settles_as: str = VOIDED
+    verb: str = "void"
 
     def intent_key(self, source_id: str) -> str:
         """The write-ahead intent of a void (left only by a crash or a lost answer)."""
-        return f"forward:void:{self.kind}:{source_id}"
+        return f"forward:{self.verb}:{self.kind}:{source_id}"
 
     def name_of(self, record: dict[str, Any], qbo_id: str) -> str:
         return f"#{record.get('DocNumber') or qbo_id}" if self.numbered else ""
@@ -54,6 +58,11 @@ class VoidKind:
 
 INVOICE = VoidKind("invoice", "invoices", "Invoice", numbered=True)
 PAYMENT = VoidKind("payment", "payments", "Payment", voided_note=" (its invoice's balance is open again)")
+#: A payment voided to be created again with a new amount (payment_changes.py): whatever QuickBooks answered, the
+#: link becomes `replaced`, which PaymentSync creates again.
+PAYMENT_REPLACED = VoidKind(
+    "payment", "payments", "Payment", voided_note=", to be created again", settles_as=REPLACED, verb="replace"
+)
 
 
 class VoidWrites:
@@ -74,8 +83,9 @@ class VoidWrites:
         self.refused_note = refused_note
         self.qbo = QboVoider(ctx.client, ctx.client.api.backoff)
 
-    def plan(self, sid: str, link: Link, why: str, name: str = "") -> None:
-        """Void the linked record with the next batch (a dry run only logs the plan); `why`: what Coperniq says."""
+    def plan(self, sid: str, link: Link, why: str, name: str = "", then: Callable[[Link], None] | None = None) -> None:
+        """Void the linked record with the next batch (a dry run only logs the plan); `why`: what Coperniq says;
+        `then(link)`: what follows the recorded void (default: the row is done)."""
         ctx, kind = self.ctx, self.kind
         if ctx.dry:
             reason = f"{why}; would be voided in QuickBooks"
@@ -85,8 +95,11 @@ class VoidWrites:
         key = kind.intent_key(sid)
 
         def finish(answer: VoidAnswer) -> None:
-            self.commit(sid, link, answer, why, name)
-            ctx.mark(kind.stream, sid, "done")
+            settled = self.commit(sid, link, answer, why, name)
+            if then is None:
+                ctx.mark(kind.stream, sid, "done")
+            else:
+                then(settled)
 
         def refused(exc: Exception) -> None:
             if not isinstance(exc, VoidRefused):
@@ -102,7 +115,8 @@ class VoidWrites:
     def commit(self, sid: str, link: Link, answer: VoidAnswer, why: str, name: str) -> Link:
         """Record a void QuickBooks shows: the link's new status and the intent's clear go in one journal batch."""
         ctx, kind = self.ctx, self.kind
-        settled = replace(link, status=DELETED if answer.deleted else VOIDED, target_remote_id=answer.qbo_id)
+        status = kind.settles_as if kind.settles_as != VOIDED else DELETED if answer.deleted else VOIDED
+        settled = replace(link, status=status, target_remote_id=answer.qbo_id)
         ctx.commit_create(settled, kind.intent_key(sid))
 
         def log(action: str, reason: str, request_id: str | None = None) -> None:
