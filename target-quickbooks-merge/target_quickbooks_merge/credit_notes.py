@@ -20,7 +20,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol
 
-from sync_ledger import Link, to_money
+from sync_ledger import Link, to_decimal, to_money
 from sync_ledger.rows import RowFailure, Wait, link_key
 from sync_ledger.writer import PlannedWrite
 
@@ -37,7 +37,7 @@ from .credit_writes import (
     is_credit,
     zero_lines,
 )
-from .mapping import invoice_fingerprint
+from .mapping import invoice_fingerprint, money
 from .merge_client import WriteResult
 from .merge_index import ItemIndex
 from .taxes import TaxBook, with_tax
@@ -97,6 +97,12 @@ class CreditNoteSync:
         lines = inv.get("lineItems") or []
         if not lines:
             raise RowFailure("credit has no line items (QuickBooks needs at least one line)")
+        charged = sum((to_decimal(ln.get("quantity")) or 0) * money(ln.get("unitPrice")) for ln in lines)
+        if charged >= 0:  # the total says credit, the lines say charge: which one QuickBooks should get is unknown
+            raise RowFailure(
+                f"credit's total is {money(inv.get('amount'))} but its lines add up to {to_money(charged)}: "
+                "a QuickBooks credit memo needs lines that add up to the credit; correct it in Coperniq"
+            )
         tax_code = self.invoices.taxes.line_code(inv)
         desired = credit_payload(
             inv,

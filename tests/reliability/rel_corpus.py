@@ -139,10 +139,8 @@ def build_corpus(lines: str, triggered_pid: int, paid_invoice_id: int) -> Corpus
     # --- invoices
     invoice("invoice_missing_id", drop("id"))
     invoice("invoice_amount_wrong_type", setv(amount="12.50 USD"))
-    invoice(
-        "invoice_amount_negative",
-        lambda v: (v.update(amount=-500.0), [li.update(unitPrice=-abs(li["unitPrice"])) for li in v["lineItems"]]),
-    )
+    # a negative total is a credit (a QuickBooks credit memo); one whose lines add up to a charge is not
+    invoice("invoice_amount_negative", setv(amount=-500.0))
     invoice(
         "invoice_amount_nan", lambda v: v.update(amount=0.5), raw=lambda s: s.replace('"amount": 0.5', '"amount": NaN')
     )

@@ -49,7 +49,7 @@ REJECTED = {
     "project_bad_updated_at": ["yesterday", "date-time"],
     "invoice_missing_id": ["no id"],
     "invoice_amount_wrong_type": ["12.50 usd", "number"],
-    "invoice_amount_negative": ["amount", "negative"],
+    "invoice_amount_negative": ["-500.00", "lines add up to"],
     "invoice_amount_nan": ["amount", "nan", "finite"],
     "invoice_quantity_infinite": ["inf"],
     "invoice_quantity_negative": ["quantity", "-3"],
