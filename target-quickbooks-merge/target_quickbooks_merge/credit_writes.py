@@ -17,7 +17,8 @@ from sync_ledger import ApiError, money_text, to_decimal, to_money
 from sync_ledger.util import day_of
 
 from .mapping import invoice_number, money
-from .merge_client import MergeClient, WriteError, WriteResult, _write_error
+from .merge_client import MergeClient, WriteResult
+from .merge_errors import WriteError, write_error
 
 #: The Merge model path of credit notes.
 PATH = "credit-notes"
@@ -125,7 +126,7 @@ def _send_application(client: MergeClient, merge_id: str, body: dict[str, Any]) 
     try:
         resp = client.api.request("POST", f"/{PATH}/{merge_id}/application", json=body, retry_ambiguous=False)
     except ApiError as exc:
-        raise _write_error(exc) from exc
+        raise write_error(exc) from exc
     out = resp.json() if resp.content else {}
     request_id = resp.headers.get("X-Request-Id") or resp.headers.get("x-merge-request-id")
     if out.get("errors") or not (out.get("model") or {}).get("id"):

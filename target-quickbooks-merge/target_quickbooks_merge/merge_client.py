@@ -1,13 +1,11 @@
 """Thin typed wrapper over sync_ledger.ApiClient for the Merge Accounting endpoints the target uses.
 
 Rate limiting, retries on 429/5xx (honouring Retry-After) and secret redaction live in ApiClient; this module only
-knows paths, envelopes and how Merge reports a failed write.
+knows paths and envelopes (how Merge reports a failed write: merge_errors.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -17,65 +15,18 @@ from sync_ledger import ApiClient, ApiError
 from sync_ledger.http import send_checked
 from sync_ledger.passthrough import QBO_MINOR, passthrough_answer, passthrough_body
 
+from .merge_errors import (
+    QboFault,
+    WriteError,
+    is_duplicate_name,
+    problems_text,
+    provider_codes,
+    qbo_fault_codes,
+    warning_texts,
+    write_error,
+)
 
-class WriteError(Exception):
-    """A write Merge (or QuickBooks behind it) refused; `detail` is the provider's message for the log."""
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        status: int | None = None,
-        request_id: str | None = None,
-        duplicate_name: bool = False,
-        ambiguous: bool = False,
-        codes: frozenset[str] = frozenset(),
-    ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.status = status
-        self.request_id = request_id
-        self.duplicate_name = duplicate_name
-        self.ambiguous = ambiguous  # an earlier attempt may have written (see ApiError.ambiguous)
-        self.codes = codes  # QuickBooks' error codes, when Merge passed its Fault on (provider_codes)
-
-    @property
-    def disconnected(self) -> bool:
-        """Merge refused the link itself (401/403, or QuickBooks refused its token: RELINK_NEEDED), so every
-        further write would fail the same way."""
-        return self.status in (401, 403) or "CREDENTIAL_REFRESH_FAILED" in self.detail
-
-
-class QboFault(WriteError):
-    """QuickBooks itself answered a passthrough call with a Fault; `codes` are its error codes (5010 stale object,
-    610 object not found, 6000 business validation, ...)."""
-
-    def __init__(self, detail: str, *, codes: frozenset[str], **kwargs: Any) -> None:
-        super().__init__(detail, codes=codes, **kwargs)
-
-
-def qbo_fault_codes(body: Any) -> frozenset[str]:
-    """The error codes of a QuickBooks Fault body ({"Fault": {"Error": [{"code": ...}]}}); empty for anything else."""
-    fault = body.get("Fault") if isinstance(body, dict) else None
-    errors = fault.get("Error") if isinstance(fault, dict) else None
-    return frozenset(str(e["code"]) for e in errors or [] if isinstance(e, dict) and e.get("code"))
-
-
-def provider_codes(body: Any) -> frozenset[str]:
-    """QuickBooks' error codes in a refused Merge write: each problem's `error_code` and the Fault in its
-    `raw_error` (Merge's PROVIDER_ERROR passes QuickBooks' answer on)."""
-    problems = body.get("errors") if isinstance(body, dict) else None
-    codes: set[str] = set()
-    for p in problems if isinstance(problems, list) else []:
-        if not isinstance(p, dict):
-            continue
-        if p.get("error_code"):
-            codes.add(str(p["error_code"]))
-        raw = p.get("raw_error")
-        if isinstance(raw, str) and raw.lstrip().startswith("{"):
-            with contextlib.suppress(ValueError):  # not JSON after all: no codes from it
-                codes |= qbo_fault_codes(json.loads(raw))
-    return frozenset(codes)
+__all__ = ["MergeClient", "QboFault", "WriteError", "WriteResult", "provider_codes", "qbo_fault_codes"]
 
 
 #: QuickBooks' void of each transaction kind: the path (relative to the company) and what the body adds to
@@ -99,58 +50,6 @@ class WriteResult:
 
 
 T = TypeVar("T")
-
-
-def _problems_text(body: Any) -> str:
-    """Human text from Merge's {"errors": [{title, detail, problem_type, raw_error}]} or QBO's Fault envelope."""
-    if isinstance(body, dict):
-        problems = body.get("errors") or []
-        if problems and isinstance(problems, list):
-            parts = []
-            for p in problems:
-                if isinstance(p, dict):
-                    bits = [p.get("problem_type"), p.get("title"), p.get("detail"), p.get("raw_error")]
-                    parts.append(": ".join(str(b) for b in bits if b))
-                else:
-                    parts.append(str(p))
-            return "; ".join(parts)
-        fault = body.get("Fault")
-        if isinstance(fault, dict):
-            errs = fault.get("Error") or []
-            return (
-                "; ".join(
-                    f"{e.get('code', '')} {e.get('Message', '')}: {e.get('Detail', '')}".strip()
-                    for e in errs
-                    if isinstance(e, dict)
-                )
-                or json.dumps(fault)[:500]
-            )
-        if body.get("detail"):
-            return str(body["detail"])
-    return (json.dumps(body, default=str) if not isinstance(body, str) else body)[:1000]
-
-
-def _warning_texts(warnings: Any) -> list[str]:
-    """Merge's write `warnings` ([{title, detail, source: {pointer}}]) as short texts."""
-    out = []
-    for w in warnings if isinstance(warnings, list) else []:
-        if isinstance(w, dict):
-            pointer = (w.get("source") or {}).get("pointer") if isinstance(w.get("source"), dict) else None
-            bits = [str(b) for b in (pointer, w.get("title"), w.get("detail")) if b]
-            out.append(": ".join(bits) or json.dumps(w, default=str)[:200])
-        elif w:
-            out.append(str(w)[:200])
-    return out
-
-
-def _is_duplicate_name(text: str) -> bool:
-    low = text.lower()
-    return (
-        "6240" in low
-        or "duplicate name" in low
-        or "name supplied already exists" in low
-        or ("already" in low and "displayname" in low.replace(" ", ""))
-    )
 
 
 class MergeClient:
@@ -233,16 +132,16 @@ class MergeClient:
                 method, path, json={"model": model}, headers=headers, retry_ambiguous=retry_ambiguous
             )
         except ApiError as exc:
-            raise _write_error(exc) from exc
+            raise write_error(exc) from exc
         body = resp.json() if resp.content else {}
         request_id = resp.headers.get("X-Request-Id") or resp.headers.get("x-merge-request-id")
         if body.get("errors"):  # Merge may answer 201 with errors: treat as a failed write
-            text = _problems_text(body)
+            text = problems_text(body)
             raise WriteError(
                 text,
                 status=resp.status_code,
                 request_id=request_id,
-                duplicate_name=_is_duplicate_name(text),
+                duplicate_name=is_duplicate_name(text),
                 codes=provider_codes(body),
             )
         model_out = body.get("model") or {}
@@ -250,7 +149,7 @@ class MergeClient:
             raise WriteError(
                 f"Merge returned no model id (HTTP {resp.status_code})", status=resp.status_code, request_id=request_id
             )
-        return WriteResult(model_out, request_id, warnings=_warning_texts(body.get("warnings")))
+        return WriteResult(model_out, request_id, warnings=warning_texts(body.get("warnings")))
 
     def create(
         self,
@@ -305,7 +204,7 @@ class MergeClient:
                 counted_as="GET" if method.upper() == "GET" else None,  # a read, though a POST to Merge
             )
         except ApiError as exc:
-            raise _write_error(exc) from exc
+            raise write_error(exc) from exc
         request_id = resp.headers.get("X-Request-Id") or resp.headers.get("x-merge-request-id")
         ambiguous = bool(getattr(resp, "ambiguous_retry", False))
         status, inner = passthrough_answer(resp.json() if resp.content else {}, resp.status_code)
@@ -341,12 +240,12 @@ class MergeClient:
             "POST", f"/customer?{QBO_MINOR}", body, idempotency_key=idempotency_key, retry_ambiguous=retry_ambiguous
         )
         if status >= 400 or not isinstance(inner, dict) or "Customer" not in inner:
-            text = _problems_text(inner)
+            text = problems_text(inner)
             raise WriteError(
                 f"QuickBooks rejected the job (HTTP {status}): {text}",
                 status=status,
                 request_id=rid,
-                duplicate_name=_is_duplicate_name(text),
+                duplicate_name=is_duplicate_name(text),
                 ambiguous=ambiguous,
             )
         return WriteResult(inner["Customer"], rid)
@@ -375,7 +274,7 @@ class MergeClient:
         if QBO_NOT_FOUND in codes:
             return None
         raise QboFault(
-            f"QuickBooks did not return {entity} {qbo_id} (HTTP {status}): {_problems_text(inner)}",
+            f"QuickBooks did not return {entity} {qbo_id} (HTTP {status}): {problems_text(inner)}",
             codes=codes,
             status=status,
             request_id=rid,
@@ -394,22 +293,9 @@ class MergeClient:
         if status < 400 and isinstance(inner, dict) and isinstance(inner.get(entity), dict):
             return WriteResult(dict(inner[entity]), rid)
         raise QboFault(
-            f"QuickBooks refused to void {entity} {qbo_id} (HTTP {status}): {_problems_text(inner)}",
+            f"QuickBooks refused to void {entity} {qbo_id} (HTTP {status}): {problems_text(inner)}",
             codes=qbo_fault_codes(inner),
             status=status,
             request_id=rid,
             ambiguous=ambiguous,
         )
-
-
-def _write_error(exc: ApiError) -> WriteError:
-    """A refused write as the WriteError the reconcile pass reads (QuickBooks' own message when Merge passes one)."""
-    text = _problems_text(exc.body) if exc.body not in (None, "") else exc.message
-    return WriteError(
-        text or exc.message,
-        status=exc.status,
-        request_id=exc.request_id,
-        duplicate_name=_is_duplicate_name(text or ""),
-        ambiguous=exc.ambiguous,
-        codes=provider_codes(exc.body),
-    )
