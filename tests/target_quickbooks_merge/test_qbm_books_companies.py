@@ -1,0 +1,102 @@
+"""The books rules together, on both kinds of QuickBooks company the issue names: a US company on automated sales
+tax and a non-US company (a TaxCode on every line). Invoices land taxed and classed, a credit arrives as a credit
+memo taxed like them and applied to its invoice, a changed payment reaches QuickBooks once, and a no-op re-run
+writes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import start_coperniq, start_merge
+from tests.target_quickbooks_merge.qbm_helpers import BOTH_TRIGGERS, Pipeline, merge_rows, staged_records
+from tests.target_quickbooks_merge.test_qbm_changes import set_payment_amount
+from tests.target_quickbooks_merge.test_qbm_tracking import MAPPING, _category_ids
+
+US_AST = {"company_tax": "us_ast"}
+NON_US = {"company_tax": "non_us", "currency": "CAD"}
+
+
+@pytest.fixture
+def company(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pipeline]:
+    """8 seeded projects against the company `request.param` describes, with invoices, classes and taxes on."""
+    from sandbox.seed import seed_coperniq
+
+    options: dict[str, Any] = dict(request.param)
+    coperniq, merge = start_coperniq(), start_merge(**options)
+    seed_coperniq(coperniq.app, projects=8, seed=7)
+    config: dict[str, Any] = {
+        "trigger_phases": BOTH_TRIGGERS,
+        "backfill": True,
+        "invoice_sync": True,
+        "default_item": "Services",
+        "currency": options.get("currency", "USD"),
+        "tracking_category_mapping": MAPPING,
+        "default_tax_code": "GST" if options["company_tax"] == "non_us" else "TAX",
+    }
+    yield Pipeline(coperniq, merge, tmp_path / "ledger.duckdb", config=config)
+    coperniq.server.stop()
+    merge.server.stop()
+
+
+def _link(pipe: Pipeline, kind: str, source_id: Any) -> Any:
+    with pipe.ledger() as ledger:
+        return ledger.get_link("coperniq", kind, str(source_id))
+
+
+@pytest.mark.parametrize("company", [US_AST, NON_US], indirect=True, ids=["us_ast", "non_us"])
+def test_invoices_credits_and_payment_changes_keep_the_books_right(company: Pipeline) -> None:
+    non_us = company.merge.app.tax_setup.company_tax == "non_us"
+    first = company.run()
+    assert first.counts["invoices"]["failed"] == 0 and first.counts["invoices"]["created"] > 0
+    gst = next((r["id"] for r in merge_rows(company.merge, "tax-rates") if r["name"] == "GST"), None)
+    classes = {v for (kind, _), v in _category_ids(company).items() if kind == "CLASS"}
+    invoices = merge_rows(company.merge, "invoices")
+    for inv in invoices:
+        assert Decimal(str(inv["total_tax_amount"])) > 0  # taxed: by its code (non-US) or by QuickBooks (AST)
+        if non_us:  # (a US AST company picks its own code: Merge shows the one QuickBooks applied)
+            assert {line["tax_rate"] for line in inv["line_items"]} == {gst}
+        assert set(inv["line_items"][0]["tracking_categories"]) <= classes and inv["tracking_categories"]
+
+    # a credit on an open pushed invoice, and a payment whose amount is corrected afterwards
+    staged = staged_records(company, "invoices")
+    by_id = {i["id"]: i for i in invoices}
+    with company.ledger() as ledger:
+        links = {link.source_id: link.target_id for link in ledger.links("coperniq", "invoice")}
+    source_id, target = next(  # open in both systems: room for a credit of 100 and a payment of 50
+        (sid, by_id[tid])
+        for sid, tid in links.items()
+        if staged[sid]["amount"] - staged[sid]["amountPaid"] > 200 and Decimal(str(by_id[tid]["balance"])) > 200
+    )
+    balance = Decimal(str(target["balance"]))
+    inv = staged[source_id]
+    credit = company.coperniq.app.add_invoice(
+        inv["record"]["id"],
+        [{"quantity": 1, "unitCost": 0, "unitPrice": -100, "description": "Goodwill credit"}],
+        issue_date="2025-06-05T00:00:00Z",
+        based_on=inv["id"],
+    )
+    pay = company.coperniq.app.add_payment(inv["id"], 50.0)
+    second = company.run()
+    assert second.counts["invoices"]["failed"] == 0 and second.counts["payments"]["failed"] == 0
+    [memo] = [
+        m
+        for m in merge_rows(company.merge, "credit-notes")
+        if m["id"] == _link(company, "invoice", credit["id"]).target_id
+    ]
+    if non_us:
+        assert {line["tax_rate"] for line in memo["line_items"]} == {gst}
+    [(applied_to, applied)] = [(a["invoice"], Decimal(a["applied_amount"])) for a in memo["applied_to_lines"]]
+    assert applied_to == target["id"] and applied > 0
+    after = company.merge.app.state.table("invoices").row(target["id"])
+    assert Decimal(str(after["balance"])) == balance - applied - Decimal("50.00")
+
+    set_payment_amount(company, inv, pay, 60.0)
+    company.run()
+    payment = company.merge.app.state.table("payments").row(_link(company, "payment", pay["id"]).target_id)
+    assert payment["total_amount"] == 60.0
+    assert company.run().writes == 0
