@@ -16,7 +16,7 @@ help:
 	@echo "make sandboxes  run both sandboxes in the foreground (Coperniq :8765, Merge :8766)"
 	@echo "make bench      performance figures against the sandboxes (bench/RESULTS.md)"
 	@echo "make reconcile  land both sides into DuckDB and run the dbt reconciliation models"
-	@echo "make clean      remove the venvs, .meltano and generated files"
+	@echo "make clean      remove the venvs, .meltano (all but the sync ledger) and generated files"
 
 # The dev venv: meltano, singer-sdk test tooling, lint tools and every package of the repo, editable.
 # Every third-party package comes from requirements-dev.lock, pinned and hashed (pip, and hatchling, the build backend
@@ -93,5 +93,15 @@ bench: install
 reconcile: install
 	$(BIN)/python transform/reconcile.py
 
+# The sync ledger (.meltano/sync-ledger.duckdb) is the only record of which QuickBooks record is which Coperniq one:
+# clean keeps it (and its write-ahead log); delete it by hand only to start over (docs/OPERATIONS.md).
+LEDGER_FILES := sync-ledger.duckdb sync-ledger.duckdb.wal
 clean:
-	rm -rf $(VENV) .meltano output bench/out .pytest_cache
+	rm -rf $(VENV) output bench/out .pytest_cache
+	@if [ -d .meltano ]; then \
+		find .meltano -mindepth 1 -maxdepth 1 $(foreach f,$(LEDGER_FILES),! -name '$(f)') -exec rm -rf {} +; \
+		for f in $(LEDGER_FILES); do \
+			if [ -e ".meltano/$$f" ]; then echo "kept .meltano/$$f (the sync ledger: remove it by hand only to start over)"; fi; \
+		done; \
+		rmdir .meltano 2>/dev/null || true; \
+	fi
