@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict
 from typing import Any
 
 from sandbox._server import Request, Response, SandboxServer, is_loopback
+from sandbox.merge_admin import admin_response
 from sandbox.merge_api import ORG_LEVEL, MergeApi
 from sandbox.merge_endpoints import IDEMPOTENCY_TTL, PASSTHROUGH_METHODS
 from sandbox.merge_linking import CATEGORIES, LINK_DIR, SYNC_MODELS, account_details
@@ -289,72 +289,8 @@ class MergeApp(MergeApi):
             return self.state.data.serialize(model, row)
 
     def admin(self, req: Request) -> Response | None:
-        """HTTP equivalents of the admin helpers (used by the demo and by tests in other processes)."""
-        sub = req.path[len("/__admin/") :].strip("/")
-        if req.method == "GET" and sub == "summary":
-            return Response(
-                200,
-                {name: len(table) for name, table in self.state.data.tables.items()}
-                | {"pending_sync": len(self.state.pending), "voids": len(self.state.data.voids)},
-            )
-        if req.method == "GET" and sub == "assumptions":
-            return Response(200, {"profile": self.profile_name} | asdict(self.assumptions))
-        if req.method == "GET" and sub == "company":
-            return Response(200, self.company())
-        if req.method == "GET" and sub == "voids":
-            return Response(200, {"voids": self.voids()})
-        if req.method == "GET" and sub.count("/") == 1 and sub.split("/")[0] in self.state.data.tables:
-            try:
-                return Response(200, self.record(*sub.split("/")))
-            except KeyError as exc:
-                return Response(404, {"message": f"not found: {exc}"})
-        if req.method != "POST":
-            return None
-        body = req.json() or {}
-        try:
-            if sub == "contacts":
-                return Response(201, self.add_contact(**body))
-            if sub == "employees":
-                return Response(201, self.add_employee(**body))
-            if sub == "linked-account-status":
-                return Response(200, self.set_linked_account_status(body["status"], body.get("account_token")))
-            if sub == "items":
-                return Response(201, self.add_item(**body))
-            if sub == "accounts":
-                return Response(201, self.add_account(**body))
-            if sub == "tracking-categories":
-                return Response(201, self.add_tracking_category(**body))
-            if sub == "invoices":
-                return Response(201, self.create_invoice(**body))
-            if sub == "payments":
-                body["applied_to"] = [tuple(x) for x in body.get("applied_to") or []]
-                return Response(201, self.create_payment(**body))
-            if sub.startswith("invoices/") and sub.endswith("/void"):
-                return Response(200, self.void_invoice(sub.split("/")[1]))
-            if sub.startswith("payments/") and sub.endswith("/void"):
-                return Response(200, self.void_payment(sub.split("/")[1]))
-            if sub.startswith("payments/") and sub.endswith("/deposit"):
-                return Response(200, self.deposit_payment(sub.split("/")[1]))
-            if sub == "company":
-                return Response(200, self.set_company(body.get("company_tax"), body.get("currency")))
-            if sub == "delete":
-                return Response(200, self.delete(body["model"], body["id"]))
-            if sub == "update":
-                return Response(200, self.update(body["model"], body["id"], **body.get("fields", {})))
-            if sub == "sync":
-                return Response(200, {"synced": self.sync()})
-            if sub == "seed":
-                return Response(
-                    200, seed_merge(self, customers=int(body.get("customers", 10)), seed=int(body.get("seed", 1)))
-                )
-            if sub == "rate-limit":
-                self.set_rate_limit(int(body["per_minute"]))
-                return Response(200, {"per_minute": self.rate_limit_per_minute})
-        except KeyError as exc:
-            return Response(404, {"message": f"not found: {exc}"})
-        except (ValueError, TypeError) as exc:
-            return Response(400, {"message": str(exc)})
-        return None
+        """HTTP equivalents of the admin helpers (sandbox/merge_admin.py)."""
+        return admin_response(self, req)
 
 
 def main(argv: list[str] | None = None) -> None:
