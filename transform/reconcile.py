@@ -7,7 +7,9 @@ Steps (each one a Meltano command a user can run by hand):
   2. `meltano run coperniq-to-quickbooks` and `meltano run quickbooks-to-coperniq` (skipped with --skip-sync; a
      failing leg is reported and the reconciliation still runs, so mismatches it left are visible);
   3. `meltano run reconcile`: both taps into the DuckDB warehouse (schemas raw_coperniq, raw_quickbooks), then
-     `dbt run` and `dbt test` over the warehouse and the sync ledger (attached read-only);
+     `dbt run` and `dbt test` over the warehouse and the sync ledger (attached read-only), with the dbt var
+     tracking_category_mapping = target-quickbooks-merge's setting (`meltano config print`; env
+     RECONCILE_TRACKING_CATEGORY_MAPPING, when set, wins);
   4. print the mismatch summary from the warehouse (reconciliation_* and sync_* tables).
 
 With sandboxes started here, everything (ledger, warehouse, Meltano state) lives in --workdir (output/reconcile),
@@ -40,15 +42,20 @@ MISMATCH_KINDS = (
     "voided_in_coperniq_only",
     "voided_in_quickbooks_only",
     "zeroed_link_mismatches",
+    "class_mismatches",
+    "department_mismatches",
     "zeroed_by_policy",
     "left_by_policy",
 )
 # Only the streams the models read (faster extracts; tap-coperniq's catalog_items has an untyped property that
 # target-duckdb 0.8.0 cannot load). `meltano run reconcile` on its own lands every selected stream.
+# projects and tracking_categories: the classes/departments comparison (tracking_category_mapping).
 RECONCILE_SELECT = {
-    "TAP_COPERNIQ__SELECT": json.dumps(["accounts.*", "contacts.*", "invoices.*"]),
-    "TAP_QUICKBOOKS_MERGE__SELECT": json.dumps(["contacts.*", "invoices.*"]),
+    "TAP_COPERNIQ__SELECT": json.dumps(["accounts.*", "contacts.*", "invoices.*", "projects.*"]),
+    "TAP_QUICKBOOKS_MERGE__SELECT": json.dumps(["contacts.*", "invoices.*", "tracking_categories.*"]),
 }
+#: The dbt var tracking_category_mapping comes from this env var (transform/dbt_project.yml), JSON text.
+TRACKING_MAPPING_ENV = "RECONCILE_TRACKING_CATEGORY_MAPPING"
 
 
 def meltano_bin() -> str:
@@ -181,6 +188,36 @@ def meltano(args: list[str], env: dict[str, str], log: Path, *, quiet: bool = Fa
         tail = log.read_text(errors="replace").splitlines()[-15:]
         print("\n".join("       | " + line for line in tail), flush=True)
     return rc
+
+
+def default_environment() -> str | None:
+    """meltano.yml's default_environment (`meltano config` ignores it unless it is passed)."""
+    for line in (ROOT / "meltano.yml").read_text().splitlines():
+        if line.startswith("default_environment:"):
+            return line.split(":", 1)[1].strip().strip("'\"") or None
+    return None
+
+
+def tracking_mapping_from_config(config: dict[str, Any]) -> str:
+    """The forward target's tracking_category_mapping as the JSON the dbt var takes ("{}" when unset)."""
+    mapping = config.get("tracking_category_mapping")
+    if isinstance(mapping, str):  # given as JSON text (an env var Meltano did not parse)
+        mapping = json.loads(mapping) if mapping.strip() else None
+    return json.dumps(mapping if isinstance(mapping, dict) else {})
+
+
+def forward_tracking_mapping(env: dict[str, str], log: Path) -> str:
+    """`meltano config print target-quickbooks-merge`'s tracking_category_mapping, so the models compare classes
+    and departments with what the forward sync was told; "{}" (not configured) when it cannot be read."""
+    environment = env.get("MELTANO_ENVIRONMENT") or default_environment()
+    cmd = [meltano_bin(), *([f"--environment={environment}"] if environment else [])]
+    cmd += ["config", "print", "target-quickbooks-merge", "--format", "json"]
+    with open(log, "wb") as err:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, check=False)
+    try:
+        return tracking_mapping_from_config(json.loads(proc.stdout) if proc.returncode == 0 else {})
+    except (ValueError, TypeError):
+        return "{}"
 
 
 def read_results(warehouse: Path, limit: int = 20) -> dict[str, Any]:
@@ -361,6 +398,10 @@ def main(argv: list[str] | None = None) -> int:
             for job in ("coperniq-to-quickbooks", "quickbooks-to-coperniq"):
                 if meltano(["run", job], env, logs / f"{job}.log") != 0:
                     print(f"  note: {job} failed; reconciling what there is", flush=True)
+        if TRACKING_MAPPING_ENV not in env:
+            env[TRACKING_MAPPING_ENV] = forward_tracking_mapping(env, logs / "tracking-mapping.log")
+        configured = "set" if env[TRACKING_MAPPING_ENV] != "{}" else "not set: classes are not compared"
+        print(f"tracking_category_mapping of target-quickbooks-merge: {configured}", flush=True)
         print("landing both sides into DuckDB and running dbt:", flush=True)
         rc = meltano(["run", "reconcile"], {**env, **RECONCILE_SELECT}, logs / "reconcile.log")
         if rc != 0:

@@ -91,6 +91,29 @@ class ItemsStream(MergeStream):
         return super().post_process(row, context)
 
 
+class TrackingCategoriesStream(MergeStream):
+    """QuickBooks Classes and Departments (Locations): the names of the ids on invoices and lines (reconciliation).
+
+    A few dozen rows. target-coperniq (the reverse leg) does not use them and ignores the stream (it stages only
+    the streams it reconciles)."""
+
+    name = "tracking_categories"
+    path = "/tracking-categories"
+    schema = _common(
+        th.Property("name", th.StringType),
+        th.Property("status", th.StringType, description="ACTIVE | ARCHIVED"),
+        th.Property("category_type", th.StringType, description="CLASS | DEPARTMENT"),
+        th.Property("parent_category", th.StringType, description="Merge UUID of the parent (a sub-class)"),
+        th.Property("company", th.StringType),
+    ).to_dict()
+
+    @override
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        for key in ("parent_category", "company"):
+            row[key] = relation_id(row.get(key))
+        return super().post_process(row, context)
+
+
 class ContactsStream(MergeStream):
     """Customers (and suppliers). The target resolves an invoice's customer/job link through these.
 
@@ -138,6 +161,7 @@ _LINE_ITEM = th.ObjectType(
     th.Property("contact", th.StringType),
     th.Property("tax_rate", th.StringType),
     th.Property("is_billable", th.BooleanType),
+    th.Property("tracking_categories", _STR_ARRAY, description="Merge TrackingCategory UUIDs (the line's Class)"),
     th.Property("remote_was_deleted", th.BooleanType),
 )
 _LINE_ITEM_RELATIONS = ("item", "account", "project", "contact", "tax_rate")
@@ -217,6 +241,7 @@ class InvoicesStream(MergeStream):
                 item[key] = relation_id(item.get(key))
             for key in ("unit_price", "quantity", "total_amount"):
                 item[key] = to_decimal(item.get(key))
+            item["tracking_categories"] = [relation_id(c) for c in item.get("tracking_categories") or []]
             lines.append(item)
         row["line_items"] = lines
         row["payments"] = [relation_id(p) for p in row.get("payments") or []]
@@ -259,6 +284,7 @@ class PaymentsStream(MergeStream):
 STREAM_TYPES: tuple[type[MergeStream], ...] = (
     AccountsStream,
     ItemsStream,
+    TrackingCategoriesStream,
     ContactsStream,
     InvoicesStream,
     PaymentsStream,

@@ -60,6 +60,39 @@ QBO_TAX_AND_VOID_INVOICES = [
     ("q-119", "PAID", 0.0, 0.0, 0.0, 0.0, []),
     ("q-120", "OPEN", 70.0, 70.0, 70.0, 0.0, []),
 ]
+# Classes and departments (tracking_category_mapping, issue 16 part 7): QuickBooks' categories (Merge id, remote id,
+# name, type, parent), Coperniq projects (id, workflowName, trades, custom) and invoices on them.
+TRACKING_CATEGORIES = [
+    ("tc-class-1", "5000000000000000001", "Solar", "CLASS", None),
+    ("tc-class-2", "5000000000000000002", "HVAC", "CLASS", None),
+    ("tc-class-3", "5000000000000000003", "Other", "CLASS", None),
+    ("tc-class-4", "5000000000000000004", "Commercial", "CLASS", "tc-class-1"),  # Solar:Commercial
+    ("tc-dept-1", "1", "Austin", "DEPARTMENT", None),
+    ("tc-dept-2", "2", "Dallas", "DEPARTMENT", None),
+]
+PROJECTS = [
+    (931, "Residential Solar", ["Solar"], {"branch": "Austin"}),
+    (932, "HVAC Replacement", ["HVAC"], {"branch": "Dallas"}),
+    (933, "Commercial Wind", [], {"branch": "Austin"}),  # no `values` entry: the default
+    (934, "residential-solar", ["Solar"], {"branch": "Austin"}),  # matched case- and punctuation-insensitively
+]
+# The mapping the tracking tests build with (a dbt var, as reconcile.py passes the forward target's setting).
+TRACKING_MAPPING = {
+    "class": {
+        "field": "workflowName",
+        "values": {"Residential Solar": "Solar", "HVAC Replacement": "HVAC"},
+        "default": "Other",
+    },
+    "location": {"field": "custom.branch"},
+}
+# Coperniq invoice (id, project) and its QuickBooks invoice's categories (on the invoice, on its lines); all 100.00.
+TRACKING_INVOICES = [
+    (130, 931, ["tc-class-1", "tc-dept-1"], [["tc-class-1"]]),  # class and department match
+    (131, 932, ["tc-dept-2"], [["tc-class-1"], ["tc-class-1"]]),  # class on the lines: Solar, the mapping says HVAC
+    (132, 933, ["tc-class-3"], [[]]),  # Other (the default) matches; the department is missing in QuickBooks
+    (133, 934, ["tc-dept-1"], [["tc-class-1"]]),  # 'residential-solar' -> Solar
+    (134, 935, ["tc-class-1"], [["tc-class-1"]]),  # the project did not land: not comparable
+]
 LINK_STATUS = {114: "voided", 117: "zeroed", 119: "zeroed", 120: "voided"}  # the others: active
 LEFT_BY_POLICY = (
     "invoice pushed to QuickBooks earlier is now archived in Coperniq; left unchanged in QuickBooks "
@@ -72,6 +105,11 @@ def build_warehouse(path: Path) -> None:
     con = duckdb.connect(str(path))
     con.execute("""
     create schema raw_coperniq; create schema raw_quickbooks;
+    create table raw_coperniq.projects (id hugeint, title varchar, workflowname varchar, trades json, custom json,
+        updatedat timestamp);
+    create table raw_quickbooks.tracking_categories (id varchar, remote_id varchar, name varchar, status varchar,
+        category_type varchar, parent_category varchar, company varchar, remote_was_deleted boolean,
+        modified_at timestamp);
     create table raw_coperniq.accounts (id hugeint, title varchar, primaryemail varchar, primaryphone varchar,
         isactive boolean, updatedat timestamp, _sdc_extracted_at timestamp);
     create table raw_coperniq.invoices (id hugeint, uid bigint, status varchar, amount double, amountpaid double,
@@ -165,7 +203,41 @@ def build_warehouse(path: Path) -> None:
                 json.dumps(tracking),
             ],
         )
+    add_tracking(con)
     con.close()
+
+
+def add_tracking(con: duckdb.DuckDBPyConnection) -> None:
+    """Projects, categories and the invoices of TRACKING_INVOICES (tax 0 %, everything else matching)."""
+    for pid, workflow, trades, custom in PROJECTS:
+        con.execute(
+            "insert into raw_coperniq.projects values (?, ?, ?, ?, ?, '2025-01-01')",
+            [pid, f"Project {pid}", workflow, json.dumps(trades), json.dumps(custom)],
+        )
+    for cid, rid, name, kind, parent in TRACKING_CATEGORIES:
+        con.execute(
+            "insert into raw_quickbooks.tracking_categories values "
+            "(?, ?, ?, 'ACTIVE', ?, ?, null, false, '2025-01-01')",
+            [cid, rid, name, kind, parent],
+        )
+    con.execute("alter table raw_quickbooks.invoices add column line_items json")
+    for i, pid, header, lines in TRACKING_INVOICES:
+        con.execute(
+            "insert into raw_coperniq.invoices values "
+            "(?, ?, 'SENT', 100.0, 0.0, null, ?, ?, false, '2025-01-02', 6, 0.0)",
+            [i, 900 + i, json.dumps({"id": 1, "title": "x"}), json.dumps({"id": pid})],
+        )
+        items = [
+            {"id": f"l-{i}-{n}", "total_amount": 100.0 / len(lines), "tracking_categories": c}
+            for n, c in enumerate(lines)
+        ]
+        con.execute(
+            "insert into raw_quickbooks.invoices (id, remote_id, number, contact, type, status, total_amount, balance, "
+            "remote_was_deleted, modified_at, sub_total, total_tax_amount, inclusive_of_tax, tracking_categories, "
+            "line_items) values (?, ?, ?, 'c-1', 'ACCOUNTS_RECEIVABLE', 'OPEN', 100.0, 100.0, false, '2025-01-03', "
+            "100.0, 0.0, false, ?, ?)",
+            [f"q-{i}", str(i), str(900 + i), json.dumps(header), json.dumps(items)],
+        )
 
 
 def build_ledger(path: Path) -> None:
@@ -188,6 +260,12 @@ def build_ledger(path: Path) -> None:
             "insert into id_map values ('coperniq', 'invoice', ?, 'quickbooks', 'invoice', ?, null, 'fp', 'coperniq', "
             "?, now())",
             [str(i), f"q-{i}", LINK_STATUS.get(i, "active")],
+        )
+    for i, *_ in TRACKING_INVOICES:
+        con.execute(
+            "insert into id_map values ('coperniq', 'invoice', ?, 'quickbooks', 'invoice', ?, null, 'fp', 'coperniq', "
+            "'active', now())",
+            [str(i), f"q-{i}"],
         )
     for n in (1, 2, 3, 4):
         con.execute(

@@ -21,7 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 # the dbt of the dbt-duckdb utility's venv; RECONCILE_DBT names another (e.g. a venv without meltano)
 DBT = Path(os.environ.get("RECONCILE_DBT") or ROOT / ".meltano" / "utilities" / "dbt-duckdb" / "venv" / "bin" / "dbt")
 sys.path.insert(0, str(Path(__file__).parent))
-from reconcile_fixtures import TAX_AND_VOID_INVOICES, build_ledger, build_warehouse  # noqa: E402
+from reconcile_fixtures import (  # noqa: E402
+    TAX_AND_VOID_INVOICES,
+    TRACKING_INVOICES,
+    TRACKING_MAPPING,
+    build_ledger,
+    build_warehouse,
+)
 
 pytestmark = [pytest.mark.timeout(240)]
 
@@ -93,6 +99,12 @@ def test_invoices_pair_through_the_ledger_and_report_each_difference(built: duck
         "link:118:q-118": ("explained", None),  # left by void_policy leave
         "link:119:q-119": ("mismatched", "zeroed_link"),
         "link:120:q-120": ("mismatched", "voided_in_coperniq_only"),
+        # classes and departments are not compared without tracking_category_mapping (see the tracking tests)
+        "link:130:q-130": ("matched", None),
+        "link:131:q-131": ("matched", None),
+        "link:132:q-132": ("matched", None),
+        "link:133:q-133": ("matched", None),
+        "link:134:q-134": ("matched", None),
         "coperniq:105": ("only_in_coperniq", None),
         "quickbooks:q-200": ("only_in_quickbooks", None),
     }
@@ -144,7 +156,12 @@ def test_invoice_money_is_exact_decimal(built: duckdb.DuckDBPyConnection) -> Non
     assert r["tax_comparison"] == "match" and r["tax_comparison_note"] is None and r["mismatch_details"] is None
     assert r["void_state"] == "active"
     assert json.loads(r["quickbooks_tracking_categories"]) == ["tc-class-1"]  # classes/locations surfaced
-    assert r["coperniq_tracking_categories"] is None  # reserved for tracking_category_mapping
+    assert r["coperniq_tracking_categories"] is None  # no tracking_category_mapping: nothing expected
+    assert (r["quickbooks_class"], r["class_comparison"], r["department_comparison"]) == (
+        "Solar",  # the id named through the tracking_categories stream
+        "not_configured",
+        "not_configured",
+    )
     r = invoice_row(built, "link:111:q-111")  # 0.30 - 0.10: exactly 0.20 on both sides, no tolerance
     assert (r["coperniq_balance"], r["quickbooks_balance_before_tax"], r["balance_diff"]) == (
         Decimal("0.20"),
@@ -332,7 +349,191 @@ def test_builds_without_a_ledger_and_with_an_empty_quickbooks_side(tmp_path: Pat
                 "select reconciliation_status, count(*) from reconciliation.reconciliation_invoices group by 1"
             ).fetchall()
         )
-        assert got == {"only_in_coperniq": 6 + len(TAX_AND_VOID_INVOICES)}
+        assert got == {"only_in_coperniq": 6 + len(TAX_AND_VOID_INVOICES) + len(TRACKING_INVOICES)}
         assert con.execute("select count(*) from reconciliation.sync_health").fetchone()[0] == 0
     finally:
         con.close()
+
+
+# --- classes and departments (tracking_category_mapping) -------------------------------------------------------
+def test_classes_are_not_compared_without_the_mapping(built: duckdb.DuckDBPyConnection) -> None:
+    """The default (no var): every compared pair is not_configured, never a class or department mismatch."""
+    got = built.execute(
+        "select distinct class_comparison, department_comparison from reconciliation.reconciliation_invoices "
+        "where class_comparison is not null"
+    ).fetchall()
+    assert got == [("not_configured", "not_configured")]
+    assert built.execute(
+        "select count(*) from reconciliation.reconciliation_invoices where expected_class is not null "
+        "or expected_department is not null or is_class_mismatch or is_department_mismatch "
+        "or mismatch_reasons like '%class%' or mismatch_reasons like '%department%'"
+    ).fetchone() == (0,)
+    summary = built.execute(
+        "select sum(class_mismatches), sum(department_mismatches), sum(tracking_not_comparable) "
+        "from reconciliation.reconciliation_summary"
+    ).fetchone()
+    assert summary == (0, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def built_tracking(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
+    """The same fixtures with tracking_category_mapping given as a dbt var (only the invoice mart and its summary)."""
+    if not DBT.exists():
+        pytest.skip("dbt-duckdb is not installed (meltano install dbt-duckdb)")
+    tmp = tmp_path_factory.mktemp("tracking")
+    warehouse, ledger = tmp / "warehouse.duckdb", tmp / "ledger.duckdb"
+    build_warehouse(warehouse)
+    build_ledger(ledger)
+    variables = json.dumps({"amount_tolerance": 0, "tracking_category_mapping": TRACKING_MAPPING})
+    proc = dbt_build(
+        tmp,
+        warehouse,
+        ledger,
+        "--select",
+        "+reconciliation_summary",
+        "--indirect-selection",
+        "cautious",
+        "--vars",
+        variables,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    con = duckdb.connect(str(warehouse), read_only=True)
+    yield con
+    con.close()
+
+
+def tracking(con: duckdb.DuckDBPyConnection, key: str) -> dict[str, Any]:
+    r = invoice_row(con, key)
+    return {
+        k: r[k]
+        for k in (
+            "expected_class",
+            "quickbooks_class",
+            "class_comparison",
+            "expected_department",
+            "quickbooks_department",
+            "department_comparison",
+            "reconciliation_status",
+            "mismatch_reasons",
+            "mismatch_details",
+            "tracking_comparison_note",
+        )
+    }
+
+
+def test_class_and_department_match(built_tracking: duckdb.DuckDBPyConnection) -> None:
+    r = tracking(built_tracking, "link:130:q-130")  # Residential Solar -> Solar; custom.branch Austin (no values)
+    assert (r["expected_class"], r["quickbooks_class"], r["class_comparison"]) == ("Solar", "Solar", "match")
+    assert (r["expected_department"], r["quickbooks_department"], r["department_comparison"]) == (
+        "Austin",
+        "Austin",
+        "match",
+    )
+    assert (r["reconciliation_status"], r["mismatch_reasons"], r["tracking_comparison_note"]) == ("matched", None, None)
+    row = invoice_row(built_tracking, "link:130:q-130")
+    assert json.loads(row["coperniq_tracking_categories"]) == {"class": "Solar", "department": "Austin"}
+    # the class on the lines only (per-row class tracking), and 'residential-solar' matched as 'Residential Solar'
+    r = tracking(built_tracking, "link:133:q-133")
+    assert (r["expected_class"], r["quickbooks_class"], r["class_comparison"], r["department_comparison"]) == (
+        "Solar",
+        "Solar",
+        "match",
+        "match",
+    )
+
+
+def test_class_mismatch_says_what_each_side_has(built_tracking: duckdb.DuckDBPyConnection) -> None:
+    r = tracking(built_tracking, "link:131:q-131")  # HVAC Replacement -> HVAC; QuickBooks' lines have Solar
+    assert (r["class_comparison"], r["department_comparison"]) == ("mismatch", "match")
+    assert (r["reconciliation_status"], r["mismatch_reasons"]) == ("mismatched", "class")
+    assert r["mismatch_details"] == (
+        "class: QuickBooks shows 'Solar', tracking_category_mapping gives 'HVAC' for workflowName 'HVAC Replacement'"
+    )
+
+
+def test_department_missing_and_an_unmapped_value_takes_the_default(
+    built_tracking: duckdb.DuckDBPyConnection,
+) -> None:
+    r = tracking(built_tracking, "link:132:q-132")  # Commercial Wind: no values entry -> default Other
+    assert (r["expected_class"], r["quickbooks_class"], r["class_comparison"]) == ("Other", "Other", "match")
+    assert (r["expected_department"], r["quickbooks_department"], r["department_comparison"]) == (
+        "Austin",
+        None,
+        "mismatch",
+    )
+    assert (r["reconciliation_status"], r["mismatch_reasons"]) == ("mismatched", "department")
+    assert r["mismatch_details"] == (
+        "department missing in QuickBooks: tracking_category_mapping gives 'Austin' for custom.branch 'Austin'"
+    )
+
+
+def test_what_cannot_be_checked_is_not_comparable_never_a_mismatch(
+    built_tracking: duckdb.DuckDBPyConnection,
+) -> None:
+    r = tracking(built_tracking, "link:134:q-134")  # its project did not land
+    assert (r["class_comparison"], r["department_comparison"], r["reconciliation_status"]) == (
+        "not_comparable",
+        "not_comparable",
+        "matched",
+    )
+    assert "the invoice's project 935 is not in the warehouse" in r["tracking_comparison_note"]
+    r = tracking(built_tracking, "link:106:q-106")  # born in QuickBooks: the mapping does not decide its class
+    assert (r["class_comparison"], r["reconciliation_status"]) == ("not_comparable", "matched")
+    assert "born in QuickBooks" in r["tracking_comparison_note"]
+    r = tracking(built_tracking, "quickbooks:q-200")  # no Coperniq invoice: nothing expected, not compared
+    assert (r["expected_class"], r["class_comparison"]) == (None, None)
+    assert built_tracking.execute(
+        "select full_name from staging.stg_quickbooks__tracking_categories where category_id = 'tc-class-4'"
+    ).fetchone() == ("Solar:Commercial",)
+
+
+def test_summary_counts_class_and_department_mismatches(built_tracking: duckdb.DuckDBPyConnection) -> None:
+    rows = {
+        s: (c, d, n)
+        for s, c, d, n in built_tracking.execute(
+            "select reconciliation_status, class_mismatches, department_mismatches, tracking_not_comparable "
+            "from reconciliation.reconciliation_summary where entity = 'invoice'"
+        ).fetchall()
+    }
+    # the tax/void fixtures' projects (901, 902) did not land: their live pairs are not comparable
+    assert rows["mismatched"][:2] == (1, 1)
+    assert (
+        sum(n for _, _, n in rows.values())
+        == built_tracking.execute(
+            "select count(*) from reconciliation.reconciliation_invoices "
+            "where 'not_comparable' in (class_comparison, department_comparison)"
+        ).fetchone()[0]
+    )
+
+
+def test_reconcile_passes_the_forward_targets_mapping_and_prints_the_kinds(
+    built_tracking: duckdb.DuckDBPyConnection,
+) -> None:
+    spec = importlib.util.spec_from_file_location("transform_reconcile_tracking", ROOT / "transform" / "reconcile.py")
+    assert spec and spec.loader
+    reconcile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reconcile)
+    # `meltano config print target-quickbooks-merge` JSON -> the dbt var's JSON text; unset -> "{}" (not configured)
+    assert json.loads(reconcile.tracking_mapping_from_config({"tracking_category_mapping": TRACKING_MAPPING})) == (
+        TRACKING_MAPPING
+    )
+    assert reconcile.tracking_mapping_from_config({"tracking_category_mapping": None}) == "{}"
+    assert reconcile.tracking_mapping_from_config({}) == "{}"
+    assert "projects.*" in json.loads(reconcile.RECONCILE_SELECT["TAP_COPERNIQ__SELECT"])
+    assert "tracking_categories.*" in json.loads(reconcile.RECONCILE_SELECT["TAP_QUICKBOOKS_MERGE__SELECT"])
+
+    def rows(sql: str) -> list[dict[str, Any]]:
+        cur = built_tracking.execute(sql)
+        return [dict(zip([d[0] for d in cur.description], r, strict=True)) for r in cur.fetchall()]
+
+    # this build has the invoice mart and its summary only (no sync_health): the printer's other sections empty
+    results = {
+        "summary": rows("select * from reconciliation.reconciliation_summary"),
+        "invoices": rows(
+            "select * from reconciliation.reconciliation_invoices where reconciliation_status = 'mismatched'"
+        ),
+        **{k: [] for k in ("customers", "runs", "reasons", "failing_rows")},
+    }
+    text = reconcile.format_results(results)
+    assert "class_mismatches=1  department_mismatches=1" in text
+    assert "class: QuickBooks shows 'Solar', tracking_category_mapping gives 'HVAC'" in text

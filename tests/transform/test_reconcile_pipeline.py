@@ -25,6 +25,16 @@ TRIGGERS = [
     {"workflow": "HVAC Replacement", "phase": "Installation"},
 ]
 
+# The forward target's classes (the Merge sandbox's company has Solar, HVAC, Other); the reconcile job gets the same
+# mapping as a dbt var and must find every pushed invoice's class as mapped.
+TRACKING = {
+    "class": {
+        "field": "workflowName",
+        "values": {"Residential Solar": "Solar", "HVAC Replacement": "HVAC"},
+        "default": "Other",
+    }
+}
+
 pytestmark = [pytest.mark.meltano, pytest.mark.timeout(300)]
 
 
@@ -67,6 +77,7 @@ def forward_sync(coperniq: Any, merge: Any, ledger: Path) -> None:
             "backfill": True,
             "default_item": "Services",
             "max_requests_per_minute": 60000,
+            "tracking_category_mapping": TRACKING,
         }
     )
     target_sync_test(target, io.StringIO(buf.getvalue()), finalize=True)
@@ -111,6 +122,9 @@ def test_reconcile_job_reports_a_changed_and_a_deleted_invoice(
     env = reconcile.pipeline_env(tmp_path, coperniq_sandbox.url, merge_sandbox.url, warehouse, ledger)
     env.update(reconcile.RECONCILE_SELECT)
     env["MELTANO_ENVIRONMENT"] = "dev"
+    env[reconcile.TRACKING_MAPPING_ENV] = reconcile.tracking_mapping_from_config(
+        {"tracking_category_mapping": TRACKING}
+    )
     started = time.monotonic()
     proc = subprocess.run(
         [str(MELTANO), "run", "reconcile"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False
@@ -127,11 +141,15 @@ def test_reconcile_job_reports_a_changed_and_a_deleted_invoice(
             r[0]: r
             for r in con.execute(
                 "select coperniq_invoice_id, quickbooks_invoice_id, reconciliation_status, mismatch_reasons, "
-                "coperniq_amount, quickbooks_amount, amount_diff, is_amount_mismatch "
+                "coperniq_amount, quickbooks_amount, amount_diff, is_amount_mismatch, class_comparison, expected_class "
                 "from reconciliation.reconciliation_invoices where coperniq_invoice_id is not null"
             ).fetchall()
         }
         raw = con.execute("select count(*) from raw_quickbooks.invoices").fetchone()[0]
+        landed = con.execute(
+            "select (select count(*) from raw_coperniq.projects), "
+            "(select count(*) from raw_quickbooks.tracking_categories)"
+        ).fetchone()
     finally:
         con.close()
     assert raw >= len(pairs)
@@ -144,6 +162,11 @@ def test_reconcile_job_reports_a_changed_and_a_deleted_invoice(
     # every other linked invoice reconciles
     others = {cq: rows[cq][2] for cq, _ in pairs[2:]}
     assert set(others.values()) == {"matched"}, others
+    # classes: the projects and the categories landed, and each pushed invoice has the class the mapping gives
+    assert landed[0] >= 10 and landed[1] >= 6, landed
+    classes = {cq: rows[cq][8:] for cq, _ in pairs[2:]}
+    assert {c for c, _ in classes.values()} == {"match"}, classes
+    assert {e for _, e in classes.values()} <= {"Solar", "HVAC", "Other"}
 
     # and the printed summary (what `make reconcile` shows) names both
     results = reconcile.read_results(warehouse)

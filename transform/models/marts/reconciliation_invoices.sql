@@ -9,6 +9,9 @@
 --   only_in_coperniq | only_in_quickbooks   no link (not synced, e.g. invoice_sync off or project before trigger)
 -- All money is DECIMAL(18,2) (no float): Coperniq's amount is before tax, so amount and balance are compared net of
 -- QuickBooks' tax and the tax on its own (Coperniq's rate x amount, where Coperniq gives a rate).
+-- Classes / departments: what var('tracking_category_mapping') (the forward target's setting) gives for the invoice's
+-- project against the categories on the QuickBooks invoice (macros/tracking.sql).
+{%- set rules = tracking_rules() %}
 with id_map as (
     select * from {{ ref('stg_ledger__id_map') }}
     where source_type = 'invoice' and target_type = 'invoice' and target_id is not null
@@ -27,6 +30,31 @@ links as (
 ),
 cq as (select * from {{ ref('stg_coperniq__invoices') }}),
 qb as (select * from {{ ref('stg_quickbooks__invoices') }}),
+projects as (select project_id, project_json from {{ ref('stg_coperniq__projects') }}),
+categories as (select * from {{ ref('stg_quickbooks__tracking_categories') }}),
+-- every category id on a QuickBooks invoice: on the invoice, and (classes) on its lines
+qb_category_ids as (
+    select invoice_id, unnest(cast(tracking_categories as varchar[])) as category_id, 'invoice' as place
+    from qb where tracking_categories is not null
+    union all
+    select invoice_id, unnest(cast(line_tracking_categories as varchar[])), 'line'
+    from qb where line_tracking_categories is not null
+),
+qb_tracking as (
+    select
+        q.invoice_id,
+        -- the invoice's classes: on the invoice or on its lines (QuickBooks keeps them in one place or the other,
+        -- by its "Track classes" preference); departments only on the invoice
+        coalesce(list(distinct {'id': c.category_id, 'remote_id': c.remote_id, 'name': c.category_name,
+                                 'full_name': c.full_name}) filter (where c.category_type = 'CLASS'), []) as qb_class_list,
+        coalesce(list(distinct {'id': c.category_id, 'remote_id': c.remote_id, 'name': c.category_name,
+                                 'full_name': c.full_name}) filter (where c.category_type = 'DEPARTMENT'
+                                                                   and q.place = 'invoice'), []) as qb_department_list,
+        coalesce(list(distinct q.category_id) filter (where c.category_id is null), []) as unknown_category_ids
+    from qb_category_ids q
+    left join categories c on c.category_id = q.category_id
+    group by q.invoice_id
+),
 -- The forward target's latest word on each Coperniq invoice (dry-run plans aside): an invoice it left in QuickBooks
 -- on purpose (void_policy leave, or matching_strategy skip) was logged skipped "... left unchanged in QuickBooks (...)"
 last_forward_log as (
@@ -72,15 +100,23 @@ all_rows as (
         l.action = 'skipped' and l.reason like '%left unchanged in QuickBooks (%' as is_left_by_policy,
         coalesce(regexp_extract(l.reason, 'left unchanged in QuickBooks \(([^)]*)\)', 1), 'void_policy: leave')
             as left_by_policy_text,
-        -- classes / locations: Merge TrackingCategory ids on the QuickBooks invoice; the Coperniq side (what
-        -- tracking_category_mapping expects from the project's field) is not built yet, so NULL
+        -- classes / locations: Merge TrackingCategory ids on the QuickBooks invoice (and its lines), their names
+        -- and types from the tracking_categories stream; the Coperniq side is the invoice's project (record)
         qb.tracking_categories as quickbooks_tracking_categories,
-        cast(null as json) as coperniq_tracking_categories,
+        qb.line_tracking_categories as quickbooks_line_tracking_categories,
+        coalesce(qt.qb_class_list, []) as qb_class_list,
+        coalesce(qt.qb_department_list, []) as qb_department_list,
+        coalesce(qt.unknown_category_ids, []) as unknown_category_ids,
+        cq.record_id as coperniq_project_id,
+        p.project_id is not null as project_landed,
+        p.project_json,
         cq.updated_at as coperniq_updated_at, qb.modified_at as quickbooks_modified_at
     from keys k
     left join cq on cq.invoice_id = k.coperniq_invoice_id
     left join qb on qb.invoice_id = k.quickbooks_invoice_id
     left join last_forward_log l on l.source_id = k.coperniq_invoice_id
+    left join projects p on p.project_id = cq.record_id
+    left join qb_tracking qt on qt.invoice_id = k.quickbooks_invoice_id
 ),
 voids as (
     select
@@ -110,6 +146,71 @@ amounts as (
         cast(round(cast(coperniq_amount as decimal(38, 2)) * coperniq_tax_rate * 0.01, 2) as decimal(18, 2)) as coperniq_tax_amount
     from voids
 ),
+-- the project's values of each rule's field (tracking.field_values: a list field counts each entry, deduplicated)
+tracking_field as (
+    select
+        *,
+        {%- for kind in ['class', 'department'] %}
+        {%- if kind in rules %}
+        {{ tracking_field_values(rules[kind].field, 'project_json') }} as {{ kind }}_values_raw
+        {%- else %}
+        cast(null as varchar[]) as {{ kind }}_values_raw
+        {%- endif %}{{ "," if not loop.last }}
+        {%- endfor %}
+    from amounts
+),
+tracking_values as (
+    select
+        *,
+        list_filter(class_values_raw, lambda x, i: list_position(class_values_raw, x) = i) as class_values,
+        list_filter(department_values_raw, lambda x, i: list_position(department_values_raw, x) = i) as department_values
+    from tracking_field
+),
+tracking_expected as (
+    select
+        *,
+        {%- for kind in ['class', 'department'] %}
+        {%- if kind in rules %}
+        {{ tracking_expected(rules[kind], kind) }}
+        {%- else %}
+        cast(null as varchar) as expected_{{ kind }},
+        cast(null as varchar) as {{ kind }}_rule_state
+        {%- endif %}{{ "," if not loop.last }}
+        {%- endfor %}
+    from tracking_values
+),
+tracking as (
+    select
+        *,
+        {%- for kind in ['class', 'department'] %}
+        {{ tracking_names('qb_' ~ kind ~ '_list') }} as quickbooks_{{ kind }},
+        case
+            when not is_live_pair then null
+            {%- if kind not in rules %}
+            else 'not_configured'
+            {%- else %}
+            when origin = 'quickbooks' then 'not_comparable'
+            when expected_{{ kind }} is null then 'not_comparable'
+            when quickbooks_tracking_categories is null
+                {%- if kind == 'class' %}
+                 or (len(qb_class_list) = 0 and quickbooks_line_tracking_categories is null)
+                {%- endif %} then 'not_comparable'
+            when len(qb_{{ kind }}_list) = 0 and len(unknown_category_ids) > 0 then 'not_comparable'
+            when len(qb_{{ kind }}_list) = 0 then 'mismatch'
+            when list_bool_and(list_transform(qb_{{ kind }}_list, lambda c: {{ tracking_is('c', 'expected_' ~ kind) }}))
+                then 'match'
+            when {{ has_non_ascii('expected_' ~ kind) }}
+                 or list_bool_or(list_transform(qb_{{ kind }}_list, lambda c: {{ has_non_ascii("c.name || c.full_name") }}))
+                then 'not_comparable'
+            else 'mismatch'
+            {%- endif %}
+        end as {{ kind }}_comparison,
+        -- the field's values as the reasons quote them
+        coalesce(nullif(array_to_string(list_transform({{ kind }}_values, lambda v: '''' || v || ''''), ', '), ''),
+                 '(no value)') as {{ kind }}_values_text{{ "," if not loop.last }}
+        {%- endfor %}
+    from tracking_expected
+),
 compared as (
     select
         *,
@@ -134,10 +235,14 @@ compared as (
         coalesce(void_state = 'voided_in_quickbooks_only', false) as is_voided_in_quickbooks_only,
         coalesce(void_state in ('zeroed_but_active_in_coperniq', 'zeroed_but_not_zero'), false) as is_zeroed_link_mismatch,
         coalesce(void_state in ('zeroed_by_policy', 'left_by_policy'), false) as is_explained_difference
-    from amounts
+    from tracking
 ),
 flagged as (
-    select *, coalesce(tax_comparison = 'mismatch', false) as is_tax_mismatch
+    select
+        *,
+        coalesce(tax_comparison = 'mismatch', false) as is_tax_mismatch,
+        coalesce(class_comparison = 'mismatch', false) as is_class_mismatch,
+        coalesce(department_comparison = 'mismatch', false) as is_department_mismatch
     from compared
 ),
 statused as (
@@ -145,7 +250,8 @@ statused as (
         *,
         {{ reconciliation_columns(
             [('amount', 'is_amount_mismatch'), ('balance', 'is_balance_mismatch'), ('status', 'is_status_mismatch'),
-             ('tax', 'is_tax_mismatch'), ('voided_in_coperniq_only', 'is_voided_in_coperniq_only'),
+             ('tax', 'is_tax_mismatch'), ('class', 'is_class_mismatch'), ('department', 'is_department_mismatch'),
+             ('voided_in_coperniq_only', 'is_voided_in_coperniq_only'),
              ('voided_in_quickbooks_only', 'is_voided_in_quickbooks_only'), ('zeroed_link', 'is_zeroed_link_mismatch')],
             unlinked="(link_status = 'deleted' or (link_status = 'voided' and not (in_coperniq and in_quickbooks)))",
             explained='is_explained_difference') }}
@@ -199,11 +305,55 @@ select
     quickbooks_is_voided,
     void_state,
     quickbooks_tracking_categories,
-    coperniq_tracking_categories,
+    -- what tracking_category_mapping expects, as a JSON object {"class": name, "department": name} (NULL unset)
+    case when expected_class is not null or expected_department is not null
+        then json_object('class', expected_class, 'department', expected_department) end as coperniq_tracking_categories,
+    coperniq_project_id,
+    expected_class,
+    expected_department,
+    quickbooks_class,
+    quickbooks_department,
+    class_comparison,
+    department_comparison,
+    nullif(concat_ws('; ',
+        {%- for kind in ['class', 'department'] %}
+        {%- set rule = rules.get(kind) %}
+        case when {{ kind }}_comparison = 'not_comparable' then '{{ kind }}: ' || case
+            when origin = 'quickbooks'
+                then 'born in QuickBooks: tracking_category_mapping decides the {{ kind }} only of invoices the forward sync pushes'
+            {%- if rule %}
+            {%- set where = 'tracking_category_mapping.' ~ rule.key %}
+            {%- set field = rule.field | replace("'", "''") %}
+            when {{ kind }}_rule_state = 'no_project'
+                then 'the invoice''s project ' || coperniq_project_id || ' is not in the warehouse (tap-coperniq''s projects stream did not land it)'
+            when {{ kind }}_rule_state = 'non_ascii'
+                then 'no {{ where }}.values entry matched {{ field }} ' || {{ kind }}_values_text
+                     || ' here, and SQL folds non-ASCII text differently from the target (NFKC, casefold): not judged'
+            when {{ kind }}_rule_state = 'unmapped'
+                then '{{ field }} ' || {{ kind }}_values_text || ' has no entry in {{ where }}.values and there is no default '
+                     || '(the forward target fails such an invoice rather than push it without its {{ kind }})'
+            when {{ kind }}_rule_state = 'several'
+                then '{{ field }} has several values (' || {{ kind }}_values_text || ') and {{ where }} has no values to pick '
+                     || 'one (the forward target fails such an invoice)'
+            when {{ kind }}_rule_state = 'empty'
+                then '{{ field }} is empty and {{ where }} has no default (the forward target fails such an invoice)'
+            {%- endif %}
+            when quickbooks_tracking_categories is null or len(qb_{{ kind }}_list) = 0 and len(unknown_category_ids) = 0
+                then 'QuickBooks'' tracking categories (Merge tracking_categories of the invoice{{ " and its lines" if kind == "class" }}) did not land'
+            when len(qb_{{ kind }}_list) = 0
+                then 'QuickBooks category id(s) ' || array_to_string(list_sort(unknown_category_ids), ', ')
+                     || ' are not in the tracking_categories stream, so their type and name are unknown'
+            else 'QuickBooks shows ' || coalesce(quickbooks_{{ kind }}, '?') || ', tracking_category_mapping gives '
+                 || coalesce(expected_{{ kind }}, '?') || ': non-ASCII names, which SQL folds differently from the target'
+        end end{{ "," if not loop.last }}
+        {%- endfor %}
+    ), '') as tracking_comparison_note,
     is_amount_mismatch,
     is_balance_mismatch,
     is_status_mismatch,
     is_tax_mismatch,
+    is_class_mismatch,
+    is_department_mismatch,
     is_voided_in_coperniq_only,
     is_voided_in_quickbooks_only,
     is_zeroed_link_mismatch,
@@ -227,6 +377,21 @@ select
             || ', Coperniq implies ' || cast(coperniq_tax_amount as varchar) || ' ('
             || rtrim(rtrim(cast(coperniq_tax_rate as varchar), '0'), '.') || '% of ' || cast(coperniq_amount as varchar)
             || '; difference ' || cast(tax_diff as varchar) || ')' end,
+        {%- for kind in ['class', 'department'] %}
+        {%- if kind in rules %}
+        case when is_{{ kind }}_mismatch and len(qb_{{ kind }}_list) = 0
+            then '{{ kind }} missing in QuickBooks: tracking_category_mapping gives ''' || expected_{{ kind }} || ''''
+                 || case when {{ kind }}_rule_state = 'default' then ' (its default)' else '' end
+                 || ' for {{ rules[kind].field | replace("'", "''") }} ' || {{ kind }}_values_text
+            when is_{{ kind }}_mismatch
+            then '{{ kind }}: QuickBooks shows '
+                 || array_to_string(list_transform(list_sort(list_distinct(list_transform(qb_{{ kind }}_list, lambda c: c.full_name))),
+                                                   lambda n: '''' || n || ''''), ', ')
+                 || ', tracking_category_mapping gives ''' || expected_{{ kind }} || ''''
+                 || case when {{ kind }}_rule_state = 'default' then ' (its default)' else '' end
+                 || ' for {{ rules[kind].field | replace("'", "''") }} ' || {{ kind }}_values_text end,
+        {%- endif %}
+        {%- endfor %}
         case when is_voided_in_coperniq_only and link_status = 'voided'
             then 'invoice is ' || coperniq_state_text || ' in Coperniq and the sync voided it (ledger link voided), '
                  || 'but Merge still shows it ' || quickbooks_state_text || ': Merge shows a void after its next sync; '

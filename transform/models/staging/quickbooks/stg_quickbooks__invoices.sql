@@ -4,6 +4,7 @@ with src as (
         'id': 'varchar', 'remote_id': 'varchar', 'number': 'varchar', 'contact': 'varchar', 'type': 'varchar',
         'status': 'varchar', 'total_amount': 'double', 'balance': 'double', 'sub_total': 'double',
         'total_tax_amount': 'double', 'inclusive_of_tax': 'boolean', 'tracking_categories': 'json',
+        'line_items': 'json',
         'issue_date': 'timestamp', 'due_date': 'timestamp', 'remote_was_deleted': 'boolean',
         'modified_at': 'timestamp'}) }}
 )
@@ -24,6 +25,16 @@ select
     inclusive_of_tax,
     -- Merge TrackingCategory ids (QuickBooks Class / Department) as a JSON list; NULL when not landed
     tracking_categories,
+    -- the categories on its live lines (a line's Class, where the company tracks classes per row), distinct ids as a
+    -- JSON list; NULL when the lines did not land with them (an older tap)
+    case when json_type(line_items) = 'ARRAY' and json_array_length(line_items) > 0
+          and list_bool_or(list_transform(cast(line_items as json[]),
+              lambda l: json_extract(l, '$.tracking_categories') is not null))
+        then to_json(list_distinct(flatten(list_transform(
+            list_filter(cast(line_items as json[]),
+                lambda l: not coalesce(try_cast(json_extract_string(l, '$.remote_was_deleted') as boolean), false)),
+            lambda l: coalesce(try_cast(json_extract(l, '$.tracking_categories') as varchar[]), [])))))
+    end as line_tracking_categories,
     issue_date,
     due_date,
     coalesce(remote_was_deleted, false) as is_deleted,
