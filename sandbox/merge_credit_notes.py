@@ -18,7 +18,7 @@ import uuid
 from typing import Any
 
 from sandbox.merge_credit_schema import CREDIT_LINE_FIELDS
-from sandbox.merge_invoices import code_of, customer_ref, settle
+from sandbox.merge_invoices import code_of, customer_ref, line_tax_rate, settle
 from sandbox.merge_qbo import QboError, business_error, invalid_reference, missing_param
 from sandbox.merge_schema import (
     WriteError,
@@ -33,7 +33,7 @@ from sandbox.merge_schema import (
 )
 from sandbox.merge_store import Row
 from sandbox.merge_tables import MergeTables
-from sandbox.merge_tax import compute_tax, line_tax_code, money_sum
+from sandbox.merge_tax import compute_tax, money_sum
 
 TABLE = "credit-notes"
 
@@ -69,17 +69,7 @@ def _line(data: MergeTables, line: Any, i: int, contact_id: str) -> Row:
     default = data.default_item()
     item_id = line.get("item") or (default["id"] if default else None)
     item = data.t("items").get(item_id)
-    raw_rate = line.get("tax_rate")
-    try:
-        code_id = line_tax_code(
-            data.tax,
-            raw_rate,
-            data.t("tax-rates").get(raw_rate) if isinstance(raw_rate, str) else None,
-            taxable=bool(item.get("_taxable", True)) if item is not None else True,
-        )
-    except QboError as exc:
-        raise WriteError([provider_problem(exc, f"{ptr}/tax_rate")]) from None
-    rate = data.tax_rate_by_code(code_id)
+    rate = line_tax_rate(data, line, item, ptr)
     return {
         "id": str(uuid.uuid4()),
         "remote_id": str(i + 1),

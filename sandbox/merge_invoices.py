@@ -81,17 +81,7 @@ def build_lines(data: MergeTables, raw: Any, contact_id: str | None) -> list[Row
             default = data.default_item()
             item_id = default["id"] if default else None
         item = data.t("items").get(item_id)
-        raw_rate = line.get("tax_rate")
-        try:
-            code_id = line_tax_code(
-                data.tax,
-                raw_rate,
-                data.t("tax-rates").get(raw_rate) if isinstance(raw_rate, str) else None,
-                taxable=bool(item.get("_taxable", True)) if item is not None else True,
-            )
-        except QboError as exc:
-            raise WriteError([provider_problem(exc, f"{ptr}/tax_rate")]) from None
-        tax_rate = data.tax_rate_by_code(code_id)
+        tax_rate = line_tax_rate(data, line, item, ptr)
         lines.append(
             {
                 "id": str(uuid.uuid4()),
@@ -119,6 +109,22 @@ def build_lines(data: MergeTables, raw: Any, contact_id: str | None) -> list[Row
             }
         )
     return lines
+
+
+def line_tax_rate(data: MergeTables, line: Any, item: Row | None, ptr: str) -> Row | None:
+    """The Merge TaxRate a written line ends up with: the one it names, or what the company's tax setup gives an
+    untaxed line (a non-US company refuses a line without one; an untaxable item is exempt)."""
+    raw_rate = line.get("tax_rate")
+    try:
+        code_id = line_tax_code(
+            data.tax,
+            raw_rate,
+            data.t("tax-rates").get(raw_rate) if isinstance(raw_rate, str) else None,
+            taxable=bool(item.get("_taxable", True)) if item is not None else True,
+        )
+    except QboError as exc:
+        raise WriteError([provider_problem(exc, f"{ptr}/tax_rate")]) from None
+    return data.tax_rate_by_code(code_id)
 
 
 def code_of(data: MergeTables, line: Row) -> str | None:

@@ -14,6 +14,7 @@ import requests
 from sync_ledger import Link
 from target_quickbooks_merge import credit_notes
 from tests.target_quickbooks_merge.qbm_helpers import Pipeline, log_rows, merge_rows
+from tests.target_quickbooks_merge.test_qbm_voids import start as start_with_invoice
 
 CONFIG = {"invoice_sync": True, "default_item": "Services"}
 LINES = [{"quantity": 2, "unitCost": 100, "unitPrice": 250}]
@@ -26,19 +27,10 @@ class Crash(BaseException):
 
 # --------------------------------------------------------------------------------------------------- helpers
 def start(pipe: Pipeline, **config: Any) -> tuple[int, dict[str, Any], Link]:
-    """The seeded projects synced (their seeded invoices deleted), then one SENT invoice of 500 pushed."""
-    headers = {"x-api-key": pipe.coperniq.api_key}
-    for invoice_id in list(pipe.coperniq.state.invoices):
-        requests.delete(f"{pipe.coperniq.url}/invoices/{invoice_id}", headers=headers, timeout=T).raise_for_status()
-    pipe.config.update(CONFIG, **config)
-    pipe.run()
-    if pipe.merge.app.assumptions.passthrough_visible_after_sync:  # Merge lists the new jobs at its next sync
-        pipe.merge.app.sync()
-    with pipe.ledger() as ledger:
-        project = int(ledger.links("coperniq", "project")[0].source_id)
-    inv = pipe.coperniq.app.add_invoice(project, LINES, status="SENT", issue_date="2025-06-01T00:00:00Z")
-    pipe.run()
-    return project, inv, link_of(pipe, inv)
+    """The seeded projects synced (their seeded invoices deleted), then one SENT invoice of 500 pushed
+    (test_qbm_voids.start), and the project it is on."""
+    inv, link = start_with_invoice(pipe, **config)
+    return int(inv["record"]["id"]), inv, link
 
 
 def add_credit(pipe: Pipeline, project: int, price: float = -100, based_on: dict[str, Any] | None = None) -> Any:
