@@ -15,6 +15,7 @@ import copy
 import json
 import re
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -31,6 +32,7 @@ from sandbox.merge_qbo_faults import (
     unsupported_operation,
 )
 from sandbox.merge_qbo_query import Source, run_query
+from sandbox.merge_refunds import RefundReceipts
 
 #: Names this module had before the split and still serves.
 __all__ = [
@@ -80,6 +82,12 @@ class QboCompany(QboEntities):
         self.transactions: Transactions | None = None
         # hook set by the Merge app: how QBO spells an entity in a QueryResponse (`TaxCode` for `taxcode`)
         self.entity_name: Callable[[str], str] = lambda entity: entity
+        # refund receipts (sandbox/merge_refunds.py): Merge's common models have none
+        self.refund_receipts = RefundReceipts(self._others, partial(self.get, "Customer"))
+
+    def _others(self, entity: str) -> Iterable[dict[str, Any]] | None:
+        """`other_entities` as the Merge app sets it later (read at call time)."""
+        return self.other_entities(entity)
 
     # --- passthrough ------------------------------------------------------------------------------
     def passthrough(self, method: str, path: str, data: str | None) -> tuple[int, Any]:
@@ -127,6 +135,8 @@ class QboCompany(QboEntities):
             if info is not None:
                 return 200, {"CompanyInfo": {**info, "Id": self.realm_id}, "time": qbo_time()}
         entity_match = _RESOURCE.match(resource)
+        if method == "POST" and resource.lower() == "refundreceipt":
+            return 200, {"RefundReceipt": self.refund_receipts.create(body), "time": qbo_time()}
         setup = self._setup_read(method, entity_match)
         if setup is not None:
             return setup
@@ -173,6 +183,8 @@ class QboCompany(QboEntities):
 
     def _query_source(self, entity: str) -> Source | None:
         """The objects a query of `entity` reads: a name entity's records, or what the Merge app holds."""
+        if entity.casefold() == "refundreceipt":
+            return "RefundReceipt", self.refund_receipts.receipts
         if entity.capitalize() in self.name_entities:
             entity = entity.capitalize()
             return entity, self.entities[entity].values()

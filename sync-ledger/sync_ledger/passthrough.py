@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .util import json_text
+
 QBO_REALM = "{{LINKED_ACCOUNT_ATTR.realmId}}"
 QBO_COMPANY = "/v3/company/" + QBO_REALM
 QBO_MINOR = "minorversion=75"
@@ -25,7 +27,7 @@ def passthrough_body(method: str, qbo_path: str, data: Mapping[str, Any] | None 
         "headers": {"Content-Type": "application/json", "Accept": "application/json"},
     }
     if data is not None:
-        body["data"] = json.dumps(data)
+        body["data"] = json_text(data, separators=(", ", ": "))  # a Decimal amount is a JSON number
     return body
 
 

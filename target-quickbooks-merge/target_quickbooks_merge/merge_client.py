@@ -299,3 +299,34 @@ class MergeClient:
             request_id=rid,
             ambiguous=ambiguous,
         )
+
+    # -- passthrough (QBO refund receipts: Merge's common models have none) ------------------------------------
+    def create_refund_receipt(self, body: dict[str, Any]) -> WriteResult:
+        """POST a QuickBooks RefundReceipt, never resent after a 5xx or no answer (the error is `ambiguous`: the
+        caller looks it up by DocNumber, `refund_receipts`, before anything is sent again)."""
+        status, inner, rid, ambiguous = self.passthrough(
+            "POST", f"/refundreceipt?{QBO_MINOR}", body, retry_ambiguous=False
+        )
+        if status < 400 and isinstance(inner, dict) and isinstance(inner.get("RefundReceipt"), dict):
+            return WriteResult(dict(inner["RefundReceipt"]), rid)
+        raise QboFault(
+            f"QuickBooks refused the refund receipt (HTTP {status}): {problems_text(inner)}",
+            codes=qbo_fault_codes(inner),
+            status=status,
+            request_id=rid,
+            ambiguous=ambiguous,
+        )
+
+    def refund_receipts(self, doc_number: str) -> list[dict[str, Any]]:
+        """QuickBooks' refund receipts with this DocNumber (passthrough query)."""
+        escaped = doc_number.replace("\\", "\\\\").replace("'", "\\'")
+        query = f"select * from RefundReceipt where DocNumber = '{escaped}'"
+        status, inner, rid, _ = self.passthrough("GET", f"/query?query={quote(query)}&{QBO_MINOR}")
+        if status >= 400 or not isinstance(inner, dict):
+            raise QboFault(
+                f"QuickBooks did not answer the refund receipt query (HTTP {status}): {problems_text(inner)}",
+                codes=qbo_fault_codes(inner),
+                status=status,
+                request_id=rid,
+            )
+        return list((inner.get("QueryResponse") or {}).get("RefundReceipt") or [])

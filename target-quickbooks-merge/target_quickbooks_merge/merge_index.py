@@ -258,3 +258,17 @@ def deposit_account_id(client: MergeClient, wanted: str) -> str:
     if found:
         return found
     raise RowFailure(f"payment_account {wanted!r} is not an account in QuickBooks")
+
+
+def qbo_id_of(client: MergeClient, path: str, wanted: str, setting: str) -> str:
+    """The QuickBooks Id of the record (an account, an item) a setting names by Merge id, QBO Id or name; raises
+    ConfigRefused naming the setting when QuickBooks has none (passthrough bodies need QuickBooks' own Ids)."""
+    from .errors import ConfigRefused
+
+    records = [r for r in client.iter_list(path) if not r.get("remote_was_deleted")]
+    merge_id = find_ref(ref_index(records), wanted)
+    remote = next((r.get("remote_id") for r in records if str(r["id"]) == merge_id), None)
+    if not remote:
+        kind = path.strip("/").rstrip("s")
+        raise ConfigRefused(f"{setting} {wanted!r} is not an {kind} in QuickBooks")
+    return str(remote)

@@ -10,16 +10,20 @@ void_writes.py, the path invoices' voids take. The policies, for a payment:
                   zeroed payment could not be applied or restored any better;
   leave           log it (once per version) and leave it unchanged.
 
-REFUNDED is voided too (a choice, README "Voids and deletes"): QuickBooks' own record of money paid back is a
-Refund Receipt, which a bookkeeper may prefer once the payment was deposited (`void_policy: leave` keeps it).
+REFUNDED is voided too by default (`refund_policy: void`); `refund_policy: refund_receipt` keeps the payment and
+records the money paid back as a QuickBooks Refund Receipt instead (refunds.py). `leave` leaves a refund too.
 A payment Coperniq never let into QuickBooks in one of these statuses is only skipped (payments.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sync_ledger import Link
 
 from .context import Context
+from .refunds import REFUNDED, Refunds
 from .void_writes import DELETED, PAYMENT, VOIDED, VoidWrites
 
 #: Coperniq payment statuses that take a payment back (PENDING is not pushed yet, not taken back).
@@ -33,13 +37,14 @@ class PaymentVoids:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.writes = VoidWrites(ctx, PAYMENT, refused_note=lambda _: "; retried next run (or set void_policy: leave)")
+        self.refunds = Refunds(ctx)  # refund_policy: refund_receipt (refunds.py)
 
-    def left(self, pay_id: str, link: Link, pay_status: str, status: str) -> None:
-        """A pushed payment Coperniq shows as `pay_status` now: voided in QuickBooks, or left."""
+    def left(self, pay_id: str, link: Link, pay_status: str, status: str, pay: Mapping[str, Any] | None = None) -> None:
+        """A pushed payment Coperniq shows as `pay_status` now: voided in QuickBooks, refunded, or left."""
         ctx = self.ctx
         why = f"payment is {pay_status} in Coperniq"
-        link = self.writes.settled(pay_id, link, why)
-        if link.status in (VOIDED, DELETED):
+        link = self.refunds.settled(pay_id, self.writes.settled(pay_id, link, why))
+        if link.status in (VOIDED, DELETED, REFUNDED):
             ctx.mark("payments", pay_id, "done")  # done before: QuickBooks has nothing more to change
             return
         if ctx.policy.leaves_alone(link) or ctx.s.void_policy == "leave":
@@ -56,6 +61,9 @@ class PaymentVoids:
                     f"QuickBooks ({rule}): review it there",
                     target_id=link.target_id,
                 )
+            return
+        if pay_status == "REFUNDED" and self.refunds.applies:
+            self.refunds.plan(pay_id, link, dict(pay or {}))
             return
         self.writes.plan(pay_id, link, why)  # void and zero_and_note alike (module docstring)
 

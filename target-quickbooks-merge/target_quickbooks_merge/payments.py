@@ -49,6 +49,13 @@ class PaymentSync:
             )
         ctx.writer.flush_all()
 
+    def check_settings(self) -> None:
+        """What the settings name in QuickBooks for payments, resolved before anything is written (ConfigRefused
+        naming the setting): the refund account and item of refund_policy: refund_receipt."""
+        refunds = self.voids.refunds
+        if self.ctx.s.invoice_sync and refunds.applies and not self.ctx.dry:
+            refunds.refs()
+
     def _deposit_account_id(self) -> str:
         if self._deposit_account is None:
             self._deposit_account = deposit_account_id(self.ctx.client, self.ctx.s.payment_account)
@@ -65,7 +72,7 @@ class PaymentSync:
             link = None  # voided in QuickBooks to be created again (payment_changes.py): created below
             again = "created again (its earlier QuickBooks payment was voided when its amount changed)"
         if link is not None and pay_status in VOID_PAYMENT_STATUSES:  # pushed earlier: voided or left
-            self.voids.left(pay_id, link, pay_status, status)
+            self.voids.left(pay_id, link, pay_status, status, pay)
             return
         if pay_status in SKIP_PAYMENT_STATUSES:
             if status != "skipped":

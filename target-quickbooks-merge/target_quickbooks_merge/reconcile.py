@@ -94,11 +94,13 @@ class Reconciler:
         taxes = TaxBook(ctx.client, ctx.s, home_currency)
         listed = InvoiceIndex(ctx.client, ctx.log, partial(ctx.links.linked_targets, "invoice"))
         invoices = InvoiceSync(ctx, jobs, ItemIndex(ctx.client, ctx.s), listed, taxes)
+        payments = PaymentSync(ctx, invoices)
+        payments.check_settings()  # before anything is written
         try:
             jobs.sync_projects()
             customers.sync_remaining()
             invoices.sync()
-            PaymentSync(ctx, invoices).sync()
+            payments.sync()
         finally:
             ctx.journal.flush()
             ctx.writer.close()

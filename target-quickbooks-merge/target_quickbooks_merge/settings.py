@@ -19,6 +19,7 @@ from sync_ledger import DEFAULT_LEDGER_PATH
 from sync_ledger.triggers import TriggerSpec, parse_trigger_phases
 from sync_ledger.util import MERGE_ACCOUNTING_URL
 
+from .refund_settings import REFUND_PROPERTIES, parse_refund_settings
 from .tax_settings import DEFAULT_CURRENCY, TAX_PROPERTIES, parse_tax_settings
 from .tracking_settings import TRACKING_PROPERTIES, CategoryRule, parse_tracking_settings
 
@@ -48,7 +49,6 @@ MAX_INVOICE_NUMBER_PREFIX = 10
 
 #: What a pushed invoice that Coperniq takes back (declined, back to draft, archived) becomes in QuickBooks (voids.py).
 VOID_POLICIES = ("void", "leave", "zero_and_note")
-
 
 CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
@@ -215,6 +215,7 @@ CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
         "suffixed number, as QuickBooks cannot un-void); zero_and_note zeroes its lines with a memo saying why "
         "(restored when it is sent again); leave logs it and leaves it unchanged.",
     ),
+    *REFUND_PROPERTIES,
 ).to_dict()
 
 
@@ -249,6 +250,9 @@ class Settings:
     default_tax_code: str | None = None
     currency: str = DEFAULT_CURRENCY
     void_policy: str = "void"
+    refund_policy: str = "void"
+    refund_account: str | None = None
+    refund_item: str | None = None
     tracking_category_mapping: tuple[CategoryRule, ...] = ()
 
     @property
@@ -326,6 +330,7 @@ class Settings:
         void_policy = config.get("void_policy") or "void"
         if void_policy not in VOID_POLICIES:
             errors.append(f"void_policy: {void_policy!r} is not one of {', '.join(VOID_POLICIES)}")
+        refunds = parse_refund_settings(config, errors)
 
         if errors:
             raise ConfigValidationError("Config validation failed", errors=errors)
@@ -355,6 +360,7 @@ class Settings:
             invoice_number_prefix=prefix,
             **taxes,
             void_policy=str(void_policy),
+            **refunds,
             tracking_category_mapping=tracking,
         )
 
