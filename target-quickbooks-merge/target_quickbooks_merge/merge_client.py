@@ -39,6 +39,14 @@ QBO_VOIDS: dict[str, tuple[str, dict[str, Any]]] = {
 QBO_NOT_FOUND = "610"
 
 
+def qbo_query_path(entity: str, field_name: str, value: str) -> str:
+    """The passthrough path of a QuickBooks query for the records of `entity` whose `field_name` is `value` (quotes
+    and backslashes escaped as QuickBooks' query language wants them)."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    query = f"select * from {entity} where {field_name} = '{escaped}'"
+    return f"/query?query={quote(query)}&{QBO_MINOR}"
+
+
 @dataclass
 class WriteResult:
     model: dict[str, Any]
@@ -252,10 +260,8 @@ class MergeClient:
 
     def query_customers_by_name(self, display_name: str) -> list[dict[str, Any]] | None:
         """QBO query by DisplayName through passthrough; None if passthrough cannot answer (then rely on Merge)."""
-        escaped = display_name.replace("\\", "\\\\").replace("'", "\\'")
-        query = f"select * from Customer where DisplayName = '{escaped}'"
         try:
-            status, inner, _, _ = self.passthrough("GET", f"/query?query={quote(query)}&{QBO_MINOR}")
+            status, inner, _, _ = self.passthrough("GET", qbo_query_path("Customer", "DisplayName", display_name))
         except WriteError:
             return None
         if status >= 400 or not isinstance(inner, dict):
@@ -284,16 +290,17 @@ class MergeClient:
         """Void a QuickBooks Invoice or Payment with its current SyncToken (`QBO_VOIDS`). Never resent after a 5xx
         or no answer: the error is `ambiguous` and the caller reads the record to learn whether the void happened."""
         path, extra = QBO_VOIDS[entity]
-        status, inner, rid, ambiguous = self.passthrough(
-            "POST",
-            f"{path}&{QBO_MINOR}",
-            {"Id": qbo_id, "SyncToken": sync_token, **extra},
-            retry_ambiguous=False,
-        )
+        body = {"Id": qbo_id, "SyncToken": sync_token, **extra}
+        return self._qbo_post(entity, f"{path}&{QBO_MINOR}", body, f"QuickBooks refused to void {entity} {qbo_id}")
+
+    def _qbo_post(self, entity: str, path: str, body: dict[str, Any], refused: str) -> WriteResult:
+        """POST a QuickBooks transaction through passthrough, never resent after a 5xx or no answer (the QboFault is
+        `ambiguous`: the caller reads QuickBooks to learn whether it happened); `refused` opens the error's text."""
+        status, inner, rid, ambiguous = self.passthrough("POST", path, body, retry_ambiguous=False)
         if status < 400 and isinstance(inner, dict) and isinstance(inner.get(entity), dict):
             return WriteResult(dict(inner[entity]), rid)
         raise QboFault(
-            f"QuickBooks refused to void {entity} {qbo_id} (HTTP {status}): {problems_text(inner)}",
+            f"{refused} (HTTP {status}): {problems_text(inner)}",
             codes=qbo_fault_codes(inner),
             status=status,
             request_id=rid,
@@ -304,24 +311,13 @@ class MergeClient:
     def create_refund_receipt(self, body: dict[str, Any]) -> WriteResult:
         """POST a QuickBooks RefundReceipt, never resent after a 5xx or no answer (the error is `ambiguous`: the
         caller looks it up by DocNumber, `refund_receipts`, before anything is sent again)."""
-        status, inner, rid, ambiguous = self.passthrough(
-            "POST", f"/refundreceipt?{QBO_MINOR}", body, retry_ambiguous=False
-        )
-        if status < 400 and isinstance(inner, dict) and isinstance(inner.get("RefundReceipt"), dict):
-            return WriteResult(dict(inner["RefundReceipt"]), rid)
-        raise QboFault(
-            f"QuickBooks refused the refund receipt (HTTP {status}): {problems_text(inner)}",
-            codes=qbo_fault_codes(inner),
-            status=status,
-            request_id=rid,
-            ambiguous=ambiguous,
+        return self._qbo_post(
+            "RefundReceipt", f"/refundreceipt?{QBO_MINOR}", body, "QuickBooks refused the refund receipt"
         )
 
     def refund_receipts(self, doc_number: str) -> list[dict[str, Any]]:
         """QuickBooks' refund receipts with this DocNumber (passthrough query)."""
-        escaped = doc_number.replace("\\", "\\\\").replace("'", "\\'")
-        query = f"select * from RefundReceipt where DocNumber = '{escaped}'"
-        status, inner, rid, _ = self.passthrough("GET", f"/query?query={quote(query)}&{QBO_MINOR}")
+        status, inner, rid, _ = self.passthrough("GET", qbo_query_path("RefundReceipt", "DocNumber", doc_number))
         if status >= 400 or not isinstance(inner, dict):
             raise QboFault(
                 f"QuickBooks did not answer the refund receipt query (HTTP {status}): {problems_text(inner)}",

@@ -5,15 +5,12 @@ refuses the run naming the setting (target_quickbooks_merge/refunds.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
 from sync_ledger import Link
-from target_quickbooks_merge.context import Context
 from target_quickbooks_merge.target import TargetError, TargetQuickbooksMerge
 from tests.target_quickbooks_merge.qbm_helpers import Pipeline
 from tests.target_quickbooks_merge.test_qbm_payment_voids import (
@@ -25,7 +22,7 @@ from tests.target_quickbooks_merge.test_qbm_payment_voids import (
     rows_of,
     set_payment_status,
 )
-from tests.target_quickbooks_merge.test_qbm_voids import Crash, admin
+from tests.target_quickbooks_merge.test_qbm_voids import Crash, admin, crash_before_recording_voids
 
 PROFILES = ["optimistic", "pessimistic"]
 REFUND = {"refund_policy": "refund_receipt", "refund_account": "Checking"}
@@ -39,22 +36,6 @@ def refunded(pipe: Pipeline, **config: Any) -> tuple[dict[str, Any], dict[str, A
     inv, pay, link = paid(pipe, **REFUND, **config)
     set_payment_status(pipe, inv, pay, "REFUNDED")
     return inv, pay, link
-
-
-@contextmanager
-def crash_before_recording_refunds(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    original = Context.commit_create
-
-    def crash(self: Context, made: Link, intent_key: str) -> None:
-        if intent_key.startswith("forward:refund:"):
-            raise Crash("killed after the refund receipt")
-        original(self, made, intent_key)
-
-    monkeypatch.setattr(Context, "commit_create", crash)
-    try:
-        yield
-    finally:
-        monkeypatch.setattr(Context, "commit_create", original)
 
 
 @pytest.mark.parametrize("pipeline", PROFILES, indirect=True)
@@ -108,7 +89,7 @@ def test_a_lost_answer_leaves_one_receipt(pipeline: Pipeline) -> None:
 
 def test_a_crash_after_the_call_leaves_one_receipt(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     _, pay, _ = refunded(pipeline)
-    with crash_before_recording_refunds(monkeypatch), pytest.raises(Crash):
+    with crash_before_recording_voids(monkeypatch, "forward:refund:"), pytest.raises(Crash):
         pipeline.run()
     assert len(receipts(pipeline)) == 1 and payment_link(pipeline, pay).status == "active"
     pipeline.run()

@@ -31,13 +31,14 @@ class Crash(BaseException):
 
 
 @contextmanager
-def crash_before_recording_voids(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The process dies after QuickBooks voided a record and before the ledger recorded it (its intent stays)."""
+def crash_before_recording_voids(monkeypatch: pytest.MonkeyPatch, prefix: str = "forward:void:") -> Iterator[None]:
+    """The process dies after QuickBooks did a write whose intent starts with `prefix` (a void, by default) and
+    before the ledger recorded it (its intent stays)."""
     original = Context.commit_create
 
     def crash_on_void(self: Context, made: Link, intent_key: str) -> None:
-        if intent_key.startswith("forward:void:"):
-            raise Crash(f"killed after voiding {made.target_id}")
+        if intent_key.startswith(prefix):
+            raise Crash(f"killed after {intent_key} ({made.target_id})")
         original(self, made, intent_key)
 
     monkeypatch.setattr(Context, "commit_create", crash_on_void)
