@@ -254,6 +254,17 @@ class Context:
 
         self.writer.plan(PlannedWrite(stream, source_id, None, {}, send, finish, on_error))
 
+    def wake_on_change(self, meta_key: str, wanted: str | None, streams: Sequence[str], statuses: Sequence[str]) -> int:
+        """Rows in `statuses` are evaluated again, once, when what decides them (`wanted`, a fingerprint kept in
+        ledger meta `meta_key`) changed since the last run; the number woken (0 when unchanged or in a dry run)."""
+        ledger = self.ledger
+        if self.dry or ledger.get_meta(meta_key) == wanted:
+            return 0
+        woken = ledger.wake_all(SRC, streams, statuses)
+        ledger.flush()  # the rows are pending before the new value is recorded
+        ledger.set_meta(meta_key, wanted)
+        return woken
+
     def fake_id(self, kind: str) -> str:
         self._dry_seq += 1
         return f"dry-run-{kind}-{self._dry_seq}"

@@ -114,12 +114,8 @@ class Reconciler:
         setting that decides them (or the first run of this version) re-evaluates them all, once."""
         ctx = self.ctx
         decisions = decisions_fingerprint(ctx.s, [fingerprint(p) for p in workflows])
-        if ctx.dry or ctx.ledger.get_meta(DECISIONS_META) == decisions:
-            return
-        woken = ctx.ledger.wake_all(SRC, ("projects", "accounts", "invoices", "payments"), ("skipped", "waiting"))
-        ctx.ledger.flush()  # the rows are pending before the new settings are recorded
-        ctx.ledger.set_meta(DECISIONS_META, decisions)
-        if woken:
+        streams = ("projects", "accounts", "invoices", "payments")
+        if woken := ctx.wake_on_change(DECISIONS_META, decisions, streams, ("skipped", "waiting")):
             ctx.log.info(
                 "Settings that decide what syncs changed (or first run of this version): %d skipped or "
                 "waiting rows are evaluated again",

@@ -122,12 +122,7 @@ class TrackingBook:
         each one whose categories change is PATCHed, the others cost nothing). Unchanged: nothing is written."""
         ctx = self.ctx
         wanted = fingerprint([r.describe() for r in self.rules]) if self.rules else None
-        if ctx.dry or ctx.ledger.get_meta(TRACKING_META) == wanted:
-            return
-        woken = ctx.ledger.wake_all(SRC, ("invoices",), ("done",))
-        ctx.ledger.flush()  # the rows are pending before the new setting is recorded
-        ctx.ledger.set_meta(TRACKING_META, wanted)
-        if woken:
+        if woken := ctx.wake_on_change(TRACKING_META, wanted, ("invoices",), ("done",)):
             ctx.log.info("%s changed: %d pushed invoice(s) are evaluated again", SETTING, woken)
 
     def for_invoice(self, invoice: Mapping[str, Any]) -> InvoiceCategories | None:
