@@ -39,7 +39,7 @@ class PaymentVoids:
         self.writes = VoidWrites(ctx, PAYMENT, refused_note=lambda _: "; retried next run (or set void_policy: leave)")
         self.refunds = Refunds(ctx)  # refund_policy: refund_receipt (refunds.py)
 
-    def left(self, pay_id: str, link: Link, pay_status: str, status: str, pay: Mapping[str, Any] | None = None) -> None:
+    def left(self, pay_id: str, link: Link, pay_status: str, status: str, pay: Mapping[str, Any]) -> None:
         """A pushed payment Coperniq shows as `pay_status` now: voided in QuickBooks, refunded, or left."""
         ctx = self.ctx
         why = f"payment is {pay_status} in Coperniq"
@@ -63,7 +63,7 @@ class PaymentVoids:
                 )
             return
         if pay_status == "REFUNDED" and self.refunds.applies:
-            self.refunds.plan(pay_id, link, dict(pay or {}))
+            self.refunds.plan(pay_id, link, dict(pay))
             return
         self.writes.plan(pay_id, link, why)  # void and zero_and_note alike (module docstring)
 
