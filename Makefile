@@ -65,12 +65,20 @@ lint: venv
 
 install: .meltano/.installed
 
-# Headless Chromium for the Merge Link connect-flow test (Debian packages; needs root, as on CI).
+# Headless Chromium for the Merge Link connect-flow test, and the PostgreSQL server (initdb, postgres, pg_ctl under
+# /usr/lib/postgresql/<major>/bin) that sandbox/postgres.py starts for the PostgreSQL-ledger tests (Debian packages;
+# needs root, as on CI). One `apt-get update`, only when something is missing.
 system-deps:
-	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	@pkgs=""; \
+	if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then pkgs="chromium chromium-driver"; fi; \
+	if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then pkgs="$$pkgs postgresql"; fi; \
+	if [ -n "$$pkgs" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
-		else echo "note: chromium/chromedriver missing and not root: the browser test will be skipped"; fi; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null; \
+		else \
+			case "$$pkgs" in *chromium*) echo "note: chromium/chromedriver missing and not root: the browser test will be skipped";; esac; \
+			case "$$pkgs" in *postgresql*) echo "note: PostgreSQL server (package postgresql) missing and not root: the PostgreSQL-ledger tests will fail";; esac; \
+		fi; \
 	fi
 
 demo: install

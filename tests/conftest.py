@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,6 +16,9 @@ if str(ROOT) not in sys.path:  # the sandbox package lives at the repo root
     sys.path.insert(0, str(ROOT))
 
 from sandbox._server import SandboxServer  # noqa: E402
+
+if TYPE_CHECKING:
+    from sandbox.postgres import PostgresServer
 
 COPERNIQ_KEY = "sandbox-coperniq-key"
 MERGE_KEY = "sandbox-merge-key"
@@ -121,3 +124,26 @@ def stop_process(proc: subprocess.Popen[Any]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server (sandbox/postgres.py), one per xdist worker, started only when a test asks.
+
+    No skip when PostgreSQL is missing: the RuntimeError fails the test (`make system-deps` installs it; CI does).
+    """
+    from sandbox.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> Iterator[str]:
+    """URL of a fresh, empty database of `pg_server` for this test alone (dropped afterwards)."""
+    import uuid
+
+    name = f"test_{uuid.uuid4().hex}"
+    yield pg_server.create_database(name)
+    pg_server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
