@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import secrets
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 from .ledger_core import (
@@ -39,6 +39,7 @@ from .ledger_core import (
     _open_core,
     _opt_sid,
 )
+from .ledger_db import locate, release_run_lock, try_run_lock
 from .ledger_links import IntentsMixin, LinksMixin
 from .ledger_staging import StagingMixin
 from .util import as_utc, utcnow
@@ -64,25 +65,31 @@ class Ledger(LinksMixin, IntentsMixin, StagingMixin):
         self,
         path: str | os.PathLike[str],
         *,
+        company: str | None = None,
         lock_timeout: float = 120.0,
         read_only: bool = False,
         flush_rows: int = 1000,
         flush_interval: float = 1.0,
     ) -> None:
-        self.path = Path(path)
+        """`path`: a DuckDB file, or a `postgresql://` URL (ledger_url). `company`: the tenant (its own schema;
+        None: the default one). A handle reads and writes its company only."""
+        loc = locate(path, company)
+        self.location = loc
+        self.path = loc.path
+        self.where = loc.display if loc.company is None else f"{loc.display} (company {loc.company})"
         self.read_only = read_only
         self.flush_rows = flush_rows
         self.flush_interval = flush_interval
         self._closed = False
-        key = str(self.path.resolve())
+        key = loc.key
         with _REGISTRY_LOCK:
             core = _REGISTRY.get(key)
             if core is None:
-                core = _open_core(self.path, lock_timeout=lock_timeout, read_only=read_only)
+                core = _open_core(loc, lock_timeout=lock_timeout, read_only=read_only)
                 _REGISTRY[key] = core
             elif core.read_only and not read_only:
                 raise LedgerError(
-                    f"The sync ledger {self.path} is already open read-only in this process; "
+                    f"The sync ledger {self.where} is already open read-only in this process; "
                     "close that Ledger before opening it for writing."
                 )
             core.refs += 1
@@ -107,25 +114,52 @@ class Ledger(LinksMixin, IntentsMixin, StagingMixin):
                 if not core.read_only:
                     self._flush_now()
                 if core.refs <= 0:
-                    core.conn.close()
+                    core.conn.close()  # PostgreSQL: the server drops this session's run locks with it
                     _REGISTRY.pop(self._key, None)
 
     def start_run(self, direction: str, *, dry_run: bool = False) -> str:
-        """Register a run; the id sorts by time so operators can read it. A run of this direction still `running`
-        was killed (the ledger admits one writer, so it cannot be running now): it is marked `interrupted`."""
+        """Register a run; the id sorts by time so operators can read it. Only one run per direction (and company)
+        at a time: DuckDB's file lock admits one writer; on PostgreSQL a run lock, refused at once (naming the run
+        that holds it) rather than waited on. So a run of this direction still `running` was killed: it is marked
+        `interrupted`."""
         self._writable()
+        c = self._c
         now = utcnow()
         run_id = f"{now:%Y%m%dT%H%M%S}Z-{direction}-{secrets.token_hex(3)}"
-        with self._c.lock, self._tx():
-            self._c.conn.execute(
-                "UPDATE runs SET status = 'interrupted' WHERE status = 'running' AND direction = ?", [direction]
-            )
-            self._c.conn.execute(
-                "INSERT INTO runs (run_id, direction, started_at, finished_at, dry_run, counts_json, status) "
-                "VALUES (?, ?, ?, NULL, ?, NULL, 'running')",
-                [run_id, direction, now, dry_run],
-            )
+        with c.lock:
+            if direction not in c.run_locks:
+                if not try_run_lock(c.conn, c.loc, direction):
+                    raise LedgerLockedError(self._held_by(direction))
+                c.run_locks.add(direction)
+            with self._tx():
+                c.conn.execute(
+                    "UPDATE runs SET status = 'interrupted' WHERE status = 'running' AND direction = ?", [direction]
+                )
+                c.conn.execute(
+                    "INSERT INTO runs (run_id, direction, started_at, finished_at, dry_run, counts_json, status) "
+                    "VALUES (?, ?, ?, NULL, ?, NULL, 'running')",
+                    [run_id, direction, now, dry_run],
+                )
         return run_id
+
+    def _held_by(self, direction: str) -> str:
+        row = self._c.conn.execute(
+            "SELECT run_id, started_at FROM runs WHERE direction = ? AND status = 'running' "
+            "ORDER BY started_at DESC LIMIT 1",
+            [direction],
+        ).fetchone()
+        holder = f"run {row[0]} (started {as_utc(row[1]):%Y-%m-%d %H:%M:%S} UTC)" if row else "a run that is starting"
+        return (
+            f"Another {direction} run of this company is in progress in the sync ledger {self.where}: {holder}. "
+            "Two runs of one direction must not overlap, so this one stops without syncing; it runs on the next "
+            "schedule, or once that run ends."
+        )
+
+    def _release_run(self, direction: str) -> None:
+        c = self._c
+        if direction in c.run_locks:
+            c.run_locks.discard(direction)
+            release_run_lock(c.conn, c.loc, direction)
 
     def refuse_run(self, direction: str, reason: str, *, dry_run: bool = False) -> str:
         """A run that stopped before reading anything (bad configuration, disconnected account): recorded with
@@ -147,19 +181,22 @@ class Ledger(LinksMixin, IntentsMixin, StagingMixin):
         with self._c.lock, self._tx():
             self._flush_buffers()
             rows = self._c.conn.execute(
-                "SELECT stream, action, count(*) FROM sync_log WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
+                "SELECT stream, action, count(*) FROM sync_log WHERE run_id = ? GROUP BY stream, action "
+                "ORDER BY stream, action",
                 [run_id],
             ).fetchall()
             counts: dict[str, dict[str, int]] = {}
             for stream, action, n in rows:
                 counts.setdefault(stream, {})[action] = int(n)
             updated = self._c.conn.execute(
-                "UPDATE runs SET finished_at = ?, status = CASE WHEN dry_run AND ? = 'success' THEN 'dry-run' "
-                "ELSE ? END, counts_json = ? WHERE run_id = ? RETURNING run_id",
+                "UPDATE runs SET finished_at = ?, status = CASE WHEN dry_run AND ?::VARCHAR = 'success' "
+                "THEN 'dry-run' "
+                "ELSE ? END, counts_json = ? WHERE run_id = ? RETURNING direction",
                 [utcnow(), status, status, json.dumps(counts, sort_keys=True), run_id],
             ).fetchall()
             if not updated:
                 raise KeyError(f"unknown run_id {run_id!r}")
+            self._c.on_commit.append(partial(self._release_run, str(updated[0][0])))
         return counts
 
     def log(
@@ -266,7 +303,11 @@ class Ledger(LinksMixin, IntentsMixin, StagingMixin):
             if value is None:
                 self._c.conn.execute("DELETE FROM meta WHERE key = ?", [key])
             else:
-                self._c.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
+                self._c.conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [key, value],
+                )
 
 
 @atexit.register
@@ -283,4 +324,4 @@ def _close_all() -> None:
                     handle.flush()
             core.conn.close()
         except Exception:
-            log.debug("could not flush ledger %s at exit", core.path, exc_info=True)
+            log.debug("could not flush ledger %s at exit", core.loc.display, exc_info=True)

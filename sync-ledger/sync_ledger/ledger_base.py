@@ -14,7 +14,8 @@ from .ledger_core import _CHUNK, _LOG_COLUMNS, LedgerError, _Core, _key
 class LedgerBase:
     """Base of the Ledger's parts (links, intents, staging, runs): one handle on one core."""
 
-    path: Path
+    path: Path | None  # the DuckDB file (None on PostgreSQL)
+    where: str  # the ledger as messages name it: the file, or the URL without secrets, and the company
     read_only: bool
     flush_rows: int
     flush_interval: float
@@ -23,13 +24,13 @@ class LedgerBase:
 
     def _writable(self) -> None:
         if self._closed:
-            raise LedgerError(f"The sync ledger {self.path} is closed")
+            raise LedgerError(f"The sync ledger {self.where} is closed")
         if self.read_only:
-            raise LedgerError(f"The sync ledger {self.path} was opened read-only")
+            raise LedgerError(f"The sync ledger {self.where} was opened read-only")
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        """One DuckDB transaction per logical write; nested calls join the outer one. On rollback, mirror
+        """One transaction per logical write; nested calls join the outer one. On rollback, mirror
         updates registered with on_commit are dropped and flushed buffers are restored."""
         c = self._c
         if c.tx_depth:

@@ -1,4 +1,4 @@
-"""The ledger's storage: the DuckDB schema, the process-wide connection and caches, and opening a file.
+"""The ledger's storage: the schema (the same on DuckDB and PostgreSQL), the process-wide connection and caches.
 
 See sync_ledger.ledger for why the ledger keeps caches and write-behind buffers.
 """
@@ -6,17 +6,13 @@ See sync_ledger.ledger for why the ledger keeps caches and write-behind buffers.
 from __future__ import annotations
 
 import logging
-import os
-import re
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import duckdb
+from .ledger_db import Connection, Location, connect_duckdb, connect_postgres, schema_lock
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +21,6 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 3
 LOG_ACTIONS = frozenset({"created", "updated", "linked", "skipped", "failed", "deleted", "planned"})
 STAGING_STATUSES = frozenset({"pending", "done", "failed", "skipped", "waiting"})
-#: DuckDB memory limit of the ledger connection (env SYNC_LEDGER_MEMORY_LIMIT overrides it).
-DEFAULT_MEMORY_LIMIT = "96MB"
 _CHUNK = 20_000  # rows per bulk statement: bounds the size of one parameter list
 
 _SCHEMA = """
@@ -116,7 +110,8 @@ class LedgerError(Exception):
 
 
 class LedgerLockedError(LedgerError):
-    """Another process holds the DuckDB file lock for longer than `lock_timeout`."""
+    """Another process holds the DuckDB file lock for longer than `lock_timeout`, or (PostgreSQL) another run of
+    the same company and direction is running."""
 
 
 class LedgerNotFoundError(LedgerError, FileNotFoundError):
@@ -173,15 +168,15 @@ def _statuses(status: str | Sequence[str] | None) -> frozenset[str] | None:
 
 
 class _Core:
-    """Process-wide state for one ledger file: the DuckDB connection, caches and write buffers.
+    """Process-wide state for one ledger (file or database, and company): the connection, caches and buffers.
 
-    Shared by every `Ledger` opened on the same path in this process (DuckDB refuses a second connection with
+    Shared by every `Ledger` opened on the same place in this process (DuckDB refuses a second connection with
     a different configuration, and separate caches would go stale), guarded by one re-entrant lock because
     singer-sdk drains sinks from several threads.
     """
 
-    def __init__(self, path: Path, conn: duckdb.DuckDBPyConnection, read_only: bool) -> None:
-        self.path = path
+    def __init__(self, loc: Location, conn: Connection, read_only: bool) -> None:
+        self.loc = loc
         self.conn = conn
         self.read_only = read_only
         self.lock = threading.RLock()
@@ -197,6 +192,7 @@ class _Core:
         # recently read payloads, so a record looked up by many others (a client's projects) is read once
         self.payloads: dict[tuple[str, str, str], str] = {}
         self.has_waits_on = True  # False for a version-1 ledger opened read-only
+        self.run_locks: set[str] = set()  # directions whose run lock this connection holds (PostgreSQL)
         # write-behind buffers
         self.log_buf: list[tuple[Any, ...]] = []
         self.mark_buf: dict[tuple[str, str, str], tuple[str, int, str | None, datetime, str | None]] = {}
@@ -207,101 +203,83 @@ _REGISTRY: dict[str, _Core] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
-def _open_core(path: Path, *, lock_timeout: float, read_only: bool) -> _Core:
-    """Connect, waiting on another process's file lock up to lock_timeout, then create/check the schema."""
-    if read_only and not path.exists():
-        raise LedgerNotFoundError(
-            f"No sync ledger at {path} yet: run a sync first, or set `ledger_path` to the file the targets use."
-        )
-    if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + max(0.0, lock_timeout)
-    delay = 0.05
-    warned = False
-    while True:
-        try:
-            conn = duckdb.connect(str(path), read_only=read_only)
-            break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LedgerLockedError(
-                    f"The sync ledger {path} is locked by another process: another pipeline (e.g. the other "
-                    f"sync leg, or a `coperniq-qbo` command) is running and using it. Waited {lock_timeout:g} s "
-                    f"(lock_timeout). Wait for it to finish and try again, or set `ledger_path` if this should "
-                    f"be a separate ledger. DuckDB: {exc}"
-                ) from None
-            if not warned:
-                log.warning("Sync ledger %s is in use by another process; waiting up to %g s", path, lock_timeout)
-                warned = True
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, 1.0)
+def _open_core(loc: Location, *, lock_timeout: float, read_only: bool) -> _Core:
+    """Connect (DuckDB file or PostgreSQL, in the company's schema), then create/check the schema."""
+    if loc.engine == "postgres":
+        conn: Connection = connect_postgres(loc, lock_timeout=lock_timeout, read_only=read_only)
+    else:
+        conn = connect_duckdb(loc, lock_timeout=lock_timeout, read_only=read_only)
     try:
-        # DuckDB's buffer pool takes up to 80% of RAM by default, and a first sync writes more than the ledger's
-        # working set (a chunk's rows, links and the indexes): bound it, big scans spill to a temp file instead of
-        # growing the process.
-        limit = os.environ.get("SYNC_LEDGER_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
-        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit, re.IGNORECASE):
-            raise LedgerError(f"SYNC_LEDGER_MEMORY_LIMIT must look like 256MB or 1GB, got {limit!r}")
-        conn.execute(f"SET memory_limit = '{limit}'")
-        threads = os.environ.get("SYNC_LEDGER_THREADS")  # DuckDB's own default: one per core
-        if threads:
-            if not threads.isdigit() or int(threads) < 1:
-                raise LedgerError(f"SYNC_LEDGER_THREADS must be a positive integer, got {threads!r}")
-            conn.execute(f"SET threads = {int(threads)}")
-        _ensure_schema(conn, path, read_only)
+        _ensure_schema(conn, loc, read_only)
+        core = _Core(loc, conn, read_only)
+        core.has_waits_on = has_waits_on(conn)
     except BaseException:
         conn.close()
         raise
-    core = _Core(path, conn, read_only)
-    core.has_waits_on = has_waits_on(conn)
     return core
 
 
-def _ensure_schema(conn: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
-    """Create the tables on first use and record schema_version, so later versions can migrate in place."""
+def _columns(conn: Connection, table: str) -> set[str]:
+    """The columns of one of this company's tables (information_schema lists every schema's)."""
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = ?",
+            [table],
+        ).fetchall()
+    }
+
+
+def _ensure_schema(conn: Connection, loc: Location, read_only: bool) -> None:
+    """Create the tables on first use and record schema_version; migrate an older ledger in place (versioned,
+    one transaction, the same code on both engines)."""
+    where = loc.display
     if not read_only:
         conn.begin()
         try:
-            conn.execute(_SCHEMA)
+            schema_lock(conn, loc)
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
                 [str(SCHEMA_VERSION)],
             )
+            if loc.company is not None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('company', ?) ON CONFLICT DO NOTHING", [loc.company]
+                )
             conn.commit()
         except BaseException:
             conn.rollback()
             raise
-    try:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    except duckdb.CatalogException:
-        row = None
+    row = (
+        conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if _columns(conn, "meta")
+        else None
+    )
     if row is None:
-        raise LedgerError(f"{path} is not a sync ledger (no schema_version in table meta)")
+        if loc.engine == "postgres" and read_only and not _columns(conn, "meta"):
+            raise LedgerNotFoundError(f"No sync ledger in {where} yet: run a sync first.")
+        raise LedgerError(f"{where} is not a sync ledger (no schema_version in table meta)")
     if int(row[0]) < SCHEMA_VERSION and not read_only:
-        _migrate(conn, int(row[0]))
+        _migrate(conn, loc, int(row[0]))
         row = (str(SCHEMA_VERSION),)
-    columns = {
-        r[0]
-        for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'id_map'"
-        ).fetchall()
-    }
-    if "link_key" not in columns:
-        raise LedgerError(f"{path} was created by a pre-release sync-ledger (no id_map.link_key); delete it")
+    if "link_key" not in _columns(conn, "id_map"):
+        raise LedgerError(f"{where} was created by a pre-release sync-ledger (no id_map.link_key); delete it")
     if int(row[0]) > SCHEMA_VERSION:
         raise LedgerError(
-            f"The sync ledger {path} has schema version {row[0]}, newer than this sync-ledger "
+            f"The sync ledger {where} has schema version {row[0]}, newer than this sync-ledger "
             f"(version {SCHEMA_VERSION}); upgrade the plugins."
         )
 
 
-def _migrate(conn: duckdb.DuckDBPyConnection, version: int) -> None:
+def _migrate(conn: Connection, loc: Location, version: int) -> None:
     """Bring an older ledger up to SCHEMA_VERSION in place, one version at a time, in one transaction."""
     conn.begin()
     try:
+        schema_lock(conn, loc)
         if version < 2:
             conn.execute("ALTER TABLE staging ADD COLUMN IF NOT EXISTS waits_on VARCHAR")
         # 3: the id_map indexes are in _SCHEMA (CREATE INDEX IF NOT EXISTS), created before this runs
@@ -312,10 +290,6 @@ def _migrate(conn: duckdb.DuckDBPyConnection, version: int) -> None:
         raise
 
 
-def has_waits_on(conn: duckdb.DuckDBPyConnection) -> bool:
+def has_waits_on(conn: Connection) -> bool:
     """A ledger opened read-only may still be at version 1 (no staging.waits_on)."""
-    return bool(
-        conn.execute(
-            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'staging' AND column_name = 'waits_on'"
-        ).fetchone()[0]  # type: ignore[index]
-    )
+    return "waits_on" in _columns(conn, "staging")

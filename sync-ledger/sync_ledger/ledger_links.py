@@ -286,7 +286,7 @@ class IntentsMixin(LedgerBase):
             existing = {
                 r[0]
                 for r in self._c.conn.execute(
-                    "SELECT key FROM intents WHERE list_contains(?, key)", [[key for key, _, _ in rows]]
+                    "SELECT key FROM intents WHERE key IN (SELECT unnest(?::VARCHAR[]))", [[key for key, _, _ in rows]]
                 ).fetchall()
             }
             if existing:
@@ -313,7 +313,7 @@ class IntentsMixin(LedgerBase):
         if not wanted:
             return
         with self._c.lock, self._tx():
-            self._c.conn.execute("DELETE FROM intents WHERE list_contains(?, key)", [wanted])
+            self._c.conn.execute("DELETE FROM intents WHERE key IN (SELECT unnest(?::VARCHAR[]))", [wanted])
 
     def pending_intents(self, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
         """Intents left over by a crashed run, oldest first."""

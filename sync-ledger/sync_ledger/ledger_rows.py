@@ -187,7 +187,7 @@ class RowsMixin(LedgerBase):
                     for r in c.conn.execute(
                         "UPDATE staging SET status = 'pending', processed_at = ?, "
                         + ("waits_on = NULL " if c.has_waits_on else "")
-                        + "WHERE source_system = ? AND stream = ? AND list_contains(?, status) "
+                        + "WHERE source_system = ? AND stream = ? AND status IN (SELECT unnest(?::VARCHAR[])) "
                         + ids
                         + "RETURNING record_id",
                         params,

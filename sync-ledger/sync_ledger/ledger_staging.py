@@ -163,7 +163,7 @@ class StagingMixin(RowsMixin):
         filters: list[Any] = []
         if wanted is not None:
             waits = " OR (status = 'waiting' AND waits_on IS NULL)" if unkeyed_waits and c.has_waits_on else ""
-            where = f"AND (list_contains(?, status){waits})"
+            where = f"AND (status IN (SELECT unnest(?::VARCHAR[])){waits})"
             filters.append(sorted(wanted))
         after = ""  # numeric-looking ids in numeric order: by length, then by value
         while True:

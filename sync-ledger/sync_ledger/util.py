@@ -200,3 +200,36 @@ def closest_by_day(candidates: Iterable[Any], day: date | None, when: Any, slack
         if gap <= slack_days and (best is None or gap < best[0]):
             best = (gap, candidate)
     return best[1] if best else None
+
+
+def is_postgres_url(value: object) -> bool:
+    """Is this ledger place a PostgreSQL URL (else a DuckDB file path)?"""
+    return isinstance(value, str) and value.split("://", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def ledger_place(config: Any) -> tuple[str, str | None]:
+    """(where, company) from a plugin's settings: `ledger_url` (a postgresql:// URL) wins over `ledger_path` (a
+    DuckDB file); `company` names the tenant. Raises ValueError naming the setting, never showing the URL."""
+    url = str(config.get("ledger_url") or "").strip()
+    if url and not is_postgres_url(url):
+        raise ValueError(
+            "ledger_url: must be a postgresql://user:password@host:5432/dbname URL (for a DuckDB file, set "
+            "ledger_path instead)"
+        )
+    company = config.get("company")
+    if company is not None and not isinstance(company, str):
+        raise ValueError(f"company: must be text (the tenant's key, e.g. its Merge linked account id), got {company!r}")
+    company = (company or "").strip() or None
+    if company is not None and len(company) > 200:
+        raise ValueError("company: at most 200 characters")
+    return url or str(config.get("ledger_path") or DEFAULT_LEDGER_PATH), company
+
+
+def url_secrets(place: str) -> tuple[str, ...]:
+    """The password (and the URL holding it) of a ledger_url, for the redaction lists of logs and errors."""
+    if not is_postgres_url(place):
+        return ()
+    from urllib.parse import unquote, urlsplit
+
+    password = urlsplit(place).password
+    return (place, *((password, unquote(password)) if password else ()))

@@ -5,19 +5,23 @@ from __future__ import annotations
 from datetime import UTC
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from sync_ledger import Ledger, LedgerError, LedgerNotFoundError, Link, fingerprint
 
+from .places import BACKENDS, raw_sql
 
-@pytest.fixture
-def ledger_path(tmp_path: Path) -> Path:
+
+@pytest.fixture(params=BACKENDS)
+def ledger_path(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Every test here runs on both backends: a DuckDB file, and a fresh PostgreSQL database."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
     return tmp_path / ".meltano" / "sync-ledger.duckdb"  # parent does not exist yet: Ledger creates it
 
 
 @pytest.fixture
-def ledger(ledger_path: Path):
+def ledger(ledger_path: Path | str):
     with Ledger(ledger_path) as led:
         yield led
 
@@ -37,8 +41,8 @@ def _link(source_id: str = "101", **kw) -> Link:
     return Link(**base)
 
 
-def test_schema_and_meta_created(ledger: Ledger, ledger_path: Path) -> None:
-    assert ledger_path.exists()
+def test_schema_and_meta_created(ledger: Ledger, ledger_path: Path | str) -> None:
+    assert raw_sql(ledger_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
     assert ledger.get_meta("schema_version") == "3"
     ledger.set_meta("disconnected", "2025-01-01T00:00:00Z")
     assert ledger.get_meta("disconnected") == "2025-01-01T00:00:00Z"
@@ -95,7 +99,7 @@ def test_link_requires_key_fields(ledger: Ledger) -> None:
         ledger.upsert_link(_link(""))
 
 
-def test_reopen_persists_everything(ledger_path: Path) -> None:
+def test_reopen_persists_everything(ledger_path: Path | str) -> None:
     with Ledger(ledger_path) as led:
         led.upsert_link(_link("7"))
         led.stage("coperniq", "projects", [("1", {"id": 1, "name": "Roof"})])
@@ -110,12 +114,8 @@ def test_reopen_persists_everything(ledger_path: Path) -> None:
         assert [r["reason"] for r in led.log_rows(run_id=run)] == ["HTTP 400"]
         assert led.pending_intents() == [("forward:invoice:9", {"name": "x"})]
     # and the data is plain SQL for the CLI and dbt
-    con = duckdb.connect(str(ledger_path), read_only=True)
-    try:
-        assert con.execute("SELECT status, attempts FROM staging").fetchall() == [("failed", 1)]
-        assert con.execute("SELECT count(*) FROM sync_log").fetchone() == (1,)
-    finally:
-        con.close()
+    assert raw_sql(ledger_path, "SELECT status, attempts FROM staging") == [("failed", 1)]
+    assert raw_sql(ledger_path, "SELECT count(*) FROM sync_log") == [(1,)]
 
 
 def test_staging_status_semantics(ledger: Ledger) -> None:
@@ -147,7 +147,7 @@ def test_staging_status_semantics(ledger: Ledger) -> None:
     assert ledger.staged("quickbooks", "invoices", "1") is None  # source system is part of the key
 
 
-def test_staging_survives_reopen_with_status(ledger_path: Path) -> None:
+def test_staging_survives_reopen_with_status(ledger_path: Path | str) -> None:
     """Buffered mark_staged must reach the file, and a stage() after it must still reset status."""
     with Ledger(ledger_path) as led:
         led.stage("coperniq", "payments", [(str(i), {"id": i}) for i in range(10)])
@@ -331,8 +331,8 @@ def test_run_statuses_tell_the_truth(ledger: Ledger) -> None:
     assert row["stream"] == "run" and row["action"] == "failed" and "trigger_phases" in row["reason"]
 
 
-def test_read_only(ledger_path: Path) -> None:
-    with pytest.raises(LedgerNotFoundError, match="ledger_path"):
+def test_read_only(ledger_path: Path | str) -> None:
+    with pytest.raises(LedgerNotFoundError, match="ledger_path" if isinstance(ledger_path, Path) else "run a sync"):
         Ledger(ledger_path, read_only=True)
     with Ledger(ledger_path) as led:
         led.upsert_link(_link("1"))
@@ -344,7 +344,7 @@ def test_read_only(ledger_path: Path) -> None:
             ro.log("r", direction="forward", stream="s", source_id="1", action="created")
 
 
-def test_handles_in_one_process_share_state(ledger_path: Path) -> None:
+def test_handles_in_one_process_share_state(ledger_path: Path | str) -> None:
     """A CLI or test opening the ledger while a target holds it in-process sees the target's writes."""
     with Ledger(ledger_path) as a:
         run = a.start_run("forward")
@@ -358,7 +358,7 @@ def test_handles_in_one_process_share_state(ledger_path: Path) -> None:
         assert len(c.links()) == 2
 
 
-def test_closed_handle_refuses_writes(ledger_path: Path) -> None:
+def test_closed_handle_refuses_writes(ledger_path: Path | str) -> None:
     led = Ledger(ledger_path)
     led.close()
     led.close()  # idempotent
@@ -366,7 +366,7 @@ def test_closed_handle_refuses_writes(ledger_path: Path) -> None:
         led.set_meta("a", "b")
 
 
-def test_upsert_links_bulk(ledger_path: Path) -> None:
+def test_upsert_links_bulk(ledger_path: Path | str) -> None:
     with Ledger(ledger_path) as led:
         led.upsert_link(_link("1"))
         led.upsert_links([_link("1", target_id="uuid-1b"), _link("2"), _link("3"), _link("3", fingerprint="last")])
@@ -382,13 +382,9 @@ def test_upsert_links_bulk(ledger_path: Path) -> None:
         ]
 
 
-def test_log_buffer_flushes_by_size_and_age(ledger_path: Path) -> None:
+def test_log_buffer_flushes_by_size_and_age(ledger_path: Path | str) -> None:
     def on_disk() -> int:
-        con = duckdb.connect(str(ledger_path))  # same process: DuckDB hands out the shared instance
-        try:
-            return con.execute("SELECT count(*) FROM sync_log").fetchone()[0]
-        finally:
-            con.close()
+        return int(raw_sql(ledger_path, "SELECT count(*) FROM sync_log")[0][0])
 
     with Ledger(ledger_path, flush_rows=3, flush_interval=0.3) as led:
         run = led.start_run("forward")
@@ -408,19 +404,15 @@ def test_log_buffer_flushes_by_size_and_age(ledger_path: Path) -> None:
         assert on_disk() == 6
 
 
-def test_a_version_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
+def test_a_version_1_ledger_is_migrated_in_place(ledger_path: Path | str) -> None:
     """A ledger written before staging.waits_on existed: read-only opens (the CLI) still read it, the first
-    writable open migrates it, and its rows keep their statuses."""
-    import duckdb
-
-    path = tmp_path / "v1.duckdb"
+    writable open migrates it, and its rows keep their statuses (the same versioned migration on both backends)."""
+    path = ledger_path
     with Ledger(path) as led:
         led.stage("coperniq", "invoices", [("1", {"n": 1}), ("2", {"n": 2})])
         led.mark_staged("coperniq", "invoices", "2", "skipped", "old reason")
-    conn = duckdb.connect(str(path))
-    conn.execute("ALTER TABLE staging DROP COLUMN waits_on")
-    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-    conn.close()
+    raw_sql(path, "ALTER TABLE staging DROP COLUMN waits_on")
+    raw_sql(path, "UPDATE meta SET value = '1' WHERE key = 'schema_version'")
 
     with Ledger(path, read_only=True) as led:
         assert led.staged_status("coperniq", "invoices", "2") == ("skipped", 0, "old reason")
@@ -433,7 +425,7 @@ def test_a_version_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
         assert led.staged_status("coperniq", "invoices", "2") == ("skipped", 0, "old reason")
 
 
-def test_waiting_rows_wake_on_their_key_or_when_their_record_arrives(ledger: Ledger, ledger_path: Path) -> None:
+def test_waiting_rows_wake_on_their_key_or_when_their_record_arrives(ledger: Ledger, ledger_path: Path | str) -> None:
     ledger.stage("coperniq", "invoices", [("1", {"n": 1}), ("2", {"n": 2}), ("3", {"n": 3})])
     ledger.mark_staged("coperniq", "invoices", "1", "waiting", "project 7 not synced", waits_on="link:project:7")
     ledger.mark_staged("coperniq", "invoices", "2", "waiting", "project 8 not received", waits_on="record:projects:8")
@@ -449,7 +441,7 @@ def test_waiting_rows_wake_on_their_key_or_when_their_record_arrives(ledger: Led
         assert again.wake("coperniq", ["link:project:7"]) == 0  # woken once; no longer waiting
 
 
-def test_a_record_arriving_in_a_later_run_wakes_what_waits_on_it(ledger_path: Path) -> None:
+def test_a_record_arriving_in_a_later_run_wakes_what_waits_on_it(ledger_path: Path | str) -> None:
     """The sinks stage before anything else runs: staging itself must wake the rows waiting on the record."""
     with Ledger(ledger_path) as led:
         led.stage("coperniq", "projects", [("1", {"accountId": 7})])
@@ -459,7 +451,7 @@ def test_a_record_arriving_in_a_later_run_wakes_what_waits_on_it(ledger_path: Pa
         assert led.staged_status("coperniq", "projects", "1")[0] == "pending"
 
 
-def test_a_lost_wake_is_healed_at_the_next_run(ledger_path: Path) -> None:
+def test_a_lost_wake_is_healed_at_the_next_run(ledger_path: Path | str) -> None:
     """A crash after a link's commit but before the buffered status of the rows it woke: the link exists, the row
     still says waiting. heal_waits finds it; a row whose link does not exist stays waiting."""
     with Ledger(ledger_path) as led:

@@ -1,0 +1,284 @@
+"""Where the ledger lives: a DuckDB file (one box) or a PostgreSQL database (containers, many workers, many
+companies), behind one small connection interface, so the ledger's SQL and guarantees are the same on both.
+
+The SQL is written once, in the subset both engines accept (`?` placeholders, `unnest(?::VARCHAR[])` lists,
+`INSERT ... ON CONFLICT`); the PostgreSQL connection turns `?` into psycopg's `%s`. A company is a schema: every
+statement of a handle runs in its company's schema (search_path), so no call can reach another company's rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import duckdb
+
+from .util import is_postgres_url
+
+log = logging.getLogger(__name__)
+
+#: DuckDB memory limit of the ledger connection (env SYNC_LEDGER_MEMORY_LIMIT overrides it).
+DEFAULT_MEMORY_LIMIT = "96MB"
+#: Seconds to wait for a PostgreSQL connection unless the URL says `connect_timeout`.
+CONNECT_TIMEOUT = 10
+#: A transaction left idle this long is ended by the server (a hung worker never holds rows forever).
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 300_000
+#: Schema of the default company (no `company` set): the database's usual one on each engine.
+DEFAULT_SCHEMA = {"duckdb": "main", "postgres": "public"}
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class Connection(Protocol):
+    """What the ledger needs of a database connection: DuckDB's own API, which the PostgreSQL one imitates."""
+
+    def execute(self, query: Any, parameters: Any = ..., /) -> Any: ...
+    def executemany(self, query: Any, parameters: Any = ..., /) -> Any: ...
+    def begin(self) -> Any: ...
+    def commit(self) -> Any: ...
+    def rollback(self) -> Any: ...
+    def close(self) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A ledger's place: engine, DuckDB path or PostgreSQL URL, and the company's schema.
+
+    `display` is what messages and logs show: the URL without its password or query (which may carry one).
+    """
+
+    engine: str  # "duckdb" | "postgres"
+    path: Path | None
+    url: str | None
+    company: str | None
+    schema: str
+    display: str
+
+    @property
+    def key(self) -> str:
+        """One process-wide connection per (place, company)."""
+        where = str(self.path.resolve()) if self.path is not None else self.display
+        return f"{self.engine}\x1f{where}\x1f{self.schema}"
+
+
+def locate(where: str | os.PathLike[str], company: str | None = None) -> Location:
+    """Parse a ledger_url / ledger_path value: a postgresql:// URL, else a DuckDB file path."""
+    company = (company or "").strip() or None
+    if is_postgres_url(where):
+        url = str(where)
+        return Location("postgres", None, url, company, schema_for(company, "postgres"), redact_url(url))
+    text = str(where)
+    if text.lower().startswith("duckdb://"):
+        text = text[len("duckdb://") :]
+    path = Path(os.path.expandvars(text))
+    return Location("duckdb", path, None, company, schema_for(company, "duckdb"), str(path))
+
+
+def schema_for(company: str | None, engine: str) -> str:
+    """The schema a company's tables live in: `company_<name>` (lower case, [a-z0-9_]; a short hash of the key is
+    added when it had to be changed, so two different keys never share a schema)."""
+    if company is None:
+        return DEFAULT_SCHEMA[engine]
+    slug = re.sub(r"[^a-z0-9_]+", "_", company.lower()).strip("_")
+    name = f"company_{slug}"[:50]
+    if slug != company or not slug:
+        name = f"{name}_{hashlib.sha256(company.encode()).hexdigest()[:8]}"
+    assert _SCHEMA_NAME.fullmatch(name), name
+    return name
+
+
+def redact_url(url: str) -> str:
+    """postgresql://user:secret@host:5432/db?password=x -> postgresql://user@host:5432/db (never a secret)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+# ---------------------------------------------------------------------------------------------------- DuckDB
+
+
+def connect_duckdb(loc: Location, *, lock_timeout: float, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting on another process's file lock up to lock_timeout, with a bounded memory budget."""
+    from .ledger_core import LedgerError, LedgerLockedError, LedgerNotFoundError
+
+    assert loc.path is not None
+    path = loc.path
+    if read_only and not path.exists():
+        raise LedgerNotFoundError(
+            f"No sync ledger at {path} yet: run a sync first, or set `ledger_path` to the file the targets use."
+        )
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + max(0.0, lock_timeout)
+    delay = 0.05
+    warned = False
+    while True:
+        try:
+            conn = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LedgerLockedError(
+                    f"The sync ledger {path} is locked by another process: another pipeline (e.g. the other "
+                    f"sync leg, or a `coperniq-qbo` command) is running and using it. Waited {lock_timeout:g} s "
+                    f"(lock_timeout). Wait for it to finish and try again, or set `ledger_path` if this should "
+                    f"be a separate ledger. DuckDB: {exc}"
+                ) from None
+            if not warned:
+                log.warning("Sync ledger %s is in use by another process; waiting up to %g s", path, lock_timeout)
+                warned = True
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 1.0)
+    try:
+        # DuckDB's buffer pool takes up to 80% of RAM by default, and a first sync writes more than the ledger's
+        # working set (a chunk's rows, links and the indexes): bound it, big scans spill to a temp file instead of
+        # growing the process.
+        limit = os.environ.get("SYNC_LEDGER_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit, re.IGNORECASE):
+            raise LedgerError(f"SYNC_LEDGER_MEMORY_LIMIT must look like 256MB or 1GB, got {limit!r}")
+        conn.execute(f"SET memory_limit = '{limit}'")
+        threads = os.environ.get("SYNC_LEDGER_THREADS")  # DuckDB's own default: one per core
+        if threads:
+            if not threads.isdigit() or int(threads) < 1:
+                raise LedgerError(f"SYNC_LEDGER_THREADS must be a positive integer, got {threads!r}")
+            conn.execute(f"SET threads = {int(threads)}")
+        if loc.schema != DEFAULT_SCHEMA["duckdb"]:
+            if not read_only:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {loc.schema}")
+            elif not _has_schema(conn, loc.schema):
+                raise LedgerNotFoundError(f"No company {loc.company!r} in the sync ledger {path} yet")
+            conn.execute(f"SET search_path = '{loc.schema}'")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _has_schema(conn: Connection, schema: str) -> bool:
+    row = conn.execute("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?", [schema]).fetchone()
+    return bool(row and row[0])
+
+
+# ---------------------------------------------------------------------------------------------------- PostgreSQL
+
+
+@lru_cache(maxsize=512)
+def _pg_sql(sql: str) -> str:
+    """The ledger's `?` placeholders as psycopg's `%s` (the ledger's SQL has no `?` or `%` of its own)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresConnection:
+    """A psycopg connection in autocommit mode that speaks the DuckDB connection API the ledger uses: explicit
+    BEGIN/COMMIT around logical writes, no implicit transaction left open between them."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Any = None, /) -> Any:
+        return self._conn.execute(_pg_sql(sql), params)
+
+    def executemany(self, sql: str, params: Any = (), /) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(_pg_sql(sql), params)
+
+    def begin(self) -> None:
+        self._conn.execute("BEGIN")
+
+    def commit(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if not self._conn.closed:
+            self._conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def connect_postgres(loc: Location, *, lock_timeout: float, read_only: bool) -> PostgresConnection:
+    """Connect with a timeout, in UTC, inside the company's schema (created on first write)."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from .ledger_core import LedgerError, LedgerNotFoundError
+
+    assert loc.url is not None
+    try:
+        params = conninfo_to_dict(loc.url)
+    except psycopg.ProgrammingError:
+        raise LedgerError(f"ledger_url is not a valid PostgreSQL URL: {loc.display}") from None
+    params.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    params.setdefault("application_name", "sync-ledger")
+    # Row locks the ledger waits on are another run's short transactions: wait as long as lock_timeout says.
+    options = [
+        "-c TimeZone=UTC",
+        f"-c lock_timeout={max(1, int(lock_timeout * 1000))}",
+        f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}",
+    ]
+    if read_only:
+        options.append("-c default_transaction_read_only=on")
+    params["options"] = " ".join([str(params.get("options") or ""), *options]).strip()
+    try:
+        raw = psycopg.connect(make_conninfo("", **params), autocommit=True)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise LedgerError(f"Cannot connect to the sync ledger {loc.display}: {reason}") from None
+    conn = PostgresConnection(raw)
+    try:
+        if not _has_schema(conn, loc.schema):
+            if read_only:
+                what = f"company {loc.company!r}" if loc.company else "sync ledger"
+                raise LedgerNotFoundError(f"No {what} in {loc.display} yet: run a sync first.")
+            conn.begin()
+            try:
+                # two first runs of one company (forward and reverse) must not both create its schema
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('sync-ledger schema'), hashtext(?))", [loc.schema])
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{loc.schema}"')
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        conn.execute(f'SET search_path TO "{loc.schema}"')
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def schema_lock(conn: Connection, loc: Location) -> None:
+    """Inside a transaction: serialize creating/migrating one company's tables across processes (PostgreSQL
+    refuses two concurrent CREATE TABLE IF NOT EXISTS of one name; DuckDB has one writer anyway)."""
+    if loc.engine == "postgres":
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('sync-ledger schema'), hashtext(?))", [loc.schema])
+
+
+def try_run_lock(conn: Connection, loc: Location, direction: str) -> bool:
+    """PostgreSQL: one run per company and direction at a time, held by this session until released or the
+    process dies (the server drops a dead client's locks). DuckDB: its file lock already admits one writer."""
+    if loc.engine != "postgres":
+        return True
+    row = conn.execute("SELECT pg_try_advisory_lock(hashtext(?), hashtext(?))", [loc.schema, direction]).fetchone()
+    return bool(row and row[0])
+
+
+def release_run_lock(conn: Connection, loc: Location, direction: str) -> None:
+    if loc.engine == "postgres":
+        conn.execute("SELECT pg_advisory_unlock(hashtext(?), hashtext(?))", [loc.schema, direction])
