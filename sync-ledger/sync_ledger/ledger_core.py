@@ -260,7 +260,8 @@ def _ensure_schema(conn: Connection, loc: Location, read_only: bool) -> None:
         else None
     )
     if row is None:
-        if loc.engine == "postgres" and read_only and not _columns(conn, "meta"):
+        if read_only and not _columns(conn, "meta") and (loc.engine == "postgres" or _has_companies(conn)):
+            # a database (or a DuckDB file holding other companies) where this company has not synced yet
             raise LedgerNotFoundError(f"No sync ledger in {where} yet: run a sync first.")
         raise LedgerError(f"{where} is not a sync ledger (no schema_version in table meta)")
     if int(row[0]) < SCHEMA_VERSION and not read_only:
@@ -288,6 +289,14 @@ def _migrate(conn: Connection, loc: Location, version: int) -> None:
     except BaseException:
         conn.rollback()
         raise
+
+
+def _has_companies(conn: Connection) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema LIKE 'company!_%' ESCAPE '!' "
+        "AND table_name = 'meta'"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def has_waits_on(conn: Connection) -> bool:

@@ -193,7 +193,7 @@ class PostgresConnection:
         self._conn = conn
 
     def execute(self, sql: str, params: Any = None, /) -> Any:
-        return self._conn.execute(_pg_sql(sql), params)
+        return self._conn.execute(sql if params is None else _pg_sql(sql), params)
 
     def executemany(self, sql: str, params: Any = (), /) -> None:
         with self._conn.cursor() as cur:

@@ -466,3 +466,21 @@ def test_a_lost_wake_is_healed_at_the_next_run(ledger_path: Path | str) -> None:
         assert led.staged_status("coperniq", "invoices", "1")[0] == "pending"
         assert led.staged_status("coperniq", "invoices", "2")[0] == "waiting"
         assert led.heal_waits("coperniq") == 0
+
+
+def test_companies_share_one_ledger_apart(ledger_path: Path | str) -> None:
+    """Both engines keep each company in its own schema: same keys, separate rows; a read of a company (or of the
+    default one) that never synced finds nothing rather than an error about the file."""
+    with Ledger(ledger_path, company="acme") as a, Ledger(ledger_path, company="globex") as b:
+        a.upsert_link(_link("1"))
+        b.upsert_link(_link("1", target_id="uuid-globex"))
+        a.begin_intent("forward:customer:1", {"n": 1})
+        assert b.get_link("coperniq", "account", "1").target_id == "uuid-globex"
+        assert b.pending_intents() == [] and len(a.links()) == 1
+        assert "acme" in a.where
+    with pytest.raises(LedgerNotFoundError):
+        Ledger(ledger_path, read_only=True)  # the default company never synced here
+    with pytest.raises(LedgerNotFoundError):
+        Ledger(ledger_path, company="initech", read_only=True)
+    with Ledger(ledger_path, company="acme", read_only=True) as a:
+        assert a.get_link("coperniq", "account", "1").target_id == "uuid-1"
