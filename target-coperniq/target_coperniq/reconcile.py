@@ -32,11 +32,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
+
+from singer_sdk.exceptions import ConfigValidationError
 
 from sync_ledger import DEFAULT_LEDGER_PATH, ApiClient, Ledger
 from sync_ledger.rows import Journal, Outcome, RowLog, overall
+from sync_ledger.util import ledger_place
 from sync_ledger.writer import BatchWriter, PlannedWrite
 from target_coperniq.catalog import ADJUSTMENT_ITEM_NAME, Catalog
 from target_coperniq.context import (
@@ -89,9 +91,11 @@ class Reconciler:
     def __init__(self, config: Mapping[str, Any], logger: logging.Logger) -> None:
         settings = Settings.from_config(config)
         self.logger = logger
-        path = Path(str(config.get("ledger_path") or DEFAULT_LEDGER_PATH))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ledger = Ledger(path, lock_timeout=float(config.get("ledger_lock_timeout") or 120))
+        try:
+            place, company = ledger_place(config)
+        except ValueError as exc:
+            raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+        ledger = Ledger(place, company=company, lock_timeout=float(config.get("ledger_lock_timeout") or 120))
         api_key = str(config["api_key"])
         self.client = ApiClient(
             str(config.get("api_url") or "https://api.coperniq.io/v1"),

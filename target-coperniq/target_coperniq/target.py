@@ -48,6 +48,19 @@ class TargetCoperniq(Target):
             description="Sync ledger (DuckDB) shared with target-quickbooks-merge.",
         ),
         th.Property(
+            "ledger_url",
+            th.StringType,
+            secret=True,
+            description="postgresql://user:password@host:5432/db: the ledger on PostgreSQL instead of ledger_path "
+            "(the same value as target-quickbooks-merge's). A secret: never printed.",
+        ),
+        th.Property(
+            "company",
+            th.StringType,
+            description="The tenant in a ledger shared by many companies (the same value as "
+            "target-quickbooks-merge's); a run reads and writes only its company's rows. Unset: the default one.",
+        ),
+        th.Property(
             "dry_run",
             th.BooleanType,
             default=False,

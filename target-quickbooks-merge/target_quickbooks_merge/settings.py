@@ -17,7 +17,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from sync_ledger import DEFAULT_LEDGER_PATH
 from sync_ledger.triggers import TriggerSpec, parse_trigger_phases
-from sync_ledger.util import MERGE_ACCOUNTING_URL
+from sync_ledger.util import MERGE_ACCOUNTING_URL, ledger_place, url_secrets
 
 from .refund_settings import REFUND_PROPERTIES, parse_refund_settings
 from .tax_settings import DEFAULT_CURRENCY, TAX_PROPERTIES, parse_tax_settings
@@ -142,6 +142,19 @@ CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
         description="DuckDB file with the id map, staging and the integration log.",
     ),
     th.Property(
+        "ledger_url",
+        th.StringType,
+        secret=True,
+        description="postgresql://user:password@host:5432/db: the ledger on PostgreSQL instead of ledger_path "
+        "(containers, workers with an empty disk, forward and reverse at once). A secret: never printed.",
+    ),
+    th.Property(
+        "company",
+        th.StringType,
+        description="The tenant this run belongs to in a ledger shared by many companies (e.g. its Merge linked "
+        "account id); a run reads and writes only its company's links, log and intents. Unset: the default one.",
+    ),
+    th.Property(
         "item_mapping",
         th.ObjectType(additional_properties=True),
         default={},
@@ -235,7 +248,8 @@ class Settings:
     trigger_since: datetime | None = None
     max_requests_per_minute: int = 300
     max_parallel_writes: int = 4
-    ledger_path: str = DEFAULT_LEDGER_PATH
+    ledger_place: str = DEFAULT_LEDGER_PATH  # ledger_url (a secret: see `secrets`), else ledger_path
+    company: str | None = None
     item_mapping: Mapping[str, str] = field(default_factory=dict)
     default_item: str | None = None
     payment_account: str = "Undeposited Funds"
@@ -257,7 +271,7 @@ class Settings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.merge_api_key, self.account_token) if s)
+        return tuple(s for s in (self.merge_api_key, self.account_token, *url_secrets(self.ledger_place)) if s)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -277,6 +291,12 @@ class Settings:
                 f"invoice_number_prefix: at most {MAX_INVOICE_NUMBER_PREFIX} characters without tabs or "
                 f"newlines (QuickBooks keeps 21 for the whole number), got {prefix!r}"
             )
+
+        try:
+            ledger_where, company = ledger_place(config)
+        except ValueError as exc:
+            ledger_where, company = DEFAULT_LEDGER_PATH, None
+            errors.append(str(exc))
 
         rpm = config.get("max_requests_per_minute", 300)
         if rpm is not None and (not isinstance(rpm, int) or rpm <= 0):
@@ -348,7 +368,8 @@ class Settings:
             trigger_since=since_dt,
             max_requests_per_minute=int(rpm or 300),
             max_parallel_writes=int(parallel) if parallel else auto_parallel_writes(rpm),
-            ledger_path=str(config.get("ledger_path") or DEFAULT_LEDGER_PATH),
+            ledger_place=ledger_where,
+            company=company,
             item_mapping={str(k): str(v) for k, v in mapping.items()},
             default_item=config.get("default_item") or None,
             payment_account=str(config.get("payment_account") or "Undeposited Funds"),

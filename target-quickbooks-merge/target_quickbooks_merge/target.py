@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 import typing as t
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,8 @@ if sys.version_info >= (3, 12):
 else:
     from typing_extensions import override
 
+#: Ledger meta key: the Merge linked account (its id) whose records this company's links point at.
+LINKED_ACCOUNT_META = "merge_linked_account_id"
 RECONNECT_HINT = "Run `coperniq-qbo connect` to link the QuickBooks company again, then re-run the pipeline."
 
 
@@ -111,7 +114,7 @@ class TargetQuickbooksMerge(Target):
         if self._ledger is not None:
             return
         s = self.settings
-        ledger = Ledger(s.ledger_path)
+        ledger = Ledger(s.ledger_place, company=s.company)
         try:
             self._preflight(ledger)
         except TargetError as exc:
@@ -134,7 +137,7 @@ class TargetQuickbooksMerge(Target):
         self.logger.info(
             "Run %s started (ledger %s%s)",
             self._run_id,
-            s.ledger_path,
+            ledger.where,
             ", DRY RUN: nothing will be written to QuickBooks" if s.dry_run else "",
         )
         if not s.backfill:
@@ -175,12 +178,39 @@ class TargetQuickbooksMerge(Target):
                 "what Merge lists of QuickBooks may be out of date (matching reads it)",
                 status,
             )
+        self._check_company(ledger, details)
         self.logger.info(
             "Linked account OK: %s (%s, status %s)",
             details.get("end_user_organization_name") or "?",
             details.get("integration") or "QuickBooks Online",
             status or "not reported",
         )
+
+    def _check_company(self, ledger: Ledger, details: Mapping[str, Any]) -> None:
+        """A company's ledger rows belong to one Merge linked account (its ids are that account's): the first
+        run records it; a later run with another account's token is refused when `company` is set, so one
+        company's run can never read or write another's links. Without `company` (one company per ledger), a
+        new link (after disconnect and connect) takes over, with a warning."""
+        account = str(details.get("id") or "")
+        if not account:
+            return
+        bound = ledger.get_meta(LINKED_ACCOUNT_META)
+        if bound and bound != account:
+            if self.settings.company is not None:
+                raise TargetError(
+                    f"company {self.settings.company!r} belongs to Merge linked account {bound} in the sync ledger, "
+                    f"but account_token is for linked account {account} "
+                    f"({details.get('end_user_organization_name') or '?'}): set `company` and account_token of the "
+                    "same company (each QuickBooks company is its own company here)."
+                )
+            self.logger.warning(
+                "WARNING: the sync ledger was written for Merge linked account %s; this run's account_token is for "
+                "%s, which takes over",
+                bound,
+                account,
+            )
+        if bound != account and not self.settings.dry_run:
+            ledger.set_meta(LINKED_ACCOUNT_META, account)
 
     @override
     def _process_state_message(self, message_dict: dict) -> None:

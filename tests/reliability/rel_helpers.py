@@ -40,12 +40,14 @@ def tap_config(coperniq: Any, **extra: Any) -> dict[str, Any]:
     }
 
 
-def target_config(merge: Any, ledger: Path, **extra: Any) -> dict[str, Any]:
+def target_config(merge: Any, ledger: Path | str, **extra: Any) -> dict[str, Any]:
+    """`ledger`: a DuckDB file, or a postgresql:// URL (then ledger_url)."""
+    place = {"ledger_url": ledger} if str(ledger).startswith("postgresql://") else {"ledger_path": str(ledger)}
     return {
         "merge_api_key": merge.api_key,
         "account_token": merge.account_token,
         "base_url": merge.url,
-        "ledger_path": str(ledger),
+        **place,
         "trigger_phases": TRIGGERS,
         "backfill": True,
         "invoice_sync": True,

@@ -65,19 +65,27 @@ EXTRA_KILLS = [("invoices", 2), ("payments", 2), ("payments", 14)]
 
 
 CASES = (
-    [(p, n, "optimistic") for p, (_, n) in KILL_POINTS.items()]
-    + [(p, n, "optimistic") for p, n in EXTRA_KILLS]
-    + [(p, n, "pessimistic") for p, (_, n) in KILL_POINTS.items()]
+    [(p, n, "optimistic", "duckdb") for p, (_, n) in KILL_POINTS.items()]
+    + [(p, n, "optimistic", "duckdb") for p, n in EXTRA_KILLS]
+    + [(p, n, "pessimistic", "duckdb") for p, (_, n) in KILL_POINTS.items()]
+    # the ledger on PostgreSQL (ledger_url): the same kills, the same guarantees
+    + [(p, n, "pessimistic", "postgres") for p, (_, n) in KILL_POINTS.items()]
 )
 
 
-@pytest.mark.parametrize(("point", "at", "profile"), CASES)
+@pytest.mark.parametrize(("point", "at", "profile", "backend"), CASES)
 def test_sigkill_target_then_rerun_has_no_duplicates_and_nothing_missing(
-    point: str, at: int, profile: str, sandboxes: tuple[RunningSandbox, RunningSandbox], tmp_path: Path
+    point: str,
+    at: int,
+    profile: str,
+    backend: str,
+    sandboxes: tuple[RunningSandbox, RunningSandbox],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     cop, merge = sandboxes
     counter = KILL_POINTS[point][0]
-    ledger = tmp_path / "ledger.duckdb"
+    ledger: Path | str = request.getfixturevalue("pg_url") if backend == "postgres" else tmp_path / "ledger.duckdb"
     tcfg, gcfg = tap_config(cop), target_config(merge, ledger, max_parallel_writes=4)
 
     state = None
@@ -99,7 +107,7 @@ def test_sigkill_target_then_rerun_has_no_duplicates_and_nothing_missing(
     )
     assert killed.killed and killed.target_rc == -9, killed.target_stderr[-2000:]
     assert counter(merge) >= at
-    with Ledger(ledger) as led:  # the ledger survives a SIGKILL (DuckDB WAL)
+    with Ledger(ledger) as led:  # the ledger survives a SIGKILL (DuckDB WAL; PostgreSQL commits)
         intents = [k for k, _ in led.pending_intents("forward:")]
     partial = (len(qbo_customers(merge)), len(merge_rows(merge, "invoices")), len(merge_rows(merge, "payments")))
 

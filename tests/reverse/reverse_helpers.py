@@ -132,7 +132,7 @@ def run_target(config: dict[str, Any], streams: list[tuple[str, list[dict[str, A
 
 
 def link_forward(
-    ledger_path: Path,
+    ledger_path: Path | str,
     source_type: str,
     source_id: Any,
     target_type: str,
@@ -155,12 +155,12 @@ def link_forward(
         )
 
 
-def log_rows(ledger_path: Path, **filters: Any) -> list[dict[str, Any]]:
+def log_rows(ledger_path: Path | str, **filters: Any) -> list[dict[str, Any]]:
     with Ledger(ledger_path) as ledger:
         return ledger.log_rows(limit=1000, **filters)
 
 
-def reverse_links(ledger_path: Path) -> list[Link]:
+def reverse_links(ledger_path: Path | str) -> list[Link]:
     with Ledger(ledger_path) as ledger:
         return ledger.links(source_system="quickbooks")
 

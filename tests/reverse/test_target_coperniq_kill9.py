@@ -42,13 +42,18 @@ def payments_held(sb: RunningSandbox) -> int:
 KILL_POINTS: dict[str, Callable[[RunningSandbox], int]] = {"invoices": invoices_held, "payments": payments_held}
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
+@pytest.fixture(params=["duckdb", "postgres"])
+def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The same kills with the ledger in a DuckDB file and on PostgreSQL (ledger_url)."""
     sb = start_coperniq(rate_limit_per_day=None)
     sb.faults.update(write_latency_ms=50)
     project = sb.app.add_project("Smith Residence Solar")
     contact = merge_contact("Smith Residence Solar")
-    ledger = tmp_path / "ledger.duckdb"
+    ledger: Path | str = tmp_path / "ledger.duckdb"
+    place: dict[str, str] = {"ledger_path": str(ledger)}
+    if request.param == "postgres":
+        ledger = str(request.getfixturevalue("pg_url"))
+        place = {"ledger_url": ledger}
     link_forward(ledger, "project", project["id"], "job", contact["id"], contact["remote_id"])
     invoices = [
         merge_invoice(contact["id"], [{"quantity": 1, "unit_price": 1000.0 + n}], number=f"K-{n}")
@@ -64,7 +69,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     config = {
         "api_url": sb.url,
         "api_key": sb.api_key,
-        "ledger_path": str(ledger),
+        **place,
         "max_requests_per_second": 0,
         "max_parallel_writes": 4,
     }

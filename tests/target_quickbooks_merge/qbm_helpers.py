@@ -74,7 +74,7 @@ class Pipeline:
 
     coperniq: Any
     merge: Any
-    ledger_path: Path
+    ledger_path: Path | str  # a DuckDB file, or a postgresql:// URL (ledger_url)
     config: dict[str, Any] = field(default_factory=dict)
     tap_state: dict[str, Any] | None = None
     tap_config: dict[str, Any] = field(default_factory=dict)  # tap-coperniq settings on top of its defaults
@@ -84,7 +84,11 @@ class Pipeline:
             "merge_api_key": self.merge.api_key,
             "account_token": self.merge.account_token,
             "base_url": self.merge.url,
-            "ledger_path": str(self.ledger_path),
+            **(
+                {"ledger_url": self.ledger_path}
+                if str(self.ledger_path).startswith("postgresql://")
+                else {"ledger_path": str(self.ledger_path)}
+            ),
             "progress_interval": 0.5,
             "max_requests_per_minute": 60000,
             **self.config,
@@ -103,7 +107,7 @@ class Pipeline:
         return Run(target, out.read(), state)
 
     def ledger(self) -> Ledger:
-        return Ledger(self.ledger_path)
+        return Ledger(self.ledger_path, company=self.config.get("company"))
 
 
 # ---------------------------------------------------------------------------------------------------- assertions
