@@ -37,6 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--account-token", dest="account_token", help="linked-account token (prefer the env var)")
     g.add_argument("--ledger-path", dest="ledger_path", help="sync ledger DuckDB file")
+    g.add_argument(
+        "--ledger-url",
+        dest="ledger_url",
+        help="sync ledger on PostgreSQL, postgresql://user:password@host:5432/db (wins over --ledger-path); a "
+        "secret: prefer the env var COPERNIQ_QBO_LEDGER_URL (flags show up in `ps`)",
+    )
+    g.add_argument(
+        "--company", dest="company", help="the company (tenant) in the ledger (default: the default company)"
+    )
     g.add_argument("--env-file", dest="env_file", help="dotenv file connect writes to (default <project>/.env)")
     g.add_argument(
         "--lock-timeout",

@@ -103,14 +103,7 @@ def cmd_connect(args: argparse.Namespace, settings: Settings, con: Console) -> i
         except Exception as exc:
             if not is_api_error(exc):
                 raise
-        if settings.ledger_path.exists():
-            ledger = open_ledger(settings, read_only=False)
-            try:
-                if ledger.get_meta(DISCONNECTED_META):
-                    ledger.set_meta(DISCONNECTED_META, None)
-                    con.say("Cleared the ledger's disconnected flag: syncing is enabled again.")
-            finally:
-                ledger.close()
+        clear_disconnected(settings, con)
         server.finish(True, f"{company} ({integration_name or 'QuickBooks Online'}) is connected.")
     finally:
         server.stop()
@@ -122,6 +115,29 @@ def cmd_connect(args: argparse.Namespace, settings: Settings, con: Console) -> i
         f"{TOKEN_ENV_VARS[-1]} (value hidden)"
     )
     return EXIT_OK
+
+
+def clear_disconnected(settings: Settings, con: Console) -> None:
+    """Clear the ledger's disconnect flag, if the ledger (this company in it) exists and has it set.
+
+    The flag is read from a read-only open (a DuckDB file or a PostgreSQL ledger alike), so connecting never
+    creates a ledger, or a company in it, where nothing has synced; the ledger is opened for writing only to clear it.
+    """
+    ledger = open_ledger(settings, read_only=True)
+    if ledger is None:
+        return
+    try:
+        flagged = ledger.get_meta(DISCONNECTED_META)
+    finally:
+        ledger.close()
+    if not flagged:
+        return
+    writable = open_ledger(settings, read_only=False)
+    try:
+        writable.set_meta(DISCONNECTED_META, None)
+    finally:
+        writable.close()
+    con.say("Cleared the ledger's disconnected flag: syncing is enabled again.")
 
 
 def origin_slug(text: str) -> str:
@@ -146,21 +162,26 @@ def cmd_disconnect(args: argparse.Namespace, settings: Settings, con: Console) -
             con.say("Cancelled: nothing changed.")
             return EXIT_USAGE
     client = merge_client(settings, account=True)
+    # The ledger first: one we cannot flag (locked, PostgreSQL unreachable) must not leave the account deleted at
+    # Merge while the targets still think they may sync.
+    try:
+        ledger = open_ledger(settings, read_only=False)
+    except CliError as exc:
+        raise CliError(f"{exc}; nothing changed (the linked account is still there)", exc.code) from exc
     already = False
     try:
-        client.request("POST", "/delete-account")
-    except Exception as exc:
-        if not is_api_error(exc):
-            raise
-        if api_status(exc) in (401, 404):
-            already = True
-        else:
-            raise CliError(
-                f"Merge did not delete the linked account: {api_message(exc)}; nothing changed", EXIT_API
-            ) from exc
-    stamp = utc_now_text()
-    ledger = open_ledger(settings, read_only=False)
-    try:
+        try:
+            client.request("POST", "/delete-account")
+        except Exception as exc:
+            if not is_api_error(exc):
+                raise
+            if api_status(exc) in (401, 404):
+                already = True
+            else:
+                raise CliError(
+                    f"Merge did not delete the linked account: {api_message(exc)}; nothing changed", EXIT_API
+                ) from exc
+        stamp = utc_now_text()
         ledger.set_meta(DISCONNECTED_META, stamp)
     finally:
         ledger.close()
@@ -169,7 +190,7 @@ def cmd_disconnect(args: argparse.Namespace, settings: Settings, con: Console) -
     else:
         con.say("Disconnected: Merge deleted the linked QuickBooks Online account.")
     con.say(
-        f"Syncing is stopped: the ledger {settings.ledger_path} is flagged disconnected at {stamp} and "
+        f"Syncing is stopped: the ledger {settings.ledger_display} is flagged disconnected at {stamp} and "
         f"target runs fail fast until you run `coperniq-qbo connect`."
     )
     con.say("The ledger (id map, integration log) and everything already synced are kept.")

@@ -22,6 +22,7 @@ from coperniq_qbo.settings import Settings
 from coperniq_qbo.target_config import TARGET, TargetView, load_target_config, setting_of, validate_target_config
 from sync_ledger import Ledger
 from sync_ledger.triggers import TriggerRule, parse_trigger_phases, resolve_rules, rule_for
+from sync_ledger.util import url_secrets
 
 
 @dataclass
@@ -182,11 +183,11 @@ def check_ledger(settings: Settings, ledger: Ledger | None) -> list[Check]:
             Check(
                 "ledger",
                 "WARN",
-                f"no ledger at {settings.ledger_path}: nothing has synced yet",
-                "run the sync once, or point ledger_path at the targets' ledger_path",
+                f"no ledger at {settings.ledger_display}: nothing has synced yet",
+                "run the sync once, or point ledger_path (or ledger_url and company) at the targets' ones",
             )
         ]
-    out = [Check("ledger", "PASS", f"{settings.ledger_path}")]
+    out = [Check("ledger", "PASS", settings.ledger_display)]
     flag = ledger.get_meta(DISCONNECTED_META)
     if flag:
         out.append(
@@ -293,6 +294,8 @@ def check_connection(settings: Settings, offline: bool) -> list[Check]:
 def run_doctor(args: argparse.Namespace, settings: Settings, con: Console) -> int:
     """Every check, printed; exit 1 when any FAILs (so it can gate a deploy), else 0."""
     config, source = load_target_config(args, getattr(args, "environ", None))
+    for secret in url_secrets(str(config.get("ledger_url") or "")):  # the target's ledger_url, should it be echoed
+        con.add_secret(secret)
     target = validate_target_config(config)
     checks: list[Check] = [Check("target config", "INFO" if config else "WARN", f"read from {source}")]
     checks += check_target_settings(target)

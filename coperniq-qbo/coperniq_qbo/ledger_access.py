@@ -1,7 +1,8 @@
 """Ledger access for the CLI: open it without ever creating it by accident, and summarise run rows for people.
 
-Read-only commands (status, log, runs, doctor) must not create a ledger where nothing has synced, and a ledger locked
-by a running sync is one clear line, not a traceback.
+Read-only commands (status, log, runs, doctor) must not create a ledger (or a company in it) where nothing has
+synced, and a ledger locked by a running sync, or a PostgreSQL server that refuses us, is one clear line, not a
+traceback (never showing the URL's password: the ledger's messages show it redacted).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Literal, overload
 from coperniq_qbo.console import fmt_time
 from coperniq_qbo.errors import EXIT_API, CliError
 from coperniq_qbo.settings import Settings
-from sync_ledger import Ledger, LedgerError
+from sync_ledger import Ledger, LedgerError, LedgerNotFoundError
 
 #: Ledger meta key `disconnect` sets (to the time) and `connect` clears; the targets fail fast while it is set.
 DISCONNECTED_META = "disconnected"
@@ -24,15 +25,22 @@ def open_ledger(settings: Settings, *, read_only: Literal[True]) -> Ledger | Non
 @overload
 def open_ledger(settings: Settings, *, read_only: Literal[False]) -> Ledger: ...
 def open_ledger(settings: Settings, *, read_only: bool) -> Ledger | None:
-    """The ledger, or None when read-only and it does not exist yet (nothing has synced)."""
-    path = settings.ledger_path
-    if read_only and not path.exists():
-        return None
-    if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    """The ledger (the settings' company in it), or None when read-only and it does not exist yet (nothing has
+    synced: no DuckDB file, or no such company / ledger in the PostgreSQL database)."""
+    if not settings.on_postgres:
+        path = settings.ledger_path
+        if read_only and not path.exists():
+            return None
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return Ledger(path, lock_timeout=settings.lock_timeout, read_only=read_only)
-    except LedgerError as exc:  # locked by a running sync, not a ledger, newer schema: one clear line
+        return Ledger(
+            settings.ledger_place, company=settings.company, lock_timeout=settings.lock_timeout, read_only=read_only
+        )
+    except LedgerError as exc:
+        if read_only and isinstance(exc, LedgerNotFoundError):  # no such company, or no ledger in the database yet
+            return None
+        # locked by a running sync, not a ledger, newer schema, cannot connect: one clear line
         raise CliError(str(exc), EXIT_API) from exc
 
 

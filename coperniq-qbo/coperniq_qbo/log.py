@@ -104,7 +104,7 @@ def cmd_log(args: argparse.Namespace, settings: Settings, con: Console) -> int:
     """Recent integration log rows, newest first, from a read-only ledger."""
     ledger = open_ledger(settings, read_only=True)
     if ledger is None:
-        con.warn(f"no ledger at {settings.ledger_path} yet: nothing has synced")
+        con.warn(f"no ledger at {settings.ledger_display} yet: nothing has synced")
         return EXIT_NOT_CONNECTED
     try:
         run_id = args.run
@@ -135,7 +135,7 @@ def cmd_runs(args: argparse.Namespace, settings: Settings, con: Console) -> int:
     """Recent runs with their per-action counts."""
     ledger = open_ledger(settings, read_only=True)
     if ledger is None:
-        con.warn(f"no ledger at {settings.ledger_path} yet: nothing has synced")
+        con.warn(f"no ledger at {settings.ledger_display} yet: nothing has synced")
         return EXIT_NOT_CONNECTED
     try:
         runs = ledger.runs(limit=args.limit)
