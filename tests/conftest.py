@@ -65,6 +65,69 @@ def start_merge(**kwargs: Any) -> RunningSandbox:
     return RunningSandbox(server, f"{server.root_url}/api/accounting/v1", MERGE_KEY, MERGE_ACCOUNT_TOKEN)
 
 
+@dataclass
+class RunningCompany:
+    """One company of a multi-company sandbox: the server's URL, this company's credentials and its own app."""
+
+    server: SandboxServer
+    url: str
+    api_key: str
+    account_token: str | None
+    app: Any
+
+    @property
+    def state(self) -> Any:
+        return self.app.state
+
+    @property
+    def faults(self) -> Any:
+        return self.app.faults
+
+    @property
+    def stats(self) -> Any:
+        return self.app.stats
+
+
+@dataclass
+class RunningMultiSandbox(RunningSandbox):
+    """A multi-company sandbox (sandbox/companies.py): `app` is the multi app (it has no `state` of its own),
+    `api_key` the Merge organization's key ("" for Coperniq, where each company has its own)."""
+
+    def add_company(self, key: str, **kwargs: Any) -> RunningCompany:
+        """A new company reached with `key` (Merge: account token; Coperniq: API key)."""
+        self.app.add_company(key, **kwargs)
+        return self.company(key)
+
+    def company(self, key: str) -> RunningCompany:
+        merge = self.app.name == "merge"
+        return RunningCompany(
+            self.server, self.url, self.api_key if merge else key, key if merge else None, self.app.company(key)
+        )
+
+
+def start_multi_coperniq(*api_keys: str, **defaults: Any) -> RunningMultiSandbox:
+    """One Coperniq server with a company per API key (`defaults`: CoperniqApp options of all)."""
+    from sandbox.companies import MultiCoperniqApp
+
+    app = MultiCoperniqApp(**defaults)
+    for key in api_keys:
+        app.add_company(key)
+    server = SandboxServer(app).start()
+    return RunningMultiSandbox(server, f"{server.root_url}/v1", "")
+
+
+def start_multi_merge(*account_tokens: str, **defaults: Any) -> RunningMultiSandbox:
+    """One Merge server (key MERGE_KEY) with a QuickBooks company per account token (`defaults`: MergeApp options
+    of all)."""
+    from sandbox.companies import MultiMergeApp
+
+    app = MultiMergeApp(api_key=MERGE_KEY, **defaults)
+    for token in account_tokens:
+        app.add_company(token)
+    server = SandboxServer(app).start()
+    return RunningMultiSandbox(server, f"{server.root_url}/api/accounting/v1", MERGE_KEY)
+
+
 @pytest.fixture
 def coperniq_sandbox() -> Iterator[RunningSandbox]:
     """Empty Coperniq emulator (seed it with `sandbox.seed` helpers or the app's admin functions)."""
