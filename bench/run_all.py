@@ -1,6 +1,7 @@
 """End-to-end benchmarks of both legs against the sandboxes; writes bench/RESULTS.md.
 
     .venv/bin/python bench/run_all.py [--sizes 1000,10000,100000] [--quick] [--skip-tap-bench] [--skip-rate-limit]
+        [--ledger-backends [--ledger-links 100000]]
 
 Per size N (projects seeded in the Coperniq sandbox, with their invoices and payments):
   forward   tap-coperniq | target-quickbooks-merge (backfill on, both install phases as triggers, invoice_sync)
@@ -9,7 +10,8 @@ Per size N (projects seeded in the Coperniq sandbox, with their invoices and pay
             invoices, a new invoice on 1 in 10 synced jobs)
   reverse no-op
 Then: draining a forward backlog under the Merge sandbox's rate limit (600 req/min scaled x10 = 6,000/min) and
-tap_bench.py (tap-coperniq vs tap-rest-api-msdk), whose table is copied in.
+tap_bench.py (tap-coperniq vs tap-rest-api-msdk), whose table is copied in; with --ledger-backends also
+ledger_backends.py (ledger operations per second on DuckDB and PostgreSQL), whose table is copied in too.
 
 Both sandboxes run as separate processes (their CPU and memory are not the plugins'); the plugins run as plain
 processes piped like Meltano does; a sampler thread records each plugin's peak RSS (psutil); API calls come from
@@ -535,6 +537,7 @@ def write_results(
     tap_table: str,
     notes: list[str],
     path: Path = ROOT / "bench" / "RESULTS.md",
+    ledger_table: str = "",
 ) -> Path:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -622,6 +625,9 @@ def write_results(
         ]
     if tap_table:
         lines += ["", "## tap-coperniq vs tap-rest-api-msdk (bench/tap_bench.py)", "", "```", tap_table.strip(), "```"]
+    if ledger_table:
+        lines += ["", "## Ledger backends, DuckDB vs PostgreSQL (bench/ledger_backends.py)", "", "```"]
+        lines += [ledger_table.strip(), "```"]
     if notes:
         lines += ["", "## Notes", ""] + [f"* {n}" for n in notes]
     path.write_text("\n".join(lines) + "\n")
@@ -638,6 +644,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-limit-projects", type=int, default=1000)
     parser.add_argument("--rate-limit-per-minute", type=int, default=6000)
     parser.add_argument("--tap-bench-projects", type=int, default=None)
+    parser.add_argument(
+        "--ledger-backends",
+        action="store_true",
+        help="also run bench/ledger_backends.py (ledger ops/s on DuckDB and a throwaway PostgreSQL; off by default)",
+    )
+    parser.add_argument(
+        "--ledger-links", type=int, default=None, help="its --links (default 100000; 2000 with --quick)"
+    )
     parser.add_argument(
         "--output",
         type=Path,
@@ -680,7 +694,21 @@ def main(argv: list[str] | None = None) -> int:
         tap_table = proc.stdout[-6000:]
         if proc.returncode:
             notes.append(f"tap_bench.py exited {proc.returncode}: {proc.stderr[-300:]}")
-    path = write_results(results, rl, tap_table, notes, output)
+    ledger_table = ""
+    if args.ledger_backends:
+        links = args.ledger_links or (2000 if args.quick else 100_000)
+        print(f"== ledger_backends.py --links {links}", flush=True)
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "ledger_backends.py"), "--links", str(links)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        ledger_table = proc.stdout[-6000:]
+        if proc.returncode:
+            notes.append(f"ledger_backends.py exited {proc.returncode}: {proc.stderr[-300:]}")
+    path = write_results(results, rl, tap_table, notes, output, ledger_table=ledger_table)
     print(path.read_text())
     bad = [
         r["n"]
