@@ -151,8 +151,8 @@ class RowsMixin(LedgerBase):
         for i in range(0, len(missing), _CHUNK):
             for r in c.conn.execute(
                 f"SELECT record_id, fingerprint, status, attempts, last_error, {waits} FROM staging "
-                "WHERE staging_key IN (SELECT ? || unnest(?::VARCHAR[]))",
-                [_key(source_system, stream, ""), missing[i : i + _CHUNK]],
+                "WHERE staging_key IN (SELECT unnest(?::VARCHAR[]))",
+                [[_key(source_system, stream, rid) for rid in missing[i : i + _CHUNK]]],
             ).fetchall():
                 out[r[0]] = self._cache_row((source_system, stream, r[0]), _Staged(*r[1:]))
         return out
@@ -177,10 +177,10 @@ class RowsMixin(LedgerBase):
             self._flush_now()  # buffered statuses are in the table the UPDATE reads
             if record_ids is not None and not record_ids:
                 return 0
-            ids = "" if record_ids is None else "AND staging_key IN (SELECT ? || unnest(?::VARCHAR[])) "
+            ids = "" if record_ids is None else "AND staging_key IN (SELECT unnest(?::VARCHAR[])) "
             params: list[Any] = [utcnow(), source_system, stream, list(statuses)]
             if record_ids is not None:
-                params += [_key(source_system, stream, ""), record_ids]
+                params.append([_key(source_system, stream, rid) for rid in record_ids])
             with self._tx():
                 woken = [
                     r[0]

@@ -118,9 +118,8 @@ class StagingMixin(RowsMixin):
         with c.lock:
             for i in range(0, len(ids), CHUNK):
                 for rid, text in c.conn.execute(
-                    "SELECT record_id, payload_json FROM staging "
-                    "WHERE staging_key IN (SELECT ? || unnest(?::VARCHAR[]))",
-                    [_key(source_system, stream, ""), ids[i : i + CHUNK]],
+                    "SELECT record_id, payload_json FROM staging WHERE staging_key IN (SELECT unnest(?::VARCHAR[]))",
+                    [[_key(source_system, stream, rid) for rid in ids[i : i + CHUNK]]],
                 ).fetchall():
                     out[rid] = json.loads(text)
         return out
@@ -184,8 +183,8 @@ class StagingMixin(RowsMixin):
                 waits = "waits_on" if c.has_waits_on else "NULL"
                 rows = c.conn.execute(
                     f"SELECT record_id, payload_json, fingerprint, status, attempts, last_error, {waits} "
-                    "FROM staging WHERE staging_key IN (SELECT ? || unnest(?::VARCHAR[]))",
-                    [_key(source_system, stream, ""), ids],
+                    "FROM staging WHERE staging_key IN (SELECT unnest(?::VARCHAR[]))",
+                    [[_key(source_system, stream, rid) for rid in ids]],
                 ).fetchall()
                 for r in rows:  # the statuses the caller is about to mark
                     if (source_system, stream, r[0]) not in c.rows:
@@ -204,8 +203,8 @@ class StagingMixin(RowsMixin):
             if not wanted:
                 return
             rows = c.conn.execute(
-                "SELECT record_id, payload_json FROM staging WHERE staging_key IN (SELECT ? || unnest(?::VARCHAR[]))",
-                [_key(source_system, stream, ""), wanted],
+                "SELECT record_id, payload_json FROM staging WHERE staging_key IN (SELECT unnest(?::VARCHAR[]))",
+                [[_key(source_system, stream, rid) for rid in wanted]],
             ).fetchall()
             for rid, text in rows:
                 c.payloads[(source_system, stream, rid)] = str(text)
