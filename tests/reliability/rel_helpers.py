@@ -178,7 +178,7 @@ def expected_forward(coperniq: Any, triggers: dict[str, str] | None = None) -> d
     projects: dict[int, dict[str, Any]] = {}
     for pid, project in st.projects.items():
         phase = triggers.get(project.get("workflowName"))
-        if phase is None:
+        if phase is None or project.get("isActive") is False:  # archived projects are not synced
             continue
         for _iid, template_id, _status, started, _completed in st.phase_instances.get(pid, []):
             if st.phase_templates[template_id]["name"] == phase and started is not None:

@@ -1,0 +1,169 @@
+"""One leg of one company: `meltano run --state-id-suffix <company> <job>`, then what the ledger says it did.
+
+Why `meltano run` and not dagster-meltano: dagster-meltano 1.5 predates Meltano 4 (it drives `meltano invoke` with
+options Meltano 4.4.1 no longer has); a subprocess is all an op needs, and it is exactly what a person runs.
+Why the ledger for the result: both targets record every run there (status, per-stream counts, failed rows with
+their reasons), so the numbers Dagster shows are the ones `coperniq-qbo runs` shows.
+Why a .meltano of its own per run: Meltano writes each plugin's config and catalog under .meltano/run/<plugin>/,
+which runs of several companies at once on one worker would share; each run gets a fresh directory that links to
+the installed plugins, and the system database (state) stays where MELTANO_DATABASE_URI says.
+Why `--force`: Meltano refuses a run while the last one of the same state id still looks alive (its heartbeat is
+younger than 5 minutes), so a worker killed mid-run would block its company for 5 minutes. Overlap is prevented
+by Dagster's run queue (one run per company and leg) and, on PostgreSQL, by the ledger's run lock instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sync_ledger import Ledger, LedgerError, redact
+from sync_ledger.util import DEFAULT_LEDGER_PATH, ledger_place, url_secrets
+
+from .companies import Company
+
+#: The Meltano project (meltano.yml) the runs use; the image puts it at /project.
+PROJECT_ROOT = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path(__file__).resolve().parents[2])
+#: meltano.yml's jobs for the two legs (its schedules name the same jobs).
+JOBS = {"forward": "coperniq-to-quickbooks", "reverse": "quickbooks-to-coperniq"}
+FAILED_ROWS_SHOWN = 20
+#: What a run's own .meltano links to from the shared one: the installed plugins.
+PLUGIN_DIRS = ("extractors", "loaders", "utilities", "mappers", "transformers", "orchestrators", "files")
+
+
+class LegFailed(Exception):
+    """`meltano run` exited non-zero (the op fails and Dagster's retry policy decides what next)."""
+
+
+@dataclass
+class LegResult:
+    company: str
+    direction: str
+    returncode: int
+    run: dict[str, Any] | None = None  # the ledger's row of this leg's run
+    failed_rows: list[dict[str, Any]] = field(default_factory=list)
+    log_tail: str = ""
+
+    def metadata(self) -> dict[str, Any]:
+        """What Dagster shows for the run: the run's status and counts, totals per action, failed rows."""
+        counts: dict[str, dict[str, int]] = (self.run or {}).get("counts") or {}
+        totals: dict[str, int] = {}
+        for per_stream in counts.values():
+            for action, n in per_stream.items():
+                totals[action] = totals.get(action, 0) + int(n)
+        return {
+            "company": self.company,
+            "direction": self.direction,
+            "ledger_run_id": (self.run or {}).get("run_id") or "",
+            "ledger_status": (self.run or {}).get("status") or "unknown",
+            "counts": counts,
+            **{f"rows_{action}": n for action, n in sorted(totals.items())},
+            "failed_rows": [{k: row.get(k) for k in ("stream", "source_id", "reason")} for row in self.failed_rows],
+        }
+
+
+def meltano_executable() -> str:
+    """The meltano next to this interpreter (the image's venv), else the one on PATH."""
+    beside = Path(sys.executable).with_name("meltano")
+    return str(beside) if beside.exists() else (shutil.which("meltano") or "meltano")
+
+
+def prepare_system_db(environ: Mapping[str, str] | None = None) -> None:
+    """Apply Meltano's system-database migrations once, before runs fan out: the first runs of several companies
+    on a new database would otherwise all migrate it at once, and all but one fail (a unique violation)."""
+    env = dict(os.environ if environ is None else environ)
+    root = Path(env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT)
+    shared = Path(env.get("MELTANO_SYS_DIR_ROOT") or root / ".meltano")
+    env.setdefault("MELTANO_DATABASE_URI", f"sqlite:///{shared / 'meltano.db'}")
+    with tempfile.TemporaryDirectory(prefix="meltano-migrate-") as own:
+        proc = subprocess.run(
+            [meltano_executable(), "upgrade", "database"],
+            cwd=root,
+            env={**env, "MELTANO_SYS_DIR_ROOT": own},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if proc.returncode != 0:
+        secrets = list(url_secrets(env["MELTANO_DATABASE_URI"].replace("+psycopg", "")))
+        raise LegFailed(f"`meltano upgrade database` exited {proc.returncode}: {redact(proc.stderr[-2000:], secrets)}")
+
+
+def run_leg(
+    company: Company,
+    direction: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> LegResult:
+    """Run one leg; stream its log lines (secrets removed) to on_line; raise LegFailed when it failed."""
+    base = dict(os.environ if environ is None else environ)
+    env = {**base, **company.resolved_env(base)}
+    secrets = _secrets(company, env)
+    root = Path(env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT)
+    shared = Path(env.get("MELTANO_SYS_DIR_ROOT") or root / ".meltano")
+    env.setdefault("MELTANO_DATABASE_URI", f"sqlite:///{shared / 'meltano.db'}")  # state outlives the run's dir
+    cmd = [meltano_executable(), "run", "--force", "--state-id-suffix", company.key, JOBS[direction]]
+    tail: list[str] = []
+    with tempfile.TemporaryDirectory(prefix=f"meltano-{direction}-") as own:
+        for name in PLUGIN_DIRS:
+            if (shared / name).exists():
+                (Path(own) / name).symlink_to(shared / name)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            env={**env, "MELTANO_SYS_DIR_ROOT": own},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = redact(raw.rstrip("\n"), secrets)
+            tail = [*tail[-199:], line]
+            if on_line is not None:
+                on_line(line)
+        rc = proc.wait()
+    result = LegResult(company.key, direction, rc, log_tail="\n".join(tail[-40:]))
+    result.run, result.failed_rows = _ledger_report(env, company.key, direction)
+    if rc != 0:
+        raise LegFailed(
+            f"{direction} leg of company {company.key!r}: `meltano run {JOBS[direction]}` exited {rc}\n"
+            f"{result.log_tail}"
+        )
+    return result
+
+
+def _ledger_report(env: Mapping[str, str], company: str, direction: str) -> tuple[dict[str, Any] | None, list[Any]]:
+    """The company's newest run of this direction and its failed rows, read-only (never creates a ledger)."""
+    target = "TARGET_QUICKBOOKS_MERGE" if direction == "forward" else "TARGET_COPERNIQ"
+    config = {
+        "ledger_url": env.get(f"{target}_LEDGER_URL") or env.get("SYNC_LEDGER_URL"),
+        "ledger_path": env.get(f"{target}_LEDGER_PATH")
+        or str(Path(env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT) / DEFAULT_LEDGER_PATH),
+        "company": company,
+    }
+    try:
+        place, key = ledger_place(config)
+        with Ledger(place, company=key, read_only=True, lock_timeout=30) as ledger:
+            run = ledger.last_run(direction=direction)
+            failed = ledger.log_rows(run_id=run["run_id"], failed_only=True, limit=FAILED_ROWS_SHOWN) if run else []
+            return run, failed
+    except (LedgerError, ValueError):
+        return None, []
+
+
+def _secrets(company: Company, env: Mapping[str, str]) -> list[str]:
+    """Every value a company's env resolves to from a `${...}` reference, plus ledger URLs' passwords."""
+    out = [env[name] for name, value in company.env.items() if "${" in value and env.get(name)]
+    for name in ("SYNC_LEDGER_URL", "MELTANO_DATABASE_URI"):
+        out += list(url_secrets(str(env.get(name) or "").replace("+psycopg", "")))
+    return [s for s in out if len(s) >= 4]
