@@ -267,6 +267,11 @@ def _ensure_schema(conn: Connection, loc: Location, read_only: bool) -> None:
     if int(row[0]) < SCHEMA_VERSION and not read_only:
         _migrate(conn, loc, int(row[0]))
         row = (str(SCHEMA_VERSION),)
+    if "counts_json" not in _columns(conn, "runs"):
+        raise LedgerError(
+            f"{where}: table `runs` there is not the sync ledger's (Meltano's system database has one of that name): "
+            "give the ledger a database of its own, or set `company` (a schema of its own)"
+        )
     if "link_key" not in _columns(conn, "id_map"):
         raise LedgerError(f"{where} was created by a pre-release sync-ledger (no id_map.link_key); delete it")
     if int(row[0]) > SCHEMA_VERSION:

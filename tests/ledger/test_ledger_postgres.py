@@ -221,3 +221,12 @@ def test_two_first_runs_create_one_company_schema(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         keys = conn.execute("SELECT key FROM company_newco.meta WHERE key LIKE 'p_' ORDER BY key").fetchall()
     assert [k[0] for k in keys] == ["p0", "p1", "p2", "p3"]
+
+
+def test_a_database_holding_meltanos_tables_is_refused_for_the_default_company(pg_url: str) -> None:
+    """Meltano's system database has a `runs` table of its own: the default company's ledger must not adopt it."""
+    raw_sql(pg_url, "CREATE TABLE runs (id SERIAL PRIMARY KEY, job_name VARCHAR, state VARCHAR)")
+    with pytest.raises(LedgerError, match="Meltano's system database"):
+        Ledger(pg_url)
+    with Ledger(pg_url, company="acme") as led:  # a schema of its own is fine
+        led.finish_run(led.start_run("forward"))
