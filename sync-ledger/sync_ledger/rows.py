@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,22 @@ def overall(outcomes: Iterable[Outcome]) -> str:
     """The row's status from its parts' outcomes: any failure fails it, then any wait, then done, else skipped."""
     kinds = {o.kind for o in outcomes}
     return next((k for k in ("failed", "wait", "done") if k in kinds), "skipped")
+
+
+#: What the reverse leg writes into each Coperniq record it creates: the forward leg knows such records by their
+#: content too, not only by their link, which the reverse leg commits just after the create (and never, if it dies
+#: in between) while a forward run of the same company may be reading Coperniq at that moment.
+REVERSE_MARKER_PREFIX = "qbo-merge:"  # invoice description: "... [qbo-merge:<Merge invoice id>]"
+REVERSE_PAYMENT_NOTE = "Synced from QuickBooks payment"  # payment notes: "Synced from QuickBooks payment <number>"
+
+
+def written_by_reverse(kind: str, payload: Mapping[str, Any]) -> bool:
+    """Does this Coperniq invoice or payment carry the reverse leg's mark?"""
+    if kind == "invoice":
+        return f"[{REVERSE_MARKER_PREFIX}" in str(payload.get("description") or "")
+    if kind == "payment":
+        return str(payload.get("notes") or "").startswith(REVERSE_PAYMENT_NOTE)
+    return False
 
 
 def echo_link(

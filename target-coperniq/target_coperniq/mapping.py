@@ -16,9 +16,10 @@ from decimal import Decimal
 from typing import Any
 
 from sync_ledger import to_decimal, to_money
+from sync_ledger.rows import REVERSE_MARKER_PREFIX, REVERSE_PAYMENT_NOTE
 
 #: Marker put in every invoice description the reverse leg writes: the natural key for crash recovery.
-MARKER_PREFIX = "qbo-merge:"
+MARKER_PREFIX = REVERSE_MARKER_PREFIX  # the forward leg knows our records by it (sync_ledger.rows)
 VOID_PREFIX = "[VOIDED IN QUICKBOOKS] "
 DELETED_PREFIX = "[DELETED IN QUICKBOOKS] "
 
@@ -206,5 +207,5 @@ def payment_body(payment: dict, amount: Decimal, reference: str, method: str) ->
         "paymentMethod": method,
         "paymentDate": iso(payment.get("transaction_date") or payment.get("created_at")),
         "paymentReference": reference,
-        "notes": f"Synced from QuickBooks payment {number}",
+        "notes": f"{REVERSE_PAYMENT_NOTE} {number}",
     }

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sync_ledger import Ledger, Link
-from sync_ledger.rows import Journal, PlanRow, RowLog
+from sync_ledger.rows import Journal, PlanRow, RowLog, written_by_reverse
 from sync_ledger.writer import BatchWriter, PlannedWrite
 
 from .errors import ConfigRefused, Disconnected, Unreachable
@@ -213,9 +213,12 @@ class Context:
         self.record(stream, source_id, "skipped", reason, **log)
         self.mark(stream, source_id, "skipped", reason)
 
-    def echo(self, stream: str, kind: str, source_id: str, status: str) -> bool:
-        """A Coperniq record the reverse leg wrote from QuickBooks must not be pushed back (duplicate in QBO)."""
-        if (kind, source_id) in self.links or not self.links.echo(kind, source_id):
+    def echo(self, stream: str, kind: str, source_id: str, status: str, payload: Mapping[str, Any]) -> bool:
+        """A Coperniq record the reverse leg wrote from QuickBooks must not be pushed back (duplicate in QBO): known
+        by its link, or by the mark it carries (a reverse run may not have committed the link yet, or died)."""
+        if (kind, source_id) in self.links:
+            return False
+        if not self.links.echo(kind, source_id) and not written_by_reverse(kind, payload):
             return False
         if status != "skipped":
             self.skip(stream, source_id, f"{kind} was created from QuickBooks by the reverse leg: not echoed back")

@@ -87,7 +87,7 @@ class InvoiceSync:
 
     def _invoice(self, iid: str, inv: Mapping[str, Any], status: str) -> None:
         ctx = self.ctx
-        if ctx.echo("invoices", "invoice", iid, status):
+        if ctx.echo("invoices", "invoice", iid, status, inv):
             return
         link = ctx.links.get("invoice", iid)
         if self.credits.handles(inv, link):

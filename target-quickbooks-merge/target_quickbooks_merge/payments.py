@@ -63,7 +63,7 @@ class PaymentSync:
 
     def _payment(self, pay_id: str, pay: Mapping[str, Any], status: str) -> None:
         ctx = self.ctx
-        if ctx.echo("payments", "payment", pay_id, status):
+        if ctx.echo("payments", "payment", pay_id, status, pay):
             return
         pay_status = str(pay.get("status") or "").upper()
         link = ctx.links.get("payment", pay_id)

@@ -109,3 +109,23 @@ def test_a_payment_recorded_in_both_systems_is_counted_once_on_each_side(
     forward.run()
     assert len(merge_sandbox.app.state.table("payments")) == qbo_payments_before  # not pushed a second time
     assert st.invoices[iid]["amountPaid"] == paid
+
+
+def test_a_reverse_record_without_its_link_is_still_not_echoed(
+    coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path
+) -> None:
+    """Forward and reverse run at once on PostgreSQL: a forward run may read a Coperniq invoice and payment the
+    reverse leg has just created but not linked yet (or never will: it died in between). Their marks (the invoice's
+    `[qbo-merge:...]` description, the payment's notes) keep them out of QuickBooks anyway."""
+    rt = round_trip(coperniq_sandbox, merge_sandbox, tmp_path)
+    with Ledger(rt["ledger"]) as ledger:  # as if the reverse run had not committed its links
+        reverse = [link for link in ledger.links("quickbooks") if link.target_system == "coperniq"]
+        assert {link.source_type for link in reverse} >= {"invoice", "payment"}
+        ledger._c.conn.execute("DELETE FROM id_map WHERE source_system = 'quickbooks'")
+        ledger._c.link_cache.clear()
+    rt["forward"].run()
+    merge = merge_sandbox.app
+    assert {t: len(merge.state.table(t)) for t in ("invoices", "payments", "contacts")} == rt["merge_counts"]
+    reasons = {r["reason"] for r in log_rows(rt["ledger"], action="skipped", direction="forward")}
+    assert "invoice was created from QuickBooks by the reverse leg: not echoed back" in reasons
+    assert "payment was created from QuickBooks by the reverse leg: not echoed back" in reasons
