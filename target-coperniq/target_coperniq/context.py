@@ -20,6 +20,7 @@ DIRECTION = "reverse"
 INTENT_PREFIX = "target-coperniq:"
 FORWARD_ECHO = "written by the forward leg"
 NOT_SYNCED = "customer not synced from Coperniq"
+FORWARD_IN_FLIGHT = "the forward leg is writing records of this kind to QuickBooks (a pending intent): tried again"
 DEFAULT_LINE_ITEM_NAME = "QuickBooks line item"
 DEFAULT_PARALLEL_WRITES = 4
 #: Coperniq allows 100 requests/s per key; more threads than this only wait on the token bucket

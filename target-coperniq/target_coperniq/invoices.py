@@ -11,7 +11,7 @@ from typing import Any
 from sync_ledger import ApiError, Link, fingerprint
 from sync_ledger.rows import Outcome, Wait
 from target_coperniq.catalog import Catalog
-from target_coperniq.context import FORWARD_ECHO, INTENT_PREFIX, NOT_SYNCED, SOURCE, TARGET, Context
+from target_coperniq.context import FORWARD_ECHO, FORWARD_IN_FLIGHT, INTENT_PREFIX, NOT_SYNCED, SOURCE, TARGET, Context
 from target_coperniq.invoice_update import InvoiceUpdateError, update_invoice_lines
 from target_coperniq.lookups import Lookups
 from target_coperniq.mapping import (
@@ -50,6 +50,8 @@ class InvoiceRules:
         link = self.lookups.reverse_link("invoice", rid)
         if gone:
             return [self._void(rid, inv, link, gone)]
+        if link is None and self.lookups.forward_in_flight("invoice"):
+            return [Outcome("wait", rid, reason=FORWARD_IN_FLIGHT)]
         record = self.lookups.record_for(inv.get("contact"))
         if record is None:
             return [Outcome("wait", rid, reason=NOT_SYNCED)]

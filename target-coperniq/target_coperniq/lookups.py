@@ -9,6 +9,12 @@ from sync_ledger import Ledger, Link
 from sync_ledger.rows import echo_link
 from target_coperniq.context import SOURCE, TARGET
 
+#: The forward leg's write-ahead intents (key prefixes) that create a QuickBooks record of each kind.
+FORWARD_WRITES = {
+    "invoice": ("forward:invoice:",),
+    "payment": ("forward:payment:", "forward:replace:payment:"),
+}
+
 
 class Lookups:
     """Both legs write links to one ledger; the direction of a link decides echo (skip) or own write (update)."""
@@ -21,6 +27,13 @@ class Lookups:
         return echo_link(
             self.ledger, SOURCE, target_type, merge_id, other=TARGET, remote_id=str(remote_id) if remote_id else None
         )
+
+    def forward_in_flight(self, kind: str) -> bool:
+        """Does the forward leg have a create of this kind (invoice, payment) announced but not linked yet? Its
+        intent is durable before the QuickBooks call and ends in the transaction that saves the link, so a
+        QuickBooks record this leg reads while one is pending may be that create: it waits for the forward leg
+        (running now, or its next run after a crash) instead of being imported as the bookkeeper's."""
+        return any(self.ledger.pending_intents(prefix) for prefix in FORWARD_WRITES.get(kind, ()))
 
     def reverse_link(self, source_type: str, source_id: str) -> Link | None:
         """The link this leg wrote for a QuickBooks record, once it has its Coperniq id."""

@@ -9,7 +9,7 @@ from typing import Any
 from sync_ledger import Link, fingerprint, to_money
 from sync_ledger.rows import Outcome
 from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
-from target_coperniq.context import FORWARD_ECHO, INTENT_PREFIX, NOT_SYNCED, SOURCE, TARGET, Context
+from target_coperniq.context import FORWARD_ECHO, FORWARD_IN_FLIGHT, INTENT_PREFIX, NOT_SYNCED, SOURCE, TARGET, Context
 from target_coperniq.lookups import Lookups
 from target_coperniq.mapping import invoice_applications, payment_body, payment_source_id
 from target_coperniq.writes import Decision, Write
@@ -38,6 +38,12 @@ class PaymentRules:
             return [Outcome("skipped", rid, "skipped", "not applied to any invoice")]
         if pay.get("contact") and self.lookups.record_for(pay["contact"]) is None:
             return [Outcome("wait", rid, reason=NOT_SYNCED)]
+        known = any(
+            self.lookups.reverse_link("payment", payment_source_id(rid, inv, applications))
+            for inv, _, _ in applications
+        )
+        if not known and not pay.get("remote_was_deleted") and self.lookups.forward_in_flight("payment"):
+            return [Outcome("wait", rid, reason=FORWARD_IN_FLIGHT)]
         return [self._application(rid, pay, invoice_id, amount, applications) for invoice_id, amount, _ in applications]
 
     def _twin_payment(self, invoice: str, body: dict[str, Any]) -> dict[str, Any] | None:

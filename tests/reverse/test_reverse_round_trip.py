@@ -129,3 +129,45 @@ def test_a_reverse_record_without_its_link_is_still_not_echoed(
     reasons = {r["reason"] for r in log_rows(rt["ledger"], action="skipped", direction="forward")}
     assert "invoice was created from QuickBooks by the reverse leg: not echoed back" in reasons
     assert "payment was created from QuickBooks by the reverse leg: not echoed back" in reasons
+
+
+def test_a_forward_create_in_flight_is_not_imported_before_its_link(
+    coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path
+) -> None:
+    """The reverse leg reads a QuickBooks invoice and payment the forward leg has just created, before the forward
+    run saved their links (both legs at once), or after it died in between: its intents are still pending, so
+    they wait instead of coming back into Coperniq as the bookkeeper's; once the forward leg links them they are
+    echoes, skipped."""
+    from sandbox.seed import seed_coperniq
+
+    seed_coperniq(coperniq_sandbox.app, projects=8, seed=7)
+    ledger_path = tmp_path / "sync-ledger.duckdb"
+    forward = Pipeline(
+        coperniq_sandbox,
+        merge_sandbox,
+        ledger_path,
+        config={"trigger_phases": BOTH_TRIGGERS, "backfill": True, "invoice_sync": True, "default_item": "Services"},
+    )
+    forward.run()
+    with Ledger(ledger_path) as ledger:  # the forward run's invoice and payment links "not committed yet"
+        saved = [link for link in ledger.links("coperniq") if link.source_type in ("invoice", "payment")]
+        assert {link.source_type for link in saved} == {"invoice", "payment"}
+        ledger._c.conn.execute("DELETE FROM id_map WHERE source_type IN ('invoice', 'payment')")
+        ledger._c.link_cache.clear()
+        ledger.begin_intents([(f"forward:{link.source_type}:{link.source_id}", {}) for link in saved])
+    before = set(coperniq_sandbox.state.invoices)
+    paid = {i: len(p) for i, p in coperniq_sandbox.state.payments.items()}
+
+    state = reverse_run(merge_sandbox, coperniq_sandbox, ledger_path, None)
+    assert set(coperniq_sandbox.state.invoices) == before  # nothing imported
+    assert {i: len(p) for i, p in coperniq_sandbox.state.payments.items()} == paid
+    waits = [r for r in log_rows(ledger_path) if "pending intent" in r["reason"]]
+    assert {r["stream"] for r in waits} >= {"invoices", "payments"}
+
+    with Ledger(ledger_path) as ledger:  # the forward leg finishes: links saved, intents ended in one go
+        with ledger.transaction():
+            ledger.upsert_links(saved)
+            ledger.end_intents([f"forward:{link.source_type}:{link.source_id}" for link in saved])
+    reverse_run(merge_sandbox, coperniq_sandbox, ledger_path, state)
+    assert set(coperniq_sandbox.state.invoices) == before  # echoes: skipped, never imported
+    assert {i: len(p) for i, p in coperniq_sandbox.state.payments.items()} == paid
