@@ -164,10 +164,10 @@ def test_a_forward_create_in_flight_is_not_imported_before_its_link(
     waits = [r for r in log_rows(ledger_path) if "pending intent" in r["reason"]]
     assert {r["stream"] for r in waits} >= {"invoices", "payments"}
 
-    with Ledger(ledger_path) as ledger:  # the forward leg finishes: links saved, intents ended in one go
-        with ledger.transaction():
-            ledger.upsert_links(saved)
-            ledger.end_intents([f"forward:{link.source_type}:{link.source_id}" for link in saved])
+    # the forward leg finishes: links saved, intents ended in one go
+    with Ledger(ledger_path) as ledger, ledger.transaction():
+        ledger.upsert_links(saved)
+        ledger.end_intents([f"forward:{link.source_type}:{link.source_id}" for link in saved])
     reverse_run(merge_sandbox, coperniq_sandbox, ledger_path, state)
     assert set(coperniq_sandbox.state.invoices) == before  # echoes: skipped, never imported
     assert {i: len(p) for i, p in coperniq_sandbox.state.payments.items()} == paid
