@@ -14,7 +14,10 @@ Steps (each one a Meltano command a user can run by hand):
 
 With sandboxes started here, everything (ledger, warehouse, Meltano state) lives in --workdir (output/reconcile),
 wiped first, so each run is reproducible and never touches the dev ledger or state. With --no-sandboxes the
-project's own ledger and state are used (the ledger must not be locked by a running target).
+project's own ledger and state are used (the ledger must not be locked by a running target). A ledger on PostgreSQL
+(--ledger-url or env SYNC_LEDGER_URL, company --company or env SYNC_COMPANY) is exported, after the sync legs, to
+<workdir>/ledger-snapshot.duckdb (sync_ledger.ledger_export), and dbt reads that file: dbt-duckdb attaches DuckDB
+files, and DuckDB's postgres extension cannot be downloaded offline.
 
 Exit code: 0, or 1 when --fail-on-mismatch and a problem is reported, or 2 when the pipeline itself failed.
 """
@@ -56,6 +59,8 @@ RECONCILE_SELECT = {
 }
 #: The dbt var tracking_category_mapping comes from this env var (transform/dbt_project.yml), JSON text.
 TRACKING_MAPPING_ENV = "RECONCILE_TRACKING_CATEGORY_MAPPING"
+#: With a PostgreSQL ledger (--no-sandboxes), the DuckDB copy dbt reads, in --workdir.
+LEDGER_SNAPSHOT = "ledger-snapshot.duckdb"
 
 
 def meltano_bin() -> str:
@@ -220,6 +225,19 @@ def forward_tracking_mapping(env: dict[str, str], log: Path) -> str:
         return "{}"
 
 
+def ledger_snapshot(url: str, company: str | None, dest: Path) -> Path | None:
+    """Export the company's ledger on PostgreSQL to the DuckDB file `dest` for dbt (replaced atomically); None, and
+    no file, when the company has no ledger there yet (dbt then attaches an empty ledger: every pair unlinked)."""
+    from sync_ledger.ledger import LedgerNotFoundError
+    from sync_ledger.ledger_export import export_to_duckdb
+
+    try:
+        return export_to_duckdb(url, company, dest)
+    except LedgerNotFoundError:
+        dest.unlink(missing_ok=True)  # never let dbt read an older snapshot
+        return None
+
+
 def read_results(warehouse: Path, limit: int = 20) -> dict[str, Any]:
     """The reconciliation results as plain Python (read-only; used by the printer and the tests)."""
     import duckdb
@@ -347,11 +365,38 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="warehouse file (default <workdir>/warehouse.duckdb, or .meltano/warehouse.duckdb with --no-sandboxes)",
     )
+    p.add_argument(
+        "--ledger-url",
+        default=None,
+        help="with --no-sandboxes: the sync ledger on PostgreSQL, postgresql://user:password@host:5432/db (default: "
+        "env SYNC_LEDGER_URL), exported to <workdir>/ledger-snapshot.duckdb for dbt; also given to the sync legs. "
+        "A secret: prefer the env var (flags show up in `ps`)",
+    )
+    p.add_argument(
+        "--company",
+        default=None,
+        help="with a PostgreSQL ledger: the company (tenant) to reconcile (default: env SYNC_COMPANY, else the "
+        "default company); also given to the sync legs",
+    )
     p.add_argument("--fail-on-mismatch", action="store_true", help="exit 1 when a problem is reported")
     p.add_argument("--limit", type=int, default=20, help="rows listed per section")
     a = p.parse_args(argv)
 
     own_sandboxes = not a.no_sandboxes
+    if own_sandboxes and (a.ledger_url or a.company):
+        p.error("--ledger-url and --company need --no-sandboxes (with sandboxes the run has a DuckDB ledger)")
+    ledger_url: str | None = None
+    company: str | None = None
+    if not own_sandboxes:
+        from sync_ledger.util import is_postgres_url
+
+        ledger_url = (a.ledger_url or os.environ.get("SYNC_LEDGER_URL") or "").strip() or None
+        if ledger_url and not is_postgres_url(ledger_url):
+            p.error("--ledger-url / SYNC_LEDGER_URL must be a postgresql://user:password@host:5432/db URL")
+        company = (a.company or os.environ.get("SYNC_COMPANY") or "").strip() or None
+        if a.company and not ledger_url:
+            # dbt reads the default company's tables of a DuckDB ledger file (schema main)
+            p.error("--company needs a PostgreSQL ledger (--ledger-url or env SYNC_LEDGER_URL)")
     workdir: Path = a.workdir.resolve()
     if own_sandboxes and workdir.exists():
         shutil.rmtree(workdir)
@@ -374,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
         env.setdefault("TARGET_QUICKBOOKS_MERGE_BACKFILL", "true")
     if a.environment:
         env["MELTANO_ENVIRONMENT"] = a.environment
+    if ledger_url:  # the sync legs read both (meltano.yml: ledger_url $SYNC_LEDGER_URL, company $SYNC_COMPANY)
+        env["SYNC_LEDGER_URL"] = ledger_url
+        if company:
+            env["SYNC_COMPANY"] = company
     # the loaders (duckdb 1.2) must create the warehouse file, not dbt (see meltano.yml target-duckdb)
     if own_sandboxes and warehouse.exists():
         warehouse.unlink()
@@ -402,8 +451,29 @@ def main(argv: list[str] | None = None) -> int:
             env[TRACKING_MAPPING_ENV] = forward_tracking_mapping(env, logs / "tracking-mapping.log")
         configured = "set" if env[TRACKING_MAPPING_ENV] != "{}" else "not set: classes are not compared"
         print(f"tracking_category_mapping of target-quickbooks-merge: {configured}", flush=True)
+        reconcile_env = {**env, **RECONCILE_SELECT}
+        if ledger_url:
+            from sync_ledger.ledger_db import redact_url
+            from sync_ledger.util import redact, url_secrets
+
+            snapshot = workdir / LEDGER_SNAPSHOT
+            where = redact_url(ledger_url) + (f" (company {company})" if company else "")
+            started = time.monotonic()
+            try:
+                exported = ledger_snapshot(ledger_url, company, snapshot)
+            except Exception as exc:  # noqa: BLE001 - reported (without the password), then exit 2
+                reason = redact(f"{type(exc).__name__}: {exc}", url_secrets(ledger_url))
+                print(f"  FAIL exporting the sync ledger {where}: {reason}", file=sys.stderr, flush=True)
+                return 2
+            if exported is None:
+                print(f"  note: no sync ledger for {where} yet: dbt uses an empty ledger", flush=True)
+            else:
+                took = time.monotonic() - started
+                print(f"  ok   exported the sync ledger {where} to {snapshot}  ({took:.1f} s)", flush=True)
+            # the dbt-duckdb utility's ledger_path (env SYNC_LEDGER_PATH); the sync legs keep the URL
+            reconcile_env["SYNC_LEDGER_PATH"] = reconcile_env["DBT_DUCKDB_LEDGER_PATH"] = str(snapshot)
         print("landing both sides into DuckDB and running dbt:", flush=True)
-        rc = meltano(["run", "reconcile"], {**env, **RECONCILE_SELECT}, logs / "reconcile.log")
+        rc = meltano(["run", "reconcile"], reconcile_env, logs / "reconcile.log")
         if rc != 0:
             pipeline_failed = True
             print("  the reconcile job failed (a dbt test, or a tap/loader): the summary may be partial", flush=True)
