@@ -4,9 +4,8 @@ Why `meltano run` and not dagster-meltano: dagster-meltano 1.5 predates Meltano 
 options Meltano 4.4.1 no longer has); a subprocess is all an op needs, and it is exactly what a person runs.
 Why the ledger for the result: both targets record every run there (status, per-stream counts, failed rows with
 their reasons), so the numbers Dagster shows are the ones `coperniq-qbo runs` shows.
-Why a .meltano of its own per run: Meltano writes each plugin's config and catalog under .meltano/run/<plugin>/,
-which runs of several companies at once on one worker would share; each run gets a fresh directory that links to
-the installed plugins, and the system database (state) stays where MELTANO_DATABASE_URI says.
+Several companies' runs on one worker share its .meltano: `meltano run` keeps each run's plugin config, catalog and
+logs in a directory of the run's own (.meltano/run/elt/<state id>/<run id>/), and its state in the system database.
 Why `--force`: Meltano refuses a run while the last one of the same state id still looks alive (its heartbeat is
 younger than 5 minutes), so a worker killed mid-run would block its company for 5 minutes. Overlap is prevented
 by Dagster's run queue (one run per company and leg) and, on PostgreSQL, by the ledger's run lock instead.
@@ -18,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +32,6 @@ PROJECT_ROOT = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path(__file__).res
 #: meltano.yml's jobs for the two legs (its schedules name the same jobs).
 JOBS = {"forward": "coperniq-to-quickbooks", "reverse": "quickbooks-to-coperniq"}
 FAILED_ROWS_SHOWN = 20
-#: What a run's own .meltano links to from the shared one: the installed plugins.
-PLUGIN_DIRS = ("extractors", "loaders", "utilities", "mappers", "transformers", "orchestrators", "files")
 
 
 class LegFailed(Exception):
@@ -79,20 +75,16 @@ def prepare_system_db(environ: Mapping[str, str] | None = None) -> None:
     """Apply Meltano's system-database migrations once, before runs fan out: the first runs of several companies
     on a new database would otherwise all migrate it at once, and all but one fail (a unique violation)."""
     env = dict(os.environ if environ is None else environ)
-    root = Path(env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT)
-    shared = Path(env.get("MELTANO_SYS_DIR_ROOT") or root / ".meltano")
-    env.setdefault("MELTANO_DATABASE_URI", f"sqlite:///{shared / 'meltano.db'}")
-    with tempfile.TemporaryDirectory(prefix="meltano-migrate-") as own:
-        proc = subprocess.run(
-            [meltano_executable(), "upgrade", "database"],
-            cwd=root,
-            env={**env, "MELTANO_SYS_DIR_ROOT": own},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+    proc = subprocess.run(
+        [meltano_executable(), "upgrade", "database"],
+        cwd=env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
-        secrets = list(url_secrets(env["MELTANO_DATABASE_URI"].replace("+psycopg", "")))
+        secrets = list(url_secrets(str(env.get("MELTANO_DATABASE_URI") or "").replace("+psycopg", "")))
         raise LegFailed(f"`meltano upgrade database` exited {proc.returncode}: {redact(proc.stderr[-2000:], secrets)}")
 
 
@@ -107,31 +99,24 @@ def run_leg(
     base = dict(os.environ if environ is None else environ)
     env = {**base, **company.resolved_env(base)}
     secrets = _secrets(company, env)
-    root = Path(env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT)
-    shared = Path(env.get("MELTANO_SYS_DIR_ROOT") or root / ".meltano")
-    env.setdefault("MELTANO_DATABASE_URI", f"sqlite:///{shared / 'meltano.db'}")  # state outlives the run's dir
     cmd = [meltano_executable(), "run", "--force", "--state-id-suffix", company.key, JOBS[direction]]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
     tail: list[str] = []
-    with tempfile.TemporaryDirectory(prefix=f"meltano-{direction}-") as own:
-        for name in PLUGIN_DIRS:
-            if (shared / name).exists():
-                (Path(own) / name).symlink_to(shared / name)
-        proc = subprocess.Popen(
-            cmd,
-            cwd=root,
-            env={**env, "MELTANO_SYS_DIR_ROOT": own},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-        )
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = redact(raw.rstrip("\n"), secrets)
-            tail = [*tail[-199:], line]
-            if on_line is not None:
-                on_line(line)
-        rc = proc.wait()
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = redact(raw.rstrip("\n"), secrets)
+        tail = [*tail[-199:], line]
+        if on_line is not None:
+            on_line(line)
+    rc = proc.wait()
     result = LegResult(company.key, direction, rc, log_tail="\n".join(tail[-40:]))
     result.run, result.failed_rows = _ledger_report(env, company.key, direction)
     if rc != 0:

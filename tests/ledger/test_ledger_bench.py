@@ -1,4 +1,5 @@
-"""Ledger throughput at target scale (50k records by default, LEDGER_BENCH_N=100000 for the full scale).
+"""Ledger throughput at scale (20k records by default, LEDGER_BENCH_N=100000 for the full scale; the figures at 100k
+on both backends are bench/ledger_backends.py's, in bench/RESULTS.md).
 
 Prints figures; the only bounds are very generous, so a loaded CI box does not flake while an accidental
 per-record SQL round trip (minutes at this scale) still fails."""
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from sync_ledger import Ledger, Link, fingerprint
 
-N = int(os.environ.get("LEDGER_BENCH_N", "50000"))  # LEDGER_BENCH_N=100000 for the full target scale
+N = int(os.environ.get("LEDGER_BENCH_N", "20000"))  # LEDGER_BENCH_N=100000 for the full target scale
 WRITE_SAMPLE = min(N, 1000)  # write-through calls cost ~1-2 ms each: measure a sample, extrapolate
 
 
@@ -92,5 +93,6 @@ def test_ledger_bench_100k(tmp_path: Path) -> None:
     for name, seconds in figures.items():
         n = figures_per.get(name, N)
         print(f"  {name:<42} {seconds:7.2f} s  ({seconds / n * 1e6:7.1f} us/record)")
-    assert figures["stage (new)"] < 60
-    assert figures["staged+get_link+mark+log (unchanged)"] < 60
+    # 2 ms per record: an accidental per-record SQL round trip costs about that on DuckDB
+    assert figures["stage (new)"] < 60 * N / 30_000
+    assert figures["staged+get_link+mark+log (unchanged)"] < 60 * N / 30_000

@@ -201,11 +201,19 @@ def expected_forward(coperniq: Any, triggers: dict[str, str] | None = None) -> d
 
 
 def assert_forward_complete(
-    coperniq: Any, merge: Any, ignore_remote_ids: set[str] = frozenset(), ignore_numbers: set[str] = frozenset()
+    coperniq: Any,
+    merge: Any,
+    ignore_remote_ids: set[str] = frozenset(),
+    ignore_numbers: set[str] = frozenset(),
+    *,
+    invoices: bool = True,
 ) -> dict[str, Any]:
     """QuickBooks holds every expected customer/job/invoice/payment exactly once (rows made from records that are
-    not in the Coperniq sandbox, e.g. a test corpus, are left out by QBO Id / invoice number)."""
+    not in the Coperniq sandbox, e.g. a test corpus, are left out by QBO Id / invoice number). `invoices=False`:
+    invoice_sync was off, so QuickBooks must hold no invoice or payment at all."""
     exp = expected_forward(coperniq)
+    if not invoices:
+        exp = {**exp, "invoice_numbers": [], "payments_per_invoice": {}}
     everything = qbo_customers(merge)
     names = [c["DisplayName"].casefold() for c in everything]
     ours = [c for c in everything if str(c["Id"]) not in ignore_remote_ids]
