@@ -634,6 +634,17 @@ def write_results(
     return path
 
 
+def bench_script(name: str, args: list[str], notes: list[str]) -> str:
+    """Run another bench script of bench/ and keep the end of its output (its table) for RESULTS.md."""
+    print(f"== {name} {' '.join(args)}", flush=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / name), *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if proc.returncode:
+        notes.append(f"{name} exited {proc.returncode}: {proc.stderr[-300:]}")
+    return proc.stdout[-6000:]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
@@ -683,31 +694,11 @@ def main(argv: list[str] | None = None) -> int:
     tap_table = ""
     if not args.skip_tap_bench:
         tap_n = args.tap_bench_projects or (2000 if args.quick else max(sizes))
-        print(f"== tap_bench.py --projects {tap_n}", flush=True)
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "tap_bench.py"), "--projects", str(tap_n)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        tap_table = proc.stdout[-6000:]
-        if proc.returncode:
-            notes.append(f"tap_bench.py exited {proc.returncode}: {proc.stderr[-300:]}")
+        tap_table = bench_script("tap_bench.py", ["--projects", str(tap_n)], notes)
     ledger_table = ""
     if args.ledger_backends:
         links = args.ledger_links or (2000 if args.quick else 100_000)
-        print(f"== ledger_backends.py --links {links}", flush=True)
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "ledger_backends.py"), "--links", str(links)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        ledger_table = proc.stdout[-6000:]
-        if proc.returncode:
-            notes.append(f"ledger_backends.py exited {proc.returncode}: {proc.stderr[-300:]}")
+        ledger_table = bench_script("ledger_backends.py", ["--links", str(links)], notes)
     path = write_results(results, rl, tap_table, notes, output, ledger_table=ledger_table)
     print(path.read_text())
     bad = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,27 @@ import duckdb
 import psycopg
 
 BACKENDS = ("duckdb", "postgres")
+
+#: A process that writes to a ledger (argv: place, company or nothing) until it is killed: each link and its intent
+#: in one transaction, then a staged row and a log line; prints "locked" once its run has started.
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from sync_ledger import Ledger, Link
+    with Ledger(sys.argv[1], company=sys.argv[2] if len(sys.argv) > 2 else None) as led:
+        run = led.start_run("forward")
+        print("locked", flush=True)
+        i = 0
+        while True:  # killed from outside, mid-write
+            with led.transaction():
+                led.begin_intent(f"k{i}", {"i": i})
+                led.upsert_link(Link("coperniq", "account", str(i), "quickbooks", "customer", f"u{i}"))
+                led.end_intent(f"k{i}")
+            led.stage("coperniq", "accounts", [(str(i), {"id": i})])
+            led.log(run, direction="forward", stream="accounts", source_id=str(i), action="created")
+            i += 1
+    """
+)
 
 
 def raw_sql(place: Path | str, sql: str, *, schema: str | None = None) -> list[tuple[Any, ...]]:

@@ -14,6 +14,8 @@ import pytest
 
 from sync_ledger import Ledger, LedgerLockedError, Link
 
+from .places import WRITER
+
 HOLDER = textwrap.dedent(
     """
     import sys, time
@@ -25,25 +27,6 @@ HOLDER = textwrap.dedent(
             sys.stdin.readline()
         else:
             time.sleep(float(sys.argv[2]))
-    """
-)
-
-WRITER = textwrap.dedent(
-    """
-    import sys
-    from sync_ledger import Ledger, Link
-    with Ledger(sys.argv[1]) as led:
-        run = led.start_run("forward")
-        print("locked", flush=True)
-        i = 0
-        while True:  # killed from outside, mid-write
-            with led.transaction():
-                led.begin_intent(f"k{i}", {"i": i})
-                led.upsert_link(Link("coperniq", "account", str(i), "quickbooks", "customer", f"u{i}"))
-                led.end_intent(f"k{i}")
-            led.stage("coperniq", "accounts", [(str(i), {"id": i})])
-            led.log(run, direction="forward", stream="accounts", source_id=str(i), action="created")
-            i += 1
     """
 )
 

@@ -18,7 +18,7 @@ import pytest
 from sync_ledger import Ledger, LedgerError, LedgerLockedError, LedgerNotFoundError, Link
 from sync_ledger.ledger_db import schema_for
 
-from .places import raw_sql
+from .places import WRITER, raw_sql
 
 RUNNER = textwrap.dedent(
     """
@@ -31,25 +31,6 @@ RUNNER = textwrap.dedent(
         print(run, flush=True)
         if sys.stdin.readline().strip() == "finish":
             led.finish_run(run)
-    """
-)
-
-WRITER = textwrap.dedent(
-    """
-    import sys
-    from sync_ledger import Ledger, Link
-    with Ledger(sys.argv[1], company="acme") as led:
-        run = led.start_run("forward")
-        print(run, flush=True)
-        i = 0
-        while True:  # killed from outside, mid-write
-            with led.transaction():
-                led.begin_intent(f"k{i}", {"i": i})
-                led.upsert_link(Link("coperniq", "account", str(i), "quickbooks", "customer", f"u{i}"))
-                led.end_intent(f"k{i}")
-            led.stage("coperniq", "accounts", [(str(i), {"id": i})])
-            led.log(run, direction="forward", stream="accounts", source_id=str(i), action="created")
-            i += 1
     """
 )
 
@@ -116,7 +97,7 @@ def test_a_killed_run_frees_its_lock_and_is_marked_interrupted(pg_url: str) -> N
 
 
 def test_kill_9_mid_write_leaves_every_transaction_whole(pg_url: str) -> None:
-    writer, _ = _start(WRITER, pg_url)
+    writer, _ = _start(WRITER, pg_url, "acme")
     for _ in range(600):  # until some writes are committed (no fixed sleep)
         if raw_sql(pg_url, "SELECT count(*) FROM id_map", schema="company_acme")[0][0] >= 20:
             break

@@ -12,6 +12,21 @@ from sync_ledger import Ledger
 from tests.target_quickbooks_merge.qbm_helpers import BOTH_TRIGGERS, Pipeline
 
 
+def synced_forward(coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> Pipeline:
+    """8 seeded projects synced forward with their invoices and payments (default item Services)."""
+    from sandbox.seed import seed_coperniq
+
+    seed_coperniq(coperniq_sandbox.app, projects=8, seed=7)
+    forward = Pipeline(
+        coperniq_sandbox,
+        merge_sandbox,
+        tmp_path / "sync-ledger.duckdb",
+        config={"trigger_phases": BOTH_TRIGGERS, "backfill": True, "invoice_sync": True, "default_item": "Services"},
+    )
+    forward.run()
+    return forward
+
+
 def round_trip(coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> dict[str, Any]:
     """Forward run, an invoice + payment entered in QuickBooks for a synced job, reverse run."""
     from sandbox.seed import seed_coperniq
@@ -82,17 +97,8 @@ def test_a_payment_recorded_in_both_systems_is_counted_once_on_each_side(
     """The client paid 100; the office recorded it in Coperniq and the bookkeeper in QuickBooks before the sync
     linked them. The reverse leg runs first: it links the QuickBooks payment to Coperniq's instead of importing
     it, and the forward leg then does not push Coperniq's: each side shows 100 paid once."""
-    from sandbox.seed import seed_coperniq
-
-    seed_coperniq(coperniq_sandbox.app, projects=8, seed=7)
-    ledger_path = tmp_path / "sync-ledger.duckdb"
-    forward = Pipeline(
-        coperniq_sandbox,
-        merge_sandbox,
-        ledger_path,
-        config={"trigger_phases": BOTH_TRIGGERS, "backfill": True, "invoice_sync": True, "default_item": "Services"},
-    )
-    forward.run()
+    forward = synced_forward(coperniq_sandbox, merge_sandbox, tmp_path)
+    ledger_path = forward.ledger_path
     st = coperniq_sandbox.state
     with Ledger(ledger_path) as ledger:
         links = {link.source_id: link for link in ledger.links("coperniq", "invoice") if link.target_id}
@@ -138,17 +144,8 @@ def test_a_forward_create_in_flight_is_not_imported_before_its_link(
     run saved their links (both legs at once), or after it died in between: its intents are still pending, so
     they wait instead of coming back into Coperniq as the bookkeeper's; once the forward leg links them they are
     echoes, skipped."""
-    from sandbox.seed import seed_coperniq
-
-    seed_coperniq(coperniq_sandbox.app, projects=8, seed=7)
-    ledger_path = tmp_path / "sync-ledger.duckdb"
-    forward = Pipeline(
-        coperniq_sandbox,
-        merge_sandbox,
-        ledger_path,
-        config={"trigger_phases": BOTH_TRIGGERS, "backfill": True, "invoice_sync": True, "default_item": "Services"},
-    )
-    forward.run()
+    forward = synced_forward(coperniq_sandbox, merge_sandbox, tmp_path)
+    ledger_path = forward.ledger_path
     with Ledger(ledger_path) as ledger:  # the forward run's invoice and payment links "not committed yet"
         saved = [link for link in ledger.links("coperniq") if link.source_type in ("invoice", "payment")]
         assert {link.source_type for link in saved} == {"invoice", "payment"}
