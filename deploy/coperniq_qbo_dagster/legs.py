@@ -1,7 +1,9 @@
 """One leg of one company: `meltano run --state-id-suffix <company> <job>`, then what the ledger says it did.
 
-Why `meltano run` and not dagster-meltano: dagster-meltano 1.5 predates Meltano 4 (it drives `meltano invoke` with
-options Meltano 4.4.1 no longer has); a subprocess is all an op needs, and it is exactly what a person runs.
+Why not dagster-meltano: its newest release (1.5.5) makes one op per meltano.yml job (from `meltano job list`) that
+runs `meltano run <job>` with fixed env; it has no company partition and no state id suffix, which is what one run
+per company needs, so an op would still have to build both. A subprocess is all an op needs, and it runs exactly
+what a person runs.
 Why the ledger for the result: both targets record every run there (status, per-stream counts, failed rows with
 their reasons), so the numbers Dagster shows are the ones `coperniq-qbo runs` shows.
 Several companies' runs on one worker share its .meltano: `meltano run` keeps each run's plugin config, catalog and
