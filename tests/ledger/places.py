@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -48,3 +50,21 @@ def raw_sql(place: Path | str, sql: str, *, schema: str | None = None) -> list[t
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def start_script(script: str, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start `python -c script args...` with pipes; wait for its first line (it prints one once it holds what the
+    test needs) and return the process and that line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    line = proc.stdout.readline().strip()
+    if not line:
+        proc.kill()
+        raise AssertionError(f"process did not start: {proc.stderr.read()}")
+    return proc, line

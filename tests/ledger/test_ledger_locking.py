@@ -14,7 +14,7 @@ import pytest
 
 from sync_ledger import Ledger, LedgerLockedError, Link
 
-from .places import WRITER
+from .places import WRITER, start_script
 
 HOLDER = textwrap.dedent(
     """
@@ -32,17 +32,10 @@ HOLDER = textwrap.dedent(
 
 
 def _start(script: str, *args: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stdout.readline()
-    if line.strip() != "locked":
+    proc, line = start_script(script, *args)
+    if line != "locked":
         proc.kill()
-        raise AssertionError(f"holder did not start: {line!r} {proc.stderr.read()}")
+        raise AssertionError(f"holder did not start: {line!r}")
     return proc
 
 

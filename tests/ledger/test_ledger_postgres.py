@@ -18,7 +18,7 @@ import pytest
 from sync_ledger import Ledger, LedgerError, LedgerLockedError, LedgerNotFoundError, Link
 from sync_ledger.ledger_db import schema_for
 
-from .places import WRITER, raw_sql
+from .places import WRITER, raw_sql, start_script
 
 RUNNER = textwrap.dedent(
     """
@@ -35,21 +35,6 @@ RUNNER = textwrap.dedent(
 )
 
 
-def _start(script: str, *args: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stdout.readline().strip()  # type: ignore[union-attr]
-    if not line:
-        proc.kill()
-        raise AssertionError(f"process did not start: {proc.stderr.read()}")  # type: ignore[union-attr]
-    return proc, line
-
-
 def _end(proc: subprocess.Popen[str], how: str = "finish") -> None:
     proc.stdin.write(how + "\n")  # type: ignore[union-attr]
     proc.stdin.flush()  # type: ignore[union-attr]
@@ -57,14 +42,14 @@ def _end(proc: subprocess.Popen[str], how: str = "finish") -> None:
 
 
 def test_one_run_per_company_and_direction_the_other_direction_at_once(pg_url: str) -> None:
-    forward, run_id = _start(RUNNER, pg_url, "acme", "forward")
+    forward, run_id = start_script(RUNNER, pg_url, "acme", "forward")
     try:
         with Ledger(pg_url, company="acme") as led, pytest.raises(LedgerLockedError) as info:
             led.start_run("forward")
         message = str(info.value)
         assert run_id in message and "forward" in message and "acme" in message  # names the run holding it
-        reverse, reverse_run = _start(RUNNER, pg_url, "acme", "reverse")  # the other leg runs alongside
-        other, other_run = _start(RUNNER, pg_url, "globex", "forward")  # and so does another company
+        reverse, reverse_run = start_script(RUNNER, pg_url, "acme", "reverse")  # the other leg runs alongside
+        other, other_run = start_script(RUNNER, pg_url, "globex", "forward")  # and so does another company
         _end(reverse)
         _end(other)
     finally:
@@ -78,7 +63,7 @@ def test_one_run_per_company_and_direction_the_other_direction_at_once(pg_url: s
 
 
 def test_a_killed_run_frees_its_lock_and_is_marked_interrupted(pg_url: str) -> None:
-    holder, run_id = _start(RUNNER, pg_url, "", "forward")
+    holder, run_id = start_script(RUNNER, pg_url, "", "forward")
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
     with Ledger(pg_url) as led:
@@ -97,7 +82,7 @@ def test_a_killed_run_frees_its_lock_and_is_marked_interrupted(pg_url: str) -> N
 
 
 def test_kill_9_mid_write_leaves_every_transaction_whole(pg_url: str) -> None:
-    writer, _ = _start(WRITER, pg_url, "acme")
+    writer, _ = start_script(WRITER, pg_url, "acme")
     for _ in range(600):  # until some writes are committed (no fixed sleep)
         if raw_sql(pg_url, "SELECT count(*) FROM id_map", schema="company_acme")[0][0] >= 20:
             break

@@ -7,9 +7,39 @@ target-duckdb 0.8.0 writes (lower-cased column names, nested objects as JSON) an
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import duckdb
+
+ROOT = Path(__file__).resolve().parents[2]
+# the dbt of the dbt-duckdb utility's venv; RECONCILE_DBT names another (e.g. a venv without meltano)
+DBT = Path(os.environ.get("RECONCILE_DBT") or ROOT / ".meltano" / "utilities" / "dbt-duckdb" / "venv" / "bin" / "dbt")
+
+
+def dbt(command: str, tmp: Path, warehouse: Path, ledger: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`dbt <command>` of the transform project over this warehouse and ledger file (target and logs in tmp)."""
+    env = {
+        **os.environ,
+        "DBT_DUCKDB_PATH": str(warehouse),
+        "SYNC_LEDGER_PATH": str(ledger),
+        "DBT_PROFILES_DIR": str(ROOT / "transform" / "profiles" / "duckdb"),
+        "DBT_TARGET_PATH": str(tmp / "dbt-target"),
+        "DBT_LOG_PATH": str(tmp / "dbt-logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "MELTANO_ENVIRONMENT": "dev",
+    }
+    return subprocess.run(
+        [str(DBT), command, "--project-dir", str(ROOT / "transform"), *extra],
+        cwd=ROOT / "transform",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=200,
+        check=False,
+    )
+
 
 LEDGER_DDL = """
 create table id_map (source_system varchar, source_type varchar, source_id varchar, target_system varchar,

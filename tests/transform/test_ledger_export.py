@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ from sync_ledger import Ledger, LedgerNotFoundError, Link
 from sync_ledger.ledger_db import schema_for
 from sync_ledger.ledger_export import TABLES, export_to_duckdb
 
-ROOT = Path(__file__).resolve().parents[2]
-DBT = Path(os.environ.get("RECONCILE_DBT") or ROOT / ".meltano" / "utilities" / "dbt-duckdb" / "venv" / "bin" / "dbt")
+sys.path.insert(0, str(Path(__file__).parent))
+from reconcile_fixtures import DBT, ROOT, dbt
 
 
 def fill(place: str, company: str, prefix: str, n: int = 3) -> None:
@@ -212,25 +212,7 @@ def test_staging_models_read_an_exported_ledger(ledgers: str, tmp_path: Path) ->
         pytest.skip("dbt-duckdb is not installed (meltano install dbt-duckdb)")
     snapshot = export_to_duckdb(ledgers, "acme", tmp_path / "ledger-snapshot.duckdb")
     warehouse = tmp_path / "warehouse.duckdb"
-    env = {
-        **os.environ,
-        "DBT_DUCKDB_PATH": str(warehouse),
-        "SYNC_LEDGER_PATH": str(snapshot),
-        "DBT_PROFILES_DIR": str(ROOT / "transform" / "profiles" / "duckdb"),
-        "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
-        "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "MELTANO_ENVIRONMENT": "dev",
-    }
-    proc = subprocess.run(
-        [str(DBT), "run", "--project-dir", str(ROOT / "transform"), "--select", "staging.ledger"],
-        cwd=ROOT / "transform",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=200,
-        check=False,
-    )
+    proc = dbt("run", tmp_path, warehouse, snapshot, "--select", "staging.ledger")
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "attaching sync ledger" in proc.stdout
     with duckdb.connect(str(warehouse), read_only=True) as conn:

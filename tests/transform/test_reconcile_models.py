@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -17,41 +16,23 @@ from typing import Any
 import duckdb
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-# the dbt of the dbt-duckdb utility's venv; RECONCILE_DBT names another (e.g. a venv without meltano)
-DBT = Path(os.environ.get("RECONCILE_DBT") or ROOT / ".meltano" / "utilities" / "dbt-duckdb" / "venv" / "bin" / "dbt")
 sys.path.insert(0, str(Path(__file__).parent))
-from reconcile_fixtures import (  # noqa: E402
+from reconcile_fixtures import (
+    DBT,
+    ROOT,
     TAX_AND_VOID_INVOICES,
     TRACKING_INVOICES,
     TRACKING_MAPPING,
     build_ledger,
     build_warehouse,
+    dbt,
 )
 
 pytestmark = [pytest.mark.timeout(240)]
 
 
 def dbt_build(tmp: Path, warehouse: Path, ledger: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DBT_DUCKDB_PATH": str(warehouse),
-        "SYNC_LEDGER_PATH": str(ledger),
-        "DBT_PROFILES_DIR": str(ROOT / "transform" / "profiles" / "duckdb"),
-        "DBT_TARGET_PATH": str(tmp / "dbt-target"),
-        "DBT_LOG_PATH": str(tmp / "dbt-logs"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "MELTANO_ENVIRONMENT": "dev",
-    }
-    return subprocess.run(
-        [str(DBT), "build", "--project-dir", str(ROOT / "transform"), *extra],
-        cwd=ROOT / "transform",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=200,
-        check=False,
-    )
+    return dbt("build", tmp, warehouse, ledger, *extra)
 
 
 @pytest.fixture(scope="module")
