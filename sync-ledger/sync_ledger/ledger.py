@@ -1,12 +1,15 @@
-"""The sync ledger: id map, integration log, runs, write-ahead intents and source staging in one DuckDB file.
+"""The sync ledger: id map, integration log, runs, write-ahead intents and source staging, in a DuckDB file or a
+PostgreSQL database (ledger_db.py), one schema per company.
 
-Why DuckDB: one file next to the Meltano project, queryable by the CLI and dbt, no server to run.
-Why chunked reads and caches: a DuckDB query from Python costs ~0.3-3 ms, and targets look records up per record
+Why DuckDB by default: one file next to the Meltano project, queryable by the CLI and dbt, no server to run. Why
+PostgreSQL in production: a worker with an empty disk, and both legs of a company at once (docs/DEPLOY.md).
+Why chunked reads and caches: a query from Python costs ~0.2-3 ms, and targets look records up per record
 for up to 100k records, yet holding id_map and staging whole in memory makes a run's memory grow with the ledger's
 history. So targets read a chunk's rows, links and echo checks in one query each (iter_staged_chunks, links_for,
-links_to), and what a pass touches is kept in bounded caches. DuckDB allows one writing process per file, so
-this process is the only writer while it holds the connection and the caches stay exact: writes go to DuckDB
-first (in a transaction) and to the caches after commit.
+links_to), and what a pass touches is kept in bounded caches. The caches stay exact because only this process
+writes what it caches: DuckDB admits one writing process per file; on PostgreSQL the run lock admits one run per
+company and direction, the other leg writes its own source system's links and staging rows, and other companies
+live in other schemas. Writes go to the database first (in a transaction) and to the caches after commit.
 
 Durability rule: anything whose loss could lose data (links, intents, staged payloads, runs, meta) is written
 through. `log()` rows and `mark_staged()` status changes are buffered and flushed in batches (every
