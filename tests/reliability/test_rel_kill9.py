@@ -68,9 +68,8 @@ CASES = (
     [(p, n, "optimistic", "duckdb") for p, (_, n) in KILL_POINTS.items()]
     + [(p, n, "optimistic", "duckdb") for p, n in EXTRA_KILLS]
     + [(p, n, "pessimistic", "duckdb") for p, (_, n) in KILL_POINTS.items()]
-    # the ledger on PostgreSQL (ledger_url): the same guarantees, at a passthrough create (jobs) and where a
-    # batch's links follow other passes' (payments); customers and invoices take the same ledger paths
-    + [(p, KILL_POINTS[p][1], "pessimistic", "postgres") for p in ("jobs", "payments")]
+    # the ledger on PostgreSQL (ledger_url): the same kills, the same guarantees
+    + [(p, n, "pessimistic", "postgres") for p, (_, n) in KILL_POINTS.items()]
 )
 
 

@@ -195,15 +195,17 @@ def tap_config(merge_sb: Any, **extra: Any) -> dict[str, Any]:
     }
 
 
-def reverse_run(merge_sb: Any, coperniq_sb: Any, ledger_path: Path, tap_state: dict | None) -> dict | None:
-    """tap-quickbooks-merge | target-coperniq in-process; returns the tap's final state."""
+def reverse_run(merge_sb: Any, coperniq_sb: Any, ledger_path: Path | str, tap_state: dict | None) -> dict | None:
+    """tap-quickbooks-merge | target-coperniq in-process; returns the tap's final state. `ledger_path`: a DuckDB
+    file or a postgresql:// URL (ledger_url)."""
     out = run_tap(tap_config(merge_sb), state=tap_state)
     lines = "\n".join(json.dumps(m) for m in out["messages"]) + "\n"
+    place = "ledger_url" if str(ledger_path).startswith("postgresql://") else "ledger_path"
     target = TargetCoperniq(
         config={
             "api_url": coperniq_sb.url,
             "api_key": coperniq_sb.api_key,
-            "ledger_path": str(ledger_path),
+            place: str(ledger_path),
             "max_requests_per_second": 0,
         }
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from reverse_helpers import log_rows, reverse_run
 
 from sync_ledger import Ledger
@@ -27,12 +28,15 @@ def synced_forward(coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) ->
     return forward
 
 
-def round_trip(coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> dict[str, Any]:
-    """Forward run, an invoice + payment entered in QuickBooks for a synced job, reverse run."""
+def round_trip(
+    coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path, place: Path | str | None = None
+) -> dict[str, Any]:
+    """Forward run, an invoice + payment entered in QuickBooks for a synced job, reverse run (the ledger: a DuckDB
+    file, default tmp_path's, or a postgresql:// URL: `place`)."""
     from sandbox.seed import seed_coperniq
 
     seed_coperniq(coperniq_sandbox.app, projects=8, seed=7)
-    ledger_path = tmp_path / "sync-ledger.duckdb"
+    ledger_path = place or tmp_path / "sync-ledger.duckdb"
     forward = Pipeline(
         coperniq_sandbox,
         merge_sandbox,
@@ -64,8 +68,12 @@ def round_trip(coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> dic
     }
 
 
-def test_round_trip(coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path) -> None:
-    rt = round_trip(coperniq_sandbox, merge_sandbox, tmp_path)
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_round_trip(
+    coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    ledger = str(request.getfixturevalue("pg_url")) if backend == "postgres" else None
+    rt = round_trip(coperniq_sandbox, merge_sandbox, tmp_path, ledger)
 
     new_ids = set(coperniq_sandbox.state.invoices) - rt["before"]
     assert len(new_ids) == 1

@@ -14,10 +14,11 @@ from tests.target_quickbooks_merge.qbm_helpers import BOTH_TRIGGERS, Pipeline
 @pytest.fixture
 def pipeline(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pipeline]:
     """16 seeded projects (3 workflows), both install phases as triggers, backfill on. Parametrize it indirectly
-    with "pessimistic" to run both sandboxes on that profile (default: the `*_sandbox` fixtures, optimistic)."""
+    with "pessimistic" to run both sandboxes on that profile (default: the `*_sandbox` fixtures, optimistic); a
+    "-postgres" suffix puts the ledger on PostgreSQL (ledger_url, a fresh database)."""
     from sandbox.seed import seed_coperniq
 
-    profile = getattr(request, "param", "optimistic")
+    profile, _, backend = str(getattr(request, "param", "optimistic")).partition("-")
     if profile == "optimistic":
         coperniq, merge, started = (
             request.getfixturevalue("coperniq_sandbox"),
@@ -27,9 +28,8 @@ def pipeline(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pipelin
     else:
         coperniq, merge, started = start_coperniq(profile=profile), start_merge(profile=profile), True
     seed_coperniq(coperniq.app, projects=16, seed=7)
-    yield Pipeline(
-        coperniq, merge, tmp_path / "ledger.duckdb", config={"trigger_phases": BOTH_TRIGGERS, "backfill": True}
-    )
+    ledger = str(request.getfixturevalue("pg_url")) if backend == "postgres" else tmp_path / "ledger.duckdb"
+    yield Pipeline(coperniq, merge, ledger, config={"trigger_phases": BOTH_TRIGGERS, "backfill": True})
     if started:
         coperniq.server.stop()
         merge.server.stop()

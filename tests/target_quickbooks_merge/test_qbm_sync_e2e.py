@@ -24,7 +24,7 @@ def _triggered(pipe: Pipeline) -> dict[str, dict[str, Any]]:
     return {str(pid): projects[str(pid)] for pid in expected_forward(pipe.coperniq)["projects"]}
 
 
-@pytest.mark.parametrize("pipeline", ["optimistic", "pessimistic"], indirect=True)
+@pytest.mark.parametrize("pipeline", ["optimistic", "pessimistic", "pessimistic-postgres"], indirect=True)
 def test_triggered_projects_become_customers_and_jobs_once(pipeline: Pipeline) -> None:
     first = pipeline.run()
     if pipeline.merge.app.assumptions.passthrough_visible_after_sync:  # pessimistic: Merge lists new jobs later
