@@ -86,7 +86,7 @@ def prepare_system_db(environ: Mapping[str, str] | None = None) -> None:
         check=False,
     )
     if proc.returncode != 0:
-        secrets = list(url_secrets(str(env.get("MELTANO_DATABASE_URI") or "").replace("+psycopg", "")))
+        secrets = _database_secrets(env)
         raise LegFailed(f"`meltano upgrade database` exited {proc.returncode}: {redact(proc.stderr[-2000:], secrets)}")
 
 
@@ -151,6 +151,12 @@ def _ledger_report(env: Mapping[str, str], company: str, direction: str) -> tupl
 def _secrets(company: Company, env: Mapping[str, str]) -> list[str]:
     """Every value a company's env resolves to from a `${...}` reference, plus ledger URLs' passwords."""
     out = [env[name] for name, value in company.env.items() if "${" in value and env.get(name)]
+    return [s for s in [*out, *_database_secrets(env)] if len(s) >= 4]
+
+
+def _database_secrets(env: Mapping[str, str]) -> list[str]:
+    """The passwords (and URLs) of the ledger and Meltano's system database (`postgresql+psycopg://`)."""
+    out: list[str] = []
     for name in ("SYNC_LEDGER_URL", "MELTANO_DATABASE_URI"):
-        out += list(url_secrets(str(env.get(name) or "").replace("+psycopg", "")))
-    return [s for s in out if len(s) >= 4]
+        out += url_secrets(str(env.get(name) or "").replace("+psycopg", "", 1))
+    return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .ledger_db import Connection, Location, connect_duckdb, connect_postgres, schema_lock
+from .ledger_db import Connection, Location, connect_duckdb, connect_postgres, in_transaction, schema_lock
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +236,7 @@ def _ensure_schema(conn: Connection, loc: Location, read_only: bool) -> None:
     one transaction, the same code on both engines)."""
     where = loc.display
     if not read_only:
-        conn.begin()
-        try:
+        with in_transaction(conn):
             schema_lock(conn, loc)
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -250,10 +249,6 @@ def _ensure_schema(conn: Connection, loc: Location, read_only: bool) -> None:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('company', ?) ON CONFLICT DO NOTHING", [loc.company]
                 )
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
     row = (
         conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if _columns(conn, "meta")
@@ -283,17 +278,12 @@ def _ensure_schema(conn: Connection, loc: Location, read_only: bool) -> None:
 
 def _migrate(conn: Connection, loc: Location, version: int) -> None:
     """Bring an older ledger up to SCHEMA_VERSION in place, one version at a time, in one transaction."""
-    conn.begin()
-    try:
+    with in_transaction(conn):
         schema_lock(conn, loc)
         if version < 2:
             conn.execute("ALTER TABLE staging ADD COLUMN IF NOT EXISTS waits_on VARCHAR")
         # 3: the id_map indexes are in _SCHEMA (CREATE INDEX IF NOT EXISTS), created before this runs
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
 
 
 def _has_companies(conn: Connection) -> bool:

@@ -13,6 +13,8 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -252,20 +254,26 @@ def connect_postgres(loc: Location, *, lock_timeout: float, read_only: bool) -> 
             if read_only:
                 what = f"company {loc.company!r}" if loc.company else "sync ledger"
                 raise LedgerNotFoundError(f"No {what} in {loc.display} yet: run a sync first.")
-            conn.begin()
-            try:
-                # two first runs of one company (forward and reverse) must not both create its schema
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext('sync-ledger schema'), hashtext(?))", [loc.schema])
+            with in_transaction(conn):  # two first runs of one company must not both create its schema
+                schema_lock(conn, loc)
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{loc.schema}"')
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
         conn.execute(f'SET search_path TO "{loc.schema}"')
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+@contextmanager
+def in_transaction(conn: Connection) -> Iterator[None]:
+    """One transaction on a bare connection (schema creation and migrations, before the Ledger's own _tx exists)."""
+    conn.begin()
+    try:
+        yield
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
 
 
 def schema_lock(conn: Connection, loc: Location) -> None:
