@@ -51,6 +51,16 @@ class RunningSandbox:
         return self.server.app.stats
 
 
+def meltano_sys_dir(path: Path) -> Path:
+    """A .meltano of a test's own at `path` (MELTANO_SYS_DIR_ROOT): the installed plugin venvs only, no system db,
+    state or ledger, as on a new worker; Meltano processes of other tests keep their files apart."""
+    path.mkdir()
+    for kind in ("extractors", "loaders", "utilities"):
+        if (ROOT / ".meltano" / kind).exists():
+            (path / kind).symlink_to(ROOT / ".meltano" / kind)
+    return path
+
+
 def start_coperniq(**kwargs: Any) -> RunningSandbox:
     from sandbox.coperniq import CoperniqApp
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from sync_ledger import Ledger
-from tests.conftest import RunningMultiSandbox, start_multi_coperniq, start_multi_merge
+from tests.conftest import RunningMultiSandbox, meltano_sys_dir, start_multi_coperniq, start_multi_merge
 from tests.reliability.rel_helpers import TRIGGERS, assert_forward_complete, qbo_customers
 
 COMPANIES = int(os.environ.get("SCALE_COMPANIES", "20"))
@@ -60,11 +60,7 @@ def world(pg_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
         monkeypatch.setenv(f"MERGE_TOKEN_{i}", f"merge-token-{key}")
     companies_file = tmp_path / "companies.yml"
     companies_file.write_text(yaml.safe_dump({"companies": companies}))
-    sys_dir = tmp_path / "meltano-sys"  # the worker's disk: the installed plugins only
-    sys_dir.mkdir()
-    for kind in ("extractors", "loaders", "utilities"):
-        if (ROOT / ".meltano" / kind).exists():
-            (sys_dir / kind).symlink_to(ROOT / ".meltano" / kind)
+    sys_dir = meltano_sys_dir(tmp_path / "meltano-sys")  # the worker's disk: the installed plugins only
     # the tap's catalog, discovered once: each `meltano run` would otherwise discover it again (a tap start each)
     from tap_coperniq.tap import TapCoperniq
 

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from sync_ledger import Ledger, LedgerNotFoundError
+from tests.conftest import meltano_sys_dir
 from tests.target_quickbooks_merge.qbm_helpers import BOTH_TRIGGERS, assert_no_duplicate_names, merge_rows, qbo_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,16 +26,6 @@ FORWARD = ("tap-coperniq", "target-quickbooks-merge")
 REVERSE = ("tap-quickbooks-merge", "target-coperniq")
 
 pytestmark = [pytest.mark.meltano, pytest.mark.timeout(400)]
-
-
-def fresh_disk(tmp: Path) -> Path:
-    """A new, empty .meltano: only the installed plugin venvs (the image's), no system db, no state, no ledger."""
-    sys_dir = tmp / f"worker-{uuid.uuid4().hex[:6]}"
-    sys_dir.mkdir()
-    for kind in ("extractors", "loaders", "utilities"):
-        if (ROOT / ".meltano" / kind).exists():
-            (sys_dir / kind).symlink_to(ROOT / ".meltano" / kind)
-    return sys_dir
 
 
 class Worker:
@@ -50,7 +41,7 @@ class Worker:
             "MELTANO_PROJECT_ROOT": str(ROOT),
             "MELTANO_ENVIRONMENT": "dev",
             "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "MELTANO_SYS_DIR_ROOT": str(fresh_disk(self.tmp)),
+            "MELTANO_SYS_DIR_ROOT": str(meltano_sys_dir(self.tmp / f"worker-{uuid.uuid4().hex[:6]}")),  # empty disk
             "MELTANO_RUN_NO_INSTALL": "true",
             "MELTANO_DATABASE_URI": self.system_db,  # state backend: the system database (Meltano's default)
             "SYNC_LEDGER_URL": self.ledger_url,

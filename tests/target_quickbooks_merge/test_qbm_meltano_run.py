@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from sync_ledger import Ledger
+from tests.conftest import meltano_sys_dir
 from tests.target_quickbooks_merge.qbm_helpers import (
     BOTH_TRIGGERS,
     assert_no_duplicate_names,
@@ -34,11 +35,7 @@ class MeltanoRunner:
         self.suffix = f"qbm-{uuid.uuid4().hex[:8]}"
         # Own .meltano (run dir, system db) sharing the installed plugin venvs: other engineers' concurrent
         # `meltano run`s in this project would otherwise race on .meltano/run/<plugin>/ files.
-        self.sys_dir = tmp / "meltano-sys"
-        self.sys_dir.mkdir()
-        for kind in ("extractors", "loaders", "utilities"):
-            if (ROOT / ".meltano" / kind).exists():
-                (self.sys_dir / kind).symlink_to(ROOT / ".meltano" / kind)
+        self.sys_dir = meltano_sys_dir(tmp / "meltano-sys")
 
     def run(self, **settings: Any) -> subprocess.CompletedProcess[str]:
         env = {
