@@ -1,4 +1,5 @@
-"""`coperniq-qbo`: the operator CLI (connect, status, disconnect, log, runs, doctor, verify).
+"""`coperniq-qbo`: the operator CLI (connect, status, disconnect, log, runs, doctor, verify, review, link, retry,
+dismiss, undismiss).
 
 Run it through Meltano (`meltano invoke coperniq-qbo status`), which passes the utility's settings as
 COPERNIQ_QBO_* env vars, or directly; flags override env vars, env vars override the project's `.env`.
@@ -16,6 +17,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from coperniq_qbo.actions import add_parsers as add_action_parsers
 from coperniq_qbo.connect import cmd_connect, cmd_disconnect
 from coperniq_qbo.console import Console
 from coperniq_qbo.doctor import run_doctor
@@ -25,6 +27,7 @@ from coperniq_qbo.settings import Settings, resolve_settings
 from coperniq_qbo.status import cmd_status
 from coperniq_qbo.verify import add_arguments as add_verify_arguments
 from coperniq_qbo.verify import run_verify
+from sync_ledger.ledger_core import LOG_ACTIONS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="coperniq-qbo",
         description="Operate the Coperniq <-> QuickBooks Online (Merge) sync: connect, status, disconnect, "
-        "integration log, doctor, verify.",
+        "integration log, doctor, verify, and decide single rows (review queue, link, retry, dismiss).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -95,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--run", help="only this run id")
     which.add_argument("--last", action="store_true", help="only the most recent run")
-    p.add_argument("--action", choices=["created", "updated", "linked", "skipped", "failed", "deleted", "planned"])
+    p.add_argument("--action", choices=sorted(LOG_ACTIONS))
     p.add_argument("--stream", help="e.g. projects, invoices, payments")
     p.add_argument("--direction", choices=["forward", "reverse"])
     p.add_argument("--failed", action="store_true", help="failed rows only")
@@ -128,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_verify_arguments(p)
     p.set_defaults(func=run_verify)
+    add_action_parsers(sub, common)
     return parser
 
 

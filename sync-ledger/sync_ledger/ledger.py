@@ -44,6 +44,7 @@ from .ledger_core import (
 )
 from .ledger_db import locate, release_run_lock, try_run_lock
 from .ledger_links import IntentsMixin, LinksMixin
+from .ledger_review import ReviewMixin
 from .ledger_staging import StagingMixin
 from .util import as_utc, utcnow
 
@@ -61,7 +62,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Ledger(LinksMixin, IntentsMixin, StagingMixin):
+class Ledger(LinksMixin, IntentsMixin, StagingMixin, ReviewMixin):
     """The sync ledger on one DuckDB file; use as a context manager (or call close()) so buffers get flushed."""
 
     def __init__(
@@ -242,8 +243,12 @@ class Ledger(LinksMixin, IntentsMixin, StagingMixin):
         failed_only: bool = False,
         limit: int = 100,
         direction: str | None = None,
+        search: str | None = None,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Integration-log lines, newest first, optionally filtered (in SQL, so `limit` counts matching rows)."""
+        """Integration-log lines, newest first, optionally filtered (in SQL, so `limit` counts matching rows).
+        `search`: a source or target id (exact), or text in the reason (which names the record), any case;
+        `offset`: for paging."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("run_id", run_id), ("action", action), ("stream", stream), ("direction", direction)):
@@ -252,11 +257,15 @@ class Ledger(LinksMixin, IntentsMixin, StagingMixin):
                 params.append(value)
         if failed_only:
             where.append("action = 'failed'")
+        if search:
+            where.append("(source_id = ? OR target_id = ? OR lower(reason) LIKE ? ESCAPE '\\')")
+            pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            params += [search, search, pattern]
         sql = f"SELECT {', '.join(_LOG_COLUMNS)} FROM sync_log"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY logged_at DESC, seq DESC LIMIT ?"
-        params.append(int(limit))
+        sql += " ORDER BY logged_at DESC, seq DESC LIMIT ? OFFSET ?"
+        params += [int(limit), max(int(offset), 0)]
         with self._c.lock:
             self._flush_if_writable()
             rows = self._c.conn.execute(sql, params).fetchall()

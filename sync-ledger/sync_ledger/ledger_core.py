@@ -18,8 +18,12 @@ log = logging.getLogger(__name__)
 
 #: 2: staging.waits_on and status `waiting` (a row re-evaluated when what it waits on changes, not every run).
 #: 3: id_map indexes on target_id and target_remote_id (links are read by query, not held whole in memory).
-SCHEMA_VERSION = 3
-LOG_ACTIONS = frozenset({"created", "updated", "linked", "skipped", "failed", "deleted", "planned"})
+#: 4: review_queue, row_actions, row_decisions (what a person decides about a row: ledger_review.py).
+SCHEMA_VERSION = 4
+#: `review`: the row waits in the review queue for a person; `operator`: a person's action on a row (coperniq-qbo).
+LOG_ACTIONS = frozenset(
+    {"created", "updated", "linked", "skipped", "failed", "deleted", "planned", "review", "operator"}
+)
 STAGING_STATUSES = frozenset({"pending", "done", "failed", "skipped", "waiting"})
 _CHUNK = 20_000  # rows per bulk statement: bounds the size of one parameter list
 
@@ -84,6 +88,44 @@ CREATE TABLE IF NOT EXISTS staging (
     last_error VARCHAR,
     processed_at TIMESTAMP,
     waits_on VARCHAR  -- status waiting: the key whose change wakes the row (NULL: re-evaluated every run)
+);
+CREATE TABLE IF NOT EXISTS review_queue (
+    row_key VARCHAR PRIMARY KEY,  -- source_system, stream, record_id joined by \x1f (as staging_key)
+    source_system VARCHAR NOT NULL,
+    stream VARCHAR NOT NULL,
+    record_id VARCHAR NOT NULL,
+    name VARCHAR,
+    reason VARCHAR NOT NULL,
+    candidates_json VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,  -- open, decided (a decision waits for the next run), resolved, dismissed
+    run_id VARCHAR,
+    queued_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+);
+CREATE SEQUENCE IF NOT EXISTS row_actions_seq;
+CREATE TABLE IF NOT EXISTS row_actions (
+    seq BIGINT NOT NULL DEFAULT nextval('row_actions_seq'),
+    source_system VARCHAR NOT NULL,
+    stream VARCHAR NOT NULL,
+    record_id VARCHAR NOT NULL,  -- '*' with action retry: every failed row of the source system
+    action VARCHAR NOT NULL,
+    target_id VARCHAR,
+    reason VARCHAR,
+    actor VARCHAR NOT NULL,
+    requested_at TIMESTAMP NOT NULL,
+    applied_at TIMESTAMP,
+    applied_run VARCHAR
+);
+CREATE TABLE IF NOT EXISTS row_decisions (
+    row_key VARCHAR PRIMARY KEY,
+    source_system VARCHAR NOT NULL,
+    stream VARCHAR NOT NULL,
+    record_id VARCHAR NOT NULL,
+    decision VARCHAR NOT NULL,  -- link (target_id), new, dismiss
+    target_id VARCHAR,
+    reason VARCHAR,
+    actor VARCHAR NOT NULL,
+    decided_at TIMESTAMP NOT NULL
 );
 """
 
@@ -192,6 +234,7 @@ class _Core:
         # recently read payloads, so a record looked up by many others (a client's projects) is read once
         self.payloads: dict[tuple[str, str, str], str] = {}
         self.has_waits_on = True  # False for a version-1 ledger opened read-only
+        self.has_review: bool | None = None  # read-only: whether the ledger has the review tables (version 4)
         self.run_locks: set[str] = set()  # directions whose run lock this connection holds (PostgreSQL)
         # write-behind buffers
         self.log_buf: list[tuple[Any, ...]] = []
@@ -282,7 +325,7 @@ def _migrate(conn: Connection, loc: Location, version: int) -> None:
         schema_lock(conn, loc)
         if version < 2:
             conn.execute("ALTER TABLE staging ADD COLUMN IF NOT EXISTS waits_on VARCHAR")
-        # 3: the id_map indexes are in _SCHEMA (CREATE INDEX IF NOT EXISTS), created before this runs
+        # 3: the id_map indexes, 4: the review tables are in _SCHEMA (IF NOT EXISTS), created before this runs
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
 
 

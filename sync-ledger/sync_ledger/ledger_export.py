@@ -34,6 +34,9 @@ TABLES: dict[str, str] = {
     "runs": "run_id",
     "intents": "key",
     "staging": "staging_key",
+    "review_queue": "row_key",
+    "row_actions": "seq",
+    "row_decisions": "row_key",
 }
 #: Rows per chunk read from the source and written to the copy (staging rows carry whole payloads).
 CHUNK_ROWS = 10_000

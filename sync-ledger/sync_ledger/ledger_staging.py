@@ -164,6 +164,12 @@ class StagingMixin(RowsMixin):
             waits = " OR (status = 'waiting' AND waits_on IS NULL)" if unkeyed_waits and c.has_waits_on else ""
             where = f"AND (status IN (SELECT unnest(?::VARCHAR[])){waits})"
             filters.append(sorted(wanted))
+        if not c.read_only:  # a row a person dismissed is left alone, even after it changes (ledger_review)
+            where += (
+                " AND staging_key NOT IN (SELECT row_key FROM row_decisions WHERE source_system = ? "
+                "AND decision = 'dismiss')"
+            )
+            filters.append(source_system)
         after = ""  # numeric-looking ids in numeric order: by length, then by value
         while True:
             with c.lock:

@@ -9,7 +9,12 @@ Every staged source record (a *row*) ends each run in one of these outcomes, log
                                ``waiting`` with the reason and the key of what it waits on (``link_key``,
                                ``record_key``), and re-evaluated when that changes (``Ledger.wake``); a wait on
                                something outside the ledger (no key) is re-evaluated every run;
-  failed                       refused or broken: kept as ``failed`` with the reason, retried on later runs.
+  failed                       refused or broken: kept as ``failed`` with the reason, retried on later runs;
+  review                       a match the sync must not guess: ``waiting`` in the review queue (ledger_review)
+                               until a person decides (``coperniq-qbo link/new/dismiss``).
+
+A person's actions on rows (``coperniq-qbo retry/dismiss/link``) are applied at a run's start
+(``apply_operator_actions``) and logged as ``operator`` lines of that run.
 
 So a run's cost follows what changed, not how much history the ledger holds.
 
@@ -35,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .ledger import Ledger, Link
+from .ledger_review import ALL_FAILED
 from .ledger_staging import record_key
 
 __all__ = [
@@ -44,6 +50,7 @@ __all__ = [
     "RowFailure",
     "RowLog",
     "Wait",
+    "apply_operator_actions",
     "echo_link",
     "link_key",
     "overall",
@@ -172,7 +179,7 @@ class RowLog:
             self.plan.append(PlanRow(stream, str(source_id), action, name, reason))
             logged = "planned"
             reason = f"would be {action}: {reason}" if reason else f"would be {action}"
-        elif self.dry and action in {"skipped", "failed"}:
+        elif self.dry and action in {"skipped", "failed", "review"}:
             self.plan.append(PlanRow(stream, str(source_id), action, name, reason))
         level = logging.WARNING if action == "failed" else logging.DEBUG
         self.logger.log(
@@ -284,3 +291,16 @@ class Journal:
         if links:
             self.ledger.wake(self.source_system, [link_key(link.source_type, link.source_id) for link in links])
         self._saved_at = time.monotonic()
+
+
+def apply_operator_actions(ledger: Ledger, source_system: str, rows: RowLog) -> int:
+    """The actions people asked for since the last run (retry, dismiss, link, ...), applied before anything is
+    evaluated and logged as `operator` lines of this run; their count."""
+    applied = ledger.apply_row_actions(source_system, rows.run_id).rows
+    for stream, rid, action, text in applied:
+        rows.record(
+            "run" if rid == ALL_FAILED else stream, None if rid == ALL_FAILED else rid, "operator", f"{action}: {text}"
+        )
+    if applied:
+        rows.logger.info("%d operator action(s) from coperniq-qbo applied before this run", len(applied))
+    return len(applied)

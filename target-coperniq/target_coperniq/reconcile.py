@@ -37,8 +37,10 @@ from typing import Any
 from singer_sdk.exceptions import ConfigValidationError
 
 from sync_ledger import DEFAULT_LEDGER_PATH, ApiClient, Ledger
-from sync_ledger.rows import Journal, Outcome, RowLog, overall
-from sync_ledger.util import ledger_place
+from sync_ledger.alerts import AlertSettings, RunOutcome
+from sync_ledger.alerts import evaluate as evaluate_alerts
+from sync_ledger.rows import Journal, Outcome, RowLog, apply_operator_actions, overall
+from sync_ledger.util import ledger_place, url_secrets
 from sync_ledger.writer import BatchWriter, PlannedWrite
 from target_coperniq.catalog import ADJUSTMENT_ITEM_NAME, Catalog
 from target_coperniq.context import (
@@ -95,8 +97,14 @@ class Reconciler:
             place, company = ledger_place(config)
         except ValueError as exc:
             raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+        errors: list[str] = []
+        self.alerts = AlertSettings.from_config(config, errors)
+        if errors:
+            raise ConfigValidationError("Config validation failed", errors=errors)
+        self.company = company
         ledger = Ledger(place, company=company, lock_timeout=float(config.get("ledger_lock_timeout") or 120))
         api_key = str(config["api_key"])
+        self.secrets = (api_key, *url_secrets(place), *self.alerts.secrets)
         self.client = ApiClient(
             str(config.get("api_url") or "https://api.coperniq.io/v1"),
             headers={"x-api-key": api_key, "Accept": "application/json"},
@@ -109,6 +117,8 @@ class Reconciler:
         api = CoperniqApi(self.client, create_catalog_items=bool(config.get("create_catalog_items", True)))
         self.run_id = ledger.start_run(DIRECTION, dry_run=settings.dry_run)
         self.rows = RowLog(ledger, self.run_id, DIRECTION, logger, dry=settings.dry_run)
+        if not settings.dry_run:
+            apply_operator_actions(ledger, SOURCE, self.rows)  # retry / dismiss asked with coperniq-qbo
         # batch=1: each create's link is durable at once, because the forward leg's echo check reads links only
         # (a Coperniq invoice this leg created but had not linked yet would be pushed back to QuickBooks)
         journal = Journal(ledger, SOURCE, dry=settings.dry_run, batch=1)
@@ -169,7 +179,10 @@ class Reconciler:
             writer.close()
         ledger.flush()
 
-    def finish(self, status: str = "success") -> dict[str, dict[str, int]]:
+    def finish(
+        self, status: str = "success", *, reason: str | None = None, alert: bool = True
+    ) -> dict[str, dict[str, int]]:
+        """Close the run with `status`, send its webhook alerts (unless `alert` is off), release the ledger."""
         if self._finished:
             return {}
         self._finished = True
@@ -182,6 +195,17 @@ class Reconciler:
         self.logger.info(
             "Reverse run %s %s%s: %s", self.run_id, status, " (dry run)" if self.ctx.settings.dry_run else "", summary
         )
+        if alert:
+            failed = sum(n for stream, c in counts.items() if stream != "run" for a, n in c.items() if a == "failed")
+            evaluate_alerts(
+                self.ctx.ledger,
+                self.alerts,
+                RunOutcome(DIRECTION, self.run_id, status, failed, reason),
+                company=self.company,
+                secrets=self.secrets,
+                dry_run=self.ctx.settings.dry_run,
+                logger=self.logger,
+            )
         self.client.close()
         self.ctx.ledger.close()
         return counts

@@ -8,7 +8,9 @@ from typing import Any
 
 from singer_sdk import Target
 from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
 
+from sync_ledger.alerts import ALERT_PROPERTIES, AlertSettings
 from sync_ledger.util import quiet_sdk_metrics
 from target_coperniq.context import DEFAULT_PARALLEL_WRITES, MAX_PARALLEL_WRITES
 from target_coperniq.reconcile import DEFAULT_LEDGER_PATH, DEFAULT_LINE_ITEM_NAME, Reconciler
@@ -129,10 +131,15 @@ class TargetCoperniq(Target):
             description="Also log the Singer SDK's METRIC lines (one per request and batch); off by default.",
         ),
     ).to_dict()
+    config_jsonschema["properties"].update(ALERT_PROPERTIES)  # alert_webhook_url (secret), alert_on, ..._threshold
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         quiet_sdk_metrics(self)
+        errors: list[str] = []
+        AlertSettings.from_config(self.config, errors)  # fail fast, naming the setting (the reconciler uses them)
+        if errors:
+            raise ConfigValidationError("Config validation failed", errors=errors)
         self._state_seen = False
         # one sink at a time: ledger decisions are sequential; the reconciler's batched writer sends in parallel
         self.max_parallelism = 1
@@ -149,8 +156,9 @@ class TargetCoperniq(Target):
                 self.drain_one(sink)
             self.reconciler.reconcile(final=True)
             super().process_endofpipe()
-        except BaseException:
-            self.reconciler.finish("failed")
+        except BaseException as exc:
+            stopped = isinstance(exc, Exception)  # not on Ctrl-C / SIGTERM: no webhook wait on the way out
+            self.reconciler.finish("failed", reason=f"{type(exc).__name__}: {exc}" if stopped else None, alert=stopped)
             raise
         # No STATE from the tap at all: it failed or was stopped before finishing a stream; not a successful sync.
         self.reconciler.finish("success" if self._state_seen else "no-input")

@@ -76,6 +76,8 @@ class ContactRules:
         match: dict[str, Any],
         desired: dict[str, Any],
         base: str,
+        *,
+        how: str = "by name",
     ) -> Link:
         """Link a matched QuickBooks record and bring it in line under the matching strategy."""
         ctx = self.ctx
@@ -100,7 +102,7 @@ class ContactRules:
             stream,
             source_id,
             "linked",
-            f"matched existing QuickBooks {target_type} {match.get('name')!r} by name ({strategy}: {what})",
+            f"matched existing QuickBooks {target_type} {match.get('name')!r} {how} ({strategy}: {what})",
             target_id=link.target_id,
             request_id=rid,
             name=str(match.get("name")),

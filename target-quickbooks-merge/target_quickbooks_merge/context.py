@@ -131,6 +131,7 @@ class Context:
         self.ledger = ledger
         self.client = client
         self.s = settings
+        self.run_id = run_id
         self.policy = MatchPolicy(settings.matching_strategy)
         self.log = logger
         self.dry = settings.dry_run
@@ -207,6 +208,10 @@ class Context:
 
     def mark(self, stream: str, source_id: str, status: str, error: str | None = None) -> None:
         self.journal.mark(stream, source_id, status, error)
+
+    def mark_waiting(self, stream: str, source_id: str, reason: str, wakes_on: str) -> None:
+        """The row waits until `wakes_on` changes (a link, a record, a person's decision)."""
+        self.journal.mark(stream, source_id, "waiting", reason, waits_on=wakes_on)
 
     def skip(self, stream: str, source_id: str, reason: str, **log: Any) -> None:
         """Log and mark a row skipped."""

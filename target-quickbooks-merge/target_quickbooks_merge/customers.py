@@ -8,14 +8,16 @@ from functools import partial
 from typing import Any
 
 from sync_ledger import Link, fingerprint
-from sync_ledger.rows import RowFailure, Wait, record_key
+from sync_ledger.ledger_review import Decision, review_key
+from sync_ledger.rows import RowFailure, Wait, link_key, record_key
 from sync_ledger.writer import PlannedWrite
 
 from .contacts import ContactRules, FoundIds
 from .context import SRC, Context, idempotency_key, link_for, remote_id_of
-from .mapping import conflicting_contact, customer_payload, render_name, with_clears
+from .mapping import conflicting_contact, customer_payload, normalize_name, render_name, with_clears
 from .merge_client import WriteResult
 from .merge_index import ContactIndex, NameBook
+from .review import Review, candidate_summary, chosen_contact
 
 
 class CustomerSync(ContactRules):
@@ -27,6 +29,8 @@ class CustomerSync(ContactRules):
         self.pending: set[str] = set()
         #: clients whose customer QuickBooks refused this run: their projects fail with the same reason
         self.failures: dict[str, Exception] = {}
+        #: clients waiting in the review queue: their projects wait for the client's link
+        self.reviewing: set[str] = set()
 
     def ensure(self, account_id: str) -> Link | None:
         """The account's customer link; None when its create is planned (sent with the batch)."""
@@ -38,6 +42,8 @@ class CustomerSync(ContactRules):
             return None
         if account_id in self.failures:
             raise self.failures[account_id]  # failed earlier in this run: not sent again
+        if account_id in self.reviewing:
+            raise self._waits_for_review(account_id)
         account = ctx.ledger.staged(SRC, "accounts", account_id)
         if account is None or "__invalid__" in account:
             if link is not None:
@@ -54,19 +60,46 @@ class CustomerSync(ContactRules):
             if not self._update(account_id, account, link, base):
                 ctx.mark("accounts", account_id, "done")
             return link
-        if self._create_or_match(account_id, account, base) is None:
-            return None
+        try:
+            if self._create_or_match(account_id, account, base) is None:
+                return None
+        except Review as doubt:
+            self._queue(account_id, account, doubt)
+            raise self._waits_for_review(account_id) from None
         self.done.add(account_id)
         ctx.mark("accounts", account_id, "done")
         return ctx.links.get("account", account_id)
+
+    def sync_decided(self) -> None:
+        """Before the projects (so their jobs follow in this run): clients a person decided about in the review
+        queue, and queued clients evaluated again (changed in Coperniq, undismissed, retried)."""
+        ctx = self.ctx
+        ledger = ctx.ledger
+        decided = ledger.decided(SRC, "accounts")
+        dismissed = ledger.decided(SRC, "accounts", ("dismiss",))
+        queued = {i["record_id"] for i in ledger.review_items(status=("open", "dismissed"), source_system=SRC)}
+        again = {
+            aid for aid in queued - dismissed if (ledger.staged_status(SRC, "accounts", aid) or ("",))[0] == "pending"
+        }
+        for aid in sorted(decided | again):
+            if ("account", aid) in ctx.links or ledger.staged(SRC, "accounts", aid) is None:
+                continue
+            ctx.guard("accounts", aid, partial(self._ensure_none, aid))
+        ctx.writer.flush_all()
+        if ctx.dry:
+            return
+        ctx.journal.flush()  # the links are durable before the decisions that made them are used up
+        for aid in decided | again:
+            if ("account", aid) in ctx.links:
+                ledger.resolve_review(SRC, "accounts", aid)  # linked as decided, or no longer in doubt
 
     def sync_remaining(self) -> None:
         """Clients not reached through a triggered project: updates of synced ones, the rest waits."""
         ctx = self.ctx
         for aid, account, _, _ in ctx.todo("accounts"):
-            if "__invalid__" in account or aid in self.done:
+            if "__invalid__" in account or aid in self.done or aid in self.reviewing:
                 continue
-            if ("account", aid) in ctx.links or aid in self.failures:  # refused: fails with the reason
+            if ("account", aid) in ctx.links or aid in self.failures:
                 ctx.guard("accounts", aid, partial(self._ensure_none, aid))
             else:
                 ctx.skip("accounts", aid, "client has no triggered project yet", name=str(account.get("title") or ""))
@@ -143,16 +176,91 @@ class CustomerSync(ContactRules):
     def _match(self, account: Mapping[str, Any], base: str, key: str) -> dict[str, Any] | None:
         """A top-level, active QuickBooks customer with the client's name (or a suffixed name of ours) and no
         conflicting evidence (mapping.conflicting_contact). A job of some customer holding the name is another
-        party: never linked as a client."""
+        party: never linked as a client. With ambiguous_match `review`, doubt (several candidates under one name,
+        a same-name customer with other contact details, the name held by a job, an inactive customer or a vendor)
+        raises Review instead of creating a suffixed customer of its own."""
         desired = customer_payload(account, base)
+        doubts: list[dict[str, Any]] = []
+        found: list[dict[str, Any]] = []
         for candidate in self.names.candidates(base, key, self.ctx.links.targets):
-            if conflicting_contact(desired, candidate):
+            if found and normalize_name(candidate.get("name")) != normalize_name(found[0].get("name")):
+                break  # a match under an earlier (more specific) name wins
+            conflict = conflicting_contact(desired, candidate)
+            if conflict:
+                doubts.append(candidate_summary(candidate, f"same name, {conflict}"))
                 continue  # same name, different person: the client gets a suffixed customer of its own
             row = self.qbo_customer(candidate)
             if row is not None and (row.get("Job") or row.get("Active") is False):
-                continue  # a sub-customer (job) of another customer, or inactive in QuickBooks
-            return candidate
+                # a sub-customer (job) of another customer, or inactive in QuickBooks
+                doubts.append(
+                    candidate_summary(candidate, "a job of another customer" if row.get("Job") else "inactive")
+                )
+                continue
+            found.append(candidate)
+        if self.ctx.s.ambiguous_match != "review":
+            return found[0] if found else None
+        if len(found) > 1:
+            why = "several QuickBooks customers have this name"
+            raise Review(why, [candidate_summary(c, "same name") for c in found])
+        if found:
+            return found[0]
+        doubts += [
+            candidate_summary(c, "the name is held by a record that is not a customer")
+            for c in self.contacts.by_name.get(normalize_name(base), [])
+            if c.get("id") and not c.get("is_customer") and str(c.get("id")) not in self.ctx.links.targets
+        ]
+        if doubts:
+            raise Review(f"QuickBooks holds {base!r} already, and it may not be this client", doubts)
         return None
+
+    def _queue(self, account_id: str, account: Mapping[str, Any], doubt: Review) -> None:
+        """Put the client in the review queue (logged once per change of its candidates) and mark it waiting."""
+        ctx = self.ctx
+        self.reviewing.add(account_id)
+        name = str(account.get("title") or "")
+        if ctx.dry:
+            ctx.record("accounts", account_id, "review", f"would wait for review: {doubt}", name=name)
+            return
+        if ctx.ledger.queue_review(
+            SRC, "accounts", account_id, reason=str(doubt), candidates=doubt.candidates, name=name, run_id=ctx.run_id
+        ):
+            ctx.record(
+                "accounts",
+                account_id,
+                "review",
+                f"{doubt}: waits in the review queue with {len(doubt.candidates)} candidate(s) "
+                f"(`coperniq-qbo review`, then `coperniq-qbo link accounts:{account_id} <QuickBooks id>` or `--new`)",
+                name=name,
+            )
+        ctx.mark_waiting(
+            "accounts", account_id, f"waits in the review queue: {doubt}", review_key("accounts", account_id)
+        )
+
+    def _waits_for_review(self, account_id: str) -> Wait:
+        return Wait(
+            f"client (account {account_id}) waits in the review queue (`coperniq-qbo review`)",
+            on=link_key("account", account_id),
+        )
+
+    def _decided(self, account_id: str, account: Mapping[str, Any], base: str, decision: Decision) -> Link | None:
+        """A person chose the client's QuickBooks customer (`link`) or a customer of its own (`new`)."""
+        key = str(account.get("number") or account_id)
+        if decision.decision == "new":
+            self._plan(account_id, account, base, key, self.names.free(base, key), set(), decided=True)
+            return None
+        contact = chosen_contact(self, str(decision.target_id), decision.actor)
+        name = self.names.own("customer", account_id, base, contact)
+        link = self.link_existing(
+            "accounts",
+            "account",
+            account_id,
+            "customer",
+            contact,
+            customer_payload(account, name),
+            base,
+            how=f"as {decision.actor} decided in the review queue",
+        )
+        return link  # the decision is used up once the link is durable (sync_decided)
 
     def _create_or_match(self, account_id: str, account: Mapping[str, Any], base: str) -> Link | None:
         intent_key = f"forward:account:{account_id}"
@@ -163,6 +271,9 @@ class CustomerSync(ContactRules):
             )
             if recovered:
                 return recovered
+        decision = self.ctx.ledger.decision(SRC, "accounts", account_id)
+        if decision is not None and decision.decision in ("link", "new"):
+            return self._decided(account_id, account, base, decision)
         key = str(account.get("number") or account_id)
         match = self._match(account, base, key)
         if match is not None:
@@ -178,7 +289,15 @@ class CustomerSync(ContactRules):
         return (str(contact["id"]), remote_id_of(contact)) if contact is not None else None
 
     def _plan(
-        self, account_id: str, account: Mapping[str, Any], base: str, key: str, name: str, tried: set[str]
+        self,
+        account_id: str,
+        account: Mapping[str, Any],
+        base: str,
+        key: str,
+        name: str,
+        tried: set[str],
+        *,
+        decided: bool = False,
     ) -> None:
         ctx = self.ctx
         intent_key = f"forward:account:{account_id}"
@@ -202,7 +321,9 @@ class CustomerSync(ContactRules):
             ctx.commit_create(link, intent_key)
             self.names.remember("customer", account_id, base, name)
             self.done.add(account_id)
-            reason = "client of a triggered project"
+            reason = (
+                "a customer of its own, as decided in the review queue" if decided else "client of a triggered project"
+            )
             if name != base:
                 reason += f"; DisplayName {base!r} is used by an unrelated QuickBooks record, used {name!r}"
             ctx.record("accounts", account_id, "created", reason, target_id=link.target_id, name=name, write=res)
@@ -215,7 +336,7 @@ class CustomerSync(ContactRules):
             except RowFailure as no_name:
                 following, exc = None, no_name
             if following is not None:
-                self._plan(account_id, account, base, key, following, tried)
+                self._plan(account_id, account, base, key, following, tried, decided=decided)
                 return
             self.failures[account_id] = exc  # its projects fail with this reason (JobSync)
 

@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any
 
 from sync_ledger import Ledger, fingerprint
-from sync_ledger.rows import PlanRow, RowFailure, Wait
+from sync_ledger.rows import PlanRow, RowFailure, Wait, apply_operator_actions
 
 from .context import DIRECTION, QBO, SRC, Context, Result
 from .customers import CustomerSync
@@ -71,6 +71,8 @@ class Reconciler:
         home_currency = check_currency(ctx.client, ctx.s)  # before anything is written: never converted
         workflows = [p for _, p, _, _ in ctx.ledger.iter_staged(SRC, "workflows")]  # read once, used twice
         self._wake_on_new_settings(workflows)
+        if not ctx.dry:
+            apply_operator_actions(ctx.ledger, SRC, ctx.rows)
         if not ctx.dry and (healed := ctx.ledger.heal_waits(SRC)):
             ctx.log.info("%d waiting rows whose dependency is already synced are evaluated again", healed)
         if ctx.leftover:
@@ -97,6 +99,7 @@ class Reconciler:
         payments = PaymentSync(ctx, invoices)
         payments.check_settings()  # before anything is written
         try:
+            customers.sync_decided()
             jobs.sync_projects()
             customers.sync_remaining()
             invoices.sync()
@@ -106,6 +109,12 @@ class Reconciler:
             ctx.writer.close()
         for message in triggers.unreached_warnings(ctx.links, dry=ctx.dry):
             ctx.warn(message)
+        if not ctx.dry and (queued := len(ctx.ledger.review_items(status="open", source_system=SRC))):
+            ctx.log.warning(
+                "WARNING: %d client(s) wait in the review queue for a person to choose their QuickBooks customer: "
+                "`coperniq-qbo review`",
+                queued,
+            )
         ctx.ledger.flush()
         return Result(ctx.rows.counts, ctx.rows.plan, ctx.warnings, evaluated=ctx.guard.processed)
 
@@ -140,6 +149,7 @@ def decisions_fingerprint(settings: Settings, workflows: list[str]) -> str:
             "invoice_sync": settings.invoice_sync,
             "invoice_statuses": list(settings.invoice_statuses),
             "matching_strategy": settings.matching_strategy,
+            "ambiguous_match": settings.ambiguous_match,
             "item_mapping": dict(settings.item_mapping),
             "default_item": settings.default_item,
             "payment_account": settings.payment_account,

@@ -19,6 +19,8 @@ from singer_sdk import Target
 from singer_sdk.sinks import Sink
 
 from sync_ledger import ApiError, Ledger
+from sync_ledger.alerts import RunOutcome, quota_stopped_streams
+from sync_ledger.alerts import evaluate as evaluate_alerts
 from sync_ledger.util import quiet_sdk_metrics
 
 from .merge_client import MergeClient
@@ -46,6 +48,10 @@ RECONNECT_HINT = "Run `coperniq-qbo connect` to link the QuickBooks company agai
 
 class TargetError(Exception):
     """A run-level problem the operator must fix (disconnected account, unreachable Merge, failed rows)."""
+
+
+class AccountDisconnected(TargetError):
+    """Merge rejected the linked account, or the ledger is flagged disconnected (alert `account_disconnected`)."""
 
 
 class TargetQuickbooksMerge(Target):
@@ -78,6 +84,7 @@ class TargetQuickbooksMerge(Target):
         self._first_run_at: datetime | None = None
         self._run_started_at: datetime | None = None
         self._state_seen = False
+        self._tap_state: Any = None  # the tap's last STATE value (the coperniq_quota alert reads it)
         self._sinks: list[Sink] = []
         self.result: Result | None = None
         self._staged_count = 0
@@ -118,7 +125,9 @@ class TargetQuickbooksMerge(Target):
         try:
             self._preflight(ledger)
         except TargetError as exc:
-            ledger.refuse_run(DIRECTION, str(exc), dry_run=s.dry_run)  # `runs` and `status` show the refusal
+            run_id = ledger.refuse_run(DIRECTION, str(exc), dry_run=s.dry_run)  # `runs` and `status` show it
+            gone = str(exc) if isinstance(exc, AccountDisconnected) else None
+            self._alert(ledger, run_id, "refused", reason=str(exc), disconnected=gone)
             ledger.close()
             raise
         except BaseException:
@@ -155,21 +164,21 @@ class TargetQuickbooksMerge(Target):
             )
         flag = ledger.get_meta("disconnected")
         if flag:
-            raise TargetError(
+            raise AccountDisconnected(
                 f"The QuickBooks account is marked disconnected in the sync ledger ({flag}). {RECONNECT_HINT}"
             )
         try:
             details = self.client.account_details()
         except ApiError as exc:
             if exc.status in (401, 403, 404):
-                raise TargetError(
+                raise AccountDisconnected(
                     f"Merge rejected the linked account (HTTP {exc.status}): it is disconnected or "
                     f"the account_token/merge_api_key is wrong. {RECONNECT_HINT}"
                 ) from None
             raise TargetError(f"Cannot reach Merge at {self.settings.base_url}: {exc.message}") from None
         status = str(details.get("status") or "").upper()
         if status in CANNOT_SYNC_STATUSES:
-            raise TargetError(
+            raise AccountDisconnected(
                 f"Merge reports the QuickBooks link as {status}: {CANNOT_SYNC_STATUSES[status]}. {RECONNECT_HINT}"
             )
         if status not in ("", "COMPLETE"):
@@ -215,6 +224,7 @@ class TargetQuickbooksMerge(Target):
     @override
     def _process_state_message(self, message_dict: dict) -> None:
         self._state_seen = True
+        self._tap_state = message_dict.get("value")
         super()._process_state_message(message_dict)
 
     # ------------------------------------------------------------------ called by sinks
@@ -272,15 +282,21 @@ class TargetQuickbooksMerge(Target):
             self.result = reconciler.run()
         except Disconnected as exc:
             ledger.finish_run(self.run_id, "failed")
+            message = f"Merge rejected the linked account mid-run ({exc}). {RECONNECT_HINT}"
+            self._alert(ledger, self.run_id, "failed", reason=message, disconnected=message)
             ledger.close()
-            raise TargetError(f"Merge rejected the linked account mid-run ({exc}). {RECONNECT_HINT}") from None
+            raise AccountDisconnected(message) from None
         except (ConfigRefused, Unreachable) as exc:
             ledger.log(self.run_id, direction=DIRECTION, stream="run", source_id=None, action="failed", reason=str(exc))
-            ledger.finish_run(self.run_id, "refused" if isinstance(exc, ConfigRefused) else "failed")
+            status = "refused" if isinstance(exc, ConfigRefused) else "failed"
+            ledger.finish_run(self.run_id, status)
+            self._alert(ledger, self.run_id, status, reason=str(exc))
             ledger.close()
             raise TargetError(str(exc)) from None
-        except BaseException:
+        except BaseException as exc:
             ledger.finish_run(self.run_id, "failed")
+            if isinstance(exc, Exception):  # not on Ctrl-C / SIGTERM: no webhook wait on the way out
+                self._alert(ledger, self.run_id, "failed", reason=f"{type(exc).__name__}: {exc}")
             ledger.close()
             raise
         for stream, counter in pre.counts.items():
@@ -301,6 +317,7 @@ class TargetQuickbooksMerge(Target):
         ledger.flush()
         self._report()
         super().process_endofpipe()  # STATE goes out only now, after the ledger is durable
+        self._alert(ledger, self.run_id, status, failed=failed, disconnected="")  # connected: preflight passed
         ledger.close()
         self._ledger = None
         if failed and self.settings.fail_on_error:
@@ -308,6 +325,24 @@ class TargetQuickbooksMerge(Target):
                 f"{failed} row(s) failed (fail_on_error is on); state and ledger were saved, the "
                 "failed rows are retried next run. See `coperniq-qbo log --failed`."
             )
+
+    def _alert(
+        self,
+        ledger: Ledger,
+        run_id: str | None,
+        status: str,
+        *,
+        failed: int | None = None,
+        reason: str | None = None,
+        disconnected: str | None = None,
+    ) -> None:
+        """The run's webhook alerts (sync_ledger.alerts), while the ledger is open; never raises."""
+        s = self.settings
+        quota = None if self._tap_state is None else quota_stopped_streams(self._tap_state)
+        outcome = RunOutcome(DIRECTION, run_id, status, failed, reason, disconnected, quota)
+        evaluate_alerts(
+            ledger, s.alerts, outcome, company=s.company, secrets=s.secrets, dry_run=s.dry_run, logger=self.logger
+        )
 
     def _report(self) -> None:
         assert self.result is not None

@@ -42,8 +42,8 @@ def _link(source_id: str = "101", **kw) -> Link:
 
 
 def test_schema_and_meta_created(ledger: Ledger, ledger_path: Path | str) -> None:
-    assert raw_sql(ledger_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
-    assert ledger.get_meta("schema_version") == "3"
+    assert raw_sql(ledger_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
+    assert ledger.get_meta("schema_version") == "4"
     ledger.set_meta("disconnected", "2025-01-01T00:00:00Z")
     assert ledger.get_meta("disconnected") == "2025-01-01T00:00:00Z"
     ledger.set_meta("disconnected", None)
@@ -418,7 +418,7 @@ def test_a_version_1_ledger_is_migrated_in_place(ledger_path: Path | str) -> Non
         assert led.staged_status("coperniq", "invoices", "2") == ("skipped", 0, "old reason")
         assert led.get_meta("schema_version") == "1"
     with Ledger(path) as led:
-        assert led.get_meta("schema_version") == "3"
+        assert led.get_meta("schema_version") == "4"
         led.mark_staged("coperniq", "invoices", "1", "waiting", "no project", waits_on="link:project:7")
         assert led.wake("coperniq", ["link:project:7"]) == 1
         assert led.staged_status("coperniq", "invoices", "1") == ("pending", 0, "no project")

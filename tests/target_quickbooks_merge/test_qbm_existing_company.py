@@ -40,6 +40,7 @@ def settle(pipe: Pipeline) -> None:
 
 @pytest.mark.parametrize("pipeline", PROFILES, indirect=True)
 def test_names_held_by_a_job_of_another_customer_or_an_inactive_customer_are_not_linked(pipeline: Pipeline) -> None:
+    pipeline.config["ambiguous_match"] = "create_new"  # the suffix rule (review: test_qbm_review.py)
     pipeline.config.update(invoice_sync=True, default_item="Services")
     clients = triggered_clients(pipeline)
     assert len(clients) >= 3
@@ -99,6 +100,7 @@ def test_names_held_by_a_job_of_another_customer_or_an_inactive_customer_are_not
 def test_sync_lose_the_ledger_sync_again_relinks_everything_and_writes_nothing(pipeline: Pipeline) -> None:
     """With collisions, so some names carry our suffix, and with invoices paid: the second sync against the same
     QuickBooks company with an empty ledger links every record and creates, updates and pays nothing."""
+    pipeline.config["ambiguous_match"] = "create_new"  # the suffix rule (review: test_qbm_review.py)
     pipeline.config.update(invoice_sync=True, default_item="Services")
     clients = triggered_clients(pipeline)
     qbo(pipeline, "Vendor", {"DisplayName": clients[0]["title"]})  # forces a suffixed customer name

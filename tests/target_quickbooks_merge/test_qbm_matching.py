@@ -59,6 +59,7 @@ def test_enrich_never_blanks_out_existing_values(pipeline: Pipeline) -> None:
 
 
 def test_display_name_collision_with_unrelated_record_gets_deterministic_suffix(pipeline: Pipeline) -> None:
+    pipeline.config["ambiguous_match"] = "create_new"  # the suffix rule (review: test_qbm_review.py)
     account = first_triggered_account(pipeline)
     other = pipeline.merge.app.add_contact(account["title"], email="someone-else@unrelated.example")
     pipeline.run()
@@ -79,6 +80,7 @@ def test_display_name_collision_with_unrelated_record_gets_deterministic_suffix(
 
 def test_vendor_holding_the_name_is_not_matched_and_gets_a_suffix(pipeline: Pipeline) -> None:
     """A vendor is not a customer candidate, but QBO names are unique across customers and vendors."""
+    pipeline.config["ambiguous_match"] = "create_new"  # the suffix rule (review: test_qbm_review.py)
     account = first_triggered_account(pipeline)
     pipeline.merge.app.add_contact(account["title"], is_customer=False, is_supplier=True)
     run = pipeline.run()
@@ -166,6 +168,7 @@ def test_backfill_off_syncs_only_projects_entering_the_phase_after_enabling(pipe
 def test_a_long_name_that_collides_keeps_its_suffix(pipeline: Pipeline) -> None:
     """QuickBooks allows 100 characters: the collision suffix is kept and the base name cut, so a 120-character
     client whose first 100 characters are an unrelated customer's name still syncs, as a name of its own."""
+    pipeline.config["ambiguous_match"] = "create_new"  # the suffix rule (review: test_qbm_review.py)
     long_title = (
         "Sunrise Community Solar Cooperative of the Greater Austin Metropolitan Area "
         "and Surrounding Counties Incorporated"
@@ -258,6 +261,7 @@ def test_replace_clears_what_coperniq_emptied_and_enrich_never_blanks(pipeline: 
 def test_without_emails_to_compare_phone_and_address_decide(pipeline: Pipeline, evidence: str) -> None:
     """A same-name QuickBooks customer without an email: a different phone *and* a different address mean another
     party (a suffixed customer is created); a shared phone is enough to link."""
+    pipeline.config["ambiguous_match"] = "create_new"  # the suffix rule (review: test_qbm_review.py)
     account = first_triggered_account(pipeline)
     assert account.get("primaryPhone") and account.get("address")
     phone = account["primaryPhone"] if evidence == "same phone" else "212-555-0000"

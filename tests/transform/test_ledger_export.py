@@ -39,6 +39,11 @@ def fill(place: str, company: str, prefix: str, n: int = 3) -> None:
         ledger.mark_staged("coperniq", "invoices", f"{prefix}1", "waiting", waits_on=f"projects\x1f{prefix}")
         ledger.begin_intent(f"create:{prefix}", {"id": prefix})
         ledger.set_meta("disconnected", prefix)
+        acct = f"{prefix}acct"
+        ledger.queue_review("coperniq", "accounts", acct, reason="in doubt", candidates=[{"id": f"{prefix}-c"}])
+        ledger.request_row_action("coperniq", "accounts", acct, "link", actor="alice", target_id=f"{prefix}-c")
+        ledger.apply_row_actions("coperniq", run)  # a decision, and an applied action
+        ledger.request_row_action("coperniq", "invoices", f"{prefix}0", "retry", actor="bob")  # still pending
 
 
 def pg_rows(url: str, company: str, table: str) -> list[tuple[Any, ...]]:
@@ -65,11 +70,21 @@ def test_export_holds_exactly_the_company_rows(ledgers: str, tmp_path: Path) -> 
     assert dest == tmp_path / "snap" / "ledger.duckdb"
     assert sorted(os.listdir(dest.parent)) == ["ledger.duckdb"]  # no temp file or WAL left behind
     counts = {table: len(duck_rows(dest, table)) for table in TABLES}
-    assert counts == {"meta": 3, "id_map": 5, "sync_log": 6, "runs": 2, "intents": 1, "staging": 5}
+    assert counts == {
+        "meta": 3,
+        "id_map": 5,
+        "sync_log": 6,
+        "runs": 2,
+        "intents": 1,
+        "staging": 5,
+        "review_queue": 1,
+        "row_actions": 2,
+        "row_decisions": 1,
+    }
     for table in TABLES:  # every column, timestamps and NULLs included, as PostgreSQL has them
         assert duck_rows(dest, table) == pg_rows(ledgers, "acme", table), table
     meta = dict(duck_rows(dest, "meta"))
-    assert meta == {"company": "acme", "disconnected": "a", "schema_version": "3"}
+    assert meta == {"company": "acme", "disconnected": "a", "schema_version": "4"}
     staged = {r[3]: r for r in duck_rows(dest, "staging")}
     assert staged["a0"][7:10] == ("failed", 1, "HTTP 400") and staged["a1"][11] == "projects\x1fa"
     assert staged["a2"][6] is not None and staged["a2"][10] is None  # received_at set, processed_at NULL
@@ -78,7 +93,7 @@ def test_export_holds_exactly_the_company_rows(ledgers: str, tmp_path: Path) -> 
     assert runs["reverse"][3] is None and runs["reverse"][4] is True and runs["reverse"][6] == "running"
     # nothing of globex's, in any table (but the schema_version row both have)
     for table in TABLES:
-        theirs = set(pg_rows(ledgers, "globex", table)) - {("schema_version", "3")}
+        theirs = set(pg_rows(ledgers, "globex", table)) - {("schema_version", "4")}
         assert theirs and not theirs & set(duck_rows(dest, table)), table
     ids = [r[3] for r in duck_rows(dest, "id_map")] + [r[5] for r in duck_rows(dest, "sync_log")]
     assert ids and all(i.startswith("a") for i in ids)
@@ -101,7 +116,7 @@ def test_exported_file_is_a_ledger(ledgers: str, tmp_path: Path) -> None:
         assert copy.staged_status("coperniq", "invoices", "a0") == ("failed", 1, "HTTP 400")
         assert copy.waiting_on("coperniq", "invoices", "a1") == "projects\x1fa"
         assert copy.pending_intents() == source.pending_intents() == [("create:a", {"id": "a"})]
-        assert copy.get_meta("schema_version") == "3"
+        assert copy.get_meta("schema_version") == "4"
 
 
 def test_second_export_replaces_the_file(ledgers: str, tmp_path: Path) -> None:
