@@ -1,5 +1,5 @@
 """`coperniq-qbo`: the operator CLI (connect, status, disconnect, log, runs, doctor, verify, review, link, retry,
-dismiss, undismiss).
+dismiss, undismiss, ui).
 
 Run it through Meltano (`meltano invoke coperniq-qbo status`), which passes the utility's settings as
 COPERNIQ_QBO_* env vars, or directly; flags override env vars, env vars override the project's `.env`.
@@ -25,6 +25,7 @@ from coperniq_qbo.errors import EXIT_API, EXIT_USAGE, CliError, api_message, is_
 from coperniq_qbo.log import cmd_log, cmd_runs
 from coperniq_qbo.settings import Settings, resolve_settings
 from coperniq_qbo.status import cmd_status
+from coperniq_qbo.ui import add_ui_parser
 from coperniq_qbo.verify import add_arguments as add_verify_arguments
 from coperniq_qbo.verify import run_verify
 from sync_ledger.ledger_core import LOG_ACTIONS
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_arguments(p)
     p.set_defaults(func=run_verify)
     add_action_parsers(sub, common)
+    add_ui_parser(sub, common)
     return parser
 
 
