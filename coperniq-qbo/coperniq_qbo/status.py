@@ -31,6 +31,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings, con: Console) -> in
             flag = ledger.get_meta(DISCONNECTED_META)
             runs = ledger.runs(limit=1)
             success = ledger.last_run(successful=True)
+            result["review_queue"] = len(ledger.review_items(status="open"))
         finally:
             ledger.close()
         result["last_run"] = run_jsonable(runs[0]) if runs else None
@@ -138,5 +139,7 @@ def print_status(result: dict[str, Any], con: Console) -> None:
         con.say("  Last sync run:      none recorded in the ledger yet")
     else:
         con.say("  Last sync run:      no ledger yet")
+    if result.get("review_queue"):
+        con.say(f"  Review queue:       {result['review_queue']} row(s) wait for a person: `coperniq-qbo review`")
     if result.get("hint"):
         con.say(f"  Hint: {result['hint']}")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,10 @@ from tests.target_quickbooks_merge.qbm_helpers import (
 )
 
 
-def cli(pipe: Pipeline, *args: str, extra_env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """coperniq-qbo in-process on the pipeline's ledger (and its Merge sandbox)."""
+def cli(
+    pipe: Pipeline, *args: str, extra_env: dict[str, str] | None = None, process: bool = False
+) -> tuple[int, str, str]:
+    """coperniq-qbo on the pipeline's ledger (and its Merge sandbox): in-process, or as its own process."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         (
@@ -39,6 +43,17 @@ def cli(pipe: Pipeline, *args: str, extra_env: dict[str, str] | None = None) -> 
         "COPERNIQ_QBO_LOCK_TIMEOUT": "5",
         **(extra_env or {}),
     }
+    if process:
+        env["PYTHONPATH"] = os.pathsep.join(sys.path)
+        proc = subprocess.run(
+            [sys.executable, "-m", "coperniq_qbo.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return proc.returncode, proc.stdout, proc.stderr
     out, err = io.StringIO(), io.StringIO()
     code = main(list(args), stdout=out, stderr=err, environ=env)
     return code, out.getvalue(), err.getvalue()
@@ -92,6 +107,8 @@ def test_ambiguous_client_waits_in_the_queue_and_a_link_by_hand_syncs_it_once(
     second = pipeline.run()  # still undecided: nothing new, no second queue line
     assert second.writes == 0 and second.counts["accounts"]["review"] == 0
 
+    code, out, _ = cli(pipeline, "status")
+    assert "Review queue:       1 row(s) wait for a person" in out
     code, out, _ = cli(pipeline, "review")
     assert code == 0 and f"accounts:{aid}" in out and str(other["remote_id"]) in out and "different email" in out
     code, out, err = cli(pipeline, "link", f"accounts:{aid}", str(other["remote_id"]), "--by", "alice")
@@ -257,3 +274,26 @@ def test_now_runs_the_rows_leg_in_the_meltano_project(pipeline: Pipeline, tmp_pa
     assert code == 3, err  # the leg's exit code
     assert calls.read_text().split() == [str(project), "run", "tap-coperniq", "target-quickbooks-merge"]
     assert "meltano run tap-coperniq target-quickbooks-merge" in out
+
+
+@pytest.mark.parametrize("pipeline", ["optimistic-postgres"], indirect=True)
+def test_an_action_asked_during_a_run_waits_for_the_next_run(
+    pipeline: Pipeline, ambiguous: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    """On PostgreSQL a person can act while a run of the leg holds its run lock: the action is stored at once and
+    applied by the next run, not by the running one."""
+    account, other = ambiguous
+    aid = str(account["id"])
+    pipeline.run()
+    with pipeline.ledger() as running:
+        run_id = running.start_run("forward")  # a run in progress (holds the company's forward run lock)
+        code, _, err = cli(pipeline, "link", f"accounts:{aid}", str(other["remote_id"]), process=True)
+        assert code == 0, err  # another process: not held up by the run lock
+        assert [a["applied_run"] for a in running.row_actions()] == [None]
+        running.finish_run(run_id, "success")
+    pipeline.run()
+    with pipeline.ledger() as ledger:
+        link = ledger.get_link("coperniq", "account", aid)
+        assert link is not None and link.target_id == other["id"]
+        [action] = ledger.row_actions()
+    assert action["applied_run"] not in (None, run_id)
