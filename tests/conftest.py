@@ -183,9 +183,10 @@ def standard_target_tests(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Meltano subprocess tests share .meltano/run/<plugin>/ in this project: run them on one xdist worker."""
+    """Meltano subprocess tests share .meltano/run/<plugin>/ in this project: run them on one xdist worker, unless
+    they run Meltano on a .meltano of their own (`meltano_private`: meltano_sys_dir), which nothing else touches."""
     for item in items:
-        if item.get_closest_marker("meltano"):
+        if item.get_closest_marker("meltano") and not item.get_closest_marker("meltano_private"):
             item.add_marker(pytest.mark.xdist_group("meltano"))
 
 

@@ -31,7 +31,7 @@ KILL_AT = 25  # ... once its QuickBooks holds this many customers and jobs
 WITH_INVOICES = {"co-00", "co-05", VICTIM, "co-13"}  # companies with invoice_sync on
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.meltano, pytest.mark.timeout(540)]
+pytestmark = [pytest.mark.meltano, pytest.mark.meltano_private, pytest.mark.timeout(540)]
 
 
 def keys() -> list[str]:

@@ -25,7 +25,7 @@ MELTANO = ROOT / ".venv" / "bin" / "meltano"
 FORWARD = ("tap-coperniq", "target-quickbooks-merge")
 REVERSE = ("tap-quickbooks-merge", "target-coperniq")
 
-pytestmark = [pytest.mark.meltano, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.meltano, pytest.mark.meltano_private, pytest.mark.timeout(400)]
 
 
 class Worker:

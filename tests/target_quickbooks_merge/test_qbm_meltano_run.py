@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MELTANO = ROOT / ".venv" / "bin" / "meltano"
 SECRETS = ("sandbox-merge-key", "sandbox-account-token")
 
-pytestmark = [pytest.mark.meltano, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.meltano, pytest.mark.meltano_private, pytest.mark.timeout(240)]
 
 
 class MeltanoRunner:
