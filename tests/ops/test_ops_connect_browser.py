@@ -6,7 +6,6 @@ in CI (CI=true), where a missing browser is a failure.
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 import subprocess
@@ -18,46 +17,7 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def _require_browser() -> None:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("python package selenium")
-    if missing:
-        msg = (
-            f"headless browser test needs {', '.join(missing)}: apt-get install -y chromium chromium-driver; "
-            f"pip install selenium"
-        )
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
-def _driver(tmp_path: Path) -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        opts.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+from tests.browser import headless_chromium, require_browser
 
 
 def _click_connect(driver: Any, timeout: float = 15) -> None:
@@ -93,7 +53,7 @@ def _read_url(stream: Any, found: dict[str, str], lines: list[str]) -> None:
 
 @pytest.mark.timeout(90)
 def test_connect_in_headless_chromium(ops_project: Any, merge_sandbox: Any, tmp_path: Path) -> None:
-    _require_browser()
+    require_browser()
     from coperniq_qbo.env import read_env_file
     from sync_ledger import ApiClient, Ledger
 
@@ -124,7 +84,7 @@ def test_connect_in_headless_chromium(ops_project: Any, merge_sandbox: Any, tmp_
         assert "url" in found, (
             f"connect printed no local URL: {out_lines} {proc.stderr.read() if proc.poll() is not None else ''}"
         )
-        driver = _driver(tmp_path)
+        driver = headless_chromium(tmp_path)
         driver.set_page_load_timeout(20)
         driver.get(found["url"])
         _click_connect(driver)

@@ -29,6 +29,7 @@ import requests
 import yaml
 
 from coperniq_qbo.cli import main
+from tests.browser import headless_chromium, require_browser
 from tests.conftest import ROOT
 from tests.target_quickbooks_merge.qbm_helpers import (
     BOTH_TRIGGERS,
@@ -39,44 +40,7 @@ from tests.target_quickbooks_merge.qbm_helpers import (
     qbo_jobs,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTIFACTS = ROOT / "tests" / "artifacts" / "console"
-
-
-def _require_browser() -> None:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("python package selenium")
-    if missing:
-        msg = f"headless browser test needs {', '.join(missing)}: apt-get install -y chromium chromium-driver"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
-def _driver(tmp_path: Path) -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        opts.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
@@ -190,13 +154,13 @@ def saved_target_config(project: Path) -> dict[str, Any]:
 def test_console_links_a_queued_client_in_headless_chromium(
     pipeline: Pipeline, queued: tuple[dict[str, Any], dict[str, Any]], console: RunningConsole, tmp_path: Path
 ) -> None:
-    _require_browser()
+    require_browser()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     account, other = queued
     aid = str(account["id"])
-    driver = _driver(tmp_path)
+    driver = headless_chromium(tmp_path, "--window-size=1280,1000")
     driver.set_page_load_timeout(30)
     try:
         driver.get(console.url)
