@@ -269,3 +269,37 @@ def test_two_equal_payments_on_one_invoice_are_both_imported(world: dict[str, An
     assert sorted(p["paymentReference"] for p in paid) == sorted([first["id"], second["id"]])
     assert coperniq_invoice["amountPaid"] == pytest.approx(2000.0)
     assert not log_rows(world["ledger"], stream="payments", action="linked")
+
+
+def _cli(world: dict[str, Any], *args: str) -> tuple[int, str]:
+    import io
+
+    from coperniq_qbo.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), stdout=out, stderr=err, environ={"COPERNIQ_QBO_LEDGER_PATH": str(world["ledger"])})
+    return code, out.getvalue() + err.getvalue()
+
+
+def test_a_person_retries_a_row_past_max_attempts_and_dismisses_another(world: dict[str, Any]) -> None:
+    """Reverse-leg rows by `quickbooks:<stream>:<id>`: retry brings back a row that used up its attempts; a
+    dismissed row is not tried again, even on the next tap read of it."""
+    kept = merge_invoice(world["contact"]["id"], [{"quantity": 1, "unit_price": 200.0}])
+    dropped = merge_invoice(world["contact"]["id"], [{"quantity": 1, "unit_price": 75.0}])
+    config = {**world["config"], "max_attempts": 1}
+    world["sb"].faults.update(error_rate=1.0, error_status=400, only_paths=["/v1/invoices"])
+    run_target(config, [("invoices", [kept, dropped])])
+    world["sb"].faults.reset()
+    run_target(config, [])  # past max_attempts: not tried again on its own
+    assert invoices_of(world["app"]) == []
+
+    assert _cli(world, "retry", f"quickbooks:invoices:{kept['id']}", "--by", "erin")[0] == 0
+    code, text = _cli(world, "dismiss", f"quickbooks:invoices:{dropped['id']}", "--reason", "duplicate entry")
+    assert code == 0, text
+    run_target(config, [("invoices", [dropped])])  # the tap sends the dismissed one again
+    assert [i["amount"] for i in invoices_of(world["app"])] == [200.0]
+    operator = [r for r in log_rows(world["ledger"], action="operator") if r["run_id"] != "operator"]
+    assert {r["source_id"] for r in operator} == {kept["id"], dropped["id"]}
+    with Ledger(world["ledger"]) as ledger:
+        status, _, why = ledger.staged_status("quickbooks", "invoices", dropped["id"])
+    assert status == "skipped" and "dismissed by" in (why or "") and "duplicate entry" in (why or "")
