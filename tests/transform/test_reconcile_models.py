@@ -28,7 +28,9 @@ from reconcile_fixtures import (
     dbt,
 )
 
-pytestmark = [pytest.mark.timeout(240)]
+# One worker for the whole module: its two `dbt build` fixtures are module-scoped, and xdist would otherwise build
+# them again on every worker that gets one of its tests (16 s each).
+pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("reconcile_models")]
 
 
 def dbt_build(tmp: Path, warehouse: Path, ledger: Path, *extra: str) -> subprocess.CompletedProcess[str]:
