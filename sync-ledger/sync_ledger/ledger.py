@@ -308,6 +308,16 @@ class Ledger(LinksMixin, IntentsMixin, StagingMixin, ReviewMixin):
             row = self._c.conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return None if row is None else row[0]
 
+    def meta_with_prefix(self, prefix: str) -> dict[str, str]:
+        """Every meta key that starts with `prefix`, with its value: for small sets kept one key each (e.g. the
+        credits waiting for their invoice to reach QuickBooks). Addition to the contract."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._c.lock:
+            rows = self._c.conn.execute(
+                "SELECT key, value FROM meta WHERE key LIKE ? ESCAPE '\\' ORDER BY key", [pattern]
+            ).fetchall()
+        return {str(k): str(v) for k, v in rows}
+
     def set_meta(self, key: str, value: str | None) -> None:
         """Set (or, with None, delete) a small key/value setting such as the "disconnected" flag."""
         self._writable()

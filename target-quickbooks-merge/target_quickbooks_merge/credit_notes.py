@@ -11,6 +11,11 @@ Crash safety, as for every create: the create has a write-ahead intent (`forward
 is looked up by number on the same job; the application has its own intent (`forward:credit_apply:<id>`) and is
 settled by reading the credit note (it lists the invoices it is applied to), never sent twice. Once applied, ledger
 meta `forward:credit_applied:<id>` says so: a later change of the credit is PATCHed, never applied again.
+
+A credit whose invoice was not in QuickBooks when the credit was pushed (skipped then, say as a draft, or not
+received yet) is kept in ledger meta `forward:credit_open:<id>` (the invoice's Coperniq id): after each invoice pass,
+those whose invoice is linked now are applied to it (`apply_deferred`), so a credit and the invoice it credits end up
+applied whatever order they reach QuickBooks in.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from .credit_writes import (
     is_credit,
     zero_lines,
 )
-from .mapping import invoice_fingerprint, money
+from .mapping import invoice_fingerprint, invoice_number, money
 from .merge_client import WriteResult
 from .merge_index import ItemIndex
 from .taxes import TaxBook, with_tax
@@ -49,6 +54,8 @@ __all__ = ["CREDIT_NOTE", "CreditNoteSync", "is_credit"]
 CREDIT_NOTE = "credit_note"
 #: Ledger meta: the Merge id of the invoice a credit was applied to (applied once, for good).
 APPLIED_META = "forward:credit_applied:"
+#: Ledger meta: a pushed credit whose invoice was not in QuickBooks then (value: that invoice's Coperniq id).
+OPEN_META = "forward:credit_open:"
 STREAM = "invoices"
 #: Merge invoice statuses a credit is not applied to.
 CLOSED = ("PAID", "VOID")
@@ -69,6 +76,46 @@ class CreditNoteSync:
     def __init__(self, ctx: Context, invoices: InvoiceRules) -> None:
         self.ctx = ctx
         self.invoices = invoices
+        self._deferred: dict[str, str] | None = None  # OPEN_META, read once a run
+
+    def deferred(self) -> dict[str, str]:
+        """{credit id: invoice id} of the pushed credits whose invoice was not in QuickBooks yet."""
+        if self._deferred is None:
+            metas = self.ctx.ledger.meta_with_prefix(OPEN_META)
+            self._deferred = {key[len(OPEN_META) :]: value for key, value in metas.items()}
+        return self._deferred
+
+    def _defer(self, iid: str, target: str) -> None:
+        if not self.ctx.dry and self.deferred().get(iid) != target:
+            self.ctx.ledger.set_meta(OPEN_META + iid, target)
+            self.deferred()[iid] = target
+
+    def _undefer(self, iid: str) -> None:
+        if self.deferred().pop(iid, None) is not None:
+            self.ctx.ledger.set_meta(OPEN_META + iid, None)
+
+    def apply_deferred(self) -> None:
+        """After the invoice pass: each credit left open because its invoice was not in QuickBooks is applied to
+        that invoice if it is linked now (logged `updated`, "... applied 100.00 to invoice #CQ-1043"). One meta
+        read a run; nothing else when no credit waits."""
+        ctx = self.ctx
+        if ctx.dry:
+            return
+        for iid, target in sorted(self.deferred().items()):
+            based = ctx.links.get("invoice", target)
+            if based is None or based.target_type != "invoice":
+                continue  # still not in QuickBooks: stays the customer's open credit
+            link = ctx.links.get("invoice", iid)
+            if link is None or link.target_type != CREDIT_NOTE or link.status != "active":
+                self._undefer(iid)  # the credit itself was taken back (zeroed) or unlinked
+                continue
+            why = f"invoice {target} it is based on is in QuickBooks now"
+            number = f"{ctx.s.invoice_number_prefix}{iid}"
+            inv = ctx.ledger.staged(SRC, STREAM, iid)
+            if inv is not None:
+                number = invoice_number(inv, ctx.s.invoice_number_prefix)
+            ctx.guard(STREAM, iid, partial(self._apply, iid, link, target, None, why, number), "done")
+        ctx.writer.flush_all()
 
     def handles(self, invoice: Mapping[str, Any], link: Link | None) -> bool:
         """A credit, or a Coperniq invoice pushed as a credit note."""
@@ -214,7 +261,11 @@ class CreditNoteSync:
             done(action, why + left, request_id)
             return
         based = ctx.links.get("invoice", target)
+        if based is None:
+            self._defer(iid, target)  # applied once that invoice is in QuickBooks (apply_deferred)
         if based is None or based.target_type != "invoice" or based.status != "active" or not based.target_id:
+            if based is not None:
+                self._undefer(iid)
             done(
                 action,
                 f"{why}; left as the customer's open credit: invoice {target} it is based on is not open "
@@ -229,12 +280,14 @@ class CreditNoteSync:
                 f"{why}; applied to the invoice it is based on (Coperniq invoice {target}) by a run that stopped "
                 "before recording it; recorded now (not applied twice)"
             )
+            self._undefer(iid)
             done(action or "updated", reason.lstrip("; "), request_id)
             return
         invoice = ctx.client.invoice(inv_id)
         balance = to_money(invoice.get("balance") or 0)
         inv_name = f"#{invoice.get('number') or target}"
         if invoice.get("remote_was_deleted") or str(invoice.get("status")).upper() in CLOSED or balance <= 0:
+            self._undefer(iid)
             done(
                 action,
                 f"{why}; left as the customer's open credit: invoice {inv_name} it is based on has no "
@@ -246,12 +299,14 @@ class CreditNoteSync:
         remaining = note.get("remaining_credit")
         amount = min(to_money(remaining if remaining is not None else note.get("total_amount") or 0), balance)
         if amount <= 0:
+            self._undefer(iid)
             done(action, f"{why}; credit memo {name} has no credit left in QuickBooks to apply", request_id)
             return
         applied_on = str(note.get("transaction_date") or invoice.get("issue_date") or "")[:10] + "T00:00:00Z"
 
         def finish(res: WriteResult) -> None:
             ctx.ledger.set_meta(APPLIED_META + iid, inv_id)
+            self._undefer(iid)
             ctx.end(key)
             lost = "; its answer was lost, and QuickBooks shows it applied (not applied twice)" if res.recovered else ""
             reason = f"{why}; applied {amount} to invoice {inv_name} (open balance {balance}){lost}".lstrip("; ")
@@ -276,8 +331,8 @@ class CreditNoteSync:
 
     # --- a credit Coperniq takes back -----------------------------------------------------------------------
     def _taken_back(self, iid: str, link: Link, gone: Gone, status: str) -> None:
-        """void_policy for a pushed credit: `leave` logs it once; `void` and `zero_and_note` zero its lines (Merge
-        has no void of a credit memo; README "Credits"), refused by QuickBooks while it is applied."""
+        """void_policy for a pushed credit: `leave` logs it once; `void` and `zero_and_note` zero its lines
+        (QuickBooks' API has no void of a credit memo; README "Credits"), refused by QuickBooks while it is applied."""
         ctx = self.ctx
         reason = gone.reason.replace("invoice", "credit", 1)
         if link.status == ZEROED:

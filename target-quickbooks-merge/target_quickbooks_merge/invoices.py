@@ -46,6 +46,7 @@ class InvoiceSync:
                 continue
             ctx.guard("invoices", iid, partial(self._invoice, iid, inv, status), status)
         ctx.writer.flush_all()
+        self.credits.apply_deferred()  # credits pushed before the invoice they credit, now that it is there
 
     def _invoice_sync_off(self) -> None:
         ctx = self.ctx

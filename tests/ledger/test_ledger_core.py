@@ -41,6 +41,19 @@ def _link(source_id: str = "101", **kw) -> Link:
     return Link(**base)
 
 
+def test_meta_with_prefix_takes_the_prefix_literally(ledger: Ledger) -> None:
+    ledger.set_meta("forward:credit_open:7", "5")
+    ledger.set_meta("forward:credit_open:12", "9")
+    ledger.set_meta("forward:credit_openX1", "no: not the prefix")  # `_` would match any character in LIKE
+    ledger.set_meta("forward:credit_applied:7", "inv-1")
+    assert ledger.meta_with_prefix("forward:credit_open:") == {
+        "forward:credit_open:12": "9",
+        "forward:credit_open:7": "5",
+    }
+    assert ledger.meta_with_prefix("forward:credit_open_") == {}
+    assert ledger.meta_with_prefix("nothing") == {}
+
+
 def test_schema_and_meta_created(ledger: Ledger, ledger_path: Path | str) -> None:
     assert raw_sql(ledger_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
     assert ledger.get_meta("schema_version") == "4"

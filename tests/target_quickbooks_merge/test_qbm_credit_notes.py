@@ -14,6 +14,7 @@ import requests
 from sync_ledger import Link
 from target_quickbooks_merge import credit_notes
 from tests.target_quickbooks_merge.qbm_helpers import Pipeline, log_rows, merge_rows
+from tests.target_quickbooks_merge.test_qbm_voids import set_status
 from tests.target_quickbooks_merge.test_qbm_voids import start as start_with_invoice
 
 CONFIG = {"invoice_sync": True, "default_item": "Services"}
@@ -148,6 +149,32 @@ def test_a_credit_arriving_with_its_invoice_waits_for_it_and_is_applied_next_run
     assert applications(pipeline) == [(inv_link.target_id, "100.00")]
     assert merge_invoice(pipeline, inv_link)["balance"] == 400.0
     assert pipeline.run().writes == 0
+
+
+@pytest.mark.parametrize("pipeline", ["optimistic", "pessimistic"], indirect=True)
+def test_a_credit_pushed_before_its_invoice_is_applied_once_the_invoice_is_pushed(pipeline: Pipeline) -> None:
+    project, _, _ = start(pipeline)
+    inv = pipeline.coperniq.app.add_invoice(project, LINES, status="DRAFT", issue_date="2025-06-02T00:00:00Z")
+    credit = add_credit(pipeline, project, based_on=inv)
+    pipeline.run()  # the invoice is a draft (not in invoice_statuses): the credit goes alone, as open credit
+    [created] = rows_of(pipeline, credit, "created")
+    assert f"invoice {inv['id']} it is based on is not open in QuickBooks (not pushed" in created["reason"]
+    assert len(credit_memos(pipeline)) == 1 and applications(pipeline) == []
+
+    set_status(pipeline, inv, "SENT")  # sent in Coperniq: pushed now, and the credit applied to it in the same run
+    run = pipeline.run()
+    assert run.counts["invoices"]["failed"] == 0
+    inv_link = link_of(pipeline, inv)
+    assert applications(pipeline) == [(inv_link.target_id, "100.00")]
+    assert merge_invoice(pipeline, inv_link)["balance"] == 400.0
+    [applied] = rows_of(pipeline, credit, "updated")
+    assert applied["reason"] == (
+        f"invoice {inv['id']} it is based on is in QuickBooks now; applied 100.00 to invoice #CQ-{inv['uid']} "
+        "(open balance 500.00)"
+    )
+    with pipeline.ledger() as ledger:
+        assert ledger.meta_with_prefix(credit_notes.OPEN_META) == {}  # nothing left to look at every run
+    assert pipeline.run().writes == 0 and len(applications(pipeline)) == 1
 
 
 @pytest.mark.parametrize("when", ["before the application", "after the application"])
