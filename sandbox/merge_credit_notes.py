@@ -34,6 +34,7 @@ from sandbox.merge_schema import (
 from sandbox.merge_store import Row
 from sandbox.merge_tables import MergeTables
 from sandbox.merge_tax import compute_tax, money_sum
+from sandbox.merge_tracking import apply_tracking
 
 TABLE = "credit-notes"
 
@@ -149,6 +150,7 @@ def write_credit_note(data: MergeTables, model: Any, existing: Row | None = None
             if "line_items" in fields or existing is None
             else existing["line_items"]
         )
+        tracking = apply_tracking(data, fields, existing, lines)  # ClassRef/DepartmentRef: as on an invoice
         sub_total = money_sum(*(float(line["total_line_amount"]) for line in lines))
         tax, _ = compute_tax(
             data.tax,
@@ -198,9 +200,7 @@ def write_credit_note(data: MergeTables, model: Any, existing: Row | None = None
         "total_amount": total,
         "remaining_credit": round(total - applied, 2),
         "line_items": lines,
-        "tracking_categories": list(
-            fields.get("tracking_categories") or (existing or {}).get("tracking_categories") or []
-        ),
+        "tracking_categories": tracking,
     }
     table = data.t(TABLE)
     if existing is None:

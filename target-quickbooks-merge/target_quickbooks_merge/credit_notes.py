@@ -46,6 +46,7 @@ from .mapping import invoice_fingerprint, invoice_number, money
 from .merge_client import WriteResult
 from .merge_index import ItemIndex
 from .taxes import TaxBook, with_tax
+from .tracking import TrackingBook
 from .voids import ZEROED, Gone
 
 __all__ = ["CREDIT_NOTE", "CreditNoteSync", "is_credit"]
@@ -62,10 +63,11 @@ CLOSED = ("PAID", "VOID")
 
 
 class InvoiceRules(Protocol):
-    """What a credit shares with the invoices (InvoiceSync): the job it goes on, its items and its taxes."""
+    """What a credit shares with the invoices (InvoiceSync): the job it goes on, its items, taxes and classes."""
 
     items: ItemIndex
     taxes: TaxBook
+    tracking: TrackingBook
 
     def contact_of(self, invoice: Mapping[str, Any]) -> str: ...
 
@@ -157,6 +159,9 @@ class CreditNoteSync:
             [with_tax(credit_line(line, self.invoices.items.for_line(line)), tax_code) for line in lines],
             number_prefix=ctx.s.invoice_number_prefix,
         )
+        categories = self.invoices.tracking.for_invoice(inv)  # its class and location, as its invoices get them
+        if categories is not None:
+            desired = categories.apply(desired)
         target = self._credited(inv)
         if link is None:
             self._create(iid, desired, contact, target)

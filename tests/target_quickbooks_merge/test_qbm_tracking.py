@@ -91,6 +91,31 @@ def test_invoices_land_with_their_class_and_location_and_a_mapping_change_update
     assert company.run().writes == 0
 
 
+@pytest.mark.parametrize("company", ["per_line", "per_txn"], indirect=True)
+def test_a_credit_memo_carries_the_class_and_location_its_invoices_get(company: Pipeline) -> None:
+    per_line = company.merge.app.class_tracking == "per_line"
+    company.config["tracking_category_mapping"] = MAPPING
+    company.run()
+    project, invoice = next(iter(_pushed(company).values()))
+    credit = company.coperniq.app.add_invoice(
+        int(project["id"]),
+        [{"quantity": 1, "unitCost": 0, "unitPrice": -80, "description": "Goodwill credit"}],
+        status="SENT",
+        issue_date="2025-06-05T00:00:00Z",
+    )
+    run = company.run()
+    assert run.counts["invoices"]["failed"] == 0 and run.counts["invoices"]["created"] == 1
+    [memo] = [m for m in merge_rows(company.merge, "credit-notes") if m["number"] == f"CQ-{credit['uid']}"]
+    assert sorted(memo["tracking_categories"]) == sorted(invoice["tracking_categories"])  # what QuickBooks kept
+    assert [line["tracking_categories"] for line in memo["line_items"]] == [
+        invoice["line_items"][0]["tracking_categories"]
+    ]
+    ids = _category_ids(company)
+    klass = ids["CLASS", CLASSES[project["workflowName"]]]
+    assert (klass in memo["tracking_categories"]) != per_line  # per transaction or per line, never both
+    assert company.run().writes == 0
+
+
 def test_an_unmapped_value_or_a_name_quickbooks_lacks_fails_the_invoice_with_the_reason(company: Pipeline) -> None:
     company.merge.app.add_tracking_category("Solar", "DEPARTMENT")  # trades Solar exists as a location, HVAC not
     company.config["tracking_category_mapping"] = {
