@@ -65,6 +65,22 @@ def test_a_refund_makes_one_refund_receipt_and_keeps_the_payment(pipeline: Pipel
     assert len(rows_of(pipeline, pay, "updated")) == 1
 
 
+@pytest.mark.parametrize("pipeline", PROFILES, indirect=True)
+def test_no_refund_receipt_for_a_payment_voided_in_quickbooks(pipeline: Pipeline) -> None:
+    inv, pay, link = paid(pipeline, **REFUND)
+    pipeline.merge.app.void_payment(str(link.target_id))  # the bookkeeper voided it there: no money received
+    set_payment_status(pipeline, inv, pay, "REFUNDED")
+    run = pipeline.run()
+    assert run.counts["payments"]["failed"] == 0
+    assert receipts(pipeline) == []  # a receipt would take the money out a second time
+    [skip] = rows_of(pipeline, pay, "skipped")
+    assert skip["reason"] == (
+        "payment is REFUNDED in Coperniq, but no refund receipt is made; already voided in QuickBooks (nothing sent)"
+    )
+    assert payment_link(pipeline, pay).status == "voided"
+    assert pipeline.run().writes == 0 and receipts(pipeline) == []
+
+
 def test_the_receipt_is_paid_from_refund_account(pipeline: Pipeline) -> None:
     refunded(pipeline)
     pipeline.run()
