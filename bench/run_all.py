@@ -180,12 +180,23 @@ def run_pipe(
     done = threading.Event()
 
     def sample() -> None:
+        """Peaks every 50 ms; every 5 s a line of bench/out/<tag>.rss.csv (seconds, tap MB, target MB), to see
+        when in a run the target's peak comes (its log's timestamps say which pass it was in)."""
         procs = {pid: psutil.Process(pid) for pid in peaks}
-        while not done.is_set():
-            for pid, p in procs.items():
-                with contextlib.suppress(psutil.Error):
-                    peaks[pid] = max(peaks[pid], p.memory_info().rss)
-            done.wait(0.05)
+        next_line = 0.0
+        with (OUT / f"{tag}.rss.csv").open("w") as timeline:
+            timeline.write("seconds,tap_mb,target_mb\n")
+            while not done.is_set():
+                now = dict.fromkeys(procs, 0)
+                for pid, p in procs.items():
+                    with contextlib.suppress(psutil.Error):
+                        now[pid] = p.memory_info().rss
+                        peaks[pid] = max(peaks[pid], now[pid])
+                if (elapsed := time.perf_counter() - started) >= next_line:
+                    next_line = elapsed + 5
+                    timeline.write(f"{elapsed:.0f},{now[tap_p.pid] / 2**20:.0f},{now[tgt_p.pid] / 2**20:.0f}\n")
+                    timeline.flush()
+                done.wait(0.05)
 
     records = 0
     out_lines: list[bytes] = []
