@@ -259,7 +259,7 @@ class Ledger(LinksMixin, IntentsMixin, StagingMixin, ReviewMixin):
             where.append("action = 'failed'")
         if search:
             where.append("(source_id = ? OR target_id = ? OR lower(reason) LIKE ? ESCAPE '\\')")
-            pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            pattern = "%" + _like_literal(search.lower()) + "%"
             params += [search, search, pattern]
         sql = f"SELECT {', '.join(_LOG_COLUMNS)} FROM sync_log"
         if where:
@@ -311,7 +311,7 @@ class Ledger(LinksMixin, IntentsMixin, StagingMixin, ReviewMixin):
     def meta_with_prefix(self, prefix: str) -> dict[str, str]:
         """Every meta key that starts with `prefix`, with its value: for small sets kept one key each (e.g. the
         credits waiting for their invoice to reach QuickBooks). Addition to the contract."""
-        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = _like_literal(prefix) + "%"
         with self._c.lock:
             rows = self._c.conn.execute(
                 "SELECT key, value FROM meta WHERE key LIKE ? ESCAPE '\\' ORDER BY key", [pattern]
@@ -330,6 +330,11 @@ class Ledger(LinksMixin, IntentsMixin, StagingMixin, ReviewMixin):
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     [key, value],
                 )
+
+
+def _like_literal(text: str) -> str:
+    """`text` as a LIKE pattern that matches only itself (with `ESCAPE '\\'`): its `%`, `_` and `\\` escaped."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @atexit.register
