@@ -111,11 +111,11 @@ class CreditNoteSync:
             if link is None or link.target_type != CREDIT_NOTE or link.status != "active":
                 self._undefer(iid)  # the credit itself was taken back (zeroed) or unlinked
                 continue
-            why = f"invoice {target} it is based on is in QuickBooks now"
-            number = f"{ctx.s.invoice_number_prefix}{iid}"
             inv = ctx.ledger.staged(SRC, STREAM, iid)
-            if inv is not None:
-                number = invoice_number(inv, ctx.s.invoice_number_prefix)
+            if inv is None:
+                continue  # never happens for a linked credit; its number comes from its record
+            why = f"invoice {target} it is based on is in QuickBooks now"
+            number = invoice_number(inv, ctx.s.invoice_number_prefix)
             ctx.guard(STREAM, iid, partial(self._apply, iid, link, target, None, why, number), "done")
         ctx.writer.flush_all()
 
@@ -266,11 +266,11 @@ class CreditNoteSync:
             done(action, why + left, request_id)
             return
         based = ctx.links.get("invoice", target)
-        if based is None:
-            self._defer(iid, target)  # applied once that invoice is in QuickBooks (apply_deferred)
         if based is None or based.target_type != "invoice" or based.status != "active" or not based.target_id:
-            if based is not None:
-                self._undefer(iid)
+            if based is None:
+                self._defer(iid, target)  # applied once that invoice is in QuickBooks (apply_deferred)
+            else:
+                self._undefer(iid)  # in QuickBooks but not open: stays open credit for good
             done(
                 action,
                 f"{why}; left as the customer's open credit: invoice {target} it is based on is not open "

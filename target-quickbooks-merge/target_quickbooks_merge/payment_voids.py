@@ -23,7 +23,6 @@ from typing import Any
 from sync_ledger import Link
 
 from .context import Context
-from .qbo_voids import VoidAnswer, is_voided
 from .refunds import REFUNDED, Refunds
 from .void_writes import DELETED, PAYMENT, VOIDED, VoidWrites
 
@@ -64,26 +63,12 @@ class PaymentVoids:
                 )
             return
         if pay_status == "REFUNDED" and self.refunds.applies:
-            if not self._gone_there(pay_id, link, f"{why}, but no refund receipt is made"):
+            # a payment the bookkeeper voided or deleted in QuickBooks counts no money received: a refund receipt
+            # would take it out twice
+            if not self.writes.gone_there(pay_id, link, f"{why}, but no refund receipt is made"):
                 self.refunds.plan(pay_id, link, dict(pay))
             return
         self.writes.plan(pay_id, link, why)  # void and zero_and_note alike (module docstring)
-
-    def _gone_there(self, pay_id: str, link: Link, why: str) -> bool:
-        """A refund receipt pays back money QuickBooks counts as received: a payment the bookkeeper voided or
-        deleted there has none (a receipt would take the money out twice). Recorded as voided, nothing sent; one
-        passthrough read per refunded payment."""
-        ctx = self.ctx
-        if ctx.dry:
-            return False
-        qbo_id = self.writes.qbo_id(link)
-        current = ctx.client.qbo_transaction(PAYMENT.entity, qbo_id)
-        if current is not None and not is_voided(current):
-            return False
-        answer = VoidAnswer(qbo_id, current or {}, deleted=current is None)
-        self.writes.commit(pay_id, link, answer, why, PAYMENT.name_of(current or {}, qbo_id))
-        ctx.mark("payments", pay_id, "done")
-        return True
 
     def back(self, pay_id: str, link: Link, pay_status: str, status: str) -> bool:
         """A payment voided (or deleted) in QuickBooks that Coperniq shows as `pay_status` again: QuickBooks cannot

@@ -139,6 +139,21 @@ class VoidWrites:
             log(VOID_ACTION, reason, answer.request_id)
         return settled
 
+    def gone_there(self, sid: str, link: Link, why: str) -> bool:
+        """Whether QuickBooks shows the linked record voided or deleted already (one passthrough read): if so it is
+        recorded as such (logged `skipped`, nothing sent) and the row is done."""
+        ctx, kind = self.ctx, self.kind
+        if ctx.dry:
+            return False
+        qbo_id = self.qbo_id(link)
+        current = ctx.client.qbo_transaction(kind.entity, qbo_id)
+        if current is not None and not is_voided(current):
+            return False
+        answer = VoidAnswer(qbo_id, current or {}, deleted=current is None)
+        self.commit(sid, link, answer, why, kind.name_of(current or {}, qbo_id))
+        ctx.mark(kind.stream, sid, "done")
+        return True
+
     def settled(self, sid: str, link: Link, why: str) -> Link:
         """A void left unrecorded by a crash or a lost answer (its intent is still there): QuickBooks says whether it
         happened. Recorded once if it did; otherwise the intent goes and the row is decided afresh."""
