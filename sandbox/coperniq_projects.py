@@ -81,13 +81,14 @@ def register_project_routes(app: CoperniqHost) -> None:
                 "delete and re-create the project under the new account",
             )
         fields = validate_record_body(st, body, create=False, kind="project")
+        moved = False
         if body.get("workflowId") is not None:
             wid = as_int(body["workflowId"], "workflowId")
             if wid not in st.workflows:
                 raise invalid("workflowId", f"workflow {wid} not found")
-            if wid != p["workflowId"]:
+            if moved := wid != p["workflowId"]:
                 restart_workflow(st, p, wid)
-        apply_update(st, p, fields, "projects")
+        apply_update(st, p, fields, "projects", touched=moved)  # a new workflow is a change of the record
         return Response(200, project_out(st, p))
 
     @r("GET", "/v1/projects/{projectId}/invoices")

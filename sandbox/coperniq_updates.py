@@ -13,10 +13,17 @@ from sandbox.coperniq_state import SANDBOX_USER, CoperniqState, iso
 
 
 def apply_update(
-    st: CoperniqState, rec: dict[str, Any], fields: dict[str, Any], resource: str, *, enrich_only: bool = False
+    st: CoperniqState,
+    rec: dict[str, Any],
+    fields: dict[str, Any],
+    resource: str,
+    *,
+    enrich_only: bool = False,
+    touched: bool = False,
 ) -> None:
-    """Set fields (PATCH semantics; `null` clears). enrich_only fills only empty values."""
-    changed = False
+    """Set fields (PATCH semantics; `null` clears). enrich_only fills only empty values. `updatedAt` moves when a
+    field changed, or the caller changed the record already (`touched`: a PATCH's new workflow)."""
+    changed = touched
     for key, value in fields.items():
         if key == "contacts":
             for cid in value or []:

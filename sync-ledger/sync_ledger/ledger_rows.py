@@ -7,7 +7,9 @@ read again after it left the cache is its table row with its buffered change, if
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from .ledger_base import LedgerBase
@@ -16,6 +18,7 @@ from .util import utcnow
 
 #: Staging rows kept in memory after a read (two chunks of a pass, with room for what they look up).
 ROW_CACHE = 5_000
+_FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # requeue_children's parent_field
 
 
 class RowsMixin(LedgerBase):
@@ -96,6 +99,46 @@ class RowsMixin(LedgerBase):
     def requeue(self, source_system: str, stream: str, record_ids: Iterable[str], statuses: Sequence[str]) -> int:
         """These rows become `pending` if they are in one of `statuses` (something they depend on changed)."""
         return self._requeue(source_system, stream, [_sid(r) for r in record_ids], statuses)
+
+    def requeue_children(
+        self,
+        source_system: str,
+        stream: str,
+        parent_field: str,
+        parent_stream: str,
+        since: datetime | None,
+        statuses: Sequence[str],
+    ) -> int:
+        """Rows of `stream` in one of `statuses` whose payload names (at the dotted `parent_field`) a row of
+        `parent_stream` received changed after `since` (None: ever) become `pending`: what they were decided by
+        lives in their parent's payload. Found in SQL (the field read by the engine's JSON functions), so neither
+        stream is read into memory; no changed parent costs one indexed probe."""
+        if not _FIELD_PATH.fullmatch(parent_field):
+            raise ValueError(f"not a dotted field name: {parent_field!r}")
+        c = self._c
+        after = (since or datetime(1970, 1, 1, tzinfo=UTC)).astimezone(UTC).replace(tzinfo=None)  # naive UTC column
+        with c.lock:
+            self._flush_now()
+            changed = (
+                "SELECT p.record_id FROM staging p WHERE p.source_system = ? AND p.stream = ? AND p.received_at > ?"
+            )
+            if c.conn.execute(changed + " LIMIT 1", [source_system, parent_stream, after]).fetchone() is None:
+                return 0
+            parts = parent_field.split(".")
+            field = (
+                "(s.payload_json::json #>> '{" + ",".join(parts) + "}')"
+                if c.loc.engine == "postgres"
+                else "json_extract_string(s.payload_json, '$." + parent_field + "')"
+            )
+            ids = [
+                r[0]
+                for r in c.conn.execute(
+                    "SELECT s.record_id FROM staging s WHERE s.source_system = ? AND s.stream = ? "
+                    f"AND s.status IN (SELECT unnest(?::VARCHAR[])) AND {field} IN ({changed})",
+                    [source_system, stream, list(statuses), source_system, parent_stream, after],
+                ).fetchall()
+            ]
+        return self._requeue(source_system, stream, ids, statuses)
 
     def heal_waits(self, source_system: str) -> int:
         """Wake the `waiting` rows whose key is satisfied (its link exists, or its record was received after the

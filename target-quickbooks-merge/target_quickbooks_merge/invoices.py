@@ -41,6 +41,7 @@ class InvoiceSync:
             self._invoice_sync_off()
             return
         self.tracking.wake_pushed()
+        self.tracking.wake_moved()
         for iid, inv, status, _ in ctx.todo("invoices", prefetch=self.tracking.prefetch):
             if "__invalid__" in inv:
                 continue

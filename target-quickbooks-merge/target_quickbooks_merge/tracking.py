@@ -21,7 +21,7 @@ from typing import Any
 from sync_ledger import fingerprint
 from sync_ledger.rows import RowFailure
 
-from .context import SRC, Context
+from .context import DIRECTION, SRC, Context
 from .errors import ConfigRefused
 from .merge_index import find_ref, ref_index
 from .tracking_settings import SETTING, CategoryRule
@@ -124,6 +124,18 @@ class TrackingBook:
         wanted = fingerprint([r.describe() for r in self.rules]) if self.rules else None
         if woken := ctx.wake_on_change(TRACKING_META, wanted, ("invoices",), ("done",)):
             ctx.log.info("%s changed: %d pushed invoice(s) are evaluated again", SETTING, woken)
+
+    def wake_moved(self) -> None:
+        """Pushed invoices of projects changed since the last good run are evaluated again: a project moved to
+        another workflow (or any field the setting reads) moves its invoices' class. An invoice whose categories
+        did not change costs nothing; the lookup is one SQL query over the invoices, and only with the setting."""
+        ctx = self.ctx
+        if not self.rules or ctx.dry:
+            return
+        last = ctx.ledger.last_run(direction=DIRECTION, successful=True)
+        since = last["finished_at"] if last else None
+        if woken := ctx.ledger.requeue_children(SRC, "invoices", "record.id", "projects", since, ("done",)):
+            ctx.log.info("%d pushed invoice(s) of changed projects are evaluated again (%s)", woken, SETTING)
 
     def for_invoice(self, invoice: Mapping[str, Any]) -> InvoiceCategories | None:
         """The categories of an invoice, from its staged project; None without the setting (payload unchanged).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -52,6 +52,30 @@ def test_meta_with_prefix_takes_the_prefix_literally(ledger: Ledger) -> None:
     }
     assert ledger.meta_with_prefix("forward:credit_open_") == {}
     assert ledger.meta_with_prefix("nothing") == {}
+
+
+def test_requeue_children_wakes_the_rows_of_parents_changed_since(ledger: Ledger) -> None:
+    src = "coperniq"
+    ledger.stage(src, "projects", [("1", {"id": 1, "w": "a"}), ("2", {"id": 2, "w": "a"})])
+    invoices = [("10", {"record": {"id": 1}}), ("11", {"record": {"id": "1"}}), ("20", {"record": {"id": 2}})]
+    ledger.stage(src, "invoices", [*invoices, ("30", {"record": None})])
+    for rid in ("10", "20", "30"):
+        ledger.mark_staged(src, "invoices", rid, "done")
+    ledger.mark_staged(src, "invoices", "11", "failed")  # not in the statuses asked for: left as it is
+    ledger.flush()
+    since = datetime.now(UTC)
+    ledger.stage(src, "projects", [("1", {"id": 1, "w": "b"})])  # project 1 changed after `since`
+
+    def statuses() -> list[str]:
+        return [(ledger.staged_status(src, "invoices", r) or ("?",))[0] for r in ("10", "11", "20", "30")]
+
+    assert ledger.requeue_children(src, "invoices", "record.id", "projects", since, ("done",)) == 1
+    assert statuses() == ["pending", "failed", "done", "done"]
+    assert ledger.requeue_children(src, "invoices", "record.id", "projects", datetime.now(UTC), ("done",)) == 0
+    assert ledger.requeue_children(src, "invoices", "record.id", "projects", None, ("done",)) == 1  # ever: 20
+    assert statuses() == ["pending", "failed", "pending", "done"]  # 30 names no project
+    with pytest.raises(ValueError, match="dotted field"):
+        ledger.requeue_children(src, "invoices", "record.id') OR ('1", "projects", None, ("done",))
 
 
 def test_schema_and_meta_created(ledger: Ledger, ledger_path: Path | str) -> None:

@@ -1,6 +1,7 @@
 """Classes and departments (locations) on forward invoices: a project field decides them (tracking_category_mapping),
 they land on the invoices QuickBooks holds, a name QuickBooks lacks stops the run, an unmapped value fails the
-invoice with the reason, a mapping change updates pushed invoices, and without the setting nothing changes."""
+invoice with the reason, a mapping change or a project's move to another workflow updates pushed invoices, and
+without the setting nothing changes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from target_quickbooks_merge.merge_client import MergeClient
 from tests.conftest import start_coperniq, start_merge
@@ -88,6 +90,22 @@ def test_invoices_land_with_their_class_and_location_and_a_mapping_change_update
     assert second.counts["invoices"]["updated"] == solar  # only the invoices whose class changed are PATCHed
     assert second.writes == solar
     _assert_categories(company, moved, per_line)
+    assert company.run().writes == 0
+
+    # A pushed invoice's project moves to another workflow in Coperniq: its invoices take the new class.
+    project, _ = next(p for p in _pushed(company).values() if p[0]["workflowName"] == "Residential Solar")
+    hvac = next(w["id"] for w in company.coperniq.app.state.workflows.values() if w["name"] == "HVAC Replacement")
+    resp = requests.patch(
+        f"{company.coperniq.url}/projects/{project['id']}",
+        json={"workflowId": hvac},
+        headers={"x-api-key": company.coperniq.api_key},
+        timeout=10,
+    )
+    resp.raise_for_status()
+    of_project = sum(p["id"] == project["id"] for p, _ in _pushed(company).values())
+    third = company.run()
+    assert third.counts["invoices"]["updated"] == third.writes == of_project > 0
+    _assert_categories(company, moved, per_line)  # by each project's workflow now
     assert company.run().writes == 0
 
 
