@@ -250,6 +250,28 @@ class LinksMixin(LedgerBase):
             ).fetchall()
         return [_link(row) for row in rows]
 
+    def linked_ids_not_in(
+        self, source_system: str, source_type: str, present: Iterable[Any], *, skip_status: Sequence[str] = ()
+    ) -> tuple[int, list[str]]:
+        """(How many records of this type are linked, the linked source ids not in `present`), links in one of
+        `skip_status` left out of both; in SQL: a sweep of the source's whole list (its ids only) finds what was
+        deleted there without reading the links."""
+        ids = sorted({_sid(v) for v in present})
+        where = "source_system = ? AND source_type = ? AND NOT (status IN (SELECT unnest(?::VARCHAR[])))"
+        with self._c.lock:
+            self._flush_if_writable()
+            conn = self._c.conn
+            row = conn.execute(
+                f"SELECT count(DISTINCT source_id) FROM id_map WHERE {where}",
+                [source_system, source_type, list(skip_status)],
+            ).fetchone()
+            missing = conn.execute(
+                f"SELECT DISTINCT source_id FROM id_map WHERE {where} "
+                "AND source_id NOT IN (SELECT x FROM unnest(?::VARCHAR[]) AS t(x)) ORDER BY source_id",
+                [source_system, source_type, list(skip_status), ids],
+            ).fetchall()
+        return int(row[0] if row else 0), [r[0] for r in missing]
+
     def _existing_keys(self, keys: list[str]) -> set[str]:
         """Which of these link keys id_map holds (a point query for one, a join for a batch)."""
         c = self._c

@@ -268,6 +268,55 @@ class PaymentsStream(CoperniqStream):
             )
 
 
+class InvoiceSweepStream(CoperniqStream):
+    """The ids of every invoice Coperniq lists, as one record, every `invoice_sweep_interval` seconds (unset: never).
+
+    Why: Coperniq's invoice list has no tombstones, so a deleted invoice is only seen as one missing from a whole
+    read; the target takes a pushed invoice missing from two sweeps in a row as deleted (target README, Voids and
+    deletes). The record is emitted only once the last page is read: a sweep stopped by an error or the daily quota
+    says nothing, and the next run sweeps again. Costs one call per page (100 invoices).
+    """
+
+    name = "invoice_sweeps"
+    path = "/invoices"
+    records_jsonpath = "$.items[*]"
+    LAST_SWEEP_KEY = "last_sweep_at"
+    RECORD_ID = "invoices"  # one record, replaced by each sweep
+
+    @property
+    def sweep_interval(self) -> float | None:
+        value = self.config.get("invoice_sweep_interval")
+        return None if value is None else max(0.0, float(value))
+
+    def _due(self) -> bool:
+        """0: every run. An interval: not on the run that first sees the setting (the invoices stream reads the
+        whole list on a first run, and nothing pushed can be missing yet); the interval starts there."""
+        interval = self.sweep_interval
+        if interval is None:
+            return False
+        last = self.stream_state.get(self.LAST_SWEEP_KEY)
+        if interval == 0:
+            return True
+        if not last:
+            self.stream_state[self.LAST_SWEEP_KEY] = datetime.now(UTC).isoformat()
+            return False
+        return datetime.now(UTC) - parse_timestamp(str(last)) >= timedelta(seconds=interval)
+
+    @override
+    def read_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        if not self._due():
+            return
+        started = datetime.now(UTC)
+        self.logger.info("invoice_sweeps: reading the whole invoice list (every %ss)", int(self.sweep_interval or 0))
+        ids = sorted({str(row["id"]) for row in super().read_records(context) if row.get("id") is not None})
+        self.stream_state[self.LAST_SWEEP_KEY] = started.isoformat()
+        yield {"id": self.RECORD_ID, "sweptAt": started.isoformat(), "count": len(ids), "invoiceIds": ids}
+
+    @override
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        return row  # a sweep row is only its id: no dedup set of the whole list (the list is read once)
+
+
 class CatalogItemsStream(CoperniqStream):
     """Products and services (no updated_after on this endpoint: full table)."""
 
@@ -283,5 +332,6 @@ STREAM_TYPES: tuple[type[CoperniqStream], ...] = (
     ProjectPhaseInstancesStream,
     InvoicesStream,
     PaymentsStream,
+    InvoiceSweepStream,
     CatalogItemsStream,
 )

@@ -145,6 +145,13 @@ class TapCoperniq(Tap):
             "may not bump updatedAt. 0 = every run.",
         ),
         th.Property(
+            "invoice_sweep_interval",
+            th.IntegerType,
+            title="Invoice sweep interval (seconds)",
+            description="How often the whole invoice list is read to see deleted invoices (Coperniq's list has no "
+            "tombstones): one call per 100 invoices. Unset: never (deletes are not seen); 0 = every run.",
+        ),
+        th.Property(
             "phase_history",
             th.BooleanType,
             default=False,

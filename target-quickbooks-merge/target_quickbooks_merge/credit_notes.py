@@ -47,7 +47,8 @@ from .merge_client import WriteResult
 from .merge_index import ItemIndex
 from .taxes import TaxBook, with_tax
 from .tracking import TrackingBook
-from .voids import ZEROED, Gone
+from .void_writes import ZEROED
+from .voids import Gone
 
 __all__ = ["CREDIT_NOTE", "CreditNoteSync", "is_credit"]
 

@@ -12,6 +12,7 @@ from sync_ledger.rows import RowFailure, Wait, link_key, record_key
 
 from .context import QBO, SRC, Context, link_for
 from .credit_notes import CreditNoteSync
+from .invoice_deletes import InvoiceDeletes
 from .jobs import JobSync
 from .mapping import diff_for_strategy, invoice_fingerprint, invoice_line, invoice_number, invoice_payload
 from .merge_client import WriteResult
@@ -42,6 +43,7 @@ class InvoiceSync:
             return
         self.tracking.wake_pushed()
         self.tracking.wake_moved()
+        InvoiceDeletes(ctx).sweep()  # invoices deleted in Coperniq: re-staged as deleted, voided below
         for iid, inv, status, _ in ctx.todo("invoices", prefetch=self.tracking.prefetch):
             if "__invalid__" in inv:
                 continue

@@ -28,6 +28,8 @@ VOID_ACTION = "updated"
 #: Link statuses: voided in QuickBooks (for good), gone from QuickBooks, voided there to be created again with what
 #: Coperniq says now (payment_changes.py).
 VOIDED, DELETED, REPLACED = "voided", "deleted", "replaced"
+#: Link status of an invoice (or credit memo) zeroed with a note (restorable: voids.py).
+ZEROED = "zeroed"
 
 
 def _no_note(_: Any) -> str:

@@ -1,9 +1,10 @@
 """Pushed invoices that Coperniq takes back: voided, zeroed or left in QuickBooks, by `void_policy`.
 
 A Coperniq invoice leaves the books when, after it was pushed, its status leaves `invoice_statuses` (DECLINED, or
-back to DRAFT) or it is archived (`isArchived`). QuickBooks keeps a voided invoice (amounts zero, "Voided" prepended
-to its private note) and cannot un-void it. Merge's common model has no void, so the void goes through passthrough
-(`invoice?operation=void` with the current SyncToken, read first). The policies:
+back to DRAFT), it is archived (`isArchived`), or it is deleted (missing from two invoice sweeps:
+invoice_deletes.py). QuickBooks keeps a voided invoice (amounts zero, "Voided" prepended to its private note) and
+cannot un-void it. Merge's common model has no void, so the void goes through passthrough (`invoice?operation=void`
+with the current SyncToken, read first). The policies:
 
   void (default)  void it; the link becomes `voided`, so no later run voids it again or flaps while Merge still
                   shows it open (Merge may show a passthrough void only after its next sync);
@@ -16,8 +17,8 @@ answer, or a crash between the void and the ledger, is settled by reading QuickB
 voided invoice that Coperniq sends again (back to SENT) cannot be revived: a new invoice is created under a suffixed
 number (`CQ-1001-2`) and the link moves to it.
 
-Deleted Coperniq invoices and payments are not seen by tap-coperniq (README "Voids and deletes"), so only these
-status and archive changes are propagated (and, for payments, their statuses: payment_voids.py).
+Deleted Coperniq payments are not seen by tap-coperniq (README "Voids and deletes"); their statuses are
+(payment_voids.py).
 """
 
 from __future__ import annotations
@@ -30,14 +31,13 @@ from sync_ledger import Link, fingerprint
 from sync_ledger.rows import RowFailure
 
 from .context import QBO, SRC, Context, link_for
+from .invoice_deletes import deleted_at
 from .mapping import invoice_fingerprint, invoice_number
 from .merge_client import WriteError, WriteResult
 from .qbo_voids import VoidAnswer, VoidRefused
-from .void_writes import DELETED, INVOICE, VOIDED, VoidWrites
+from .void_writes import DELETED, INVOICE, VOIDED, ZEROED, VoidWrites
 from .writes import create_model
 
-#: Link status of an invoice zeroed with a note (restorable); `voided` / `deleted` are void_writes.py's.
-ZEROED = "zeroed"
 #: QuickBooks keeps 21 characters of a DocNumber.
 MAX_DOC_NUMBER = 21
 #: Ledger meta: the latest issue of a Coperniq invoice in QuickBooks (2 after one reissue, ...).
@@ -76,10 +76,13 @@ class Gone:
 
     status: str
     archived: bool = False
+    deleted: bool = False  # missing from two invoice sweeps (invoice_deletes.py)
 
     @classmethod
     def of(cls, invoice: Mapping[str, Any], statuses: Sequence[str]) -> Gone | None:
         status = str(invoice.get("status") or "").upper()
+        if deleted_at(invoice) is not None:
+            return cls(status, deleted=True)
         if status not in statuses:
             return cls(status)
         if invoice.get("isArchived") is True:
@@ -88,7 +91,7 @@ class Gone:
 
     @property
     def what(self) -> str:
-        return "archived" if self.archived else self.status or "without status"
+        return "deleted" if self.deleted else "archived" if self.archived else self.status or "without status"
 
     @property
     def reason(self) -> str:
@@ -96,6 +99,8 @@ class Gone:
 
     def unpushed(self, statuses: Sequence[str]) -> str:
         """The skip reason of an invoice never pushed."""
+        if self.deleted:
+            return self.reason
         if self.archived:
             return f"{self.reason}; archived invoices are not pushed"
         return f"{self.reason}; invoice_statuses pushes {', '.join(statuses)}"

@@ -78,6 +78,14 @@ def test_requeue_children_wakes_the_rows_of_parents_changed_since(ledger: Ledger
         ledger.requeue_children(src, "invoices", "record.id') OR ('1", "projects", None, ("done",))
 
 
+def test_linked_ids_not_in_lists_what_a_sweep_of_the_source_missed(ledger: Ledger) -> None:
+    ledger.upsert_links([_link(i, source_type="invoice") for i in ("1", "2", "3")] + [_link("9")])
+    ledger.upsert_link(_link("4", source_type="invoice", status="voided"))
+    assert ledger.linked_ids_not_in("coperniq", "invoice", ["1", 3, "77"]) == (4, ["2", "4"])
+    assert ledger.linked_ids_not_in("coperniq", "invoice", [], skip_status=("voided",)) == (3, ["1", "2", "3"])
+    assert ledger.linked_ids_not_in("coperniq", "project", ["1"]) == (0, [])
+
+
 def test_schema_and_meta_created(ledger: Ledger, ledger_path: Path | str) -> None:
     assert raw_sql(ledger_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
     assert ledger.get_meta("schema_version") == "4"

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import requests
 
 from sync_ledger.triggers import parse_trigger_phases, resolve_rules, rule_for
 from tap_coperniq.budget import unpack_deferred
@@ -213,3 +214,27 @@ def test_quota_reached_mid_run_stops_cleanly_and_the_next_run_resumes(sandbox: R
 
 def runs_records(runs: list[Any], stream: str) -> list[dict[str, Any]]:
     return [r for run in runs for r in run.records.get(stream, [])]
+
+
+def test_the_invoice_sweep_lists_every_invoice_once_an_interval_and_costs_list_pages_only(
+    sandbox: RunningSandbox,
+) -> None:
+    first = run_tap(config(sandbox, invoice_sweep_interval=3600))
+    assert "invoice_sweeps" not in first.records  # the interval starts when the setting is first seen
+    quiet = run_tap(config(sandbox, invoice_sweep_interval=3600), state=first.state)
+    assert "invoice_sweeps" not in quiet.records
+    state = copy.deepcopy(quiet.state)
+    state["bookmarks"]["invoice_sweeps"]["last_sweep_at"] = "2000-01-01T00:00:00+00:00"  # the interval has passed
+    invoices = sandbox.app.state.invoices
+    gone = min(invoices)
+    headers = {"x-api-key": sandbox.api_key}  # deleted in Coperniq: a sweep is the only way to see it
+    requests.delete(f"{sandbox.url}/invoices/{gone}", headers=headers, timeout=10).raise_for_status()
+    sandbox.stats.reset()
+    sweep = run_tap(config(sandbox, invoice_sweep_interval=3600), state=state)
+    [record] = sweep.records["invoice_sweeps"]
+    assert record["invoiceIds"] == sorted(str(i) for i in invoices) and str(gone) not in record["invoiceIds"]
+    assert record["count"] == len(invoices)
+    pages = -(-len(invoices) // 100)
+    assert sandbox.stats.by_route["GET /v1/invoices"] == pages + 1  # the sweep's pages, the incremental read's one
+    assert sweep.state["bookmarks"]["invoice_sweeps"]["last_sweep_at"] > "2000"
+    assert "invoice_sweeps" not in run_tap(config(sandbox), state=sweep.state).records  # unset: never

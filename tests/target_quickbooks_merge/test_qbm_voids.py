@@ -6,6 +6,7 @@ in a dry run (target_quickbooks_merge/voids.py)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +17,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from sync_ledger import Link
 from target_quickbooks_merge.context import Context
+from target_quickbooks_merge.invoice_deletes import MASS_MIN
 from target_quickbooks_merge.merge_client import MergeClient
 from target_quickbooks_merge.target import TargetQuickbooksMerge
 from tests.target_quickbooks_merge.qbm_helpers import Pipeline, log_rows
@@ -152,6 +154,67 @@ def test_an_archived_invoice_is_voided(pipeline: Pipeline) -> None:
     [logged] = rows_of(pipeline, inv, "updated")
     assert logged["reason"] == "invoice is archived in Coperniq; voided in QuickBooks"
     assert pipeline.run().writes == 0
+
+
+@pytest.mark.parametrize("pipeline", PROFILES, indirect=True)
+def test_an_invoice_deleted_in_coperniq_is_voided_once_two_sweeps_miss_it(pipeline: Pipeline) -> None:
+    pipeline.tap_config = {**pipeline.tap_config, "invoice_sweep_interval": 0}  # every run
+    inv, link = start(pipeline)
+    headers = {"x-api-key": pipeline.coperniq.api_key}
+    requests.delete(f"{pipeline.coperniq.url}/invoices/{inv['id']}", headers=headers, timeout=T).raise_for_status()
+    first = pipeline.run()  # one sweep's miss may be a row shifted between pages: nothing voided yet
+    assert first.writes == 0 and voids_of(pipeline, link.target_id) == []
+    with pipeline.ledger() as ledger:
+        assert ledger.get_meta("forward:invoices_missing") == json.dumps([str(inv["id"])])
+    second = pipeline.run()
+    assert second.counts["invoices"]["failed"] == 0
+    assert len(voids_of(pipeline, link.target_id)) == 1
+    [logged] = rows_of(pipeline, inv, "updated")
+    assert logged["reason"] == "invoice is deleted in Coperniq; voided in QuickBooks"
+    assert invoice_link(pipeline, inv).status == "voided"
+    assert pipeline.run().writes == 0 and len(voids_of(pipeline, link.target_id)) == 1
+
+
+def test_a_sweep_missing_an_invoice_once_or_missing_most_of_them_voids_nothing(pipeline: Pipeline) -> None:
+    inv, link = start(pipeline)
+    others = [
+        pipeline.coperniq.app.add_invoice(
+            int(inv["record"]["id"]), LINES, status="SENT", issue_date="2025-06-02T00:00:00Z", description=f"n{i}"
+        )
+        for i in range(MASS_MIN + 1)
+    ]
+    pipeline.run()
+    pushed = [str(i["id"]) for i in (inv, *others)]
+
+    sweeps = iter(range(1, 10))
+
+    def sweep(ids: list[str]) -> Any:
+        return pipeline.run(lines=sweep_lines(ids, f"2026-01-0{next(sweeps)}T00:00:00+00:00"))
+
+    sweep(pushed[1:])  # missed once ...
+    sweep(pushed)  # ... and listed again: it was never deleted
+    with pipeline.ledger() as ledger:
+        assert ledger.get_meta("forward:invoices_missing") == "[]"
+    sweep(pushed[1:])
+    assert voids_of(pipeline, link.target_id) == []
+    sweep([])  # every pushed invoice missing, twice: the key lost access, not a mass delete
+    lost = sweep([])
+    assert lost.writes == 0 and all(invoice_link(pipeline, i).status != "voided" for i in (inv, *others))
+    assert any("taken as lost access" in w for w in lost.target.result.warnings)
+
+
+def sweep_lines(ids: list[str], at: str) -> str:
+    """What tap-coperniq's invoice sweep sends (tap_coperniq.streams.InvoiceSweepStream), and its STATE."""
+    from tap_coperniq.tap import TapCoperniq
+
+    schema = TapCoperniq(config={"api_key": "k"}, validate_config=False).streams["invoice_sweeps"].schema
+    record = {"id": "invoices", "sweptAt": at, "count": len(ids), "invoiceIds": sorted(ids)}
+    messages = [
+        {"type": "SCHEMA", "stream": "invoice_sweeps", "schema": schema, "key_properties": ["id"]},
+        {"type": "RECORD", "stream": "invoice_sweeps", "record": record},
+        {"type": "STATE", "value": {"bookmarks": {"invoice_sweeps": {"last_sweep_at": at}}}},
+    ]
+    return "\n".join(json.dumps(m) for m in messages) + "\n"
 
 
 def test_an_invoice_deleted_in_quickbooks_is_recorded_not_failed(pipeline: Pipeline) -> None:
