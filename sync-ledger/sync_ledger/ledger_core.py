@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .ledger_db import Connection, Location, connect_duckdb, connect_postgres, in_transaction, schema_lock
+from .ledger_db import (
+    Connection,
+    Location,
+    MemoryLimit,
+    connect_duckdb,
+    connect_postgres,
+    in_transaction,
+    schema_lock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +248,7 @@ class _Core:
         self.log_buf: list[tuple[Any, ...]] = []
         self.mark_buf: dict[tuple[str, str, str], tuple[str, int, str | None, datetime, str | None]] = {}
         self.buf_since: float | None = None
+        self.memory: MemoryLimit | None = None  # DuckDB: its limit, grown with the indexes (check it per chunk)
 
 
 _REGISTRY: dict[str, _Core] = {}
@@ -256,6 +265,10 @@ def _open_core(loc: Location, *, lock_timeout: float, read_only: bool) -> _Core:
         _ensure_schema(conn, loc, read_only)
         core = _Core(loc, conn, read_only)
         core.has_waits_on = has_waits_on(conn)
+        if loc.engine != "postgres":
+            core.memory = MemoryLimit(conn)
+            if not read_only:  # (an old read-only ledger may lack a table; its indexes are checked as it is read)
+                core.memory.fit_estimate()
     except BaseException:
         conn.close()
         raise

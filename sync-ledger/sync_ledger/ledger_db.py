@@ -27,8 +27,16 @@ from .util import is_postgres_url
 
 log = logging.getLogger(__name__)
 
-#: DuckDB memory limit of the ledger connection (env SYNC_LEDGER_MEMORY_LIMIT overrides it).
-DEFAULT_MEMORY_LIMIT = "96MB"
+#: DuckDB memory limit the ledger connection starts with; it grows with the ledger's indexes (MemoryLimit). Env
+#: SYNC_LEDGER_MEMORY_LIMIT sets a fixed one instead.
+DEFAULT_MEMORY_LIMIT = "80MB"
+MB = 1 << 20
+#: Room beside the indexes for what a chunk's queries pin: 100,000 projects ran with 49 MB of it, stopped with 33 MB
+#: ("failed to pin block", bench/RESULTS.md).
+MEMORY_HEADROOM = 48 * MB
+#: ART bytes per indexed key (31 MB over the ~970,000 keys of a 100,000-project ledger), for the estimate at open.
+ART_BYTES_PER_KEY = 32
+_MEMORY_STEP = 16 * MB
 #: Seconds to wait for a PostgreSQL connection unless the URL says `connect_timeout`.
 CONNECT_TIMEOUT = 10
 #: A transaction left idle this long is ended by the server (a hung worker never holds rows forever).
@@ -190,6 +198,57 @@ def _pg_sql(sql: str) -> str:
     parameter as `= ANY(array)`, which PostgreSQL answers with an index scan, where `IN (SELECT unnest(...))` may be
     planned as a nested loop over the list (48x slower for links_for at 100k links before this, bench/RESULTS.md)."""
     return sql.replace("%", "%%").replace(_IN_LIST, "= ANY(?::VARCHAR[])").replace("?", "%s")
+
+
+class MemoryLimit:
+    """DuckDB's memory limit, kept at least the ledger's ART indexes plus MEMORY_HEADROOM.
+
+    Why: DuckDB keeps an index in memory while it is used and cannot evict it, and the indexes grow with the ledger
+    (about 31 MB per 100,000 projects), so a fixed limit low enough for a small ledger stops a big one with "Out of
+    Memory Error: failed to pin block". Set at open from the tables' row counts, then checked against DuckDB's own
+    accounting (`duckdb_memory()`) as rows are staged and read; it only grows. SYNC_LEDGER_MEMORY_LIMIT: fixed."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.fixed = bool(os.environ.get("SYNC_LEDGER_MEMORY_LIMIT"))
+        self.bytes = _parse_size(DEFAULT_MEMORY_LIMIT)
+
+    def fit_estimate(self) -> None:
+        """At open: the indexes this ledger will hold once they are loaded (its keys, by row count)."""
+        if self.fixed:
+            return
+        keys = 0
+        for table, indexes in (("staging", 1), ("id_map", 3), ("intents", 1)):
+            row = self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            keys += int(row[0] if row else 0) * indexes
+        self._fit(keys * ART_BYTES_PER_KEY)
+
+    def check(self) -> None:
+        """The indexes as DuckDB counts them now (one cheap query, per chunk of rows)."""
+        if self.fixed:
+            return
+        row = self._conn.execute(
+            "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() WHERE tag = 'ART_INDEX'"
+        ).fetchone()
+        self._fit(int(row[0] if row else 0))
+
+    def _fit(self, index_bytes: int) -> None:
+        wanted = index_bytes + MEMORY_HEADROOM
+        if wanted <= self.bytes:
+            return
+        self.bytes = -(-wanted // _MEMORY_STEP) * _MEMORY_STEP
+        self._conn.execute(f"SET memory_limit = '{self.bytes // MB}MiB'")
+        log.info(
+            "sync ledger: DuckDB memory limit raised to %d MB (indexes %d MB)", self.bytes // MB, index_bytes // MB
+        )
+
+
+def _parse_size(text: str) -> int:
+    """Bytes of a size like DEFAULT_MEMORY_LIMIT's ("80MB"; K/M/G/T, binary)."""
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT])i?B", text.strip(), re.IGNORECASE)
+    if found is None:
+        raise ValueError(f"not a size: {text!r}")
+    return int(float(found[1]) * (1 << (10 * "KMGT".index(found[2].upper()) + 10)))
 
 
 class PostgresConnection:

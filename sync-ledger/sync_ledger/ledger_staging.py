@@ -28,6 +28,8 @@ class StagingMixin(RowsMixin):
         c = self._c
         now = utcnow()
         with c.lock:
+            if c.memory is not None:
+                c.memory.check()  # the indexes grow as a first sync stages
             batch = [(_sid(record_id), payload) for record_id, payload in records]
             current = self._rows_of(source_system, stream, [rid for rid, _ in batch])
             changed: dict[str, _Staged] = {}
@@ -185,6 +187,8 @@ class StagingMixin(RowsMixin):
                 ]
                 if not ids:
                     return
+                if c.memory is not None:
+                    c.memory.check()
                 after = ids[-1]
                 waits = "waits_on" if c.has_waits_on else "NULL"
                 rows = c.conn.execute(
