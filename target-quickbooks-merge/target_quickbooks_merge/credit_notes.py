@@ -29,7 +29,7 @@ from sync_ledger import Link, to_decimal, to_money
 from sync_ledger.rows import RowFailure, Wait, link_key
 from sync_ledger.writer import PlannedWrite
 
-from .context import SRC, Context, idempotency_key, link_for
+from .context import QBO, SRC, Context, idempotency_key, link_for
 from .credit_writes import (
     PATH,
     applied_to,
@@ -39,6 +39,7 @@ from .credit_writes import (
     credit_note,
     credit_payload,
     find_credit_note,
+    find_twin_credit_note,
     is_credit,
     zero_lines,
 )
@@ -201,6 +202,17 @@ class CreditNoteSync:
                 self._apply(iid, link, target, "linked", why, number)
                 return
             ctx.end(key)  # nothing with that number: the interrupted create never happened
+        twin = find_twin_credit_note(ctx.client, desired, contact, ctx.links.targets)
+        if twin is not None:  # entered by hand in QuickBooks: the customer must not get the credit twice
+            link = link_for("invoice", iid, CREDIT_NOTE, twin, fp, origin=QBO)
+            ctx.save_link(link)
+            why = (
+                f"credit memo #{twin.get('number')} the bookkeeper entered in QuickBooks for this credit (same "
+                f"customer/job, {twin.get('total_amount')} on {str(twin.get('transaction_date') or '')[:10]}): "
+                "linked, not created again"
+            )
+            self._apply(iid, link, target, "linked", why, str(twin.get("number") or number))
+            return
         ikey = idempotency_key(CREDIT_NOTE, iid, fp)
 
         def send() -> WriteResult:

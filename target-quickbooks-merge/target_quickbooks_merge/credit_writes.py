@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from sync_ledger import ApiError, money_text, to_decimal, to_money
-from sync_ledger.util import day_of
+from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
 
 from .mapping import invoice_number, money
 from .merge_client import MergeClient, WriteResult
@@ -98,6 +98,32 @@ def find_credit_note(
         ):
             return dict(note)
     return None
+
+
+def find_twin_credit_note(
+    client: MergeClient, desired: Mapping[str, Any], contact: str, taken: Container[str]
+) -> dict[str, Any] | None:
+    """A credit memo the bookkeeper entered by hand for this credit: on the same customer/job, for the same amount,
+    dated within PAYMENT_DATE_SLACK days (the twin rule of payments), under another number and linked to nothing.
+    One list read of those days, only before a credit is created (credits are few)."""
+    day = day_of(desired.get("transaction_date"))
+    params: dict[str, Any] = {}
+    if day is not None:
+        params = {
+            "transaction_date_after": (day - timedelta(days=PAYMENT_DATE_SLACK + 1)).isoformat() + "T00:00:00Z",
+            "transaction_date_before": (day + timedelta(days=PAYMENT_DATE_SLACK + 1)).isoformat() + "T00:00:00Z",
+        }
+    total = to_money(desired.get("total_amount") or 0)
+    candidates = [
+        dict(note)
+        for note in client.iter_list(f"/{PATH}", params)
+        if str(note.get("contact")) == contact
+        and not note.get("remote_was_deleted")
+        and str(note.get("id")) not in taken
+        and str(note.get("number")) != str(desired.get("number"))
+        and to_money(note.get("total_amount") or 0) == total
+    ]
+    return closest_by_day(candidates, day, lambda n: n.get("transaction_date"), PAYMENT_DATE_SLACK)
 
 
 def create_credit_note(client: MergeClient, desired: dict[str, Any], idempotency_key: str, find: Any) -> WriteResult:

@@ -1,7 +1,8 @@
 """Coperniq credits (invoices with a negative total) arrive in QuickBooks as Credit Memos (Merge credit notes) on the
 project's job, their amounts positive; one based on a pushed, open invoice is applied to it (the invoice's balance
-drops); exactly once under lost answers and a crash between the create and the application; a changed credit is
-PATCHed, a declined one zeroed; a no-op re-run writes nothing (target_quickbooks_merge/credit_notes.py)."""
+drops); a credit memo the bookkeeper entered for it is linked, not created again; exactly once under lost answers and
+a crash between the create and the application; a changed credit is PATCHed, a declined one zeroed; a no-op re-run
+writes nothing (target_quickbooks_merge/credit_notes.py)."""
 
 from __future__ import annotations
 
@@ -245,4 +246,38 @@ def test_a_payment_on_a_credit_is_skipped_with_what_to_do(pipeline: Pipeline) ->
     [skipped] = [r for r in log_rows(pipeline, stream="payments", action="skipped") if r["source_id"] == str(pay["id"])]
     assert "a refund of a credit is not synced; record it in QuickBooks as a Refund Receipt" in skipped["reason"]
     assert merge_rows(pipeline.merge, "payments") == []
+    assert pipeline.run().writes == 0
+
+
+@pytest.mark.parametrize("pipeline", ["optimistic", "pessimistic"], indirect=True)
+def test_a_credit_memo_the_bookkeeper_entered_is_linked_not_created_again(pipeline: Pipeline) -> None:
+    project, inv, inv_link = start(pipeline)
+    job = merge_invoice(pipeline, inv_link)["contact"]
+    merge = pipeline.merge
+    own = {  # entered by hand in QuickBooks two days after the Coperniq credit's date, under her own number
+        "contact": job,
+        "number": "1042",
+        "transaction_date": "2025-06-07T00:00:00Z",
+        "line_items": [{"description": "Goodwill", "quantity": "1", "unit_price": "150.00"}],
+        "total_amount": 150.0,
+    }
+    headers = {"Authorization": f"Bearer {merge.api_key}", "X-Account-Token": str(merge.account_token)}
+    made = requests.post(f"{merge.url}/credit-notes", json={"model": own}, headers=headers, timeout=T)
+    assert made.status_code == 201, made.text
+    elsewhere = {
+        **own,
+        "number": "1043",
+        "total_amount": 90.0,
+        "line_items": [{**own["line_items"][0], "unit_price": "90.00"}],
+    }
+    assert requests.post(f"{merge.url}/credit-notes", json={"model": elsewhere}, headers=headers, timeout=T).ok
+    twin = add_credit(pipeline, project, price=-150, based_on=inv)
+    other = add_credit(pipeline, project, price=-40)  # no twin: created
+    run = pipeline.run()
+    assert run.counts["invoices"]["failed"] == 0
+    assert sorted(m["number"] for m in credit_memos(pipeline)) == sorted(["1042", "1043", f"CQ-{other['uid']}"])
+    assert link_of(pipeline, twin).target_id == made.json()["model"]["id"]
+    [linked] = rows_of(pipeline, twin, "linked")
+    assert "the bookkeeper entered in QuickBooks" in linked["reason"] and "not created again" in linked["reason"]
+    assert applications(pipeline) == [(inv_link.target_id, "150.00")]  # her memo applied to the invoice, once
     assert pipeline.run().writes == 0
