@@ -22,10 +22,6 @@ OWN_NAME_TRIES = 6
 NAME_RETRIES = 5
 
 
-#: What a name reserved by this run's create holds in the index (no id: never a match candidate).
-RESERVED: dict[str, Any] = {}
-
-
 class ContactIndex:
     """Existing QBO customers/jobs (Merge Contacts), fetched once per run and only when a match or a collision
     check needs them; names reserved by this run's planned creates are held here too."""
@@ -34,6 +30,7 @@ class ContactIndex:
         self.client = client
         self.log = log
         self._by_name: dict[str, list[dict[str, Any]]] | None = None
+        self._reserved: set[str] = set()
 
     @property
     def by_name(self) -> dict[str, list[dict[str, Any]]]:
@@ -54,10 +51,15 @@ class ContactIndex:
 
     def reserve(self, name: str) -> None:
         """Hold a DisplayName for a planned create, so the next record of the batch picks another. The record it
-        creates is linked, so it is never a match candidate: the name is all that is kept of it."""
+        creates is linked, so it is never a match candidate: the name's key is all that is kept of it (a set, not
+        an entry of `by_name`: a first sync reserves one per client and job)."""
         key = normalize_name(name)
         if key:
-            self.by_name[key].append(RESERVED)
+            self._reserved.add(key)
+
+    def taken(self, key: str) -> bool:
+        """Whether a normalized DisplayName is held in QuickBooks or by a create of this run."""
+        return key in self._reserved or key in self.by_name
 
 
 class NameBook:
@@ -95,9 +97,8 @@ class NameBook:
         return base
 
     def free(self, base: str, key: str, exclude: set[str] | None = None) -> str:
-        taken = self.contacts.by_name
         for candidate in name_candidates(base, key):
-            if normalize_name(candidate) not in taken and candidate not in (exclude or set()):
+            if not self.contacts.taken(normalize_name(candidate)) and candidate not in (exclude or set()):
                 return candidate
         raise RowFailure(f"could not find a free QuickBooks DisplayName for {base!r}")
 
@@ -117,7 +118,7 @@ class NameBook:
         for name in [*names[1:], names[0]]:
             for candidate in index.get(normalize_name(name), []):
                 if not candidate.get("id") or str(candidate.get("id")) in linked:
-                    continue  # a name reserved in this run, or the twin of another Coperniq record
+                    continue  # a contact without an id, or the twin of another Coperniq record
                 if not candidate.get("is_customer") or str(candidate.get("status") or "ACTIVE") == "ARCHIVED":
                     continue  # a vendor/employee holding the name, or an inactive customer: never linked
                 yield candidate
