@@ -11,9 +11,9 @@ from .ledger_rows import RowsMixin
 from .util import fingerprint, utcnow
 
 #: Payloads read per query while iterating (bounded memory whatever the stream's size).
-CHUNK = 1000
+CHUNK = 500
 #: Payloads kept after a staged() read.
-PAYLOAD_CACHE = 4096  # two chunks of prefetched records
+PAYLOAD_CACHE = 2048  # the records two chunks prefetch (a project and a client per row)
 
 
 class StagingMixin(RowsMixin):
