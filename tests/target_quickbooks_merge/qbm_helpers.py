@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
 from singer_sdk.testing import target_sync_test
 
 from sync_ledger import Ledger
@@ -21,6 +22,13 @@ BOTH_TRIGGERS = [
     {"workflow": "Residential Solar", "phase": "Install"},
     {"workflow": "HVAC Replacement", "phase": "Installation"},
 ]
+
+
+def coperniq_patch(coperniq: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A change made in Coperniq, through the sandbox's public API (as a user's edit would arrive)."""
+    resp = requests.patch(f"{coperniq.url}{path}", json=body, headers={"x-api-key": coperniq.api_key}, timeout=10)
+    resp.raise_for_status()
+    return dict(resp.json())
 
 
 def tap_lines(coperniq: Any, state: dict[str, Any] | None = None, **extra: Any) -> tuple[str, dict[str, Any]]:

@@ -9,6 +9,7 @@ from target_quickbooks_merge.target import TargetError
 from tests.target_quickbooks_merge.qbm_helpers import (
     Pipeline,
     assert_no_duplicate_names,
+    coperniq_patch,
     first_triggered_account,
     log_rows,
     merge_rows,
@@ -205,13 +206,7 @@ def test_renaming_a_synced_client_to_a_name_held_in_quickbooks_gets_a_suffix(pip
     new_title = "Renamed Holdings LLC"
     with pipeline.merge.app.lock:
         pipeline.merge.app.state.qbo.create("Vendor", {"DisplayName": new_title}, notify=False)
-    resp = requests.patch(
-        f"{pipeline.coperniq.url}/accounts/{account['id']}",
-        json={"title": new_title},
-        headers={"x-api-key": pipeline.coperniq.api_key},
-        timeout=10,
-    )
-    resp.raise_for_status()
+    coperniq_patch(pipeline.coperniq, f"/accounts/{account['id']}", {"title": new_title})
     run = pipeline.run()
     assert run.counts["accounts"]["updated"] == 1 and not run.counts["accounts"]["failed"]
     names = [c["DisplayName"] for c in qbo_top_customers(pipeline.merge)]

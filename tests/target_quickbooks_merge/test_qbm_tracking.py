@@ -11,11 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from target_quickbooks_merge.merge_client import MergeClient
 from tests.conftest import start_coperniq, start_merge
-from tests.target_quickbooks_merge.qbm_helpers import BOTH_TRIGGERS, Pipeline, log_rows, merge_rows, staged_records
+from tests.target_quickbooks_merge.qbm_helpers import (
+    BOTH_TRIGGERS,
+    Pipeline,
+    coperniq_patch,
+    log_rows,
+    merge_rows,
+    staged_records,
+)
 
 CONFIG = {"invoice_sync": True, "default_item": "Services", "trigger_phases": BOTH_TRIGGERS, "backfill": True}
 CLASSES = {"Residential Solar": "Solar", "HVAC Replacement": "HVAC"}
@@ -95,13 +101,7 @@ def test_invoices_land_with_their_class_and_location_and_a_mapping_change_update
     # A pushed invoice's project moves to another workflow in Coperniq: its invoices take the new class.
     project, _ = next(p for p in _pushed(company).values() if p[0]["workflowName"] == "Residential Solar")
     hvac = next(w["id"] for w in company.coperniq.app.state.workflows.values() if w["name"] == "HVAC Replacement")
-    resp = requests.patch(
-        f"{company.coperniq.url}/projects/{project['id']}",
-        json={"workflowId": hvac},
-        headers={"x-api-key": company.coperniq.api_key},
-        timeout=10,
-    )
-    resp.raise_for_status()
+    coperniq_patch(company.coperniq, f"/projects/{project['id']}", {"workflowId": hvac})
     of_project = sum(p["id"] == project["id"] for p, _ in _pushed(company).values())
     third = company.run()
     assert third.counts["invoices"]["updated"] == third.writes == of_project > 0
