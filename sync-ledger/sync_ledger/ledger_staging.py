@@ -13,7 +13,7 @@ from .util import fingerprint, utcnow
 #: Payloads read per query while iterating (bounded memory whatever the stream's size).
 CHUNK = 500
 #: Payloads kept after a staged() read.
-PAYLOAD_CACHE = 2048  # the records two chunks prefetch (a project and a client per row)
+PAYLOAD_CACHE = 2048  # two chunks' prefetched records: up to two per row (a project's account and phase snapshot)
 
 
 class StagingMixin(RowsMixin):
