@@ -133,6 +133,29 @@ def queued(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any]]:
     return account, other
 
 
+def submit(driver: Any, button: Any, what: str) -> str:
+    """Click a form's button and return the text of the next page's success message.
+
+    The page before may already show a message (the link's, before the save): the old page has to be gone before
+    the new one's message is read, or the read races the navigation (a stale element)."""
+    from selenium.webdriver.common.by import By
+
+    old_page = driver.find_element(By.TAG_NAME, "html")
+    button.click()
+    wait_for(lambda: is_stale(old_page), 30, f"the page after the click ({what})")
+    return str(wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".flash-ok"), 30, what)[0].text)
+
+
+def is_stale(element: Any) -> bool:
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    return False
+
+
 def shot(driver: Any, name: str, max_height: int = 3000) -> Path:
     """A screenshot of the page (up to `max_height` pixels of it) as a test artifact."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -186,9 +209,8 @@ def test_console_links_a_queued_client_in_headless_chromium(
         assert any("review" in r.text and aid in r.text for r in rows)
         shot(driver, "2-log-filtered")
 
-        driver.find_element(By.ID, f"link-{aid}-1").click()
-        flash = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".flash-ok"), what="the link's message")
-        assert f"console:tester asked to link to QuickBooks customer {other['remote_id']}" in flash[0].text
+        flash = submit(driver, driver.find_element(By.ID, f"link-{aid}-1"), "the link's message")
+        assert f"console:tester asked to link to QuickBooks customer {other['remote_id']}" in flash
         assert (
             f"Asked: link {other['remote_id']} by console:tester"
             in driver.find_element(By.ID, f"queued-accounts-{aid}").text
@@ -199,9 +221,8 @@ def test_console_links_a_queued_client_in_headless_chromium(
         box = driver.find_element(By.ID, "invoice-sync")
         assert not box.is_selected()
         box.click()
-        driver.find_element(By.ID, "save-settings").click()
-        flash = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".flash-ok"), 30, "the save's message")
-        assert "invoice sync on" in flash[0].text, flash[0].text
+        flash = submit(driver, driver.find_element(By.ID, "save-settings"), "the save's message")
+        assert "invoice sync on" in flash, flash
         assert driver.find_element(By.ID, "invoice-sync").is_selected()
         shot(driver, "4-invoice-sync-saved")
         assert saved_target_config(console.project).get("invoice_sync") is True
