@@ -16,7 +16,8 @@ from tests.conftest import start_coperniq, start_merge
 from tests.reverse.reverse_helpers import reverse_run
 from tests.target_quickbooks_merge.qbm_helpers import BOTH_TRIGGERS, Pipeline, merge_rows, qbo_customers
 
-PROJECTS = 200
+FORWARD_PROJECTS = 120  # 81 customers and jobs, 80 invoices, 70 payments, 30+ 5xx under the faults below
+REVERSE_PROJECTS = 120  # 40+ jobs for the invoices entered by hand below; the faults hit only the reverse writes
 CONFIG = {"trigger_phases": BOTH_TRIGGERS, "backfill": True, "invoice_sync": True, "default_item": "Services"}
 
 
@@ -49,7 +50,7 @@ def sync_world(tmp_path: Path, name: str, *, faults: dict[str, Any] | None) -> d
     coperniq = start_coperniq(rate_limit_per_day=None, rate_limit_per_second=None, profile="pessimistic")
     merge = start_merge(rate_limit_per_minute=1_000_000, profile="pessimistic")
     try:
-        seed_coperniq(coperniq.app, projects=PROJECTS, seed=11)
+        seed_coperniq(coperniq.app, projects=FORWARD_PROJECTS, seed=11)
         pipe = Pipeline(coperniq, merge, tmp_path / f"{name}.duckdb", config=CONFIG)
         if faults:
             merge.faults.update(**faults)
@@ -103,7 +104,7 @@ def reverse_world(tmp_path: Path, name: str, *, faults: dict[str, Any] | None) -
     coperniq = start_coperniq(rate_limit_per_day=None, rate_limit_per_second=None, profile="pessimistic")
     merge = start_merge(rate_limit_per_minute=1_000_000, profile="pessimistic")
     try:
-        seed_coperniq(coperniq.app, projects=PROJECTS, seed=11)
+        seed_coperniq(coperniq.app, projects=REVERSE_PROJECTS, seed=11)
         ledger_path = tmp_path / f"{name}.duckdb"
         forward = Pipeline(coperniq, merge, ledger_path, config=CONFIG)
         forward.run()
