@@ -139,21 +139,12 @@ def submit(driver: Any, button: Any, what: str) -> str:
     The page before may already show a message (the link's, before the save): the old page has to be gone before
     the new one's message is read, or the read races the navigation (a stale element)."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
 
-    old_page = driver.find_element(By.TAG_NAME, "html")
+    old_page_gone = staleness_of(driver.find_element(By.TAG_NAME, "html"))
     button.click()
-    wait_for(lambda: is_stale(old_page), 30, f"the page after the click ({what})")
+    wait_for(lambda: old_page_gone(driver), 30, f"the page after the click ({what})")
     return str(wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".flash-ok"), 30, what)[0].text)
-
-
-def is_stale(element: Any) -> bool:
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    try:
-        element.is_enabled()
-    except StaleElementReferenceException:
-        return True
-    return False
 
 
 def shot(driver: Any, name: str, max_height: int = 3000) -> Path:
