@@ -6,8 +6,12 @@ per company needs, so an op would still have to build both. A subprocess is all 
 what a person runs.
 Why the ledger for the result: both targets record every run there (status, per-stream counts, failed rows with
 their reasons), so the numbers Dagster shows are the ones `coperniq-qbo runs` shows.
-Several companies' runs on one worker share its .meltano: `meltano run` keeps each run's plugin config, catalog and
-logs in a directory of the run's own (.meltano/run/elt/<state id>/<run id>/), and its state in the system database.
+Why a .meltano of each lane's own (lane = company and leg): `meltano run` writes a plugin's config (the company's
+API key), catalog and state file to one directory per plugin, .meltano/run/<plugin>/, whatever the state id, and
+deletes them when the run ends; two companies' runs on one worker would read each other's config and delete each
+other's files ("Failed to copy catalog file"). So each run gets MELTANO_SYS_DIR_ROOT=<.meltano>/lanes/<lane>/: its
+run/ is its own, everything else (installed plugins, logs, the SQLite system database with the state) links to the
+worker's .meltano.
 Why `--force`: Meltano refuses a run while the last one of the same state id still looks alive (its heartbeat is
 younger than 5 minutes), so a worker killed mid-run would block its company for 5 minutes. Overlap is prevented
 by Dagster's run queue (one run per company and leg) and, on PostgreSQL, by the ledger's run lock instead.
@@ -34,6 +38,7 @@ PROJECT_ROOT = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path(__file__).res
 #: meltano.yml's jobs for the two legs (its schedules name the same jobs).
 JOBS = {"forward": "coperniq-to-quickbooks", "reverse": "quickbooks-to-coperniq"}
 FAILED_ROWS_SHOWN = 20
+LANES = "lanes"  # under the worker's .meltano: one sys dir per company and leg (lane_sys_dir)
 
 
 class LegFailed(Exception):
@@ -100,6 +105,7 @@ def run_leg(
     """Run one leg; stream its log lines (secrets removed) to on_line; raise LegFailed when it failed."""
     base = dict(os.environ if environ is None else environ)
     env = {**base, **company.resolved_env(base)}
+    env["MELTANO_SYS_DIR_ROOT"] = str(lane_sys_dir(env, f"{company.key}.{direction}"))
     secrets = _secrets(company, env)
     cmd = [meltano_executable(), "run", "--force", "--state-id-suffix", company.key, JOBS[direction]]
     proc = subprocess.Popen(
@@ -127,6 +133,23 @@ def run_leg(
             f"{result.log_tail}"
         )
     return result
+
+
+def lane_sys_dir(env: Mapping[str, str], lane: str) -> Path:
+    """<.meltano>/lanes/<lane>/: a run/ of its own, and links to the rest of the worker's .meltano (refreshed each
+    run, so a plugin installed since is seen). meltano.db is linked even before it exists: SQLite follows the link
+    (its journal goes beside the real file), so the state stays in the one system database."""
+    root = Path(env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT).resolve()
+    shared = root / (env.get("MELTANO_SYS_DIR_ROOT") or ".meltano")  # Meltano reads a relative one from the root
+    (shared / "logs").mkdir(parents=True, exist_ok=True)
+    own = shared / LANES / lane
+    (own / "run").mkdir(parents=True, exist_ok=True)
+    names = {p.name for p in shared.iterdir() if p.is_dir() and p.name not in ("run", LANES)} | {"meltano.db"}
+    for name in sorted(names):
+        link = own / name
+        if not link.is_symlink() and not link.exists():
+            link.symlink_to(shared / name)
+    return own
 
 
 def _ledger_report(env: Mapping[str, str], company: str, direction: str) -> tuple[dict[str, Any] | None, list[Any]]:
