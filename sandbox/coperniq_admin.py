@@ -54,6 +54,8 @@ class CoperniqAdminHost(CoperniqHost, Protocol):
 
     def set_invoice_tax(self, invoice_id: int, tax_id: int | None) -> dict[str, Any]: ...
 
+    def delete_payment(self, invoice_id: int, payment_id: int) -> dict[str, Any]: ...
+
 
 def admin_invoice_lines(st: CoperniqState, lines: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """`CoperniqApp.add_invoice`'s lines as POST /invoices takes them: one line of 500/1000 by default, and a
@@ -140,6 +142,10 @@ def register_admin_routes(app: CoperniqAdminHost) -> None:
     @r("POST", "/__admin/invoices/{invoiceId}/payments")
     def admin_payment(req: Request) -> Response:
         return Response(201, app.add_payment(path_id(req, "invoiceId"), **json_body(req)))
+
+    @r("DELETE", "/__admin/invoices/{invoiceId}/payments/{paymentId}")
+    def admin_delete_payment(req: Request) -> Response:
+        return Response(200, app.delete_payment(path_id(req, "invoiceId"), path_id(req, "paymentId")))
 
     @r("POST", "/__admin/invoices/{invoiceId}/tax")
     def admin_invoice_tax(req: Request) -> Response:

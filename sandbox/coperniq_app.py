@@ -19,6 +19,7 @@ from sandbox.coperniq_accounts import register_account_routes
 from sandbox.coperniq_admin import admin_invoice_lines, register_admin_routes
 from sandbox.coperniq_catalog import register_catalog_routes, register_workflow_routes
 from sandbox.coperniq_contacts import register_contact_routes
+from sandbox.coperniq_invoice_writes import remove_payment
 from sandbox.coperniq_invoices import create_invoice, register_invoice_routes
 from sandbox.coperniq_params import invalid, not_found, req_str
 from sandbox.coperniq_payments import create_payment, register_payment_routes
@@ -337,6 +338,18 @@ class CoperniqApp(SandboxApp):
                 "notes": notes,
             }
             return self.payment_out(create_payment(self.state, inv, body, allow_overpayment=self.allow_overpayment))
+
+    def delete_payment(self, invoice_id: int, payment_id: int) -> dict[str, Any]:
+        """A payment deleted in Coperniq's UI (the API has no payment delete); the invoice as it is then. Its
+        `updatedAt` moves unless `payment_delete_bumps_invoice` is off."""
+        with self.lock:
+            inv = self.state.invoices.get(int(invoice_id))
+            if inv is None:
+                raise not_found("Invoice", invoice_id)
+            bump = self.assumptions.payment_delete_bumps_invoice
+            if not remove_payment(self.state, inv, int(payment_id), bump_updated_at=bump):
+                raise not_found("Payment", payment_id)
+            return self.invoice_out(inv)
 
     def seed(self, projects: int = 50, seed: int = 42, **options: Any) -> dict[str, int]:
         """Deterministic demo data, see sandbox.seed.seed_coperniq."""

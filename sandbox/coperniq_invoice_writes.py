@@ -189,3 +189,23 @@ def insert_payment(
     inv["updatedAt"], inv["_u"] = iso(at), at
     st.touch("invoices")
     return pay
+
+
+def remove_payment(st: CoperniqState, inv: dict[str, Any], payment_id: int, *, bump_updated_at: bool) -> bool:
+    """Delete a payment as Coperniq's UI does and take it out of its invoice (amountPaid, status); `updatedAt` moves
+    only with `bump_updated_at`. False when the invoice has no such payment."""
+    payments = st.payments.get(inv["id"], [])
+    gone = [p for p in payments if p["id"] == payment_id]
+    if not gone:
+        return False
+    st.payments[inv["id"]] = [p for p in payments if p["id"] != payment_id]
+    if gone[0].get("status") == "COMPLETED":  # what counted in amountPaid
+        paid = max(0.0, round(inv["amountPaid"] - gone[0]["amount"], 2))
+        inv["amountPaid"] = paid
+        if inv.get("status") in ("PAID", "PARTIALLY_PAID"):
+            inv["status"] = "PAID" if paid >= inv["amount"] - 0.005 else "PARTIALLY_PAID" if paid > 0 else "SENT"
+    if bump_updated_at:
+        at = st.clock.tick()
+        inv["updatedAt"], inv["_u"] = iso(at), at
+    st.touch("invoices")
+    return True

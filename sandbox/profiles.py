@@ -72,6 +72,9 @@ class CoperniqAssumptions:
     #: `taxId` (False: the API has no invoice tax: both fields are absent from every response and a `taxId` sent
     #: on a write is ignored, as for any field the spec's InvoiceCreate does not list).
     invoice_tax_fields: bool = True
+    #: A payment deleted in Coperniq's UI (its API deletes none) bumps its invoice's `updatedAt`, besides taking
+    #: its amount out of `amountPaid` (False: `amountPaid` and `status` change, `updatedAt` does not).
+    payment_delete_bumps_invoice: bool = True
 
 
 _PESSIMISTIC: dict[type, dict[str, Any]] = {
@@ -93,6 +96,7 @@ _PESSIMISTIC: dict[type, dict[str, Any]] = {
         "invoice_patch_replaces_lines": False,
         "date_header_skew_s": 60.0,
         "invoice_tax_fields": False,
+        "payment_delete_bumps_invoice": False,
     },
 }
 

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -329,6 +330,24 @@ class Ledger(LinksMixin, IntentsMixin, StagingMixin, ReviewMixin):
                     "INSERT INTO meta (key, value) VALUES (?, ?) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     [key, value],
+                )
+
+    def set_metas(self, values: Mapping[str, str | None]) -> None:
+        """set_meta for many keys in one transaction (a run's worth of small per-record sets). Addition to the
+        contract."""
+        if not values:
+            return
+        self._writable()
+        gone = [[k] for k, v in values.items() if v is None]
+        kept = [[k, v] for k, v in values.items() if v is not None]
+        with self._c.lock, self._tx():
+            if gone:
+                self._c.conn.executemany("DELETE FROM meta WHERE key = ?", gone)
+            if kept:
+                self._c.conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    kept,
                 )
 
 

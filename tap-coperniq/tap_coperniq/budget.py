@@ -187,6 +187,11 @@ class PaymentPlanner:
         self.projects: dict[str, str] = {}  # project id -> SYNCS / WAITING / NEVER, for projects read this run
         self.skipped_unpaid = 0
         self.skipped_not_syncing = 0
+        #: this run's full payment-id list of each invoice whose payments were read (PaymentSetsStream)
+        self.listed: dict[str, list[str]] = {}
+        #: invoices read this run that show nothing paid (their list is empty, known without a call); not kept on
+        #: a first run, where nothing was pushed that could have gone
+        self.unpaid: list[str] = []
 
     @property
     def deferred(self) -> dict[str, str]:
@@ -260,6 +265,8 @@ class PaymentPlanner:
         if _paid(invoice) is False:
             self._undefer(invoice_id)
             self.skipped_unpaid += 1
+            if not self.first_run:
+                self.unpaid.append(invoice_id)
             return
         record = invoice.get("record") or {}
         pid = None if record.get("id") is None else str(record.get("id"))

@@ -229,9 +229,12 @@ class PaymentsStream(CoperniqStream):
     path = "/invoices/{invoiceId}/payments"
     paginated = False
 
+    _gone = False  # the last invoice read answered 404
+
     @override
     def validate_response(self, response: requests.Response) -> None:
-        if response.status_code == HTTPStatus.NOT_FOUND:
+        self._gone = response.status_code == HTTPStatus.NOT_FOUND
+        if self._gone:
             return  # invoice deleted since the list call
         super().validate_response(response)
 
@@ -253,6 +256,8 @@ class PaymentsStream(CoperniqStream):
             except QuotaReached:
                 planner.keep_queued(todo[i:])
                 raise
+            if not self._gone:  # a deleted invoice's payments are its delete's business (invoice_sweeps)
+                planner.listed[invoice_id] = sorted(str(row["id"]) for row in rows if row.get("id") is not None)
             for row in rows:
                 row["invoiceId"] = int(invoice_id) if invoice_id.isdigit() else invoice_id
                 yield row
@@ -266,6 +271,45 @@ class PaymentsStream(CoperniqStream):
                 planner.skipped_not_syncing,
                 len(planner.deferred),
             )
+
+
+def _nothing_paid(invoice: t.Mapping[str, t.Any]) -> bool:
+    paid = invoice.get("amountPaid")
+    return paid is not None and to_money(paid) == 0
+
+
+class PaymentSetsStream(CoperniqStream):
+    """Every payment id Coperniq lists on an invoice, one record per invoice whose payments this run read (and an
+    empty one per invoice read this run that shows nothing paid, without a call). No API call of its own.
+
+    Why: Coperniq's API deletes no payment and lists no deleted one, but its UI can delete one; a payment pushed to
+    QuickBooks that is missing from its invoice's whole list is the only sign (the target voids it by
+    `void_policy`). ASSUMPTION (docs/ASSUMPTIONS.md): a payment deleted in Coperniq changes its invoice's
+    `amountPaid` and `updatedAt`, so the invoices stream reads the invoice again and its payments are read.
+    """
+
+    name = "payment_sets"
+    path = "/invoices/{invoiceId}/payments"
+
+    @override
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        yield from self.read_records(context)  # no call of its own: also after a quota stop (what was read)
+
+    @override
+    def read_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        planner = payment_planner(self)
+        if planner is None:
+            return
+        at = datetime.now(UTC).isoformat()
+        for invoice_id, ids in planner.listed.items():
+            yield {"id": invoice_id, "invoiceId": invoice_id, "paymentIds": ids, "listed": True, "seenAt": at}
+        for invoice_id in dict.fromkeys(planner.unpaid):
+            if invoice_id not in planner.listed:
+                yield {"id": invoice_id, "invoiceId": invoice_id, "paymentIds": [], "listed": False, "seenAt": at}
+
+    @override
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        return row
 
 
 class InvoiceSweepStream(CoperniqStream):
@@ -308,9 +352,20 @@ class InvoiceSweepStream(CoperniqStream):
             return
         started = datetime.now(UTC)
         self.logger.info("invoice_sweeps: reading the whole invoice list (every %ss)", int(self.sweep_interval or 0))
-        ids = sorted({str(row["id"]) for row in super().read_records(context) if row.get("id") is not None})
+        ids, unpaid = set(), set()
+        for row in super().read_records(context):
+            if row.get("id") is not None:
+                ids.add(str(row["id"]))
+                if _nothing_paid(row):
+                    unpaid.add(str(row["id"]))
         self.stream_state[self.LAST_SWEEP_KEY] = started.isoformat()
-        yield {"id": self.RECORD_ID, "sweptAt": started.isoformat(), "count": len(ids), "invoiceIds": ids}
+        yield {
+            "id": self.RECORD_ID,
+            "sweptAt": started.isoformat(),
+            "count": len(ids),
+            "invoiceIds": sorted(ids),
+            "unpaidIds": sorted(unpaid),
+        }
 
     @override
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
@@ -332,6 +387,7 @@ STREAM_TYPES: tuple[type[CoperniqStream], ...] = (
     ProjectPhaseInstancesStream,
     InvoicesStream,
     PaymentsStream,
+    PaymentSetsStream,
     InvoiceSweepStream,
     CatalogItemsStream,
 )

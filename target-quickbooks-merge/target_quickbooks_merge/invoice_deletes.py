@@ -40,13 +40,18 @@ class InvoiceDeletes:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def sweep(self) -> None:
+    def sweep(self) -> list[tuple[list[str], str]]:
+        """Take the new sweeps; returns each one's invoices that show nothing paid, with its time (for
+        payment_deletes.py: their payment lists are empty)."""
         ctx = self.ctx
         if ctx.dry:
-            return  # the sweep waits for a real run (a dry run writes no meta and stages nothing)
+            return []  # the sweep waits for a real run (a dry run writes no meta and stages nothing)
+        unpaid = []
         for rid, sweep, _, _ in ctx.ledger.iter_staged(SRC, SWEEP_STREAM, status=("pending", "failed")):
             self._take(sweep)
+            unpaid.append(([str(i) for i in sweep.get("unpaidIds") or []], str(sweep.get("sweptAt") or "")))
             ctx.mark(SWEEP_STREAM, rid, "done")
+        return unpaid
 
     def _take(self, sweep: Mapping[str, Any]) -> None:
         ctx = self.ctx

@@ -17,6 +17,7 @@ from .jobs import JobSync
 from .mapping import diff_for_strategy, invoice_fingerprint, invoice_line, invoice_number, invoice_payload
 from .merge_client import WriteResult
 from .merge_index import InvoiceIndex, ItemIndex
+from .payment_deletes import PaymentDeletes
 from .taxes import TaxBook, with_tax
 from .tracking import TrackingBook
 from .voids import InvoiceVoids
@@ -43,7 +44,8 @@ class InvoiceSync:
             return
         self.tracking.wake_pushed()
         self.tracking.wake_moved()
-        InvoiceDeletes(ctx).sweep()  # invoices deleted in Coperniq: re-staged as deleted, voided below
+        for unpaid, swept_at in InvoiceDeletes(ctx).sweep():  # invoices deleted in Coperniq: voided below
+            PaymentDeletes(ctx).stage_unpaid(unpaid, swept_at)  # their payment lists are empty: payment pass
         for iid, inv, status, _ in ctx.todo("invoices", prefetch=self.tracking.prefetch):
             if "__invalid__" in inv:
                 continue

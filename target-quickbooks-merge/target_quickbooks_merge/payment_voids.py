@@ -1,5 +1,5 @@
-"""Pushed payments that Coperniq takes back (voided, refunded, failed, declined, cancelled): voided in QuickBooks or
-left, by `void_policy`.
+"""Pushed payments that Coperniq takes back (voided, refunded, failed, declined, cancelled, or deleted:
+payment_deletes.py): voided in QuickBooks or left, by `void_policy`.
 
 QuickBooks voids a payment by a sparse update (`payment?operation=update&include=void`): its amount becomes zero
 and its applications go, so the invoice it paid is open again. The void is sent, recorded and recovered by
@@ -23,11 +23,12 @@ from typing import Any
 from sync_ledger import Link
 
 from .context import Context
+from .payment_deletes import DELETED_STATUS
 from .refunds import REFUNDED, Refunds
 from .void_writes import DELETED, PAYMENT, VOIDED, VoidWrites
 
 #: Coperniq payment statuses that take a payment back (PENDING is not pushed yet, not taken back).
-VOID_PAYMENT_STATUSES = frozenset({"VOIDED", "REFUNDED", "FAILED", "DECLINED", "CANCELLED", "CANCELED"})
+VOID_PAYMENT_STATUSES = frozenset({"VOIDED", "REFUNDED", "FAILED", "DECLINED", "CANCELLED", "CANCELED", DELETED_STATUS})
 
 
 class PaymentVoids:
@@ -42,7 +43,11 @@ class PaymentVoids:
     def left(self, pay_id: str, link: Link, pay_status: str, status: str, pay: Mapping[str, Any]) -> None:
         """A pushed payment Coperniq shows as `pay_status` now: voided in QuickBooks, refunded, or left."""
         ctx = self.ctx
-        why = f"payment is {pay_status} in Coperniq"
+        why = (
+            "payment was deleted in Coperniq"
+            if pay_status == DELETED_STATUS
+            else f"payment is {pay_status} in Coperniq"
+        )
         link = self.refunds.settled(pay_id, self.writes.settled(pay_id, link, why))
         if link.status in (VOIDED, DELETED, REFUNDED):
             ctx.mark("payments", pay_id, "done")  # done before: QuickBooks has nothing more to change

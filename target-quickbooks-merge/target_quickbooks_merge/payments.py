@@ -17,6 +17,7 @@ from .mapping import payment_payload
 from .merge_client import WriteResult
 from .merge_index import deposit_account_id
 from .payment_changes import REPLACED, PaymentChanges
+from .payment_deletes import PaymentDeletes, payment_status
 from .payment_voids import VOID_PAYMENT_STATUSES, PaymentVoids
 from .writes import create_model
 
@@ -38,6 +39,7 @@ class PaymentSync:
         ctx = self.ctx
         if not ctx.s.invoice_sync:
             return
+        PaymentDeletes(ctx).sweep()  # payments deleted in Coperniq: re-staged as deleted, voided below
         for pay_id, pay, status, _ in ctx.todo("payments", prefetch=("invoices",)):
             if "__invalid__" in pay:
                 continue
@@ -65,7 +67,7 @@ class PaymentSync:
         ctx = self.ctx
         if ctx.echo("payments", "payment", pay_id, status, pay):
             return
-        pay_status = str(pay.get("status") or "").upper()
+        pay_status = payment_status(pay)  # DELETED: gone from its invoice's list (payment_deletes.py)
         link = ctx.links.get("payment", pay_id)
         again = None
         if link is not None and self.changes.settled(pay_id, link).status == REPLACED:

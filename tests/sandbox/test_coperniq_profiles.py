@@ -43,6 +43,7 @@ def test_profiles_resolve_and_switch_overrides() -> None:
         invoice_patch_replaces_lines=False,
         date_header_skew_s=60.0,
         invoice_tax_fields=False,
+        payment_delete_bumps_invoice=False,
     )
     mixed = CoperniqApp(profile="pessimistic", rate_limit_headers=True).assumptions
     assert mixed.rate_limit_headers and not mixed.archived_visible_by_id

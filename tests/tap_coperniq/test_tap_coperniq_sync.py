@@ -20,6 +20,7 @@ CONTRACT_STREAMS = {
     "project_phase_instances",
     "invoices",
     "payments",
+    "payment_sets",
     "catalog_items",
 }
 
