@@ -25,11 +25,12 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import Any
 
 from .ledger_core import (
+    _CHUNK,
     _LOG_COLUMNS,
     _REGISTRY,
     _REGISTRY_LOCK,
@@ -332,22 +333,43 @@ class Ledger(LinksMixin, IntentsMixin, StagingMixin, ReviewMixin):
                     [key, value],
                 )
 
+    def get_metas(self, keys: Iterable[str]) -> dict[str, str]:
+        """get_meta for many keys in one query (those not set are absent). Addition to the contract."""
+        wanted = list(dict.fromkeys(keys))
+        out: dict[str, str] = {}
+        with self._c.lock:
+            for i in range(0, len(wanted), _CHUNK):
+                rows = self._c.conn.execute(
+                    "SELECT key, value FROM meta WHERE key IN (SELECT unnest(?::VARCHAR[]))", [wanted[i : i + _CHUNK]]
+                ).fetchall()
+                out.update((str(k), str(v)) for k, v in rows)
+        return out
+
     def set_metas(self, values: Mapping[str, str | None]) -> None:
-        """set_meta for many keys in one transaction (a run's worth of small per-record sets). Addition to the
-        contract."""
+        """set_meta for many keys in one transaction, a statement per kind of change (a run's worth of small
+        per-record sets; one statement per row costs ~1 ms each on DuckDB). Addition to the contract."""
         if not values:
             return
         self._writable()
-        gone = [[k] for k, v in values.items() if v is None]
-        kept = [[k, v] for k, v in values.items() if v is not None]
-        with self._c.lock, self._tx():
-            if gone:
-                self._c.conn.executemany("DELETE FROM meta WHERE key = ?", gone)
-            if kept:
-                self._c.conn.executemany(
-                    "INSERT INTO meta (key, value) VALUES (?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    kept,
+        c = self._c
+        with c.lock, self._tx():
+            known = set(self.get_metas(values))
+            gone = [k for k, v in values.items() if v is None and k in known]
+            changed = [(k, v) for k, v in values.items() if v is not None and k in known]
+            fresh = [(k, v) for k, v in values.items() if v is not None and k not in known]
+            for i in range(0, len(gone), _CHUNK):
+                c.conn.execute("DELETE FROM meta WHERE key IN (SELECT unnest(?::VARCHAR[]))", [gone[i : i + _CHUNK]])
+            for i in range(0, len(changed), _CHUNK):
+                ks, vs = (list(col) for col in zip(*changed[i : i + _CHUNK], strict=True))
+                c.conn.execute(
+                    "UPDATE meta SET value = u.v FROM (SELECT unnest(?::VARCHAR[]) AS k, unnest(?::VARCHAR[]) AS v) "
+                    "AS u WHERE meta.key = u.k",
+                    [ks, vs],
+                )
+            for i in range(0, len(fresh), _CHUNK):
+                ks, vs = (list(col) for col in zip(*fresh[i : i + _CHUNK], strict=True))
+                c.conn.execute(
+                    "INSERT INTO meta (key, value) SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])", [ks, vs]
                 )
 
 

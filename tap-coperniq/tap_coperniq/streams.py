@@ -284,7 +284,7 @@ class PaymentSetsStream(CoperniqStream):
 
     Why: Coperniq's API deletes no payment and lists no deleted one, but its UI can delete one; a payment pushed to
     QuickBooks that is missing from its invoice's whole list is the only sign (the target voids it by
-    `void_policy`). ASSUMPTION (docs/ASSUMPTIONS.md): a payment deleted in Coperniq changes its invoice's
+    `void_policy`). ASSUMPTION (README, ASSUMPTIONS 2): a payment deleted in Coperniq changes its invoice's
     `amountPaid` and `updatedAt`, so the invoices stream reads the invoice again and its payments are read.
     """
 

@@ -8,7 +8,7 @@ keeps the ids the invoice's last list held (none kept for an empty list). A paym
 `_sdc_deleted_at`, so the payment pass voids it in the same run with its intent, log and retries; one never pushed
 is only skipped. An invoice showing nothing paid has an empty list: the tap says so without a call on an invoice it
 reads again, and the invoice sweep (`unpaidIds`) says it for every invoice, so a last payment deleted without its
-invoice's `updatedAt` moving (ASSUMPTION, docs/ASSUMPTIONS.md) is still seen by the next sweep.
+invoice's `updatedAt` moving (ASSUMPTION, README "Deletes") is still seen by the next sweep.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class PaymentDeletes:
         if ctx.dry:
             return  # as the invoice sweep: a dry run writes no meta and stages nothing
         for chunk in ctx.ledger.iter_staged_chunks(SRC, SETS_STREAM, status=("pending", "failed")):
-            before = {rid: ctx.ledger.get_meta(SET_META + rid) for rid, _, _, _ in chunk}
+            lists = ctx.ledger.get_metas(SET_META + rid for rid, _, _, _ in chunk)
+            before = {key[len(SET_META) :]: value for key, value in lists.items()}
             sets = {rid: (row.get("paymentIds") or [], str(row.get("seenAt") or "")) for rid, row, _, _ in chunk}
             self._compare(before, sets)
             for rid in sets:
@@ -63,7 +64,7 @@ class PaymentDeletes:
             ]
             ctx.ledger.stage(SRC, SETS_STREAM, sets)
 
-    def _compare(self, before: Mapping[str, str | None], sets: Mapping[str, tuple[list[Any], str]]) -> None:
+    def _compare(self, before: Mapping[str, str], sets: Mapping[str, tuple[list[Any], str]]) -> None:
         ctx = self.ctx
         gone: dict[str, str] = {}  # payment id -> when its invoice's list was seen without it
         for inv_id, (ids, seen_at) in sets.items():

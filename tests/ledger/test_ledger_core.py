@@ -54,6 +54,25 @@ def test_meta_with_prefix_takes_the_prefix_literally(ledger: Ledger) -> None:
     assert ledger.meta_with_prefix("nothing") == {}
 
 
+def test_set_metas_inserts_changes_and_deletes_in_one_call_and_get_metas_reads_them(ledger: Ledger) -> None:
+    ledger.set_metas({"forward:payment_set:1": '["10"]', "forward:payment_set:2": '["20", "21"]'})
+    ledger.set_metas(
+        {
+            "forward:payment_set:1": None,  # an empty list: the key goes
+            "forward:payment_set:2": '["21"]',  # changed
+            "forward:payment_set:3": '["30"]',  # new
+            "forward:payment_set:4": None,  # never set: nothing to delete
+        }
+    )
+    assert ledger.get_metas(f"forward:payment_set:{i}" for i in range(1, 5)) == {
+        "forward:payment_set:2": '["21"]',
+        "forward:payment_set:3": '["30"]',
+    }
+    assert ledger.get_meta("forward:payment_set:1") is None
+    ledger.set_metas({})  # nothing: no transaction, no error
+    assert ledger.get_metas([]) == {}
+
+
 def test_requeue_children_wakes_the_rows_of_parents_changed_since(ledger: Ledger) -> None:
     src = "coperniq"
     ledger.stage(src, "projects", [("1", {"id": 1, "w": "a"}), ("2", {"id": 2, "w": "a"})])
