@@ -55,8 +55,7 @@ class PaymentDeletes:
         """The invoice sweep's invoices that show nothing paid: an empty set for each that had payments on its
         last list (staged for the payment pass, as if the tap had emitted it)."""
         ctx = self.ctx
-        known = {key[len(SET_META) :] for key in ctx.ledger.meta_with_prefix(SET_META)}
-        empty = sorted(known.intersection(invoice_ids))
+        empty = sorted(key[len(SET_META) :] for key in ctx.ledger.get_metas(SET_META + i for i in invoice_ids))
         if empty:
             sets = [
                 (iid, {"id": iid, "invoiceId": iid, "paymentIds": [], "listed": False, "seenAt": seen_at})

@@ -5,7 +5,7 @@ nothing (target_quickbooks_merge/payment_deletes.py: a pushed payment missing fr
 Both profiles. Optimistic: the delete bumps the invoice's `updatedAt`, so the next run reads the invoice and its
 payment list again. Pessimistic (`payment_delete_bumps_invoice` off): only `amountPaid` moves, so the next run sees
 nothing (and voids nothing) until the invoice changes for another reason, or, for a last payment (the invoice then
-shows nothing paid), until the invoice sweep lists the invoice as unpaid."""
+shows nothing paid), until the invoice sweep lists the invoice as unpaid. One case runs on a PostgreSQL ledger."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def reasons(pipe: Pipeline, pay: dict[str, Any]) -> list[str]:
     return [r["reason"] for r in log_rows(pipe, stream="payments") if r["source_id"] == str(pay["id"])]
 
 
-@pytest.mark.parametrize("pipeline", PROFILES, indirect=True)
+@pytest.mark.parametrize("pipeline", [*PROFILES, "pessimistic-postgres"], indirect=True)
 def test_a_deleted_payment_is_voided_once_and_the_other_payment_stays(pipeline: Pipeline) -> None:
     inv, _ = start(pipeline)
     app = pipeline.coperniq.app
