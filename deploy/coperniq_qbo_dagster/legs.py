@@ -6,12 +6,12 @@ per company needs, so an op would still have to build both. A subprocess is all 
 what a person runs.
 Why the ledger for the result: both targets record every run there (status, per-stream counts, failed rows with
 their reasons), so the numbers Dagster shows are the ones `coperniq-qbo runs` shows.
-Why a .meltano of each lane's own (lane = company and leg): `meltano run` writes a plugin's config (the company's
-API key), catalog and state file to one directory per plugin, .meltano/run/<plugin>/, whatever the state id, and
-deletes them when the run ends; two companies' runs on one worker would read each other's config and delete each
-other's files ("Failed to copy catalog file"). So each run gets MELTANO_SYS_DIR_ROOT=<.meltano>/lanes/<lane>/: its
-run/ is its own, everything else (installed plugins, logs, the SQLite system database with the state) links to the
-worker's .meltano.
+Why a .meltano of each run's own: `meltano run` hands a tap its catalog and its state (the company's bookmarks) as
+.meltano/run/<plugin>/tap.properties.json and state.json whatever the state id, and deletes them when the run ends;
+two companies' runs on one worker could start from each other's bookmarks and break each other's start ("Failed to
+copy catalog file"). So each run gets MELTANO_SYS_DIR_ROOT=<.meltano>/lanes/<company>.<leg>.<random>/: its run/
+is its own, everything else (installed plugins, logs, the SQLite system database with the state) links to the
+worker's .meltano (lane_sys_dir).
 Why `--force`: Meltano refuses a run while the last one of the same state id still looks alive (its heartbeat is
 younger than 5 minutes), so a worker killed mid-run would block its company for 5 minutes. Overlap is prevented
 by Dagster's run queue (one run per company and leg) and, on PostgreSQL, by the ledger's run lock instead.
@@ -23,7 +23,9 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,9 @@ PROJECT_ROOT = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path(__file__).res
 #: meltano.yml's jobs for the two legs (its schedules name the same jobs).
 JOBS = {"forward": "coperniq-to-quickbooks", "reverse": "quickbooks-to-coperniq"}
 FAILED_ROWS_SHOWN = 20
-LANES = "lanes"  # under the worker's .meltano: one sys dir per company and leg (lane_sys_dir)
+LANES = "lanes"  # under the worker's .meltano: one sys dir per run of a company's leg (lane_sys_dir)
+#: Meltano's per-kind plugin directories and logs, always links in a lane (made in the worker's .meltano if new).
+SHARED_DIRS = ("extractors", "loaders", "mappers", "utilities", "transformers", "orchestrators", "files", "logs")
 
 
 class LegFailed(Exception):
@@ -105,26 +109,27 @@ def run_leg(
     """Run one leg; stream its log lines (secrets removed) to on_line; raise LegFailed when it failed."""
     base = dict(os.environ if environ is None else environ)
     env = {**base, **company.resolved_env(base)}
-    env["MELTANO_SYS_DIR_ROOT"] = str(lane_sys_dir(env, f"{company.key}.{direction}"))
     secrets = _secrets(company, env)
     cmd = [meltano_executable(), "run", "--force", "--state-id-suffix", company.key, JOBS[direction]]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-    )
     tail: list[str] = []
-    assert proc.stdout is not None
-    for raw in proc.stdout:
-        line = redact(raw.rstrip("\n"), secrets)
-        tail = [*tail[-199:], line]
-        if on_line is not None:
-            on_line(line)
-    rc = proc.wait()
+    with lane_sys_dir(env, f"{company.key}.{direction}") as lane:
+        env["MELTANO_SYS_DIR_ROOT"] = str(lane)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = redact(raw.rstrip("\n"), secrets)
+            tail = [*tail[-199:], line]
+            if on_line is not None:
+                on_line(line)
+        rc = proc.wait()
     result = LegResult(company.key, direction, rc, log_tail="\n".join(tail[-40:]))
     result.run, result.failed_rows = _ledger_report(env, company.key, direction)
     if rc != 0:
@@ -135,21 +140,29 @@ def run_leg(
     return result
 
 
-def lane_sys_dir(env: Mapping[str, str], lane: str) -> Path:
-    """<.meltano>/lanes/<lane>/: a run/ of its own, and links to the rest of the worker's .meltano (refreshed each
-    run, so a plugin installed since is seen). meltano.db is linked even before it exists: SQLite follows the link
-    (its journal goes beside the real file), so the state stays in the one system database."""
+@contextmanager
+def lane_sys_dir(env: Mapping[str, str], lane: str) -> Iterator[Path]:
+    """A .meltano of this run's own, <.meltano>/lanes/<lane>.<random>/, removed after it: a run/ of its own and
+    links to the worker's plugin dirs, logs and meltano.db, made fresh each run (a moved project or a plugin
+    installed since is seen; a killed run leaves only its small directory behind). The plugin dirs are made in the
+    worker's .meltano first, so a plugin Meltano installs on the run lands there, not in the lane. meltano.db is
+    linked even before it exists: SQLite follows the link (its journal goes beside the real file), so the state
+    stays in the one system database. Unique per run: two runs of one lane (a company's own job beside
+    sync_all_companies) must not share a run/ either (the ledger's run lock stops the second)."""
     root = Path(env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT).resolve()
     shared = root / (env.get("MELTANO_SYS_DIR_ROOT") or ".meltano")  # Meltano reads a relative one from the root
-    (shared / "logs").mkdir(parents=True, exist_ok=True)
-    own = shared / LANES / lane
-    (own / "run").mkdir(parents=True, exist_ok=True)
-    names = {p.name for p in shared.iterdir() if p.is_dir() and p.name not in ("run", LANES)} | {"meltano.db"}
-    for name in sorted(names):
-        link = own / name
-        if not link.is_symlink() and not link.exists():
-            link.symlink_to(shared / name)
-    return own
+    for name in SHARED_DIRS:
+        (shared / name).mkdir(parents=True, exist_ok=True)
+    (shared / LANES).mkdir(exist_ok=True)
+    own = Path(tempfile.mkdtemp(prefix=f"{lane}.", dir=shared / LANES))
+    try:
+        (own / "run").mkdir()
+        names = {p.name for p in shared.iterdir() if p.is_dir() and p.name not in ("run", LANES)} | {"meltano.db"}
+        for name in sorted(names):
+            (own / name).symlink_to(shared / name)
+        yield own
+    finally:
+        shutil.rmtree(own, ignore_errors=True)  # the links go, never what they point at
 
 
 def _ledger_report(env: Mapping[str, str], company: str, direction: str) -> tuple[dict[str, Any] | None, list[Any]]:

@@ -141,6 +141,7 @@ def test_two_companies_legs_overlapping_on_one_meltano_keep_apart(world: dict[st
         assert isinstance(result, LegResult), result
         assert result.returncode == 0 and result.run and result.run["status"] == "success", (key, result.log_tail)
         assert_forward_complete(cop, merge)  # exactly its own records (the other company's would be extra)
+    assert list((world["sys_dir"] / "lanes").iterdir()) == []  # each run's own .meltano went with it
     with sqlite3.connect(world["sys_dir"] / "meltano.db") as db:  # the worker's one system database
         state_ids = {row[0] for row in db.execute("select state_id from state")}
     assert {s.rsplit(":", 1)[-1] for s in state_ids} >= {"co-a", "co-b"}, state_ids
