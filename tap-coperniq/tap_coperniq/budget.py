@@ -265,7 +265,7 @@ class PaymentPlanner:
         if _paid(invoice) is False:
             self._undefer(invoice_id)
             self.skipped_unpaid += 1
-            if not self.first_run:
+            if not self.first_run and to_decimal(invoice.get("amountPaid")) == 0:  # a credit's may be below 0
                 self.unpaid.append(invoice_id)
             return
         record = invoice.get("record") or {}

@@ -256,8 +256,12 @@ class PaymentsStream(CoperniqStream):
             except QuotaReached:
                 planner.keep_queued(todo[i:])
                 raise
-            if not self._gone:  # a deleted invoice's payments are its delete's business (invoice_sweeps)
-                planner.listed[invoice_id] = sorted(str(row["id"]) for row in rows if row.get("id") is not None)
+            listed = sorted(str(row["id"]) for row in rows if row.get("id") is not None)
+            # Not a set: a 404 (a deleted invoice's payments are its delete's business, invoice_sweeps), nor an empty
+            # list (only paid invoices are read, so an empty answer contradicts the invoice: an empty body, a key
+            # that lost scope); an invoice that shows nothing paid has its empty set from the planner instead.
+            if listed and not self._gone:
+                planner.listed[invoice_id] = listed
             for row in rows:
                 row["invoiceId"] = int(invoice_id) if invoice_id.isdigit() else invoice_id
                 yield row

@@ -101,3 +101,42 @@ def test_a_dry_run_voids_nothing_and_the_next_run_voids_the_deleted_payment(pipe
     pipeline.tap_state = state
     pipeline.run()
     assert len(payment_voids(pipeline, link.target_id)) == 1
+
+
+def test_an_empty_payment_list_of_a_paid_invoice_voids_nothing(pipeline: Pipeline) -> None:
+    """Coperniq answers a paid invoice's payment list with nothing (an empty body, a key that lost scope): not a
+    list, so no payment is taken for deleted."""
+    from sandbox.coperniq_state import iso
+
+    inv, _ = start(pipeline)
+    app = pipeline.coperniq.app
+    pay = app.add_payment(inv["id"], 100.0)
+    pipeline.run()
+    link = payment_link(pipeline, pay)
+    with app.lock:  # the list comes back empty while the invoice still shows 100.00 paid (and has changed)
+        app.state.payments[inv["id"]] = []
+        now = app.state.clock.tick()
+        invoice = app.state.invoices[inv["id"]]
+        invoice["updatedAt"], invoice["_u"] = iso(now), now
+        app.state.touch("invoices")
+    assert pipeline.run().writes == 0
+    assert payment_voids(pipeline, link.target_id) == [] and payment_link(pipeline, pay).status == "active"
+
+
+def test_lists_missing_most_of_their_payments_void_nothing_and_warn(pipeline: Pipeline) -> None:
+    """11 of an invoice's 12 pushed payments gone from its list at once: taken as lost access, not as deletes (as
+    the invoice sweep does); the one left stays too."""
+    inv, _ = start(pipeline)
+    app = pipeline.coperniq.app
+    pays = [app.add_payment(inv["id"], 10.0) for _ in range(12)]
+    pipeline.run()
+    links = [payment_link(pipeline, p) for p in pays]
+    for pay in pays[:11]:
+        app.delete_payment(inv["id"], pay["id"])
+    if not bumps(pipeline):
+        coperniq_patch(pipeline.coperniq, f"/invoices/{inv['id']}", {"description": "Deposit (revised)"})
+    run = pipeline.run()
+    assert run.target.result is not None
+    warnings = run.target.result.warnings
+    assert any("taken as lost access" in w and "nothing is voided" in w for w in warnings), warnings
+    assert all(payment_voids(pipeline, link.target_id) == [] for link in links)
