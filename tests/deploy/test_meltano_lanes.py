@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from tests.conftest import RunningSandbox, meltano_sys_dir, start_coperniq, start_merge
-from tests.reliability.rel_helpers import TRIGGERS, assert_forward_complete
+from tests.reliability.rel_helpers import TRIGGERS, assert_forward_complete, qbo_customers
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.meltano, pytest.mark.meltano_private, pytest.mark.timeout(300)]
@@ -64,7 +64,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     sandboxes = {}
     for i, key in enumerate(("co-a", "co-b")):
         cop, merge = start_coperniq(rate_limit_per_day=None), start_merge(rate_limit_per_minute=10_000_000)
-        seed_coperniq(cop.app, projects=12, seed=300 + i)
+        seed_coperniq(cop.app, projects=8, seed=300 + i)
         sandboxes[key] = (cop, merge)
     catalog = tmp_path / "tap-coperniq.catalog.json"
     catalog.write_text(json.dumps(TapCoperniq(config={"api_key": "x"}, validate_config=False).catalog_dict))
@@ -83,7 +83,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
         "TAP_COPERNIQ_MAX_REQUESTS_PER_SECOND": "1000",
         "TARGET_QUICKBOOKS_MERGE_MAX_REQUESTS_PER_MINUTE": "600000",
         "TARGET_QUICKBOOKS_MERGE_DEFAULT_ITEM": "Services",
-        "TARGET_QUICKBOOKS_MERGE_INVOICE_SYNC": "true",
+        "TARGET_QUICKBOOKS_MERGE_INVOICE_SYNC": "false",  # customers and jobs: enough to tell companies apart
     }
     yield {"base": base, "sandboxes": sandboxes, "sys_dir": sys_dir, "tmp": tmp_path}
     for cop, merge in sandboxes.values():
@@ -140,7 +140,8 @@ def test_two_companies_legs_overlapping_on_one_meltano_keep_apart(world: dict[st
         result = results[key]
         assert isinstance(result, LegResult), result
         assert result.returncode == 0 and result.run and result.run["status"] == "success", (key, result.log_tail)
-        assert_forward_complete(cop, merge)  # exactly its own records (the other company's would be extra)
+        assert qbo_customers(merge)  # something synced ...
+        assert_forward_complete(cop, merge, invoices=False)  # ... exactly its own records, not the other company's
     assert list((world["sys_dir"] / "lanes").iterdir()) == []  # each run's own .meltano went with it
     with sqlite3.connect(world["sys_dir"] / "meltano.db") as db:  # the worker's one system database
         state_ids = {row[0] for row in db.execute("select state_id from state")}
