@@ -210,6 +210,11 @@ def test_quota_reached_mid_run_stops_cleanly_and_the_next_run_resumes(sandbox: R
     assert wanted <= {p["invoiceId"] for p in runs_records(runs, "payments")}
     ids = [p["id"] for p in runs_records(runs, "payments")]
     assert len(ids) == len(set(ids))
+    for run in runs:  # each run's payment lists are sent, also by a run the quota stopped (they cost no call)
+        listed = {s["invoiceId"]: s["paymentIds"] for s in run.records.get("payment_sets", []) if s["listed"]}
+        for pay in run.records.get("payments", []):
+            assert str(pay["id"]) in listed[str(pay["invoiceId"])], pay
+    assert any(r.tap.quota_governor.stopped and r.records.get("payment_sets") for r in runs)
 
 
 def runs_records(runs: list[Any], stream: str) -> list[dict[str, Any]]:
