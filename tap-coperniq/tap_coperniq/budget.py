@@ -163,6 +163,12 @@ def _paid(invoice: Mapping[str, Any]) -> bool | None:
     return None if paid is None else paid > 0
 
 
+def nothing_paid(invoice: Mapping[str, Any]) -> bool:
+    """amountPaid says exactly 0 (a credit's may be below 0): the invoice's payment list is empty, known without a
+    call (the payment_sets stream and the invoice sweep's unpaidIds)."""
+    return to_decimal(invoice.get("amountPaid")) == 0
+
+
 class PaymentPlanner:
     """Which invoices' payments to read this run. State (a dict in the tap state): `deferred_by_project` (packed,
     `pack_deferred`; `deferred` {invoice: project} before) for paid invoices of projects that have not reached
@@ -265,7 +271,7 @@ class PaymentPlanner:
         if _paid(invoice) is False:
             self._undefer(invoice_id)
             self.skipped_unpaid += 1
-            if not self.first_run and to_decimal(invoice.get("amountPaid")) == 0:  # a credit's may be below 0
+            if not self.first_run and nothing_paid(invoice):
                 self.unpaid.append(invoice_id)
             return
         record = invoice.get("record") or {}

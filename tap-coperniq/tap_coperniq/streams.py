@@ -9,7 +9,7 @@ from http import HTTPStatus
 
 from sync_ledger import to_money
 from sync_ledger.incremental import parse_timestamp
-from tap_coperniq.budget import DEFAULT_PHASE_SWEEP_INTERVAL, PaymentPlanner, QuotaReached
+from tap_coperniq.budget import DEFAULT_PHASE_SWEEP_INTERVAL, PaymentPlanner, QuotaReached, nothing_paid
 from tap_coperniq.client import CoperniqStream
 from tap_coperniq.incremental import IncrementalStream
 from tap_coperniq.pagination import response_body
@@ -277,11 +277,6 @@ class PaymentsStream(CoperniqStream):
             )
 
 
-def _nothing_paid(invoice: t.Mapping[str, t.Any]) -> bool:
-    paid = invoice.get("amountPaid")
-    return paid is not None and to_money(paid) == 0
-
-
 class PaymentSetsStream(CoperniqStream):
     """Every payment id Coperniq lists on an invoice, one record per invoice whose payments this run read (and an
     empty one per invoice read this run that shows nothing paid, without a call). No API call of its own.
@@ -360,7 +355,7 @@ class InvoiceSweepStream(CoperniqStream):
         for row in super().read_records(context):
             if row.get("id") is not None:
                 ids.add(str(row["id"]))
-                if _nothing_paid(row):
+                if nothing_paid(row):
                     unpaid.add(str(row["id"]))
         self.stream_state[self.LAST_SWEEP_KEY] = started.isoformat()
         yield {
