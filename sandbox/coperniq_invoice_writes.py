@@ -182,10 +182,7 @@ def insert_payment(
     st.payments[inv["id"]] = [*payments, pay]
     paid = round(inv["amountPaid"] + pay["amount"], 2)
     inv["amountPaid"] = paid
-    if paid >= inv["amount"] - 0.005:
-        inv["status"] = "PAID"
-    elif paid > 0:
-        inv["status"] = "PARTIALLY_PAID"
+    inv["status"] = _paid_status(inv, paid) or inv["status"]
     inv["updatedAt"], inv["_u"] = iso(at), at
     st.touch("invoices")
     return pay
@@ -203,9 +200,16 @@ def remove_payment(st: CoperniqState, inv: dict[str, Any], payment_id: int, *, b
         paid = max(0.0, round(inv["amountPaid"] - gone[0]["amount"], 2))
         inv["amountPaid"] = paid
         if inv.get("status") in ("PAID", "PARTIALLY_PAID"):
-            inv["status"] = "PAID" if paid >= inv["amount"] - 0.005 else "PARTIALLY_PAID" if paid > 0 else "SENT"
+            inv["status"] = _paid_status(inv, paid) or "SENT"
     if bump_updated_at:
         at = st.clock.tick()
         inv["updatedAt"], inv["_u"] = iso(at), at
     st.touch("invoices")
     return True
+
+
+def _paid_status(inv: dict[str, Any], paid: float) -> str | None:
+    """The status `paid` gives an invoice: PAID, PARTIALLY_PAID, or None when nothing is paid."""
+    if paid >= inv["amount"] - 0.005:
+        return "PAID"
+    return "PARTIALLY_PAID" if paid > 0 else None
