@@ -76,6 +76,11 @@ class LegResult:
         }
 
 
+def project_root(env: Mapping[str, str]) -> Path:
+    """The Meltano project a run uses: MELTANO_PROJECT_ROOT of its env, else PROJECT_ROOT (absolute)."""
+    return Path(env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT).resolve()
+
+
 def meltano_executable() -> str:
     """The meltano next to this interpreter (the image's venv), else the one on PATH."""
     beside = Path(sys.executable).with_name("meltano")
@@ -88,7 +93,7 @@ def prepare_system_db(environ: Mapping[str, str] | None = None) -> None:
     env = dict(os.environ if environ is None else environ)
     proc = subprocess.run(
         [meltano_executable(), "upgrade", "database"],
-        cwd=env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT,
+        cwd=project_root(env),
         env=env,
         capture_output=True,
         text=True,
@@ -116,7 +121,7 @@ def run_leg(
         env["MELTANO_SYS_DIR_ROOT"] = str(lane)
         proc = subprocess.Popen(
             cmd,
-            cwd=env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT,
+            cwd=project_root(env),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -149,8 +154,8 @@ def lane_sys_dir(env: Mapping[str, str], lane: str) -> Iterator[Path]:
     linked even before it exists: SQLite follows the link (its journal goes beside the real file), so the state
     stays in the one system database. Unique per run: two runs of one lane (a company's own job beside
     sync_all_companies) must not share a run/ either (the ledger's run lock stops the second)."""
-    root = Path(env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT).resolve()
-    shared = root / (env.get("MELTANO_SYS_DIR_ROOT") or ".meltano")  # Meltano reads a relative one from the root
+    # Meltano reads a relative MELTANO_SYS_DIR_ROOT from the project root
+    shared = project_root(env) / (env.get("MELTANO_SYS_DIR_ROOT") or ".meltano")
     for name in SHARED_DIRS:
         (shared / name).mkdir(parents=True, exist_ok=True)
     (shared / LANES).mkdir(exist_ok=True)
@@ -170,8 +175,7 @@ def _ledger_report(env: Mapping[str, str], company: str, direction: str) -> tupl
     target = "TARGET_QUICKBOOKS_MERGE" if direction == "forward" else "TARGET_COPERNIQ"
     config = {
         "ledger_url": env.get(f"{target}_LEDGER_URL") or env.get("SYNC_LEDGER_URL"),
-        "ledger_path": env.get(f"{target}_LEDGER_PATH")
-        or str(Path(env.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT) / DEFAULT_LEDGER_PATH),
+        "ledger_path": env.get(f"{target}_LEDGER_PATH") or str(project_root(env) / DEFAULT_LEDGER_PATH),
         "company": company,
     }
     try:
