@@ -32,6 +32,8 @@ def admin_response(app: MergeApp, req: Request) -> Response | None:
         return Response(200, {"voids": app.voids()})
     if req.method == "GET" and sub == "refund-receipts":
         return Response(200, {"refund_receipts": app.state.qbo.refund_receipts.all()})
+    if req.method == "GET" and sub == "purchases":
+        return Response(200, {"purchases": app.state.qbo.purchases.all()})
     if req.method == "GET" and sub.count("/") == 1 and sub.split("/")[0] in app.state.data.tables:
         try:
             return Response(200, app.record(*sub.split("/")))

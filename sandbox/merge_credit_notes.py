@@ -31,7 +31,7 @@ from sandbox.merge_schema import (
     today,
     type_error,
 )
-from sandbox.merge_store import Row
+from sandbox.merge_store import Row, iso, now_us
 from sandbox.merge_tables import MergeTables
 from sandbox.merge_tax import compute_tax, money_sum
 from sandbox.merge_tracking import apply_tracking
@@ -238,6 +238,31 @@ def write_credit_note(data: MergeTables, model: Any, existing: Row | None = None
 
 def _settle(row: Row) -> None:
     row["status"] = "PAID" if row["remaining_credit"] <= 0.001 and row["total_amount"] > 0 else "SUBMITTED"
+
+
+def take_credit(data: MergeTables, credit: Row, amount: float, payment: Row) -> Row:
+    """A payment of 0 (sandbox/merge_credit_refunds.py) uses `amount` of the credit: its remaining credit drops and
+    it lists the payment. Returns the payment's applied line (Merge's PaymentLineItem, type CREDIT_NOTE)."""
+    ts = iso(now_us())
+    line = {
+        "id": str(uuid.uuid4()),
+        "remote_id": None,
+        "created_at": ts,
+        "modified_at": ts,
+        "applied_amount": _money_text(amount),
+        "applied_date": payment["transaction_date"],
+        "related_object_id": credit["id"],
+        "related_object_type": "CREDIT_NOTE",
+    }
+    data.payment_lines[line["id"]] = line
+    credit["remaining_credit"] = round(credit["remaining_credit"] - amount, 2)
+    if payment["id"] not in credit["payments"]:
+        credit["payments"].append(payment["id"])
+    credit["applied_payments"].append(line["id"])
+    credit["_sync_token"] += 1
+    _settle(credit)
+    data.t(TABLE).touch(credit)
+    return line
 
 
 def apply_credit_note(data: MergeTables, credit: Row, body: Any) -> Row:

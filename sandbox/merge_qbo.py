@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from sandbox.merge_purchases import Purchases
 from sandbox.merge_qbo_entities import MAX_LEVEL, READ_ONLY, QboEntities, norm_name
 from sandbox.merge_qbo_faults import (
     QboError,
@@ -84,6 +85,8 @@ class QboCompany(QboEntities):
         self.entity_name: Callable[[str], str] = lambda entity: entity
         # refund receipts (sandbox/merge_refunds.py): Merge's common models have none
         self.refund_receipts = RefundReceipts(self._others, partial(self.get, "Customer"))
+        # checks and cash expenses (sandbox/merge_credit_refunds.py): a refunded credit's check to A/R
+        self.purchases = Purchases(self._others, partial(self.get, "Customer"))
 
     def _others(self, entity: str) -> Iterable[dict[str, Any]] | None:
         """`other_entities` as the Merge app sets it later (read at call time)."""
@@ -137,6 +140,8 @@ class QboCompany(QboEntities):
         entity_match = _RESOURCE.match(resource)
         if method == "POST" and resource.lower() == "refundreceipt":
             return 200, {"RefundReceipt": self.refund_receipts.create(body), "time": qbo_time()}
+        if method == "POST" and resource.lower() == "purchase":
+            return 200, {"Purchase": self.purchases.create(body), "time": qbo_time()}
         setup = self._setup_read(method, entity_match)
         if setup is not None:
             return setup
@@ -185,6 +190,8 @@ class QboCompany(QboEntities):
         """The objects a query of `entity` reads: a name entity's records, or what the Merge app holds."""
         if entity.casefold() == "refundreceipt":
             return "RefundReceipt", self.refund_receipts.receipts
+        if entity.casefold() == "purchase":
+            return "Purchase", ({k: v for k, v in p.items() if not k.startswith("_")} for p in self.purchases.purchases)
         if entity.capitalize() in self.name_entities:
             entity = entity.capitalize()
             return entity, self.entities[entity].values()

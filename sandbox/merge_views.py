@@ -81,8 +81,15 @@ def qbo_view(data: MergeTables, table: str, row: Row) -> tuple[str, dict[str, An
         }
     if table == "payments":
         contact = data.t("contacts").get(row["contact"])
-        applied = sum(float(ln["applied_amount"]) for ln in row["applied_to_lines"])
+        links = [_linked_txn(data, ln) for ln in row["applied_to_lines"]]
+        links += [
+            {"Amount": e["Amount"], "LinkedTxn": [{"TxnId": e["TxnId"], "TxnType": e["TxnType"]}]}
+            for e in row.get("_linked_expenses") or ()
+        ]  # checks a payment of 0 links to credit memos
+        applied = sum(ln["Amount"] * (-1 if ln["LinkedTxn"][0]["TxnType"] == "CreditMemo" else 1) for ln in links)
         note = {"PrivateNote": row["_private_note"]} if row.get("_private_note") else {}
+        if row.get("_payment_ref_num"):
+            note["PaymentRefNum"] = row["_payment_ref_num"]
         return "/payment", {
             "Id": row["remote_id"],
             "SyncToken": str(row.get("_sync_token", 0)),
@@ -91,15 +98,7 @@ def qbo_view(data: MergeTables, table: str, row: Row) -> tuple[str, dict[str, An
             "UnappliedAmt": round(row["total_amount"] - applied, 2),
             "CustomerRef": {"value": contact["remote_id"], "name": contact["name"]} if contact else None,
             "DepositToAccountRef": ref("accounts", row["account"]),
-            "Line": [
-                {
-                    "Amount": float(ln["applied_amount"]),
-                    "LinkedTxn": [
-                        {"TxnId": data.t("invoices").row(ln["related_object_id"])["remote_id"], "TxnType": "Invoice"}
-                    ],
-                }
-                for ln in row["applied_to_lines"]
-            ],
+            "Line": links,
             **note,
             "MetaData": meta,
             "domain": "QBO",
@@ -141,6 +140,14 @@ def qbo_view(data: MergeTables, table: str, row: Row) -> tuple[str, dict[str, An
         "Country": data.tax.country,
         "MetaData": meta,
     }
+
+
+def _linked_txn(data: MergeTables, line: Row) -> dict[str, Any]:
+    """QuickBooks' Payment line of one of Merge's applied lines (an invoice, or a credit memo a payment of 0 uses)."""
+    credit = line.get("related_object_type") == "CREDIT_NOTE"
+    linked = data.t("credit-notes" if credit else "invoices").row(line["related_object_id"])
+    txn = {"TxnId": linked["remote_id"], "TxnType": "CreditMemo" if credit else "Invoice"}
+    return {"Amount": float(line["applied_amount"]), "LinkedTxn": [txn]}
 
 
 def tax_code_ref(data: MergeTables, line: Row) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from sandbox.merge_credit_refunds import create_linking_payment
 from sandbox.merge_payments import unapply_payment
 from sandbox.merge_qbo_faults import (
     QboError,
@@ -124,7 +125,8 @@ def record_void(data: MergeTables, table: str, row: Row, changed: list[tuple[str
 
 class QboTransactions:
     """Invoices and payments as QBO's API answers them through Merge's passthrough: `GET invoice/{Id}`,
-    `GET payment/{Id}`, and their voids. Other invoice/payment writes are not emulated (4001)."""
+    `GET payment/{Id}`, their voids, and a new Payment of 0 linking a credit memo to a check (a credit paid back).
+    Other invoice/payment writes are not emulated (4001)."""
 
     def __init__(
         self, data: MergeTables, *, refuse_with_payments: bool = False, before_change: BeforeChange = _unchanged
@@ -147,6 +149,9 @@ class QboTransactions:
         """`POST .../invoice?operation=void` or `.../payment?operation=update&include=void`: the voided object."""
         operation = (query.get("operation") or [""])[0].lower()
         include = (query.get("include") or [""])[0].lower()
+        if entity == "Payment" and not operation and isinstance(body, dict) and body.get("Id") in (None, ""):
+            made = create_linking_payment(self.data, self.data.qbo.purchases, body)  # a refunded credit's link
+            return self.read(entity, made["remote_id"])
         wants_void = operation == "void" if entity == "Invoice" else operation == "update" and include == "void"
         if not wants_void:
             raise unsupported_operation(

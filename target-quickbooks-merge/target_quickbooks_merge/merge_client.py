@@ -307,22 +307,27 @@ class MergeClient:
             ambiguous=ambiguous,
         )
 
-    # -- passthrough (QBO refund receipts: Merge's common models have none) ------------------------------------
-    def create_refund_receipt(self, body: dict[str, Any]) -> WriteResult:
-        """POST a QuickBooks RefundReceipt, never resent after a 5xx or no answer (the error is `ambiguous`: the
-        caller looks it up by DocNumber, `refund_receipts`, before anything is sent again)."""
-        return self._qbo_post(
-            "RefundReceipt", f"/refundreceipt?{QBO_MINOR}", body, "QuickBooks refused the refund receipt"
-        )
+    # -- passthrough (QBO refund receipts, checks, linking payments: Merge's common models have none) -----------
+    def create_qbo(self, entity: str, body: dict[str, Any], refused: str) -> WriteResult:
+        """POST a new QuickBooks `entity` (RefundReceipt, Purchase, Payment), never resent after a 5xx or no answer
+        (the error is `ambiguous`: the caller looks it up, `query_qbo`, before anything is sent again)."""
+        return self._qbo_post(entity, f"/{entity.lower()}?{QBO_MINOR}", body, refused)
 
-    def refund_receipts(self, doc_number: str) -> list[dict[str, Any]]:
-        """QuickBooks' refund receipts with this DocNumber (passthrough query)."""
-        status, inner, rid, _ = self.passthrough("GET", qbo_query_path("RefundReceipt", "DocNumber", doc_number))
+    def query_qbo(self, entity: str, field_name: str, value: str) -> list[dict[str, Any]]:
+        """QuickBooks' records of `entity` whose `field_name` is `value` (passthrough query)."""
+        status, inner, rid, _ = self.passthrough("GET", qbo_query_path(entity, field_name, value))
         if status >= 400 or not isinstance(inner, dict):
             raise QboFault(
-                f"QuickBooks did not answer the refund receipt query (HTTP {status}): {problems_text(inner)}",
+                f"QuickBooks did not answer the {entity} query (HTTP {status}): {problems_text(inner)}",
                 codes=qbo_fault_codes(inner),
                 status=status,
                 request_id=rid,
             )
-        return list((inner.get("QueryResponse") or {}).get("RefundReceipt") or [])
+        return list((inner.get("QueryResponse") or {}).get(entity) or [])
+
+    def create_refund_receipt(self, body: dict[str, Any]) -> WriteResult:
+        return self.create_qbo("RefundReceipt", body, "QuickBooks refused the refund receipt")
+
+    def refund_receipts(self, doc_number: str) -> list[dict[str, Any]]:
+        """QuickBooks' refund receipts with this DocNumber."""
+        return self.query_qbo("RefundReceipt", "DocNumber", doc_number)

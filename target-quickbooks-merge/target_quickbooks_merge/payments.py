@@ -12,6 +12,7 @@ from sync_ledger.util import PAYMENT_DATE_SLACK, closest_by_day, day_of
 
 from .context import QBO, SRC, Context, link_for
 from .credit_notes import CREDIT_NOTE
+from .credit_refunds import CREDIT_REFUND, CreditRefunds
 from .invoices import InvoiceSync
 from .mapping import payment_payload
 from .merge_client import WriteResult
@@ -34,6 +35,7 @@ class PaymentSync:
         self._deposit_account: str | None = None
         self.voids = PaymentVoids(ctx)  # void_policy: pushed payments Coperniq takes back
         self.changes = PaymentChanges(ctx)  # pushed payments Coperniq changed
+        self.credit_refunds = CreditRefunds(ctx)  # payments on credits: money paid back
 
     def sync(self) -> None:
         ctx = self.ctx
@@ -53,10 +55,13 @@ class PaymentSync:
 
     def check_settings(self) -> None:
         """What the settings name in QuickBooks for payments, resolved before anything is written (ConfigRefused
-        naming the setting): the refund account and item of refund_policy: refund_receipt."""
+        naming the setting): the refund account and item of refund_policy: refund_receipt, the accounts of a refunded
+        credit."""
         refunds = self.voids.refunds
         if self.ctx.s.invoice_sync and refunds.applies and not self.ctx.dry:
             refunds.refs()
+        if self.ctx.s.invoice_sync and self.credit_refunds.applies and not self.ctx.dry:
+            self.credit_refunds.accounts()
 
     def _deposit_account_id(self) -> str:
         if self._deposit_account is None:
@@ -69,6 +74,10 @@ class PaymentSync:
             return
         pay_status = payment_status(pay)  # DELETED: gone from its invoice's list (payment_deletes.py)
         link = ctx.links.get("payment", pay_id)
+        if link is not None and link.target_type == CREDIT_REFUND:
+            taken_back = pay_status if pay_status in VOID_PAYMENT_STATUSES else None
+            self.credit_refunds.known(pay_id, link, pay, taken_back, status)
+            return
         again = None
         if link is not None and self.changes.settled(pay_id, link).status == REPLACED:
             link = None  # voided in QuickBooks to be created again (payment_changes.py): created below
@@ -86,14 +95,11 @@ class PaymentSync:
         inv_link = ctx.links.get("invoice", inv_id)
         if inv_link is None or not inv_link.target_id:
             raise Wait(f"invoice {inv_id} is not synced to QuickBooks yet", on=link_key("invoice", inv_id))
-        if inv_link.target_type == CREDIT_NOTE:  # money paid back on a credit: QuickBooks' Refund Receipt, not built
-            if status != "skipped":
-                ctx.skip(
-                    "payments",
-                    pay_id,
-                    f"payment on Coperniq credit {inv_id} (pushed as a QuickBooks credit memo): a refund of a "
-                    "credit is not synced; record it in QuickBooks as a Refund Receipt",
-                )
+        if inv_link.target_type == CREDIT_NOTE:  # money paid back on a credit (credit_refunds.py)
+            if self.credit_refunds.applies:
+                self.credit_refunds.plan(pay_id, pay, inv_link)
+            else:
+                self.credit_refunds.skipped(pay_id, inv_id, status)
             return
         invoice = ctx.ledger.staged(SRC, "invoices", inv_id) or {}
         contact = self.invoices.contact_of(invoice)

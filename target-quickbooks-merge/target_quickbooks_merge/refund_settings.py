@@ -24,7 +24,14 @@ REFUND_PROPERTIES = (
         "refund_account",
         th.StringType,
         description="QuickBooks account (name or id, Bank or Other Current Asset) a refund is paid from; required "
-        "with refund_policy: refund_receipt.",
+        "with refund_policy: refund_receipt. Set, a Coperniq payment on a credit (money paid back) is recorded "
+        "in QuickBooks as a check from it to Accounts Receivable, linked to the credit memo.",
+    ),
+    th.Property(
+        "receivable_account",
+        th.StringType,
+        description="QuickBooks Accounts Receivable account (name or id) a refunded credit's check goes to; "
+        "default: the company's only one.",
     ),
     th.Property(
         "refund_item",
@@ -47,4 +54,5 @@ def parse_refund_settings(config: Mapping[str, Any], errors: list[str]) -> dict[
         "refund_policy": str(policy),
         "refund_account": config.get("refund_account") or None,
         "refund_item": config.get("refund_item") or config.get("default_item") or None,
+        "receivable_account": config.get("receivable_account") or None,
     }

@@ -81,6 +81,7 @@ class Settings:
     refund_policy: str = "void"
     refund_account: str | None = None
     refund_item: str | None = None
+    receivable_account: str | None = None
     tracking_category_mapping: tuple[CategoryRule, ...] = ()
     alerts: AlertSettings = field(default_factory=AlertSettings)
 

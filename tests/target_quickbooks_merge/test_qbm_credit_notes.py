@@ -234,8 +234,8 @@ def test_a_changed_credit_is_updated_and_a_declined_one_zeroed(pipeline: Pipelin
 
 
 def test_a_payment_on_a_credit_is_skipped_with_what_to_do(pipeline: Pipeline) -> None:
-    """Money Coperniq shows paid on a credit is money paid back: QuickBooks records it as a Refund Receipt, which is
-    not synced; it is never applied to the credit memo as if it were an invoice."""
+    """Money Coperniq shows paid on a credit is money paid back: without refund_account it is not recorded
+    (test_qbm_credit_refunds.py records it), and never applied to the credit memo as if it were an invoice."""
     project, _, _ = start(pipeline)
     credit = add_credit(pipeline, project, price=-150)
     pipeline.run()
@@ -244,7 +244,7 @@ def test_a_payment_on_a_credit_is_skipped_with_what_to_do(pipeline: Pipeline) ->
     run = pipeline.run()
     assert run.counts["payments"]["failed"] == 0
     [skipped] = [r for r in log_rows(pipeline, stream="payments", action="skipped") if r["source_id"] == str(pay["id"])]
-    assert "a refund of a credit is not synced; record it in QuickBooks as a Refund Receipt" in skipped["reason"]
+    assert "is money paid back; set refund_account to record it in QuickBooks" in skipped["reason"]
     assert merge_rows(pipeline.merge, "payments") == []
     assert pipeline.run().writes == 0
 

@@ -1,0 +1,314 @@
+"""A Coperniq payment on a credit (money paid back to the customer) -> QuickBooks' refund of a credit memo.
+
+QuickBooks records it in two transactions (Intuit's help "Refund a customer's credit"): a Check from the bank
+account (`refund_account`) to Accounts Receivable for the customer, and a Payment of 0 that links the Check to the
+Credit Memo (the Payment reference's `Line.LinkedTxn.TxnType` `Check`: "reimbursement for expense paid by check made
+on behalf of the customer"; `Expense` for one paid from another account in cash; `CreditMemo`). The books end as
+they should: the bank down, the customer's credit used up, income untouched (the credit memo already took it).
+Merge's common models cannot say this (its payment lines link invoices, journal entries and credit notes, not a
+check), so both go through passthrough.
+
+Exactly once: one intent (`forward:credit_refund:<payment>`) is durable before the first call; each of the two
+writes is looked up first (the check by DocNumber, the payment by PaymentRefNum, both `R-<credit memo>-<payment>`,
+and the payment id in PrivateNote) and never resent blindly, so a lost answer, a crash between the two, or a refusal
+of the second leaves one check and one payment. The link (`target_type` credit_refund) holds the payment's QuickBooks
+Id; ledger meta `forward:credit_refund:payment:<id>` both Ids.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from sync_ledger import Link, fingerprint, to_money
+from sync_ledger.rows import RowFailure
+from sync_ledger.writer import PlannedWrite
+
+from .context import QBO, SRC, Context
+from .errors import ConfigRefused
+from .merge_client import WriteError
+from .merge_index import find_ref, ref_index
+from .refunds import doc_number, txn_date
+
+#: The link target_type of a Coperniq payment recorded as a refund of credit.
+CREDIT_REFUND = "credit_refund"
+#: Refunds are logged `updated`, like refund receipts (refunds.REFUND_ACTION).
+ACTION = "updated"
+#: Merge's account_type of the account a refund is paid from -> QuickBooks' PaymentType and the TxnType linking it.
+PAYMENT_TYPES = {"BANK": ("Check", "Check"), "OTHER_CURRENT_ASSET": ("Cash", "Expense")}
+
+
+def intent_key(pay_id: str) -> str:
+    return f"forward:credit_refund:{pay_id}"
+
+
+def meta_key(pay_id: str) -> str:
+    return f"forward:credit_refund:payment:{pay_id}"
+
+
+def private_note(pay_id: str) -> str:
+    return f"Refund of credit, Coperniq payment {pay_id} (coperniq-quickbooks)"
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """QuickBooks Ids: the account refunds are paid from (and how: Check or Cash) and Accounts Receivable."""
+
+    paid_from: str
+    payment_type: str
+    linked_as: str
+    receivable: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one refund sends: the check's body, and what the payment linking it to the credit memo needs."""
+
+    pay_id: str
+    number: str
+    note: str
+    check: dict[str, Any]
+    memo_id: str
+    customer: str
+    amount: str
+    date: str | None
+    linked_as: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    check: dict[str, Any]
+    payment: dict[str, Any]
+    lost: bool = False
+    found: bool = False  # both were there already (an interrupted run's)
+    request_id: str | None = None
+
+
+class CreditRefunds:
+    """Refunds of credit memos. Recorded when `refund_account` is set (the account the money is paid from)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._accounts: Accounts | None = None
+
+    @property
+    def applies(self) -> bool:
+        return bool(self.ctx.s.refund_account)
+
+    def accounts(self) -> Accounts:
+        """refund_account and the Accounts Receivable account, resolved once (ConfigRefused naming the setting)."""
+        if self._accounts is None:
+            s = self.ctx.s
+            records = [r for r in self.ctx.client.iter_list("/accounts") if not r.get("remote_was_deleted")]
+            by_id = {str(r["id"]): r for r in records}
+            paid = by_id.get(find_ref(ref_index(records), str(s.refund_account)) or "")
+            if paid is None or not paid.get("remote_id"):
+                raise ConfigRefused(f"refund_account {s.refund_account!r} is not an account in QuickBooks")
+            receivable = self._receivable(records, by_id)
+            payment_type, linked_as = PAYMENT_TYPES.get(str(paid.get("account_type")), ("Check", "Check"))
+            self._accounts = Accounts(str(paid["remote_id"]), payment_type, linked_as, receivable)
+        return self._accounts
+
+    def _receivable(self, records: list[dict[str, Any]], by_id: Mapping[str, dict[str, Any]]) -> str:
+        wanted = self.ctx.s.receivable_account
+        if wanted:
+            found = by_id.get(find_ref(ref_index(records), wanted) or "")
+            if found is None or found.get("account_type") != "ACCOUNTS_RECEIVABLE":
+                raise ConfigRefused(f"receivable_account {wanted!r} is not an Accounts Receivable account")
+            return str(found["remote_id"])
+        ar = [r for r in records if r.get("account_type") == "ACCOUNTS_RECEIVABLE" and r.get("remote_id")]
+        if len(ar) != 1:
+            raise ConfigRefused(
+                f"receivable_account: QuickBooks has {len(ar)} Accounts Receivable accounts; name the one a refunded "
+                "credit's check goes to"
+            )
+        return str(ar[0]["remote_id"])
+
+    def skipped(self, pay_id: str, inv_id: str, status: str) -> None:
+        """refund_account unset: the refund is not recorded, said once."""
+        if status != "skipped":
+            self.ctx.skip(
+                "payments",
+                pay_id,
+                f"payment on Coperniq credit {inv_id} (pushed as a QuickBooks credit memo) is money paid back; set "
+                "refund_account to record it in QuickBooks (a check to Accounts Receivable linked to the credit memo)",
+            )
+
+    def known(self, pay_id: str, link: Link, pay: Mapping[str, Any], taken_back: str | None, status: str) -> None:
+        """A refund recorded earlier: unchanged is done; taken back (`taken_back`: its status) or changed in
+        Coperniq is left for review (the check may be printed or cleared by the bank), said once."""
+        ctx = self.ctx
+        if taken_back is None and link.fingerprint == self._fingerprint(pay):
+            ctx.mark("payments", pay_id, "done")
+            return
+        if status == "skipped":
+            return
+        number = json.loads(ctx.ledger.get_meta(meta_key(pay_id)) or "{}").get("doc_number") or "?"
+        what = f"is now {taken_back} in Coperniq" if taken_back else "changed in Coperniq"
+        ctx.skip(
+            "payments",
+            pay_id,
+            f"refund of credit recorded in QuickBooks earlier {what}; left unchanged in QuickBooks: review check "
+            f"{number} and the payment linking it to the credit memo there",
+            target_id=link.target_remote_id,
+        )
+
+    @staticmethod
+    def _fingerprint(pay: Mapping[str, Any]) -> str:
+        return fingerprint({"amount": str(to_money(pay.get("amount") or 0)), "invoice": str(pay.get("invoiceId"))})
+
+    def plan(self, pay_id: str, pay: Mapping[str, Any], credit: Link) -> None:
+        """The check and its linking payment with the next batch (a dry run only logs the plan)."""
+        ctx = self.ctx
+        inv_id = str(pay.get("invoiceId"))
+        if ctx.dry:
+            reason = f"refund of Coperniq credit {inv_id}: a check and a payment linking it would be made in QuickBooks"
+            ctx.record("payments", pay_id, ACTION, reason, target_id=credit.target_id)
+            return
+        if not pay.get("amount") or to_money(pay["amount"]) <= 0:
+            raise RowFailure("refund of a credit has no amount: nothing can be recorded")
+        accounts = self.accounts()
+        memo = self._credit_memo(credit)
+        number = doc_number(str(memo.get("DocNumber") or memo.get("Id")), pay_id)
+        amount = to_money(pay["amount"])
+        customer = str((memo.get("CustomerRef") or {}).get("value") or "")
+        if not customer:
+            raise RowFailure(f"QuickBooks credit memo {memo.get('Id')} has no customer: no refund recorded")
+        left = to_money(memo.get("RemainingCredit") or 0)
+        if amount > left and not self._made(number, pay_id):
+            raise RowFailure(
+                f"refund of {amount} is more than the {left} credit memo {memo.get('DocNumber')} has left in "
+                "QuickBooks (used on an invoice there?); correct it in one place, retried next run"
+            )
+        note = private_note(pay_id)
+        check = {
+            "PaymentType": accounts.payment_type,
+            "AccountRef": {"value": accounts.paid_from},
+            "EntityRef": {"value": customer, "type": "Customer"},
+            "TxnDate": txn_date(pay),
+            "DocNumber": number,
+            "PrivateNote": note,
+            "Line": [
+                {
+                    "DetailType": "AccountBasedExpenseLineDetail",
+                    "Amount": amount,  # a JSON number (passthrough_body), never a float
+                    "Description": f"Refund of credit memo {memo.get('DocNumber') or memo.get('Id')}",
+                    "AccountBasedExpenseLineDetail": {
+                        "AccountRef": {"value": accounts.receivable},
+                        "CustomerRef": {"value": customer},
+                    },
+                }
+            ],
+        }
+        plan = Plan(
+            pay_id, number, note, check, str(memo["Id"]), customer, str(amount), txn_date(pay), accounts.linked_as
+        )
+        intent = {"kind": "credit_refund", "credit": credit.target_id, "doc_number": number, "amount": str(amount)}
+        finish = partial(self._finish, pay_id, pay, plan)
+        ctx.writer.plan(
+            PlannedWrite(
+                "payments", pay_id, intent_key(pay_id), intent, partial(self._send, plan), finish, self._refused
+            )
+        )
+
+    def _credit_memo(self, credit: Link) -> dict[str, Any]:
+        """QuickBooks' own credit memo (its customer, DocNumber and what it has left), read through passthrough."""
+        client = self.ctx.client
+        qbo_id = credit.target_remote_id or str(
+            client.api.get(f"/credit-notes/{credit.target_id}").get("remote_id") or ""
+        )
+        found = client.query_qbo("CreditMemo", "Id", qbo_id) if qbo_id else []
+        if not found:
+            raise RowFailure(f"QuickBooks has no credit memo {qbo_id or credit.target_id}: no refund recorded")
+        return found[0]
+
+    def _made(self, number: str, pay_id: str) -> bool:
+        """Did an earlier attempt make the check already (then the credit it used is ours)?"""
+        return self._find("Purchase", "DocNumber", number, pay_id) is not None
+
+    def _find(self, entity: str, field_name: str, number: str, pay_id: str) -> dict[str, Any] | None:
+        note = private_note(pay_id)
+        hits = [
+            r for r in self.ctx.client.query_qbo(entity, field_name, number) if note in str(r.get("PrivateNote") or "")
+        ]
+        return hits[0] if hits else None
+
+    def _send(self, plan: Plan) -> Answer:
+        """On a writer thread: the check, then the payment linking it to the credit memo, each looked up first."""
+        client = self.ctx.client
+        pay_id = plan.pay_id
+        lost = False
+        check = self._find("Purchase", "DocNumber", plan.number, pay_id)
+        had_check = check is not None
+        if check is None:
+
+            def find_check() -> dict[str, Any] | None:
+                nonlocal lost
+                hit = self._find("Purchase", "DocNumber", plan.number, pay_id)
+                lost = lost or hit is not None
+                return hit
+
+            check = client.send_checked(
+                lambda: client.create_qbo("Purchase", plan.check, "QuickBooks refused the refund's check").model,
+                find_check,
+            )
+        payment = self._find("Payment", "PaymentRefNum", plan.number, pay_id)
+        had_payment = payment is not None
+        if payment is None:
+            body = {
+                "CustomerRef": {"value": plan.customer},
+                "TotalAmt": 0,
+                "TxnDate": plan.date,
+                "PaymentRefNum": plan.number,
+                "PrivateNote": plan.note,
+                "Line": [
+                    {"Amount": to_money(plan.amount), "LinkedTxn": [{"TxnId": plan.memo_id, "TxnType": "CreditMemo"}]},
+                    {
+                        "Amount": to_money(plan.amount),
+                        "LinkedTxn": [{"TxnId": str(check["Id"]), "TxnType": plan.linked_as}],
+                    },
+                ],
+            }
+
+            def find_payment() -> dict[str, Any] | None:
+                nonlocal lost
+                hit = self._find("Payment", "PaymentRefNum", plan.number, pay_id)
+                lost = lost or hit is not None
+                return hit
+
+            payment = client.send_checked(
+                lambda: client.create_qbo("Payment", body, "QuickBooks refused the payment linking the refund").model,
+                find_payment,
+            )
+        return Answer(check, payment, lost=lost, found=had_check and had_payment)
+
+    def _refused(self, exc: Exception) -> None:
+        if isinstance(exc, WriteError) and not exc.ambiguous:
+            raise RowFailure(f"{exc.detail}; retried next run", exc.request_id) from exc
+        raise exc
+
+    def _finish(self, pay_id: str, pay: Mapping[str, Any], plan: Plan, answer: Answer) -> None:
+        """Both Ids to meta, then the link and the intent's clear in one journal batch, then the log."""
+        ctx = self.ctx
+        ids = {
+            "check": str(answer.check.get("Id")),
+            "payment": str(answer.payment.get("Id")),
+            "doc_number": plan.number,
+        }
+        ctx.ledger.set_meta(meta_key(pay_id), json.dumps(ids))
+        link = Link(SRC, "payment", pay_id, QBO, CREDIT_REFUND, None, ids["payment"], self._fingerprint(pay))
+        ctx.commit_create(link, intent_key(pay_id))
+        note = ""
+        if answer.found:
+            note = " by a run that stopped before recording it; recorded now (not made twice)"
+        elif answer.lost:
+            note = "; an answer was lost, and QuickBooks shows it (not made twice)"
+        reason = (
+            f"refund of Coperniq credit {pay.get('invoiceId')}: check {plan.number} of {plan.amount} to Accounts "
+            f"Receivable and a payment linking it to the credit memo created in QuickBooks{note}"
+        )
+        ctx.record("payments", pay_id, ACTION, reason, target_id=ids["payment"])
+        ctx.mark("payments", pay_id, "done")
