@@ -1,7 +1,7 @@
 """The books rules together, on both kinds of QuickBooks company the issue names: a US company on automated sales
 tax and a non-US company (a TaxCode on every line). Invoices land taxed and classed, a credit arrives as a credit
-memo taxed like them and applied to its invoice, a changed payment reaches QuickBooks once, and a no-op re-run
-writes nothing."""
+memo taxed like them and applied to its invoice, a changed payment reaches QuickBooks once, a credit paid back
+becomes a check linked to its credit memo, and a no-op re-run writes nothing."""
 
 from __future__ import annotations
 
@@ -99,4 +99,24 @@ def test_invoices_credits_and_payment_changes_keep_the_books_right(company: Pipe
     company.run()
     payment = company.merge.app.state.table("payments").row(_link(company, "payment", pay["id"]).target_id)
     assert payment["total_amount"] == 60.0
+    assert company.run().writes == 0
+
+    # a credit left open, then paid back to the customer: a check to A/R linked to its credit memo
+    company.config["refund_account"] = "Checking"
+    open_credit = company.coperniq.app.add_invoice(
+        inv["record"]["id"],
+        [{"quantity": 1, "unitCost": 0, "unitPrice": -80, "description": "Overpayment returned"}],
+        issue_date="2025-06-06T00:00:00Z",
+    )
+    company.run()
+    memo_id = _link(company, "invoice", open_credit["id"]).target_id
+    left = Decimal(str(company.merge.app.state.table("credit-notes").row(memo_id)["remaining_credit"]))
+    company.coperniq.app.allow_overpayment = True  # the sandbox's own check would refuse a payment on a credit
+    company.coperniq.app.add_payment(open_credit["id"], 80.0)
+    third = company.run()
+    assert third.counts["payments"]["failed"] == 0
+    [check] = company.merge.app.state.qbo.purchases.all()
+    assert check["TotalAmt"] == 80.0 and check["PaymentType"] == "Check"
+    after_refund = company.merge.app.state.table("credit-notes").row(memo_id)
+    assert Decimal(str(after_refund["remaining_credit"])) == left - Decimal("80.00")
     assert company.run().writes == 0
