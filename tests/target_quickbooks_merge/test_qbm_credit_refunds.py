@@ -220,3 +220,17 @@ def test_the_reverse_leg_brings_nothing_of_the_refund_back(pipeline: Pipeline) -
     reverse_run(pipeline.merge, pipeline.coperniq, pipeline.ledger_path, None)
     assert {k: len(v) for k, v in pipeline.coperniq.state.payments.items()} == before
     assert len(zero_payments(pipeline)) == 1 and refund_link(pipeline, pay) is not None
+
+
+def test_a_refund_paid_from_an_other_current_asset_account_is_a_cash_expense(pipeline: Pipeline) -> None:
+    """QuickBooks writes checks from Bank accounts only; from another account the refund is a Cash purchase, which
+    a payment links as an `Expense`."""
+    refunded_credit(pipeline, refund_account="Undeposited Funds")
+    run = pipeline.run()
+    assert run.counts["payments"]["failed"] == 0
+    [cash] = purchases(pipeline)
+    assert cash["PaymentType"] == "Cash"
+    assert cash["AccountRef"]["value"] == account(pipeline, "Undeposited Funds")["remote_id"]
+    [linking] = zero_payments(pipeline)
+    payment_qbo = admin(pipeline, f"payments/{linking['id']}")["qbo"]
+    assert {ln["LinkedTxn"][0]["TxnType"] for ln in payment_qbo["Line"]} == {"CreditMemo", "Expense"}
