@@ -131,8 +131,9 @@ def _number(data: MergeTables, raw: Any, own_id: str | None) -> str:
 
 
 def applied_total(row: Row) -> float:
-    """What a credit note has applied to invoices."""
-    return money_sum(*(float(a["applied_amount"]) for a in row["applied_to_lines"] if not a["remote_was_deleted"]))
+    """What a credit note has used: applied to invoices, and paid back through payments of 0 (take_credit)."""
+    applied = (float(a["applied_amount"]) for a in row["applied_to_lines"] if not a["remote_was_deleted"])
+    return money_sum(*applied, row.get("_paid_back", 0.0))
 
 
 def write_credit_note(data: MergeTables, model: Any, existing: Row | None = None) -> tuple[Row, list[dict[str, Any]]]:
@@ -256,6 +257,7 @@ def take_credit(data: MergeTables, credit: Row, amount: float, payment: Row) -> 
     }
     data.payment_lines[line["id"]] = line
     credit["remaining_credit"] = round(credit["remaining_credit"] - amount, 2)
+    credit["_paid_back"] = money_sum(credit.get("_paid_back", 0.0), amount)
     if payment["id"] not in credit["payments"]:
         credit["payments"].append(payment["id"])
     credit["applied_payments"].append(line["id"])

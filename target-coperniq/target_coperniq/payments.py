@@ -16,6 +16,8 @@ from target_coperniq.writes import Decision, Write
 
 #: Coperniq payments that hold no money (a twin is never one of these).
 VOID_STATUSES = frozenset({"VOIDED", "FAILED", "DECLINED", "CANCELLED", "REFUNDED"})
+#: The forward leg's link of a refund of credit: its QuickBooks Payment of 0 (the forward credit_refunds.py).
+CREDIT_REFUND = "credit_refund"
 CENT = Decimal("0.01")  # re-exported by target_coperniq.reconcile; amounts are rounded by sync_ledger.money
 
 
@@ -31,7 +33,9 @@ class PaymentRules:
     def payment(self, rid: str, pay: dict[str, Any], final: bool) -> list[Decision]:
         if (pay.get("type") or "ACCOUNTS_RECEIVABLE").upper() != "ACCOUNTS_RECEIVABLE":
             return [Outcome("skipped", rid, "skipped", "bill payment (accounts payable)")]
-        if self.lookups.forward_link("payment", rid, pay.get("remote_id")):
+        if self.lookups.forward_link("payment", rid, pay.get("remote_id")) or self.lookups.forward_link(
+            CREDIT_REFUND, rid, pay.get("remote_id")
+        ):
             return [Outcome("skipped", rid, "skipped", FORWARD_ECHO)]
         applications = invoice_applications(pay)
         if not applications:

@@ -20,23 +20,27 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
 from sync_ledger import Link, fingerprint, to_money
 from sync_ledger.rows import RowFailure
+from sync_ledger.util import day_of
 from sync_ledger.writer import PlannedWrite
 
 from .context import QBO, SRC, Context
 from .errors import ConfigRefused
 from .merge_client import WriteError
 from .merge_index import find_ref, ref_index
-from .refunds import doc_number, txn_date
+from .refunds import doc_number
 
 #: The link target_type of a Coperniq payment recorded as a refund of credit.
 CREDIT_REFUND = "credit_refund"
 #: Refunds are logged `updated`, like refund receipts (refunds.REFUND_ACTION).
 ACTION = "updated"
+#: What versions before credit refunds logged for one, asking the bookkeeper to record it by hand.
+OLD_ADVICE = "a refund of a credit is not synced; record it in QuickBooks as a Refund Receipt"
 #: Merge's account_type of the account a refund is paid from -> QuickBooks' PaymentType and the TxnType linking it.
 PAYMENT_TYPES = {"BANK": ("Check", "Check"), "OTHER_CURRENT_ASSET": ("Cash", "Expense")}
 
@@ -47,6 +51,12 @@ def intent_key(pay_id: str) -> str:
 
 def meta_key(pay_id: str) -> str:
     return f"forward:credit_refund:payment:{pay_id}"
+
+
+def refund_date(pay: Mapping[str, Any]) -> str | None:
+    """The day the money was paid back: the Coperniq payment's own date (a later edit does not move it)."""
+    day = day_of(pay.get("paymentDate") or pay.get("createdAt"))
+    return day.isoformat() if day else None
 
 
 def private_note(pay_id: str) -> str:
@@ -76,6 +86,7 @@ class Plan:
     amount: str
     date: str | None
     linked_as: str
+    receivable: str
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,7 @@ class CreditRefunds:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._accounts: Accounts | None = None
+        self._planned: dict[str, Decimal] = {}  # credit memo QuickBooks Id -> refunds planned on it this run
 
     @property
     def applies(self) -> bool:
@@ -107,10 +119,22 @@ class CreditRefunds:
             paid = by_id.get(find_ref(ref_index(records), str(s.refund_account)) or "")
             if paid is None or not paid.get("remote_id"):
                 raise ConfigRefused(f"refund_account {s.refund_account!r} is not an account in QuickBooks")
-            receivable = self._receivable(records, by_id)
-            payment_type, linked_as = PAYMENT_TYPES.get(str(paid.get("account_type")), ("Check", "Check"))
-            self._accounts = Accounts(str(paid["remote_id"]), payment_type, linked_as, receivable)
+            kind = PAYMENT_TYPES.get(str(paid.get("account_type")))
+            if kind is None:
+                raise ConfigRefused(
+                    f"refund_account {s.refund_account!r} is a {paid.get('account_type')} account; a refund is paid "
+                    "from a Bank or Other Current Asset account"
+                )
+            self._accounts = Accounts(str(paid["remote_id"]), kind[0], kind[1], self._receivable(records, by_id))
         return self._accounts
+
+    def receivable(self) -> str:
+        """The Accounts Receivable account's QuickBooks Id; RowFailure naming receivable_account when the company
+        has several (or Merge shows none), so a company that refunds no credit never stops on it."""
+        found = self.accounts().receivable
+        if found.startswith("!"):
+            raise RowFailure(found[1:])
+        return found
 
     def _receivable(self, records: list[dict[str, Any]], by_id: Mapping[str, dict[str, Any]]) -> str:
         wanted = self.ctx.s.receivable_account
@@ -120,12 +144,49 @@ class CreditRefunds:
                 raise ConfigRefused(f"receivable_account {wanted!r} is not an Accounts Receivable account")
             return str(found["remote_id"])
         ar = [r for r in records if r.get("account_type") == "ACCOUNTS_RECEIVABLE" and r.get("remote_id")]
-        if len(ar) != 1:
-            raise ConfigRefused(
-                f"receivable_account: QuickBooks has {len(ar)} Accounts Receivable accounts; name the one a refunded "
-                "credit's check goes to"
+        if len(ar) != 1:  # "!": the reason a refund fails for (receivable)
+            return (
+                f"!receivable_account: QuickBooks shows {len(ar)} Accounts Receivable accounts; name the one a "
+                "refunded credit's check goes to"
             )
         return str(ar[0]["remote_id"])
+
+    def recorded_by_hand(self, pay_id: str, status: str) -> bool:
+        """Versions before this one skipped a refund of credit telling the bookkeeper to record it in QuickBooks by
+        hand: such a payment is never recorded again (that would pay the money out twice in the books)."""
+        logged = self.ctx.ledger.log_rows(stream="payments", action="skipped", search=pay_id, limit=20)
+        if not any(r["source_id"] == pay_id and OLD_ADVICE in str(r["reason"]) for r in logged):
+            return False
+        if status != "skipped":
+            self.ctx.skip(
+                "payments",
+                pay_id,
+                "refund of credit skipped by an earlier version, which asked for it to be recorded in QuickBooks by "
+                "hand: not recorded again",
+            )
+        return True
+
+    def interrupted(self, pay_id: str, pay_status: str) -> bool:
+        """A refund a run began and did not record (its intent left) of a payment Coperniq now shows taken back:
+        what QuickBooks holds of it is said once for review and the intent ends. False when it made nothing."""
+        ctx = self.ctx
+        key = intent_key(pay_id)
+        if key not in ctx.leftover or ctx.dry:
+            return False
+        number = str(ctx.leftover[key].get("doc_number") or "")
+        check = self._find("Purchase", "DocNumber", number, pay_id) if number else None
+        payment = self._find("Payment", "PaymentRefNum", number, pay_id) if number else None
+        ctx.end(key)
+        if check is None and payment is None:
+            return False
+        made = f"check {number}" + (" and the payment linking it to the credit memo" if payment else "")
+        ctx.skip(
+            "payments",
+            pay_id,
+            f"refund of credit begun by a run that stopped ({made} in QuickBooks) is now {pay_status} in Coperniq; "
+            "left in QuickBooks: review it there",
+        )
+        return True
 
     def skipped(self, pay_id: str, inv_id: str, status: str) -> None:
         """refund_account unset: the refund is not recorded, said once."""
@@ -171,24 +232,29 @@ class CreditRefunds:
         if not pay.get("amount") or to_money(pay["amount"]) <= 0:
             raise RowFailure("refund of a credit has no amount: nothing can be recorded")
         accounts = self.accounts()
+        receivable = self.receivable()
         memo = self._credit_memo(credit)
-        number = doc_number(str(memo.get("DocNumber") or memo.get("Id")), pay_id)
+        leftover = ctx.leftover.get(intent_key(pay_id)) or {}
+        number = str(leftover.get("doc_number") or doc_number(str(memo.get("DocNumber") or memo.get("Id")), pay_id))
         amount = to_money(pay["amount"])
         customer = str((memo.get("CustomerRef") or {}).get("value") or "")
         if not customer:
             raise RowFailure(f"QuickBooks credit memo {memo.get('Id')} has no customer: no refund recorded")
-        left = to_money(memo.get("RemainingCredit") or 0)
+        memo_id = str(memo["Id"])
+        left = to_money(memo.get("RemainingCredit") or 0) - self._planned.get(memo_id, to_money(0))
         if amount > left and not self._made(number, pay_id):
             raise RowFailure(
                 f"refund of {amount} is more than the {left} credit memo {memo.get('DocNumber')} has left in "
-                "QuickBooks (used on an invoice there?); correct it in one place, retried next run"
+                "QuickBooks (used on an invoice there, or by another refund of this run?); correct it in one place, "
+                "retried next run"
             )
+        self._planned[memo_id] = self._planned.get(memo_id, to_money(0)) + amount
         note = private_note(pay_id)
         check = {
             "PaymentType": accounts.payment_type,
             "AccountRef": {"value": accounts.paid_from},
             "EntityRef": {"value": customer, "type": "Customer"},
-            "TxnDate": txn_date(pay),
+            "TxnDate": refund_date(pay),
             "DocNumber": number,
             "PrivateNote": note,
             "Line": [
@@ -197,15 +263,14 @@ class CreditRefunds:
                     "Amount": amount,  # a JSON number (passthrough_body), never a float
                     "Description": f"Refund of credit memo {memo.get('DocNumber') or memo.get('Id')}",
                     "AccountBasedExpenseLineDetail": {
-                        "AccountRef": {"value": accounts.receivable},
+                        "AccountRef": {"value": receivable},
                         "CustomerRef": {"value": customer},
                     },
                 }
             ],
         }
-        plan = Plan(
-            pay_id, number, note, check, str(memo["Id"]), customer, str(amount), txn_date(pay), accounts.linked_as
-        )
+        date = refund_date(pay)
+        plan = Plan(pay_id, number, note, check, memo_id, customer, str(amount), date, accounts.linked_as, receivable)
         intent = {"kind": "credit_refund", "credit": credit.target_id, "doc_number": number, "amount": str(amount)}
         finish = partial(self._finish, pay_id, pay, plan)
         ctx.writer.plan(
@@ -263,6 +328,7 @@ class CreditRefunds:
                 "TotalAmt": 0,
                 "TxnDate": plan.date,
                 "PaymentRefNum": plan.number,
+                "ARAccountRef": {"value": plan.receivable},
                 "PrivateNote": plan.note,
                 "Line": [
                     {"Amount": to_money(plan.amount), "LinkedTxn": [{"TxnId": plan.memo_id, "TxnType": "CreditMemo"}]},
@@ -279,10 +345,11 @@ class CreditRefunds:
                 lost = lost or hit is not None
                 return hit
 
-            payment = client.send_checked(
-                lambda: client.create_qbo("Payment", body, "QuickBooks refused the payment linking the refund").model,
-                find_payment,
+            refused = (
+                f"check {plan.number} is in QuickBooks, but QuickBooks refused the payment linking it to the credit "
+                "memo (link them there by hand, or delete the check)"
             )
+            payment = client.send_checked(lambda: client.create_qbo("Payment", body, refused).model, find_payment)
         return Answer(check, payment, lost=lost, found=had_check and had_payment)
 
     def _refused(self, exc: Exception) -> None:

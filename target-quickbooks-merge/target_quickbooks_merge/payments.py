@@ -86,6 +86,8 @@ class PaymentSync:
             self.voids.left(pay_id, link, pay_status, status, pay)
             return
         if pay_status in SKIP_PAYMENT_STATUSES:
+            if link is None and self.credit_refunds.interrupted(pay_id, pay_status):
+                return
             if status != "skipped":
                 ctx.skip("payments", pay_id, f"payment status is {pay_status}")
             return
@@ -97,7 +99,8 @@ class PaymentSync:
             raise Wait(f"invoice {inv_id} is not synced to QuickBooks yet", on=link_key("invoice", inv_id))
         if inv_link.target_type == CREDIT_NOTE:  # money paid back on a credit (credit_refunds.py)
             if self.credit_refunds.applies:
-                self.credit_refunds.plan(pay_id, pay, inv_link)
+                if not self.credit_refunds.recorded_by_hand(pay_id, status):
+                    self.credit_refunds.plan(pay_id, pay, inv_link)
             else:
                 self.credit_refunds.skipped(pay_id, inv_id, status)
             return

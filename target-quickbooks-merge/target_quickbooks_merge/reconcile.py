@@ -158,5 +158,9 @@ def decisions_fingerprint(settings: Settings, workflows: list[str]) -> str:
             "invoice_number_prefix": settings.invoice_number_prefix,
             "void_policy": settings.void_policy,  # an invoice left (leave) is voided once the policy says so
             "base_url": settings.base_url,
+            # a refund of credit skipped for want of refund_account is recorded once it is set (keys only when set,
+            # so a ledger of a company without them keeps its fingerprint)
+            **({"refund_account": settings.refund_account} if settings.refund_account else {}),
+            **({"receivable_account": settings.receivable_account} if settings.receivable_account else {}),
         }
     )

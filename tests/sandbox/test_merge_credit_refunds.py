@@ -122,3 +122,20 @@ def test_quickbooks_refusals(credit: Any) -> None:
     other_type = linking(ids, memo["remote_id"], purchase["Id"], 40.0, 40.0)
     other_type["Line"][1]["LinkedTxn"][0]["TxnType"] = "Expense"  # a check is linked as a Check
     assert "Invalid Reference Id : Expense" in fault(passthrough(sb, "POST", "/payment", other_type))
+
+
+def test_credit_paid_back_counts_as_used_on_a_later_patch(credit: Any) -> None:
+    sb, memo, ids = credit
+    purchase = passthrough(sb, "POST", "/purchase", check(ids, amount=100.0))["response"]["Purchase"]
+    assert passthrough(sb, "POST", "/payment", linking(ids, memo["remote_id"], purchase["Id"]))["status"] == 200
+    line = {"description": "Credit", "quantity": "1", "unit_price": "160.00", "total_line_amount": "160.00"}
+    r = requests.patch(
+        f"{sb.url}/credit-notes/{memo['id']}", json={"model": {"line_items": [line]}}, headers=headers(sb), timeout=T
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["model"]["remaining_credit"] == 60.0  # 100 of it was paid back
+    lower = {**line, "unit_price": "50.00", "total_line_amount": "50.00"}
+    r = requests.patch(
+        f"{sb.url}/credit-notes/{memo['id']}", json={"model": {"line_items": [lower]}}, headers=headers(sb), timeout=T
+    )
+    assert r.status_code >= 400 and "can't be less than the credit applied (100.00)" in r.text

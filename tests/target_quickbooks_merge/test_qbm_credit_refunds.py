@@ -234,3 +234,76 @@ def test_a_refund_paid_from_an_other_current_asset_account_is_a_cash_expense(pip
     [linking] = zero_payments(pipeline)
     payment_qbo = admin(pipeline, f"payments/{linking['id']}")["qbo"]
     assert {ln["LinkedTxn"][0]["TxnType"] for ln in payment_qbo["Line"]} == {"CreditMemo", "Expense"}
+
+
+def test_two_refunds_of_one_credit_in_one_run_never_use_more_than_it_holds(pipeline: Pipeline) -> None:
+    credit, first = refunded_credit(pipeline, amount=100.0, **REFUND)
+    second = pipeline.coperniq.app.add_payment(credit["id"], 100.0)  # 200 paid back on a credit of 150
+    run = pipeline.run()
+    assert run.counts["payments"]["failed"] == 1
+    assert len(purchases(pipeline)) == 1 and len(zero_payments(pipeline)) == 1  # no check without its link
+    [failed] = [r for p in (first, second) for r in rows_of(pipeline, p, "failed")]
+    assert "or by another refund of this run" in failed["reason"]
+    assert credit_memos(pipeline)[0]["remaining_credit"] == 50.0
+
+
+def test_a_refund_an_earlier_version_asked_to_record_by_hand_is_not_recorded_again(pipeline: Pipeline) -> None:
+    from target_quickbooks_merge.credit_refunds import OLD_ADVICE
+
+    credit, pay = refunded_credit(pipeline)
+    pipeline.run()  # skipped: no refund_account
+    with pipeline.ledger() as ledger:  # as the version before this one logged it
+        ledger.log(
+            "old-run",
+            direction="forward",
+            stream="payments",
+            source_id=str(pay["id"]),
+            action="skipped",
+            reason=f"payment on Coperniq credit {credit['id']}: {OLD_ADVICE}",
+        )
+    pipeline.config.update(REFUND)  # the setting wakes the skipped row
+    pipeline.run()
+    assert purchases(pipeline) == [] and zero_payments(pipeline) == []
+    assert (
+        "asked for it to be recorded in QuickBooks by hand: not recorded again"
+        in rows_of(pipeline, pay, "skipped")[0]["reason"]
+    )
+    assert pipeline.run().writes == 0
+
+
+def test_setting_refund_account_records_a_refund_skipped_for_want_of_it(pipeline: Pipeline) -> None:
+    _, pay = refunded_credit(pipeline)
+    pipeline.run()
+    assert purchases(pipeline) == []
+    pipeline.config.update(REFUND)
+    pipeline.run()
+    assert len(purchases(pipeline)) == 1 and len(zero_payments(pipeline)) == 1
+    assert rows_of(pipeline, pay, "updated")
+
+
+def test_a_refund_begun_by_a_stopped_run_and_voided_since_is_said_for_review(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credit, pay = refunded_credit(pipeline, **REFUND)
+    original = MergeClient.create_qbo
+
+    def killed_before_payment(self: MergeClient, entity: str, body: dict[str, Any], refused: str) -> Any:
+        if entity == "Payment":
+            raise Killed("killed after the check, before the payment")
+        return original(self, entity, body, refused)
+
+    monkeypatch.setattr(MergeClient, "create_qbo", killed_before_payment)
+    with pytest.raises(Killed):
+        pipeline.run()
+    monkeypatch.setattr(MergeClient, "create_qbo", original)
+    [check] = purchases(pipeline)
+    set_payment_status(pipeline, credit, pay, "VOIDED")
+    pipeline.run()
+    [skipped] = rows_of(pipeline, pay, "skipped")
+    assert skipped["reason"] == (
+        f"refund of credit begun by a run that stopped (check {check['DocNumber']} in QuickBooks) is now VOIDED in "
+        "Coperniq; left in QuickBooks: review it there"
+    )
+    with pipeline.ledger() as ledger:
+        assert ledger.pending_intents("forward:") == []
+    assert zero_payments(pipeline) == [] and pipeline.run().writes == 0
