@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from sandbox.merge_credit_notes import take_credit
+from sandbox.merge_payments import new_payment
 from sandbox.merge_purchases import PAYMENT_TYPES, Purchases, amount_of, ref_value
 from sandbox.merge_qbo_faults import (
     business_error,
@@ -78,29 +79,19 @@ def create_linking_payment(data: MergeTables, purchases: Purchases, body: Any) -
     if not credit_lines or sum(a for _, a in credit_lines) != sum(a for _, a, _ in charges):
         raise business_error("The payment's credits and charges must be equal for a payment of 0.", "Line")
     undeposited = data.find("accounts", "Undeposited Funds")
-    row = data.new_row(
-        "payments",
+    row = new_payment(
+        data,
         transaction_date=f"{body.get('TxnDate') or iso(now_us())[:10]}T00:00:00Z",
         contact=contact["id"],
         account=undeposited["id"] if undeposited else None,
         currency=data.tax.currency,
         total_amount=0.0,
-        payment_method=None,
-        exchange_rate=None,
-        company=None,
-        type="ACCOUNTS_RECEIVABLE",
-        tracking_categories=[],
-        accounting_period=None,
-        applied_to_lines=[],
-        remote_updated_at=None,
     )
     row.update(
-        _sync_token=0,
         _private_note=body.get("PrivateNote"),
         _payment_ref_num=body.get("PaymentRefNum"),
         _linked_expenses=[{"TxnId": p["Id"], "TxnType": kind, "Amount": float(a)} for p, a, kind in charges],
     )
-    data.t("payments").insert(row)
     for credit, amount in credit_lines:
         row["applied_to_lines"].append(take_credit(data, credit, float(amount), row))
     for purchase, amount, _ in charges:

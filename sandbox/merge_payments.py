@@ -184,6 +184,25 @@ def amount_kept(
     return kept, [*warnings, note]
 
 
+def new_payment(data: MergeTables, **values: Any) -> Row:
+    """A new customer payment row (inserted), applied to nothing yet; `values`: its dates, contact, account, amount."""
+    row = data.new_row(
+        "payments",
+        **values,
+        payment_method=None,
+        exchange_rate=None,
+        company=None,
+        type="ACCOUNTS_RECEIVABLE",
+        tracking_categories=[],
+        accounting_period=None,
+        applied_to_lines=[],
+        remote_updated_at=None,
+    )
+    row["_sync_token"] = 0
+    data.t("payments").insert(row)
+    return row
+
+
 def write_payment(data: MergeTables, model: Any, existing: Row | None = None) -> tuple[Row, list[dict[str, Any]]]:
     """POST/PATCH /payments: required fields, then QBO rules, then invoice balances/status move."""
     op = "PATCH payments" if existing else "POST payments"
@@ -263,20 +282,7 @@ def write_payment(data: MergeTables, model: Any, existing: Row | None = None) ->
         "total_amount": total,
     }
     if existing is None:
-        row = data.new_row(
-            "payments",
-            **values,
-            payment_method=None,
-            exchange_rate=None,
-            company=None,
-            type="ACCOUNTS_RECEIVABLE",
-            tracking_categories=[],
-            accounting_period=None,
-            applied_to_lines=[],
-            remote_updated_at=None,
-        )
-        row["_sync_token"] = 0
-        data.t("payments").insert(row)
+        row = new_payment(data, **values)
     else:
         row = existing
         row.update(values)

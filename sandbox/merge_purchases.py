@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -15,14 +13,13 @@ from sandbox.merge_qbo_faults import (
     invalid_property,
     invalid_reference,
     missing_param,
-    qbo_time,
     unsupported_operation,
 )
+from sandbox.merge_refunds import QboRecords
 
 #: A Purchase's PaymentType -> the TxnType a Payment links it by, and the account types it may be paid from.
 PAYMENT_TYPES = {"Check": ("Check", ("Bank",)), "Cash": ("Expense", ("Bank", "Other Current Asset"))}
 RECEIVABLE = "Accounts Receivable"
-DOC_NUMBER_LIMIT = 21
 
 
 def amount_of(raw: Any, what: str) -> Decimal:
@@ -40,31 +37,15 @@ def ref_value(ref: Any) -> str:
     return str(ref.get("value") or "") if isinstance(ref, dict) else ""
 
 
-class Purchases:
-    """The company's purchases (checks, cash expenses); `lookup(entity)` is the company's view of other entities
-    (Account) and `customer(id)` its customer/job by Id."""
+class Purchases(QboRecords):
+    """The company's purchases (checks, cash expenses)."""
 
-    def __init__(
-        self,
-        lookup: Callable[[str], Iterable[dict[str, Any]] | None],
-        customer: Callable[[str], dict[str, Any] | None],
-    ) -> None:
-        self.lookup = lookup
-        self.customer = customer
-        self.purchases: list[dict[str, Any]] = []
-        self._next_id = 7001
-
-    def all(self) -> list[dict[str, Any]]:
-        return copy.deepcopy(self.purchases)
-
-    def get(self, id_: str) -> dict[str, Any] | None:
-        return next((p for p in self.purchases if p["Id"] == id_), None)
+    FIRST_ID = 7001
 
     def _account(self, ref: Any) -> dict[str, Any]:
-        value = ref_value(ref)
-        found = next((a for a in self.lookup("Account") or () if str(a.get("Id")) == value), None) if value else None
+        found = self._find("Account", ref)
         if found is None:
-            raise invalid_reference("Account", value or None)
+            raise invalid_reference("Account", ref_value(ref) or None)
         return found
 
     def create(self, body: Any) -> dict[str, Any]:
@@ -104,17 +85,4 @@ class Purchases:
                     )
                 receivable += amount
             total += amount
-        number = str(body.get("DocNumber") or "")
-        if len(number) > DOC_NUMBER_LIMIT:
-            raise business_error(f"String length is more than {DOC_NUMBER_LIMIT} characters", "DocNumber")
-        purchase = {
-            **copy.deepcopy(body),
-            "Id": str(self._next_id),
-            "SyncToken": "0",
-            "TotalAmt": float(total),
-            "MetaData": {"CreateTime": qbo_time(), "LastUpdatedTime": qbo_time()},
-            "_open": float(receivable),  # what a Payment may still link of its A/R lines
-        }
-        self._next_id += 1
-        self.purchases.append(purchase)
-        return copy.deepcopy(purchase)
+        return self._store(body, total, _open=float(receivable))  # _open: what a Payment may still link

@@ -189,9 +189,9 @@ class QboCompany(QboEntities):
     def _query_source(self, entity: str) -> Source | None:
         """The objects a query of `entity` reads: a name entity's records, or what the Merge app holds."""
         if entity.casefold() == "refundreceipt":
-            return "RefundReceipt", self.refund_receipts.receipts
+            return "RefundReceipt", self.refund_receipts.records
         if entity.casefold() == "purchase":
-            return "Purchase", ({k: v for k, v in p.items() if not k.startswith("_")} for p in self.purchases.purchases)
+            return "Purchase", ({k: v for k, v in p.items() if not k.startswith("_")} for p in self.purchases.records)
         if entity.capitalize() in self.name_entities:
             entity = entity.capitalize()
             return entity, self.entities[entity].values()

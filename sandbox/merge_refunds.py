@@ -19,9 +19,11 @@ REFUND_ACCOUNT_TYPES = ("Bank", "Other Current Asset")
 DOC_NUMBER_LIMIT = 21
 
 
-class RefundReceipts:
-    """The company's refund receipts; `lookup(entity)` is the company's view of other entities (Account, Item)
-    and `customer(id)` its customer/job by Id."""
+class QboRecords:
+    """Transactions of the company that only passthrough reaches (Merge's common models have none): `lookup(entity)`
+    is the company's view of other entities (Account, Item) and `customer(id)` its customer/job by Id."""
+
+    FIRST_ID = 1  # the Ids a subclass hands out start here
 
     def __init__(
         self,
@@ -30,15 +32,41 @@ class RefundReceipts:
     ) -> None:
         self.lookup = lookup
         self.customer = customer
-        self.receipts: list[dict[str, Any]] = []
-        self._next_id = 9001
+        self.records: list[dict[str, Any]] = []
+        self._next_id = self.FIRST_ID
 
     def all(self) -> list[dict[str, Any]]:
-        return copy.deepcopy(self.receipts)
+        return copy.deepcopy(self.records)
+
+    def get(self, id_: str) -> dict[str, Any] | None:
+        return next((r for r in self.records if r["Id"] == id_), None)
 
     def _find(self, entity: str, ref: Any) -> dict[str, Any] | None:
         value = str((ref or {}).get("value") or "") if isinstance(ref, dict) else ""
         return next((o for o in self.lookup(entity) or () if str(o.get("Id")) == value), None) if value else None
+
+    def _store(self, body: dict[str, Any], total: Decimal, **fields: Any) -> dict[str, Any]:
+        """Keep a new record of `body` (its DocNumber checked) under the next Id, with `fields`; returns a copy."""
+        number = str(body.get("DocNumber") or "")
+        if len(number) > DOC_NUMBER_LIMIT:
+            raise business_error(f"String length is more than {DOC_NUMBER_LIMIT} characters", "DocNumber")
+        record = {
+            **copy.deepcopy(body),
+            "Id": str(self._next_id),
+            "SyncToken": "0",
+            "TotalAmt": float(total),
+            "MetaData": {"CreateTime": qbo_time(), "LastUpdatedTime": qbo_time()},
+            **fields,
+        }
+        self._next_id += 1
+        self.records.append(record)
+        return copy.deepcopy(record)
+
+
+class RefundReceipts(QboRecords):
+    """The company's refund receipts."""
+
+    FIRST_ID = 9001
 
     def create(self, body: Any) -> dict[str, Any]:
         """Validate and store one RefundReceipt: CustomerRef, DepositToAccountRef, Line items, DocNumber."""
@@ -74,18 +102,9 @@ class RefundReceipts:
             if amount <= 0:
                 raise business_error("A refund receipt line needs an amount greater than 0", "Line.Amount")
             total += amount
-        number = str(body.get("DocNumber") or "")
-        if len(number) > DOC_NUMBER_LIMIT:
-            raise business_error(f"String length is more than {DOC_NUMBER_LIMIT} characters", "DocNumber")
-        receipt = {
-            **copy.deepcopy(body),
-            "Id": str(self._next_id),
-            "SyncToken": "0",
-            "TotalAmt": float(total),
-            "Balance": 0,
-            "CustomerRef": {"value": str(customer_ref["value"]), "name": customer.get("DisplayName")},
-            "MetaData": {"CreateTime": qbo_time(), "LastUpdatedTime": qbo_time()},
-        }
-        self._next_id += 1
-        self.receipts.append(receipt)
-        return copy.deepcopy(receipt)
+        return self._store(
+            body,
+            total,
+            Balance=0,
+            CustomerRef={"value": str(customer_ref["value"]), "name": customer.get("DisplayName")},
+        )

@@ -33,7 +33,7 @@ from .context import QBO, SRC, Context
 from .errors import ConfigRefused
 from .merge_client import WriteError
 from .merge_index import find_ref, ref_index
-from .refunds import doc_number
+from .refunds import doc_number, recovery_note, refund_amount
 
 #: The link target_type of a Coperniq payment recorded as a refund of credit.
 CREDIT_REFUND = "credit_refund"
@@ -229,14 +229,12 @@ class CreditRefunds:
             reason = f"refund of Coperniq credit {inv_id}: a check and a payment linking it would be made in QuickBooks"
             ctx.record("payments", pay_id, ACTION, reason, target_id=credit.target_id)
             return
-        if not pay.get("amount") or to_money(pay["amount"]) <= 0:
-            raise RowFailure("refund of a credit has no amount: nothing can be recorded")
+        amount = refund_amount(pay, "refund of a credit has no amount: nothing can be recorded")
         accounts = self.accounts()
         receivable = self.receivable()
         memo = self._credit_memo(credit)
         leftover = ctx.leftover.get(intent_key(pay_id)) or {}
         number = str(leftover.get("doc_number") or doc_number(str(memo.get("DocNumber") or memo.get("Id")), pay_id))
-        amount = to_money(pay["amount"])
         customer = str((memo.get("CustomerRef") or {}).get("value") or "")
         if not customer:
             raise RowFailure(f"QuickBooks credit memo {memo.get('Id')} has no customer: no refund recorded")
@@ -368,11 +366,7 @@ class CreditRefunds:
         ctx.ledger.set_meta(meta_key(pay_id), json.dumps(ids))
         link = Link(SRC, "payment", pay_id, QBO, CREDIT_REFUND, None, ids["payment"], self._fingerprint(pay))
         ctx.commit_create(link, intent_key(pay_id))
-        note = ""
-        if answer.found:
-            note = " by a run that stopped before recording it; recorded now (not made twice)"
-        elif answer.lost:
-            note = "; an answer was lost, and QuickBooks shows it (not made twice)"
+        note = recovery_note(answer.lost, answer.found, answer="an answer", made="made")
         reason = (
             f"refund of Coperniq credit {pay.get('invoiceId')}: check {plan.number} of {plan.amount} to Accounts "
             f"Receivable and a payment linking it to the credit memo created in QuickBooks{note}"

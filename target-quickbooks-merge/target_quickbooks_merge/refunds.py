@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -47,6 +48,23 @@ def doc_number(invoice_number: str, pay_id: str) -> str:
     `R-<payment id>` when that is longer than QuickBooks keeps."""
     full = f"R-{invoice_number}-{pay_id}"
     return full if len(full) <= DOC_NUMBER_LIMIT else f"R-{pay_id}"[:DOC_NUMBER_LIMIT]
+
+
+def recovery_note(lost: bool, recovered: bool, *, answer: str = "its answer", made: str = "created") -> str:
+    """What a refund's log line adds when its write was found rather than answered (a lost answer, or a run that
+    stopped before recording it)."""
+    if lost:
+        return f"; {answer} was lost, and QuickBooks shows it (not {made} twice)"
+    if recovered:
+        return f" by a run that stopped before recording it; recorded now (not {made} twice)"
+    return ""
+
+
+def refund_amount(pay: Mapping[str, Any], nothing: str) -> Decimal:
+    """A refund's amount, or RowFailure(`nothing`) when it has none."""
+    if not pay.get("amount") or to_money(pay["amount"]) <= 0:
+        raise RowFailure(nothing)
+    return to_money(pay["amount"])
 
 
 def private_note(pay_id: str) -> str:
@@ -117,8 +135,7 @@ class Refunds:
             reason = f"{why}; a refund receipt would be created in QuickBooks (the payment stays)"
             ctx.record("payments", pay_id, REFUND_ACTION, reason, target_id=link.target_id)
             return
-        if not pay.get("amount") or to_money(pay["amount"]) <= 0:
-            raise RowFailure("refunded payment has no amount: no refund receipt can be made")
+        refund_amount(pay, "refunded payment has no amount: no refund receipt can be made")
         account, item = self.refs()
         invoice = self._invoice(str(pay.get("invoiceId")))
         number = doc_number(str(invoice.get("DocNumber") or invoice.get("Id")), pay_id)
@@ -189,11 +206,7 @@ class Refunds:
         ctx.ledger.set_meta(meta_key(pay_id), json.dumps({"qbo_id": str(receipt.get("Id")), "doc_number": number}))
         settled = replace(link, status=REFUNDED)
         ctx.commit_create(settled, intent_key(pay_id))
-        note = ""
-        if answer.lost:
-            note = "; its answer was lost, and QuickBooks shows it (not created twice)"
-        elif answer.recovered:
-            note = " by a run that stopped before recording it; recorded now (not created twice)"
+        note = recovery_note(answer.lost, answer.recovered)
         reason = (
             f"payment is REFUNDED in Coperniq; refund receipt {number} created in QuickBooks (the payment stays){note}"
         )

@@ -39,6 +39,21 @@ def refunded_credit(pipe: Pipeline, amount: float = 150.0, price: float = -150, 
     return credit, pay
 
 
+def killed_between_check_and_payment(pipe: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that dies once the check is in QuickBooks, before the payment linking it is sent."""
+    original = MergeClient.create_qbo
+
+    def killed_before_payment(self: MergeClient, entity: str, body: dict[str, Any], refused: str) -> Any:
+        if entity == "Payment":
+            raise Killed("killed after the check, before the payment")
+        return original(self, entity, body, refused)
+
+    monkeypatch.setattr(MergeClient, "create_qbo", killed_before_payment)
+    with pytest.raises(Killed):
+        pipe.run()
+    monkeypatch.setattr(MergeClient, "create_qbo", original)
+
+
 def purchases(pipe: Pipeline) -> list[dict[str, Any]]:
     return list(admin(pipe, "purchases")["purchases"])
 
@@ -137,17 +152,7 @@ def test_a_crash_between_the_check_and_the_payment_leaves_one_of_each(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, pay = refunded_credit(pipeline, **REFUND)
-    original = MergeClient.create_qbo
-
-    def killed_before_payment(self: MergeClient, entity: str, body: dict[str, Any], refused: str) -> Any:
-        if entity == "Payment":
-            raise Killed("killed after the check, before the payment")
-        return original(self, entity, body, refused)
-
-    monkeypatch.setattr(MergeClient, "create_qbo", killed_before_payment)
-    with pytest.raises(Killed):
-        pipeline.run()
-    monkeypatch.setattr(MergeClient, "create_qbo", original)
+    killed_between_check_and_payment(pipeline, monkeypatch)
     assert len(purchases(pipeline)) == 1 and zero_payments(pipeline) == []
     with pipeline.ledger() as ledger:
         assert [k for k, _ in ledger.pending_intents("forward:credit_refund:")] == [
@@ -285,17 +290,7 @@ def test_a_refund_begun_by_a_stopped_run_and_voided_since_is_said_for_review(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     credit, pay = refunded_credit(pipeline, **REFUND)
-    original = MergeClient.create_qbo
-
-    def killed_before_payment(self: MergeClient, entity: str, body: dict[str, Any], refused: str) -> Any:
-        if entity == "Payment":
-            raise Killed("killed after the check, before the payment")
-        return original(self, entity, body, refused)
-
-    monkeypatch.setattr(MergeClient, "create_qbo", killed_before_payment)
-    with pytest.raises(Killed):
-        pipeline.run()
-    monkeypatch.setattr(MergeClient, "create_qbo", original)
+    killed_between_check_and_payment(pipeline, monkeypatch)
     [check] = purchases(pipeline)
     set_payment_status(pipeline, credit, pay, "VOIDED")
     pipeline.run()
