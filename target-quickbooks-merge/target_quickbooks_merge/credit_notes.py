@@ -380,7 +380,8 @@ class CreditNoteSync:
         def refused(exc: Exception) -> None:
             raise RowFailure(
                 f"QuickBooks refused to zero credit memo #{current.get('number')}: {exc}; unapply it from its invoice "
-                "in QuickBooks first (or set void_policy: leave); retried next run"
+                "in QuickBooks first, or, if it was paid back (a refund check linked to it), review that refund there "
+                "(or set void_policy: leave); retried next run"
             )
 
         patch = {"line_items": zero_lines(current), "total_amount": 0}

@@ -16,8 +16,8 @@ from target_quickbooks_merge.credit_refunds import CREDIT_REFUND
 from target_quickbooks_merge.merge_client import MergeClient
 from target_quickbooks_merge.target import TargetError
 from tests.reverse.reverse_helpers import reverse_run
-from tests.target_quickbooks_merge.qbm_helpers import Pipeline, log_rows, merge_rows
-from tests.target_quickbooks_merge.test_qbm_credit_notes import add_credit, credit_memos, start
+from tests.target_quickbooks_merge.qbm_helpers import Pipeline, coperniq_patch, log_rows, merge_rows
+from tests.target_quickbooks_merge.test_qbm_credit_notes import add_credit, credit_memos, link_of, start
 from tests.target_quickbooks_merge.test_qbm_payment_voids import set_payment_status
 from tests.target_quickbooks_merge.test_qbm_voids import Crash, admin, crash_before_recording_voids
 
@@ -302,3 +302,20 @@ def test_a_refund_begun_by_a_stopped_run_and_voided_since_is_said_for_review(
     with pipeline.ledger() as ledger:
         assert ledger.pending_intents("forward:") == []
     assert zero_payments(pipeline) == [] and pipeline.run().writes == 0
+
+
+def test_a_paid_back_credit_declined_later_is_not_zeroed_and_says_why(pipeline: Pipeline) -> None:
+    """QuickBooks refuses a credit memo's total below what it has used, and a refund uses it: zeroing fails with
+    both causes named, nothing changes, retried next run."""
+    credit, _ = refunded_credit(pipeline, **REFUND)
+    pipeline.run()
+    coperniq_patch(pipeline.coperniq, f"/invoices/{credit['id']}", {"status": "DECLINED"})
+    run = pipeline.run()
+    assert run.counts["invoices"]["failed"] == 1
+    [failed] = [
+        r for r in log_rows(pipeline, stream="invoices", action="failed") if r["source_id"] == str(credit["id"])
+    ]
+    assert "if it was paid back (a refund check linked to it), review that refund there" in failed["reason"]
+    [memo] = credit_memos(pipeline)
+    assert memo["total_amount"] == 150.0 and memo["remaining_credit"] == 0.0
+    assert link_of(pipeline, credit).status == "active"
