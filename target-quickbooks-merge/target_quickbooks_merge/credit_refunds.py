@@ -32,7 +32,7 @@ from sync_ledger.writer import PlannedWrite
 from .context import QBO, SRC, Context
 from .errors import ConfigRefused
 from .merge_client import WriteError
-from .merge_index import find_ref, ref_index
+from .merge_index import named_record
 from .refunds import doc_number, recovery_note, refund_amount
 
 #: The link target_type of a Coperniq payment recorded as a refund of credit.
@@ -70,23 +70,21 @@ class Accounts:
     paid_from: str
     payment_type: str
     linked_as: str
-    receivable: str
+    receivable: str | None  # None: QuickBooks shows no single one (why: `receivable_problem`)
+    receivable_problem: str = ""
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What one refund sends: the check's body, and what the payment linking it to the credit memo needs."""
+    """What one refund sends: the check's body, and the body of the payment linking it to the credit memo (its line
+    on the check is added once the check's Id is known)."""
 
     pay_id: str
     number: str
-    note: str
-    check: dict[str, Any]
-    memo_id: str
-    customer: str
     amount: str
-    date: str | None
+    check: dict[str, Any]
+    payment: dict[str, Any]
     linked_as: str
-    receivable: str
 
 
 @dataclass(frozen=True)
@@ -95,7 +93,6 @@ class Answer:
     payment: dict[str, Any]
     lost: bool = False
     found: bool = False  # both were there already (an interrupted run's)
-    request_id: str | None = None
 
 
 class CreditRefunds:
@@ -115,9 +112,8 @@ class CreditRefunds:
         if self._accounts is None:
             s = self.ctx.s
             records = [r for r in self.ctx.client.iter_list("/accounts") if not r.get("remote_was_deleted")]
-            by_id = {str(r["id"]): r for r in records}
-            paid = by_id.get(find_ref(ref_index(records), str(s.refund_account)) or "")
-            if paid is None or not paid.get("remote_id"):
+            paid = named_record(records, str(s.refund_account))
+            if paid is None:
                 raise ConfigRefused(f"refund_account {s.refund_account!r} is not an account in QuickBooks")
             kind = PAYMENT_TYPES.get(str(paid.get("account_type")))
             if kind is None:
@@ -125,31 +121,32 @@ class CreditRefunds:
                     f"refund_account {s.refund_account!r} is a {paid.get('account_type')} account; a refund is paid "
                     "from a Bank or Other Current Asset account"
                 )
-            self._accounts = Accounts(str(paid["remote_id"]), kind[0], kind[1], self._receivable(records, by_id))
+            self._accounts = Accounts(str(paid["remote_id"]), kind[0], kind[1], *self._receivable(records))
         return self._accounts
 
     def receivable(self) -> str:
         """The Accounts Receivable account's QuickBooks Id; RowFailure naming receivable_account when the company
         has several (or Merge shows none), so a company that refunds no credit never stops on it."""
-        found = self.accounts().receivable
-        if found.startswith("!"):
-            raise RowFailure(found[1:])
-        return found
+        accounts = self.accounts()
+        if accounts.receivable is None:
+            raise RowFailure(accounts.receivable_problem)
+        return accounts.receivable
 
-    def _receivable(self, records: list[dict[str, Any]], by_id: Mapping[str, dict[str, Any]]) -> str:
+    def _receivable(self, records: list[dict[str, Any]]) -> tuple[str | None, str]:
+        """(QuickBooks Id, "") of the Accounts Receivable account, or (None, why) when the company has not one."""
         wanted = self.ctx.s.receivable_account
         if wanted:
-            found = by_id.get(find_ref(ref_index(records), wanted) or "")
+            found = named_record(records, wanted)
             if found is None or found.get("account_type") != "ACCOUNTS_RECEIVABLE":
                 raise ConfigRefused(f"receivable_account {wanted!r} is not an Accounts Receivable account")
-            return str(found["remote_id"])
+            return str(found["remote_id"]), ""
         ar = [r for r in records if r.get("account_type") == "ACCOUNTS_RECEIVABLE" and r.get("remote_id")]
-        if len(ar) != 1:  # "!": the reason a refund fails for (receivable)
-            return (
-                f"!receivable_account: QuickBooks shows {len(ar)} Accounts Receivable accounts; name the one a "
+        if len(ar) != 1:
+            return None, (
+                f"receivable_account: QuickBooks shows {len(ar)} Accounts Receivable accounts; name the one a "
                 "refunded credit's check goes to"
             )
-        return str(ar[0]["remote_id"])
+        return str(ar[0]["remote_id"]), ""
 
     def recorded_by_hand(self, pay_id: str, status: str) -> bool:
         """Versions before this one skipped a refund of credit telling the bookkeeper to record it in QuickBooks by
@@ -267,8 +264,16 @@ class CreditRefunds:
                 }
             ],
         }
-        date = refund_date(pay)
-        plan = Plan(pay_id, number, note, check, memo_id, customer, str(amount), date, accounts.linked_as, receivable)
+        payment = {
+            "CustomerRef": {"value": customer},
+            "TotalAmt": 0,
+            "TxnDate": refund_date(pay),
+            "PaymentRefNum": number,
+            "ARAccountRef": {"value": receivable},
+            "PrivateNote": note,
+            "Line": [{"Amount": amount, "LinkedTxn": [{"TxnId": memo_id, "TxnType": "CreditMemo"}]}],
+        }
+        plan = Plan(pay_id, number, str(amount), check, payment, accounts.linked_as)
         intent = {"kind": "credit_refund", "credit": credit.target_id, "doc_number": number, "amount": str(amount)}
         finish = partial(self._finish, pay_id, pay, plan)
         ctx.writer.plan(
@@ -301,54 +306,41 @@ class CreditRefunds:
 
     def _send(self, plan: Plan) -> Answer:
         """On a writer thread: the check, then the payment linking it to the credit memo, each looked up first."""
-        client = self.ctx.client
-        pay_id = plan.pay_id
+        check, had_check, lost_check = self._found_or_made(
+            "Purchase", "DocNumber", plan, plan.check, "QuickBooks refused the refund's check"
+        )
+        to_check = {
+            "Amount": to_money(plan.amount),
+            "LinkedTxn": [{"TxnId": str(check["Id"]), "TxnType": plan.linked_as}],
+        }
+        payment, had_payment, lost_payment = self._found_or_made(
+            "Payment",
+            "PaymentRefNum",
+            plan,
+            {**plan.payment, "Line": [*plan.payment["Line"], to_check]},
+            f"check {plan.number} is in QuickBooks, but QuickBooks refused the payment linking it to the credit memo "
+            "(link them there by hand, or delete the check)",
+        )
+        return Answer(check, payment, lost=lost_check or lost_payment, found=had_check and had_payment)
+
+    def _found_or_made(
+        self, entity: str, field_name: str, plan: Plan, body: dict[str, Any], refused: str
+    ) -> tuple[dict[str, Any], bool, bool]:
+        """(record, it was there already, its create's answer was lost): our `entity` of this refund as QuickBooks
+        shows it, else created (send_checked: a lost answer is looked up before anything is sent again)."""
+        found = self._find(entity, field_name, plan.number, plan.pay_id)
+        if found is not None:
+            return found, True, False
         lost = False
-        check = self._find("Purchase", "DocNumber", plan.number, pay_id)
-        had_check = check is not None
-        if check is None:
 
-            def find_check() -> dict[str, Any] | None:
-                nonlocal lost
-                hit = self._find("Purchase", "DocNumber", plan.number, pay_id)
-                lost = lost or hit is not None
-                return hit
+        def lookup() -> dict[str, Any] | None:
+            nonlocal lost
+            hit = self._find(entity, field_name, plan.number, plan.pay_id)
+            lost = lost or hit is not None
+            return hit
 
-            check = client.send_checked(
-                lambda: client.create_qbo("Purchase", plan.check, "QuickBooks refused the refund's check").model,
-                find_check,
-            )
-        payment = self._find("Payment", "PaymentRefNum", plan.number, pay_id)
-        had_payment = payment is not None
-        if payment is None:
-            body = {
-                "CustomerRef": {"value": plan.customer},
-                "TotalAmt": 0,
-                "TxnDate": plan.date,
-                "PaymentRefNum": plan.number,
-                "ARAccountRef": {"value": plan.receivable},
-                "PrivateNote": plan.note,
-                "Line": [
-                    {"Amount": to_money(plan.amount), "LinkedTxn": [{"TxnId": plan.memo_id, "TxnType": "CreditMemo"}]},
-                    {
-                        "Amount": to_money(plan.amount),
-                        "LinkedTxn": [{"TxnId": str(check["Id"]), "TxnType": plan.linked_as}],
-                    },
-                ],
-            }
-
-            def find_payment() -> dict[str, Any] | None:
-                nonlocal lost
-                hit = self._find("Payment", "PaymentRefNum", plan.number, pay_id)
-                lost = lost or hit is not None
-                return hit
-
-            refused = (
-                f"check {plan.number} is in QuickBooks, but QuickBooks refused the payment linking it to the credit "
-                "memo (link them there by hand, or delete the check)"
-            )
-            payment = client.send_checked(lambda: client.create_qbo("Payment", body, refused).model, find_payment)
-        return Answer(check, payment, lost=lost, found=had_check and had_payment)
+        made = self.ctx.client.send_checked(lambda: self.ctx.client.create_qbo(entity, body, refused).model, lookup)
+        return made, False, lost
 
     def _refused(self, exc: Exception) -> None:
         if isinstance(exc, WriteError) and not exc.ambiguous:

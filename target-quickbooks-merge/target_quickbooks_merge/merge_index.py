@@ -267,9 +267,16 @@ def qbo_id_of(client: MergeClient, path: str, wanted: str, setting: str) -> str:
     from .errors import ConfigRefused
 
     records = [r for r in client.iter_list(path) if not r.get("remote_was_deleted")]
-    merge_id = find_ref(ref_index(records), wanted)
-    remote = next((r.get("remote_id") for r in records if str(r["id"]) == merge_id), None)
-    if not remote:
+    found = named_record(records, wanted)
+    if found is None:
         kind = path.strip("/").rstrip("s")
         raise ConfigRefused(f"{setting} {wanted!r} is not an {kind} in QuickBooks")
-    return str(remote)
+    return str(found["remote_id"])
+
+
+def named_record(records: Sequence[Mapping[str, Any]], wanted: str) -> Mapping[str, Any] | None:
+    """The record of `records` (live Merge models) a setting names by Merge id, QBO Id or name, if QuickBooks has
+    it (a QuickBooks Id known)."""
+    merge_id = find_ref(ref_index(records), wanted)
+    found = next((r for r in records if str(r["id"]) == merge_id), None)
+    return found if found is not None and found.get("remote_id") else None
