@@ -111,7 +111,7 @@ class CreditRefunds:
         """refund_account and the Accounts Receivable account, resolved once (ConfigRefused naming the setting)."""
         if self._accounts is None:
             s = self.ctx.s
-            records = [r for r in self.ctx.client.iter_list("/accounts") if not r.get("remote_was_deleted")]
+            records = [r for r in self.ctx.client.settings_list("/accounts") if not r.get("remote_was_deleted")]
             paid = named_record(records, str(s.refund_account))
             if paid is None:
                 raise ConfigRefused(f"refund_account {s.refund_account!r} is not an account in QuickBooks")
@@ -185,7 +185,15 @@ class CreditRefunds:
         )
         return True
 
-    def skipped(self, pay_id: str, inv_id: str, status: str) -> None:
+    def refund(self, pay_id: str, pay: Mapping[str, Any], credit: Link, status: str) -> None:
+        """A payment on a pushed credit, not recorded yet: recorded with refund_account set (unless an earlier
+        version asked for it to be recorded by hand), else skipped naming the setting."""
+        if not self.applies:
+            self._skipped(pay_id, str(pay.get("invoiceId")), status)
+        elif not self.recorded_by_hand(pay_id, status):
+            self.plan(pay_id, pay, credit)
+
+    def _skipped(self, pay_id: str, inv_id: str, status: str) -> None:
         """refund_account unset: the refund is not recorded, said once."""
         if status != "skipped":
             self.ctx.skip(

@@ -85,6 +85,7 @@ class MergeClient:
             secrets=[api_key, account_token],
             connections=connections,
         )
+        self._settings_lists: dict[str, list[dict[str, Any]]] = {}
 
     # -- linked account -------------------------------------------------------------------------------------
     def account_details(self) -> dict[str, Any]:
@@ -105,6 +106,13 @@ class MergeClient:
     def iter_list(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         for page in self.iter_pages(path, params):
             yield from page.get("results") or []
+
+    def settings_list(self, path: str) -> list[dict[str, Any]]:
+        """The whole list (`/accounts`, `/items`) the settings name records of, read once per client (one run): the
+        payment account, the refund account and item, the accounts of a refunded credit all resolve from it."""
+        if path not in self._settings_lists:
+            self._settings_lists[path] = list(self.iter_list(path))
+        return self._settings_lists[path]
 
     def find_contacts(self, **filters: Any) -> list[dict[str, Any]]:
         return list(self.iter_list("/contacts", {k: v for k, v in filters.items() if v is not None}))

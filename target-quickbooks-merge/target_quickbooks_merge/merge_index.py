@@ -154,7 +154,7 @@ class ItemIndex:
 
     def _items(self) -> dict[str, str]:
         if self._index is None:
-            self._index = ref_index(i for i in self.client.iter_list("/items") if not i.get("remote_was_deleted"))
+            self._index = ref_index(i for i in self.client.settings_list("/items") if not i.get("remote_was_deleted"))
         return self._index
 
     def lookup(self, ref: str) -> str | None:
@@ -255,7 +255,7 @@ class InvoiceIndex:
 
 def deposit_account_id(client: MergeClient, wanted: str) -> str:
     """The Merge id of payment_account (by id, QBO Id or name)."""
-    found = find_ref(ref_index(client.iter_list("/accounts")), wanted)
+    found = find_ref(ref_index(client.settings_list("/accounts")), wanted)
     if found:
         return found
     raise RowFailure(f"payment_account {wanted!r} is not an account in QuickBooks")
@@ -266,7 +266,7 @@ def qbo_id_of(client: MergeClient, path: str, wanted: str, setting: str) -> str:
     ConfigRefused naming the setting when QuickBooks has none (passthrough bodies need QuickBooks' own Ids)."""
     from .errors import ConfigRefused
 
-    records = [r for r in client.iter_list(path) if not r.get("remote_was_deleted")]
+    records = [r for r in client.settings_list(path) if not r.get("remote_was_deleted")]
     found = named_record(records, wanted)
     if found is None:
         kind = path.strip("/").rstrip("s")

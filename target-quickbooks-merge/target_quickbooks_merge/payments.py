@@ -98,11 +98,7 @@ class PaymentSync:
         if inv_link is None or not inv_link.target_id:
             raise Wait(f"invoice {inv_id} is not synced to QuickBooks yet", on=link_key("invoice", inv_id))
         if inv_link.target_type == CREDIT_NOTE:  # money paid back on a credit (credit_refunds.py)
-            if self.credit_refunds.applies:
-                if not self.credit_refunds.recorded_by_hand(pay_id, status):
-                    self.credit_refunds.plan(pay_id, pay, inv_link)
-            else:
-                self.credit_refunds.skipped(pay_id, inv_id, status)
+            self.credit_refunds.refund(pay_id, pay, inv_link, status)
             return
         invoice = ctx.ledger.staged(SRC, "invoices", inv_id) or {}
         contact = self.invoices.contact_of(invoice)
