@@ -56,6 +56,8 @@ class CoperniqAdminHost(CoperniqHost, Protocol):
 
     def delete_payment(self, invoice_id: int, payment_id: int) -> dict[str, Any]: ...
 
+    def set_payment_status(self, invoice_id: int, payment_id: int, status: str) -> dict[str, Any]: ...
+
 
 def admin_invoice_lines(st: CoperniqState, lines: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """`CoperniqApp.add_invoice`'s lines as POST /invoices takes them: one line of 500/1000 by default, and a
@@ -146,6 +148,13 @@ def register_admin_routes(app: CoperniqAdminHost) -> None:
     @r("DELETE", "/__admin/invoices/{invoiceId}/payments/{paymentId}")
     def admin_delete_payment(req: Request) -> Response:
         return Response(200, app.delete_payment(path_id(req, "invoiceId"), path_id(req, "paymentId")))
+
+    @r("POST", "/__admin/invoices/{invoiceId}/payments/{paymentId}/status")
+    def admin_payment_status(req: Request) -> Response:
+        status = json_body(req).get("status")
+        if not isinstance(status, str) or not status:
+            raise invalid("status", "status is required (e.g. REFUNDED)")
+        return Response(200, app.set_payment_status(path_id(req, "invoiceId"), path_id(req, "paymentId"), status))
 
     @r("POST", "/__admin/invoices/{invoiceId}/tax")
     def admin_invoice_tax(req: Request) -> Response:

@@ -19,7 +19,7 @@ from sandbox.coperniq_accounts import register_account_routes
 from sandbox.coperniq_admin import admin_invoice_lines, register_admin_routes
 from sandbox.coperniq_catalog import register_catalog_routes, register_workflow_routes
 from sandbox.coperniq_contacts import register_contact_routes
-from sandbox.coperniq_invoice_writes import remove_payment
+from sandbox.coperniq_invoice_writes import remove_payment, take_back_payment
 from sandbox.coperniq_invoices import create_invoice, register_invoice_routes
 from sandbox.coperniq_params import invalid, not_found, req_str
 from sandbox.coperniq_payments import create_payment, register_payment_routes
@@ -348,6 +348,18 @@ class CoperniqApp(SandboxApp):
                 raise not_found("Invoice", invoice_id)
             bump = self.assumptions.payment_delete_bumps_invoice
             if not remove_payment(self.state, inv, int(payment_id), bump_updated_at=bump):
+                raise not_found("Payment", payment_id)
+            return self.invoice_out(inv)
+
+    def set_payment_status(self, invoice_id: int, payment_id: int, status: str) -> dict[str, Any]:
+        """A payment refunded, voided or failed in Coperniq's UI (the API has no payment update); the invoice as it
+        is then. Its amount leaves `amountPaid` unless `taken_back_payment_stays_in_amount_paid` is on."""
+        with self.lock:
+            inv = self.state.invoices.get(int(invoice_id))
+            if inv is None:
+                raise not_found("Invoice", invoice_id)
+            counted = self.assumptions.taken_back_payment_stays_in_amount_paid
+            if not take_back_payment(self.state, inv, int(payment_id), str(status), counted=counted):
                 raise not_found("Payment", payment_id)
             return self.invoice_out(inv)
 

@@ -208,6 +208,26 @@ def remove_payment(st: CoperniqState, inv: dict[str, Any], payment_id: int, *, b
     return True
 
 
+def take_back_payment(st: CoperniqState, inv: dict[str, Any], payment_id: int, status: str, *, counted: bool) -> bool:
+    """A payment's status changed in Coperniq's UI (refunded, voided, failed): the payment and its invoice get a new
+    `updatedAt`; its amount stays in the invoice's `amountPaid` only while `counted`. False: no such payment."""
+    rows = [p for p in st.payments.get(inv["id"], []) if p["id"] == payment_id]
+    if not rows:
+        return False
+    [row] = rows
+    at = st.clock.tick()
+    was_counted = row.get("status") == "COMPLETED"
+    row["status"], row["updatedAt"] = status, iso(at)
+    if was_counted and status != "COMPLETED" and not counted:
+        paid = max(0.0, round(inv["amountPaid"] - row["amount"], 2))
+        inv["amountPaid"] = paid
+        if inv.get("status") in ("PAID", "PARTIALLY_PAID"):
+            inv["status"] = _paid_status(inv, paid) or "SENT"
+    inv["updatedAt"], inv["_u"] = iso(at), at
+    st.touch("invoices")
+    return True
+
+
 def _paid_status(inv: dict[str, Any], paid: float) -> str | None:
     """The status `paid` gives an invoice: PAID, PARTIALLY_PAID, or None when nothing is paid."""
     if paid >= inv["amount"] - 0.005:

@@ -77,6 +77,7 @@ class MergeData(MergeTables):
     ) -> None:
         super().__init__(company, unique_invoice_numbers=unique_invoice_numbers, tax=tax)
         self.qbo.other_entities = self._qbo_entities
+        self.qbo.refund_receipts.tax = self.tax
         self.qbo.entity_name = merge_views.qbo_entity_name
         self._seed_defaults(company_name)
 

@@ -75,6 +75,10 @@ class CoperniqAssumptions:
     #: A payment deleted in Coperniq's UI (its API deletes none) bumps its invoice's `updatedAt`, besides taking
     #: its amount out of `amountPaid` (False: `amountPaid` and `status` change, `updatedAt` does not).
     payment_delete_bumps_invoice: bool = True
+    #: A payment Coperniq takes back in its UI (status REFUNDED, VOIDED, FAILED: its API has no payment update) still
+    #: counts in its invoice's `amountPaid` (False: its amount leaves `amountPaid` as a delete's does). Its invoice's
+    #: `updatedAt` moves either way, and the payment stays listed under it with its new status.
+    taken_back_payment_stays_in_amount_paid: bool = True
 
 
 _PESSIMISTIC: dict[type, dict[str, Any]] = {
@@ -97,6 +101,7 @@ _PESSIMISTIC: dict[type, dict[str, Any]] = {
         "date_header_skew_s": 60.0,
         "invoice_tax_fields": False,
         "payment_delete_bumps_invoice": False,
+        "taken_back_payment_stays_in_amount_paid": False,
     },
 }
 

@@ -169,6 +169,16 @@ def nothing_paid(invoice: Mapping[str, Any]) -> bool:
     return to_decimal(invoice.get("amountPaid")) == 0
 
 
+def edited_since_created(invoice: Mapping[str, Any]) -> bool:
+    """`updatedAt` after `createdAt` (True when either is missing or unreadable: then its payments are read)."""
+    try:
+        created = datetime.fromisoformat(str(invoice["createdAt"]))
+        updated = datetime.fromisoformat(str(invoice["updatedAt"]))
+    except (KeyError, TypeError, ValueError):
+        return True
+    return updated > created
+
+
 class PaymentPlanner:
     """Which invoices' payments to read this run. State (a dict in the tap state): `deferred_by_project` (packed,
     `pack_deferred`; `deferred` {invoice: project} before) for paid invoices of projects that have not reached
@@ -192,6 +202,7 @@ class PaymentPlanner:
         self._rules: list[TriggerRule] | None = None
         self.projects: dict[str, str] = {}  # project id -> SYNCS / WAITING / NEVER, for projects read this run
         self.skipped_unpaid = 0
+        self.unpaid_read = 0
         self.skipped_not_syncing = 0
         #: this run's full payment-id list of each invoice whose payments were read (PaymentSetsStream)
         self.listed: dict[str, list[str]] = {}
@@ -268,15 +279,21 @@ class PaymentPlanner:
     def see_invoice(self, invoice: Mapping[str, Any]) -> None:
         """An invoice read this run (it changed): queue, defer or skip its payments read."""
         invoice_id = str(invoice.get("id"))
-        if _paid(invoice) is False:
-            self._undefer(invoice_id)
-            self.skipped_unpaid += 1
-            if not self.first_run and nothing_paid(invoice):
-                self.unpaid.append(invoice_id)
-            return
         record = invoice.get("record") or {}
         pid = None if record.get("id") is None else str(record.get("id"))
         status = self.projects.get(pid) if self.filtering and pid is not None else self.SYNCS
+        if _paid(invoice) is False:
+            self._undefer(invoice_id)
+            if not self.first_run and nothing_paid(invoice):
+                self.unpaid.append(invoice_id)
+                if edited_since_created(invoice) and status != self.NEVER:
+                    # A payment refunded or voided in Coperniq may no longer count in amountPaid yet still be listed
+                    # with its new status: read, or the empty set would take it for a delete (ASSUMPTIONS 2).
+                    self.unpaid_read += 1
+                    self._queue(invoice_id)
+                    return
+            self.skipped_unpaid += 1
+            return
         if status == self.NEVER:
             self.skipped_not_syncing += 1
         elif status == self.WAITING and len(self.deferred) < MAX_DEFERRED:

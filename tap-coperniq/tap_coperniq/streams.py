@@ -268,9 +268,10 @@ class PaymentsStream(CoperniqStream):
         planner.keep_queued([])
         if planner.skipped_unpaid or planner.skipped_not_syncing:
             self.logger.info(
-                "payments: %d invoice(s) read; not read: %d unpaid, %d of projects that do not sync "
-                "(yet: %d remembered for when they reach their trigger phase)",
+                "payments: %d invoice(s) read (%d showing nothing paid, edited since created); not read: %d unpaid, "
+                "%d of projects that do not sync (yet: %d remembered for when they reach their trigger phase)",
                 len(todo),
+                planner.unpaid_read,
                 planner.skipped_unpaid,
                 planner.skipped_not_syncing,
                 len(planner.deferred),

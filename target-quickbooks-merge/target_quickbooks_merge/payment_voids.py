@@ -25,6 +25,7 @@ from sync_ledger import Link
 from .context import Context
 from .payment_deletes import DELETED_STATUS
 from .refunds import REFUNDED, Refunds
+from .taxes import TaxBook
 from .void_writes import DELETED, PAYMENT, VOIDED, VoidWrites
 
 #: Coperniq payment statuses that take a payment back (PENDING is not pushed yet, not taken back).
@@ -35,10 +36,10 @@ class PaymentVoids:
     """The `void_policy` rules for pushed payments (module docstring); PaymentSync hands it every linked payment
     whose Coperniq status is in VOID_PAYMENT_STATUSES (`left`), or that is back from one after a void (`back`)."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, taxes: TaxBook) -> None:
         self.ctx = ctx
         self.writes = VoidWrites(ctx, PAYMENT, refused_note=lambda _: "; retried next run (or set void_policy: leave)")
-        self.refunds = Refunds(ctx)  # refund_policy: refund_receipt (refunds.py)
+        self.refunds = Refunds(ctx, taxes)  # refund_policy: refund_receipt (refunds.py)
 
     def left(self, pay_id: str, link: Link, pay_status: str, status: str, pay: Mapping[str, Any]) -> None:
         """A pushed payment Coperniq shows as `pay_status` now: voided in QuickBooks, refunded, or left."""

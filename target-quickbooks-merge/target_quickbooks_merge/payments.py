@@ -33,7 +33,7 @@ class PaymentSync:
         self.ctx = ctx
         self.invoices = invoices
         self._deposit_account: str | None = None
-        self.voids = PaymentVoids(ctx)  # void_policy: pushed payments Coperniq takes back
+        self.voids = PaymentVoids(ctx, invoices.taxes)  # void_policy: pushed payments Coperniq takes back
         self.changes = PaymentChanges(ctx)  # pushed payments Coperniq changed
         self.credit_refunds = CreditRefunds(ctx)  # payments on credits: money paid back
 

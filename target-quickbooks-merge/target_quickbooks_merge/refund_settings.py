@@ -34,6 +34,13 @@ REFUND_PROPERTIES = (
         "default: the company's only one.",
     ),
     th.Property(
+        "refund_tax_code",
+        th.StringType,
+        description="QuickBooks tax code (name or id) of a refund receipt's line on a non-US company, where every "
+        "sales line needs one: a code that adds no tax (e.g. Exempt, Zero-rated or Out of scope); required there "
+        "with refund_policy: refund_receipt. A US company's receipts carry none.",
+    ),
+    th.Property(
         "refund_item",
         th.StringType,
         description="QuickBooks item (name or id) of a refund receipt's line; default: default_item.",
@@ -55,4 +62,5 @@ def parse_refund_settings(config: Mapping[str, Any], errors: list[str]) -> dict[
         "refund_account": config.get("refund_account") or None,
         "refund_item": config.get("refund_item") or config.get("default_item") or None,
         "receivable_account": config.get("receivable_account") or None,
+        "refund_tax_code": str(config.get("refund_tax_code")).strip() if config.get("refund_tax_code") else None,
     }

@@ -26,6 +26,7 @@ from sync_ledger.writer import PlannedWrite
 from .context import Context
 from .merge_client import WriteError, WriteResult
 from .merge_index import qbo_id_of
+from .taxes import TaxBook
 
 #: The link status of a payment refunded by a refund receipt (the QuickBooks payment stays).
 REFUNDED = "refunded"
@@ -88,24 +89,26 @@ class RefundAnswer:
 
 
 class Refunds:
-    """Refund receipts of refunded payments. The account and item are resolved once (at the start of the run:
-    PaymentSync.check_settings)."""
+    """Refund receipts of refunded payments. The account, item and (non-US) tax code are resolved once (at the start
+    of the run: PaymentSync.check_settings)."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, taxes: TaxBook) -> None:
         self.ctx = ctx
-        self._refs: tuple[str, str] | None = None
+        self.taxes = taxes
+        self._refs: tuple[str, str, str | None] | None = None
 
     @property
     def applies(self) -> bool:
         return self.ctx.s.refund_policy == "refund_receipt"
 
-    def refs(self) -> tuple[str, str]:
-        """(account, item) QuickBooks Ids of refund_account and refund_item: ConfigRefused naming the setting."""
+    def refs(self) -> tuple[str, str, str | None]:
+        """(account, item, tax code or None) QuickBooks Ids of refund_account, refund_item and refund_tax_code:
+        ConfigRefused naming the setting."""
         if self._refs is None:
             s, client = self.ctx.s, self.ctx.client
             account = qbo_id_of(client, "/accounts", str(s.refund_account), "refund_account")
             item = qbo_id_of(client, "/items", str(s.refund_item), "refund_item")
-            self._refs = (account, item)
+            self._refs = (account, item, self.taxes.refund_code())
         return self._refs
 
     def find(self, number: str, pay_id: str) -> dict[str, Any] | None:
@@ -136,7 +139,7 @@ class Refunds:
             ctx.record("payments", pay_id, REFUND_ACTION, reason, target_id=link.target_id)
             return
         refund_amount(pay, "refunded payment has no amount: no refund receipt can be made")
-        account, item = self.refs()
+        account, item, tax_code = self.refs()
         invoice = self._invoice(str(pay.get("invoiceId")))
         number = doc_number(str(invoice.get("DocNumber") or invoice.get("Id")), pay_id)
         customer = (invoice.get("CustomerRef") or {}).get("value")
@@ -154,7 +157,10 @@ class Refunds:
                     "DetailType": "SalesItemLineDetail",
                     "Amount": to_money(amount),  # a JSON number (passthrough_body), never a float
                     "Description": f"Refund of payment {pay_id}",
-                    "SalesItemLineDetail": {"ItemRef": {"value": item}},
+                    "SalesItemLineDetail": {
+                        "ItemRef": {"value": item},
+                        **({"TaxCodeRef": {"value": tax_code}} if tax_code else {}),
+                    },
                 }
             ],
         }

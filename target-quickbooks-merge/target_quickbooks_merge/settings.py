@@ -82,6 +82,7 @@ class Settings:
     refund_account: str | None = None
     refund_item: str | None = None
     receivable_account: str | None = None
+    refund_tax_code: str | None = None
     tracking_category_mapping: tuple[CategoryRule, ...] = ()
     alerts: AlertSettings = field(default_factory=AlertSettings)
 

@@ -31,6 +31,7 @@ class TaxSetup:
     codes: Mapping[str, str]
     names: Mapping[str, str]  # Merge id -> name, for reasons a bookkeeper reads
     lines_take_code: bool  # Merge's request schema for this company has a line `tax_rate`
+    remote: Mapping[str, str]  # Merge id -> QuickBooks TaxCode Id, for passthrough bodies
 
     def code(self, ref: str) -> str | None:
         """The Merge tax-rate id a setting's value names (a Merge id, a QuickBooks TaxCode Id or its name)."""
@@ -51,15 +52,17 @@ def lines_take_code(meta: Mapping[str, Any]) -> bool:
     return "tax_rate" in ((lines.get("items") or {}).get("properties") or {})
 
 
-def index_codes(rates: list[Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
-    """Active Merge tax rates by Merge id, QuickBooks Id, name and code (`ref_index`), and their names by Merge id."""
+def index_codes(rates: list[Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """Active Merge tax rates by Merge id, QuickBooks Id, name and code (`ref_index`), their names by Merge id and
+    their QuickBooks Ids by Merge id."""
     active = [
         rate
         for rate in rates
         if not rate.get("remote_was_deleted") and str(rate.get("status") or "ACTIVE").upper() == "ACTIVE"
     ]
     names = {str(r["id"]): str(r.get("name") or r.get("code") or r["id"]) for r in active}
-    return ref_index(active, ("name", "code")), names
+    remote = {str(r["id"]): str(r["remote_id"]) for r in active if r.get("remote_id")}
+    return ref_index(active, ("name", "code")), names, remote
 
 
 class TaxBook:
@@ -82,8 +85,8 @@ class TaxBook:
 
     def codes(self) -> TaxSetup:
         if self._codes is None:
-            codes, names = index_codes(list(self.client.iter_list("/tax-rates")))
-            setup = TaxSetup(codes, names, lines_take_code(self.client.api.get("/invoices/meta/post")))
+            codes, names, remote = index_codes(list(self.client.iter_list("/tax-rates")))
+            setup = TaxSetup(codes, names, lines_take_code(self.client.api.get("/invoices/meta/post")), remote)
             self._check_settings(setup)
             self._codes = setup
         return self._codes
@@ -118,12 +121,31 @@ class TaxBook:
             )
         return setup.code(ref)  # every mapped code was checked when the codes were read
 
+    def refund_code(self) -> str | None:
+        """The QuickBooks TaxCode Id a refund receipt's line carries: none but on a non-US company, where every
+        sales line needs one (`refund_tax_code`: the money paid back is no new sale, so a code that adds no tax).
+        Raises ConfigRefused naming the setting when it is needed and missing or unknown."""
+        if self._mode != "non_us":  # a US company (its mode is read, when it is, from its preferences)
+            return None
+        if not self.s.refund_tax_code:
+            raise ConfigRefused(
+                "refund_tax_code: required with refund_policy: refund_receipt on a non-US QuickBooks company (every "
+                "line of a refund receipt needs a tax code there): name one that adds no tax, e.g. Exempt"
+            )
+        setup = self.codes()  # checks refund_tax_code with the other codes
+        merge_id = setup.code(self.s.refund_tax_code)
+        if merge_id is None or merge_id not in setup.remote:
+            raise ConfigRefused(f"refund_tax_code = {self.s.refund_tax_code!r}: QuickBooks has no such active tax code")
+        return setup.remote[merge_id]
+
     def _check_settings(self, setup: TaxSetup) -> None:
         """A tax code named in the settings that QuickBooks does not have is a configuration error, found before
         any invoice is pushed with it, naming the setting."""
         wanted = [(f"tax_code_mapping[{k!r}]", v) for k, v in self.s.tax_code_mapping.items()]
         if self.s.default_tax_code:
             wanted.append(("default_tax_code", self.s.default_tax_code))
+        if self.s.refund_tax_code and self.s.refund_policy == "refund_receipt":
+            wanted.append(("refund_tax_code", self.s.refund_tax_code))
         unknown = [f"{where} = {value!r}" for where, value in wanted if setup.code(value) is None]
         if unknown:
             known = ", ".join(sorted(set(setup.names.values()))) or "none"

@@ -44,6 +44,7 @@ def test_profiles_resolve_and_switch_overrides() -> None:
         date_header_skew_s=60.0,
         invoice_tax_fields=False,
         payment_delete_bumps_invoice=False,
+        taken_back_payment_stays_in_amount_paid=False,
     )
     mixed = CoperniqApp(profile="pessimistic", rate_limit_headers=True).assumptions
     assert mixed.rate_limit_headers and not mixed.archived_visible_by_id
@@ -273,6 +274,27 @@ def test_invoice_patch_lines(both: dict[str, RunningSandbox]) -> None:
             assert [li["catalogItemId"] for li in lines] == [c1, c2, c1, c2] and second.json()["amount"] == 70
             assert lines[:2] == first["lineItems"]  # the old lines stay untouched
         assert api.get(f"/invoices/{inv['id']}").json()["lineItems"] == lines
+
+
+def test_taken_back_payment_stays_in_amount_paid(both: dict[str, RunningSandbox]) -> None:
+    for profile, sb in both.items():
+        api, app = Api(sb), sb.app
+        proj = app.add_project("P")
+        inv = app.add_invoice(proj["id"], [{"quantity": 1, "unitCost": 1, "unitPrice": 300}], status="SENT")
+        pay = app.add_payment(inv["id"], 100.0)
+        before = api.get(f"/invoices/{inv['id']}").json()
+        root = sb.server.root_url
+        url = f"{root}/__admin/invoices/{inv['id']}/payments/{pay['id']}/status"
+        assert requests.post(url, json={}, timeout=T).status_code == 400
+        resp = requests.post(url, json={"status": "REFUNDED"}, timeout=T)
+        assert resp.status_code == 200, resp.text
+        after = api.get(f"/invoices/{inv['id']}").json()
+        assert after["updatedAt"] > before["updatedAt"]  # both profiles: the refund is a change of the invoice
+        assert after["amountPaid"] == (100 if profile == "optimistic" else 0)
+        [listed] = api.get(f"/invoices/{inv['id']}/payments").json()
+        assert listed["id"] == pay["id"] and listed["status"] == "REFUNDED"  # still listed, with its new status
+        unknown = f"{root}/__admin/invoices/{inv['id']}/payments/999999/status"
+        assert requests.post(unknown, json={"status": "X"}, timeout=T).status_code == 404
 
 
 # --- CLI -------------------------------------------------------------------------------------------------

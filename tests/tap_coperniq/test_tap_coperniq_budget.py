@@ -156,6 +156,31 @@ def test_payments_of_a_project_that_reaches_its_trigger_later_are_read_then(sand
     assert str(invoice_id) not in deferred(second.state)
 
 
+def test_an_invoice_a_refund_left_showing_nothing_paid_is_read_and_a_new_unpaid_one_is_not(
+    sandbox: RunningSandbox,
+) -> None:
+    """A refund may take the payment out of amountPaid (pessimistic) and still list it, REFUNDED: the invoice's
+    payments are read, or its empty set would look like a delete. An invoice created since the last run with
+    nothing paid costs no call (nothing of it can have been pushed)."""
+    app = sandbox.app
+    project = min(projects_that_sync(sandbox))
+    refunded = app.add_invoice(project)["id"]
+    pay = app.add_payment(refunded, 10.0)
+    first = run_tap(config(sandbox))
+    app.set_payment_status(refunded, pay["id"], "REFUNDED")
+    fresh = app.add_invoice(project)["id"]
+    sandbox.stats.reset()
+    second = run_tap(config(sandbox), state=first.state)
+    assert sandbox.stats.by_route[PAYMENTS_ROUTE] == 1  # the refunded invoice's, not the new one's
+    [payment] = [p for p in second.records["payments"] if p["invoiceId"] == refunded]
+    assert payment["status"] == "REFUNDED"
+    sets = {r["invoiceId"]: r for r in second.records["payment_sets"]}
+    assert sets[str(refunded)]["paymentIds"] == [str(pay["id"])] and sets[str(refunded)]["listed"]
+    assert sets[str(fresh)] == {**sets[str(fresh)], "paymentIds": [], "listed": False}
+    shown = app.state.invoices[refunded]["amountPaid"]
+    assert shown == (10.0 if app.assumptions.taken_back_payment_stays_in_amount_paid else 0.0)
+
+
 def test_a_phase_change_without_an_updated_at_bump_is_read_by_the_next_sweep(sandbox: RunningSandbox) -> None:
     app, st = sandbox.app, sandbox.app.state
     app.assumptions = replace(app.assumptions, phase_change_bumps_updated_at=False)

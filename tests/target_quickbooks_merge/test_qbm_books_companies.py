@@ -1,7 +1,8 @@
 """The books rules together, on both kinds of QuickBooks company the issue names: a US company on automated sales
 tax and a non-US company (a TaxCode on every line). Invoices land taxed and classed, a credit arrives as a credit
 memo taxed like them and applied to its invoice, a changed payment reaches QuickBooks once, a credit paid back
-becomes a check linked to its credit memo, and a no-op re-run writes nothing."""
+becomes a check linked to its credit memo; a changed line re-taxes its invoice, a declined invoice is voided, a
+refunded payment becomes a refund receipt and a deleted one is voided; a no-op re-run writes nothing."""
 
 from __future__ import annotations
 
@@ -12,10 +13,19 @@ from typing import Any
 
 import pytest
 
+from target_quickbooks_merge.target import TargetError
 from tests.conftest import start_coperniq, start_merge
-from tests.target_quickbooks_merge.qbm_helpers import BOTH_TRIGGERS, Pipeline, merge_rows, staged_records
+from tests.target_quickbooks_merge.qbm_helpers import (
+    BOTH_TRIGGERS,
+    Pipeline,
+    coperniq_patch,
+    merge_rows,
+    staged_records,
+)
 from tests.target_quickbooks_merge.test_qbm_changes import set_payment_amount
+from tests.target_quickbooks_merge.test_qbm_payment_voids import payment_voids, set_payment_status
 from tests.target_quickbooks_merge.test_qbm_tracking import MAPPING, _category_ids
+from tests.target_quickbooks_merge.test_qbm_voids import set_status, voids_of
 
 US_AST = {"company_tax": "us_ast"}
 NON_US = {"company_tax": "non_us", "currency": "CAD"}
@@ -120,3 +130,108 @@ def test_invoices_credits_and_payment_changes_keep_the_books_right(company: Pipe
     after_refund = company.merge.app.state.table("credit-notes").row(memo_id)
     assert Decimal(str(after_refund["remaining_credit"])) == left - Decimal("80.00")
     assert company.run().writes == 0
+
+
+def _patch_line_price(pipe: Pipeline, inv: dict[str, Any], more: int) -> Decimal:
+    """The first line of the invoice `more` dearer per unit, edited through Coperniq's API; returns the net change."""
+    lines = [
+        {k: line[k] for k in ("id", "catalogItemId", "quantity", "unitCost", "unitPrice") if k in line}
+        for line in pipe.coperniq.app.state.invoices[inv["id"]]["lineItems"]
+    ]
+    before = Decimal(str(pipe.coperniq.app.state.invoices[inv["id"]]["amount"]))
+    lines[0]["unitPrice"] = lines[0]["unitPrice"] + more
+    after = coperniq_patch(pipe.coperniq, f"/invoices/{inv['id']}", {"lineItems": lines})
+    return Decimal(str(after["amount"])) - before
+
+
+def _net(invoice: dict[str, Any]) -> Decimal:
+    return Decimal(str(invoice["total_amount"])) - Decimal(str(invoice["total_tax_amount"]))
+
+
+@pytest.mark.parametrize("company", [US_AST, NON_US], indirect=True, ids=["us_ast", "non_us"])
+def test_changes_voids_deletes_and_refunds_keep_the_books_right(company: Pipeline) -> None:
+    """After the first sync, on both companies: a line changed in Coperniq reaches the QuickBooks invoice, re-taxed;
+    a declined invoice is voided; a refunded payment becomes a refund receipt (on the non-US company with the tax
+    code every line needs there, one that adds no tax) and a deleted one is voided; a no-op re-run writes nothing."""
+    non_us = company.merge.app.tax_setup.company_tax == "non_us"
+    company.config.update(refund_policy="refund_receipt", refund_account="Checking")
+    if non_us:
+        company.config["refund_tax_code"] = "Exempt"
+    assert company.run().counts["invoices"]["failed"] == 0
+    staged = staged_records(company, "invoices")
+    rows = company.merge.app.state.table("invoices")
+    with company.ledger() as ledger:
+        links = {link.source_id: link.target_id for link in ledger.links("coperniq", "invoice")}
+    open_ones = [
+        (sid, tid)
+        for sid, tid in sorted(links.items())
+        if staged[sid]["amount"] - staged[sid]["amountPaid"] > 200 and Decimal(str(rows.row(tid)["balance"])) > 200
+    ]
+    (changed_id, changed_target), (declined_id, declined_target) = open_ones[:2]
+    changed, declined = staged[changed_id], staged[declined_id]
+    before = dict(rows.row(changed_target))  # (the table's own row: a copy of what it holds now)
+
+    net_change = _patch_line_price(company, changed, 100)
+    set_status(company, declined, "DECLINED")
+    refunded = company.coperniq.app.add_payment(changed["id"], 50.0)
+    deleted = company.coperniq.app.add_payment(changed["id"], 30.0)
+    second = company.run()
+    assert second.counts["invoices"]["failed"] == 0 and second.counts["payments"]["failed"] == 0
+    after = rows.row(changed_target)
+    assert net_change > 0 and _net(after) - _net(before) == net_change  # the line's change, exactly
+    assert Decimal(str(after["total_tax_amount"])) > Decimal(str(before["total_tax_amount"]))  # and taxed on it
+    if non_us:
+        assert {line["tax_rate"] for line in after["line_items"]} == {
+            next(r["id"] for r in merge_rows(company.merge, "tax-rates") if r["name"] == "GST")
+        }
+    assert len(voids_of(company, declined_target)) == 1
+
+    set_payment_status(company, changed, refunded, "REFUNDED")
+    company.coperniq.app.delete_payment(changed["id"], deleted["id"])
+    third = company.run()
+    assert third.counts["payments"]["failed"] == 0
+    [receipt] = company.merge.app.state.qbo.refund_receipts.all()
+    [line] = receipt["Line"]
+    if non_us:
+        exempt = next(r["remote_id"] for r in merge_rows(company.merge, "tax-rates") if r["name"] == "Exempt")
+        assert line["SalesItemLineDetail"]["TaxCodeRef"] == {"value": exempt}
+        assert receipt["TxnTaxDetail"]["TotalTax"] == 0
+    else:
+        assert "TaxCodeRef" not in line["SalesItemLineDetail"]
+    assert receipt["TotalAmt"] == 50.0
+    deleted_link = _link(company, "payment", deleted["id"])
+    assert len(payment_voids(company, deleted_link.target_id)) == 1
+    assert _link(company, "payment", refunded["id"]).status == "refunded"
+    assert company.run().writes == 0
+
+
+def test_a_refund_receipt_on_a_non_us_company_needs_refund_tax_code(tmp_path: Path) -> None:
+    """Every line of a non-US company's refund receipt needs a tax code: without refund_tax_code the run stops at
+    its start naming the setting (nothing written), as with an unknown one."""
+    from sandbox.seed import seed_coperniq
+
+    coperniq, merge = start_coperniq(), start_merge(**NON_US)
+    try:
+        seed_coperniq(coperniq.app, projects=2, seed=7)
+        config = {
+            "trigger_phases": BOTH_TRIGGERS,
+            "backfill": True,
+            "invoice_sync": True,
+            "default_item": "Services",
+            "currency": "CAD",
+            "default_tax_code": "GST",
+            "refund_policy": "refund_receipt",
+            "refund_account": "Checking",
+        }
+        pipe = Pipeline(coperniq, merge, tmp_path / "ledger.duckdb", config=config)
+        with pytest.raises(TargetError, match="refund_tax_code: required"):
+            pipe.run()
+        assert merge_rows(merge, "contacts") == [] and merge_rows(merge, "invoices") == []
+        pipe.config["refund_tax_code"] = "No Such Code"
+        with pytest.raises(TargetError, match="refund_tax_code = 'No Such Code'"):
+            pipe.run()
+        pipe.config["refund_tax_code"] = "Exempt"
+        assert pipe.run().counts["invoices"]["failed"] == 0
+    finally:
+        coperniq.server.stop()
+        merge.server.stop()

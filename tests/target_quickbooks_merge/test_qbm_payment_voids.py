@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import requests
 
 from sync_ledger import Link
 from tests.target_quickbooks_merge.qbm_helpers import Pipeline, log_rows
-from tests.target_quickbooks_merge.test_qbm_voids import Crash, admin, crash_before_recording_voids, start
+from tests.target_quickbooks_merge.test_qbm_voids import Crash, T, admin, crash_before_recording_voids, start
 
 PROFILES = ["optimistic", "pessimistic"]
 PAID = 100.0
@@ -35,20 +36,15 @@ def payment_link(pipe: Pipeline, pay: dict[str, Any]) -> Link:
 
 
 def set_payment_status(pipe: Pipeline, inv: dict[str, Any], pay: dict[str, Any], status: str) -> None:
-    """The payment's status changed in Coperniq (refunded in its UI: its API has no payment update). The sandbox has
-    no helper for it, so its state is changed the way its own writes do: the payment and its invoice get a new
-    `updatedAt`, so tap-coperniq emits the invoice again and reads its payments (amountPaid is left as it was:
-    ASSUMPTION, see the target README "Voids and deletes")."""
-    from sandbox.coperniq_state import iso
-
-    app = pipe.coperniq.app
-    with app.lock:
-        [row] = [p for p in app.state.payments[inv["id"]] if p["id"] == pay["id"]]
-        invoice = app.state.invoices[inv["id"]]
-        now = app.state.clock.tick()
-        row["status"], row["updatedAt"] = status, iso(now)
-        invoice["updatedAt"], invoice["_u"] = iso(now), now
-        app.state.touch("invoices")
+    """The payment's status changed in Coperniq (refunded in its UI: its API has no payment update): the payment and
+    its invoice get a new `updatedAt`, so tap-coperniq emits the invoice again and reads its payments. Its amount
+    stays in `amountPaid` (optimistic) or leaves it (pessimistic: ASSUMPTION, target README "Voids and deletes")."""
+    resp = requests.post(
+        f"{pipe.coperniq.server.root_url}/__admin/invoices/{inv['id']}/payments/{pay['id']}/status",
+        json={"status": status},
+        timeout=T,
+    )
+    assert resp.status_code == 200, resp.text
 
 
 def payment_voids(pipe: Pipeline, merge_id: str | None) -> list[dict[str, Any]]:
