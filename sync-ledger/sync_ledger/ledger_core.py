@@ -5,6 +5,7 @@ See sync_ledger.ledger for why the ledger keeps caches and write-behind buffers.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -27,7 +28,9 @@ log = logging.getLogger(__name__)
 #: 2: staging.waits_on and status `waiting` (a row re-evaluated when what it waits on changes, not every run).
 #: 3: id_map indexes on target_id and target_remote_id (links are read by query, not held whole in memory).
 #: 4: review_queue, row_actions, row_decisions (what a person decides about a row: ledger_review.py).
-SCHEMA_VERSION = 4
+#: 5: id_map.target_hash indexed instead of target_id (an index of 64-bit keys: about half the memory of one of
+#:    Merge's 36-character ids, which DuckDB holds in memory whole; bench/RESULTS.md).
+SCHEMA_VERSION = 5
 #: `review`: the row waits in the review queue for a person; `operator`: a person's action on a row (coperniq-qbo).
 LOG_ACTIONS = frozenset(
     {"created", "updated", "linked", "skipped", "failed", "deleted", "planned", "review", "operator"}
@@ -52,10 +55,9 @@ CREATE TABLE IF NOT EXISTS id_map (
     fingerprint VARCHAR,
     origin VARCHAR NOT NULL,
     status VARCHAR NOT NULL,
-    updated_at TIMESTAMP NOT NULL
+    updated_at TIMESTAMP NOT NULL,
+    target_hash BIGINT  -- target_hash(target_id): what the target-id lookups go through (indexed, _INDEXES)
 );
-CREATE INDEX IF NOT EXISTS id_map_target ON id_map (target_id);
-CREATE INDEX IF NOT EXISTS id_map_remote ON id_map (target_remote_id);
 CREATE SEQUENCE IF NOT EXISTS sync_log_seq;
 CREATE TABLE IF NOT EXISTS sync_log (
     seq BIGINT NOT NULL DEFAULT nextval('sync_log_seq'),
@@ -137,6 +139,12 @@ CREATE TABLE IF NOT EXISTS row_decisions (
 );
 """
 
+#: Created after the migrations (an older id_map gets target_hash first).
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS id_map_target_hash ON id_map (target_hash)",
+    "CREATE INDEX IF NOT EXISTS id_map_remote ON id_map (target_remote_id)",
+)
+
 _LINK_COLUMNS = (
     "source_system, source_type, source_id, target_system, target_type, target_id, target_remote_id, "
     "fingerprint, origin, status, updated_at"
@@ -153,6 +161,13 @@ _LOG_COLUMNS = (
     "target_id",
     "request_id",
 )
+
+
+def target_hash(target_id: str | None) -> int | None:
+    """The signed 64-bit key id_map indexes a target id by (the same on both engines and in every process)."""
+    if target_id is None:
+        return None
+    return int.from_bytes(hashlib.blake2b(target_id.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 class LedgerError(Exception):
@@ -242,6 +257,7 @@ class _Core:
         # recently read payloads, so a record looked up by many others (a client's projects) is read once
         self.payloads: dict[tuple[str, str, str], str] = {}
         self.has_waits_on = True  # False for a version-1 ledger opened read-only
+        self.has_target_hash = True  # False for a ledger older than version 5 opened read-only
         self.has_review: bool | None = None  # read-only: whether the ledger has the review tables (version 4)
         self.run_locks: set[str] = set()  # directions whose run lock this connection holds (PostgreSQL)
         # write-behind buffers
@@ -265,6 +281,7 @@ def _open_core(loc: Location, *, lock_timeout: float, read_only: bool) -> _Core:
         _ensure_schema(conn, loc, read_only)
         core = _Core(loc, conn, read_only)
         core.has_waits_on = has_waits_on(conn)
+        core.has_target_hash = has_target_hash(conn)
         if loc.engine != "postgres":
             core.memory = MemoryLimit(conn)
             if not read_only:  # (an old read-only ledger may lack a table; its indexes are checked as it is read)
@@ -318,6 +335,11 @@ def _ensure_schema(conn: Connection, loc: Location, read_only: bool) -> None:
     if int(row[0]) < SCHEMA_VERSION and not read_only:
         _migrate(conn, loc, int(row[0]))
         row = (str(SCHEMA_VERSION),)
+    if not read_only:
+        with in_transaction(conn):
+            schema_lock(conn, loc)
+            for statement in _INDEXES:
+                conn.execute(statement)
     if "counts_json" not in _columns(conn, "runs"):
         raise LedgerError(
             f"{where}: table `runs` there is not the sync ledger's (Meltano's system database has one of that name): "
@@ -338,8 +360,31 @@ def _migrate(conn: Connection, loc: Location, version: int) -> None:
         schema_lock(conn, loc)
         if version < 2:
             conn.execute("ALTER TABLE staging ADD COLUMN IF NOT EXISTS waits_on VARCHAR")
-        # 3: the id_map indexes, 4: the review tables are in _SCHEMA (IF NOT EXISTS), created before this runs
+        # 3: the id_map indexes (_INDEXES), 4: the review tables are in _SCHEMA (IF NOT EXISTS)
+        if version < 5:
+            _add_target_hash(conn)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+
+
+def _add_target_hash(conn: Connection) -> None:
+    """Version 5: id_map.target_hash, filled for every link, and the target_id index dropped (DuckDB alters no
+    table that has an index, so both are dropped first; _INDEXES creates them again)."""
+    conn.execute("DROP INDEX IF EXISTS id_map_target")
+    conn.execute("DROP INDEX IF EXISTS id_map_remote")
+    conn.execute("ALTER TABLE id_map ADD COLUMN IF NOT EXISTS target_hash BIGINT")
+    rows = conn.execute("SELECT link_key, target_id FROM id_map WHERE target_id IS NOT NULL").fetchall()
+    for i in range(0, len(rows), _CHUNK):
+        part = rows[i : i + _CHUNK]
+        conn.execute(
+            "UPDATE id_map SET target_hash = u.h FROM (SELECT unnest(?::VARCHAR[]) AS k, unnest(?::BIGINT[]) AS h) "
+            "AS u WHERE id_map.link_key = u.k",
+            [[k for k, _ in part], [target_hash(t) for _, t in part]],
+        )
+
+
+def has_target_hash(conn: Connection) -> bool:
+    """A ledger opened read-only may be older than version 5 (no id_map.target_hash)."""
+    return "target_hash" in _columns(conn, "id_map")
 
 
 def _has_companies(conn: Connection) -> bool:

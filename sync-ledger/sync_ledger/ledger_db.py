@@ -190,6 +190,7 @@ def _has_schema(conn: Connection, schema: str) -> bool:
 
 
 _IN_LIST = "IN (SELECT unnest(?::VARCHAR[]))"
+_IN_BIGINTS = "IN (SELECT unnest(?::BIGINT[]))"
 
 
 @lru_cache(maxsize=512)
@@ -197,7 +198,12 @@ def _pg_sql(sql: str) -> str:
     """The ledger's SQL for psycopg: `?` placeholders as `%s` (the SQL has no `?` or `%` of its own), and a list
     parameter as `= ANY(array)`, which PostgreSQL answers with an index scan, where `IN (SELECT unnest(...))` may be
     planned as a nested loop over the list (48x slower for links_for at 100k links before this, bench/RESULTS.md)."""
-    return sql.replace("%", "%%").replace(_IN_LIST, "= ANY(?::VARCHAR[])").replace("?", "%s")
+    return (
+        sql.replace("%", "%%")
+        .replace(_IN_LIST, "= ANY(?::VARCHAR[])")
+        .replace(_IN_BIGINTS, "= ANY(?::BIGINT[])")
+        .replace("?", "%s")
+    )
 
 
 class MemoryLimit:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from .ledger_base import LedgerBase
-from .ledger_core import _CHUNK, _LINK_COLUMNS, Link, _key, _opt_sid, _sid
+from .ledger_core import _CHUNK, _LINK_COLUMNS, Link, _key, _opt_sid, _sid, target_hash
 from .util import as_utc, utcnow
 
 #: Links kept in memory after a read (per source record); the rest stay in DuckDB, read by index.
@@ -87,10 +87,12 @@ class LinksMixin(LedgerBase):
         out: dict[str, Link] = {}
         with self._c.lock:
             for i in range(0, len(ids), _CHUNK):
+                part = ids[i : i + _CHUNK]
+                by_hash, params = self._by_target("IN (SELECT unnest(?::BIGINT[]))", [target_hash(t) for t in part])
                 for row in self._c.conn.execute(
-                    f"SELECT {_LINK_COLUMNS} FROM id_map WHERE target_system = ? AND target_type = ? "
+                    f"SELECT {_LINK_COLUMNS} FROM id_map WHERE {by_hash}target_system = ? AND target_type = ? "
                     "AND target_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY updated_at",
-                    [target_system, target_type, ids[i : i + _CHUNK]],
+                    [*params, target_system, target_type, part],
                 ).fetchall():
                     link = _link(row)
                     out[str(link.target_id)] = link  # the latest wins, as in get_link_by_target
@@ -99,20 +101,27 @@ class LinksMixin(LedgerBase):
     def is_linked_target(self, target_system: str, target_id: str) -> bool:
         """Is some source record linked to this target record, whatever its type? Addition to the contract."""
         with self._c.lock:
+            by_hash, params = self._by_target("= ?", target_hash(_sid(target_id)))
             return (
                 self._c.conn.execute(
-                    "SELECT 1 FROM id_map WHERE target_id = ? AND target_system = ? LIMIT 1",
-                    [_sid(target_id), target_system],
+                    f"SELECT 1 FROM id_map WHERE {by_hash}target_id = ? AND target_system = ? LIMIT 1",
+                    [*params, _sid(target_id), target_system],
                 ).fetchone()
                 is not None
             )
 
+    def _by_target(self, test: str, value: Any) -> tuple[str, list[Any]]:
+        """The indexed part of a lookup by target id: `target_hash <test> AND ` and its parameter (nothing on a
+        ledger older than version 5 opened read-only, which has no target_hash)."""
+        return (f"target_hash {test} AND ", [value]) if self._c.has_target_hash else ("", [])
+
     def _link_where(self, column: str, target_system: str, target_type: str, value: str) -> Link | None:
         with self._c.lock:
+            by_hash, params = self._by_target("= ?", target_hash(_sid(value))) if column == "target_id" else ("", [])
             row = self._c.conn.execute(
-                f"SELECT {_LINK_COLUMNS} FROM id_map WHERE {column} = ? AND target_system = ? AND target_type = ? "
-                "ORDER BY updated_at DESC LIMIT 1",
-                [_sid(value), target_system, target_type],
+                f"SELECT {_LINK_COLUMNS} FROM id_map WHERE {by_hash}{column} = ? AND target_system = ? "
+                "AND target_type = ? ORDER BY updated_at DESC LIMIT 1",
+                [*params, _sid(value), target_system, target_type],
             ).fetchone()
             return _link(row) if row is not None else None
 
@@ -193,42 +202,46 @@ class LinksMixin(LedgerBase):
                     )
                     for k, n in fresh
                 ]
+                hashes = [target_hash(n.target_id) for _, n in fresh]
                 if len(rows) == 1:
                     c.conn.execute(
-                        f"INSERT INTO id_map (link_key, {_LINK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [*rows[0], now],
+                        f"INSERT INTO id_map (link_key, {_LINK_COLUMNS}, target_hash) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [*rows[0], now, hashes[0]],
                     )
                 else:
                     for i in range(0, len(rows), _CHUNK):
                         cols = [list(col) for col in zip(*rows[i : i + _CHUNK], strict=True)]
                         c.conn.execute(
-                            f"INSERT INTO id_map (link_key, {_LINK_COLUMNS}) SELECT "
+                            f"INSERT INTO id_map (link_key, {_LINK_COLUMNS}, target_hash) SELECT "
                             + ", ".join(["unnest(?::VARCHAR[])"] * 11)
-                            + ", ?",
-                            [*cols, now],
+                            + ", ?, unnest(?::BIGINT[])",
+                            [*cols, now, hashes[i : i + _CHUNK]],
                         )
             if existing:
                 updates = [
                     (n.target_type, n.target_id, n.target_remote_id, n.fingerprint, n.origin, n.status, k)
                     for k, n in existing
                 ]
+                hashes = [target_hash(n.target_id) for _, n in existing]
                 if len(updates) == 1:  # the per-record case: an index point update
                     c.conn.execute(
                         "UPDATE id_map SET target_type = ?, target_id = ?, target_remote_id = ?, fingerprint = ?, "
-                        "origin = ?, status = ?, updated_at = ? WHERE link_key = ?",
-                        [*updates[0][:6], now, updates[0][6]],
+                        "origin = ?, status = ?, updated_at = ?, target_hash = ? WHERE link_key = ?",
+                        [*updates[0][:6], now, hashes[0], updates[0][6]],
                     )
                 else:
                     for i in range(0, len(updates), _CHUNK):
                         cols = [list(col) for col in zip(*updates[i : i + _CHUNK], strict=True)]
                         c.conn.execute(
                             "UPDATE id_map SET target_type = u.tt, target_id = u.tid, target_remote_id = u.rid, "
-                            "fingerprint = u.fp, origin = u.origin, status = u.status, updated_at = ? FROM (SELECT "
+                            "fingerprint = u.fp, origin = u.origin, status = u.status, updated_at = ?, "
+                            "target_hash = u.h FROM (SELECT "
                             "unnest(?::VARCHAR[]) AS tt, unnest(?::VARCHAR[]) AS tid, unnest(?::VARCHAR[]) AS rid, "
                             "unnest(?::VARCHAR[]) AS fp, unnest(?::VARCHAR[]) AS origin, "
-                            "unnest(?::VARCHAR[]) AS status, unnest(?::VARCHAR[]) AS k) AS u "
+                            "unnest(?::VARCHAR[]) AS status, unnest(?::VARCHAR[]) AS k, unnest(?::BIGINT[]) AS h) AS u "
                             "WHERE id_map.link_key = u.k",
-                            [now, *cols],
+                            [now, *cols, hashes[i : i + _CHUNK]],
                         )
             committed = list(prepared.values())
             c.on_commit.append(lambda: self._cache_links(committed))

@@ -106,8 +106,8 @@ def test_linked_ids_not_in_lists_what_a_sweep_of_the_source_missed(ledger: Ledge
 
 
 def test_schema_and_meta_created(ledger: Ledger, ledger_path: Path | str) -> None:
-    assert raw_sql(ledger_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
-    assert ledger.get_meta("schema_version") == "4"
+    assert raw_sql(ledger_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("5",)]
+    assert ledger.get_meta("schema_version") == "5"
     ledger.set_meta("disconnected", "2025-01-01T00:00:00Z")
     assert ledger.get_meta("disconnected") == "2025-01-01T00:00:00Z"
     ledger.set_meta("disconnected", None)
@@ -482,11 +482,49 @@ def test_a_version_1_ledger_is_migrated_in_place(ledger_path: Path | str) -> Non
         assert led.staged_status("coperniq", "invoices", "2") == ("skipped", 0, "old reason")
         assert led.get_meta("schema_version") == "1"
     with Ledger(path) as led:
-        assert led.get_meta("schema_version") == "4"
+        assert led.get_meta("schema_version") == "5"
         led.mark_staged("coperniq", "invoices", "1", "waiting", "no project", waits_on="link:project:7")
         assert led.wake("coperniq", ["link:project:7"]) == 1
         assert led.staged_status("coperniq", "invoices", "1") == ("pending", 0, "no project")
         assert led.staged_status("coperniq", "invoices", "2") == ("skipped", 0, "old reason")
+
+
+def index_names_sql(place: Path | str) -> str:
+    if str(place).startswith("postgresql://"):
+        return "SELECT indexname FROM pg_indexes WHERE tablename = 'id_map' AND schemaname = current_schema()"
+    return "SELECT index_name FROM duckdb_indexes() WHERE table_name = 'id_map'"
+
+
+def test_a_version_4_ledger_gets_target_hashes_and_its_links_are_found_by_target(ledger_path: Path | str) -> None:
+    """Version 5 indexes id_map by a 64-bit hash of target_id: a ledger written before it is read as it is by a
+    read-only open, and the first writable open fills the hash of every link (lookups by target id find them)."""
+    path = ledger_path
+    with Ledger(path) as led:
+        led.upsert_links([_link(str(i), target_id=f"merge-{i}") for i in range(3)])
+        led.upsert_link(_link("9", target_id=None))
+    raw_sql(path, "DROP INDEX IF EXISTS id_map_target_hash")
+    raw_sql(path, "DROP INDEX IF EXISTS id_map_remote")
+    raw_sql(path, "ALTER TABLE id_map DROP COLUMN target_hash")
+    raw_sql(path, "CREATE INDEX id_map_target ON id_map (target_id)")
+    raw_sql(path, "UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+
+    with Ledger(path, read_only=True) as led:
+        found = led.get_link_by_target("quickbooks", "customer", "merge-1")
+        assert found is not None and found.source_id == "1" and led.is_linked_target("quickbooks", "merge-2")
+        assert set(led.links_to("quickbooks", "customer", ["merge-0", "merge-2", "nope"])) == {"merge-0", "merge-2"}
+    with Ledger(path) as led:
+        assert led.get_meta("schema_version") == "5"
+        found = led.get_link_by_target("quickbooks", "customer", "merge-1")
+        assert found is not None and found.source_id == "1"
+        assert set(led.links_to("quickbooks", "customer", ["merge-0", "merge-2", "nope"])) == {"merge-0", "merge-2"}
+        assert not led.is_linked_target("quickbooks", "nope")
+        led.upsert_link(_link("1", target_id="merge-1b"))  # a link moved to another target is found there only
+        assert led.get_link_by_target("quickbooks", "customer", "merge-1") is None
+        assert led.is_linked_target("quickbooks", "merge-1b")
+    hashes = raw_sql(path, "SELECT source_id, target_hash FROM id_map ORDER BY source_id")
+    assert [sid for sid, h in hashes if h is None] == ["9"]  # (no target id, no hash)
+    indexes = {name for (name,) in raw_sql(path, index_names_sql(path))}
+    assert {"id_map_target_hash", "id_map_remote"} <= indexes and "id_map_target" not in indexes
 
 
 def test_waiting_rows_wake_on_their_key_or_when_their_record_arrives(ledger: Ledger, ledger_path: Path | str) -> None:

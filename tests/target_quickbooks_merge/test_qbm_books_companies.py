@@ -205,33 +205,16 @@ def test_changes_voids_deletes_and_refunds_keep_the_books_right(company: Pipelin
     assert company.run().writes == 0
 
 
-def test_a_refund_receipt_on_a_non_us_company_needs_refund_tax_code(tmp_path: Path) -> None:
+@pytest.mark.parametrize("company", [NON_US], indirect=True, ids=["non_us"])
+def test_a_refund_receipt_on_a_non_us_company_needs_refund_tax_code(company: Pipeline) -> None:
     """Every line of a non-US company's refund receipt needs a tax code: without refund_tax_code the run stops at
     its start naming the setting (nothing written), as with an unknown one."""
-    from sandbox.seed import seed_coperniq
-
-    coperniq, merge = start_coperniq(), start_merge(**NON_US)
-    try:
-        seed_coperniq(coperniq.app, projects=2, seed=7)
-        config = {
-            "trigger_phases": BOTH_TRIGGERS,
-            "backfill": True,
-            "invoice_sync": True,
-            "default_item": "Services",
-            "currency": "CAD",
-            "default_tax_code": "GST",
-            "refund_policy": "refund_receipt",
-            "refund_account": "Checking",
-        }
-        pipe = Pipeline(coperniq, merge, tmp_path / "ledger.duckdb", config=config)
-        with pytest.raises(TargetError, match="refund_tax_code: required"):
-            pipe.run()
-        assert merge_rows(merge, "contacts") == [] and merge_rows(merge, "invoices") == []
-        pipe.config["refund_tax_code"] = "No Such Code"
-        with pytest.raises(TargetError, match="refund_tax_code = 'No Such Code'"):
-            pipe.run()
-        pipe.config["refund_tax_code"] = "Exempt"
-        assert pipe.run().counts["invoices"]["failed"] == 0
-    finally:
-        coperniq.server.stop()
-        merge.server.stop()
+    company.config.update(refund_policy="refund_receipt", refund_account="Checking")
+    with pytest.raises(TargetError, match="refund_tax_code: required"):
+        company.run()
+    assert merge_rows(company.merge, "contacts") == [] and merge_rows(company.merge, "invoices") == []
+    company.config["refund_tax_code"] = "No Such Code"
+    with pytest.raises(TargetError, match="refund_tax_code = 'No Such Code'"):
+        company.run()
+    company.config["refund_tax_code"] = "Exempt"
+    assert company.run().counts["invoices"]["failed"] == 0

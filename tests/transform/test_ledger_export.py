@@ -84,7 +84,7 @@ def test_export_holds_exactly_the_company_rows(ledgers: str, tmp_path: Path) -> 
     for table in TABLES:  # every column, timestamps and NULLs included, as PostgreSQL has them
         assert duck_rows(dest, table) == pg_rows(ledgers, "acme", table), table
     meta = dict(duck_rows(dest, "meta"))
-    assert meta == {"company": "acme", "disconnected": "a", "schema_version": "4"}
+    assert meta == {"company": "acme", "disconnected": "a", "schema_version": "5"}
     staged = {r[3]: r for r in duck_rows(dest, "staging")}
     assert staged["a0"][7:10] == ("failed", 1, "HTTP 400") and staged["a1"][11] == "projects\x1fa"
     assert staged["a2"][6] is not None and staged["a2"][10] is None  # received_at set, processed_at NULL
@@ -93,7 +93,7 @@ def test_export_holds_exactly_the_company_rows(ledgers: str, tmp_path: Path) -> 
     assert runs["reverse"][3] is None and runs["reverse"][4] is True and runs["reverse"][6] == "running"
     # nothing of globex's, in any table (but the schema_version row both have)
     for table in TABLES:
-        theirs = set(pg_rows(ledgers, "globex", table)) - {("schema_version", "4")}
+        theirs = set(pg_rows(ledgers, "globex", table)) - {("schema_version", "5")}
         assert theirs and not theirs & set(duck_rows(dest, table)), table
     ids = [r[3] for r in duck_rows(dest, "id_map")] + [r[5] for r in duck_rows(dest, "sync_log")]
     assert ids and all(i.startswith("a") for i in ids)
@@ -116,7 +116,7 @@ def test_exported_file_is_a_ledger(ledgers: str, tmp_path: Path) -> None:
         assert copy.staged_status("coperniq", "invoices", "a0") == ("failed", 1, "HTTP 400")
         assert copy.waiting_on("coperniq", "invoices", "a1") == "projects\x1fa"
         assert copy.pending_intents() == source.pending_intents() == [("create:a", {"id": "a"})]
-        assert copy.get_meta("schema_version") == "4"
+        assert copy.get_meta("schema_version") == "5"
 
 
 def test_second_export_replaces_the_file(ledgers: str, tmp_path: Path) -> None:
