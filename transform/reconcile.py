@@ -37,19 +37,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script, or loaded from its path (the tests)
+
+from reconcile_report import format_results, problem_count, read_results
+
+__all__ = ["format_results", "main", "pipeline_env", "problem_count", "read_results"]
+
 ROOT = Path(__file__).resolve().parents[1]
-PROBLEM_STATUSES = ("mismatched", "missing_in_quickbooks", "missing_in_coperniq")
-# reconciliation_summary's per-kind columns, printed when not 0: the mismatch kinds, then the explained differences
-MISMATCH_KINDS = (
-    "tax_mismatches",
-    "voided_in_coperniq_only",
-    "voided_in_quickbooks_only",
-    "zeroed_link_mismatches",
-    "class_mismatches",
-    "department_mismatches",
-    "zeroed_by_policy",
-    "left_by_policy",
-)
 # Only the streams the models read (faster extracts; tap-coperniq's catalog_items has an untyped property that
 # target-duckdb 0.8.0 cannot load). `meltano run reconcile` on its own lands every selected stream.
 # projects and tracking_categories: the classes/departments comparison (tracking_category_mapping).
@@ -236,112 +230,6 @@ def ledger_snapshot(url: str, company: str | None, dest: Path) -> Path | None:
     except LedgerNotFoundError:
         dest.unlink(missing_ok=True)  # never let dbt read an older snapshot
         return None
-
-
-def read_results(warehouse: Path, limit: int = 20) -> dict[str, Any]:
-    """The reconciliation results as plain Python (read-only; used by the printer and the tests)."""
-    import duckdb
-
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-
-        def rows(sql: str) -> list[dict[str, Any]]:
-            cur = con.execute(sql)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-        problems = ", ".join(f"'{s}'" for s in PROBLEM_STATUSES)
-        return {
-            "summary": rows(
-                "select * from reconciliation.reconciliation_summary order by entity, is_problem desc, "
-                "reconciliation_status"
-            ),
-            "invoices": rows(
-                f"select * from reconciliation.reconciliation_invoices where reconciliation_status in "
-                f"({problems}) order by reconciliation_status, reconciliation_key limit {limit}"
-            ),
-            "customers": rows(
-                f"select * from reconciliation.reconciliation_customers where reconciliation_status in "
-                f"({problems}) order by reconciliation_status, reconciliation_key limit {limit}"
-            ),
-            "runs": rows("select * from reconciliation.sync_health order by started_at desc nulls last limit 10"),
-            "reasons": rows("select * from reconciliation.sync_failure_reasons order by reason_rank limit 10"),
-            "failing_rows": rows(
-                "select * from reconciliation.sync_failing_rows where is_persistent "
-                f"order by failing_runs desc, direction, stream, source_id limit {limit}"
-            ),
-        }
-    finally:
-        con.close()
-
-
-def kind_count(results: dict[str, Any], kind: str) -> int:
-    """Records of one mismatch or explained kind (a reconciliation_summary column), over every status."""
-    return sum(int(r.get(kind) or 0) for r in results["summary"])
-
-
-def problem_count(results: dict[str, Any]) -> int:
-    return sum(r["records"] for r in results["summary"] if r["is_problem"])
-
-
-def _money(v: Any) -> str:
-    return "-" if v is None else f"{float(v):,.2f}"
-
-
-def format_results(results: dict[str, Any]) -> str:
-    """The human summary `make reconcile` prints."""
-    out: list[str] = ["", "== Reconciliation: Coperniq <-> QuickBooks =="]
-    for entity in ("customer", "invoice"):
-        parts = [f"{r['reconciliation_status']}={r['records']}" for r in results["summary"] if r["entity"] == entity]
-        out.append(f"{entity + 's':<10} " + ("  ".join(parts) if parts else "(none)"))
-    out.append(f"problems   {problem_count(results)} (mismatched / missing on one side)")
-    kinds = [f"{k}={n}" for k in MISMATCH_KINDS if (n := kind_count(results, k))]
-    if kinds:
-        out.append("by kind    " + "  ".join(kinds))
-    if results["invoices"]:
-        out += ["", "-- invoices with problems (Coperniq id <-> Merge id: amount, balance, status per side)"]
-        for r in results["invoices"]:
-            out.append(
-                f"  {r['reconciliation_status']:<22} {r['coperniq_invoice_id'] or '-':>8} <-> "
-                f"{r['quickbooks_invoice_id'] or '-':<38} amount {_money(r['coperniq_amount'])} / "
-                f"{_money(r['quickbooks_amount'])}  balance {_money(r['coperniq_balance'])} / "
-                f"{_money(r['quickbooks_balance'])}  status {r['coperniq_status'] or '-'} / "
-                f"{r['quickbooks_status'] or '-'}  [{r['mismatch_reasons'] or ''}]"
-            )
-            if r.get("mismatch_details"):
-                out.append(f"      {r['mismatch_details']}")
-    if results["customers"]:
-        out += ["", "-- customers with problems (Coperniq <-> Merge contact: name, email)"]
-        for r in results["customers"]:
-            out.append(
-                f"  {r['reconciliation_status']:<22} {r['coperniq_type'] or ''}:{r['coperniq_id'] or '-':>6} <-> "
-                f"{r['quickbooks_contact_id'] or '-':<38} {r['coperniq_name']!r} / {r['quickbooks_name']!r}  "
-                f"{r['coperniq_email'] or '-'} / {r['quickbooks_email'] or '-'}  [{r['mismatch_reasons'] or ''}]"
-            )
-    out += ["", "-- sync runs (newest first)"]
-    if not results["runs"]:
-        out.append("  (no runs in the ledger)")
-    for r in results["runs"]:
-        out.append(
-            f"  {r['run_id']:<30} {r['direction']:<8} {r['health']:<8} created={r['created']} updated={r['updated']} "
-            f"linked={r['linked']} skipped={r['skipped']} failed={r['failed']}"
-            + (f"  top reason: {r['top_failure_reason']}" if r["top_failure_reason"] else "")
-        )
-    if results["reasons"]:
-        out += ["", "-- failure reasons (ranked)"]
-        for r in results["reasons"]:
-            out.append(
-                f"  #{r['reason_rank']} {r['failures']}x {r['direction']}/{r['stream']} "
-                f"rows={r['distinct_rows']} runs={r['runs']}: {r['latest_example']}"
-            )
-    if results["failing_rows"]:
-        out += ["", "-- rows failing for more than the threshold of runs"]
-        for r in results["failing_rows"]:
-            out.append(
-                f"  {r['direction']}/{r['stream']}/{r['source_id']}: {r['failing_runs']} runs, last: {r['last_reason']}"
-            )
-    out.append("")
-    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
