@@ -12,6 +12,7 @@ import io
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def load_reconcile() -> Any:
     return module
 
 
-def forward_sync(coperniq: Any, merge: Any, ledger: Path) -> None:
+def forward_sync(coperniq: Any, merge: Any, ledger: Path, **settings: Any) -> None:
     """tap-coperniq -> target-quickbooks-merge in-process (the forward leg; its own tests cover it via Meltano)."""
     from singer_sdk.testing import target_sync_test
 
@@ -78,6 +79,7 @@ def forward_sync(coperniq: Any, merge: Any, ledger: Path) -> None:
             "default_item": "Services",
             "max_requests_per_minute": 60000,
             "tracking_category_mapping": TRACKING,
+            **settings,
         }
     )
     target_sync_test(target, io.StringIO(buf.getvalue()), finalize=True)
@@ -95,17 +97,37 @@ def linked_invoices(ledger: Path) -> list[tuple[str, str]]:
         con.close()
 
 
+#: The kinds of QuickBooks company: the sandbox's default (US, manual sales tax, nothing taxed) and a non-US one
+#: (every line taxed): the amounts compare before tax, so a taxed pair reconciles too.
+COMPANIES = {
+    "us_manual": ({}, {}),
+    "non_us": ({"company_tax": "non_us", "currency": "CAD"}, {"currency": "CAD", "default_tax_code": "GST"}),
+}
+
+
+@pytest.fixture(params=list(COMPANIES))
+def merge_company(request: pytest.FixtureRequest) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """An empty Merge sandbox of one kind of company, and the forward target's settings for it."""
+    from tests.conftest import start_merge
+
+    company, settings = COMPANIES[request.param]
+    sb = start_merge(**company)
+    yield sb, settings
+    sb.server.stop()
+
+
 def test_reconcile_job_reports_a_changed_and_a_deleted_invoice(
-    coperniq_sandbox: Any, merge_sandbox: Any, tmp_path: Path
+    coperniq_sandbox: Any, merge_company: tuple[Any, dict[str, Any]], tmp_path: Path
 ) -> None:
     if not MELTANO.exists():
         pytest.skip("meltano is not installed in .venv")
     from sandbox.seed import seed_coperniq
 
+    merge_sandbox, settings = merge_company
     reconcile = load_reconcile()
     seed_coperniq(coperniq_sandbox.app, projects=10, seed=11)
     ledger, warehouse = tmp_path / "sync-ledger.duckdb", tmp_path / "warehouse.duckdb"
-    forward_sync(coperniq_sandbox, merge_sandbox, ledger)
+    forward_sync(coperniq_sandbox, merge_sandbox, ledger, **settings)
     pairs = linked_invoices(ledger)
     assert len(pairs) >= 3, f"the forward sync linked too few invoices to test with: {pairs}"
 

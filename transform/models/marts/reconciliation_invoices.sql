@@ -7,8 +7,9 @@
 --   missing_in_coperniq         linked, but the Coperniq invoice is gone
 --   unlinked_link               the ledger marks the link deleted (or voided with one side gone): kept for audit
 --   only_in_coperniq | only_in_quickbooks   no link (not synced, e.g. invoice_sync off or project before trigger)
--- All money is DECIMAL(18,2) (no float): Coperniq's amount is before tax, so amount and balance are compared net of
--- QuickBooks' tax and the tax on its own (Coperniq's rate x amount, where Coperniq gives a rate).
+-- All money is DECIMAL(18,2) (no float): Coperniq's amount is before tax, so amount, balance and paid status are
+-- compared net of QuickBooks' tax (a Coperniq invoice paid in full is paid in QuickBooks once all but the tax is) and
+-- the tax on its own (Coperniq's rate x amount, where Coperniq gives a rate).
 -- Classes / departments: what var('tracking_category_mapping') (the forward target's setting) gives for the invoice's
 -- project against the categories on the QuickBooks invoice (macros/tracking.sql).
 {%- set rules = tracking_rules() %}
@@ -142,6 +143,14 @@ amounts as (
         -- QuickBooks before tax, the figure Coperniq's amount is (total - tax; total when the tax did not land)
         quickbooks_amount - coalesce(quickbooks_tax_amount, 0.00) as quickbooks_amount_before_tax,
         quickbooks_balance - coalesce(quickbooks_tax_amount, 0.00) as quickbooks_balance_before_tax,
+        -- QuickBooks' paid status of the part before tax, what Coperniq's status says (the tax is QuickBooks' own)
+        case
+            when coalesce(quickbooks_tax_amount, 0.00) = 0.00
+                 or quickbooks_status not in ('open', 'partially_paid', 'paid') then quickbooks_status
+            when quickbooks_balance - quickbooks_tax_amount <= 0.00 then 'paid'
+            when quickbooks_balance < quickbooks_amount then 'partially_paid'
+            else 'open'
+        end as quickbooks_status_before_tax,
         -- the tax Coperniq implies: its rate of its amount, rounded once to the cent (as QuickBooks taxes a rate)
         cast(round(cast(coperniq_amount as decimal(38, 2)) * coperniq_tax_rate * 0.01, 2) as decimal(18, 2)) as coperniq_tax_amount
     from voids
@@ -229,8 +238,9 @@ compared as (
         is_live_pair and {{ amounts_differ('coperniq_amount', 'quickbooks_amount_before_tax') }} as is_amount_mismatch,
         is_live_pair and {{ amounts_differ('coperniq_balance', 'quickbooks_balance_before_tax') }} as is_balance_mismatch,
         -- QuickBooks has no real draft: an invoice pushed "as draft" may read open there, so draft~open is no mismatch
-        is_live_pair and coalesce(coperniq_status, '') <> coalesce(quickbooks_status, '')
-            and not (coperniq_status in ('draft', 'open') and quickbooks_status in ('draft', 'open')) as is_status_mismatch,
+        is_live_pair and coalesce(coperniq_status, '') <> coalesce(quickbooks_status_before_tax, '')
+            and not (coperniq_status in ('draft', 'open') and quickbooks_status_before_tax in ('draft', 'open'))
+            as is_status_mismatch,
         coalesce(void_state = 'voided_in_coperniq_only', false) as is_voided_in_coperniq_only,
         coalesce(void_state = 'voided_in_quickbooks_only', false) as is_voided_in_quickbooks_only,
         coalesce(void_state in ('zeroed_but_active_in_coperniq', 'zeroed_but_not_zero'), false) as is_zeroed_link_mismatch,
