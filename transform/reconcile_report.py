@@ -3,6 +3,7 @@ reconciliation_* and sync_* tables, as plain Python and as text."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,61 @@ def _money(v: Any) -> str:
     return "-" if v is None else f"{float(v):,.2f}"
 
 
+def _invoice_lines(r: dict[str, Any]) -> list[str]:
+    line = (
+        f"  {r['reconciliation_status']:<22} {r['coperniq_invoice_id'] or '-':>8} <-> "
+        f"{r['quickbooks_invoice_id'] or '-':<38} amount {_money(r['coperniq_amount'])} / "
+        f"{_money(r['quickbooks_amount'])}  balance {_money(r['coperniq_balance'])} / "
+        f"{_money(r['quickbooks_balance'])}  status {r['coperniq_status'] or '-'} / "
+        f"{r['quickbooks_status'] or '-'}  [{r['mismatch_reasons'] or ''}]"
+    )
+    return [line, f"      {r['mismatch_details']}"] if r.get("mismatch_details") else [line]
+
+
+def _customer_lines(r: dict[str, Any]) -> list[str]:
+    line = (
+        f"  {r['reconciliation_status']:<22} {r['coperniq_type'] or ''}:{r['coperniq_id'] or '-':>6} <-> "
+        f"{r['quickbooks_contact_id'] or '-':<38} {r['coperniq_name']!r} / {r['quickbooks_name']!r}  "
+        f"{r['coperniq_email'] or '-'} / {r['quickbooks_email'] or '-'}  [{r['mismatch_reasons'] or ''}]"
+    )
+    return [line]
+
+
+def _run_lines(r: dict[str, Any]) -> list[str]:
+    return [
+        f"  {r['run_id']:<30} {r['direction']:<8} {r['health']:<8} created={r['created']} updated={r['updated']} "
+        f"linked={r['linked']} skipped={r['skipped']} failed={r['failed']}"
+        + (f"  top reason: {r['top_failure_reason']}" if r["top_failure_reason"] else "")
+    ]
+
+
+def _reason_lines(r: dict[str, Any]) -> list[str]:
+    line = (
+        f"  #{r['reason_rank']} {r['failures']}x {r['direction']}/{r['stream']} "
+        f"rows={r['distinct_rows']} runs={r['runs']}: {r['latest_example']}"
+    )
+    return [line]
+
+
+def _failing_lines(r: dict[str, Any]) -> list[str]:
+    return [f"  {r['direction']}/{r['stream']}/{r['source_id']}: {r['failing_runs']} runs, last: {r['last_reason']}"]
+
+
+#: The sections after the counts: (results key, heading, the lines of one row, what to print when it has none).
+SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]], str | None], ...] = (
+    (
+        "invoices",
+        "-- invoices with problems (Coperniq id <-> Merge id: amount, balance, status per side)",
+        _invoice_lines,
+        None,
+    ),
+    ("customers", "-- customers with problems (Coperniq <-> Merge contact: name, email)", _customer_lines, None),
+    ("runs", "-- sync runs (newest first)", _run_lines, "  (no runs in the ledger)"),
+    ("reasons", "-- failure reasons (ranked)", _reason_lines, None),
+    ("failing_rows", "-- rows failing for more than the threshold of runs", _failing_lines, None),
+)
+
+
 def format_results(results: dict[str, Any]) -> str:
     """The human summary `make reconcile` prints."""
     out: list[str] = ["", "== Reconciliation: Coperniq <-> QuickBooks =="]
@@ -80,47 +136,12 @@ def format_results(results: dict[str, Any]) -> str:
     kinds = [f"{k}={n}" for k in MISMATCH_KINDS if (n := kind_count(results, k))]
     if kinds:
         out.append("by kind    " + "  ".join(kinds))
-    if results["invoices"]:
-        out += ["", "-- invoices with problems (Coperniq id <-> Merge id: amount, balance, status per side)"]
-        for r in results["invoices"]:
-            out.append(
-                f"  {r['reconciliation_status']:<22} {r['coperniq_invoice_id'] or '-':>8} <-> "
-                f"{r['quickbooks_invoice_id'] or '-':<38} amount {_money(r['coperniq_amount'])} / "
-                f"{_money(r['quickbooks_amount'])}  balance {_money(r['coperniq_balance'])} / "
-                f"{_money(r['quickbooks_balance'])}  status {r['coperniq_status'] or '-'} / "
-                f"{r['quickbooks_status'] or '-'}  [{r['mismatch_reasons'] or ''}]"
-            )
-            if r.get("mismatch_details"):
-                out.append(f"      {r['mismatch_details']}")
-    if results["customers"]:
-        out += ["", "-- customers with problems (Coperniq <-> Merge contact: name, email)"]
-        for r in results["customers"]:
-            out.append(
-                f"  {r['reconciliation_status']:<22} {r['coperniq_type'] or ''}:{r['coperniq_id'] or '-':>6} <-> "
-                f"{r['quickbooks_contact_id'] or '-':<38} {r['coperniq_name']!r} / {r['quickbooks_name']!r}  "
-                f"{r['coperniq_email'] or '-'} / {r['quickbooks_email'] or '-'}  [{r['mismatch_reasons'] or ''}]"
-            )
-    out += ["", "-- sync runs (newest first)"]
-    if not results["runs"]:
-        out.append("  (no runs in the ledger)")
-    for r in results["runs"]:
-        out.append(
-            f"  {r['run_id']:<30} {r['direction']:<8} {r['health']:<8} created={r['created']} updated={r['updated']} "
-            f"linked={r['linked']} skipped={r['skipped']} failed={r['failed']}"
-            + (f"  top reason: {r['top_failure_reason']}" if r["top_failure_reason"] else "")
-        )
-    if results["reasons"]:
-        out += ["", "-- failure reasons (ranked)"]
-        for r in results["reasons"]:
-            out.append(
-                f"  #{r['reason_rank']} {r['failures']}x {r['direction']}/{r['stream']} "
-                f"rows={r['distinct_rows']} runs={r['runs']}: {r['latest_example']}"
-            )
-    if results["failing_rows"]:
-        out += ["", "-- rows failing for more than the threshold of runs"]
-        for r in results["failing_rows"]:
-            out.append(
-                f"  {r['direction']}/{r['stream']}/{r['source_id']}: {r['failing_runs']} runs, last: {r['last_reason']}"
-            )
+    for key, heading, lines, empty in SECTIONS:
+        if results[key] or empty is not None:
+            out += ["", heading]
+        if not results[key] and empty is not None:
+            out.append(empty)
+        for r in results[key]:
+            out += lines(r)
     out.append("")
     return "\n".join(out)
