@@ -197,10 +197,7 @@ def remove_payment(st: CoperniqState, inv: dict[str, Any], payment_id: int, *, b
         return False
     st.payments[inv["id"]] = [p for p in payments if p["id"] != payment_id]
     if gone[0].get("status") == "COMPLETED":  # what counted in amountPaid
-        paid = max(0.0, round(inv["amountPaid"] - gone[0]["amount"], 2))
-        inv["amountPaid"] = paid
-        if inv.get("status") in ("PAID", "PARTIALLY_PAID"):
-            inv["status"] = _paid_status(inv, paid) or "SENT"
+        _uncount(inv, gone[0]["amount"])
     if bump_updated_at:
         at = st.clock.tick()
         inv["updatedAt"], inv["_u"] = iso(at), at
@@ -219,13 +216,18 @@ def take_back_payment(st: CoperniqState, inv: dict[str, Any], payment_id: int, s
     was_counted = row.get("status") == "COMPLETED"
     row["status"], row["updatedAt"] = status, iso(at)
     if was_counted and status != "COMPLETED" and not counted:
-        paid = max(0.0, round(inv["amountPaid"] - row["amount"], 2))
-        inv["amountPaid"] = paid
-        if inv.get("status") in ("PAID", "PARTIALLY_PAID"):
-            inv["status"] = _paid_status(inv, paid) or "SENT"
+        _uncount(inv, row["amount"])
     inv["updatedAt"], inv["_u"] = iso(at), at
     st.touch("invoices")
     return True
+
+
+def _uncount(inv: dict[str, Any], amount: float) -> None:
+    """A payment's amount out of its invoice's `amountPaid`, and the paid status that leaves (SENT when nothing)."""
+    paid = max(0.0, round(inv["amountPaid"] - amount, 2))
+    inv["amountPaid"] = paid
+    if inv.get("status") in ("PAID", "PARTIALLY_PAID"):
+        inv["status"] = _paid_status(inv, paid) or "SENT"
 
 
 def _paid_status(inv: dict[str, Any], paid: float) -> str | None:
