@@ -132,10 +132,10 @@ class TaxBook:
                 "refund_tax_code: required with refund_policy: refund_receipt on a non-US QuickBooks company (every "
                 "line of a refund receipt needs a tax code there): name one that adds no tax, e.g. Exempt"
             )
-        setup = self.codes()  # checks refund_tax_code with the other codes
-        merge_id = setup.code(self.s.refund_tax_code)
-        if merge_id is None or merge_id not in setup.remote:
-            raise ConfigRefused(f"refund_tax_code = {self.s.refund_tax_code!r}: QuickBooks has no such active tax code")
+        setup = self.codes()  # an unknown refund_tax_code stops the run there, with the other codes
+        merge_id = setup.code(self.s.refund_tax_code) or ""
+        if merge_id not in setup.remote:  # known to Merge, not yet synced from QuickBooks (no remote_id)
+            raise ConfigRefused(f"refund_tax_code = {self.s.refund_tax_code!r}: Merge has no QuickBooks Id for it yet")
         return setup.remote[merge_id]
 
     def _check_settings(self, setup: TaxSetup) -> None:
